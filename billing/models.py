@@ -1,0 +1,287 @@
+"""Prices, the immutable usage ledger, budgets and spend reservations.
+
+All money is integer pico-dollars (see billing/money.py): rates are pUSD per token (= USD/MTok × 10^6),
+costs are pUSD. Convert to Decimal only for display.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from billing.money import format_usd, rate_to_usd_per_mtok
+from billing.queries import ModelPriceQuerySet, ReservationQuerySet, UsageRecordQuerySet
+
+
+class LedgerImmutable(Exception):
+    """Raised on any attempt to change or delete a usage ledger row."""
+
+
+@dataclass(frozen=True)
+class Rates:
+    """One set of per-token rates in pUSD; cost() is exact integer arithmetic."""
+
+    input: int
+    output: int
+    cache_write_5m: int
+    cache_write_1h: int
+    cache_read: int
+
+    def cost(
+        self, *, input: int, output: int, cache_write_5m: int, cache_write_1h: int, cache_read: int
+    ) -> int:
+        return (
+            input * self.input
+            + output * self.output
+            + cache_write_5m * self.cache_write_5m
+            + cache_write_1h * self.cache_write_1h
+            + cache_read * self.cache_read
+        )
+
+    @property
+    def max_prompt_rate(self) -> int:
+        """The dearest rate a prompt token can be billed at (it may be a cache write)."""
+        return max(self.input, self.cache_write_5m, self.cache_write_1h, self.cache_read)
+
+
+RATE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+
+
+class ModelPrice(models.Model):
+    """One price version of one model, in force from `effective_from` until the next version's date.
+
+    Rates are pUSD per token (USD per million tokens × 1,000,000). Where `band_threshold_tokens` is set,
+    a request whose prompt (input + cache writes + cache reads) has MORE tokens than that is billed
+    wholly at the band rates.
+    """
+
+    model = models.CharField(max_length=100)
+    effective_from = models.DateTimeField(help_text="This price applies to calls made from this moment on.")
+    input_rate = models.BigIntegerField()
+    output_rate = models.BigIntegerField()
+    cache_write_5m_rate = models.BigIntegerField()
+    cache_write_1h_rate = models.BigIntegerField()
+    cache_read_rate = models.BigIntegerField()
+    band_threshold_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Prompts above this many tokens are billed wholly at the band rates."
+    )
+    band_input_rate = models.BigIntegerField(null=True, blank=True)
+    band_output_rate = models.BigIntegerField(null=True, blank=True)
+    band_cache_write_5m_rate = models.BigIntegerField(null=True, blank=True)
+    band_cache_write_1h_rate = models.BigIntegerField(null=True, blank=True)
+    band_cache_read_rate = models.BigIntegerField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True, help_text="Source, caveats (e.g. 3rd-party figures).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ModelPriceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "effective_from"], name="modelprice_one_per_instant"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} from {timezone.localtime(self.effective_from):%Y-%m-%d %H:%M}"
+
+    @property
+    def base_rates(self) -> Rates:
+        return Rates(*(getattr(self, f"{name}_rate") for name in RATE_FIELDS))
+
+    @property
+    def band_rates(self) -> Rates | None:
+        if self.band_threshold_tokens is None:
+            return None
+        return Rates(*(getattr(self, f"band_{name}_rate") for name in RATE_FIELDS))
+
+    def rates_for(self, prompt_tokens: int) -> tuple[Rates, bool]:
+        """The rates a request with `prompt_tokens` prompt tokens is billed at, and whether banded."""
+        band = self.band_rates
+        if band is not None and prompt_tokens > self.band_threshold_tokens:
+            return band, True
+        return self.base_rates, False
+
+    def usd_per_mtok(self, field: str):
+        return rate_to_usd_per_mtok(getattr(self, field))
+
+
+class UsageRecord(models.Model):
+    """One immutable ledger row per API call to Anthropic (reply, retry, title, anything).
+
+    People and conversations are kept as plain ids plus labels, not foreign keys, so deleting a
+    conversation, its messages or a user never removes or alters spend history. The rates used are
+    snapshotted next to the price version, so editing prices never changes a recorded cost.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    user_id = models.BigIntegerField()
+    username = models.CharField(max_length=150)
+    conversation_id = models.BigIntegerField(null=True, blank=True)
+    conversation_title = models.CharField(max_length=200, blank=True)
+    message_id = models.BigIntegerField(null=True, blank=True)
+    model = models.CharField(max_length=100)
+    purpose = models.CharField(max_length=32, default="reply")
+    request_id = models.CharField(max_length=128, blank=True)
+
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0, help_text="Billed output, thinking included.")
+    cache_write_5m_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    thinking_tokens = models.BigIntegerField(default=0, help_text="Informational: already inside output.")
+
+    service_tier = models.CharField(max_length=32, blank=True)
+    inference_geo = models.CharField(max_length=32, blank=True)
+    speed = models.CharField(max_length=32, blank=True)
+    estimated = models.BooleanField(
+        default=False, help_text="The stream died before final usage: output counted from text received."
+    )
+
+    priced = models.BooleanField(
+        default=True, help_text="False: no price existed for the model at call time."
+    )
+    price = models.ForeignKey(ModelPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    banded = models.BooleanField(default=False, help_text="Billed at the price's long-prompt band rates.")
+    rate_input = models.BigIntegerField(default=0)
+    rate_output = models.BigIntegerField(default=0)
+    rate_cache_write_5m = models.BigIntegerField(default=0)
+    rate_cache_write_1h = models.BigIntegerField(default=0)
+    rate_cache_read = models.BigIntegerField(default=0)
+    cost = models.BigIntegerField(default=0, help_text="Exact cost in pico-dollars (10^-12 USD).")
+    cache_savings = models.BigIntegerField(
+        default=0, help_text="cache_read_tokens × (input rate − cache read rate), pUSD."
+    )
+
+    objects = UsageRecordQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_at"], name="usage_created"),
+            models.Index(fields=["user_id", "created_at"], name="usage_user_created"),
+            models.Index(fields=["model", "created_at"], name="usage_model_created"),
+            models.Index(fields=["message_id"], name="usage_message"),
+            models.Index(fields=["conversation_id"], name="usage_conversation"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.model} {format_usd(self.cost)} ({self.purpose})"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise LedgerImmutable("Usage ledger rows are immutable once recorded.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerImmutable("Usage ledger rows cannot be deleted.")
+
+    @property
+    def rates(self) -> Rates:
+        return Rates(*(getattr(self, f"rate_{name}") for name in RATE_FIELDS))
+
+    @property
+    def prompt_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.cache_write_5m_tokens
+            + self.cache_write_1h_tokens
+            + self.cache_read_tokens
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+    def receipt_lines(self) -> list[dict]:
+        """Tokens × rate = cost per category, for the receipt."""
+        labels = {
+            "input": ("Input", self.input_tokens),
+            "cache_write_5m": ("Cache write (5 min)", self.cache_write_5m_tokens),
+            "cache_write_1h": ("Cache write (1 hour)", self.cache_write_1h_tokens),
+            "cache_read": ("Cache read", self.cache_read_tokens),
+            "output": ("Output", self.output_tokens),
+        }
+        lines = []
+        for name in ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output"):
+            label, tokens = labels[name]
+            rate = getattr(self, f"rate_{name}")
+            lines.append(
+                {
+                    "label": label,
+                    "tokens": tokens,
+                    "rate_per_mtok": rate_to_usd_per_mtok(rate),
+                    "cost": tokens * rate,
+                }
+            )
+        return lines
+
+
+class BudgetPolicy(models.TextChoices):
+    DEFAULT = "default", "Site default"
+    LIMIT = "limit", "Monthly limit"
+    UNLIMITED = "unlimited", "Unlimited"
+
+
+class SiteBudget(models.Model):
+    """The site-wide default monthly budget (a single row, pk=1).
+
+    Policy "default" means: use the CHAT_DEFAULT_MONTHLY_BUDGET_USD environment variable.
+    """
+
+    policy = models.CharField(max_length=16, choices=BudgetPolicy.choices, default=BudgetPolicy.DEFAULT)
+    monthly_limit = models.BigIntegerField(null=True, blank=True, help_text="pUSD, with policy 'limit'.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "site default budget"
+        verbose_name_plural = "site default budget"
+
+    def __str__(self) -> str:
+        return "Site default budget"
+
+    @classmethod
+    def load(cls) -> SiteBudget:
+        return cls.objects.get_or_create(pk=1)[0]
+
+
+class UserBudget(models.Model):
+    """A user's budget override, and the per-user row locked while reserving spend."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="budget"
+    )
+    policy = models.CharField(max_length=16, choices=BudgetPolicy.choices, default=BudgetPolicy.DEFAULT)
+    monthly_limit = models.BigIntegerField(null=True, blank=True, help_text="pUSD, with policy 'limit'.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Budget of {self.user}"
+
+
+class SpendReservation(models.Model):
+    """A worst-case cost held for an API call in flight (open until settled by its ledger row).
+
+    Settled rows stay for an hour as the per-user rate-limit log, then are deleted. Open rows older
+    than an hour are stale (their process died): ignored by the budget and deleted.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    message_id = models.BigIntegerField()
+    model = models.CharField(max_length=100)
+    amount = models.BigIntegerField(help_text="Worst-case cost held, pUSD.")
+    created_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ReservationQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="reservation_user_created"),
+            models.Index(fields=["message_id"], name="reservation_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reservation {format_usd(self.amount)} for message {self.message_id}"

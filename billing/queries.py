@@ -1,0 +1,149 @@
+"""Read side of billing: queryset methods used by services, the dashboard, the user page and the bench.
+
+Every report is an aggregate query (GROUP BY in the database); nothing loops over ledger rows in Python.
+Sums are of integer columns (tokens, pico-dollars), so they are exact on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db import models
+from django.db.models import Count, Max, Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+#: Column → label of every summed figure, in display order (also the CSV columns).
+SUM_FIELDS = {
+    "cost": "Cost",
+    "input_tokens": "Input",
+    "output_tokens": "Output",
+    "cache_write_5m_tokens": "Cache write 5m",
+    "cache_write_1h_tokens": "Cache write 1h",
+    "cache_read_tokens": "Cache read",
+    "thinking_tokens": "Thinking (in output)",
+    "cache_savings": "Cache savings",
+}
+
+
+def _sums() -> dict:
+    fields = {name: Coalesce(Sum(name), 0) for name in SUM_FIELDS}
+    fields["calls"] = Count("id")
+    fields["unpriced_calls"] = Count("id", filter=Q(priced=False))
+    fields["estimated_calls"] = Count("id", filter=Q(estimated=True))
+    return fields
+
+
+def _as_ints(row: dict) -> dict:
+    # PostgreSQL returns SUM(bigint) as numeric → Decimal; keep money and tokens as exact ints.
+    for name in (*SUM_FIELDS, "calls", "unpriced_calls", "estimated_calls", "active_users"):
+        if name in row and row[name] is not None:
+            row[name] = int(row[name])
+    return row
+
+
+class UsageRecordQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        from billing.models import LedgerImmutable
+
+        raise LedgerImmutable("Usage ledger rows are immutable.")
+
+    def delete(self):
+        from billing.models import LedgerImmutable
+
+        raise LedgerImmutable("Usage ledger rows cannot be deleted.")
+
+    def for_period(self, start: datetime, end: datetime) -> UsageRecordQuerySet:
+        """Calls made in [start, end) (aware datetimes)."""
+        return self.filter(created_at__gte=start, created_at__lt=end)
+
+    def for_user(self, user_id: int) -> UsageRecordQuerySet:
+        """Calls billed to the user with this id (works after the user was deleted)."""
+        return self.filter(user_id=user_id)
+
+    def for_message(self, message_id: int) -> UsageRecordQuerySet:
+        """Every API call made for this assistant message, oldest first."""
+        return self.filter(message_id=message_id).order_by("created_at", "id")
+
+    def total_cost(self) -> int:
+        """Sum of cost in pico-dollars (0 when empty)."""
+        return int(self.aggregate(total=Coalesce(Sum("cost"), 0))["total"])
+
+    def totals(self) -> dict:
+        """One dict: every summed figure (ints), calls, unpriced/estimated calls, active users."""
+        return _as_ints(self.order_by().aggregate(**_sums(), active_users=Count("user_id", distinct=True)))
+
+    def _grouped(self, *keys: str, **extra) -> list[dict]:
+        rows = self.order_by().values(*keys).annotate(**_sums(), **extra)
+        return [_as_ints(row) for row in rows]
+
+    def by_user(self) -> list[dict]:
+        """Per user id: sums, calls, last activity, latest username; dearest first."""
+        rows = self._grouped("user_id", username_label=Max("username"), last_activity=Max("created_at"))
+        return sorted(rows, key=lambda r: (-r["cost"], r["user_id"]))
+
+    def by_model(self) -> list[dict]:
+        """Per model: sums and calls; dearest first."""
+        rows = self._grouped("model", users=Count("user_id", distinct=True))
+        return sorted(rows, key=lambda r: (-r["cost"], r["model"]))
+
+    def by_day(self, tz: ZoneInfo | None = None) -> list[dict]:
+        """Per calendar day in `tz` (default: the current time zone): sums and calls, oldest first."""
+        tz = tz or timezone.get_current_timezone()
+        rows = self._grouped_by_expr(day=TruncDate("created_at", tzinfo=tz))
+        return sorted(rows, key=lambda r: r["day"])
+
+    def _grouped_by_expr(self, **expr) -> list[dict]:
+        rows = self.order_by().annotate(**expr).values(*expr).annotate(**_sums())
+        return [_as_ints(row) for row in rows]
+
+    def by_conversation(self, limit: int | None = None) -> list[dict]:
+        """Per conversation id (with its latest title): sums, calls, last activity; dearest first."""
+        qs = (
+            self.order_by()
+            .values("conversation_id")
+            .annotate(**_sums(), title=Max("conversation_title"), last_activity=Max("created_at"))
+            .order_by("-cost", "conversation_id")
+        )
+        if limit:
+            qs = qs[:limit]
+        return [_as_ints(row) for row in qs]
+
+
+class ModelPriceQuerySet(models.QuerySet):
+    def in_effect(self, model: str, at: datetime):
+        """The price version of `model` in force at `at` (latest effective_from <= at), or None."""
+        return self.filter(model=model, effective_from__lte=at).order_by("-effective_from").first()
+
+    def current(self) -> ModelPriceQuerySet:
+        """For each model, the version in force now."""
+        now = timezone.now()
+        latest = (
+            self.model.objects.filter(model=models.OuterRef("model"), effective_from__lte=now)
+            .order_by("-effective_from")
+            .values("pk")[:1]
+        )
+        return self.filter(pk=models.Subquery(latest)).order_by("model")
+
+    def priced_models(self, at: datetime | None = None) -> set[str]:
+        """Model ids with a price in force at `at` (default now)."""
+        return set(self.filter(effective_from__lte=at or timezone.now()).values_list("model", flat=True))
+
+
+#: Reservations older than this are stale: their process died before settling them.
+STALE_AFTER = timedelta(hours=1)
+
+
+class ReservationQuerySet(models.QuerySet):
+    def open(self, now: datetime) -> ReservationQuerySet:
+        """Unsettled and not stale reservations."""
+        return self.filter(settled_at__isnull=True, created_at__gt=now - STALE_AFTER)
+
+    def held(self, now: datetime) -> int:
+        """Sum of open reservation amounts in pUSD."""
+        return int(self.open(now).aggregate(total=Coalesce(Sum("amount"), 0))["total"])
+
+    def expired(self, now: datetime) -> ReservationQuerySet:
+        """Rows to delete: older than an hour (stale if open; past the rate-limit window if settled)."""
+        return self.filter(created_at__lte=now - STALE_AFTER)
