@@ -1,0 +1,190 @@
+"""Turn a validated request into a reply plan: what to say, how many tokens, why it stops.
+
+The plan is computed once per request (all token pieces precomputed), so streaming only formats and
+writes; nothing here depends on time or on the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import replies
+from .cache import CacheResult
+from .controls import extract_magic
+from .tokenizer import count_tokens, split_pieces
+
+
+@dataclass
+class ReplyPlan:
+    """Everything needed to answer one request, streamed or not."""
+
+    model: str
+    usage_in: CacheResult
+    thinking: bool = False
+    thinking_visible: bool = False
+    thinking_pieces: list[str] = field(default_factory=list)  # visible pieces (summarized display)
+    thinking_tokens: int = 0  # billed thinking tokens (visible or not)
+    signature: str = ""
+    text_pieces: list[str] = field(default_factory=list)
+    stop_reason: str | None = "end_turn"
+    stop_sequence: str | None = None
+
+    @property
+    def output_tokens(self) -> int:
+        """Billed output tokens: thinking plus text."""
+        return self.thinking_tokens + len(self.text_pieces)
+
+    @property
+    def text(self) -> str:
+        """The full text of the reply."""
+        return "".join(self.text_pieces)
+
+    def start_usage(self) -> dict[str, Any]:
+        """The usage object of ``message_start`` (output_tokens is a placeholder 1, like the real API)."""
+        u = self.usage_in
+        return {
+            "input_tokens": u.input_tokens,
+            "cache_creation_input_tokens": u.cache_creation,
+            "cache_read_input_tokens": u.cache_read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": u.created_5m,
+                "ephemeral_1h_input_tokens": u.created_1h,
+            },
+            "output_tokens": 1,
+            "service_tier": "standard",
+            "inference_geo": "global",
+        }
+
+    def final_usage(
+        self, output_tokens: int | None = None, thinking_tokens: int | None = None
+    ) -> dict[str, Any]:
+        """The cumulative usage for ``message_delta`` (and, with start fields, the JSON reply)."""
+        u = self.usage_in
+        return {
+            "input_tokens": u.input_tokens,
+            "cache_creation_input_tokens": u.cache_creation,
+            "cache_read_input_tokens": u.cache_read,
+            "output_tokens": self.output_tokens if output_tokens is None else output_tokens,
+            "output_tokens_details": {
+                "thinking_tokens": self.thinking_tokens if thinking_tokens is None else thinking_tokens
+            },
+        }
+
+    def message_json(self, msg_id: str) -> dict[str, Any]:
+        """The complete non-streaming Message object."""
+        content: list[dict[str, Any]] = []
+        if self.thinking:
+            content.append(
+                {"type": "thinking", "thinking": "".join(self.thinking_pieces), "signature": self.signature}
+            )
+        if self.text_pieces or not self.thinking:
+            content.append({"type": "text", "text": self.text})
+        usage = self.start_usage()
+        usage["output_tokens"] = self.output_tokens
+        usage["output_tokens_details"] = {"thinking_tokens": self.thinking_tokens}
+        return {
+            "id": msg_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": self.stop_reason,
+            "stop_sequence": self.stop_sequence,
+            "stop_details": None,
+            "usage": usage,
+        }
+
+
+def message_text(msg: dict[str, Any]) -> str:
+    """All text of a message (string content or its text blocks)."""
+    content = msg.get("content")
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"
+    )
+
+
+def last_user_controls(body: dict[str, Any]) -> str | None:
+    """The magic-word control string of the last user message, if any."""
+    for msg in reversed(body.get("messages") or []):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            return extract_magic(message_text(msg))[1]
+    return None
+
+
+def request_seed(body: dict[str, Any]) -> int:
+    """A stable seed from the request's meaning (model, system, texts) with magic words removed.
+
+    Speed/fault controls therefore never change what the reply says.
+    """
+    system = body.get("system")
+    sys_text = system if isinstance(system, str) else message_text({"content": system or []})
+    turns = [(m.get("role"), extract_magic(message_text(m))[0]) for m in body.get("messages") or []]
+    raw = json.dumps([body.get("model"), sys_text, turns], ensure_ascii=False, sort_keys=True)
+    return int.from_bytes(hashlib.sha256(raw.encode()).digest()[:8], "big")
+
+
+def _signature(seed: int, thinking: str) -> str:
+    # Opaque, deterministic, base64 like the real signatures; it binds the (possibly hidden) thinking.
+    digest = hashlib.sha256(f"offline-claude:{seed}:{thinking}".encode()).digest()
+    return base64.b64encode(b"\x12\xa4\x01" + digest * 3).decode()
+
+
+def plan_reply(body: dict[str, Any], usage_in: CacheResult, reply_tokens: int | None) -> ReplyPlan:
+    """Build the reply plan for a validated body."""
+    seed = request_seed(body)
+    messages = body["messages"]
+    users = [extract_magic(message_text(m))[0] for m in messages if m.get("role") == "user"]
+    user_text = users[-1] if users else ""
+    previous = users[-2] if len(users) > 1 else None
+    system = body.get("system")
+    sys_text = system if isinstance(system, str) else message_text({"content": system or []})
+
+    plan = ReplyPlan(model=body["model"], usage_in=usage_in)
+    max_tokens: int = body["max_tokens"]
+    budget = max_tokens
+
+    thinking_cfg = body.get("thinking") or {}
+    if thinking_cfg.get("type") in ("enabled", "adaptive"):
+        plan.thinking = True
+        plan.thinking_visible = thinking_cfg.get("display") == "summarized"
+        wants_code = bool(replies._CODE_WORDS.search(user_text))
+        think = replies.thinking_text(user_text, seed=seed, has_code=wants_code)
+        pieces = split_pieces(think)
+        if thinking_cfg.get("type") == "enabled":
+            pieces = pieces[: thinking_cfg.get("budget_tokens", len(pieces))]
+        pieces = pieces[:budget]
+        plan.thinking_tokens = len(pieces)
+        think = "".join(pieces)
+        plan.signature = _signature(seed, think)
+        if plan.thinking_visible:
+            plan.thinking_pieces = pieces
+        budget -= plan.thinking_tokens
+
+    text = replies.build_reply(user_text, seed=seed, previous_user_text=previous, context=sys_text)
+    if reply_tokens is not None:
+        need = max(0, reply_tokens - count_tokens(text))
+        extra = replies.padding_text(user_text, seed=seed, min_tokens=need + 1) if need else ""
+        pieces = replies.fit_to_tokens(text, extra, reply_tokens)
+    else:
+        pieces = split_pieces(text)
+
+    if len(pieces) > budget:
+        pieces = pieces[: max(budget, 0)]
+        plan.stop_reason = "max_tokens"
+    stops = body.get("stop_sequences") or []
+    if stops:
+        full = "".join(pieces)
+        hits = [(full.find(s), s) for s in stops if s in full]
+        if hits:
+            pos, seq = min(hits)
+            pieces = split_pieces(full[:pos]) if pos > 0 else []
+            plan.stop_reason = "stop_sequence"
+            plan.stop_sequence = seq
+    plan.text_pieces = pieces
+    return plan

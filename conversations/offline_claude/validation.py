@@ -1,0 +1,271 @@
+"""Request validation with the real API's status codes, error types and (approximate) messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .catalog import ModelSpec, context_window, get_model
+
+
+class ApiError(Exception):
+    """An error answered as ``{"type":"error","error":{"type":...,"message":...},"request_id":...}``."""
+
+    def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.headers = headers or {}
+
+
+def bad(message: str) -> ApiError:
+    """A 400 invalid_request_error."""
+    return ApiError(400, "invalid_request_error", message)
+
+
+# Versions the server accepts in ``anthropic-version``. Sampling knobs were removed in 2026-10-21.
+KNOWN_VERSIONS = {"2023-01-01", "2023-06-01", "2026-10-21"}
+SAMPLING_REMOVED_IN = "2026-10-21"
+SAMPLING_KEYS = ("temperature", "top_p", "top_k")
+
+_COMMON_KEYS = {
+    "model",
+    "messages",
+    "system",
+    "thinking",
+    "output_config",
+    "output_format",
+    "tools",
+    "tool_choice",
+    "cache_control",
+    "speed",
+    "user_profile_id",
+    "workspace_id",
+    "context_management",
+    "mcp_servers",
+}
+MESSAGES_KEYS = _COMMON_KEYS | {
+    "max_tokens",
+    "stream",
+    "stop_sequences",
+    "metadata",
+    "container",
+    "diagnostics",
+    "inference_geo",
+    "service_tier",
+}
+COUNT_KEYS = _COMMON_KEYS
+_BLOCK_TYPES = {
+    "text",
+    "image",
+    "document",
+    "thinking",
+    "redacted_thinking",
+    "tool_use",
+    "tool_result",
+    "search_result",
+    "server_tool_use",
+    "web_search_tool_result",
+    "web_fetch_tool_result",
+    "container_upload",
+}
+MAX_BREAKPOINTS = 4
+
+
+def _check_cache_control(cc: Any, where: str) -> str | None:
+    if cc is None:
+        return None
+    if not isinstance(cc, dict) or cc.get("type") != "ephemeral":
+        raise bad(f"{where}.cache_control.type: Input should be 'ephemeral'")
+    ttl = cc.get("ttl", "5m")
+    if ttl not in ("5m", "1h"):
+        raise bad(f"{where}.cache_control.ttl: Input should be '5m' or '1h'")
+    extra = set(cc) - {"type", "ttl"}
+    if extra:
+        raise bad(f"{where}.cache_control.{sorted(extra)[0]}: Extra inputs are not permitted")
+    return ttl
+
+
+def _check_block(block: Any, where: str, ttls: list[str]) -> None:
+    if not isinstance(block, dict):
+        raise bad(f"{where}: Input should be a valid dictionary or object")
+    kind = block.get("type")
+    if kind not in _BLOCK_TYPES:
+        raise bad(f"{where}.type: Input tag {kind!r} does not match any of the expected content block types")
+    if kind == "text":
+        text = block.get("text")
+        if not isinstance(text, str):
+            raise bad(f"{where}.text: Field required")
+        if not text:
+            raise bad(f"{where}: text content blocks must be non-empty")
+    ttl = _check_cache_control(block.get("cache_control"), where)
+    if ttl:
+        ttls.append(ttl)
+
+
+def validate_request(
+    body: Any, *, version: str, count_only: bool, betas: set[str], prompt_tokens: Any = None
+) -> ModelSpec:
+    """Validate a /v1/messages (or count_tokens) body; return the model or raise ApiError.
+
+    ``prompt_tokens`` is a callable computing the prompt size, called last (only for valid bodies) so
+    the context-window check sees a well-formed request.
+    """
+    if not isinstance(body, dict):
+        raise bad("Request body must be a JSON object")
+    allowed = COUNT_KEYS if count_only else MESSAGES_KEYS
+    for key in SAMPLING_KEYS:
+        if key in body and version >= SAMPLING_REMOVED_IN:
+            raise bad(f"{key}: this parameter is not supported in API version {version}; it was removed")
+    for key in body:
+        if key not in allowed and key not in SAMPLING_KEYS:
+            raise bad(f"{key}: Extra inputs are not permitted")
+
+    model_id = body.get("model")
+    if not isinstance(model_id, str) or not model_id:
+        raise bad("model: Field required")
+    spec = get_model(model_id)
+    if spec is None:
+        raise ApiError(404, "not_found_error", f"model: {model_id}")
+    if spec.lifecycle == "retired":
+        raise ApiError(404, "not_found_error", f"model: {model_id} has been retired")
+
+    max_tokens = body.get("max_tokens")
+    if not count_only:
+        if max_tokens is None:
+            raise bad("max_tokens: Field required")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+            raise bad("max_tokens: Input should be a valid integer")
+        if max_tokens < 1:
+            raise bad("max_tokens: Input should be greater than or equal to 1")
+        if max_tokens > spec.max_tokens:
+            raise bad(
+                f"max_tokens: {max_tokens} > {spec.max_tokens}, which is the maximum allowed number of "
+                f"output tokens for {spec.id}"
+            )
+        if "stream" in body and not isinstance(body["stream"], bool):
+            raise bad("stream: Input should be a valid boolean")
+
+    ttls: list[str] = []
+    for i, tool in enumerate(body.get("tools") or []):
+        if not isinstance(tool, dict) or not tool.get("name"):
+            raise bad(f"tools.{i}.name: Field required")
+        ttl = _check_cache_control(tool.get("cache_control"), f"tools.{i}")
+        if ttl:
+            ttls.append(ttl)
+
+    system = body.get("system")
+    if system is not None:
+        if isinstance(system, list):
+            for i, block in enumerate(system):
+                _check_block(block, f"system.{i}", ttls)
+                if block.get("type") != "text":
+                    raise bad(f"system.{i}.type: Input should be 'text'")
+        elif not isinstance(system, str):
+            raise bad("system: Input should be a valid string or a list of text blocks")
+
+    messages = body.get("messages")
+    if messages is None:
+        raise bad("messages: Field required")
+    if not isinstance(messages, list):
+        raise bad("messages: Input should be a valid list")
+    if not messages:
+        raise bad("messages: at least one message is required")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise bad(f"messages.{i}: Input should be a valid dictionary")
+        role = msg.get("role")
+        if role not in ("user", "assistant"):
+            raise bad(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        extra = set(msg) - {"role", "content"}
+        if extra:
+            raise bad(f"messages.{i}.{sorted(extra)[0]}: Extra inputs are not permitted")
+        content = msg.get("content")
+        is_last = i == len(messages) - 1
+        if isinstance(content, str):
+            if not content and not (is_last and role == "assistant"):
+                raise bad(
+                    f"messages.{i}: all messages must have non-empty content except for the optional "
+                    "final assistant message"
+                )
+        elif isinstance(content, list):
+            if not content and not (is_last and role == "assistant"):
+                raise bad(
+                    f"messages.{i}: all messages must have non-empty content except for the optional "
+                    "final assistant message"
+                )
+            for j, block in enumerate(content):
+                _check_block(block, f"messages.{i}.content.{j}", ttls)
+        else:
+            raise bad(f"messages.{i}.content: Field required")
+    if messages[0].get("role") != "user":
+        raise bad('messages: first message must use the "user" role')
+    if not count_only and messages[-1].get("role") == "assistant" and not spec.supports_prefill:
+        raise bad(
+            "This model does not support assistant message prefill. The conversation must end with a user message."
+        )
+
+    auto = body.get("cache_control")
+    auto_ttl = _check_cache_control(auto, "cache_control") if auto is not None else None
+    if auto_ttl:
+        last = messages[-1].get("content")
+        last_marked = (
+            isinstance(last, list) and last and isinstance(last[-1], dict) and "cache_control" in last[-1]
+        )
+        if not last_marked:
+            ttls.append(auto_ttl)
+    if len(ttls) > MAX_BREAKPOINTS:
+        raise bad(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(ttls)}."
+        )
+    if "5m" in ttls and "1h" in ttls[ttls.index("5m") :]:
+        raise bad("cache_control: a ttl='1h' cache breakpoint must not come after a ttl='5m' one")
+
+    stops = body.get("stop_sequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise bad("stop_sequences: Input should be a valid list of strings")
+        if any(not s.strip() for s in stops):
+            raise bad("stop_sequences: each stop sequence must contain non-whitespace")
+
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise bad("metadata: Input should be a valid dictionary")
+        for key in metadata:
+            if key != "user_id":
+                raise bad(f"metadata.{key}: Extra inputs are not permitted")
+        uid = metadata.get("user_id")
+        if uid is not None and (not isinstance(uid, str) or len(uid) > 256):
+            raise bad("metadata.user_id: String should have at most 256 characters")
+
+    thinking = body.get("thinking")
+    if thinking is not None:
+        if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive", "disabled"):
+            raise bad("thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'")
+        display = thinking.get("display")
+        if display not in (None, "summarized", "omitted"):
+            raise bad("thinking.display: Input should be 'summarized' or 'omitted'")
+        if thinking["type"] == "enabled":
+            budget = thinking.get("budget_tokens")
+            if not isinstance(budget, int) or isinstance(budget, bool):
+                raise bad("thinking.enabled.budget_tokens: Field required")
+            if budget < 1024:
+                raise bad("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+            if not count_only and budget >= max_tokens:
+                raise bad("`max_tokens` must be greater than `thinking.budget_tokens`")
+
+    output_config = body.get("output_config")
+    if output_config is not None:
+        if not isinstance(output_config, dict):
+            raise bad("output_config: Input should be a valid dictionary")
+        effort = output_config.get("effort")
+        if effort is not None and effort not in ("low", "medium", "high", "xhigh", "max"):
+            raise bad("output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")
+
+    if prompt_tokens is not None:
+        n = prompt_tokens()
+        limit = context_window(spec, betas)
+        if n > limit:
+            raise bad(f"prompt is too long: {n} tokens > {limit} maximum")
+    return spec
