@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
@@ -82,6 +83,17 @@ class ServerOptions:
     max_body_bytes: int = 32 * 1024 * 1024
 
 
+# The request-log entry ([method, path, status]) of the request this task is answering. The status is
+# set just before the response is written, so a client that has its answer also sees it logged.
+_entry: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("offline_claude_entry")
+
+
+def _log_status(status: int) -> None:
+    entry = _entry.get(None)
+    if entry is not None:
+        entry[2] = status
+
+
 class _Closed(Exception):
     """The client went away; stop working on this connection."""
 
@@ -93,7 +105,8 @@ class OfflineClaudeServer:
         self.options = options or ServerOptions()
         self.cache = PromptCache(min_tokens=self.options.min_cache_tokens)
         self.stats: Counter[str] = Counter()
-        self.request_log: deque[tuple[str, str, int]] = deque(maxlen=2000)
+        # [method, path, status] per request, newest last (status None until answered).
+        self.request_log: deque[list[Any]] = deque(maxlen=2000)
         self._fault_counts: dict[str, int] = {}
         self._fault_rng = random.Random(self.options.seed)
         self._lock = threading.Lock()
@@ -228,6 +241,7 @@ class OfflineClaudeServer:
         body = _dumps(payload).encode()
         hdrs = [("content-type", "application/json"), ("content-length", str(len(body)))]
         hdrs += list((extra or {}).items())
+        _log_status(status)
         writer.write(self._head(status, request_id, hdrs, keep_alive) + body)
         await writer.drain()
         return keep_alive
@@ -249,7 +263,9 @@ class OfflineClaudeServer:
     ) -> bool:
         url = urlsplit(target)
         path = url.path.rstrip("/") or "/"
-        status = 200
+        entry: list[Any] = [method, path, None]
+        self.request_log.append(entry)
+        _entry.set(entry)
         try:
             if path == "/health":
                 return await self._send_json(
@@ -268,11 +284,9 @@ class OfflineClaudeServer:
                 )
             raise ApiError(404, "not_found_error", f"Not found: {method} {path}")
         except ApiError as err:
-            status = err.status
             return await self._send_error(writer, err, keep_alive)
         finally:
-            self.stats[f"{path} {status}"] += 1
-            self.request_log.append((method, path, status))
+            self.stats[f"{path} {entry[2]}"] += 1
 
     def _authenticate(self, headers: dict[str, str]) -> str:
         """Return the presented key; enforce it only when the server was given one."""
@@ -577,6 +591,7 @@ class OfflineClaudeServer:
             return b"%x\r\n%s\r\n" % (len(data), data)
 
         t0 = loop.time()
+        _log_status(200)
         transport.write(head + frame([ev("message_start", _dumps(start_msg))]))
         buf: list[str] = []
         sent_deltas = 0
