@@ -1,0 +1,220 @@
+"""Server-owned generations: one asyncio task per streaming reply, independent of any socket.
+
+A generation streams from Claude, appends deltas to its text, and a flusher publishes what
+accumulated at most every CHAT_COALESCE_MS as one htmx fragment to the conversation's group.
+It checkpoints the partial text at most every CHAT_CHECKPOINT_SECONDS and writes the final state
+and the ledger row once. Each generation also listens on its own channel, joined to the
+conversation's control group, for Stop and for snapshot requests from sockets that (re)connect:
+that works the same with the in-memory layer and with Redis across several daphne workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from html import escape
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.template.loader import render_to_string
+
+from . import services
+from .claude import NOT_CONFIGURED, ClaudeError, ReplyRequest, ReplyStream, Usage, opaque_user_id
+from .models import Message
+from .rendering import render_markdown
+
+logger = logging.getLogger(__name__)
+
+_running: dict[int, Generation] = {}
+
+
+def control_group(conversation_id: int) -> str:
+    return f"conversation-{conversation_id}-control"
+
+
+def delta_fragment(message_id: int, text: str) -> str:
+    """Append `text` to a streaming message body. Same id as the `message` partial's body element;
+    formatted directly because it is sent many times a second per reply (a template render is not)."""
+    return f'<div id="msg-{message_id}-body" hx-swap-oob="beforeend">{escape(text, quote=False)}</div>'
+
+
+def message_fragment(message: Message, *, oob: str = "outerHTML") -> str:
+    """The whole message, from the page's own partial, as an out-of-band swap."""
+    return render_to_string("conversations/conversation.html#message", {"message": message, "oob": oob})
+
+
+def streaming_body_fragment(message_id: int, text: str) -> str:
+    return f'<div id="msg-{message_id}-body" hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
+
+
+def send_button_fragment(*, busy: bool) -> str:
+    return render_to_string("conversations/conversation.html#send_button", {"busy": busy, "oob": True})
+
+
+@database_sync_to_async
+def _load_request(message_id: int) -> tuple[int, ReplyRequest]:
+    message = Message.objects.select_related("conversation").get(pk=message_id)
+    conversation = message.conversation
+    turns, _ = services._history_for(conversation, before=message)
+    return conversation.pk, ReplyRequest(
+        model=message.model,
+        messages=turns,
+        max_tokens=settings.CHAT_MAX_TOKENS,
+        system=conversation.system_prompt,
+        user_id=opaque_user_id(conversation.owner_id),
+    )
+
+
+class Generation:
+    def __init__(self, message_id: int):
+        self.message_id = message_id
+        self.conversation_id: int | None = None
+        self.parts: list[str] = []
+        self.text_len = 0
+        self.sent_len = 0
+        self.stop_requested = False
+        self.layer = get_channel_layer()
+        self._send_lock = asyncio.Lock()
+        self._has_pending = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    @property
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+    async def run(self) -> None:
+        self.conversation_id, request = await _load_request(self.message_id)
+        self.group = f"conversation-{self.conversation_id}"
+        self.control_channel = await self.layer.new_channel()
+        await self.layer.group_add(control_group(self.conversation_id), self.control_channel)
+        listener = asyncio.create_task(self._listen())
+        flusher = asyncio.create_task(self._flush_periodically())
+        stream = ReplyStream(request)
+        consume = asyncio.create_task(self._consume(stream))
+        self._consume_task = consume
+        outcome: dict = {}
+        try:
+            await consume
+            outcome = self._outcome_complete(stream)
+        except asyncio.CancelledError:
+            # Either our Stop (consume was cancelled) or the server shutting down (we were).
+            if self.stop_requested and not (self.task and self.task.cancelling()):
+                outcome = {"status": Message.Status.STOPPED, "stop_reason": "stopped_by_user"}
+            else:
+                outcome = {"status": Message.Status.INTERRUPTED, "error": "The server stopped while writing this reply."}
+        except ClaudeError as exc:
+            outcome = {"status": Message.Status.ERROR, "error": exc.user_message}
+            if exc.kind == "not_configured":
+                outcome["error"] = NOT_CONFIGURED
+        except Exception:
+            logger.exception("Generation of message %s failed", self.message_id)
+            outcome = {"status": Message.Status.ERROR, "error": "Something went wrong on the server. Please retry."}
+        finally:
+            flusher.cancel()
+            listener.cancel()
+            await self.layer.group_discard(control_group(self.conversation_id), self.control_channel)
+        await asyncio.shield(self._finish(stream, outcome))
+
+    def _outcome_complete(self, stream: ReplyStream) -> dict:
+        if stream.stop_reason == "max_tokens":
+            return {"status": Message.Status.CUT_OFF, "stop_reason": "max_tokens"}
+        if stream.stop_reason is None:
+            # Clean end without message_delta: the reply is incomplete, its text kept.
+            return {"status": Message.Status.ERROR, "error": "Claude's reply ended early. The text so far is kept."}
+        if stream.stop_reason == "refusal":
+            return {"status": Message.Status.COMPLETE, "stop_reason": "refusal"}
+        return {"status": Message.Status.COMPLETE, "stop_reason": stream.stop_reason}
+
+    async def _consume(self, stream: ReplyStream) -> None:
+        loop = asyncio.get_running_loop()
+        next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_SECONDS
+        checkpointed_usage = False
+        async for delta in stream.deltas():
+            self.parts.append(delta)
+            self.text_len += len(delta)
+            self._has_pending.set()
+            if loop.time() >= next_checkpoint:
+                usage = None if checkpointed_usage else stream.usage.as_dict()
+                checkpointed_usage = True
+                await database_sync_to_async(services.reply_checkpoint)(
+                    message_id=self.message_id, content=self.text, usage=usage
+                )
+                next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_SECONDS
+
+    async def _flush_periodically(self) -> None:
+        interval = settings.CHAT_COALESCE_MS / 1000
+        while True:
+            await self._has_pending.wait()
+            await asyncio.sleep(interval)
+            self._has_pending.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            if self.sent_len == self.text_len:
+                return
+            pending = self.text[self.sent_len : self.text_len]
+            self.sent_len = self.text_len
+            await self.layer.group_send(
+                self.group, {"type": "chat.frame", "html": delta_fragment(self.message_id, pending)}
+            )
+
+    async def _listen(self) -> None:
+        while True:
+            event = await self.layer.receive(self.control_channel)
+            if event.get("message_id") != self.message_id:
+                continue
+            if event["type"] == "reply.stop":
+                self.stop()
+            elif event["type"] == "reply.snapshot":
+                async with self._send_lock:
+                    html = streaming_body_fragment(self.message_id, self.text[: self.sent_len])
+                    await self.layer.send(event["reply_channel"], {"type": "chat.frame", "html": html})
+
+    def stop(self) -> None:
+        """Close the upstream stream (ends billing) and finish the reply as stopped."""
+        self.stop_requested = True
+        self._consume_task.cancel()
+
+    async def _finish(self, stream: ReplyStream, outcome: dict) -> None:
+        await self._flush()
+        text = self.text
+        usage = stream.billable_usage() if stream.started else Usage(output_tokens=0)
+        message = await database_sync_to_async(services.reply_finish)(
+            message_id=self.message_id,
+            content=text,
+            html=render_markdown(text),
+            status=outcome["status"],
+            stop_reason=outcome.get("stop_reason", ""),
+            error=outcome.get("error", ""),
+            request_id=stream.request_id,
+            usage=usage.as_dict(),
+            usage_estimated=stream.started and stream.usage_is_estimated,
+        )
+        await self.layer.group_send(self.group, {"type": "chat.frame", "html": message_fragment(message)})
+        await self.layer.group_send(self.group, {"type": "chat.frame", "html": send_button_fragment(busy=False)})
+
+
+def generation_start(message_id: int) -> Generation:
+    """Start generating the assistant message `message_id` (already committed as streaming)."""
+    generation = Generation(message_id)
+    task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{message_id}")
+    generation.task = task
+    _running[message_id] = generation
+    task.add_done_callback(lambda _: _running.pop(message_id, None))
+    return generation
+
+
+async def generation_wait(message_id: int, timeout: float = 30) -> None:
+    """Wait until the generation of `message_id` in this process has finished (tests and shutdown)."""
+    generation = _running.get(message_id)
+    if generation is not None and generation.task is not None:
+        await asyncio.wait_for(asyncio.shield(generation.task), timeout)
+
+
+async def generations_stop_all() -> None:
+    for generation in list(_running.values()):
+        generation.stop()

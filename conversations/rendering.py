@@ -1,0 +1,68 @@
+"""Markdown to safe HTML, on the server: model output and user text are never trusted HTML."""
+
+from __future__ import annotations
+
+import html
+from functools import lru_cache
+
+import nh3
+from markdown_it import MarkdownIt
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+_formatter = HtmlFormatter(nowrap=True)
+
+ALLOWED_TAGS = {
+    "a", "blockquote", "br", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+    "li", "ol", "p", "pre", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul", "button",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "code": {"class"},
+    "span": {"class"},
+    "div": {"class"},
+    "pre": {"class"},
+    "th": {"style"},
+    "td": {"style"},
+    "button": {"type", "class", "data-copy", "aria-label"},
+}
+
+
+def _highlight(code: str, lang: str, attrs: str) -> str:
+    try:
+        lexer = get_lexer_by_name(lang) if lang else None
+    except ClassNotFound:
+        lexer = None
+    if lexer is None:
+        return html.escape(code)
+    return highlight(code, lexer, _formatter)
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "highlight": _highlight})
+    md.enable(["table", "strikethrough"])
+    default_fence = md.renderer.rules["fence"]
+
+    def fence_with_copy_button(tokens, idx, options, env):
+        block = default_fence(tokens, idx, options, env)
+        button = '<button type="button" class="copy-code" data-copy aria-label="Copy code">Copy</button>'
+        return f'<div class="code-block">{button}{block}</div>'
+
+    md.renderer.rules["fence"] = fence_with_copy_button
+    return md
+
+
+def render_markdown(text: str) -> str:
+    """Rendered, sanitised HTML for `text` (raw HTML in the source is shown as text, never run)."""
+    raw = _markdown().render(text)
+    return nh3.clean(
+        raw,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+        filter_style_properties={"text-align"},
+    )

@@ -1,0 +1,256 @@
+"""Writes: small keyword-only functions, each atomic. Generations start only after the commit."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing.services import spend_reserve, usage_record
+
+from .claude import estimate_tokens_from_chars
+from .models import Conversation, Message
+
+logger = logging.getLogger(__name__)
+
+TITLE_CHARS = 60
+CONTINUE_PROMPT = "Continue exactly where your last reply was cut off."
+
+
+class InvalidInput(ValueError):
+    """Bad input from a person; str(exc) says what to fix. Nothing was written."""
+
+
+def clean_message_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise InvalidInput("The message must be text.")
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        raise InvalidInput("The message is empty.")
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise InvalidInput(
+            f"The message is too long ({len(text):,} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS:,})."
+        )
+    return text
+
+
+def clean_model(model: object) -> str:
+    if model not in settings.CHAT_MODELS:
+        raise InvalidInput("Choose one of the offered models.")
+    return model
+
+
+def conversation_create(*, owner, model: str | None = None, system_prompt: str = "") -> Conversation:
+    """A new, empty conversation with the default model unless one is given."""
+    return Conversation.objects.create(
+        owner=owner, model=clean_model(model or settings.CHAT_DEFAULT_MODEL), system_prompt=system_prompt
+    )
+
+
+def conversation_update_settings(*, conversation: Conversation, model: object, system_prompt: object) -> None:
+    """Change the model and system prompt used for the conversation's next replies."""
+    if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:
+        raise InvalidInput(f"The system prompt must be at most {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:,} characters.")
+    conversation.model = clean_model(model)
+    conversation.system_prompt = system_prompt.strip()
+    conversation.save(update_fields=["model", "system_prompt", "updated_at"])
+
+
+def conversation_rename(*, conversation: Conversation, title: object) -> None:
+    if not isinstance(title, str) or not title.strip():
+        raise InvalidInput("The title cannot be empty.")
+    conversation.title = title.strip()[:200]
+    conversation.save(update_fields=["title", "updated_at"])
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation and its messages. Spend history lives in the ledger and is untouched."""
+    conversation.delete()
+
+
+def _history_for(conversation: Conversation, *, before: Message) -> tuple[list[dict], int]:
+    """The API `messages` for a reply placed at `before`, and the prompt's UTF-8 size in bytes.
+
+    Assistant turns with no text are skipped and consecutive same-role turns merged, so the list
+    alternates and ends with the user's turn (API 2026-10-21 rejects prefill).
+    """
+    turns: list[dict] = []
+    for role, content in (
+        conversation.messages.filter(pk__lt=before.pk)
+        .in_order()
+        .values_list("role", "content")
+    ):
+        if not content:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] += "\n\n" + content
+        else:
+            turns.append({"role": role, "content": content})
+    while turns and turns[-1]["role"] != Message.Role.USER:
+        turns.pop()
+    size = len(conversation.system_prompt.encode()) + sum(len(t["content"].encode()) for t in turns)
+    return turns, size
+
+
+def _reserve(*, conversation: Conversation, assistant: Message) -> None:
+    _, prompt_bytes = _history_for(conversation, before=assistant)
+    spend_reserve(
+        user=conversation.owner,
+        model=conversation.model,
+        prompt_bytes=prompt_bytes,
+        max_tokens=settings.CHAT_MAX_TOKENS,
+        message_id=assistant.pk,
+    )
+
+
+def reply_start(*, conversation: Conversation, text: object) -> tuple[Message, Message]:
+    """Persist the user's turn and an assistant placeholder in one transaction, with the spend reserved.
+
+    Raises InvalidInput or billing's SpendRefused with nothing written. The caller starts the
+    generation for the returned assistant message once this has returned (i.e. after commit).
+    """
+    text = clean_message_text(text)
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
+        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+            raise InvalidInput("Wait for the current reply to finish, or stop it, before sending another message.")
+        user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
+        assistant = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            model=conversation.model,
+        )
+        _reserve(conversation=conversation, assistant=assistant)
+        if not conversation.title:
+            first_line = text.splitlines()[0]
+            conversation.title = first_line[:TITLE_CHARS] + ("…" if len(first_line) > TITLE_CHARS else "")
+        conversation.save(update_fields=["title", "updated_at"])
+    return user_message, assistant
+
+
+def reply_continue(*, message: Message) -> tuple[Message, Message]:
+    """Ask for the rest of a reply cut off by max_tokens: a new user turn, since prefill is rejected."""
+    if message.status != Message.Status.CUT_OFF:
+        raise InvalidInput("Only a reply that was cut off can be continued.")
+    return reply_start(conversation=message.conversation, text=CONTINUE_PROMPT)
+
+
+def reply_retry(*, message: Message) -> Message:
+    """Generate a failed, stopped or interrupted reply again, in place (the earlier call stays in the ledger)."""
+    retryable = {Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STOPPED, Message.Status.CUT_OFF}
+    with transaction.atomic():
+        message = Message.objects.select_for_update().select_related("conversation__owner").get(pk=message.pk)
+        conversation = message.conversation
+        if message.role != Message.Role.ASSISTANT or message.status not in retryable:
+            raise InvalidInput("This reply cannot be retried.")
+        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+            raise InvalidInput("Wait for the current reply to finish before retrying.")
+        message.content = message.html = message.error = message.stop_reason = message.request_id = ""
+        message.status = Message.Status.STREAMING
+        message.model = conversation.model
+        message.input_tokens = message.output_tokens = 0
+        message.cache_creation_input_tokens = message.cache_read_input_tokens = 0
+        message.save()
+        _reserve(conversation=conversation, assistant=message)
+        conversation.save(update_fields=["updated_at"])
+    return message
+
+
+def reply_checkpoint(*, message_id: int, content: str, usage: dict | None = None) -> None:
+    """Save the partial text (and the prompt counts message_start reported) while a reply streams."""
+    fields: dict = {"content": content, "updated_at": timezone.now()}
+    if usage:
+        fields.update(
+            input_tokens=usage["input_tokens"],
+            cache_creation_input_tokens=usage["cache_creation_input_tokens"],
+            cache_read_input_tokens=usage["cache_read_input_tokens"],
+        )
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+
+
+def reply_finish(
+    *,
+    message_id: int,
+    content: str,
+    html: str,
+    status: str,
+    stop_reason: str = "",
+    error: str = "",
+    request_id: str = "",
+    usage: dict,
+    usage_estimated: bool,
+    called_api: bool = True,
+) -> Message:
+    """Final state of a reply and its ledger row, in one transaction."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update().select_related("conversation__owner").get(pk=message_id)
+        message.content = content
+        message.html = html
+        message.status = status
+        message.stop_reason = stop_reason or ""
+        message.error = error
+        message.request_id = request_id
+        message.input_tokens = usage["input_tokens"]
+        message.output_tokens = usage["output_tokens"]
+        message.cache_creation_input_tokens = usage["cache_creation_input_tokens"]
+        message.cache_read_input_tokens = usage["cache_read_input_tokens"]
+        message.save()
+        conversation = message.conversation
+        if called_api:
+            usage_record(
+                user_id=conversation.owner_id,
+                username=conversation.owner.get_username(),
+                conversation_id=conversation.pk,
+                conversation_title=conversation.display_title,
+                message_id=message.pk,
+                model=message.model,
+                request_id=request_id,
+                usage=usage,
+                estimated=usage_estimated,
+            )
+        else:
+            from billing.services import reservation_release
+
+            reservation_release(message_id=message.pk)
+    return message
+
+
+def replies_interrupt_orphans() -> int:
+    """Mark replies left `streaming` by a process that died as interrupted, keeping their partial text.
+
+    Their calls reached Claude, so each gets an estimated ledger row from the checkpointed counts.
+    Run at start-up, before this process starts generations of its own.
+    """
+    from .rendering import render_markdown
+
+    count = 0
+    for message in Message.objects.filter(status=Message.Status.STREAMING):
+        usage = {
+            "input_tokens": message.input_tokens,
+            "output_tokens": estimate_tokens_from_chars(len(message.content)),
+            "cache_creation_input_tokens": message.cache_creation_input_tokens,
+            "cache_creation_5m_input_tokens": 0,
+            "cache_creation_1h_input_tokens": 0,
+            "cache_read_input_tokens": message.cache_read_input_tokens,
+            "thinking_tokens": 0,
+            "service_tier": "",
+            "inference_geo": "",
+            "speed": "",
+        }
+        reply_finish(
+            message_id=message.pk,
+            content=message.content,
+            html=render_markdown(message.content),
+            status=Message.Status.INTERRUPTED,
+            error="The server restarted while this reply was being written.",
+            request_id=message.request_id,
+            usage=usage,
+            usage_estimated=True,
+        )
+        count += 1
+    if count:
+        logger.warning("Marked %d reply(ies) interrupted after a restart", count)
+    return count

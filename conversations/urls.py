@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("c/new/", views.conversation_create, name="conversation_create"),
+    path("c/<int:pk>/", views.conversation_detail, name="conversation"),
+    path("c/<int:pk>/settings/", views.conversation_settings, name="conversation_settings"),
+    path("c/<int:pk>/rename/", views.conversation_rename, name="conversation_rename"),
+    path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
+    path("c/<int:pk>/send/", views.message_send, name="message_send"),
+    path("m/<int:pk>/stop/", views.reply_stop_view, name="reply_stop"),
+    path("m/<int:pk>/retry/", views.reply_retry_view, name="reply_retry"),
+    path("m/<int:pk>/continue/", views.reply_continue_view, name="reply_continue"),
+]

@@ -1,0 +1,207 @@
+"""Pages and form posts. Thin: authorize, validate, call a service, render. Everything works without JS;
+htmx and the websocket make it better."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib import messages as flash
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from billing.services import SpendRefused
+
+from . import services
+from .generation import control_group, generation_start
+from .models import Conversation, Message
+
+
+def _page_context(request: HttpRequest, conversation: Conversation | None, **extra) -> dict:
+    chat_messages = list(conversation.messages.in_order()) if conversation else []
+    return {
+        "conversation": conversation,
+        "conversations": Conversation.objects.owned_by(request.user)[:200],
+        "chat_messages": chat_messages,
+        "busy": any(m.is_streaming for m in chat_messages),
+        "models": settings.CHAT_MODELS,
+        "default_model": settings.CHAT_DEFAULT_MODEL,
+        "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "max_system_chars": settings.CHAT_MAX_SYSTEM_PROMPT_CHARS,
+        **extra,
+    }
+
+
+def _owned_conversation(request: HttpRequest, pk: int) -> Conversation:
+    return get_object_or_404(Conversation, pk=pk, owner=request.user)
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "conversations/conversation.html", _page_context(request, None))
+
+
+@login_required
+def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _owned_conversation(request, pk)
+    return render(request, "conversations/conversation.html", _page_context(request, conversation))
+
+
+async def _start_reply(request: HttpRequest, conversation: Conversation, text: str) -> str | None:
+    """Store the turn and start its generation; returns an error to show, or None."""
+    try:
+        _, assistant = await sync_to_async(services.reply_start)(conversation=conversation, text=text)
+    except (services.InvalidInput, SpendRefused) as exc:
+        return str(exc)
+    generation_start(assistant.pk)
+    return None
+
+
+@login_required
+@require_POST
+async def conversation_create(request: HttpRequest) -> HttpResponse:
+    """Create a conversation from the home page's composer, with its first message if one was typed."""
+    user = await request.auser()
+    text = request.POST.get("message", "")
+    try:
+        conversation = await sync_to_async(services.conversation_create)(owner=user, model=request.POST.get("model"))
+    except services.InvalidInput as exc:
+        return await sync_to_async(_render_home_with_error)(request, str(exc), text)
+    if text.strip():
+        error = await _start_reply(request, conversation, text)
+        if error:
+            await sync_to_async(services.conversation_delete)(conversation=conversation)
+            return await sync_to_async(_render_home_with_error)(request, error, text)
+    return redirect(conversation)
+
+
+def _render_home_with_error(request: HttpRequest, error: str, draft: str) -> HttpResponse:
+    context = _page_context(request, None, error=error, draft=draft)
+    return render(request, "conversations/conversation.html", context, status=400)
+
+
+@login_required
+@require_POST
+async def message_send(request: HttpRequest, pk: int) -> HttpResponse:
+    """The composer without JavaScript (with JS it goes over the websocket)."""
+    user = await request.auser()
+    conversation = await Conversation.objects.filter(pk=pk, owner=user).afirst()
+    if conversation is None:
+        raise Http404
+    text = request.POST.get("message", "")
+    error = await _start_reply(request, conversation, text)
+    if error:
+
+        def render_error() -> HttpResponse:
+            context = _page_context(request, conversation, error=error, draft=text)
+            return render(request, "conversations/conversation.html", context, status=400)
+
+        return await sync_to_async(render_error)()
+    return redirect(conversation)
+
+
+async def _owned_message(request: HttpRequest, pk: int) -> Message:
+    user = await request.auser()
+    message = await Message.objects.select_related("conversation").filter(pk=pk, conversation__owner=user).afirst()
+    if message is None:
+        raise Http404
+    return message
+
+
+@login_required
+@require_POST
+async def reply_stop_view(request: HttpRequest, pk: int) -> HttpResponse:
+    message = await _owned_message(request, pk)
+    if message.status == Message.Status.STREAMING:
+        await get_channel_layer().group_send(
+            control_group(message.conversation_id), {"type": "reply.stop", "message_id": message.pk}
+        )
+    return redirect(message.conversation)
+
+
+@login_required
+@require_POST
+async def reply_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
+    message = await _owned_message(request, pk)
+    try:
+        message = await sync_to_async(services.reply_retry)(message=message)
+    except (services.InvalidInput, SpendRefused) as exc:
+        flash.error(request, str(exc))
+    else:
+        generation_start(message.pk)
+    return redirect(message.conversation)
+
+
+@login_required
+@require_POST
+async def reply_continue_view(request: HttpRequest, pk: int) -> HttpResponse:
+    message = await _owned_message(request, pk)
+    try:
+        _, assistant = await sync_to_async(services.reply_continue)(message=message)
+    except (services.InvalidInput, SpendRefused) as exc:
+        flash.error(request, str(exc))
+    else:
+        generation_start(assistant.pk)
+    return redirect(message.conversation)
+
+
+@login_required
+@require_POST
+def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _owned_conversation(request, pk)
+    extra: dict = {}
+    try:
+        services.conversation_update_settings(
+            conversation=conversation,
+            model=request.POST.get("model"),
+            system_prompt=request.POST.get("system_prompt", ""),
+        )
+        extra["settings_saved"] = True
+    except services.InvalidInput as exc:
+        extra["settings_error"] = str(exc)
+    if request.htmx:
+        context = _page_context(request, conversation, settings_open=True, **extra)
+        return render(request, "conversations/conversation.html#settings", context)
+    if "settings_error" in extra:
+        flash.error(request, extra["settings_error"])
+    return redirect(conversation)
+
+
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _owned_conversation(request, pk)
+    try:
+        services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except services.InvalidInput as exc:
+        if request.htmx:
+            return HttpResponse(str(exc), status=400)
+        flash.error(request, str(exc))
+    if request.htmx:
+        return render(request, "conversations/conversation.html#sidebar_item", {"item": conversation})
+    return redirect(conversation)
+
+
+@login_required
+def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _owned_conversation(request, pk)
+    if request.method == "POST":
+        services.conversation_delete(conversation=conversation)
+        flash.success(request, f"Deleted “{conversation.display_title}”.")
+        return redirect("home")
+    return render(request, "conversations/conversation_confirm_delete.html", {"conversation": conversation})
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("home")
+    return render(request, "registration/signup.html", {"form": form})

@@ -1,0 +1,35 @@
+"""Shared fixtures: the offline Claude as the only Claude, users, conversations, sockets."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Anything that builds an SDK client from the environment instead of the app's settings would
+# try api.anthropic.com with this key and fail loudly (there is no network here anyway).
+os.environ["ANTHROPIC_API_KEY"] = "sk-ant-test-fake-key-never-valid"
+os.environ.pop("ANTHROPIC_BASE_URL", None)
+
+@pytest.fixture(autouse=True)
+def _chat_settings(settings):
+    settings.ANTHROPIC_API_KEY = ""  # the app uses its in-process offline Claude
+    settings.ANTHROPIC_BASE_URL = ""
+    settings.CHAT_COALESCE_MS = 20
+    settings.CHAT_CHECKPOINT_SECONDS = 0.2
+    settings.CHAT_READ_TIMEOUT_SECONDS = 5
+    settings.CHAT_MAX_RETRIES = 2
+
+
+@pytest.fixture
+def offline_claude():
+    """The app's shared offline Claude, fast by default, with caches, fault counters and stats cleared."""
+    from conversations.offline_claude import default_server
+
+    server = default_server()
+    server.reset()
+    server.set_defaults(ttft_ms=0, tps=0, tokens_per_delta=3)
+    yield server
+    server.set_defaults(ttft_ms=0, tps=0, tokens_per_delta=3)
+
+

@@ -1,0 +1,384 @@
+"""The websocket flow of one reply, end to end against the in-process offline Claude."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from conversations.generation import generation_wait
+from conversations.models import Message
+
+from tests.helpers import make_conversation, make_user, open_socket
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
+
+
+def final_frame_for(message_id: int):
+    marker = f'id="msg-{message_id}" class="message assistant status-'
+
+    def is_final(frame: str) -> bool:
+        return marker in frame and f"{marker}streaming" not in frame
+
+    return is_final
+
+
+def deltas_in(frames: list[str], message_id: int) -> str:
+    """The text appended by delta frames, unescaped."""
+    import html
+
+    pattern = re.compile(rf'<div id="msg-{message_id}-body" hx-swap-oob="beforeend">(.*?)</div>', re.S)
+    return "".join(html.unescape(m) for f in frames for m in pattern.findall(f))
+
+
+@sync_to_async
+def setup_chat(**conversation_fields):
+    user = make_user()
+    return user, make_conversation(owner=user, **conversation_fields)
+
+
+@sync_to_async
+def latest_assistant(conversation) -> Message:
+    return conversation.messages.filter(role="assistant").order_by("-id").first()
+
+
+@sync_to_async
+def reload(message: Message) -> Message:
+    message.refresh_from_db()
+    return message
+
+
+@sync_to_async
+def ledger_rows_for(message: Message) -> list:
+    from billing.models import UsageRecord
+
+    return list(UsageRecord.objects.filter(message_id=message.pk))
+
+
+async def send_and_finish(socket, conversation, text: str, timeout: float = 20) -> tuple[Message, list[str]]:
+    await socket.send(message=text, conversation=conversation.pk)
+    await socket.receive_until(lambda f: "msg-" in f and "status-streaming" in f)
+    assistant = await latest_assistant(conversation)
+    frames = await socket.receive_until(final_frame_for(assistant.pk), timeout=timeout)
+    await generation_wait(assistant.pk)
+    return await reload(assistant), frames
+
+
+async def test_send_streams_deltas_then_final_rendered_reply_with_usage():
+    user, conversation = await setup_chat()
+    socket, connected, _ = await open_socket(user, conversation.pk)
+    assert connected
+    await socket.receive()  # the state sync every socket gets on connect
+    assistant, frames = await send_and_finish(socket, conversation, "Compare **tea** and coffee, please")
+    await socket.close()
+
+    assert assistant.status == Message.Status.COMPLETE
+    assert assistant.stop_reason == "end_turn"
+    assert "tea" in assistant.content.lower()
+    assert deltas_in(frames, assistant.pk) == assistant.content  # the live text is exactly the stored text
+    assert "<table>" in assistant.html  # a comparison renders as a markdown table, server-side
+    assert assistant.output_tokens > 0 and assistant.input_tokens > 0
+    [row] = await ledger_rows_for(assistant)
+    assert row.output_tokens == assistant.output_tokens
+    assert row.input_tokens == assistant.input_tokens
+    assert not row.estimated
+
+
+async def test_the_users_message_is_stored_before_claude_is_called_and_survives_a_failure():
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    text = "Keep this safe [[offline fault=500]]"
+    assistant, _ = await send_and_finish(socket, conversation, text)
+    await socket.close()
+    assert assistant.status == Message.Status.ERROR
+    assert "retry" in assistant.error.lower()
+    user_turn = await sync_to_async(lambda: conversation.messages.get(role="user"))()
+    assert user_turn.content == text
+
+
+async def test_stop_closes_upstream_stream_and_keeps_partial_text(offline_claude):
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Tell me a long story [[offline tps=40 reply_tokens=2000]]", conversation=conversation.pk)
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    assistant = await latest_assistant(conversation)
+    await socket.receive_until(lambda f: f'id="msg-{assistant.pk}-body" hx-swap-oob="beforeend"' in f)
+    await socket.send(action="stop", message_id=assistant.pk)
+    frames = await socket.receive_until(final_frame_for(assistant.pk))
+    await socket.close()
+    assistant = await reload(assistant)
+
+    assert assistant.status == Message.Status.STOPPED
+    assert assistant.content  # partial text kept
+    assert "status-stopped" in frames[-1]
+    assert assistant.output_tokens < 2000  # billing stopped with the stream
+    [row] = await ledger_rows_for(assistant)
+    assert row.estimated  # no final usage came: input from message_start, output estimated
+    assert row.input_tokens > 0
+    await asyncio.sleep(0.2)
+    assert offline_claude.server.stats.get("client_closed", 0) >= 1  # the server saw the stream closed
+
+
+async def test_closing_the_socket_does_not_stop_the_reply_and_a_reconnect_catches_up():
+    user, conversation = await setup_chat()
+    first, _, _ = await open_socket(user, conversation.pk)
+    await first.receive()
+    await first.send(message="Explain websockets [[offline tps=150 reply_tokens=300]]", conversation=conversation.pk)
+    await first.receive_until(lambda f: "status-streaming" in f)
+    assistant = await latest_assistant(conversation)
+    await first.receive_until(lambda f: f"msg-{assistant.pk}-body" in f)
+    await first.close()  # the tab closes mid-reply
+
+    await asyncio.sleep(0.5)
+    second, connected, _ = await open_socket(user, conversation.pk)
+    assert connected
+    frames = await second.receive_until(final_frame_for(assistant.pk), timeout=20)
+    await second.close()
+    await generation_wait(assistant.pk)
+    assistant = await reload(assistant)
+    assert assistant.status == Message.Status.COMPLETE
+
+    # The reconnected socket got the text so far (one snapshot) and then only the rest, live.
+    snapshot = re.search(rf'<div id="msg-{assistant.pk}-body" hx-swap-oob="innerHTML">(.*?)</div>', "".join(frames), re.S)
+    assert snapshot, "no catch-up snapshot after reconnect"
+    import html
+
+    caught_up = html.unescape(snapshot.group(1))
+    after = frames[[i for i, f in enumerate(frames) if 'hx-swap-oob="innerHTML"' in f and f"msg-{assistant.pk}-body" in f][-1] + 1 :]
+    assert caught_up and caught_up + deltas_in(after, assistant.pk) == assistant.content
+
+
+async def test_two_sockets_on_one_conversation_see_the_same_reply():
+    user, conversation = await setup_chat()
+    a, _, _ = await open_socket(user, conversation.pk)
+    b, _, _ = await open_socket(user, conversation.pk)
+    await a.receive()
+    await b.receive()
+    assistant, frames_a = await send_and_finish(a, conversation, "Hello from tab A")
+    frames_b = await b.receive_until(final_frame_for(assistant.pk))
+    await a.close()
+    await b.close()
+    assert deltas_in(frames_a, assistant.pk) == deltas_in(frames_b, assistant.pk) == assistant.content
+    assert any("Hello from tab A" in f for f in frames_b)  # the user's turn shows in the other tab too
+    # Only the sender's composer is cleared.
+    assert any('id="composer-input"' in f for f in frames_a)
+    assert not any('id="composer-input"' in f for f in frames_b)
+
+
+async def test_another_users_conversation_and_messages_are_refused():
+    owner, conversation = await setup_chat()
+    intruder = await sync_to_async(make_user)()
+    _, connected, code = await open_socket(intruder, conversation.pk)
+    assert not connected and code == 4404
+
+    own = await sync_to_async(make_conversation)(owner=intruder)
+    socket, connected, _ = await open_socket(intruder, own.pk)
+    assert connected
+    await socket.receive()
+    victim_message = await sync_to_async(lambda: conversation.messages.create(role="assistant", content="x", status="error"))()
+    for action in ("stop", "retry", "continue"):
+        await socket.send(action=action, message_id=victim_message.pk)
+        frame = await socket.receive()
+        assert "No such message" in frame
+    await socket.send(message="hi", conversation=conversation.pk)  # someone else's conversation id
+    assert "another conversation" in await socket.receive()
+    await socket.close()
+    assert await sync_to_async(conversation.messages.count)() == 1
+
+
+async def test_anonymous_socket_and_foreign_origin_are_refused():
+    from channels.testing import WebsocketCommunicator
+
+    from chatsite.asgi import application
+
+    user, conversation = await setup_chat()
+    anonymous = WebsocketCommunicator(application, f"/ws/chat/{conversation.pk}/", headers=[(b"origin", b"http://localhost")])
+    connected, code = await anonymous.connect()
+    assert not connected and code == 4401
+    _, connected, _ = await open_socket(user, conversation.pk, origin="http://evil.example")
+    assert not connected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "expected an object"),
+        ('{"message": ""}', "empty"),
+        ('{"message": "   \\n "}', "empty"),
+        ('{"message": 42}', "must be text"),
+        ('{"action": "dance"}', "Unknown action"),
+        ('{"action": "stop", "message_id": "abc"}', "No such message"),
+    ],
+)
+async def test_bad_frames_get_a_clear_error_and_change_nothing(raw, expected):
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.communicator.send_to(text_data=raw)
+    frame = await socket.receive()
+    assert 'id="chat-errors"' in frame and expected in frame
+    # The socket stays open and usable.
+    await socket.send(message="still here [[offline reply_tokens=5]]")
+    await socket.receive_until(lambda f: "still here" in f)
+    await socket.close()
+
+
+async def test_oversized_message_is_refused_and_nothing_is_written(settings):
+    settings.CHAT_MAX_MESSAGE_CHARS = 100
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="x" * 101)
+    assert "too long" in await socket.receive()
+    await socket.communicator.send_to(bytes_data=b"\x00\x01")
+    assert "could not be read" in await socket.receive()
+    await socket.close()
+    assert await sync_to_async(conversation.messages.count)() == 0
+
+
+async def test_a_second_message_while_a_reply_streams_is_refused_not_lost():
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="first [[offline tps=50 reply_tokens=100]]")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    await socket.send(message="second")
+    frame = await socket.receive_until(lambda f: "chat-errors" in f)
+    assert "Wait for the current reply" in frame[-1]
+    assistant = await latest_assistant(conversation)
+    await socket.send(action="stop", message_id=assistant.pk)
+    await socket.receive_until(final_frame_for(assistant.pk))
+    await socket.close()
+    assert await sync_to_async(conversation.messages.filter(role="user").count)() == 1
+
+
+@pytest.mark.parametrize(
+    "magic, status, error_words",
+    [
+        ("fault=error fault_after=3", Message.Status.ERROR, "overloaded"),
+        ("fault=drop fault_after=3", Message.Status.ERROR, "connection"),
+        ("fault=end fault_after=3", Message.Status.ERROR, "ended early"),
+        ("fault=stall fault_after=3", Message.Status.ERROR, "stopped responding"),
+    ],
+)
+async def test_mid_stream_failures_end_in_a_visible_state_with_partial_text_kept(settings, magic, status, error_words):
+    settings.CHAT_READ_TIMEOUT_SECONDS = 1
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    assistant, frames = await send_and_finish(socket, conversation, f"Tell me about rivers [[offline {magic} tokens_per_delta=2]]")
+    await socket.close()
+    assert assistant.status == status
+    assert error_words in assistant.error.lower()
+    assert assistant.content and deltas_in(frames, assistant.pk) == assistant.content
+    assert "Retry" in frames[-1] and "status-error" in frames[-1]
+    [row] = await ledger_rows_for(assistant)
+    assert row.input_tokens > 0  # the prompt was billed even though the reply failed
+
+
+async def test_rate_limit_and_overload_before_the_first_token_are_retried_by_the_sdk():
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    assistant, _ = await send_and_finish(socket, conversation, "Hi [[offline fault=429 fault_times=1 retry_after_ms=50]]")
+    assert assistant.status == Message.Status.COMPLETE
+    assistant2, _ = await send_and_finish(socket, conversation, "Again [[offline fault=529 fault_times=2 retry_after_ms=50]]")
+    assert assistant2.status == Message.Status.COMPLETE
+    await socket.close()
+
+
+async def test_an_invalid_key_tells_people_the_service_is_not_configured_and_logs_why(caplog):
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    assistant, frames = await send_and_finish(socket, conversation, "Hello [[offline fault=401]]")
+    await socket.close()
+    assert assistant.status == Message.Status.ERROR
+    assert "not configured" in assistant.error
+    assert "not configured" in frames[-1]
+    assert any("ANTHROPIC_API_KEY" in r.getMessage() for r in caplog.records)
+
+
+async def test_cut_off_reply_offers_continue_which_sends_a_new_user_turn():
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    from django.conf import settings
+
+    settings.CHAT_MAX_TOKENS = 20
+    try:
+        assistant, frames = await send_and_finish(socket, conversation, "Write an essay [[offline reply_tokens=200]]")
+        assert assistant.status == Message.Status.CUT_OFF
+        assert "Continue" in frames[-1]
+        await socket.send(action="continue", message_id=assistant.pk)
+        await socket.receive_until(lambda f: "status-streaming" in f)
+        follow_up = await latest_assistant(conversation)
+        await socket.receive_until(final_frame_for(follow_up.pk))
+        await generation_wait(follow_up.pk)
+    finally:
+        settings.CHAT_MAX_TOKENS = 4096
+    await socket.close()
+    roles = await sync_to_async(lambda: list(conversation.messages.in_order().values_list("role", flat=True)))()
+    assert roles == ["user", "assistant", "user", "assistant"]
+
+
+async def test_retry_regenerates_a_failed_reply_in_place():
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    assistant, _ = await send_and_finish(socket, conversation, "Hello [[offline fault=error fault_after=2 fault_times=1]]")
+    assert assistant.status == Message.Status.ERROR
+    await socket.send(action="retry", message_id=assistant.pk)
+    await socket.receive_until(final_frame_for(assistant.pk))
+    await generation_wait(assistant.pk)
+    await socket.close()
+    assistant = await reload(assistant)
+    assert assistant.status == Message.Status.COMPLETE
+    assert len(await ledger_rows_for(assistant)) == 2  # both calls billed, one row each
+
+
+async def test_db_writes_and_frames_per_reply_are_bounded_by_time_not_tokens(monkeypatch):
+    from conversations import services
+
+    checkpoints = []
+    original = services.reply_checkpoint
+    monkeypatch.setattr(services, "reply_checkpoint", lambda **kw: (checkpoints.append(1), original(**kw)))
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assistant, frames = await send_and_finish(socket, conversation, "Long one [[offline tps=2000 tokens_per_delta=1 reply_tokens=2000]]")
+    elapsed = loop.time() - started
+    await socket.close()
+    assert assistant.output_tokens >= 2000
+    # Checkpoints at most every 0.2 s (the test setting), and frames at most every 20 ms.
+    assert len(checkpoints) <= elapsed / 0.2 + 2
+    delta_frames = [f for f in frames if f'msg-{assistant.pk}-body" hx-swap-oob="beforeend"' in f]
+    assert len(delta_frames) <= elapsed / 0.02 + 5
+    assert len(delta_frames) < 2000 / 4
+
+
+async def test_interrupted_replies_are_recovered_at_startup_with_text_and_estimated_usage():
+    from conversations.services import replies_interrupt_orphans
+
+    user, conversation = await setup_chat()
+
+    @sync_to_async
+    def leave_a_dead_stream():
+        conversation.messages.create(role="user", content="Hi")
+        return conversation.messages.create(
+            role="assistant", content="Half a thought", status="streaming", model="claude-sonnet-5-5", input_tokens=12
+        )
+
+    orphan = await leave_a_dead_stream()
+    assert await sync_to_async(replies_interrupt_orphans)() == 1
+    orphan = await reload(orphan)
+    assert orphan.status == Message.Status.INTERRUPTED and orphan.content == "Half a thought"
+    [row] = await ledger_rows_for(orphan)
+    assert row.estimated and row.input_tokens == 12 and row.output_tokens > 0
