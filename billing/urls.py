@@ -1,4 +1,11 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from billing import views
+
 app_name = "billing"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.my_usage, name="my_usage"),
+    path("receipt/<int:message_pk>/", views.receipt, name="receipt"),
+]

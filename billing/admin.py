@@ -1,0 +1,342 @@
+"""Admin: prices (entered in USD per million tokens), the read-only ledger with its dashboard, budgets."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from billing import dashboard
+from billing.models import (
+    RATE_FIELDS,
+    BudgetPolicy,
+    ModelPrice,
+    SiteBudget,
+    SpendReservation,
+    UsageRecord,
+    UserBudget,
+)
+from billing.money import format_usd, pico_to_usd, rate_from_usd_per_mtok, rate_to_usd_per_mtok, usd_to_pico
+
+RATE_LABELS = {
+    "input": "Input",
+    "output": "Output",
+    "cache_write_5m": "Cache write 5m",
+    "cache_write_1h": "Cache write 1h",
+    "cache_read": "Cache read",
+}
+
+
+def _usd_per_mtok_field(label: str, required: bool) -> forms.DecimalField:
+    return forms.DecimalField(
+        label=f"{label} (USD/MTok)", required=required, min_value=Decimal(0), max_digits=18, decimal_places=6
+    )
+
+
+class ModelPriceForm(forms.ModelForm):
+    """Rates are typed in USD per million tokens and stored as exact integer pUSD per token."""
+
+    class Meta:
+        model = ModelPrice
+        fields = ["model", "effective_from", "band_threshold_tokens", "note"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in RATE_FIELDS:
+            self.fields[f"{name}_usd"] = _usd_per_mtok_field(RATE_LABELS[name], True)
+            self.fields[f"band_{name}_usd"] = _usd_per_mtok_field(f"Band {RATE_LABELS[name].lower()}", False)
+            if self.instance.pk:
+                self.initial[f"{name}_usd"] = rate_to_usd_per_mtok(getattr(self.instance, f"{name}_rate"))
+                self.initial[f"band_{name}_usd"] = rate_to_usd_per_mtok(
+                    getattr(self.instance, f"band_{name}_rate")
+                )
+
+    def clean(self):
+        data = super().clean()
+        has_band = data.get("band_threshold_tokens") is not None
+        for name in RATE_FIELDS:
+            band_value = data.get(f"band_{name}_usd")
+            if has_band and band_value is None:
+                self.add_error(f"band_{name}_usd", "Required when a band threshold is set.")
+            if not has_band and band_value is not None:
+                self.add_error("band_threshold_tokens", "Band rates need a threshold.")
+        return data
+
+    def save(self, commit: bool = True):
+        price = super().save(commit=False)
+        has_band = self.cleaned_data.get("band_threshold_tokens") is not None
+        for name in RATE_FIELDS:
+            setattr(price, f"{name}_rate", rate_from_usd_per_mtok(self.cleaned_data[f"{name}_usd"]))
+            band_value = self.cleaned_data.get(f"band_{name}_usd")
+            setattr(price, f"band_{name}_rate", rate_from_usd_per_mtok(band_value) if has_band else None)
+        if commit:
+            price.save()
+        return price
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    form = ModelPriceForm
+    list_display = [
+        "model",
+        "effective_from",
+        "input",
+        "output",
+        "write_5m",
+        "write_1h",
+        "read",
+        "band",
+        "note",
+    ]
+    list_filter = ["model"]
+    search_fields = ["model", "note"]
+    ordering = ["model", "-effective_from"]
+    fieldsets = [
+        (None, {"fields": ["model", "effective_from", "note"]}),
+        ("Rates (USD per million tokens)", {"fields": [f"{name}_usd" for name in RATE_FIELDS]}),
+        (
+            "Price band: prompts above the threshold are billed wholly at these rates",
+            {"fields": ["band_threshold_tokens", *[f"band_{name}_usd" for name in RATE_FIELDS]]},
+        ),
+    ]
+
+    def _in_use(self, obj) -> bool:
+        return obj is not None and obj.pk is not None and UsageRecord.objects.filter(price_id=obj.pk).exists()
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # A version that priced calls is history: add a new version with a later date instead.
+        return super().has_change_permission(request, obj) and not self._in_use(obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and not self._in_use(obj)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [
+                (
+                    "In use by recorded calls — read only; add a new version to change the price",
+                    {"fields": ["model", "effective_from", "note", "rates_summary"]},
+                )
+            ]
+        return super().get_fieldsets(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ["model", "effective_from", "note", "rates_summary"]
+        return []
+
+    @admin.display(description="Rates (USD/MTok)")
+    def rates_summary(self, obj: ModelPrice) -> str:
+        text = ", ".join(
+            f"{RATE_LABELS[n]} {rate_to_usd_per_mtok(getattr(obj, f'{n}_rate'))}" for n in RATE_FIELDS
+        )
+        if obj.band_threshold_tokens is not None:
+            band = ", ".join(
+                f"{RATE_LABELS[n]} {rate_to_usd_per_mtok(getattr(obj, f'band_{n}_rate'))}"
+                for n in RATE_FIELDS
+            )
+            text += f"; above {obj.band_threshold_tokens:,} prompt tokens: {band}"
+        return text
+
+    @admin.display(description="Input")
+    def input(self, obj):
+        return rate_to_usd_per_mtok(obj.input_rate)
+
+    @admin.display(description="Output")
+    def output(self, obj):
+        return rate_to_usd_per_mtok(obj.output_rate)
+
+    @admin.display(description="Write 5m")
+    def write_5m(self, obj):
+        return rate_to_usd_per_mtok(obj.cache_write_5m_rate)
+
+    @admin.display(description="Write 1h")
+    def write_1h(self, obj):
+        return rate_to_usd_per_mtok(obj.cache_write_1h_rate)
+
+    @admin.display(description="Read")
+    def read(self, obj):
+        return rate_to_usd_per_mtok(obj.cache_read_rate)
+
+    @admin.display(description="Band")
+    def band(self, obj):
+        return f"> {obj.band_threshold_tokens:,} tokens" if obj.band_threshold_tokens is not None else "—"
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    """The ledger: view only. Its changelist links to the dashboard."""
+
+    list_display = [
+        "created_at",
+        "username",
+        "model",
+        "purpose",
+        "input_tokens",
+        "output_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+        "cache_read_tokens",
+        "cost_usd",
+        "priced",
+        "estimated",
+    ]
+    list_filter = ["purpose", "priced", "estimated", "model"]
+    search_fields = ["username", "request_id", "conversation_title", "model"]
+    show_full_result_count = False
+    list_per_page = 100
+    change_list_template = "admin/billing/usagerecord/change_list.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields] + ["cost_usd", "cache_savings_usd"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Cost (USD)", ordering="cost")
+    def cost_usd(self, obj: UsageRecord) -> str:
+        return f"{pico_to_usd(obj.cost)}" if obj.priced else "unpriced"
+
+    @admin.display(description="Cache savings (USD)")
+    def cache_savings_usd(self, obj: UsageRecord) -> str:
+        return f"{pico_to_usd(obj.cache_savings)}"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("dashboard/", view(self.dashboard_view), name="billing_dashboard"),
+            path("dashboard/export.csv", view(self.dashboard_csv_view), name="billing_dashboard_csv"),
+            path("dashboard/user/<int:user_id>/", view(self.user_detail_view), name="billing_dashboard_user"),
+            *super().get_urls(),
+        ]
+
+    def _staff_context(self, request: HttpRequest, title: str) -> dict:
+        return {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta}
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        context = {**self._staff_context(request, "Usage and cost"), **dashboard.dashboard_context(request)}
+        return TemplateResponse(request, "admin/billing/dashboard.html", context)
+
+    def dashboard_csv_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        return dashboard.csv_response(dashboard.dashboard_context(request), request.GET.get("table", "users"))
+
+    def user_detail_view(self, request: HttpRequest, user_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        detail = dashboard.user_detail_context(request, user_id)
+        context = {**self._staff_context(request, f"Usage of {detail['subject_name']}"), **detail}
+        return TemplateResponse(request, "admin/billing/user_detail.html", context)
+
+
+class BudgetForm(forms.ModelForm):
+    """The monthly limit is typed in USD and stored as exact pUSD."""
+
+    monthly_limit_usd = forms.DecimalField(
+        label="Monthly limit (USD)", required=False, min_value=Decimal(0), max_digits=14, decimal_places=6
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.monthly_limit is not None:
+            self.initial["monthly_limit_usd"] = pico_to_usd(self.instance.monthly_limit)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("policy") == BudgetPolicy.LIMIT and data.get("monthly_limit_usd") is None:
+            self.add_error("monthly_limit_usd", "Set the limit, or choose another policy.")
+        return data
+
+    def save(self, commit: bool = True):
+        budget = super().save(commit=False)
+        value = self.cleaned_data.get("monthly_limit_usd")
+        budget.monthly_limit = usd_to_pico(value) if value is not None else None
+        if commit:
+            budget.save()
+        return budget
+
+
+class UserBudgetForm(BudgetForm):
+    class Meta:
+        model = UserBudget
+        fields = ["user", "policy"]
+
+
+class SiteBudgetForm(BudgetForm):
+    class Meta:
+        model = SiteBudget
+        fields = ["policy"]
+
+
+@admin.register(UserBudget)
+class UserBudgetAdmin(admin.ModelAdmin):
+    form = UserBudgetForm
+    list_display = ["user", "policy", "limit"]
+    list_filter = ["policy"]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]
+    autocomplete_fields = ["user"]
+
+    @admin.display(description="Monthly limit")
+    def limit(self, obj: UserBudget) -> str:
+        if obj.policy == BudgetPolicy.UNLIMITED:
+            return "unlimited"
+        if obj.policy == BudgetPolicy.DEFAULT:
+            return "site default"
+        return format_usd(obj.monthly_limit)
+
+
+@admin.register(SiteBudget)
+class SiteBudgetAdmin(admin.ModelAdmin):
+    """Policy 'Site default' here means: use CHAT_DEFAULT_MONTHLY_BUDGET_USD from the environment."""
+
+    form = SiteBudgetForm
+    list_display = ["__str__", "policy", "limit"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not SiteBudget.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.pk = 1
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="Monthly limit")
+    def limit(self, obj: SiteBudget) -> str:
+        from billing.services import site_default_limit
+
+        value = site_default_limit()
+        return "unlimited" if value is None else format_usd(value)
+
+
+@admin.register(SpendReservation)
+class SpendReservationAdmin(admin.ModelAdmin):
+    """In-flight worst-case holds (read only; settled ones are kept an hour for the rate limit)."""
+
+    list_display = ["created_at", "user", "message_id", "model", "amount_usd", "settled_at"]
+    list_select_related = ["user"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Held (USD)")
+    def amount_usd(self, obj: SpendReservation) -> str:
+        return format_usd(obj.amount)

@@ -1,0 +1,328 @@
+"""The staff usage dashboard: period selection, panels, per-user detail and CSV export.
+
+Every figure comes from one aggregate query per panel (billing/queries.py); Python only shapes the
+already-grouped rows. Totals and tables come from the same filtered queryset, so they reconcile.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django import forms
+from django.db.models import Sum
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from billing.models import BudgetPolicy, UsageRecord, UserBudget
+from billing.money import pico_to_usd
+from billing.periods import PRESETS, Period, current_month, preset
+from billing.queries import SUM_FIELDS
+from billing.services import site_default_limit
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+)
+USER_SORTS = {
+    "cost": "Cost",
+    "tokens": "Tokens",
+    "calls": "Calls",
+    "last_activity": "Last activity",
+    "budget_used": "Budget used",
+    "username": "User",
+}
+MAX_CUSTOM_DAYS = 3 * 366
+
+
+class PeriodForm(forms.Form):
+    preset = forms.ChoiceField(choices=[*PRESETS.items(), ("custom", "Custom")], required=False)
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("preset") == "custom":
+            start, end = data.get("start"), data.get("end")
+            if not start or not end:
+                raise forms.ValidationError("A custom range needs a start and an end date.")
+            if end < start:
+                raise forms.ValidationError("The end date is before the start date.")
+            if (end - start).days > MAX_CUSTOM_DAYS:
+                raise forms.ValidationError("Choose at most three years.")
+        return data
+
+    def period(self) -> Period:
+        """The chosen period in TIME_ZONE (this month when the form is empty or invalid)."""
+        if not self.is_valid():
+            return preset("month")
+        data = self.cleaned_data
+        if data.get("preset") == "custom":
+            return Period(data["start"], data["end"], f"{data['start']:%Y-%m-%d} – {data['end']:%Y-%m-%d}")
+        return preset(data.get("preset") or "month")
+
+
+def period_from(request: HttpRequest) -> tuple[PeriodForm, Period]:
+    form = PeriodForm(request.GET or None)
+    return form, form.period()
+
+
+def period_query(form: PeriodForm) -> str:
+    """The query string that selects the same period (for sort links)."""
+    if form.is_bound and form.is_valid() and form.cleaned_data.get("preset") == "custom":
+        data = form.cleaned_data
+        return urlencode(
+            {"preset": "custom", "start": data["start"].isoformat(), "end": data["end"].isoformat()}
+        )
+    if form.is_bound and form.is_valid() and form.cleaned_data.get("preset"):
+        return urlencode({"preset": form.cleaned_data["preset"]})
+    return "preset=month"
+
+
+def _tokens(row: dict) -> int:
+    return sum(row[name] for name in TOKEN_FIELDS)
+
+
+@dataclass
+class Panel:
+    """A titled table: column labels plus rows of display-ready cells (and the raw rows)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list]
+    total: list | None = None
+
+
+def _budget_used(user_ids: list[int]) -> dict[int, tuple[int, int | None]]:
+    """user id → (spent this month, monthly limit or None) in two aggregate queries."""
+    month = current_month()
+    spent = {
+        row["user_id"]: int(row["cost"])
+        for row in UsageRecord.objects.filter(user_id__in=user_ids)
+        .for_period(month.start, month.end)
+        .order_by()
+        .values("user_id")
+        .annotate(cost=Sum("cost"))
+    }
+    default = site_default_limit()
+    overrides = {b.user_id: b for b in UserBudget.objects.filter(user_id__in=user_ids)}
+    result = {}
+    for user_id in user_ids:
+        budget = overrides.get(user_id)
+        limit = default
+        if budget is not None and budget.policy == BudgetPolicy.LIMIT:
+            limit = budget.monthly_limit or 0
+        elif budget is not None and budget.policy == BudgetPolicy.UNLIMITED:
+            limit = None
+        result[user_id] = (spent.get(user_id, 0), limit)
+    return result
+
+
+def _fraction_key(spent: int, limit: int | None) -> tuple[int, int]:
+    # Sorts exactly by spent/limit without floats: compare spent × 10^6 // limit; unlimited sorts last.
+    if limit is None:
+        return (0, -1)
+    if limit == 0:
+        return (1, 10**18)
+    return (1, spent * 10**6 // limit)
+
+
+def user_rows(qs, sort: str = "cost", descending: bool = True) -> list[dict]:
+    """Per-user rows for the period, each with tokens and this month's budget use; sorted."""
+    rows = qs.by_user()
+    budgets = _budget_used([row["user_id"] for row in rows])
+    for row in rows:
+        row["tokens"] = _tokens(row)
+        row["month_spent"], row["limit"] = budgets[row["user_id"]]
+        row["budget_percent"] = (
+            None
+            if row["limit"] is None
+            else (100 if row["limit"] == 0 else row["month_spent"] * 100 // row["limit"])
+        )
+    keys = {
+        "cost": lambda r: r["cost"],
+        "tokens": lambda r: r["tokens"],
+        "calls": lambda r: r["calls"],
+        "last_activity": lambda r: r["last_activity"],
+        "budget_used": lambda r: _fraction_key(r["month_spent"], r["limit"]),
+        "username": lambda r: r["username_label"].lower(),
+    }
+    rows.sort(key=lambda r: r["user_id"])
+    rows.sort(key=keys.get(sort, keys["cost"]), reverse=descending)
+    return rows
+
+
+def model_rows(qs) -> list[dict]:
+    rows = qs.by_model()
+    for row in rows:
+        row["tokens"] = _tokens(row)
+    return rows
+
+
+def day_rows(qs, period: Period) -> list[dict]:
+    """One row per day of the period (zero rows filled in), oldest first."""
+    found = {row["day"]: row for row in qs.by_day()}
+    empty = {name: 0 for name in (*SUM_FIELDS, "calls", "unpriced_calls", "estimated_calls")}
+    rows = []
+    for day in period.days:
+        row = found.get(day) or {**empty, "day": day}
+        row["tokens"] = _tokens(row)
+        rows.append(row)
+    return rows
+
+
+def chart(rows: list[dict], *, width: int = 760, height: int = 180) -> dict:
+    """Geometry of a server-rendered SVG bar chart of cost per day (integer pixel maths)."""
+    top = max((row["cost"] for row in rows), default=0)
+    count = max(1, len(rows))
+    slot = max(1, width // count)
+    bars = []
+    for index, row in enumerate(rows):
+        bar_height = 0 if not top else row["cost"] * height // top
+        bars.append(
+            {
+                "x": index * slot,
+                "y": height - bar_height,
+                "width": max(1, slot - (1 if slot > 2 else 0)),
+                "height": bar_height,
+                "day": row["day"],
+                "cost": row["cost"],
+            }
+        )
+    return {
+        "width": slot * count,
+        "height": height,
+        "bars": bars,
+        "top": top,
+        "first": rows[0]["day"] if rows else None,
+        "last": rows[-1]["day"] if rows else None,
+    }
+
+
+def dashboard_context(request: HttpRequest) -> dict:
+    form, period = period_from(request)
+    sort = request.GET.get("sort", "cost")
+    descending = request.GET.get("dir", "desc") != "asc"
+    qs = UsageRecord.objects.for_period(period.start, period.end)
+    totals = qs.totals()
+    totals["tokens"] = _tokens(totals)
+    users = user_rows(qs, sort, descending)
+    days = day_rows(qs, period)
+    return {
+        "form": form,
+        "period": period,
+        "presets": PRESETS,
+        "sort": sort,
+        "descending": descending,
+        "user_sorts": USER_SORTS,
+        "totals": totals,
+        "users": users,
+        "models": model_rows(qs),
+        "days": days,
+        "chart": chart(days),
+        "query": request.GET.urlencode(),
+        "period_query": period_query(form),
+        "subject_id": None,
+        "timezone": timezone.get_current_timezone_name(),
+    }
+
+
+def user_detail_context(request: HttpRequest, user_id: int) -> dict:
+    form, period = period_from(request)
+    qs = UsageRecord.objects.for_user(user_id).for_period(period.start, period.end)
+    totals = qs.totals()
+    totals["tokens"] = _tokens(totals)
+    days = day_rows(qs, period)
+    latest = UsageRecord.objects.for_user(user_id).order_by("-created_at").values("username").first()
+    budget = _budget_used([user_id])[user_id]
+    return {
+        "form": form,
+        "period": period,
+        "presets": PRESETS,
+        "subject_id": user_id,
+        "subject_name": latest["username"] if latest else f"user #{user_id}",
+        "totals": totals,
+        "models": model_rows(qs),
+        "days": days,
+        "chart": chart(days),
+        "conversations": qs.by_conversation(limit=20),
+        "recent": qs.order_by("-created_at", "-id")[:50],
+        "month_spent": budget[0],
+        "limit": budget[1],
+        "query": request.GET.urlencode(),
+        "period_query": period_query(form),
+        "timezone": timezone.get_current_timezone_name(),
+    }
+
+
+# --- CSV: the same rows and columns the tables show -------------------------------------------------
+
+SUM_COLUMNS = [
+    ("Cost (USD)", lambda r: pico_to_usd(r["cost"])),
+    ("Calls", lambda r: r["calls"]),
+    ("Tokens", lambda r: r["tokens"]),
+    ("Input", lambda r: r["input_tokens"]),
+    ("Output", lambda r: r["output_tokens"]),
+    ("Cache write 5m", lambda r: r["cache_write_5m_tokens"]),
+    ("Cache write 1h", lambda r: r["cache_write_1h_tokens"]),
+    ("Cache read", lambda r: r["cache_read_tokens"]),
+    ("Thinking (in output)", lambda r: r["thinking_tokens"]),
+    ("Cache savings (USD)", lambda r: pico_to_usd(r["cache_savings"])),
+    ("Unpriced calls", lambda r: r["unpriced_calls"]),
+    ("Estimated calls", lambda r: r["estimated_calls"]),
+]
+
+
+def _local(value) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+TABLES = {
+    "users": [
+        ("User id", lambda r: r["user_id"]),
+        ("User", lambda r: r["username_label"]),
+        *SUM_COLUMNS,
+        ("Last activity", lambda r: _local(r["last_activity"])),
+        ("Spent this month (USD)", lambda r: pico_to_usd(r["month_spent"])),
+        ("Monthly budget (USD)", lambda r: "unlimited" if r["limit"] is None else pico_to_usd(r["limit"])),
+        ("Budget used (%)", lambda r: "" if r["budget_percent"] is None else r["budget_percent"]),
+    ],
+    "models": [("Model", lambda r: r["model"]), ("Users", lambda r: r["users"]), *SUM_COLUMNS],
+    "days": [("Day", lambda r: r["day"].isoformat()), *SUM_COLUMNS],
+}
+
+
+def table_rows(context: dict, table: str) -> tuple[list[str], list[list]]:
+    """Header and rows of one dashboard table, plus a final TOTAL row (what the page shows)."""
+    columns = TABLES[table]
+    source = {"users": context["users"], "models": context["models"], "days": context["days"]}[table]
+    header = [label for label, _ in columns]
+    rows = [[cell(row) for _, cell in columns] for row in source]
+    totals = context["totals"]
+    total_row = ["TOTAL"] + [""] * (len(columns) - 1)
+    offset = header.index("Cost (USD)")
+    for index, (_label, cell) in enumerate(SUM_COLUMNS):
+        total_row[offset + index] = cell(totals)
+    rows.append(total_row)
+    return header, rows
+
+
+def csv_response(context: dict, table: str) -> HttpResponse:
+    table = table if table in TABLES else "users"
+    header, rows = table_rows(context, table)
+    period: Period = context["period"]
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    filename = f"usage-{table}-{period.first_day:%Y%m%d}-{period.last_day:%Y%m%d}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return response
+
+
+def describe(period: Period) -> str:
+    return f"{period.label or ''} ({period.first_day:%Y-%m-%d} – {period.last_day:%Y-%m-%d})".strip()

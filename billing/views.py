@@ -1,0 +1,59 @@
+"""The user's own usage page and per-message receipts (thin: authorize, query, render)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from billing.models import UsageRecord
+from billing.periods import preset
+from billing.services import budget_status
+from conversations.models import Message
+
+PERIODS = {"month": "This month", "last_month": "Last month"}
+
+
+@login_required
+def my_usage(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's spend this (or last) month, per conversation and per model, and budget."""
+    period_key = request.GET.get("period", "month")
+    if period_key not in PERIODS:
+        period_key = "month"
+    period = preset(period_key)
+    mine = UsageRecord.objects.for_user(request.user.pk).for_period(period.start, period.end)
+    totals = mine.totals()
+    return render(
+        request,
+        "billing/my_usage.html",
+        {
+            "period": period,
+            "period_key": period_key,
+            "periods": PERIODS,
+            "status": budget_status(request.user),
+            "totals": totals,
+            "models": mine.by_model(),
+            "conversations": mine.by_conversation(limit=100),
+        },
+    )
+
+
+@login_required
+def receipt(request: HttpRequest, message_pk: int) -> HttpResponse:
+    """Tokens × rate = cost for each API call of one of the user's own assistant messages."""
+    message = (
+        Message.objects.filter(pk=message_pk, conversation__owner=request.user)
+        .select_related("conversation")
+        .first()
+    )
+    if message is None:
+        raise Http404("No such message.")
+    records = list(UsageRecord.objects.for_message(message.pk).filter(user_id=request.user.pk))
+    context = {
+        "message": message,
+        "records": records,
+        "total": sum(record.cost for record in records),  # a handful of rows for one message
+        "any_unpriced": any(not record.priced for record in records),
+    }
+    template = "billing/receipt.html#receipt" if getattr(request, "htmx", False) else "billing/receipt.html"
+    return render(request, template, context)

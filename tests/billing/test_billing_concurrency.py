@@ -1,0 +1,110 @@
+"""Many threads reserving at once for one user never overshoot the budget (bound: zero).
+
+Runs against the configured database: SQLite (writers serialised by BEGIN IMMEDIATE) and PostgreSQL
+(the per-user UserBudget row locked with SELECT … FOR UPDATE).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from billing_factories import make_conversation, make_message, make_user, record_call
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from billing.models import SpendReservation, UsageRecord
+from billing.money import usd_to_pico
+from billing.services import BudgetExceeded, budget_status, spend_reserve, worst_case_cost
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+SONNET = "claude-sonnet-4-6"
+THREADS = 12
+
+
+@pytest.fixture(autouse=True)
+def _knobs(monkeypatch):
+    monkeypatch.setenv("CHAT_RATE_LIMIT_PER_MINUTE", "0")
+
+
+def run_in_threads(work, count: int) -> list:
+    barrier = threading.Barrier(count)
+    outcomes: list = [None] * count
+
+    def runner(index: int) -> None:
+        try:
+            barrier.wait()
+            outcomes[index] = work(index)
+        except Exception as exc:  # noqa: BLE001 - the test inspects every outcome
+            outcomes[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    close_old_connections()
+    return outcomes
+
+
+def test_concurrent_reservations_never_overshoot_the_budget(monkeypatch):
+    worst = worst_case_cost(model=SONNET, prompt_bytes=1000, max_tokens=1000, at=timezone.now())
+    fits = 5
+    monkeypatch.setenv("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "unlimited")
+    user = make_user()
+    from billing.models import BudgetPolicy, UserBudget
+
+    UserBudget.objects.create(user=user, policy=BudgetPolicy.LIMIT, monthly_limit=fits * worst + worst // 2)
+
+    def work(index: int):
+        with transaction.atomic():
+            spend_reserve(
+                user=user, model=SONNET, prompt_bytes=1000, max_tokens=1000, message_id=1000 + index
+            )
+        return "reserved"
+
+    outcomes = run_in_threads(work, THREADS)
+    assert outcomes.count("reserved") == fits, outcomes
+    assert all(isinstance(o, BudgetExceeded) for o in outcomes if o != "reserved"), outcomes
+    assert SpendReservation.objects.filter(user=user).count() == fits
+    assert budget_status(user).held <= budget_status(user).limit
+
+
+def test_concurrent_reserve_and_settle_cycles_never_overshoot(monkeypatch):
+    """Each thread reserves then records the dearest possible real usage; total spend stays <= limit."""
+    monkeypatch.setenv("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "0.1")
+    user = make_user()
+    conversation = make_conversation(user)
+    messages = [make_message(conversation) for _ in range(THREADS * 2)]
+
+    def work(index: int):
+        done = 0
+        for message in messages[index * 2 : index * 2 + 2]:
+            try:
+                with transaction.atomic():
+                    spend_reserve(
+                        user=user, model=SONNET, prompt_bytes=1000, max_tokens=1000, message_id=message.pk
+                    )
+            except BudgetExceeded:
+                continue
+            with transaction.atomic():
+                record_call(
+                    user,
+                    conversation=conversation,
+                    message=message,
+                    cache_creation_input_tokens=1000,
+                    cache_creation_1h_input_tokens=1000,
+                    output_tokens=1000,
+                )
+            done += 1
+        return done
+
+    outcomes = run_in_threads(work, THREADS)
+    assert all(isinstance(o, int) for o in outcomes), outcomes
+    spent = UsageRecord.objects.for_user(user.pk).total_cost()
+    assert spent <= usd_to_pico("0.1")
+    assert sum(outcomes) == 4  # 4 × $0.021 fit in $0.10; a fifth would overshoot
+    assert SpendReservation.objects.open(timezone.now()).count() == 0
