@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+from billing_factories import make_conversation, make_message, make_user, record_call
+
+pytestmark = pytest.mark.django_db
+
+
+def test_usage_page_requires_login(client):
+    response = client.get("/usage/")
+    assert response.status_code == 302
+    assert "login" in response["Location"]
+
+
+def test_usage_page_shows_only_the_users_own_spend(client, monkeypatch):
+    monkeypatch.setenv("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "20")
+    me, other = make_user("me"), make_user("other")
+    mine = make_conversation(me, title="My secret plan")
+    theirs = make_conversation(other, title="Their secret plan")
+    record_call(me, conversation=mine, input_tokens=1000, output_tokens=500)
+    record_call(other, conversation=theirs, model="claude-opus-5", input_tokens=9_999)
+    client.force_login(me)
+    response = client.get("/usage/")
+    assert response.status_code == 200
+    assert b"My secret plan" in response.content
+    assert b"Their secret plan" not in response.content
+    assert b"claude-opus-5" not in response.content
+    assert response.context["totals"]["cost"] == 10_500_000_000
+    assert b"$0.0105" in response.content
+    assert b"$20.00" in response.content
+
+
+def test_receipt_shows_tokens_times_rate_per_call(client):
+    me = make_user("me")
+    chat = make_conversation(me)
+    message = make_message(chat)
+    record_call(me, conversation=chat, message=message, input_tokens=1000, output_tokens=500)
+    client.force_login(me)
+    page = client.get(f"/usage/receipt/{message.pk}/")
+    assert page.status_code == 200
+    assert b"<html" in page.content
+    for text in (b"1,000", b"$3.00", b"500", b"$15.00", b"$0.003", b"$0.0075", b"$0.0105"):
+        assert text in page.content, text
+
+
+def test_receipt_is_a_fragment_for_htmx(client):
+    me = make_user("me")
+    chat = make_conversation(me)
+    message = make_message(chat)
+    record_call(me, conversation=chat, message=message, input_tokens=1000, output_tokens=500)
+    client.force_login(me)
+    fragment = client.get(f"/usage/receipt/{message.pk}/", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    assert b"<html" not in fragment.content
+    assert fragment.content.lstrip().startswith(b"<section")
+    assert b"$0.0105" in fragment.content
+
+
+def test_receipt_of_another_users_message_is_404(client):
+    owner, intruder = make_user("owner"), make_user("intruder")
+    chat = make_conversation(owner)
+    message = make_message(chat)
+    record_call(owner, conversation=chat, message=message, input_tokens=10)
+    client.force_login(intruder)
+    assert client.get(f"/usage/receipt/{message.pk}/").status_code == 404
+    assert client.get("/usage/receipt/999999/").status_code == 404
+    client.logout()
+    assert client.get(f"/usage/receipt/{message.pk}/").status_code == 302
