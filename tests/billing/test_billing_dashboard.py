@@ -34,7 +34,9 @@ def seed_usage():
         cache_creation_1h_input_tokens=300,
         purpose="title",
     )
-    record_call(bob, model="claude-opus-5", input_tokens=12, output_tokens=34, cache_read_input_tokens=100_000)
+    record_call(
+        bob, model="claude-opus-5", input_tokens=12, output_tokens=34, cache_read_input_tokens=100_000
+    )
     record_call(bob, model="claude-unknown-1", input_tokens=5, output_tokens=5)
     return alice, bob
 
@@ -68,7 +70,9 @@ def test_totals_equal_the_sum_of_user_rows_model_rows_and_day_rows(client):
     assert totals["active_users"] == 2
     assert totals["unpriced_calls"] == 1
     assert b"unpriced" in response.content
-    assert b"<svg" in response.content and b"<script" not in response.content.split(b'id="billing-dashboard"')[1]
+    assert (
+        b"<svg" in response.content and b"<script" not in response.content.split(b'id="billing-dashboard"')[1]
+    )
 
 
 def test_csv_export_equals_the_table_shown(client):
@@ -84,7 +88,9 @@ def test_csv_export_equals_the_table_shown(client):
         assert parsed[0] == header
         assert parsed[1:] == [[str(cell) for cell in row] for row in rows]
         assert parsed[-1][0] == "TOTAL"
-    users_csv = list(csv.DictReader(io.StringIO(client.get(DASHBOARD + "export.csv", params).content.decode())))
+    users_csv = list(
+        csv.DictReader(io.StringIO(client.get(DASHBOARD + "export.csv", params).content.decode()))
+    )
     body = [row for row in users_csv if row["User id"] != "TOTAL"]
     assert [row["User"] for row in body] == [row["username_label"] for row in page.context["users"]]
     assert sum(Decimal(row["Cost (USD)"]) for row in body) == Decimal(users_csv[-1]["Cost (USD)"])
@@ -138,7 +144,9 @@ def test_date_presets_are_whole_days_in_time_zone(settings):
         # DST: 8 March 2026 has 23 hours in New York.
         march = preset("month", datetime(2026, 3, 20, tzinfo=zone))
         utc = ZoneInfo("UTC")
-        assert march.end.astimezone(utc) - march.start.astimezone(utc) == timedelta(days=31) - timedelta(hours=1)
+        assert march.end.astimezone(utc) - march.start.astimezone(utc) == timedelta(days=31) - timedelta(
+            hours=1
+        )
 
 
 def test_a_call_late_in_the_local_evening_counts_on_the_local_day(client, settings, monkeypatch):
@@ -147,9 +155,9 @@ def test_a_call_late_in_the_local_evening_counts_on_the_local_day(client, settin
     user = make_user("kiwi")
     with timezone.override(zone):
         local = timezone.localtime(timezone.now())
-        yesterday_late = datetime.combine(local.date() - timedelta(days=1), datetime.min.time(), tzinfo=zone) + timedelta(
-            hours=23, minutes=30
-        )
+        yesterday_late = datetime.combine(
+            local.date() - timedelta(days=1), datetime.min.time(), tzinfo=zone
+        ) + timedelta(hours=23, minutes=30)
         monkeypatch.setattr(timezone, "now", lambda: yesterday_late)
         record_call(user, input_tokens=1_000_000)
         monkeypatch.undo()
