@@ -15,10 +15,11 @@ from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from billing import rollups
 from billing.models import BudgetPolicy, UsageRecord, UserBudget
 from billing.money import pico_to_usd
 from billing.periods import PRESETS, Period, current_month, preset
-from billing.queries import SUM_FIELDS
+from billing.queries import ROLLUP_SUMS
 from billing.services import site_default_limit
 
 TOKEN_FIELDS = (
@@ -131,12 +132,44 @@ def _fraction_key(spent: int, limit: int | None) -> tuple[int, int]:
     return (1, spent * 10**6 // limit)
 
 
-def user_rows(qs, sort: str = "cost", descending: bool = True) -> list[dict]:
+def _combine(pairs: list[dict], key: str) -> dict:
+    """Sum grouped (user, model) rows by `key`; also counts distinct users per group."""
+    combined: dict = {}
+    for pair in pairs:  # grouped rows, at most users × models
+        target = combined.get(pair[key])
+        if target is None:
+            target = combined[pair[key]] = {
+                key: pair[key],
+                "last_activity": pair["last_activity"],
+                "user_ids": set(),
+            }
+            target.update({name: 0 for name in ROLLUP_SUMS})
+            if key == "user_id":
+                target["username_label"] = pair["username_label"]
+        for name in ROLLUP_SUMS:
+            target[name] += pair[name]
+        target["last_activity"] = max(target["last_activity"], pair["last_activity"])
+        target["user_ids"].add(pair["user_id"])
+    rows = list(combined.values())
+    for row in rows:
+        row["users"] = len(row.pop("user_ids"))
+        row["tokens"] = _tokens(row)
+    return rows
+
+
+def totals_of(pairs: list[dict]) -> dict:
+    """Period totals: the sum of the grouped rows (so totals and tables reconcile by construction)."""
+    totals = {name: sum(pair[name] for pair in pairs) for name in ROLLUP_SUMS}
+    totals["active_users"] = len({pair["user_id"] for pair in pairs})
+    totals["tokens"] = _tokens(totals)
+    return totals
+
+
+def user_rows(pairs: list[dict], sort: str = "cost", descending: bool = True) -> list[dict]:
     """Per-user rows for the period, each with tokens and this month's budget use; sorted."""
-    rows = qs.by_user()
+    rows = _combine(pairs, "user_id")
     budgets = _budget_used([row["user_id"] for row in rows])
     for row in rows:
-        row["tokens"] = _tokens(row)
         row["month_spent"], row["limit"] = budgets[row["user_id"]]
         row["budget_percent"] = (
             None
@@ -156,20 +189,17 @@ def user_rows(qs, sort: str = "cost", descending: bool = True) -> list[dict]:
     return rows
 
 
-def model_rows(qs) -> list[dict]:
-    rows = qs.by_model()
-    for row in rows:
-        row["tokens"] = _tokens(row)
-    return rows
+def model_rows(pairs: list[dict]) -> list[dict]:
+    """Per-model rows (with distinct users), dearest first."""
+    return sorted(_combine(pairs, "model"), key=lambda r: (-r["cost"], r["model"]))
 
 
-def day_rows(qs, period: Period) -> list[dict]:
+def day_rows(found_rows: list[dict], period: Period) -> list[dict]:
     """One row per day of the period (zero rows filled in), oldest first."""
-    found = {row["day"]: row for row in qs.by_day()}
-    empty = {name: 0 for name in (*SUM_FIELDS, "calls", "unpriced_calls", "estimated_calls")}
+    found = {row["day"]: row for row in found_rows}
     rows = []
     for day in period.days:
-        row = found.get(day) or {**empty, "day": day}
+        row = dict(found.get(day) or {name: 0 for name in ROLLUP_SUMS}, day=day)
         row["tokens"] = _tokens(row)
         rows.append(row)
     return rows
@@ -207,11 +237,8 @@ def dashboard_context(request: HttpRequest) -> dict:
     form, period = period_from(request)
     sort = request.GET.get("sort", "cost")
     descending = request.GET.get("dir", "desc") != "asc"
-    qs = UsageRecord.objects.for_period(period.start, period.end)
-    totals = qs.totals()
-    totals["tokens"] = _tokens(totals)
-    users = user_rows(qs, sort, descending)
-    days = day_rows(qs, period)
+    pairs = rollups.period_by_user_model(period)
+    days = day_rows(rollups.period_by_day(period), period)
     return {
         "form": form,
         "period": period,
@@ -219,9 +246,9 @@ def dashboard_context(request: HttpRequest) -> dict:
         "sort": sort,
         "descending": descending,
         "user_sorts": USER_SORTS,
-        "totals": totals,
-        "users": users,
-        "models": model_rows(qs),
+        "totals": totals_of(pairs),
+        "users": user_rows(pairs, sort, descending),
+        "models": model_rows(pairs),
         "days": days,
         "chart": chart(days),
         "query": request.GET.urlencode(),
@@ -234,9 +261,8 @@ def dashboard_context(request: HttpRequest) -> dict:
 def user_detail_context(request: HttpRequest, user_id: int) -> dict:
     form, period = period_from(request)
     qs = UsageRecord.objects.for_user(user_id).for_period(period.start, period.end)
-    totals = qs.totals()
-    totals["tokens"] = _tokens(totals)
-    days = day_rows(qs, period)
+    pairs = rollups.period_by_user_model(period, user_id=user_id)
+    days = day_rows(rollups.period_by_day(period, user_id=user_id), period)
     latest = UsageRecord.objects.for_user(user_id).order_by("-created_at").values("username").first()
     budget = _budget_used([user_id])[user_id]
     return {
@@ -245,8 +271,8 @@ def user_detail_context(request: HttpRequest, user_id: int) -> dict:
         "presets": PRESETS,
         "subject_id": user_id,
         "subject_name": latest["username"] if latest else f"user #{user_id}",
-        "totals": totals,
-        "models": model_rows(qs),
+        "totals": totals_of(pairs),
+        "models": model_rows(pairs),
         "days": days,
         "chart": chart(days),
         "conversations": qs.by_conversation(limit=20),

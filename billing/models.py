@@ -13,7 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from billing.money import format_usd, rate_to_usd_per_mtok
-from billing.queries import ModelPriceQuerySet, ReservationQuerySet, UsageRecordQuerySet
+from billing.queries import ModelPriceQuerySet, ReservationQuerySet, RollupQuerySet, UsageRecordQuerySet
 
 
 class LedgerImmutable(Exception):
@@ -285,3 +285,73 @@ class SpendReservation(models.Model):
 
     def __str__(self) -> str:
         return f"Reservation {format_usd(self.amount)} for message {self.message_id}"
+
+
+class UsageTotals(models.Model):
+    """Summed ledger figures for one rollup key (all integers: exact)."""
+
+    cost = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_write_5m_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    thinking_tokens = models.BigIntegerField(default=0)
+    cache_savings = models.BigIntegerField(default=0)
+    calls = models.BigIntegerField(default=0)
+    unpriced_calls = models.BigIntegerField(default=0)
+    estimated_calls = models.BigIntegerField(default=0)
+    last_activity = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+
+class UsageDaily(UsageTotals):
+    """Ledger sums per (local day in TIME_ZONE, user, model); maintained by usage_record()."""
+
+    day = models.DateField()
+    user_id = models.BigIntegerField()
+    username = models.CharField(max_length=150)
+    model = models.CharField(max_length=100)
+
+    objects = RollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "user_id", "model"], name="usagedaily_key")]
+        indexes = [models.Index(fields=["user_id", "day"], name="usagedaily_user_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.username} {self.model}"
+
+
+class UsageMonthly(UsageTotals):
+    """Ledger sums per (local calendar month — its first day, user, model); maintained by usage_record()."""
+
+    month = models.DateField()
+    user_id = models.BigIntegerField()
+    username = models.CharField(max_length=150)
+    model = models.CharField(max_length=100)
+
+    objects = RollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["month", "user_id", "model"], name="usagemonthly_key")]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.username} {self.model}"
+
+
+class UsageDayModel(UsageTotals):
+    """Ledger sums per (local day, model): the cost-per-day chart over long ranges."""
+
+    day = models.DateField()
+    model = models.CharField(max_length=100)
+
+    objects = RollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "model"], name="usagedaymodel_key")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model}"

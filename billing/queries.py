@@ -6,7 +6,7 @@ Sums are of integer columns (tokens, pico-dollars), so they are exact on SQLite 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import models
@@ -147,3 +147,26 @@ class ReservationQuerySet(models.QuerySet):
     def expired(self, now: datetime) -> ReservationQuerySet:
         """Rows to delete: older than an hour (stale if open; past the rate-limit window if settled)."""
         return self.filter(created_at__lte=now - STALE_AFTER)
+
+
+ROLLUP_SUMS = (*SUM_FIELDS, "calls", "unpriced_calls", "estimated_calls")
+
+
+class RollupQuerySet(models.QuerySet):
+    """Reads of the daily/monthly rollup tables (exact integer sums of the ledger)."""
+
+    def for_days(self, first: date, last: date) -> RollupQuerySet:
+        """Rows of days first..last inclusive (UsageDaily, UsageDayModel)."""
+        return self.filter(day__gte=first, day__lte=last)
+
+    def for_months(self, first: date, last: date) -> RollupQuerySet:
+        """Rows of the months whose first day is in first..last (UsageMonthly)."""
+        return self.filter(month__gte=first, month__lte=last)
+
+    def grouped(self, *keys: str) -> list[dict]:
+        """Sums per `keys`, plus last activity and (where the table has it) the latest username."""
+        extra = {"last_activity": Max("last_activity")}
+        if "user_id" in keys:
+            extra["username_label"] = Max("username")
+        rows = self.order_by().values(*keys).annotate(**{n: Sum(n) for n in ROLLUP_SUMS}, **extra)
+        return [_as_ints(row) for row in rows]

@@ -27,6 +27,7 @@ from billing import conf
 from billing.models import BudgetPolicy, ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget
 from billing.money import format_usd, pico_to_usd
 from billing.periods import Period, current_month
+from billing.rollups import rollup_add
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +282,7 @@ def usage_record(
             **counts,
             **pricing,
         )
+        rollup_add(record)
         if message_id is not None:
             SpendReservation.objects.filter(message_id=message_id, settled_at__isnull=True).update(
                 settled_at=now

@@ -108,3 +108,28 @@ def test_concurrent_reserve_and_settle_cycles_never_overshoot(monkeypatch):
     assert spent <= usd_to_pico("0.1")
     assert sum(outcomes) == 4  # 4 × $0.021 fit in $0.10; a fifth would overshoot
     assert SpendReservation.objects.open(timezone.now()).count() == 0
+
+
+def test_concurrent_records_of_many_users_keep_the_rollups_equal_to_the_ledger():
+    """Rollup upserts (INSERT … ON CONFLICT DO UPDATE x = x + excluded.x) never lose an increment."""
+    from billing.models import UsageDayModel
+    from billing.periods import preset
+
+    users = [make_user() for _ in range(THREADS)]
+
+    def work(index: int):
+        for round_ in range(5):
+            with transaction.atomic():
+                record_call(users[index], model=SONNET, input_tokens=100 + round_, output_tokens=index)
+        return "ok"
+
+    outcomes = run_in_threads(work, THREADS)
+    assert outcomes == ["ok"] * THREADS, outcomes
+    ledger = UsageRecord.objects.for_period(preset("today").start, preset("today").end).totals()
+    rolled = UsageDayModel.objects.get(day=preset("today").first_day, model=SONNET)
+    assert (rolled.calls, rolled.cost, rolled.input_tokens) == (
+        ledger["calls"],
+        ledger["cost"],
+        ledger["input_tokens"],
+    )
+    assert rolled.calls == THREADS * 5

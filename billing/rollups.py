@@ -1,0 +1,198 @@
+"""Daily and monthly rollups of the ledger, so a year of dashboard stays fast. Exact: integer sums.
+
+The ledger (UsageRecord) is the source of truth. usage_record() adds each new row to three rollups in
+the same transaction, with one `INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x` each (atomic
+on SQLite and PostgreSQL alike, so concurrent calls never lose an increment):
+  UsageDaily (local day, user, model) · UsageMonthly (local month, user, model) · UsageDayModel (day, model)
+"Local" is TIME_ZONE at the time of the call: after changing TIME_ZONE, run
+`manage.py rebuild_usage_rollups` (also the repair tool; it recomputes everything from the ledger).
+
+A dashboard period of whole days reads whole months from UsageMonthly and the remaining edge days from
+UsageDaily, then merges the grouped rows — a few thousand rows instead of a year of ledger.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Max, Q
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from billing.models import UsageDaily, UsageDayModel, UsageMonthly, UsageRecord
+from billing.periods import Period, month_of
+from billing.queries import ROLLUP_SUMS, SUM_FIELDS, _sums
+
+RECORD_SUMS = tuple(SUM_FIELDS)  # the UsageRecord columns summed into the rollups
+
+
+def _upsert(model, keys: dict, values: dict) -> None:
+    table = model._meta.db_table
+    ops = connection.ops
+    columns = [*keys, *values]
+    params = []
+    for name, value in (*keys.items(), *values.items()):
+        if name == "last_activity":
+            value = ops.adapt_datetimefield_value(value)
+        elif name in ("day", "month"):
+            value = ops.adapt_datefield_value(value)
+        params.append(value)
+    assignments = [f"{name} = {table}.{name} + excluded.{name}" for name in ROLLUP_SUMS]
+    assignments.append(
+        f"last_activity = CASE WHEN excluded.last_activity > {table}.last_activity "
+        f"THEN excluded.last_activity ELSE {table}.last_activity END"
+    )
+    if "username" in values:
+        assignments.append("username = excluded.username")
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(assignments)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def rollup_add(record: UsageRecord) -> None:
+    """Add one new ledger row to the rollups (call in the transaction that created it)."""
+    day = timezone.localtime(record.created_at).date()
+    values = {name: getattr(record, name) for name in RECORD_SUMS}
+    values.update(
+        calls=1,
+        unpriced_calls=0 if record.priced else 1,
+        estimated_calls=1 if record.estimated else 0,
+        last_activity=record.created_at,
+    )
+    with transaction.atomic():
+        _upsert(
+            UsageDaily,
+            {"day": day, "user_id": record.user_id, "model": record.model},
+            {
+                **values,
+                "username": record.username,
+            },
+        )
+        _upsert(
+            UsageMonthly,
+            {"month": day.replace(day=1), "user_id": record.user_id, "model": record.model},
+            {
+                **values,
+                "username": record.username,
+            },
+        )
+        _upsert(UsageDayModel, {"day": day, "model": record.model}, values)
+
+
+def rollup_rebuild(batch_size: int = 5000) -> int:
+    """Recompute every rollup from the ledger in the current TIME_ZONE; returns daily rows written."""
+    tz = timezone.get_current_timezone()
+    daily = list(
+        UsageRecord.objects.order_by()
+        .annotate(day=TruncDate("created_at", tzinfo=tz))
+        .values("day", "user_id", "model")
+        .annotate(**_sums(), username=Max("username"), last_activity=Max("created_at"))
+    )
+    monthly: dict = defaultdict(lambda: defaultdict(int))
+    per_day_model: dict = defaultdict(lambda: defaultdict(int))
+    for row in daily:  # grouped rows (one per day × user × model), not ledger rows
+        for bucket in (
+            monthly[(row["day"].replace(day=1), row["user_id"], row["model"])],
+            per_day_model[(row["day"], row["model"])],
+        ):
+            for name in ROLLUP_SUMS:
+                bucket[name] += int(row[name])
+            bucket["last_activity"] = max(
+                bucket.get("last_activity") or row["last_activity"], row["last_activity"]
+            )
+            bucket["username"] = row["username"]
+
+    def sums(row) -> dict:
+        return {name: int(row[name]) for name in ROLLUP_SUMS} | {"last_activity": row["last_activity"]}
+
+    with transaction.atomic():
+        for model in (UsageDaily, UsageMonthly, UsageDayModel):
+            model.objects.all().delete()
+        UsageDaily.objects.bulk_create(
+            [
+                UsageDaily(
+                    day=r["day"], user_id=r["user_id"], model=r["model"], username=r["username"], **sums(r)
+                )
+                for r in daily
+            ],
+            batch_size=batch_size,
+        )
+        UsageMonthly.objects.bulk_create(
+            [
+                UsageMonthly(month=m, user_id=u, model=mod, username=b["username"], **sums(b))
+                for (m, u, mod), b in monthly.items()
+            ],
+            batch_size=batch_size,
+        )
+        UsageDayModel.objects.bulk_create(
+            [UsageDayModel(day=d, model=mod, **sums(b)) for (d, mod), b in per_day_model.items()],
+            batch_size=batch_size,
+        )
+    return len(daily)
+
+
+def _split(period: Period) -> tuple[list[tuple[date, date]], tuple[date, date] | None]:
+    """Edge day ranges read from UsageDaily, and the whole months (first days) read from UsageMonthly."""
+    first_whole = (
+        period.first_day if period.first_day.day == 1 else month_of(period.first_day).last_day + timedelta(1)
+    )
+    last_whole = month_of(period.last_day).first_day
+    if month_of(period.last_day).last_day != period.last_day:
+        last_whole = (last_whole - timedelta(days=1)).replace(day=1)
+    if first_whole > last_whole:
+        return [(period.first_day, period.last_day)], None
+    edges = []
+    if period.first_day < first_whole:
+        edges.append((period.first_day, first_whole - timedelta(days=1)))
+    last_whole_end = month_of(last_whole).last_day
+    if last_whole_end < period.last_day:
+        edges.append((last_whole_end + timedelta(days=1), period.last_day))
+    return edges, (first_whole, last_whole)
+
+
+def _merge(rows_lists: list[list[dict]], keys: tuple[str, ...]) -> list[dict]:
+    merged: dict = {}
+    for rows in rows_lists:
+        for row in rows:
+            key = tuple(row[k] for k in keys)
+            target = merged.get(key)
+            if target is None:
+                merged[key] = dict(row)
+                continue
+            for name in ROLLUP_SUMS:
+                target[name] += row[name]
+            target["last_activity"] = max(target["last_activity"], row["last_activity"])
+            if "username_label" in row:
+                target["username_label"] = max(target["username_label"], row["username_label"])
+    return list(merged.values())
+
+
+def period_by_user_model(period: Period, user_id: int | None = None) -> list[dict]:
+    """Sums per (user_id, model) over the whole days of `period`, from the rollups."""
+    edges, months = _split(period)
+    parts = []
+    if edges:
+        days = UsageDaily.objects.filter(Q(*[Q(day__gte=a, day__lte=b) for a, b in edges], _connector=Q.OR))
+        if user_id is not None:
+            days = days.filter(user_id=user_id)
+        parts.append(days.grouped("user_id", "model"))
+    if months:
+        whole = UsageMonthly.objects.for_months(*months)
+        if user_id is not None:
+            whole = whole.filter(user_id=user_id)
+        parts.append(whole.grouped("user_id", "model"))
+    return _merge(parts, ("user_id", "model"))
+
+
+def period_by_day(period: Period, user_id: int | None = None) -> list[dict]:
+    """Sums per local day over `period` (days without calls omitted)."""
+    if user_id is None:
+        return UsageDayModel.objects.for_days(period.first_day, period.last_day).grouped("day")
+    return (
+        UsageDaily.objects.for_days(period.first_day, period.last_day).filter(user_id=user_id).grouped("day")
+    )
