@@ -102,8 +102,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    if "TEST" not in DATABASES["default"]:
-        DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+    # Tests use a file (threads share it; in-memory shared cache would lock whole tables), one per
+    # process so that test runs never trample each other.
+    DATABASES["default"]["TEST"] = {"NAME": f"/tmp/chat-test-{os.getpid()}.sqlite3"}
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
@@ -114,7 +115,9 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1500}}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1500}}
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -162,9 +165,13 @@ X_FRAME_OPTIONS = "DENY"
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
 CHAT_MODELS = env_list("CHAT_MODELS", "claude-sonnet-5-5,claude-opus-5-5,claude-haiku-5-5")
-CHAT_DEFAULT_MODEL = os.environ.get("CHAT_DEFAULT_MODEL", CHAT_MODELS[0] if CHAT_MODELS else "claude-sonnet-5-5")
+CHAT_DEFAULT_MODEL = os.environ.get(
+    "CHAT_DEFAULT_MODEL", CHAT_MODELS[0] if CHAT_MODELS else "claude-sonnet-5-5"
+)
 if CHAT_DEFAULT_MODEL not in CHAT_MODELS:
-    raise ImproperlyConfigured(f"CHAT_DEFAULT_MODEL={CHAT_DEFAULT_MODEL!r} is not one of CHAT_MODELS={CHAT_MODELS}")
+    raise ImproperlyConfigured(
+        f"CHAT_DEFAULT_MODEL={CHAT_DEFAULT_MODEL!r} is not one of CHAT_MODELS={CHAT_MODELS}"
+    )
 CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS", "4096"))
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
 CHAT_MAX_SYSTEM_PROMPT_CHARS = int(os.environ.get("CHAT_MAX_SYSTEM_PROMPT_CHARS", "16000"))

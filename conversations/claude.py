@@ -45,7 +45,12 @@ class Usage:
 
     def update_from(self, usage) -> None:
         """Overwrite with the fields an event carries: message_delta counts are cumulative, never added."""
-        for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ):
             value = getattr(usage, name, None)
             if value is not None:
                 setattr(self, name, value)
@@ -120,7 +125,10 @@ class ReplyStream:
             raise _map_status_error(exc, self.request_id) from exc
         except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
             raise ClaudeError(
-                "timeout", "Claude stopped responding, so the reply was cut short.", repr(exc), self.request_id
+                "timeout",
+                "Claude stopped responding, so the reply was cut short.",
+                repr(exc),
+                self.request_id,
             ) from exc
         except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
             raise ClaudeError(
@@ -143,7 +151,9 @@ class ReplyStream:
     def billable_usage(self) -> Usage:
         """Usage to bill: the API's figures, plus an estimate of output received when the final count is missing."""
         if self.usage_is_estimated:
-            self.usage.output_tokens = max(self.usage.output_tokens, estimate_tokens_from_chars(self.text_chars))
+            self.usage.output_tokens = max(
+                self.usage.output_tokens, estimate_tokens_from_chars(self.text_chars)
+            )
         return self.usage
 
 
@@ -179,9 +189,13 @@ def _map_status_error(exc: anthropic.APIStatusError, request_id: str) -> ClaudeE
         return ClaudeError("not_configured", NOT_CONFIGURED, detail, request_id)
     logger.warning("Claude call failed: %s", detail)
     if exc.type == "overloaded_error" or isinstance(exc, anthropic.OverloadedError):
-        return ClaudeError("overloaded", "Claude is overloaded right now. Please retry in a moment.", detail, request_id)
+        return ClaudeError(
+            "overloaded", "Claude is overloaded right now. Please retry in a moment.", detail, request_id
+        )
     if isinstance(exc, anthropic.RateLimitError):
-        return ClaudeError("rate_limited", "Claude's rate limit was reached. Please retry shortly.", detail, request_id)
+        return ClaudeError(
+            "rate_limited", "Claude's rate limit was reached. Please retry shortly.", detail, request_id
+        )
     if isinstance(exc, anthropic.ContentTooLargeError):
         return ClaudeError("too_large", "This conversation is too long for the model.", detail, request_id)
     if isinstance(exc, anthropic.BadRequestError | anthropic.NotFoundError):

@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from billing.services import SpendRefused
 
 from . import services
-from .generation import control_group, generation_start, message_fragment, send_button_fragment
+from .generation import control_group, generation_start, message_fragment, request_stop, send_button_fragment
 from .models import Conversation, Message
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         await self._announce_new_turns([user_message, assistant])
         # Only the sender's composer is emptied, and only now that the message is safely stored.
-        await self.send(text_data=render_to_string("conversations/conversation.html#composer_input", {"oob": True}))
+        await self.send(
+            text_data=render_to_string("conversations/conversation.html#composer_input", {"oob": True})
+        )
         generation_start(assistant.pk)
 
     async def _continue(self, frame: dict) -> None:
@@ -103,24 +105,34 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _retry(self, frame: dict) -> None:
         message = await self._owned_message(frame.get("message_id"))
         message = await database_sync_to_async(services.reply_retry)(message=message)
-        await self.channel_layer.group_send(self.group, {"type": "chat.frame", "html": message_fragment(message)})
-        await self.channel_layer.group_send(self.group, {"type": "chat.frame", "html": send_button_fragment(busy=True)})
+        await self.channel_layer.group_send(
+            self.group, {"type": "chat.frame", "html": message_fragment(message)}
+        )
+        await self.channel_layer.group_send(
+            self.group, {"type": "chat.frame", "html": send_button_fragment(busy=True)}
+        )
         generation_start(message.pk)
 
     async def _stop(self, frame: dict) -> None:
         message = await self._owned_message(frame.get("message_id"))
         if message.status == Message.Status.STREAMING:
-            await self.channel_layer.group_send(
-                control_group(self.conversation.pk), {"type": "reply.stop", "message_id": message.pk}
-            )
+            await request_stop(self.conversation.pk, message.pk)
 
     async def _announce_new_turns(self, messages: list[Message]) -> None:
-        html = '<div hx-swap-oob="beforeend:#messages">' + "".join(message_fragment(m, oob="") for m in messages) + "</div>"
+        html = (
+            '<div hx-swap-oob="beforeend:#messages">'
+            + "".join(message_fragment(m, oob="") for m in messages)
+            + "</div>"
+        )
         await self.channel_layer.group_send(self.group, {"type": "chat.frame", "html": html})
-        await self.channel_layer.group_send(self.group, {"type": "chat.frame", "html": send_button_fragment(busy=True)})
+        await self.channel_layer.group_send(
+            self.group, {"type": "chat.frame", "html": send_button_fragment(busy=True)}
+        )
 
     async def _error(self, text: str) -> None:
-        await self.send(text_data=render_to_string("conversations/conversation.html#chat_error", {"error": text}))
+        await self.send(
+            text_data=render_to_string("conversations/conversation.html#chat_error", {"error": text})
+        )
 
     async def chat_frame(self, event: dict) -> None:
         await self.send(text_data=event["html"])
@@ -133,9 +145,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _current_state(self) -> tuple[str, int | None]:
         chat_messages = list(self.conversation.messages.in_order())
         streaming_id = next((m.pk for m in chat_messages if m.is_streaming), None)
-        html = '<div id="messages" hx-swap-oob="innerHTML">' + render_to_string(
-            "conversations/conversation.html#message_list", {"chat_messages": chat_messages}
-        ) + "</div>" + send_button_fragment(busy=streaming_id is not None)
+        html = (
+            '<div id="messages" hx-swap-oob="innerHTML">'
+            + render_to_string(
+                "conversations/conversation.html#message_list", {"chat_messages": chat_messages}
+            )
+            + "</div>"
+            + send_button_fragment(busy=streaming_id is not None)
+        )
         return html, streaming_id
 
     @database_sync_to_async

@@ -11,7 +11,9 @@ that works the same with the in-memory layer and with Redis across several daphn
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+from dataclasses import dataclass
 from html import escape
 
 from channels.db import database_sync_to_async
@@ -33,6 +35,13 @@ def control_group(conversation_id: int) -> str:
     return f"conversation-{conversation_id}-control"
 
 
+async def request_stop(conversation_id: int, message_id: int) -> None:
+    """Ask the generation of `message_id`, in whichever server process runs it, to stop."""
+    await get_channel_layer().group_send(
+        control_group(conversation_id), {"type": "reply.stop", "message_id": message_id}
+    )
+
+
 def delta_fragment(message_id: int, text: str) -> str:
     """Append `text` to a streaming message body. Same id as the `message` partial's body element;
     formatted directly because it is sent many times a second per reply (a template render is not)."""
@@ -52,18 +61,29 @@ def send_button_fragment(*, busy: bool) -> str:
     return render_to_string("conversations/conversation.html#send_button", {"busy": busy, "oob": True})
 
 
+@dataclass
+class ReplyContext:
+    """What a generation needs from the database, read once when it starts."""
+
+    request: ReplyRequest
+    conversation_id: int
+    ledger_labels: dict
+
+
 @database_sync_to_async
-def _load_request(message_id: int) -> tuple[int, ReplyRequest]:
-    message = Message.objects.select_related("conversation").get(pk=message_id)
+def _load_context(message_id: int) -> ReplyContext:
+    message = Message.objects.select_related("conversation__owner").get(pk=message_id)
     conversation = message.conversation
     turns, _ = services._history_for(conversation, before=message)
-    return conversation.pk, ReplyRequest(
+    request = ReplyRequest(
         model=message.model,
         messages=turns,
         max_tokens=settings.CHAT_MAX_TOKENS,
         system=conversation.system_prompt,
         user_id=opaque_user_id(conversation.owner_id),
     )
+    labels = {**services.ledger_labels_for(conversation), "model": message.model}
+    return ReplyContext(request, conversation.pk, labels)
 
 
 class Generation:
@@ -86,13 +106,18 @@ class Generation:
         return self.parts[0] if self.parts else ""
 
     async def run(self) -> None:
-        self.conversation_id, request = await _load_request(self.message_id)
+        try:
+            context = await _load_context(self.message_id)
+        except Message.DoesNotExist:
+            return  # deleted before it started: nothing was called, nothing to bill
+        self.conversation_id = context.conversation_id
+        self.ledger_labels = context.ledger_labels
         self.group = f"conversation-{self.conversation_id}"
         self.control_channel = await self.layer.new_channel()
         await self.layer.group_add(control_group(self.conversation_id), self.control_channel)
         listener = asyncio.create_task(self._listen())
         flusher = asyncio.create_task(self._flush_periodically())
-        stream = ReplyStream(request)
+        stream = ReplyStream(context.request)
         consume = asyncio.create_task(self._consume(stream))
         self._consume_task = consume
         outcome: dict = {}
@@ -104,14 +129,20 @@ class Generation:
             if self.stop_requested and not (self.task and self.task.cancelling()):
                 outcome = {"status": Message.Status.STOPPED, "stop_reason": "stopped_by_user"}
             else:
-                outcome = {"status": Message.Status.INTERRUPTED, "error": "The server stopped while writing this reply."}
+                outcome = {
+                    "status": Message.Status.INTERRUPTED,
+                    "error": "The server stopped while writing this reply.",
+                }
         except ClaudeError as exc:
             outcome = {"status": Message.Status.ERROR, "error": exc.user_message}
             if exc.kind == "not_configured":
                 outcome["error"] = NOT_CONFIGURED
         except Exception:
             logger.exception("Generation of message %s failed", self.message_id)
-            outcome = {"status": Message.Status.ERROR, "error": "Something went wrong on the server. Please retry."}
+            outcome = {
+                "status": Message.Status.ERROR,
+                "error": "Something went wrong on the server. Please retry.",
+            }
         finally:
             flusher.cancel()
             listener.cancel()
@@ -123,7 +154,10 @@ class Generation:
             return {"status": Message.Status.CUT_OFF, "stop_reason": "max_tokens"}
         if stream.stop_reason is None:
             # Clean end without message_delta: the reply is incomplete, its text kept.
-            return {"status": Message.Status.ERROR, "error": "Claude's reply ended early. The text so far is kept."}
+            return {
+                "status": Message.Status.ERROR,
+                "error": "Claude's reply ended early. The text so far is kept.",
+            }
         if stream.stop_reason == "refusal":
             return {"status": Message.Status.COMPLETE, "stop_reason": "refusal"}
         return {"status": Message.Status.COMPLETE, "stop_reason": stream.stop_reason}
@@ -193,19 +227,38 @@ class Generation:
             request_id=stream.request_id,
             usage=usage.as_dict(),
             usage_estimated=stream.started and stream.usage_is_estimated,
+            ledger_labels=self.ledger_labels,
         )
+        if message is None:
+            return  # the conversation was deleted meanwhile; its spend is in the ledger all the same
         await self.layer.group_send(self.group, {"type": "chat.frame", "html": message_fragment(message)})
-        await self.layer.group_send(self.group, {"type": "chat.frame", "html": send_button_fragment(busy=False)})
+        await self.layer.group_send(
+            self.group, {"type": "chat.frame", "html": send_button_fragment(busy=False)}
+        )
 
 
 def generation_start(message_id: int) -> Generation:
     """Start generating the assistant message `message_id` (already committed as streaming)."""
     generation = Generation(message_id)
-    task = asyncio.get_running_loop().create_task(generation.run(), name=f"generation-{message_id}")
+    # A fresh context: the generation must not inherit the request's or socket's context (asgiref's
+    # per-request thread executor ends with the request; the generation outlives it).
+    task = asyncio.get_running_loop().create_task(
+        generation.run(), name=f"generation-{message_id}", context=contextvars.Context()
+    )
     generation.task = task
     _running[message_id] = generation
-    task.add_done_callback(lambda _: _running.pop(message_id, None))
+    task.add_done_callback(_forget)
     return generation
+
+
+def _forget(task: asyncio.Task) -> None:
+    generation = _running.pop(int(task.get_name().rsplit("-", 1)[1]), None)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error(
+            "Generation of message %s crashed",
+            generation and generation.message_id,
+            exc_info=task.exception(),
+        )
 
 
 async def generation_wait(message_id: int, timeout: float = 30) -> None:

@@ -14,7 +14,9 @@ class ConversationQuerySet(models.QuerySet):
 
 
 class Conversation(models.Model):
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
@@ -30,6 +32,9 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.display_title
 
+    def get_absolute_url(self) -> str:
+        return reverse("conversation", args=[self.pk])
+
     @property
     def display_title(self) -> str:
         return self.title or "New conversation"
@@ -38,9 +43,6 @@ class Conversation(models.Model):
     def group_name(self) -> str:
         """Channel-layer group every socket viewing this conversation joins."""
         return f"conversation-{self.pk}"
-
-    def get_absolute_url(self) -> str:
-        return reverse("conversation", args=[self.pk])
 
 
 class MessageQuerySet(models.QuerySet):

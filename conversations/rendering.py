@@ -42,7 +42,9 @@ def _highlight(code: str, lang: str, attrs: str) -> str:
 
 @lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "highlight": _highlight})
+    md = MarkdownIt(
+        "commonmark", {"html": False, "linkify": False, "typographer": False, "highlight": _highlight}
+    )
     md.enable(["table", "strikethrough"])
     default_fence = md.renderer.rules["fence"]
 

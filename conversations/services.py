@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -52,7 +53,9 @@ def conversation_create(*, owner, model: str | None = None, system_prompt: str =
 def conversation_update_settings(*, conversation: Conversation, model: object, system_prompt: object) -> None:
     """Change the model and system prompt used for the conversation's next replies."""
     if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:
-        raise InvalidInput(f"The system prompt must be at most {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:,} characters.")
+        raise InvalidInput(
+            f"The system prompt must be at most {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:,} characters."
+        )
     conversation.model = clean_model(model)
     conversation.system_prompt = system_prompt.strip()
     conversation.save(update_fields=["model", "system_prompt", "updated_at"])
@@ -66,8 +69,20 @@ def conversation_rename(*, conversation: Conversation, title: object) -> None:
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
-    """Delete a conversation and its messages. Spend history lives in the ledger and is untouched."""
-    conversation.delete()
+    """Delete a conversation and its messages, stopping a reply still being written.
+
+    Spend history lives in the ledger and is untouched; the stopped reply's call is recorded there too.
+    """
+    from .generation import request_stop
+
+    with transaction.atomic():
+        streaming = list(
+            conversation.messages.filter(status=Message.Status.STREAMING).values_list("pk", flat=True)
+        )
+        conversation_id = conversation.pk
+        conversation.delete()
+        for message_id in streaming:
+            transaction.on_commit(lambda m=message_id: async_to_sync(request_stop)(conversation_id, m))
 
 
 def _history_for(conversation: Conversation, *, before: Message) -> tuple[list[dict], int]:
@@ -78,9 +93,7 @@ def _history_for(conversation: Conversation, *, before: Message) -> tuple[list[d
     """
     turns: list[dict] = []
     for role, content in (
-        conversation.messages.filter(pk__lt=before.pk)
-        .in_order()
-        .values_list("role", "content")
+        conversation.messages.filter(pk__lt=before.pk).in_order().values_list("role", "content")
     ):
         if not content:
             continue
@@ -113,9 +126,13 @@ def reply_start(*, conversation: Conversation, text: object) -> tuple[Message, M
     """
     text = clean_message_text(text)
     with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
+        conversation = (
+            Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
+        )
         if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-            raise InvalidInput("Wait for the current reply to finish, or stop it, before sending another message.")
+            raise InvalidInput(
+                "Wait for the current reply to finish, or stop it, before sending another message."
+            )
         user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
         assistant = Message.objects.create(
             conversation=conversation,
@@ -140,7 +157,12 @@ def reply_continue(*, message: Message) -> tuple[Message, Message]:
 
 def reply_retry(*, message: Message) -> Message:
     """Generate a failed, stopped or interrupted reply again, in place (the earlier call stays in the ledger)."""
-    retryable = {Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STOPPED, Message.Status.CUT_OFF}
+    retryable = {
+        Message.Status.ERROR,
+        Message.Status.INTERRUPTED,
+        Message.Status.STOPPED,
+        Message.Status.CUT_OFF,
+    }
     with transaction.atomic():
         message = Message.objects.select_for_update().select_related("conversation__owner").get(pk=message.pk)
         conversation = message.conversation
@@ -182,11 +204,30 @@ def reply_finish(
     request_id: str = "",
     usage: dict,
     usage_estimated: bool,
-    called_api: bool = True,
-) -> Message:
-    """Final state of a reply and its ledger row, in one transaction."""
+    ledger_labels: dict,
+) -> Message | None:
+    """Final state of a reply and its ledger row, in one transaction.
+
+    If the conversation was deleted while the reply streamed, only the ledger row is written (with
+    `ledger_labels`, captured when the reply started) and None is returned.
+    """
     with transaction.atomic():
-        message = Message.objects.select_for_update().select_related("conversation__owner").get(pk=message_id)
+        message = (
+            Message.objects.select_for_update()
+            .select_related("conversation__owner")
+            .filter(pk=message_id)
+            .first()
+        )
+        if message is None:
+            # ledger_labels carries the model too: nothing else is left to read it from.
+            usage_record(
+                **ledger_labels,
+                message_id=message_id,
+                request_id=request_id,
+                usage=usage,
+                estimated=usage_estimated,
+            )
+            return None
         message.content = content
         message.html = html
         message.status = status
@@ -198,24 +239,25 @@ def reply_finish(
         message.cache_creation_input_tokens = usage["cache_creation_input_tokens"]
         message.cache_read_input_tokens = usage["cache_read_input_tokens"]
         message.save()
-        conversation = message.conversation
-        if called_api:
-            usage_record(
-                user_id=conversation.owner_id,
-                username=conversation.owner.get_username(),
-                conversation_id=conversation.pk,
-                conversation_title=conversation.display_title,
-                message_id=message.pk,
-                model=message.model,
-                request_id=request_id,
-                usage=usage,
-                estimated=usage_estimated,
-            )
-        else:
-            from billing.services import reservation_release
-
-            reservation_release(message_id=message.pk)
+        usage_record(
+            **ledger_labels_for(message.conversation),
+            message_id=message.pk,
+            model=message.model,
+            request_id=request_id,
+            usage=usage,
+            estimated=usage_estimated,
+        )
     return message
+
+
+def ledger_labels_for(conversation: Conversation) -> dict:
+    """Who and what a ledger row is about, as plain values that outlive the conversation."""
+    return {
+        "user_id": conversation.owner_id,
+        "username": conversation.owner.get_username(),
+        "conversation_id": conversation.pk,
+        "conversation_title": conversation.display_title,
+    }
 
 
 def replies_interrupt_orphans() -> int:
@@ -227,7 +269,9 @@ def replies_interrupt_orphans() -> int:
     from .rendering import render_markdown
 
     count = 0
-    for message in Message.objects.filter(status=Message.Status.STREAMING):
+    for message in Message.objects.filter(status=Message.Status.STREAMING).select_related(
+        "conversation__owner"
+    ):
         usage = {
             "input_tokens": message.input_tokens,
             "output_tokens": estimate_tokens_from_chars(len(message.content)),
@@ -249,6 +293,7 @@ def replies_interrupt_orphans() -> int:
             request_id=message.request_id,
             usage=usage,
             usage_estimated=True,
+            ledger_labels={**ledger_labels_for(message.conversation), "model": message.model},
         )
         count += 1
     if count:

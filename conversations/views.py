@@ -4,7 +4,6 @@ htmx and the websocket make it better."""
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import login
@@ -17,7 +16,7 @@ from django.views.decorators.http import require_POST
 from billing.services import SpendRefused
 
 from . import services
-from .generation import control_group, generation_start
+from .generation import generation_start, request_stop
 from .models import Conversation, Message
 
 
@@ -68,7 +67,9 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     text = request.POST.get("message", "")
     try:
-        conversation = await sync_to_async(services.conversation_create)(owner=user, model=request.POST.get("model"))
+        conversation = await sync_to_async(services.conversation_create)(
+            owner=user, model=request.POST.get("model")
+        )
     except services.InvalidInput as exc:
         return await sync_to_async(_render_home_with_error)(request, str(exc), text)
     if text.strip():
@@ -106,7 +107,9 @@ async def message_send(request: HttpRequest, pk: int) -> HttpResponse:
 
 async def _owned_message(request: HttpRequest, pk: int) -> Message:
     user = await request.auser()
-    message = await Message.objects.select_related("conversation").filter(pk=pk, conversation__owner=user).afirst()
+    message = (
+        await Message.objects.select_related("conversation").filter(pk=pk, conversation__owner=user).afirst()
+    )
     if message is None:
         raise Http404
     return message
@@ -117,9 +120,7 @@ async def _owned_message(request: HttpRequest, pk: int) -> Message:
 async def reply_stop_view(request: HttpRequest, pk: int) -> HttpResponse:
     message = await _owned_message(request, pk)
     if message.status == Message.Status.STREAMING:
-        await get_channel_layer().group_send(
-            control_group(message.conversation_id), {"type": "reply.stop", "message_id": message.pk}
-        )
+        await request_stop(message.conversation_id, message.pk)
     return redirect(message.conversation)
 
 

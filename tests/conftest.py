@@ -11,6 +11,7 @@ import pytest
 os.environ["ANTHROPIC_API_KEY"] = "sk-ant-test-fake-key-never-valid"
 os.environ.pop("ANTHROPIC_BASE_URL", None)
 
+
 @pytest.fixture(autouse=True)
 def _chat_settings(settings):
     settings.ANTHROPIC_API_KEY = ""  # the app uses its in-process offline Claude
@@ -31,5 +32,3 @@ def offline_claude():
     server.set_defaults(ttft_ms=0, tps=0, tokens_per_delta=3)
     yield server
     server.set_defaults(ttft_ms=0, tps=0, tokens_per_delta=3)
-
-

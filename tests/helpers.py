@@ -20,7 +20,9 @@ def make_user(username: str | None = None, **fields):
 def make_conversation(owner=None, **fields):
     from conversations.models import Conversation
 
-    return Conversation.objects.create(owner=owner or make_user(), model=fields.pop("model", "claude-sonnet-5-5"), **fields)
+    return Conversation.objects.create(
+        owner=owner or make_user(), model=fields.pop("model", "claude-sonnet-5-5"), **fields
+    )
 
 
 def make_message(conversation, role="user", content="Hello", **fields):
@@ -68,7 +70,9 @@ class ChatSocket:
         await self.communicator.disconnect()
 
 
-async def open_socket(user, conversation_id: int, *, origin: str = "http://localhost") -> tuple[ChatSocket, bool, int | None]:
+async def open_socket(
+    user, conversation_id: int, *, origin: str = "http://localhost"
+) -> tuple[ChatSocket, bool, int | None]:
     from channels.testing import WebsocketCommunicator
 
     from chatsite.asgi import application
@@ -77,7 +81,11 @@ async def open_socket(user, conversation_id: int, *, origin: str = "http://local
     communicator = WebsocketCommunicator(
         application,
         f"/ws/chat/{conversation_id}/",
-        headers=[(b"origin", origin.encode()), (b"host", b"localhost"), (b"cookie", f"sessionid={cookie}".encode())],
+        headers=[
+            (b"origin", origin.encode()),
+            (b"host", b"localhost"),
+            (b"cookie", f"sessionid={cookie}".encode()),
+        ],
     )
     connected, code = await communicator.connect(timeout=5)
     return ChatSocket(communicator), connected, code

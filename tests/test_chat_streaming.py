@@ -10,7 +10,6 @@ from asgiref.sync import sync_to_async
 
 from conversations.generation import generation_wait
 from conversations.models import Message
-
 from tests.helpers import make_conversation, make_user, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
@@ -103,7 +102,9 @@ async def test_stop_closes_upstream_stream_and_keeps_partial_text(offline_claude
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
-    await socket.send(message="Tell me a long story [[offline tps=40 reply_tokens=2000]]", conversation=conversation.pk)
+    await socket.send(
+        message="Tell me a long story [[offline tps=40 reply_tokens=2000]]", conversation=conversation.pk
+    )
     await socket.receive_until(lambda f: "status-streaming" in f)
     assistant = await latest_assistant(conversation)
     await socket.receive_until(lambda f: f'id="msg-{assistant.pk}-body" hx-swap-oob="beforeend"' in f)
@@ -127,7 +128,9 @@ async def test_closing_the_socket_does_not_stop_the_reply_and_a_reconnect_catche
     user, conversation = await setup_chat()
     first, _, _ = await open_socket(user, conversation.pk)
     await first.receive()
-    await first.send(message="Explain websockets [[offline tps=150 reply_tokens=300]]", conversation=conversation.pk)
+    await first.send(
+        message="Explain websockets [[offline tps=150 reply_tokens=300]]", conversation=conversation.pk
+    )
     await first.receive_until(lambda f: "status-streaming" in f)
     assistant = await latest_assistant(conversation)
     await first.receive_until(lambda f: f"msg-{assistant.pk}-body" in f)
@@ -143,12 +146,21 @@ async def test_closing_the_socket_does_not_stop_the_reply_and_a_reconnect_catche
     assert assistant.status == Message.Status.COMPLETE
 
     # The reconnected socket got the text so far (one snapshot) and then only the rest, live.
-    snapshot = re.search(rf'<div id="msg-{assistant.pk}-body" hx-swap-oob="innerHTML">(.*?)</div>', "".join(frames), re.S)
+    snapshot = re.search(
+        rf'<div id="msg-{assistant.pk}-body" hx-swap-oob="innerHTML">(.*?)</div>', "".join(frames), re.S
+    )
     assert snapshot, "no catch-up snapshot after reconnect"
     import html
 
     caught_up = html.unescape(snapshot.group(1))
-    after = frames[[i for i, f in enumerate(frames) if 'hx-swap-oob="innerHTML"' in f and f"msg-{assistant.pk}-body" in f][-1] + 1 :]
+    after = frames[
+        [
+            i
+            for i, f in enumerate(frames)
+            if 'hx-swap-oob="innerHTML"' in f and f"msg-{assistant.pk}-body" in f
+        ][-1]
+        + 1 :
+    ]
     assert caught_up and caught_up + deltas_in(after, assistant.pk) == assistant.content
 
 
@@ -165,8 +177,8 @@ async def test_two_sockets_on_one_conversation_see_the_same_reply():
     assert deltas_in(frames_a, assistant.pk) == deltas_in(frames_b, assistant.pk) == assistant.content
     assert any("Hello from tab A" in f for f in frames_b)  # the user's turn shows in the other tab too
     # Only the sender's composer is cleared.
-    assert any('id="composer-input"' in f for f in frames_a)
-    assert not any('id="composer-input"' in f for f in frames_b)
+    assert any('id="composer-input"' in f for f in a.frames)
+    assert not any('id="composer-input"' in f for f in b.frames)
 
 
 async def test_another_users_conversation_and_messages_are_refused():
@@ -179,7 +191,9 @@ async def test_another_users_conversation_and_messages_are_refused():
     socket, connected, _ = await open_socket(intruder, own.pk)
     assert connected
     await socket.receive()
-    victim_message = await sync_to_async(lambda: conversation.messages.create(role="assistant", content="x", status="error"))()
+    victim_message = await sync_to_async(
+        lambda: conversation.messages.create(role="assistant", content="x", status="error")
+    )()
     for action in ("stop", "retry", "continue"):
         await socket.send(action=action, message_id=victim_message.pk)
         frame = await socket.receive()
@@ -196,7 +210,9 @@ async def test_anonymous_socket_and_foreign_origin_are_refused():
     from chatsite.asgi import application
 
     user, conversation = await setup_chat()
-    anonymous = WebsocketCommunicator(application, f"/ws/chat/{conversation.pk}/", headers=[(b"origin", b"http://localhost")])
+    anonymous = WebsocketCommunicator(
+        application, f"/ws/chat/{conversation.pk}/", headers=[(b"origin", b"http://localhost")]
+    )
     connected, code = await anonymous.connect()
     assert not connected and code == 4401
     _, connected, _ = await open_socket(user, conversation.pk, origin="http://evil.example")
@@ -266,12 +282,16 @@ async def test_a_second_message_while_a_reply_streams_is_refused_not_lost():
         ("fault=stall fault_after=3", Message.Status.ERROR, "stopped responding"),
     ],
 )
-async def test_mid_stream_failures_end_in_a_visible_state_with_partial_text_kept(settings, magic, status, error_words):
+async def test_mid_stream_failures_end_in_a_visible_state_with_partial_text_kept(
+    settings, magic, status, error_words
+):
     settings.CHAT_READ_TIMEOUT_SECONDS = 1
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
-    assistant, frames = await send_and_finish(socket, conversation, f"Tell me about rivers [[offline {magic} tokens_per_delta=2]]")
+    assistant, frames = await send_and_finish(
+        socket, conversation, f"Tell me about rivers [[offline {magic} tokens_per_delta=2]]"
+    )
     await socket.close()
     assert assistant.status == status
     assert error_words in assistant.error.lower()
@@ -285,9 +305,13 @@ async def test_rate_limit_and_overload_before_the_first_token_are_retried_by_the
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
-    assistant, _ = await send_and_finish(socket, conversation, "Hi [[offline fault=429 fault_times=1 retry_after_ms=50]]")
+    assistant, _ = await send_and_finish(
+        socket, conversation, "Hi [[offline fault=429 fault_times=1 retry_after_ms=50]]"
+    )
     assert assistant.status == Message.Status.COMPLETE
-    assistant2, _ = await send_and_finish(socket, conversation, "Again [[offline fault=529 fault_times=2 retry_after_ms=50]]")
+    assistant2, _ = await send_and_finish(
+        socket, conversation, "Again [[offline fault=529 fault_times=2 retry_after_ms=50]]"
+    )
     assert assistant2.status == Message.Status.COMPLETE
     await socket.close()
 
@@ -312,7 +336,9 @@ async def test_cut_off_reply_offers_continue_which_sends_a_new_user_turn():
 
     settings.CHAT_MAX_TOKENS = 20
     try:
-        assistant, frames = await send_and_finish(socket, conversation, "Write an essay [[offline reply_tokens=200]]")
+        assistant, frames = await send_and_finish(
+            socket, conversation, "Write an essay [[offline reply_tokens=200]]"
+        )
         assert assistant.status == Message.Status.CUT_OFF
         assert "Continue" in frames[-1]
         await socket.send(action="continue", message_id=assistant.pk)
@@ -323,7 +349,9 @@ async def test_cut_off_reply_offers_continue_which_sends_a_new_user_turn():
     finally:
         settings.CHAT_MAX_TOKENS = 4096
     await socket.close()
-    roles = await sync_to_async(lambda: list(conversation.messages.in_order().values_list("role", flat=True)))()
+    roles = await sync_to_async(
+        lambda: list(conversation.messages.in_order().values_list("role", flat=True))
+    )()
     assert roles == ["user", "assistant", "user", "assistant"]
 
 
@@ -331,7 +359,9 @@ async def test_retry_regenerates_a_failed_reply_in_place():
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
-    assistant, _ = await send_and_finish(socket, conversation, "Hello [[offline fault=error fault_after=2 fault_times=1]]")
+    assistant, _ = await send_and_finish(
+        socket, conversation, "Hello [[offline fault=error fault_after=2 fault_times=1]]"
+    )
     assert assistant.status == Message.Status.ERROR
     await socket.send(action="retry", message_id=assistant.pk)
     await socket.receive_until(final_frame_for(assistant.pk))
@@ -353,7 +383,9 @@ async def test_db_writes_and_frames_per_reply_are_bounded_by_time_not_tokens(mon
     await socket.receive()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    assistant, frames = await send_and_finish(socket, conversation, "Long one [[offline tps=2000 tokens_per_delta=1 reply_tokens=2000]]")
+    assistant, frames = await send_and_finish(
+        socket, conversation, "Long one [[offline tps=2000 tokens_per_delta=1 reply_tokens=2000]]"
+    )
     elapsed = loop.time() - started
     await socket.close()
     assert assistant.output_tokens >= 2000
@@ -373,7 +405,11 @@ async def test_interrupted_replies_are_recovered_at_startup_with_text_and_estima
     def leave_a_dead_stream():
         conversation.messages.create(role="user", content="Hi")
         return conversation.messages.create(
-            role="assistant", content="Half a thought", status="streaming", model="claude-sonnet-5-5", input_tokens=12
+            role="assistant",
+            content="Half a thought",
+            status="streaming",
+            model="claude-sonnet-5-5",
+            input_tokens=12,
         )
 
     orphan = await leave_a_dead_stream()
@@ -382,3 +418,22 @@ async def test_interrupted_replies_are_recovered_at_startup_with_text_and_estima
     assert orphan.status == Message.Status.INTERRUPTED and orphan.content == "Half a thought"
     [row] = await ledger_rows_for(orphan)
     assert row.estimated and row.input_tokens == 12 and row.output_tokens > 0
+
+
+async def test_deleting_a_conversation_mid_reply_stops_it_and_keeps_its_spend(offline_claude):
+    from conversations.services import conversation_delete
+
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="A long one [[offline tps=40 reply_tokens=2000]]")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    assistant = await latest_assistant(conversation)
+    await socket.receive_until(lambda f: f"msg-{assistant.pk}-body" in f)
+    conversation_id = conversation.pk
+    await sync_to_async(conversation_delete)(conversation=conversation)
+    await generation_wait(assistant.pk)
+    await socket.close()
+    [row] = await ledger_rows_for(assistant)
+    assert row.conversation_id == conversation_id and row.input_tokens > 0
+    assert row.output_tokens < 2000

@@ -608,6 +608,7 @@ class OfflineClaudeServer:
                     await writer.drain()
                 await asyncio.sleep(wait)
                 if transport.is_closing() or reader.at_eof():
+                    self.stats["client_closed"] += 1
                     raise _Closed  # the client left (e.g. Stop): stop generating, like the real API
             buf.append(text)
             if kind == "delta":
