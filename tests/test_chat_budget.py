@@ -1,0 +1,90 @@
+"""Budgets seen from the chat: concurrent sends from several sockets never overshoot a hard cap."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.management import call_command
+from django.utils import timezone
+
+from conversations.generation import generation_wait
+from conversations.models import Message
+from tests.helpers import make_conversation, make_user, open_socket
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
+
+PRICES = Path(__file__).resolve().parent.parent / "billing" / "prices" / "anthropic-2026-11.json"
+
+
+@sync_to_async
+def user_with_budget_for(replies: float, text: str, conversations: int):
+    from django.conf import settings
+
+    from billing.models import BudgetPolicy, UserBudget
+    from billing.services import worst_case_cost
+
+    call_command("load_prices", str(PRICES), verbosity=0)
+    user = make_user()
+    worst = worst_case_cost(
+        model="claude-sonnet-5-5",
+        prompt_bytes=len(text.encode()),
+        max_tokens=settings.CHAT_MAX_TOKENS,
+        at=timezone.now(),
+    )
+    assert worst > 0
+    UserBudget.objects.update_or_create(
+        user=user, defaults={"policy": BudgetPolicy.LIMIT, "monthly_limit": int(worst * replies)}
+    )
+    return user, [make_conversation(owner=user) for _ in range(conversations)], int(worst * replies)
+
+
+async def test_concurrent_sends_from_several_sockets_never_overshoot_the_budget():
+    text = "Hello [[offline tps=200 reply_tokens=60]]"
+    user, conversations, limit = await user_with_budget_for(2.5, text, conversations=6)
+    sockets = []
+    for conversation in conversations:
+        socket, connected, _ = await open_socket(user, conversation.pk)
+        assert connected
+        await socket.receive()
+        sockets.append(socket)
+
+    await asyncio.gather(*(s.send(message=text) for s in sockets))
+    outcomes = await asyncio.gather(
+        *(s.receive_until(lambda f: "status-streaming" in f or "chat-errors" in f) for s in sockets)
+    )
+    refused = [frames[-1] for frames in outcomes if "chat-errors" in frames[-1]]
+    started = await sync_to_async(
+        lambda: list(Message.objects.filter(role="assistant", conversation__owner=user))
+    )()
+    for message in started:
+        await generation_wait(message.pk)
+    for socket in sockets:
+        await socket.close()
+
+    # Worst case of each reply is reserved before its call: only two fit in 2.5 worst cases.
+    assert len(started) == 2
+    assert len(refused) == 4 and all("budget" in frame for frame in refused)
+    from billing.models import SpendReservation, UsageRecord
+
+    spent = await sync_to_async(
+        lambda: sum(UsageRecord.objects.filter(user_id=user.pk).values_list("cost", flat=True))
+    )()
+    assert 0 < spent <= limit
+    assert not await SpendReservation.objects.filter(user_id=user.pk, settled_at__isnull=True).aexists()
+    # Refused sends wrote nothing: only the started replies' turns exist.
+    assert await Message.objects.filter(conversation__owner=user, role="user").acount() == 2
+
+
+async def test_a_refused_send_keeps_the_text_in_the_composer():
+    text = "Please keep my words [[offline reply_tokens=5]]"
+    user, [conversation], _ = await user_with_budget_for(0.5, text, conversations=1)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message=text)
+    frame = await socket.receive()
+    await socket.close()
+    assert "budget" in frame
+    assert 'id="composer-input"' not in frame  # the composer is only emptied once a message is stored
