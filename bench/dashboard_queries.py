@@ -144,11 +144,12 @@ def seed(count: int, reseed: bool) -> float:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from billing.models import ModelPrice, UsageRecord
+    from billing.models import ModelPrice, UsageDaily, UsageDayModel, UsageMonthly, UsageRecord
+    from billing.rollups import rollup_rebuild
 
     call_command("migrate", verbosity=0)
     existing = UsageRecord.objects.count()
-    if existing == count and not reseed:
+    if existing == count and UsageDaily.objects.exists() and not reseed:
         return 0.0
     started = time.perf_counter()
     table = UsageRecord._meta.db_table
@@ -159,7 +160,13 @@ def seed(count: int, reseed: bool) -> float:
         User.objects.bulk_create(
             [User(username=f"user{n}", password="!") for n in range(1, USERS + 1)], ignore_conflicts=True
         )
-    chosen = ["claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-5-5", "claude-sonnet-4-6", "claude-haiku-4-5"]
+    chosen = [
+        "claude-sonnet-5-5",
+        "claude-haiku-5-5",
+        "claude-opus-5-5",
+        "claude-sonnet-4-6",
+        "claude-haiku-4-5",
+    ]
     prices = {}
     for name in chosen:
         price = ModelPrice.objects.in_effect(name, timezone.now())
@@ -180,8 +187,10 @@ def seed(count: int, reseed: bool) -> float:
                     batch.clear()
             if batch:
                 cursor.executemany(sql, batch)
+    rollup_rebuild()  # the rollups usage_record() maintains row by row, built here in one pass
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {table}")
+        for model in (UsageRecord, UsageDaily, UsageMonthly, UsageDayModel):
+            cursor.execute(f"ANALYZE {model._meta.db_table}")
     return time.perf_counter() - started
 
 
@@ -195,12 +204,17 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(samples)
 
 
+def _evaluate(context: dict) -> dict:
+    context["recent"] = list(context["recent"])  # the template would evaluate this queryset
+    return context
+
+
 def measure(repeat: int) -> list[tuple[str, str, float]]:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import AnonymousUser
     from django.test import RequestFactory
 
-    from billing import dashboard
+    from billing import dashboard, rollups
     from billing.models import UsageRecord
     from billing.periods import preset
 
@@ -209,16 +223,24 @@ def measure(repeat: int) -> list[tuple[str, str, float]]:
     results = []
     for key in ("30d", "365d"):
         period = preset(key)
-        qs = UsageRecord.objects.for_period(period.start, period.end)
         request = factory.get("/admin/billing/usagerecord/dashboard/", {"preset": key})
         request.user = AnonymousUser()
+        pairs = rollups.period_by_user_model(period)
         checks = {
-            "totals()": lambda qs=qs: qs.totals(),
-            "by_user() + budgets": lambda qs=qs: dashboard.user_rows(qs),
-            "by_model()": lambda qs=qs: dashboard.model_rows(qs),
-            "by_day()": lambda qs=qs, period=period: dashboard.day_rows(qs, period),
-            "dashboard (all panels)": lambda request=request: dashboard.dashboard_context(request),
-            "user detail (heaviest user)": lambda request=request: dashboard.user_detail_context(request, heavy.pk),
+            "rollup by (user, model)": lambda period=period: rollups.period_by_user_model(period),
+            "user table + budget column": lambda pairs=pairs: dashboard.user_rows(pairs),
+            "model table": lambda pairs=pairs: dashboard.model_rows(pairs),
+            "totals": lambda pairs=pairs: dashboard.totals_of(pairs),
+            "rollup by day (chart)": lambda period=period: dashboard.day_rows(
+                rollups.period_by_day(period), period
+            ),
+            "DASHBOARD (all panels)": lambda request=request: dashboard.dashboard_context(request),
+            "user detail (heaviest user)": lambda request=request: _evaluate(
+                dashboard.user_detail_context(request, heavy.pk)
+            ),
+            "ledger scan, for contrast": lambda period=period: UsageRecord.objects.for_period(
+                period.start, period.end
+            ).totals(),
         }
         for label, fn in checks.items():
             results.append((key, label, timed(fn, repeat)))
@@ -237,12 +259,14 @@ def run_backend(backend: str, rows: int, reseed: bool, repeat: int) -> None:
     print(f"   seeding: {'reused existing data' if not seeded else f'{seeded:.1f} s'}")
     print(f"   {'range':<6} {'query':<30} {'median ms':>10}")
     for key, label, ms in measure(repeat):
-        flag = "" if ms < 300 else "  (over 300 ms target)"
+        flag = "" if ms < 300 or label.startswith("ledger") else "  (over 300 ms target)"
         print(f"   {key:<6} {label:<30} {ms:>10.1f}{flag}", flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from billing import rollups
-from billing.models import BudgetPolicy, UsageRecord, UserBudget
+from billing.models import BudgetPolicy, UsageMonthly, UsageRecord, UserBudget
 from billing.money import pico_to_usd
 from billing.periods import PRESETS, Period, current_month, preset
 from billing.queries import ROLLUP_SUMS
@@ -99,12 +99,11 @@ class Panel:
 
 
 def _budget_used(user_ids: list[int]) -> dict[int, tuple[int, int | None]]:
-    """user id → (spent this month, monthly limit or None) in two aggregate queries."""
+    """user id → (spent this month, monthly limit or None): monthly rollup + budget rows, 3 queries."""
     month = current_month()
     spent = {
         row["user_id"]: int(row["cost"])
-        for row in UsageRecord.objects.filter(user_id__in=user_ids)
-        .for_period(month.start, month.end)
+        for row in UsageMonthly.objects.filter(month=month.first_day, user_id__in=user_ids)
         .order_by()
         .values("user_id")
         .annotate(cost=Sum("cost"))

@@ -8,7 +8,8 @@ on SQLite and PostgreSQL alike, so concurrent calls never lose an increment):
 `manage.py rebuild_usage_rollups` (also the repair tool; it recomputes everything from the ledger).
 
 A dashboard period of whole days reads whole months from UsageMonthly and the remaining edge days from
-UsageDaily, then merges the grouped rows — a few thousand rows instead of a year of ledger.
+UsageDaily (see _plan), then merges the grouped rows: tens of thousands of rollup rows instead of a
+year of ledger.
 """
 
 from __future__ import annotations
@@ -136,57 +137,69 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
     return len(daily)
 
 
-def _split(period: Period) -> tuple[list[tuple[date, date]], tuple[date, date] | None]:
-    """Edge day ranges read from UsageDaily, and the whole months (first days) read from UsageMonthly."""
-    first_whole = (
-        period.first_day if period.first_day.day == 1 else month_of(period.first_day).last_day + timedelta(1)
-    )
-    last_whole = month_of(period.last_day).first_day
-    if month_of(period.last_day).last_day != period.last_day:
-        last_whole = (last_whole - timedelta(days=1)).replace(day=1)
-    if first_whole > last_whole:
-        return [(period.first_day, period.last_day)], None
-    edges = []
-    if period.first_day < first_whole:
-        edges.append((period.first_day, first_whole - timedelta(days=1)))
-    last_whole_end = month_of(last_whole).last_day
-    if last_whole_end < period.last_day:
-        edges.append((last_whole_end + timedelta(days=1), period.last_day))
-    return edges, (first_whole, last_whole)
+def _plan(period: Period, today: date) -> tuple[list[date], list[tuple[date, date]], list[tuple[date, date]]]:
+    """Read plan for a whole-day period: months to add, day ranges to add, day ranges to subtract.
+
+    Each calendar month the period touches is read as cheaply as exactness allows:
+    - the whole month (UsageMonthly) when the period covers it to its end — or up to today, since
+      no calls exist after now;
+    - the whole month minus its earlier days not in the period, when that subtracts fewer days than
+      reading the period's days (subtracting only earlier days keeps "last activity" exact);
+    - otherwise the period's days from UsageDaily.
+    """
+    months: list[date] = []
+    plus: list[tuple[date, date]] = []
+    minus: list[tuple[date, date]] = []
+    cursor = period.first_day
+    while cursor <= period.last_day:
+        month = month_of(cursor)
+        start, end = cursor, min(period.last_day, month.last_day)
+        covers_to_end = end == month.last_day or end >= today
+        if covers_to_end and start == month.first_day:
+            months.append(month.first_day)
+        elif covers_to_end and (start - month.first_day).days < (end - start).days + 1:
+            months.append(month.first_day)
+            minus.append((month.first_day, start - timedelta(days=1)))
+        else:
+            plus.append((start, end))
+        cursor = month.last_day + timedelta(days=1)
+    return months, plus, minus
 
 
-def _merge(rows_lists: list[list[dict]], keys: tuple[str, ...]) -> list[dict]:
-    merged: dict = {}
-    for rows in rows_lists:
-        for row in rows:
-            key = tuple(row[k] for k in keys)
-            target = merged.get(key)
-            if target is None:
-                merged[key] = dict(row)
-                continue
-            for name in ROLLUP_SUMS:
-                target[name] += row[name]
-            target["last_activity"] = max(target["last_activity"], row["last_activity"])
-            if "username_label" in row:
-                target["username_label"] = max(target["username_label"], row["username_label"])
-    return list(merged.values())
+def _days(ranges: list[tuple[date, date]], user_id: int | None) -> list[dict]:
+    if not ranges:
+        return []
+    rows = UsageDaily.objects.filter(Q(*[Q(day__gte=a, day__lte=b) for a, b in ranges], _connector=Q.OR))
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    return rows.grouped("user_id", "model")
 
 
 def period_by_user_model(period: Period, user_id: int | None = None) -> list[dict]:
-    """Sums per (user_id, model) over the whole days of `period`, from the rollups."""
-    edges, months = _split(period)
-    parts = []
-    if edges:
-        days = UsageDaily.objects.filter(Q(*[Q(day__gte=a, day__lte=b) for a, b in edges], _connector=Q.OR))
-        if user_id is not None:
-            days = days.filter(user_id=user_id)
-        parts.append(days.grouped("user_id", "model"))
+    """Sums per (user_id, model) over the whole days of `period`, from the rollups (exact)."""
+    months, plus, minus = _plan(period, timezone.localtime().date())
+    parts = _days(plus, user_id)
     if months:
-        whole = UsageMonthly.objects.for_months(*months)
+        whole = UsageMonthly.objects.filter(month__in=months)
         if user_id is not None:
             whole = whole.filter(user_id=user_id)
-        parts.append(whole.grouped("user_id", "model"))
-    return _merge(parts, ("user_id", "model"))
+        parts += whole.grouped("user_id", "model")
+    merged: dict = {}
+    for row in parts:  # grouped rows, not ledger rows
+        key = (row["user_id"], row["model"])
+        target = merged.get(key)
+        if target is None:
+            merged[key] = dict(row)
+            continue
+        for name in ROLLUP_SUMS:
+            target[name] += row[name]
+        target["last_activity"] = max(target["last_activity"], row["last_activity"])
+        target["username_label"] = max(target["username_label"], row["username_label"])
+    for row in _days(minus, user_id):
+        target = merged[(row["user_id"], row["model"])]
+        for name in ROLLUP_SUMS:
+            target[name] -= row[name]
+    return [row for row in merged.values() if row["calls"]]
 
 
 def period_by_day(period: Period, user_id: int | None = None) -> list[dict]:

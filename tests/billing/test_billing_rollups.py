@@ -60,6 +60,8 @@ def assert_rollups_match_ledger(period: Period) -> None:
         return {row[key]: tuple(row[name] for name in ROLLUP_SUMS) for row in rows}
 
     assert keyed(dashboard.user_rows(pairs), "user_id") == keyed(by_user, "user_id")
+    last_seen = {row["user_id"]: row["last_activity"] for row in dashboard.user_rows(pairs)}
+    assert last_seen == {row["user_id"]: row["last_activity"] for row in by_user}
     assert keyed(dashboard.model_rows(pairs), "model") == keyed(by_model, "model")
     days = [row for row in dashboard.day_rows(rollups.period_by_day(period), period) if row["calls"]]
     assert keyed(days, "day") == keyed(by_day, "day")
@@ -73,6 +75,8 @@ def test_incremental_rollups_equal_the_ledger_for_every_kind_of_period(monkeypat
         Period(today - timedelta(days=70), today - timedelta(days=3)),  # edges + whole month(s)
         Period((today - timedelta(days=40)).replace(day=1), today),
         Period(date(2020, 1, 1), today),
+        Period(today.replace(day=1) + timedelta(days=2), today),  # current month minus its first days
+        Period(today - timedelta(days=60), today - timedelta(days=33)),  # past partial months only
     ]
     for period in periods:
         assert_rollups_match_ledger(period)
