@@ -148,10 +148,12 @@ def _combine(pairs: list[dict], key: str) -> dict:
         for name in ROLLUP_SUMS:
             target[name] += pair[name]
         target["last_activity"] = max(target["last_activity"], pair["last_activity"])
-        target["user_ids"].add(pair["user_id"])
+        if "user_id" in pair:
+            target["user_ids"].add(pair["user_id"])
     rows = list(combined.values())
     for row in rows:
-        row["users"] = len(row.pop("user_ids"))
+        user_ids = row.pop("user_ids")
+        row["users"] = len(user_ids) if user_ids else None
         row["tokens"] = _tokens(row)
     return rows
 
@@ -236,7 +238,7 @@ def dashboard_context(request: HttpRequest) -> dict:
     form, period = period_from(request)
     sort = request.GET.get("sort", "cost")
     descending = request.GET.get("dir", "desc") != "asc"
-    pairs = rollups.period_by_user_model(period)
+    per_user = rollups.period_by_user(period)
     days = day_rows(rollups.period_by_day(period), period)
     return {
         "form": form,
@@ -245,9 +247,9 @@ def dashboard_context(request: HttpRequest) -> dict:
         "sort": sort,
         "descending": descending,
         "user_sorts": USER_SORTS,
-        "totals": totals_of(pairs),
-        "users": user_rows(pairs, sort, descending),
-        "models": model_rows(pairs),
+        "totals": totals_of(per_user),
+        "users": user_rows(per_user, sort, descending),
+        "models": model_rows(rollups.period_by_model(period)),
         "days": days,
         "chart": chart(days),
         "query": request.GET.urlencode(),
@@ -316,7 +318,7 @@ TABLES = {
         ("Monthly budget (USD)", lambda r: "unlimited" if r["limit"] is None else pico_to_usd(r["limit"])),
         ("Budget used (%)", lambda r: "" if r["budget_percent"] is None else r["budget_percent"]),
     ],
-    "models": [("Model", lambda r: r["model"]), ("Users", lambda r: r["users"]), *SUM_COLUMNS],
+    "models": [("Model", lambda r: r["model"]), *SUM_COLUMNS],
     "days": [("Day", lambda r: r["day"].isoformat()), *SUM_COLUMNS],
 }
 

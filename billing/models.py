@@ -337,6 +337,7 @@ class UsageMonthly(UsageTotals):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["month", "user_id", "model"], name="usagemonthly_key")]
+        indexes = [models.Index(fields=["user_id", "month"], name="usagemonthly_user_month")]
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m} {self.username} {self.model}"
@@ -355,3 +356,35 @@ class UsageDayModel(UsageTotals):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model}"
+
+
+class UsageDailyUser(UsageTotals):
+    """Ledger sums per (local day, user): the dashboard's per-user table over edge days."""
+
+    day = models.DateField()
+    user_id = models.BigIntegerField()
+    username = models.CharField(max_length=150)
+
+    objects = RollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "user_id"], name="usagedailyuser_key")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.username}"
+
+
+class UsageMonthlyUser(UsageTotals):
+    """Ledger sums per (local month, user): the dashboard's per-user table over whole months."""
+
+    month = models.DateField()
+    user_id = models.BigIntegerField()
+    username = models.CharField(max_length=150)
+
+    objects = RollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["month", "user_id"], name="usagemonthlyuser_key")]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.username}"

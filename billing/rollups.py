@@ -22,7 +22,14 @@ from django.db.models import Max, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from billing.models import UsageDaily, UsageDayModel, UsageMonthly, UsageRecord
+from billing.models import (
+    UsageDaily,
+    UsageDailyUser,
+    UsageDayModel,
+    UsageMonthly,
+    UsageMonthlyUser,
+    UsageRecord,
+)
 from billing.periods import Period, month_of
 from billing.queries import ROLLUP_SUMS, SUM_FIELDS, _sums
 
@@ -83,6 +90,9 @@ def rollup_add(record: UsageRecord) -> None:
             },
         )
         _upsert(UsageDayModel, {"day": day, "model": record.model}, values)
+        labelled = {**values, "username": record.username}
+        _upsert(UsageDailyUser, {"day": day, "user_id": record.user_id}, labelled)
+        _upsert(UsageMonthlyUser, {"month": day.replace(day=1), "user_id": record.user_id}, labelled)
 
 
 def rollup_rebuild(batch_size: int = 5000) -> int:
@@ -96,10 +106,15 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
     )
     monthly: dict = defaultdict(lambda: defaultdict(int))
     per_day_model: dict = defaultdict(lambda: defaultdict(int))
+    per_day_user: dict = defaultdict(lambda: defaultdict(int))
+    per_month_user: dict = defaultdict(lambda: defaultdict(int))
     for row in daily:  # grouped rows (one per day × user × model), not ledger rows
+        month = row["day"].replace(day=1)
         for bucket in (
-            monthly[(row["day"].replace(day=1), row["user_id"], row["model"])],
+            monthly[(month, row["user_id"], row["model"])],
             per_day_model[(row["day"], row["model"])],
+            per_day_user[(row["day"], row["user_id"])],
+            per_month_user[(month, row["user_id"])],
         ):
             for name in ROLLUP_SUMS:
                 bucket[name] += int(row[name])
@@ -112,7 +127,7 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
         return {name: int(row[name]) for name in ROLLUP_SUMS} | {"last_activity": row["last_activity"]}
 
     with transaction.atomic():
-        for model in (UsageDaily, UsageMonthly, UsageDayModel):
+        for model in (UsageDaily, UsageMonthly, UsageDayModel, UsageDailyUser, UsageMonthlyUser):
             model.objects.all().delete()
         UsageDaily.objects.bulk_create(
             [
@@ -132,6 +147,20 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
         )
         UsageDayModel.objects.bulk_create(
             [UsageDayModel(day=d, model=mod, **sums(b)) for (d, mod), b in per_day_model.items()],
+            batch_size=batch_size,
+        )
+        UsageDailyUser.objects.bulk_create(
+            [
+                UsageDailyUser(day=d, user_id=u, username=b["username"], **sums(b))
+                for (d, u), b in per_day_user.items()
+            ],
+            batch_size=batch_size,
+        )
+        UsageMonthlyUser.objects.bulk_create(
+            [
+                UsageMonthlyUser(month=m, user_id=u, username=b["username"], **sums(b))
+                for (m, u), b in per_month_user.items()
+            ],
             batch_size=batch_size,
         )
     return len(daily)
@@ -166,27 +195,27 @@ def _plan(period: Period, today: date) -> tuple[list[date], list[tuple[date, dat
     return months, plus, minus
 
 
-def _days(ranges: list[tuple[date, date]], user_id: int | None) -> list[dict]:
-    if not ranges:
-        return []
-    rows = UsageDaily.objects.filter(Q(*[Q(day__gte=a, day__lte=b) for a, b in ranges], _connector=Q.OR))
-    if user_id is not None:
-        rows = rows.filter(user_id=user_id)
-    return rows.grouped("user_id", "model")
-
-
-def period_by_user_model(period: Period, user_id: int | None = None) -> list[dict]:
-    """Sums per (user_id, model) over the whole days of `period`, from the rollups (exact)."""
+def _read(period: Period, daily, monthly, keys: tuple[str, ...], user_id: int | None) -> list[dict]:
+    """Exact sums per `keys` over `period`, following _plan; rows without calls are dropped."""
     months, plus, minus = _plan(period, timezone.localtime().date())
-    parts = _days(plus, user_id)
+
+    def days(ranges: list[tuple[date, date]]) -> list[dict]:
+        if not ranges:
+            return []
+        rows = daily.objects.filter(Q(*[Q(day__gte=a, day__lte=b) for a, b in ranges], _connector=Q.OR))
+        if user_id is not None:
+            rows = rows.filter(user_id=user_id)
+        return rows.grouped(*keys)
+
+    parts = days(plus)
     if months:
-        whole = UsageMonthly.objects.filter(month__in=months)
+        whole = monthly.objects.filter(month__in=months)
         if user_id is not None:
             whole = whole.filter(user_id=user_id)
-        parts += whole.grouped("user_id", "model")
+        parts += whole.grouped(*keys)
     merged: dict = {}
     for row in parts:  # grouped rows, not ledger rows
-        key = (row["user_id"], row["model"])
+        key = tuple(row[k] for k in keys)
         target = merged.get(key)
         if target is None:
             merged[key] = dict(row)
@@ -195,11 +224,26 @@ def period_by_user_model(period: Period, user_id: int | None = None) -> list[dic
             target[name] += row[name]
         target["last_activity"] = max(target["last_activity"], row["last_activity"])
         target["username_label"] = max(target["username_label"], row["username_label"])
-    for row in _days(minus, user_id):
-        target = merged[(row["user_id"], row["model"])]
+    for row in days(minus):
+        target = merged[tuple(row[k] for k in keys)]
         for name in ROLLUP_SUMS:
             target[name] -= row[name]
     return [row for row in merged.values() if row["calls"]]
+
+
+def period_by_user(period: Period) -> list[dict]:
+    """Sums per user_id over the whole days of `period` (the dashboard's per-user table)."""
+    return _read(period, UsageDailyUser, UsageMonthlyUser, ("user_id",), None)
+
+
+def period_by_user_model(period: Period, user_id: int | None = None) -> list[dict]:
+    """Sums per (user_id, model) over the whole days of `period` (optionally one user's)."""
+    return _read(period, UsageDaily, UsageMonthly, ("user_id", "model"), user_id)
+
+
+def period_by_model(period: Period) -> list[dict]:
+    """Sums per model over the whole days of `period` (from the small per-day-per-model table)."""
+    return UsageDayModel.objects.for_days(period.first_day, period.last_day).grouped("model")
 
 
 def period_by_day(period: Period, user_id: int | None = None) -> list[dict]:

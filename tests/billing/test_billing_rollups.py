@@ -10,7 +10,14 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from billing import dashboard, rollups
-from billing.models import UsageDaily, UsageDayModel, UsageMonthly, UsageRecord
+from billing.models import (
+    UsageDaily,
+    UsageDailyUser,
+    UsageDayModel,
+    UsageMonthly,
+    UsageMonthlyUser,
+    UsageRecord,
+)
 from billing.periods import Period, local_midnight, preset
 from billing.queries import ROLLUP_SUMS
 
@@ -59,10 +66,14 @@ def assert_rollups_match_ledger(period: Period) -> None:
     def keyed(rows, key):
         return {row[key]: tuple(row[name] for name in ROLLUP_SUMS) for row in rows}
 
-    assert keyed(dashboard.user_rows(pairs), "user_id") == keyed(by_user, "user_id")
-    last_seen = {row["user_id"]: row["last_activity"] for row in dashboard.user_rows(pairs)}
-    assert last_seen == {row["user_id"]: row["last_activity"] for row in by_user}
+    per_user = rollups.period_by_user(period)
+    assert dashboard.totals_of(per_user) == rolled_totals
+    ledger_last_seen = {row["user_id"]: row["last_activity"] for row in by_user}
+    for rows in (dashboard.user_rows(pairs), dashboard.user_rows(per_user)):
+        assert keyed(rows, "user_id") == keyed(by_user, "user_id")
+        assert {row["user_id"]: row["last_activity"] for row in rows} == ledger_last_seen
     assert keyed(dashboard.model_rows(pairs), "model") == keyed(by_model, "model")
+    assert keyed(dashboard.model_rows(rollups.period_by_model(period)), "model") == keyed(by_model, "model")
     days = [row for row in dashboard.day_rows(rollups.period_by_day(period), period) if row["calls"]]
     assert keyed(days, "day") == keyed(by_day, "day")
 
@@ -90,6 +101,8 @@ def test_rebuild_reproduces_the_incremental_rollups(monkeypatch):
             sorted(UsageDaily.objects.values_list("day", "user_id", "model", *ROLLUP_SUMS)),
             sorted(UsageMonthly.objects.values_list("month", "user_id", "model", *ROLLUP_SUMS)),
             sorted(UsageDayModel.objects.values_list("day", "model", *ROLLUP_SUMS)),
+            sorted(UsageDailyUser.objects.values_list("day", "user_id", *ROLLUP_SUMS)),
+            sorted(UsageMonthlyUser.objects.values_list("month", "user_id", *ROLLUP_SUMS)),
         )
 
     incremental = snapshot()
