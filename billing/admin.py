@@ -40,6 +40,17 @@ def _usd_per_mtok_field(label: str, required: bool) -> forms.DecimalField:
 class ModelPriceForm(forms.ModelForm):
     """Rates are typed in USD per million tokens and stored as exact integer pUSD per token."""
 
+    input_usd = _usd_per_mtok_field("Input", True)
+    output_usd = _usd_per_mtok_field("Output", True)
+    cache_write_5m_usd = _usd_per_mtok_field("Cache write 5m", True)
+    cache_write_1h_usd = _usd_per_mtok_field("Cache write 1h", True)
+    cache_read_usd = _usd_per_mtok_field("Cache read", True)
+    band_input_usd = _usd_per_mtok_field("Band input", False)
+    band_output_usd = _usd_per_mtok_field("Band output", False)
+    band_cache_write_5m_usd = _usd_per_mtok_field("Band cache write 5m", False)
+    band_cache_write_1h_usd = _usd_per_mtok_field("Band cache write 1h", False)
+    band_cache_read_usd = _usd_per_mtok_field("Band cache read", False)
+
     class Meta:
         model = ModelPrice
         fields = ["model", "effective_from", "band_threshold_tokens", "note"]
@@ -47,8 +58,6 @@ class ModelPriceForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         for name in RATE_FIELDS:
-            self.fields[f"{name}_usd"] = _usd_per_mtok_field(RATE_LABELS[name], True)
-            self.fields[f"band_{name}_usd"] = _usd_per_mtok_field(f"Band {RATE_LABELS[name].lower()}", False)
             if self.instance.pk:
                 self.initial[f"{name}_usd"] = rate_to_usd_per_mtok(getattr(self.instance, f"{name}_rate"))
                 self.initial[f"band_{name}_usd"] = rate_to_usd_per_mtok(
