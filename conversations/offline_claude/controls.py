@@ -2,7 +2,7 @@
 
 Syntax (header value, or the inside of ``[[offline ...]]`` in the last user message)::
 
-    ttft_ms=200, tps=50, tokens_per_delta=1, reply_tokens=2000, fault=drop, fault_after=5
+    ttft_ms=200, tps=50, tokens_per_delta=1, reply_tokens=2000, fault=drop, fault_after=5, stamp=1
 
 Pairs are ``key=value`` separated by commas and/or spaces. Precedence: server defaults < header <
 magic word (the most specific wins, and a browser test can only type the magic word).
@@ -47,6 +47,9 @@ class Controls:
     retry_after: float | None = None  # seconds, sent as ``retry-after`` on 429/529/5xx
     retry_after_ms: float | None = None  # sent as ``retry-after-ms`` (the SDK prefers it)
     stall_s: float = 600.0  # how long a stall holds the connection if the client never gives up
+    # Benchmarks: append ``⟦<send time>⟧`` (time.time(), 6 decimals, taken as the chunk is written)
+    # to every streamed text delta, so a client can measure delivery latency per delta.
+    stamp: bool = False
 
     def merged(self, overrides: dict[str, object]) -> Controls:
         """A copy with ``overrides`` applied (values already converted)."""
@@ -55,6 +58,8 @@ class Controls:
 
 _INT_KEYS = {"tokens_per_delta", "reply_tokens", "fault_after", "fault_times"}
 _FLOAT_KEYS = {"ttft_ms", "tps", "retry_after", "retry_after_ms", "stall_s"}
+_BOOL_KEYS = {"stamp"}
+_BOOLS = dict.fromkeys(("1", "true", "on", "yes"), True) | dict.fromkeys(("0", "false", "off", "no"), False)
 _KNOWN = {f.name for f in fields(Controls)}
 
 
@@ -76,9 +81,11 @@ def parse_controls(text: str) -> dict[str, object]:
                 value: object = None if raw.lower() == "none" else int(raw)
             elif key in _FLOAT_KEYS:
                 value = None if raw.lower() == "none" else float(raw)
+            elif key in _BOOL_KEYS:
+                value = _BOOLS[raw.lower()]
             else:  # fault
                 value = None if raw.lower() in {"none", "off", ""} else raw.lower()
-        except ValueError as exc:
+        except (ValueError, KeyError) as exc:
             raise ControlError(f"x-offline-claude: bad value for {key}: {raw!r}") from exc
         if key == "fault" and value is not None and value not in ALL_FAULTS:
             raise ControlError(f"x-offline-claude: unknown fault {raw!r}; known: {sorted(ALL_FAULTS)}")

@@ -18,6 +18,7 @@ import os
 import random
 import string
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,6 +33,8 @@ from .validation import KNOWN_VERSIONS, ApiError, bad, validate_request
 log = logging.getLogger("offline_claude")
 
 CONTROL_HEADER = "x-offline-claude"
+# Stands for the send time of a stamped text delta until its chunk is written (control ``stamp``).
+STAMP_PLACEHOLDER = "\u27e6@\u27e7"
 _ID_ALPHABET = string.ascii_letters + string.digits
 _ids = random.Random(int.from_bytes(os.urandom(8), "big"))
 _JSON_SEP = (",", ":")
@@ -486,6 +489,9 @@ class OfflineClaudeServer:
         tpd = max(1, controls.tokens_per_delta)
         per_token = 1.0 / controls.tps if controls.tps > 0 else 0.0
         ttft = controls.ttft_ms / 1000
+        # stamp=1: text deltas end with a placeholder that frame() replaces by the wall-clock time at
+        # which the chunk is written (not when the event was scheduled).
+        stamp = STAMP_PLACEHOLDER if controls.stamp else ""
 
         def ev(name: str, payload: str) -> str:
             return f"event: {name}\ndata: {payload}\n\n"
@@ -565,7 +571,7 @@ class OfflineClaudeServer:
                     tokens_done += len(chunk)
                     yield (
                         offset + (tokens_done - 1) * per_token,
-                        delta(index, "text_delta", "text", "".join(chunk)),
+                        delta(index, "text_delta", "text", "".join(chunk) + stamp),
                         "delta",
                     )
                 yield (
@@ -587,7 +593,10 @@ class OfflineClaudeServer:
             yield last, ev("message_stop", '{"type":"message_stop"}'), "other"
 
         def frame(parts: list[str]) -> bytes:
-            data = "".join(parts).encode()
+            text = "".join(parts)
+            if stamp:
+                text = text.replace(STAMP_PLACEHOLDER, f"\u27e6{time.time():.6f}\u27e7")
+            data = text.encode()
             return b"%x\r\n%s\r\n" % (len(data), data)
 
         t0 = loop.time()

@@ -130,3 +130,32 @@ def test_deltas_are_spread_over_time_sync_helper(offline_claude):
             stamps.append(time.monotonic() - start)
     assert len(stamps) == 20
     assert stamps[0] >= 0.09 and stamps[-1] - stamps[0] >= 0.3
+
+
+async def test_stamp_marks_each_text_delta_with_its_send_time(offline_claude):
+    client = async_client(offline_claude)
+    before = time.time()
+    stream = await client.messages.create(
+        model=MODEL,
+        max_tokens=1000,
+        messages=[
+            {"role": "user", "content": "Stamp me [[offline ttft_ms=0 tps=50 reply_tokens=12 stamp=1]]"}
+        ],
+        stream=True,
+    )
+    stamps, arrivals = [], []
+    async for ev in stream:
+        if ev.type == "content_block_delta":
+            text, sep, rest = ev.delta.text.partition("\u27e6")
+            assert sep and rest.endswith("\u27e7") and "\u27e6" not in text
+            stamps.append(float(rest[:-1]))
+            arrivals.append(time.time())
+    assert len(stamps) == 12
+    # Taken when each delta was written (paced over ~0.22 s), not when the reply was planned.
+    assert before <= stamps[0] and stamps[-1] - stamps[0] >= 11 / 50 * 0.8
+    assert all(0 <= a - s < 0.5 for s, a in zip(stamps, arrivals, strict=True))
+    plain = await client.messages.create(
+        model=MODEL, max_tokens=1000, messages=[{"role": "user", "content": "Stamp me"}], stream=True
+    )
+    texts = [ev.delta.text async for ev in plain if ev.type == "content_block_delta"]
+    assert texts and not any("\u27e6" in t for t in texts)
