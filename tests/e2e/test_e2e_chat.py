@@ -158,8 +158,15 @@ def test_reload_mid_reply_shows_the_text_so_far_and_then_finishes(new_context, s
 
 def test_stop_button_stops_the_reply_and_keeps_the_partial_text(signed_up_page: Page):
     page = signed_up_page
-    start_conversation(page, "Tell me about growing tomatoes [[offline tps=20 reply_tokens=600]]")
-    wait_for_reply_text(page, min_chars=40, streaming_for=LATE_IN_THE_REPLY_SECONDS)
+    path = start_conversation(page, "Tell me about growing tomatoes [[offline tps=20 reply_tokens=600]]")
+    left_with = wait_for_reply_text(page, min_chars=40)
+    # Leave the page for a while: the reply belongs to the server, not to the tab, and it can still be
+    # stopped when its reader comes back (nothing listened to it meanwhile).
+    page.goto("/")
+    page.wait_for_timeout(LATE_IN_THE_REPLY_SECONDS * 1000)
+    page.goto(path)
+    expect(last_reply(page)).to_have_class(STREAMING)
+    wait_for_reply_text(page, min_chars=len(left_with) + 100)
 
     reply = last_reply(page)
     reply.locator("button.stop").click()
