@@ -89,10 +89,13 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "chatsite.asgi.application"
 
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+# SQLite connections are cheap to keep and costly to reopen for every checkpoint; on PostgreSQL,
+# each server thread would hold a connection, so keep that opt-in.
+_default_conn_age = "600" if DATABASE_URL.startswith("sqlite") else "0"
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        DATABASE_URL, conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", _default_conn_age))
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

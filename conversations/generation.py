@@ -90,9 +90,9 @@ class Generation:
     def __init__(self, message_id: int):
         self.message_id = message_id
         self.conversation_id: int | None = None
-        self.parts: list[str] = []
-        self.text_len = 0
-        self.sent_len = 0
+        self.sent: list[str] = []  # text already published to sockets
+        self.pending: list[str] = []  # received, not yet published
+        self.usage_checkpointed = False
         self.stop_requested = False
         self.layer = get_channel_layer()
         self._send_lock = asyncio.Lock()
@@ -100,10 +100,14 @@ class Generation:
         self.task: asyncio.Task | None = None
 
     @property
+    def sent_text(self) -> str:
+        if len(self.sent) > 1:
+            self.sent[:] = ["".join(self.sent)]
+        return self.sent[0] if self.sent else ""
+
+    @property
     def text(self) -> str:
-        if len(self.parts) > 1:
-            self.parts = ["".join(self.parts)]
-        return self.parts[0] if self.parts else ""
+        return self.sent_text + "".join(self.pending)
 
     async def run(self) -> None:
         try:
@@ -163,38 +167,45 @@ class Generation:
         return {"status": Message.Status.COMPLETE, "stop_reason": stream.stop_reason}
 
     async def _consume(self, stream: ReplyStream) -> None:
-        loop = asyncio.get_running_loop()
-        next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_SECONDS
-        checkpointed_usage = False
+        self.stream = stream
         async for delta in stream.deltas():
-            self.parts.append(delta)
-            self.text_len += len(delta)
+            self.pending.append(delta)
             self._has_pending.set()
-            if loop.time() >= next_checkpoint:
-                usage = None if checkpointed_usage else stream.usage.as_dict()
-                checkpointed_usage = True
-                await database_sync_to_async(services.reply_checkpoint)(
-                    message_id=self.message_id, content=self.text, usage=usage
-                )
-                next_checkpoint = loop.time() + settings.CHAT_CHECKPOINT_SECONDS
+            checkpointer.mark(self)
 
     async def _flush_periodically(self) -> None:
+        """Publish pending text at most every CHAT_COALESCE_MS; the first delta goes out at once."""
+        loop = asyncio.get_running_loop()
         interval = settings.CHAT_COALESCE_MS / 1000
+        last_flush = 0.0
         while True:
             await self._has_pending.wait()
-            await asyncio.sleep(interval)
+            wait = last_flush + interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._has_pending.clear()
+            last_flush = loop.time()
             await self._flush()
 
     async def _flush(self) -> None:
         async with self._send_lock:
-            if self.sent_len == self.text_len:
+            if not self.pending:
                 return
-            pending = self.text[self.sent_len : self.text_len]
-            self.sent_len = self.text_len
+            chunk = "".join(self.pending)
+            self.pending.clear()
+            self.sent.append(chunk)
             await self.layer.group_send(
-                self.group, {"type": "chat.frame", "html": delta_fragment(self.message_id, pending)}
+                self.group, {"type": "chat.frame", "html": delta_fragment(self.message_id, chunk)}
             )
+
+    def checkpoint_values(self) -> tuple[str, dict | None]:
+        """The partial text to save, and the prompt counts once (message_start's, billed already)."""
+        usage = None
+        stream = getattr(self, "stream", None)
+        if stream is not None and stream.started and not self.usage_checkpointed:
+            usage = stream.usage.as_dict()
+            self.usage_checkpointed = True
+        return self.text, usage
 
     async def _listen(self) -> None:
         while True:
@@ -205,7 +216,7 @@ class Generation:
                 self.stop()
             elif event["type"] == "reply.snapshot":
                 async with self._send_lock:
-                    html = streaming_body_fragment(self.message_id, self.text[: self.sent_len])
+                    html = streaming_body_fragment(self.message_id, self.sent_text)
                     await self.layer.send(event["reply_channel"], {"type": "chat.frame", "html": html})
 
     def stop(self) -> None:
@@ -214,6 +225,7 @@ class Generation:
         self._consume_task.cancel()
 
     async def _finish(self, stream: ReplyStream, outcome: dict) -> None:
+        checkpointer.forget(self)
         await self._flush()
         text = self.text
         usage = stream.billable_usage() if stream.started else Usage(output_tokens=0)
@@ -235,6 +247,39 @@ class Generation:
         await self.layer.group_send(
             self.group, {"type": "chat.frame", "html": send_button_fragment(busy=False)}
         )
+
+
+class Checkpointer:
+    """Saves the partial text of every streaming reply of this process, at most every
+    CHAT_CHECKPOINT_SECONDS, in one transaction: DB writes per second stay O(1) in the number of
+    replies and never hold up a stream."""
+
+    def __init__(self) -> None:
+        self.dirty: dict[int, Generation] = {}
+        self.task: asyncio.Task | None = None
+
+    def mark(self, generation: Generation) -> None:
+        self.dirty[generation.message_id] = generation
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(
+                self._run(), name="reply-checkpointer", context=contextvars.Context()
+            )
+
+    def forget(self, generation: Generation) -> None:
+        self.dirty.pop(generation.message_id, None)
+
+    async def _run(self) -> None:
+        while self.dirty:
+            await asyncio.sleep(settings.CHAT_CHECKPOINT_SECONDS)
+            batch = {message_id: g.checkpoint_values() for message_id, g in self.dirty.items()}
+            self.dirty.clear()
+            try:
+                await database_sync_to_async(services.replies_checkpoint)(batch=batch)
+            except Exception:
+                logger.exception("Saving partial replies failed; they are saved at the end regardless")
+
+
+checkpointer = Checkpointer()
 
 
 def generation_start(message_id: int) -> Generation:

@@ -181,16 +181,23 @@ def reply_retry(*, message: Message) -> Message:
     return message
 
 
-def reply_checkpoint(*, message_id: int, content: str, usage: dict | None = None) -> None:
-    """Save the partial text (and the prompt counts message_start reported) while a reply streams."""
-    fields: dict = {"content": content, "updated_at": timezone.now()}
-    if usage:
-        fields.update(
-            input_tokens=usage["input_tokens"],
-            cache_creation_input_tokens=usage["cache_creation_input_tokens"],
-            cache_read_input_tokens=usage["cache_read_input_tokens"],
-        )
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+def replies_checkpoint(*, batch: dict[int, tuple[str, dict | None]]) -> None:
+    """Save partial text (and, once, the prompt counts message_start reported) of streaming replies.
+
+    `batch` maps message id to (text so far, usage or None). Replies that finished meanwhile are left
+    alone: only rows still `streaming` are updated.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        for message_id, (content, usage) in batch.items():
+            fields: dict = {"content": content, "updated_at": now}
+            if usage:
+                fields.update(
+                    input_tokens=usage["input_tokens"],
+                    cache_creation_input_tokens=usage["cache_creation_input_tokens"],
+                    cache_read_input_tokens=usage["cache_read_input_tokens"],
+                )
+            Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
 
 
 def reply_finish(

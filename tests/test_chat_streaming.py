@@ -376,8 +376,8 @@ async def test_db_writes_and_frames_per_reply_are_bounded_by_time_not_tokens(mon
     from conversations import services
 
     checkpoints = []
-    original = services.reply_checkpoint
-    monkeypatch.setattr(services, "reply_checkpoint", lambda **kw: (checkpoints.append(1), original(**kw)))
+    original = services.replies_checkpoint
+    monkeypatch.setattr(services, "replies_checkpoint", lambda **kw: (checkpoints.append(1), original(**kw)))
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
@@ -437,3 +437,20 @@ async def test_deleting_a_conversation_mid_reply_stops_it_and_keeps_its_spend(of
     [row] = await ledger_rows_for(assistant)
     assert row.conversation_id == conversation_id and row.input_tokens > 0
     assert row.output_tokens < 2000
+
+
+async def test_partial_text_is_checkpointed_while_streaming_so_a_reload_shows_it():
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Slowly please [[offline tps=40 reply_tokens=400]]")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    assistant = await latest_assistant(conversation)
+    await asyncio.sleep(1.0)  # several checkpoint intervals (0.2 s in tests)
+    saved = await reload(assistant)
+    assert saved.status == Message.Status.STREAMING
+    assert len(saved.content) > 0 and saved.input_tokens > 0  # text so far, and the billed prompt counts
+    await socket.send(action="stop", message_id=assistant.pk)
+    await socket.receive_until(final_frame_for(assistant.pk))
+    await generation_wait(assistant.pk)
+    await socket.close()
