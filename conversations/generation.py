@@ -151,7 +151,13 @@ class Generation:
             flusher.cancel()
             listener.cancel()
             await self.layer.group_discard(control_group(self.conversation_id), self.control_channel)
-        await asyncio.shield(self._finish(stream, outcome))
+        try:
+            await asyncio.shield(self._finish(stream, outcome))
+        except Exception:
+            logger.exception("Could not save the end of reply %s", self.message_id)
+            await database_sync_to_async(services.reply_mark_failed)(
+                message_id=self.message_id, text=self.text
+            )
 
     def _outcome_complete(self, stream: ReplyStream) -> dict:
         if stream.stop_reason == "max_tokens":
@@ -209,7 +215,15 @@ class Generation:
 
     async def _listen(self) -> None:
         while True:
-            event = await self.layer.receive(self.control_channel)
+            try:
+                event = await self.layer.receive(self.control_channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A channel-layer hiccup (e.g. Redis restarting) must not make Stop stop working.
+                logger.exception("Control channel of reply %s failed; listening again", self.message_id)
+                await asyncio.sleep(0.5)
+                continue
             if event.get("message_id") != self.message_id:
                 continue
             if event["type"] == "reply.stop":

@@ -257,6 +257,16 @@ def reply_finish(
     return message
 
 
+def reply_mark_failed(*, message_id: int, text: str) -> None:
+    """Last resort when a reply's final save failed: never leave it `streaming` with its text lost."""
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        content=text,
+        status=Message.Status.ERROR,
+        error="The reply could not be saved completely. Please retry.",
+        updated_at=timezone.now(),
+    )
+
+
 def ledger_labels_for(conversation: Conversation) -> dict:
     """Who and what a ledger row is about, as plain values that outlive the conversation."""
     return {

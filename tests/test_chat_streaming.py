@@ -454,3 +454,23 @@ async def test_partial_text_is_checkpointed_while_streaming_so_a_reload_shows_it
     await socket.receive_until(final_frame_for(assistant.pk))
     await generation_wait(assistant.pk)
     await socket.close()
+
+
+async def test_a_reply_whose_final_save_fails_still_ends_in_a_visible_state_with_its_text(monkeypatch):
+    from conversations import services
+
+    def broken_finish(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(services, "reply_finish", broken_finish)
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Hello [[offline reply_tokens=30]]")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    assistant = await latest_assistant(conversation)
+    await generation_wait(assistant.pk)
+    await socket.close()
+    assistant = await reload(assistant)
+    assert assistant.status == Message.Status.ERROR
+    assert assistant.content  # the text received is kept
