@@ -116,12 +116,16 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # channels-redis blocks up to 5 s waiting for a message; redis-py 8's default socket
             # timeout is also 5 s, which would turn every quiet wait into a TimeoutError.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 1500, "expiry": 30},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "capacity": 1500,
+                "expiry": 30,
+            },
         }
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1500}}
+        "default": {"BACKEND": "chatsite.channel_layers.InProcessChannelLayer", "CONFIG": {"capacity": 1500}}
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

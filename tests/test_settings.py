@@ -57,4 +57,4 @@ def test_database_and_channel_layer_follow_the_environment():
     assert result.returncode == 0, result.stderr
     assert "postgresql" in result.stdout and "RedisChannelLayer" in result.stdout
     embedded = run_manage("shell", "-c", code)
-    assert "sqlite3" in embedded.stdout and "InMemoryChannelLayer" in embedded.stdout
+    assert "sqlite3" in embedded.stdout and "InProcessChannelLayer" in embedded.stdout

@@ -1,0 +1,48 @@
+"""The embedded channel layer keeps upstream's semantics while skipping its per-message bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chatsite.channel_layers import InProcessChannelLayer
+
+
+async def test_group_send_reaches_every_member_once_and_in_order():
+    layer = InProcessChannelLayer()
+    members = [await layer.new_channel() for _ in range(3)]
+    outsider = await layer.new_channel()
+    for channel in members:
+        await layer.group_add("conversation-1", channel)
+    for n in range(5):
+        await layer.group_send("conversation-1", {"type": "chat.frame", "n": n})
+    for channel in members:
+        assert [(await layer.receive(channel))["n"] for _ in range(5)] == [0, 1, 2, 3, 4]
+    await layer.group_send("conversation-2", {"type": "chat.frame"})
+    try:
+        await asyncio.wait_for(layer.receive(outsider), 0.05)
+        raise AssertionError("a channel outside the group received a message")
+    except TimeoutError:
+        pass
+
+
+async def test_a_full_member_does_not_block_the_others():
+    layer = InProcessChannelLayer(capacity=1)
+    slow, fast = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("g", slow)
+    await layer.group_add("g", fast)
+    await layer.group_send("g", {"type": "x", "n": 1})
+    assert (await layer.receive(fast))["n"] == 1
+    await layer.group_send("g", {"type": "x", "n": 2})  # slow is full: dropped for slow only
+    assert (await layer.receive(fast))["n"] == 2
+    assert (await layer.receive(slow))["n"] == 1
+
+
+async def test_expired_messages_are_still_cleaned_up():
+    layer = InProcessChannelLayer(expiry=0)
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    await layer.send(channel, {"type": "x"})
+    await asyncio.sleep(0.01)
+    layer._next_housekeeping = 0  # the next operation runs housekeeping
+    await layer.group_send("other", {"type": "y"})
+    assert channel not in layer.channels and channel not in layer.groups.get("g", {})
