@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django import forms
-from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from billing import rollups
-from billing.models import BudgetPolicy, UsageMonthly, UsageRecord, UserBudget
+from billing.models import BudgetPolicy, UsageMonthlyUser, UsageRecord, UserBudget
 from billing.money import pico_to_usd
 from billing.periods import PRESETS, Period, current_month, preset
 from billing.queries import ROLLUP_SUMS
@@ -101,15 +100,15 @@ class Panel:
 def _budget_used(user_ids: list[int]) -> dict[int, tuple[int, int | None]]:
     """user id → (spent this month, monthly limit or None): monthly rollup + budget rows, 3 queries."""
     month = current_month()
-    spent = {
-        row["user_id"]: int(row["cost"])
-        for row in UsageMonthly.objects.filter(month=month.first_day, user_id__in=user_ids)
-        .order_by()
-        .values("user_id")
-        .annotate(cost=Sum("cost"))
-    }
+    monthly = UsageMonthlyUser.objects.filter(month=month.first_day)
+    if len(user_ids) <= 50:
+        monthly = monthly.filter(user_id__in=user_ids)
+    spent = dict(monthly.values_list("user_id", "cost"))
     default = site_default_limit()
-    overrides = {b.user_id: b for b in UserBudget.objects.filter(user_id__in=user_ids)}
+    overrides = UserBudget.objects.exclude(policy=BudgetPolicy.DEFAULT)
+    if len(user_ids) <= 50:
+        overrides = overrides.filter(user_id__in=user_ids)
+    overrides = {budget.user_id: budget for budget in overrides}
     result = {}
     for user_id in user_ids:
         budget = overrides.get(user_id)
