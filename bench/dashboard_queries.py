@@ -217,6 +217,7 @@ def measure(repeat: int) -> list[tuple[str, str, float]]:
     from billing import dashboard, rollups
     from billing.models import UsageRecord
     from billing.periods import preset
+    from billing.views import my_usage_context
 
     factory = RequestFactory()
     heavy = get_user_model().objects.get(username="user1")
@@ -240,6 +241,7 @@ def measure(repeat: int) -> list[tuple[str, str, float]]:
             "user detail (heaviest user)": lambda request=request: _evaluate(
                 dashboard.user_detail_context(request, heavy.pk)
             ),
+            "user's /usage/ page (heaviest)": lambda: my_usage_context(heavy, "month"),
             "ledger scan, for contrast": lambda period=period: UsageRecord.objects.for_period(
                 period.start, period.end
             ).totals(),

@@ -14,27 +14,28 @@ from conversations.models import Message
 PERIODS = {"month": "This month", "last_month": "Last month"}
 
 
-@login_required
-def my_usage(request: HttpRequest) -> HttpResponse:
-    """The signed-in user's spend this (or last) month, per conversation and per model, and budget."""
-    period_key = request.GET.get("period", "month")
+def my_usage_context(user, period_key: str) -> dict:
+    """Everything the user's usage page shows (aggregate queries on the user's own ledger rows)."""
     if period_key not in PERIODS:
         period_key = "month"
     period = preset(period_key)
-    mine = UsageRecord.objects.for_user(request.user.pk).for_period(period.start, period.end)
-    totals = mine.totals()
+    mine = UsageRecord.objects.for_user(user.pk).for_period(period.start, period.end)
+    return {
+        "period": period,
+        "period_key": period_key,
+        "periods": PERIODS,
+        "status": budget_status(user),
+        "totals": mine.totals(),
+        "models": mine.by_model(),
+        "conversations": mine.by_conversation(limit=100),
+    }
+
+
+@login_required
+def my_usage(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's spend this (or last) month, per conversation and per model, and budget."""
     return render(
-        request,
-        "billing/my_usage.html",
-        {
-            "period": period,
-            "period_key": period_key,
-            "periods": PERIODS,
-            "status": budget_status(request.user),
-            "totals": totals,
-            "models": mine.by_model(),
-            "conversations": mine.by_conversation(limit=100),
-        },
+        request, "billing/my_usage.html", my_usage_context(request.user, request.GET.get("period", "month"))
     )
 
 
