@@ -2,8 +2,8 @@
 
 A generation streams from Claude, appends deltas to its text, and a flusher publishes what
 accumulated at most every CHAT_COALESCE_MS as one htmx fragment to the conversation's group.
-It checkpoints the partial text at most every CHAT_CHECKPOINT_SECONDS and writes the final state
-and the ledger row once. Each generation also listens on its own channel, joined to the
+One checkpointer per process saves the partial text of all streaming replies at most every
+CHAT_CHECKPOINT_SECONDS; the final state and the ledger row are written once, at the end. Each generation also listens on its own channel, joined to the
 conversation's control group, for Stop and for snapshot requests from sockets that (re)connect:
 that works the same with the in-memory layer and with Redis across several daphne workers.
 """
@@ -74,7 +74,7 @@ class ReplyContext:
 def _load_context(message_id: int) -> ReplyContext:
     message = Message.objects.select_related("conversation__owner").get(pk=message_id)
     conversation = message.conversation
-    turns, _ = services._history_for(conversation, before=message)
+    turns, _ = services.reply_history(conversation, before=message)
     request = ReplyRequest(
         model=message.model,
         messages=turns,

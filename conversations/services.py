@@ -85,7 +85,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
             transaction.on_commit(lambda m=message_id: async_to_sync(request_stop)(conversation_id, m))
 
 
-def _history_for(conversation: Conversation, *, before: Message) -> tuple[list[dict], int]:
+def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[dict], int]:
     """The API `messages` for a reply placed at `before`, and the prompt's UTF-8 size in bytes.
 
     Assistant turns with no text are skipped and consecutive same-role turns merged, so the list
@@ -108,7 +108,7 @@ def _history_for(conversation: Conversation, *, before: Message) -> tuple[list[d
 
 
 def _reserve(*, conversation: Conversation, assistant: Message) -> None:
-    _, prompt_bytes = _history_for(conversation, before=assistant)
+    _, prompt_bytes = reply_history(conversation, before=assistant)
     spend_reserve(
         user=conversation.owner,
         model=conversation.model,

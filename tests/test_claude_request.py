@@ -22,7 +22,7 @@ def test_history_skips_empty_turns_merges_same_role_and_ends_with_the_user():
     make_message(conversation, content="Go on")
     placeholder = make_message(conversation, role="assistant", content="", status=Message.Status.STREAMING)
 
-    turns, prompt_bytes = services._history_for(conversation, before=placeholder)
+    turns, prompt_bytes = services.reply_history(conversation, before=placeholder)
 
     assert turns == [
         {"role": "user", "content": "First question\n\nAsked again"},
