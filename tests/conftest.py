@@ -32,3 +32,9 @@ def offline_claude():
     server.set_defaults(ttft_ms=0, tps=0, tokens_per_delta=3)
     yield server
     server.set_defaults(ttft_ms=0, tps=0, tokens_per_delta=3)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread until
+    its session fixtures end, and async tests after it could not start their own."""
+    items.sort(key=lambda item: "/e2e/" in str(item.path))
