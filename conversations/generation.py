@@ -93,6 +93,7 @@ class Generation:
         self.sent: list[str] = []  # text already published to sockets
         self.pending: list[str] = []  # received, not yet published
         self.usage_checkpointed = False
+        self._finishing = False
         self.stop_requested = False
         self.layer = get_channel_layer()
         self._send_lock = asyncio.Lock()
@@ -148,7 +149,11 @@ class Generation:
                 "error": "Something went wrong on the server. Please retry.",
             }
         finally:
-            flusher.cancel()
+            # Let the flusher finish what it is sending (cancelling it mid-send would lose a frame on
+            # Redis), then stop it; the control listener can simply go.
+            self._finishing = True
+            self._has_pending.set()
+            await flusher
             listener.cancel()
             await self.layer.group_discard(control_group(self.conversation_id), self.control_channel)
         try:
@@ -184,10 +189,10 @@ class Generation:
         loop = asyncio.get_running_loop()
         interval = settings.CHAT_COALESCE_MS / 1000
         last_flush = 0.0
-        while True:
+        while not self._finishing:
             await self._has_pending.wait()
             wait = last_flush + interval - loop.time()
-            if wait > 0:
+            if wait > 0 and not self._finishing:
                 await asyncio.sleep(wait)
             self._has_pending.clear()
             last_flush = loop.time()
