@@ -22,6 +22,17 @@ def _chat_settings(settings):
     settings.CHAT_MAX_RETRIES = 2
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """A new channel layer per test: each test has its own event loop, and channels-redis keeps
+    loop-bound locks inside the layer object (one daphne process has a single loop)."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture
 def offline_claude():
     """The app's shared offline Claude, fast by default, with caches, fault counters and stats cleared."""
