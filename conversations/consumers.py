@@ -90,9 +90,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             conversation=self.conversation, text=frame.get("message")
         )
         await self._announce_new_turns([user_message, assistant])
-        # Only the sender's composer is emptied, and only now that the message is safely stored.
+        # Only the sender's composer is emptied (and an earlier error cleared), and only now that the
+        # message is safely stored.
         await self.send(
             text_data=render_to_string("conversations/conversation.html#composer_input", {"oob": True})
+            + render_to_string("conversations/conversation.html#chat_error", {"oob": True})
         )
         generation_start(assistant.pk)
 

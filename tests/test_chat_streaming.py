@@ -176,8 +176,8 @@ async def test_two_sockets_on_one_conversation_see_the_same_reply():
     await b.close()
     assert deltas_in(frames_a, assistant.pk) == deltas_in(frames_b, assistant.pk) == assistant.content
     assert any("Hello from tab A" in f for f in frames_b)  # the user's turn shows in the other tab too
-    # Only the sender's composer is cleared.
-    assert any('id="composer-input"' in f for f in a.frames)
+    # Only the sender's composer is cleared (with any earlier error message).
+    assert any('id="composer-input"' in f and 'id="chat-errors"' in f for f in a.frames)
     assert not any('id="composer-input"' in f for f in b.frames)
 
 
