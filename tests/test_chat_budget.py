@@ -53,9 +53,9 @@ async def test_concurrent_sends_from_several_sockets_never_overshoot_the_budget(
 
     await asyncio.gather(*(s.send(message=text) for s in sockets))
     outcomes = await asyncio.gather(
-        *(s.receive_until(lambda f: "status-streaming" in f or "chat-errors" in f) for s in sockets)
+        *(s.receive_until(lambda f: "status-streaming" in f or '<p class="error">' in f) for s in sockets)
     )
-    refused = [frames[-1] for frames in outcomes if "chat-errors" in frames[-1]]
+    refused = [frames[-1] for frames in outcomes if '<p class="error">' in frames[-1]]
     started = await sync_to_async(
         lambda: list(Message.objects.filter(role="assistant", conversation__owner=user))
     )()

@@ -264,7 +264,7 @@ async def test_a_second_message_while_a_reply_streams_is_refused_not_lost():
     await socket.send(message="first [[offline tps=50 reply_tokens=100]]")
     await socket.receive_until(lambda f: "status-streaming" in f)
     await socket.send(message="second")
-    frame = await socket.receive_until(lambda f: "chat-errors" in f)
+    frame = await socket.receive_until(lambda f: '<p class="error">' in f)
     assert "Wait for the current reply" in frame[-1]
     assistant = await latest_assistant(conversation)
     await socket.send(action="stop", message_id=assistant.pk)
