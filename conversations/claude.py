@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import math
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 
@@ -204,15 +205,18 @@ def _map_status_error(exc: anthropic.APIStatusError, request_id: str) -> ClaudeE
     return ClaudeError("server", "Claude had an internal error. Please retry.", detail, request_id)
 
 
-_clients: dict[int, anthropic.AsyncAnthropic] = {}
+# One client per event loop: its connection pool belongs to the loop that made it (tests and
+# restarts run new loops; a dead loop's entry goes with it).
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anthropic.AsyncAnthropic] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def client() -> anthropic.AsyncAnthropic:
-    """The AsyncAnthropic client for the running event loop (its connection pool belongs to one loop)."""
+    """The AsyncAnthropic client for the running event loop."""
     loop = asyncio.get_running_loop()
-    key = id(loop)
-    existing = _clients.get(key)
-    if existing is not None and getattr(existing, "_loop", None) is loop:
+    existing = _clients.get(loop)
+    if existing is not None:
         return existing
     api_key, base_url = settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL or None
     if not api_key:
@@ -225,6 +229,5 @@ def client() -> anthropic.AsyncAnthropic:
         max_retries=settings.CHAT_MAX_RETRIES,
         timeout=httpx2.Timeout(settings.CHAT_READ_TIMEOUT_SECONDS, connect=5.0),
     )
-    made._loop = loop  # remembered so a new loop (tests, restarts) never reuses a pool bound to a dead one
-    _clients[key] = made
+    _clients[loop] = made
     return made

@@ -182,7 +182,6 @@ class Generation:
         async for delta in stream.deltas():
             self.pending.append(delta)
             self._has_pending.set()
-            checkpointer.mark(self)
 
     async def _flush_periodically(self) -> None:
         """Publish pending text at most every CHAT_COALESCE_MS; the first delta goes out at once."""
@@ -205,6 +204,7 @@ class Generation:
             chunk = "".join(self.pending)
             self.pending.clear()
             self.sent.append(chunk)
+            checkpointer.mark(self)  # once per frame, not per delta
             await self.layer.group_send(
                 self.group, {"type": "chat.frame", "html": delta_fragment(self.message_id, chunk)}
             )
@@ -244,8 +244,8 @@ class Generation:
         self._consume_task.cancel()
 
     async def _finish(self, stream: ReplyStream, outcome: dict) -> None:
-        checkpointer.forget(self)
         await self._flush()
+        checkpointer.forget(self)
         text = self.text
         usage = stream.billable_usage() if stream.started else Usage(output_tokens=0)
         message = await database_sync_to_async(services.reply_finish)(

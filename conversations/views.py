@@ -124,30 +124,28 @@ async def reply_stop_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(message.conversation)
 
 
-@login_required
-@require_POST
-async def reply_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
+async def _regenerate(request: HttpRequest, pk: int, service) -> HttpResponse:
+    """Run `service` (retry or continue) on one of the user's replies and start the reply it returns."""
     message = await _owned_message(request, pk)
     try:
-        message = await sync_to_async(services.reply_retry)(message=message)
+        reply = await sync_to_async(service)(message=message)
     except (services.InvalidInput, SpendRefused) as exc:
         flash.error(request, str(exc))
     else:
-        generation_start(message.pk)
+        generation_start(reply.pk)
     return redirect(message.conversation)
+
+
+@login_required
+@require_POST
+async def reply_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
+    return await _regenerate(request, pk, services.reply_retry)
 
 
 @login_required
 @require_POST
 async def reply_continue_view(request: HttpRequest, pk: int) -> HttpResponse:
-    message = await _owned_message(request, pk)
-    try:
-        _, assistant = await sync_to_async(services.reply_continue)(message=message)
-    except (services.InvalidInput, SpendRefused) as exc:
-        flash.error(request, str(exc))
-    else:
-        generation_start(assistant.pk)
-    return redirect(message.conversation)
+    return await _regenerate(request, pk, lambda message: services.reply_continue(message=message)[1])
 
 
 @login_required

@@ -152,3 +152,30 @@ async def test_first_message_without_javascript_creates_the_conversation_and_str
     await generation_wait(reply.pk)
     await reply.arefresh_from_db()
     assert reply.status == Message.Status.COMPLETE, reply.error
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_retry_and_continue_work_without_javascript(async_client, offline_claude):
+    from asgiref.sync import sync_to_async
+
+    from conversations.generation import generation_wait
+
+    me = await sync_to_async(make_user)()
+    conversation = await sync_to_async(make_conversation)(owner=me)
+    await sync_to_async(make_message)(conversation, content="Hi [[offline reply_tokens=10]]")
+    failed = await sync_to_async(make_message)(conversation, role="assistant", content="Par", status="error")
+    await async_client.aforce_login(me)
+
+    response = await async_client.post(reverse("reply_retry", args=[failed.pk]))
+    assert response.status_code == 302
+    await generation_wait(failed.pk)
+    await failed.arefresh_from_db()
+    assert failed.status == Message.Status.COMPLETE
+
+    await Message.objects.filter(pk=failed.pk).aupdate(status=Message.Status.CUT_OFF)
+    await async_client.post(reverse("reply_continue", args=[failed.pk]))
+    follow_up = await conversation.messages.filter(role="assistant").order_by("-id").afirst()
+    assert follow_up.pk != failed.pk
+    await generation_wait(follow_up.pk)
+    roles = [m.role async for m in conversation.messages.in_order()]
+    assert roles == ["user", "assistant", "user", "assistant"]
