@@ -44,7 +44,7 @@ def start_server(port: int, tps: float) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
-        "conversations.offline_claude",
+        "offline_claude",
         "--port",
         str(port),
         "--ttft-ms",

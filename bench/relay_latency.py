@@ -436,7 +436,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         offline_port, daphne_port = free_port(), free_port()
         offline = subprocess.Popen(
-            [sys.executable, "-m", "conversations.offline_claude", "--host", "127.0.0.1"]
+            [sys.executable, "-m", "offline_claude", "--host", "127.0.0.1"]
             + [
                 "--port",
                 str(offline_port),

@@ -220,7 +220,7 @@ def client() -> anthropic.AsyncAnthropic:
         return existing
     api_key, base_url = settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL or None
     if not api_key:
-        from conversations.offline_claude import default_server
+        from offline_claude import default_server
 
         api_key, base_url = "offline-claude", default_server().base_url
     made = anthropic.AsyncAnthropic(

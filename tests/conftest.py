@@ -36,7 +36,7 @@ def _fresh_channel_layer():
 @pytest.fixture
 def offline_claude():
     """The app's shared offline Claude, fast by default, with caches, fault counters and stats cleared."""
-    from conversations.offline_claude import default_server
+    from offline_claude import default_server
 
     server = default_server()
     server.reset()

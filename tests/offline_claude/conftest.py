@@ -10,4 +10,4 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from conversations.offline_claude.testing import fresh_offline_claude, offline_claude  # noqa: E402, F401
+from offline_claude.testing import fresh_offline_claude, offline_claude  # noqa: E402, F401

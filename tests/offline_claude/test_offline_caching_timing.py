@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from conversations.offline_claude import count_tokens
-from conversations.offline_claude.cache import PromptCache, build_segments
-from conversations.offline_claude.testing import async_client, sync_client
+from offline_claude import count_tokens
+from offline_claude.cache import PromptCache, build_segments
+from offline_claude.testing import async_client, sync_client
 
 MODEL = "claude-opus-5-5"
 SYSTEM_TEXT = "You are a meticulous assistant for a school. " * 60

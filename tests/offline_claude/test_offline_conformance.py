@@ -8,8 +8,8 @@ import anthropic
 import httpx2
 import pytest
 
-from conversations.offline_claude import count_tokens
-from conversations.offline_claude.testing import async_client, sync_client
+from offline_claude import count_tokens
+from offline_claude.testing import async_client, sync_client
 
 MODEL = "claude-sonnet-5-5"
 

@@ -8,7 +8,7 @@ import anthropic
 import httpx2
 import pytest
 
-from conversations.offline_claude.testing import async_client, offline_claude_server, sync_client
+from offline_claude.testing import async_client, offline_claude_server, sync_client
 
 MODEL = "claude-sonnet-5-5"
 OK = {"model": MODEL, "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}

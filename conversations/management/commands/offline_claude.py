@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from conversations.offline_claude.cli import add_arguments, options_from_args, serve
+from offline_claude.cli import add_arguments, options_from_args, serve
 
 
 class Command(BaseCommand):

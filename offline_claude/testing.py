@@ -2,7 +2,7 @@
 
 Usage in any conftest.py::
 
-    from conversations.offline_claude.testing import offline_claude  # noqa: F401  (session fixture)
+    from offline_claude.testing import offline_claude  # noqa: F401  (session fixture)
 
     def test_x(offline_claude):
         client = sync_client(offline_claude)

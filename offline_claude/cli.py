@@ -1,4 +1,4 @@
-"""Command-line entry shared by ``manage.py offline_claude`` and ``python -m conversations.offline_claude``.
+"""Command-line entry shared by ``manage.py offline_claude`` and ``python -m offline_claude``.
 
 Kept free of Django so the benchmark can start the server as a plain subprocess.
 """
@@ -67,7 +67,7 @@ def serve(options: dict[str, object], out=sys.stdout) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m conversations.offline_claude [options]``."""
+    """``python -m offline_claude [options]``."""
     parser = argparse.ArgumentParser(prog="offline_claude", description="Run the offline Claude server.")
     add_arguments(parser)
     serve(options_from_args(parser.parse_args(argv)))

@@ -1,7 +1,0 @@
-"""``python -m conversations.offline_claude``: run the server without Django."""
-
-from __future__ import annotations
-
-from .cli import main
-
-main()
