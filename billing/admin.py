@@ -19,8 +19,10 @@ from billing.models import (
     SpendReservation,
     UsageRecord,
     UserBudget,
+    policy_limit,
 )
 from billing.money import format_usd, pico_to_usd, rate_from_usd_per_mtok, rate_to_usd_per_mtok, usd_to_pico
+from billing.services import configured_default_limit, site_default_limit
 
 RATE_LABELS = {
     "input": "Input",
@@ -29,6 +31,10 @@ RATE_LABELS = {
     "cache_write_1h": "Cache write 1h",
     "cache_read": "Cache read",
 }
+
+
+def _limit_text(limit: int | None) -> str:
+    return "unlimited" if limit is None else format_usd(limit)
 
 
 def _usd_per_mtok_field(label: str, required: bool) -> forms.DecimalField:
@@ -301,16 +307,14 @@ class UserBudgetAdmin(admin.ModelAdmin):
 
     @admin.display(description="Monthly limit")
     def limit(self, obj: UserBudget) -> str:
-        if obj.policy == BudgetPolicy.UNLIMITED:
-            return "unlimited"
         if obj.policy == BudgetPolicy.DEFAULT:
-            return "site default"
-        return format_usd(obj.monthly_limit)
+            return "site default"  # named rather than looked up for every row of the list
+        return _limit_text(policy_limit(obj.policy, obj.monthly_limit, site_default_limit))
 
 
 @admin.register(SiteBudget)
 class SiteBudgetAdmin(admin.ModelAdmin):
-    """Policy 'Site default' here means: use CHAT_DEFAULT_MONTHLY_BUDGET_USD from the environment."""
+    """Policy 'Site default' here means: use the CHAT_DEFAULT_MONTHLY_BUDGET_USD setting (environment)."""
 
     form = SiteBudgetForm
     list_display = ["__str__", "policy", "limit"]
@@ -327,10 +331,7 @@ class SiteBudgetAdmin(admin.ModelAdmin):
 
     @admin.display(description="Monthly limit")
     def limit(self, obj: SiteBudget) -> str:
-        from billing.services import site_default_limit
-
-        value = site_default_limit()
-        return "unlimited" if value is None else format_usd(value)
+        return _limit_text(policy_limit(obj.policy, obj.monthly_limit, configured_default_limit))
 
 
 @admin.register(SpendReservation)

@@ -7,7 +7,6 @@ already-grouped rows. Totals and tables come from the same filtered queryset, so
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django import forms
@@ -15,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from billing import rollups
-from billing.models import BudgetPolicy, UsageMonthlyUser, UsageRecord, UserBudget
+from billing.models import BudgetPolicy, UsageMonthlyUser, UsageRecord, UserBudget, policy_limit
 from billing.money import pico_to_usd
 from billing.periods import PRESETS, Period, current_month, preset
 from billing.queries import ROLLUP_SUMS
@@ -87,16 +86,6 @@ def _tokens(row: dict) -> int:
     return sum(row[name] for name in TOKEN_FIELDS)
 
 
-@dataclass
-class Panel:
-    """A titled table: column labels plus rows of display-ready cells (and the raw rows)."""
-
-    title: str
-    columns: list[str]
-    rows: list[list]
-    total: list | None = None
-
-
 def _budget_used(user_ids: list[int]) -> dict[int, tuple[int, int | None]]:
     """user id → (spent this month, monthly limit or None): monthly rollup + budget rows, 3 queries."""
     month = current_month()
@@ -108,17 +97,11 @@ def _budget_used(user_ids: list[int]) -> dict[int, tuple[int, int | None]]:
     overrides = UserBudget.objects.exclude(policy=BudgetPolicy.DEFAULT)
     if len(user_ids) <= 50:
         overrides = overrides.filter(user_id__in=user_ids)
-    overrides = {budget.user_id: budget for budget in overrides}
-    result = {}
-    for user_id in user_ids:
-        budget = overrides.get(user_id)
-        limit = default
-        if budget is not None and budget.policy == BudgetPolicy.LIMIT:
-            limit = budget.monthly_limit or 0
-        elif budget is not None and budget.policy == BudgetPolicy.UNLIMITED:
-            limit = None
-        result[user_id] = (spent.get(user_id, 0), limit)
-    return result
+    limits = {
+        budget.user_id: policy_limit(budget.policy, budget.monthly_limit, lambda: default)
+        for budget in overrides
+    }
+    return {user_id: (spent.get(user_id, 0), limits.get(user_id, default)) for user_id in user_ids}
 
 
 def _fraction_key(spent: int, limit: int | None) -> tuple[int, int]:
@@ -348,7 +331,3 @@ def csv_response(context: dict, table: str) -> HttpResponse:
     writer.writerow(header)
     writer.writerows(rows)
     return response
-
-
-def describe(period: Period) -> str:
-    return f"{period.label or ''} ({period.first_day:%Y-%m-%d} – {period.last_day:%Y-%m-%d})".strip()

@@ -6,18 +6,16 @@ costs are pUSD. Convert to Decimal only for display.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from billing.errors import LedgerImmutable
 from billing.money import format_usd, rate_to_usd_per_mtok
 from billing.queries import ModelPriceQuerySet, ReservationQuerySet, RollupQuerySet, UsageRecordQuerySet
-
-
-class LedgerImmutable(Exception):
-    """Raised on any attempt to change or delete a usage ledger row."""
 
 
 @dataclass(frozen=True)
@@ -104,9 +102,6 @@ class ModelPrice(models.Model):
             return band, True
         return self.base_rates, False
 
-    def usd_per_mtok(self, field: str):
-        return rate_to_usd_per_mtok(getattr(self, field))
-
 
 class UsageRecord(models.Model):
     """One immutable ledger row per API call to Anthropic (reply, retry, title, anything).
@@ -191,10 +186,6 @@ class UsageRecord(models.Model):
             + self.cache_read_tokens
         )
 
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.output_tokens
-
     def receipt_lines(self) -> list[dict]:
         """Tokens × rate = cost per category, for the receipt."""
         labels = {
@@ -225,10 +216,23 @@ class BudgetPolicy(models.TextChoices):
     UNLIMITED = "unlimited", "Unlimited"
 
 
+def policy_limit(policy: str, monthly_limit: int | None, default: Callable[[], int | None]) -> int | None:
+    """The monthly limit in pUSD a budget row sets (None = unlimited), for UserBudget and SiteBudget alike.
+
+    LIMIT: its monthly_limit (a missing figure counts as 0: nothing may be spent); UNLIMITED: None;
+    DEFAULT: whatever `default()` says (called only then, so a row with its own policy costs no look-up).
+    """
+    if policy == BudgetPolicy.LIMIT:
+        return monthly_limit or 0
+    if policy == BudgetPolicy.UNLIMITED:
+        return None
+    return default()
+
+
 class SiteBudget(models.Model):
     """The site-wide default monthly budget (a single row, pk=1).
 
-    Policy "default" means: use the CHAT_DEFAULT_MONTHLY_BUDGET_USD environment variable.
+    Policy "default" means: use the CHAT_DEFAULT_MONTHLY_BUDGET_USD setting (from the environment).
     """
 
     policy = models.CharField(max_length=16, choices=BudgetPolicy.choices, default=BudgetPolicy.DEFAULT)

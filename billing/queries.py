@@ -14,6 +14,8 @@ from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from billing.errors import LedgerImmutable
+
 #: Column → label of every summed figure, in display order (also the CSV columns).
 SUM_FIELDS = {
     "cost": "Cost",
@@ -45,13 +47,9 @@ def _as_ints(row: dict) -> dict:
 
 class UsageRecordQuerySet(models.QuerySet):
     def update(self, **kwargs):
-        from billing.models import LedgerImmutable
-
         raise LedgerImmutable("Usage ledger rows are immutable.")
 
     def delete(self):
-        from billing.models import LedgerImmutable
-
         raise LedgerImmutable("Usage ledger rows cannot be deleted.")
 
     def for_period(self, start: datetime, end: datetime) -> UsageRecordQuerySet:
@@ -116,20 +114,6 @@ class ModelPriceQuerySet(models.QuerySet):
         """The price version of `model` in force at `at` (latest effective_from <= at), or None."""
         return self.filter(model=model, effective_from__lte=at).order_by("-effective_from").first()
 
-    def current(self) -> ModelPriceQuerySet:
-        """For each model, the version in force now."""
-        now = timezone.now()
-        latest = (
-            self.model.objects.filter(model=models.OuterRef("model"), effective_from__lte=now)
-            .order_by("-effective_from")
-            .values("pk")[:1]
-        )
-        return self.filter(pk=models.Subquery(latest)).order_by("model")
-
-    def priced_models(self, at: datetime | None = None) -> set[str]:
-        """Model ids with a price in force at `at` (default now)."""
-        return set(self.filter(effective_from__lte=at or timezone.now()).values_list("model", flat=True))
-
 
 #: Reservations older than this are stale: their process died before settling them.
 STALE_AFTER = timedelta(hours=1)
@@ -158,10 +142,6 @@ class RollupQuerySet(models.QuerySet):
     def for_days(self, first: date, last: date) -> RollupQuerySet:
         """Rows of days first..last inclusive (UsageDaily, UsageDayModel)."""
         return self.filter(day__gte=first, day__lte=last)
-
-    def for_months(self, first: date, last: date) -> RollupQuerySet:
-        """Rows of the months whose first day is in first..last (UsageMonthly)."""
-        return self.filter(month__gte=first, month__lte=last)
 
     def grouped(self, *keys: str) -> list[dict]:
         """Sums per `keys`, plus last activity and (where the table has it) the latest username."""

@@ -1,15 +1,18 @@
 """Daily and monthly rollups of the ledger, so a year of dashboard stays fast. Exact: integer sums.
 
-The ledger (UsageRecord) is the source of truth. usage_record() adds each new row to three rollups in
+The ledger (UsageRecord) is the source of truth. usage_record() adds each new row to five rollups in
 the same transaction, with one `INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x` each (atomic
 on SQLite and PostgreSQL alike, so concurrent calls never lose an increment):
-  UsageDaily (local day, user, model) · UsageMonthly (local month, user, model) · UsageDayModel (day, model)
+  UsageDaily (local day, user, model) · UsageMonthly (local month, user, model)
+  UsageDailyUser (local day, user) · UsageMonthlyUser (local month, user) · UsageDayModel (local day, model)
 "Local" is TIME_ZONE at the time of the call: after changing TIME_ZONE, run
 `manage.py rebuild_usage_rollups` (also the repair tool; it recomputes everything from the ledger).
 
-A dashboard period of whole days reads whole months from UsageMonthly and the remaining edge days from
-UsageDaily (see _plan), then merges the grouped rows: tens of thousands of rollup rows instead of a
-year of ledger.
+A dashboard period of whole days reads whole months from a monthly table (UsageMonthly, or
+UsageMonthlyUser for the per-user table) and the remaining edge days from the matching daily one (see
+_plan), then merges the grouped rows: tens of thousands of rollup rows instead of a year of ledger.
+Site-wide per-model and per-day figures come from the small UsageDayModel table directly, one user's
+days from UsageDaily.
 """
 
 from __future__ import annotations
@@ -72,27 +75,14 @@ def rollup_add(record: UsageRecord) -> None:
         estimated_calls=1 if record.estimated else 0,
         last_activity=record.created_at,
     )
+    labelled = {**values, "username": record.username}
+    month = day.replace(day=1)
     with transaction.atomic():
-        _upsert(
-            UsageDaily,
-            {"day": day, "user_id": record.user_id, "model": record.model},
-            {
-                **values,
-                "username": record.username,
-            },
-        )
-        _upsert(
-            UsageMonthly,
-            {"month": day.replace(day=1), "user_id": record.user_id, "model": record.model},
-            {
-                **values,
-                "username": record.username,
-            },
-        )
+        _upsert(UsageDaily, {"day": day, "user_id": record.user_id, "model": record.model}, labelled)
+        _upsert(UsageMonthly, {"month": month, "user_id": record.user_id, "model": record.model}, labelled)
         _upsert(UsageDayModel, {"day": day, "model": record.model}, values)
-        labelled = {**values, "username": record.username}
         _upsert(UsageDailyUser, {"day": day, "user_id": record.user_id}, labelled)
-        _upsert(UsageMonthlyUser, {"month": day.replace(day=1), "user_id": record.user_id}, labelled)
+        _upsert(UsageMonthlyUser, {"month": month, "user_id": record.user_id}, labelled)
 
 
 def rollup_rebuild(batch_size: int = 5000) -> int:

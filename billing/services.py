@@ -20,18 +20,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing import conf
-from billing.models import BudgetPolicy, ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget
-from billing.money import format_usd, pico_to_usd
+from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
+from billing.money import InexactAmount, format_usd, usd_to_pico
 from billing.periods import Period, current_month
 from billing.rollups import rollup_add
+from billing.usage import LedgerLabels, Usage
 
 logger = logging.getLogger(__name__)
 
 RATE_WINDOW = timedelta(minutes=1)
+UNLIMITED_WORDS = {"", "unlimited", "none", "off"}
 
 
 class SpendRefused(Exception):
@@ -70,12 +72,12 @@ class BudgetStatus:
 
     @property
     def level(self) -> str:
-        """'ok', 'warning' (>= 80 %) or 'exhausted' (>= 100 %)."""
+        """'ok', 'warning' (>= CHAT_BUDGET_WARNING_PERCENT, default 80 %) or 'exhausted' (>= 100 %)."""
         if self.limit is None:
             return "ok"
         if self.spent >= self.limit:
             return "exhausted"
-        if self.spent * 100 >= self.limit * conf.WARNING_FRACTION_PERCENT:
+        if self.spent * 100 >= self.limit * settings.CHAT_BUDGET_WARNING_PERCENT:
             return "warning"
         return "ok"
 
@@ -84,41 +86,40 @@ class BudgetStatus:
         return self.limit is None
 
     @property
-    def remaining(self) -> int | None:
-        return None if self.limit is None else max(0, self.limit - self.spent - self.held)
-
-    @property
-    def spent_usd(self) -> Decimal:
-        return pico_to_usd(self.spent)
-
-    @property
-    def limit_usd(self) -> Decimal | None:
-        return pico_to_usd(self.limit)
-
-    @property
     def resets_on(self):
         return self.period.last_day + timedelta(days=1)
+
+
+def parse_budget_usd(value: str | None) -> int | None:
+    """'20' → pUSD; '' / 'unlimited' → None (no limit). Raises InexactAmount on garbage."""
+    if value is None or value.strip().lower() in UNLIMITED_WORDS:
+        return None
+    pico = usd_to_pico(value)
+    if pico < 0:
+        raise InexactAmount(f"budget {value!r} is negative")
+    return pico
+
+
+def configured_default_limit() -> int | None:
+    """settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD in pUSD (None = unlimited)."""
+    return parse_budget_usd(settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD)
+
+
+def site_default_limit() -> int | None:
+    """The site default monthly limit in pUSD (None = unlimited): the SiteBudget row, else the setting."""
+    site = SiteBudget.objects.filter(pk=1).first()
+    if site is None:
+        return configured_default_limit()
+    return policy_limit(site.policy, site.monthly_limit, configured_default_limit)
 
 
 def monthly_limit_for(user_id: int, budget: UserBudget | None = None) -> int | None:
     """The user's monthly limit in pUSD (None = unlimited): their override, else the site default."""
     if budget is None:
         budget = UserBudget.objects.filter(user_id=user_id).first()
-    if budget is not None and budget.policy == BudgetPolicy.LIMIT:
-        return budget.monthly_limit or 0
-    if budget is not None and budget.policy == BudgetPolicy.UNLIMITED:
-        return None
-    return site_default_limit()
-
-
-def site_default_limit() -> int | None:
-    """The site default monthly limit in pUSD (admin-editable row; 'default' policy = env var)."""
-    site = SiteBudget.objects.filter(pk=1).first()
-    if site is not None and site.policy == BudgetPolicy.LIMIT:
-        return site.monthly_limit or 0
-    if site is not None and site.policy == BudgetPolicy.UNLIMITED:
-        return None
-    return conf.env_default_monthly_budget()
+    if budget is None:
+        return site_default_limit()
+    return policy_limit(budget.policy, budget.monthly_limit, site_default_limit)
 
 
 def worst_case_cost(*, model: str, prompt_bytes: int, max_tokens: int, at: datetime) -> int:
@@ -151,7 +152,7 @@ def spend_reserve(*, user, model: str, prompt_bytes: int, max_tokens: int, messa
         budget = _lock_budget_row(user.pk)
         SpendReservation.objects.filter(user_id=user.pk).expired(now).delete()
 
-        per_minute = conf.rate_limit_per_minute()
+        per_minute = max(0, settings.CHAT_RATE_LIMIT_PER_MINUTE)  # 0 disables the limit
         if per_minute:
             recent = SpendReservation.objects.filter(
                 user_id=user.pk, created_at__gt=now - RATE_WINDOW
@@ -188,65 +189,31 @@ def spend_reserve(*, user, model: str, prompt_bytes: int, max_tokens: int, messa
         )
 
 
-def _normalise_usage(usage: dict) -> dict:
-    def count(key: str) -> int:
-        value = usage.get(key) or 0
-        return max(0, int(value))
-
-    cache_total = count("cache_creation_input_tokens")
-    write_5m = count("cache_creation_5m_input_tokens")
-    write_1h = count("cache_creation_1h_input_tokens")
-    if write_5m + write_1h < cache_total:
-        # No (or an incomplete) TTL split: the unexplained remainder is billed as 5-minute writes.
-        write_5m += cache_total - (write_5m + write_1h)
-    return {
-        "input_tokens": count("input_tokens"),
-        "output_tokens": count("output_tokens"),
-        "cache_write_5m_tokens": write_5m,
-        "cache_write_1h_tokens": write_1h,
-        "cache_read_tokens": count("cache_read_input_tokens"),
-        "thinking_tokens": count("thinking_tokens"),
-        "service_tier": str(usage.get("service_tier") or "")[:32],
-        "inference_geo": str(usage.get("inference_geo") or "")[:32],
-        "speed": str(usage.get("speed") or "")[:32],
-    }
-
-
 def usage_record(
     *,
-    user_id: int,
-    username: str,
-    conversation_id: int | None,
-    conversation_title: str,
+    labels: LedgerLabels,
     message_id: int | None,
-    model: str,
     request_id: str,
-    usage: dict,
+    usage: Usage,
     estimated: bool,
     purpose: str = "reply",
 ) -> UsageRecord:
     """Write one immutable ledger row for one API call and settle the message's open reservation.
 
-    Priced with the version in force now (unpriced models get cost 0 and priced=False). Call inside the
-    transaction that finalises the message. A call that failed before any tokens is recorded with zeros.
+    Priced with the version of `labels.model` in force now (unpriced models get cost 0 and
+    priced=False). Call inside the transaction that finalises the message. A call that failed before
+    any tokens is recorded with a zero Usage().
     """
     now = timezone.now()
-    counts = _normalise_usage(usage)
     with transaction.atomic():
         # Serialise with spend_reserve for this user, so a reserve never sees the reservation
         # released without the ledger row that replaces it.
-        UserBudget.objects.select_for_update().filter(user_id=user_id).first()
+        UserBudget.objects.select_for_update().filter(user_id=labels.user_id).first()
 
-        price = ModelPrice.objects.in_effect(model, now)
+        price = ModelPrice.objects.in_effect(labels.model, now)
         pricing: dict = {"priced": False}
         if price is not None:
-            prompt_tokens = (
-                counts["input_tokens"]
-                + counts["cache_write_5m_tokens"]
-                + counts["cache_write_1h_tokens"]
-                + counts["cache_read_tokens"]
-            )
-            rates, banded = price.rates_for(prompt_tokens)
+            rates, banded = price.rates_for(usage.prompt_tokens)
             pricing = {
                 "priced": True,
                 "price": price,
@@ -257,29 +224,40 @@ def usage_record(
                 "rate_cache_write_1h": rates.cache_write_1h,
                 "rate_cache_read": rates.cache_read,
                 "cost": rates.cost(
-                    input=counts["input_tokens"],
-                    output=counts["output_tokens"],
-                    cache_write_5m=counts["cache_write_5m_tokens"],
-                    cache_write_1h=counts["cache_write_1h_tokens"],
-                    cache_read=counts["cache_read_tokens"],
+                    input=usage.input_tokens,
+                    output=usage.output_tokens,
+                    cache_write_5m=usage.cache_write_5m_tokens,
+                    cache_write_1h=usage.cache_write_1h_tokens,
+                    cache_read=usage.cache_read_tokens,
                 ),
-                "cache_savings": counts["cache_read_tokens"] * max(0, rates.input - rates.cache_read),
+                "cache_savings": usage.cache_read_tokens * max(0, rates.input - rates.cache_read),
             }
         else:
-            logger.warning("No price for model %s: call recorded unpriced (request %s)", model, request_id)
+            logger.warning(
+                "No price for model %s: call recorded unpriced (request %s)", labels.model, request_id
+            )
 
+        # Labels are truncated to their column sizes (PostgreSQL would refuse a longer value).
         record = UsageRecord.objects.create(
             created_at=now,
-            user_id=user_id,
-            username=username[:150],
-            conversation_id=conversation_id,
-            conversation_title=(conversation_title or "")[:200],
+            user_id=labels.user_id,
+            username=labels.username[:150],
+            conversation_id=labels.conversation_id,
+            conversation_title=(labels.conversation_title or "")[:200],
             message_id=message_id,
-            model=model,
+            model=labels.model,
             purpose=purpose[:32],
             request_id=(request_id or "")[:128],
             estimated=estimated,
-            **counts,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_write_5m_tokens=usage.cache_write_5m_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            thinking_tokens=usage.thinking_tokens,
+            service_tier=usage.service_tier[:32],
+            inference_geo=usage.inference_geo[:32],
+            speed=usage.speed[:32],
             **pricing,
         )
         rollup_add(record)
@@ -288,16 +266,6 @@ def usage_record(
                 settled_at=now
             )
     return record
-
-
-def reservation_release(*, message_id: int) -> None:
-    """Drop the open reservation of `message_id` without a ledger row (no API call was made).
-
-    The row is kept as settled so it still counts towards the rate limit.
-    """
-    SpendReservation.objects.filter(message_id=message_id, settled_at__isnull=True).update(
-        settled_at=timezone.now()
-    )
 
 
 def budget_status(user) -> BudgetStatus:

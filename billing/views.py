@@ -9,7 +9,6 @@ from django.shortcuts import render
 from billing.models import UsageRecord
 from billing.periods import preset
 from billing.services import budget_status
-from conversations.models import Message
 
 PERIODS = {"month": "This month", "last_month": "Last month"}
 
@@ -41,20 +40,23 @@ def my_usage(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def receipt(request: HttpRequest, message_pk: int) -> HttpResponse:
-    """Tokens × rate = cost for each API call of one of the user's own assistant messages."""
-    message = (
-        Message.objects.filter(pk=message_pk, conversation__owner=request.user)
-        .select_related("conversation")
-        .first()
-    )
-    if message is None:
+    """Tokens × rate = cost for each API call of one of the user's own assistant messages.
+
+    Authorised by the ledger itself: only rows billed to the requesting user are shown, so another
+    user's message (or one with no recorded call yet) is a 404, and a receipt outlives its conversation.
+    """
+    records = list(UsageRecord.objects.for_message(message_pk).filter(user_id=request.user.pk))
+    if not records:
         raise Http404("No such message.")
-    records = list(UsageRecord.objects.for_message(message.pk).filter(user_id=request.user.pk))
+    # The newest row carries the conversation's latest title.
+    labelled = next((record for record in reversed(records) if record.conversation_id is not None), None)
     context = {
-        "message": message,
+        "message_pk": message_pk,
+        "conversation_id": labelled.conversation_id if labelled else None,
+        "conversation_title": labelled.conversation_title if labelled else "",
         "records": records,
         "total": sum(record.cost for record in records),  # a handful of rows for one message
         "any_unpriced": any(not record.priced for record in records),
     }
-    template = "billing/receipt.html#receipt" if getattr(request, "htmx", False) else "billing/receipt.html"
+    template = "billing/receipt.html#receipt" if request.htmx else "billing/receipt.html"
     return render(request, template, context)

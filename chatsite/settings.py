@@ -170,7 +170,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- Claude ---------------------------------------------------------------------------------------
-# With no key, the app starts the offline Claude (conversations/offline_claude) in-process.
+# With no key, the app starts the offline Claude (offline_claude) in-process.
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
 CHAT_MODELS = env_list("CHAT_MODELS", "claude-sonnet-5-5,claude-opus-5-5,claude-haiku-5-5")
@@ -192,13 +192,22 @@ CHAT_CHECKPOINT_SECONDS = float(os.environ.get("CHAT_CHECKPOINT_SECONDS", "1.0")
 CHAT_READ_TIMEOUT_SECONDS = float(os.environ.get("CHAT_READ_TIMEOUT_SECONDS", "60"))
 CHAT_MAX_RETRIES = int(os.environ.get("CHAT_MAX_RETRIES", "2"))
 
+# --- Billing --------------------------------------------------------------------------------------
+# Monthly budget per user in USD unless an admin sets one ("" or "unlimited" = no limit); parsed by
+# billing.services.parse_budget_usd. A rate limit of 0 disables it.
+CHAT_DEFAULT_MONTHLY_BUDGET_USD = os.environ.get("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "20")
+CHAT_RATE_LIMIT_PER_MINUTE = int(os.environ.get("CHAT_RATE_LIMIT_PER_MINUTE", "20") or 0)
+CHAT_BUDGET_WARNING_PERCENT = int(os.environ.get("CHAT_BUDGET_WARNING_PERCENT", "80"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # The app's loggers print through their own handler only: daphne's command line also gives the
+    # root logger a handler, and propagating to it would print every line twice.
     "loggers": {
-        "conversations": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
-        "billing": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
+        name: {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO"), "propagate": False}
+        for name in ("conversations", "billing", "offline_claude")
     },
 }

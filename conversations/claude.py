@@ -14,11 +14,13 @@ import logging
 import math
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anthropic
 import httpx2
 from django.conf import settings
+
+from billing.usage import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -26,46 +28,44 @@ logger = logging.getLogger(__name__)
 NOT_CONFIGURED = "The service is not configured correctly. An administrator has been told why."
 
 
-@dataclass
-class Usage:
-    """Token counts one API call reported (or, for a stream that died early, what it reported so far)."""
+def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
+    """The one normalisation of the API's usage object (message_start's, or message_delta's cumulative
+    one) into billing's `Usage`, over the counts `previous` events gave.
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_creation_5m_input_tokens: int = 0
-    cache_creation_1h_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    thinking_tokens: int = 0
-    service_tier: str = ""
-    inference_geo: str = ""
-    speed: str = ""
+    Fields an event leaves out keep their previous value (message_delta counts are cumulative: they
+    overwrite, never add). Counts are clamped at zero; a cache write total the TTL split does not
+    explain is billed as 5-minute writes, the cheaper assumption the API documents as the default.
+    """
+    previous = previous or Usage()
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def count(value, default: int) -> int:
+        return default if value is None else max(0, int(value))
 
-    def update_from(self, usage) -> None:
-        """Overwrite with the fields an event carries: message_delta counts are cumulative, never added."""
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_creation_input_tokens",
-            "cache_read_input_tokens",
-        ):
-            value = getattr(usage, name, None)
-            if value is not None:
-                setattr(self, name, value)
-        creation = getattr(usage, "cache_creation", None)
-        if creation is not None:
-            self.cache_creation_5m_input_tokens = creation.ephemeral_5m_input_tokens or 0
-            self.cache_creation_1h_input_tokens = creation.ephemeral_1h_input_tokens or 0
-        details = getattr(usage, "output_tokens_details", None)
-        if details is not None and getattr(details, "thinking_tokens", None) is not None:
-            self.thinking_tokens = details.thinking_tokens
-        for name in ("service_tier", "inference_geo", "speed"):
-            value = getattr(usage, name, None)
-            if value:
-                setattr(self, name, str(value))
+    def label(name: str, default: str) -> str:
+        value = getattr(api_usage, name, None)
+        return str(value)[:32] if value else default
+
+    writes = count(getattr(api_usage, "cache_creation_input_tokens", None), previous.cache_write_tokens)
+    split = getattr(api_usage, "cache_creation", None)
+    if split is not None:
+        write_5m = count(getattr(split, "ephemeral_5m_input_tokens", None), 0)
+        write_1h = count(getattr(split, "ephemeral_1h_input_tokens", None), 0)
+    else:
+        write_5m, write_1h = previous.cache_write_5m_tokens, previous.cache_write_1h_tokens
+    if write_5m + write_1h < writes:
+        write_5m += writes - (write_5m + write_1h)
+    details = getattr(api_usage, "output_tokens_details", None)
+    return Usage(
+        input_tokens=count(getattr(api_usage, "input_tokens", None), previous.input_tokens),
+        output_tokens=count(getattr(api_usage, "output_tokens", None), previous.output_tokens),
+        cache_write_5m_tokens=write_5m,
+        cache_write_1h_tokens=write_1h,
+        cache_read_tokens=count(getattr(api_usage, "cache_read_input_tokens", None), previous.cache_read_tokens),
+        thinking_tokens=count(getattr(details, "thinking_tokens", None), previous.thinking_tokens),
+        service_tier=label("service_tier", previous.service_tier),
+        inference_geo=label("inference_geo", previous.inference_geo),
+        speed=label("speed", previous.speed),
+    )
 
 
 class ClaudeError(Exception):
@@ -91,21 +91,23 @@ class ReplyRequest:
 class ReplyStream:
     """One streamed reply. Iterate `deltas()`; afterwards read `usage`, `stop_reason`, `request_id`.
 
-    `started` is true once message_start arrived, i.e. once the API has billed the prompt.
+    `opened` is true once the API answered 200 (from then on the call may be billed); `started` once
+    message_start arrived with the prompt's counts.
     """
 
     request: ReplyRequest
     usage: Usage = field(default_factory=Usage)
     stop_reason: str | None = None
     request_id: str = ""
+    opened: bool = False
     started: bool = False
-    finished: bool = False
     text_chars: int = 0
     _stream: object = None
 
     async def deltas(self) -> AsyncIterator[str]:
         try:
             self._stream = await client().messages.create(**build_params(self.request), stream=True)
+            self.opened = True
             self.request_id = self._stream.response.headers.get("request-id", "")
             async for event in self._stream:
                 kind = event.type
@@ -115,12 +117,10 @@ class ReplyStream:
                         yield event.delta.text
                 elif kind == "message_start":
                     self.started = True
-                    self.usage.update_from(event.message.usage)
+                    self.usage = usage_from_api(event.message.usage, self.usage)
                 elif kind == "message_delta":
-                    self.usage.update_from(event.usage)
+                    self.usage = usage_from_api(event.usage, self.usage)
                     self.stop_reason = event.delta.stop_reason
-                elif kind == "message_stop":
-                    self.finished = True
                 # Other events (content_block_start/stop, thinking, unknown future types) carry no reply text.
         except anthropic.APIStatusError as exc:
             raise _map_status_error(exc, self.request_id) from exc
@@ -135,6 +135,13 @@ class ReplyStream:
             raise ClaudeError(
                 "connection", "The connection to Claude was lost mid-reply.", repr(exc), self.request_id
             ) from exc
+        except (ValueError, AttributeError, TypeError) as exc:
+            # A garbled event (not JSON, or not the shape the API documents) is a broken connection
+            # for the person reading: the text so far stands, and Retry asks again.
+            logger.warning("Malformed event from Claude (request %s): %r", self.request_id, exc)
+            raise ClaudeError(
+                "connection", "The connection to Claude was lost mid-reply.", repr(exc), self.request_id
+            ) from exc
         finally:
             await self.close()
 
@@ -146,16 +153,15 @@ class ReplyStream:
 
     @property
     def usage_is_estimated(self) -> bool:
-        """True when the stream ended before its final cumulative usage (message_delta) arrived."""
-        return self.stop_reason is None
+        """True when the API answered but the final cumulative usage (message_delta) never came."""
+        return self.opened and self.stop_reason is None
 
     def billable_usage(self) -> Usage:
         """Usage to bill: the API's figures, plus an estimate of output received when the final count is missing."""
-        if self.usage_is_estimated:
-            self.usage.output_tokens = max(
-                self.usage.output_tokens, estimate_tokens_from_chars(self.text_chars)
-            )
-        return self.usage
+        if not self.usage_is_estimated:
+            return self.usage
+        estimate = estimate_tokens_from_chars(self.text_chars)
+        return replace(self.usage, output_tokens=max(self.usage.output_tokens, estimate))
 
 
 def estimate_tokens_from_chars(chars: int) -> int:
@@ -220,7 +226,7 @@ def client() -> anthropic.AsyncAnthropic:
         return existing
     api_key, base_url = settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL or None
     if not api_key:
-        from offline_claude import default_server
+        from offline_claude import default_server  # only when it is used: it starts a server
 
         api_key, base_url = "offline-claude", default_server().base_url
     made = anthropic.AsyncAnthropic(

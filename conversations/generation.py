@@ -3,71 +3,53 @@
 A generation streams from Claude, appends deltas to its text, and a flusher publishes what
 accumulated at most every CHAT_COALESCE_MS as one htmx fragment to the conversation's group.
 One checkpointer per process saves the partial text of all streaming replies at most every
-CHAT_CHECKPOINT_SECONDS; the final state and the ledger row are written once, at the end. Each generation also listens on its own channel, joined to the
-conversation's control group, for Stop and for snapshot requests from sockets that (re)connect:
-that works the same with the in-memory layer and with Redis across several daphne workers.
+CHAT_CHECKPOINT_SECONDS; the final state and the ledger row are written once, at the end.
+Each generation also listens on its own channel, joined to the conversation's control group
+(see control.py), for Stop and for snapshot requests from sockets that (re)connect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from dataclasses import dataclass
-from html import escape
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.template.loader import render_to_string
 
-from . import services
-from .claude import NOT_CONFIGURED, ClaudeError, ReplyRequest, ReplyStream, Usage, opaque_user_id
-from .models import Message
-from .rendering import render_markdown
+from billing.usage import LedgerLabels, Usage
+
+from . import fragments, services
+from .claude import NOT_CONFIGURED, ClaudeError, ReplyRequest, ReplyStream, opaque_user_id
+from .control import SNAPSHOT, STOP, control_group
+from .models import Message, conversation_group
 
 logger = logging.getLogger(__name__)
 
-_running: dict[int, Generation] = {}
+# The generation tasks of this process, by assistant message id.
+_running: dict[int, asyncio.Task] = {}
 
 
-def control_group(conversation_id: int) -> str:
-    return f"conversation-{conversation_id}-control"
-
-
-async def request_stop(conversation_id: int, message_id: int) -> None:
-    """Ask the generation of `message_id`, in whichever server process runs it, to stop."""
-    await get_channel_layer().group_send(
-        control_group(conversation_id), {"type": "reply.stop", "message_id": message_id}
-    )
-
-
-def delta_fragment(message_id: int, text: str) -> str:
-    """Append `text` to a streaming message body. Same id as the `message` partial's body element;
-    formatted directly because it is sent many times a second per reply (a template render is not)."""
-    return f'<div id="msg-{message_id}-body" hx-swap-oob="beforeend">{escape(text, quote=False)}</div>'
-
-
-def message_fragment(message: Message, *, oob: str = "outerHTML") -> str:
-    """The whole message, from the page's own partial, as an out-of-band swap."""
-    return render_to_string("conversations/conversation.html#message", {"message": message, "oob": oob})
-
-
-def streaming_body_fragment(message_id: int, text: str) -> str:
-    return f'<div id="msg-{message_id}-body" hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
-
-
-def send_button_fragment(*, busy: bool) -> str:
-    return render_to_string("conversations/conversation.html#send_button", {"busy": busy, "oob": True})
-
-
-@dataclass
+@dataclass(frozen=True)
 class ReplyContext:
     """What a generation needs from the database, read once when it starts."""
 
-    request: ReplyRequest
+    message_id: int
     conversation_id: int
-    ledger_labels: dict
+    request: ReplyRequest
+    labels: LedgerLabels
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The visible end state of a reply (Message.Status), with its stop reason or error line."""
+
+    status: str
+    stop_reason: str = ""
+    error: str = ""
 
 
 @database_sync_to_async
@@ -82,72 +64,58 @@ def _load_context(message_id: int) -> ReplyContext:
         system=conversation.system_prompt,
         user_id=opaque_user_id(conversation.owner_id),
     )
-    labels = {**services.ledger_labels_for(conversation), "model": message.model}
-    return ReplyContext(request, conversation.pk, labels)
+    labels = services.ledger_labels_for(conversation, model=message.model)
+    return ReplyContext(message.pk, conversation.pk, request, labels)
 
 
 class Generation:
-    def __init__(self, message_id: int):
-        self.message_id = message_id
-        self.conversation_id: int | None = None
-        self.sent: list[str] = []  # text already published to sockets
-        self.pending: list[str] = []  # received, not yet published
-        self.usage_checkpointed = False
-        self._finishing = False
-        self.stop_requested = False
+    """One reply being written: its stream from Claude, its text so far and its control channel."""
+
+    def __init__(self, context: ReplyContext, *, control_channel: str) -> None:
+        self.message_id = context.message_id
+        self.conversation_id = context.conversation_id
+        self.group = conversation_group(context.conversation_id)
+        self.labels = context.labels
+        self.stream = ReplyStream(context.request)
         self.layer = get_channel_layer()
+        self.control_channel = control_channel
+        self.stop_requested = False
+        self._sent: list[str] = []  # text already published to sockets
+        self._pending: list[str] = []  # received, not yet published
+        self._usage_checkpointed = False
+        self._finishing = False
         self._send_lock = asyncio.Lock()
         self._has_pending = asyncio.Event()
-        self.task: asyncio.Task | None = None
+        self._consume_task: asyncio.Task | None = None
 
-    @property
     def sent_text(self) -> str:
-        if len(self.sent) > 1:
-            self.sent[:] = ["".join(self.sent)]
-        return self.sent[0] if self.sent else ""
+        return "".join(self._sent)
 
-    @property
     def text(self) -> str:
-        return self.sent_text + "".join(self.pending)
+        return "".join(self._sent) + "".join(self._pending)
 
     async def run(self) -> None:
-        try:
-            context = await _load_context(self.message_id)
-        except Message.DoesNotExist:
-            return  # deleted before it started: nothing was called, nothing to bill
-        self.conversation_id = context.conversation_id
-        self.ledger_labels = context.ledger_labels
-        self.group = f"conversation-{self.conversation_id}"
-        self.control_channel = await self.layer.new_channel()
-        await self.layer.group_add(control_group(self.conversation_id), self.control_channel)
         listener = asyncio.create_task(self._listen())
         flusher = asyncio.create_task(self._flush_periodically())
-        stream = ReplyStream(context.request)
-        consume = asyncio.create_task(self._consume(stream))
-        self._consume_task = consume
-        outcome: dict = {}
+        self._consume_task = asyncio.create_task(self._consume())
+        if self.stop_requested:  # Stop arrived before the stream was even asked for
+            self._consume_task.cancel()
         try:
-            await consume
-            outcome = self._outcome_complete(stream)
+            await self._consume_task
+            outcome = self._outcome_complete()
         except asyncio.CancelledError:
-            # Either our Stop (consume was cancelled) or the server shutting down (we were).
-            if self.stop_requested and not (self.task and self.task.cancelling()):
-                outcome = {"status": Message.Status.STOPPED, "stop_reason": "stopped_by_user"}
-            else:
-                outcome = {
-                    "status": Message.Status.INTERRUPTED,
-                    "error": "The server stopped while writing this reply.",
-                }
+            current = asyncio.current_task()
+            if self.stop_requested and not (current and current.cancelling()):
+                outcome = Outcome(Message.Status.STOPPED, stop_reason="stopped_by_user")
+            else:  # this task itself was cancelled: the server is shutting down
+                outcome = Outcome(Message.Status.INTERRUPTED, error="The server stopped while writing this reply.")
         except ClaudeError as exc:
-            outcome = {"status": Message.Status.ERROR, "error": exc.user_message}
-            if exc.kind == "not_configured":
-                outcome["error"] = NOT_CONFIGURED
+            outcome = Outcome(
+                Message.Status.ERROR, error=NOT_CONFIGURED if exc.kind == "not_configured" else exc.user_message
+            )
         except Exception:
             logger.exception("Generation of message %s failed", self.message_id)
-            outcome = {
-                "status": Message.Status.ERROR,
-                "error": "Something went wrong on the server. Please retry.",
-            }
+            outcome = Outcome(Message.Status.ERROR, error="Something went wrong on the server. Please retry.")
         finally:
             # Let the flusher finish what it is sending (cancelling it mid-send would lose a frame on
             # Redis), then stop it; the control listener can simply go.
@@ -157,30 +125,23 @@ class Generation:
             listener.cancel()
             await self.layer.group_discard(control_group(self.conversation_id), self.control_channel)
         try:
-            await asyncio.shield(self._finish(stream, outcome))
+            await asyncio.shield(self._finish(outcome))
         except Exception:
             logger.exception("Could not save the end of reply %s", self.message_id)
-            await database_sync_to_async(services.reply_mark_failed)(
-                message_id=self.message_id, text=self.text
-            )
+            await database_sync_to_async(services.reply_mark_failed)(message_id=self.message_id, text=self.text())
 
-    def _outcome_complete(self, stream: ReplyStream) -> dict:
-        if stream.stop_reason == "max_tokens":
-            return {"status": Message.Status.CUT_OFF, "stop_reason": "max_tokens"}
-        if stream.stop_reason is None:
+    def _outcome_complete(self) -> Outcome:
+        stop_reason = self.stream.stop_reason
+        if stop_reason == "max_tokens":
+            return Outcome(Message.Status.CUT_OFF, stop_reason="max_tokens")
+        if stop_reason is None:
             # Clean end without message_delta: the reply is incomplete, its text kept.
-            return {
-                "status": Message.Status.ERROR,
-                "error": "Claude's reply ended early. The text so far is kept.",
-            }
-        if stream.stop_reason == "refusal":
-            return {"status": Message.Status.COMPLETE, "stop_reason": "refusal"}
-        return {"status": Message.Status.COMPLETE, "stop_reason": stream.stop_reason}
+            return Outcome(Message.Status.ERROR, error="Claude's reply ended early.")
+        return Outcome(Message.Status.COMPLETE, stop_reason=stop_reason)
 
-    async def _consume(self, stream: ReplyStream) -> None:
-        self.stream = stream
-        async for delta in stream.deltas():
-            self.pending.append(delta)
+    async def _consume(self) -> None:
+        async for delta in self.stream.deltas():
+            self._pending.append(delta)
             self._has_pending.set()
 
     async def _flush_periodically(self) -> None:
@@ -199,24 +160,23 @@ class Generation:
 
     async def _flush(self) -> None:
         async with self._send_lock:
-            if not self.pending:
+            if not self._pending:
                 return
-            chunk = "".join(self.pending)
-            self.pending.clear()
-            self.sent.append(chunk)
+            chunk = "".join(self._pending)
+            self._pending.clear()
+            self._sent.append(chunk)
             checkpointer.mark(self)  # once per frame, not per delta
             await self.layer.group_send(
-                self.group, {"type": "chat.frame", "html": delta_fragment(self.message_id, chunk)}
+                self.group, {"type": "chat.frame", "html": fragments.delta(self.message_id, chunk)}
             )
 
-    def checkpoint_values(self) -> tuple[str, dict | None]:
+    def checkpoint_values(self) -> tuple[str, Usage | None]:
         """The partial text to save, and the prompt counts once (message_start's, billed already)."""
         usage = None
-        stream = getattr(self, "stream", None)
-        if stream is not None and stream.started and not self.usage_checkpointed:
-            usage = stream.usage.as_dict()
-            self.usage_checkpointed = True
-        return self.text, usage
+        if self.stream.started and not self._usage_checkpointed:
+            usage = self.stream.usage
+            self._usage_checkpointed = True
+        return self.text(), usage
 
     async def _listen(self) -> None:
         while True:
@@ -231,41 +191,39 @@ class Generation:
                 continue
             if event.get("message_id") != self.message_id:
                 continue
-            if event["type"] == "reply.stop":
+            if event["type"] == STOP:
                 self.stop()
-            elif event["type"] == "reply.snapshot":
+            elif event["type"] == SNAPSHOT:
                 async with self._send_lock:
-                    html = streaming_body_fragment(self.message_id, self.sent_text)
+                    html = fragments.body_text(self.message_id, self.sent_text())
                     await self.layer.send(event["reply_channel"], {"type": "chat.frame", "html": html})
 
     def stop(self) -> None:
         """Close the upstream stream (ends billing) and finish the reply as stopped."""
         self.stop_requested = True
-        self._consume_task.cancel()
+        if self._consume_task is not None:
+            self._consume_task.cancel()
 
-    async def _finish(self, stream: ReplyStream, outcome: dict) -> None:
+    async def _finish(self, outcome: Outcome) -> None:
         await self._flush()
         checkpointer.forget(self)
-        text = self.text
-        usage = stream.billable_usage() if stream.started else Usage(output_tokens=0)
-        message = await database_sync_to_async(services.reply_finish)(
-            message_id=self.message_id,
-            content=text,
-            html=render_markdown(text),
-            status=outcome["status"],
-            stop_reason=outcome.get("stop_reason", ""),
-            error=outcome.get("error", ""),
+        stream = self.stream
+        end = services.ReplyEnd(
+            content=self.text(),
+            status=outcome.status,
+            stop_reason=outcome.stop_reason,
+            error=outcome.error,
             request_id=stream.request_id,
-            usage=usage.as_dict(),
-            usage_estimated=stream.started and stream.usage_is_estimated,
-            ledger_labels=self.ledger_labels,
+            usage=stream.billable_usage(),
+            usage_estimated=stream.usage_is_estimated,
+        )
+        message = await database_sync_to_async(services.reply_finish)(
+            message_id=self.message_id, end=end, labels=self.labels
         )
         if message is None:
             return  # the conversation was deleted meanwhile; its spend is in the ledger all the same
-        await self.layer.group_send(self.group, {"type": "chat.frame", "html": message_fragment(message)})
-        await self.layer.group_send(
-            self.group, {"type": "chat.frame", "html": send_button_fragment(busy=False)}
-        )
+        html = fragments.message(message) + fragments.send_button(busy=False)
+        await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
 
 
 class Checkpointer:
@@ -301,37 +259,37 @@ class Checkpointer:
 checkpointer = Checkpointer()
 
 
-def generation_start(message_id: int) -> Generation:
-    """Start generating the assistant message `message_id` (already committed as streaming)."""
-    generation = Generation(message_id)
+async def generation_start(message_id: int) -> Generation | None:
+    """Start generating the assistant message `message_id` (already committed as streaming).
+
+    Returns None if the message was deleted before it started (nothing was called, nothing to bill).
+    """
+    try:
+        context = await _load_context(message_id)
+    except Message.DoesNotExist:
+        return None
+    layer = get_channel_layer()
+    control_channel = await layer.new_channel()
+    await layer.group_add(control_group(context.conversation_id), control_channel)
+    generation = Generation(context, control_channel=control_channel)
     # A fresh context: the generation must not inherit the request's or socket's context (asgiref's
     # per-request thread executor ends with the request; the generation outlives it).
     task = asyncio.get_running_loop().create_task(
         generation.run(), name=f"generation-{message_id}", context=contextvars.Context()
     )
-    generation.task = task
-    _running[message_id] = generation
-    task.add_done_callback(_forget)
+    _running[message_id] = task
+    task.add_done_callback(functools.partial(_forget, message_id))
     return generation
 
 
-def _forget(task: asyncio.Task) -> None:
-    generation = _running.pop(int(task.get_name().rsplit("-", 1)[1]), None)
+def _forget(message_id: int, task: asyncio.Task) -> None:
+    _running.pop(message_id, None)
     if not task.cancelled() and task.exception() is not None:
-        logger.error(
-            "Generation of message %s crashed",
-            generation and generation.message_id,
-            exc_info=task.exception(),
-        )
+        logger.error("Generation of message %s crashed", message_id, exc_info=task.exception())
 
 
 async def generation_wait(message_id: int, timeout: float = 30) -> None:
     """Wait until the generation of `message_id` in this process has finished (tests and shutdown)."""
-    generation = _running.get(message_id)
-    if generation is not None and generation.task is not None:
-        await asyncio.wait_for(asyncio.shield(generation.task), timeout)
-
-
-async def generations_stop_all() -> None:
-    for generation in list(_running.values()):
-        generation.stop()
+    task = _running.get(message_id)
+    if task is not None:
+        await asyncio.wait_for(asyncio.shield(task), timeout)

@@ -6,6 +6,18 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from billing.usage import Usage
+
+
+def conversation_group(conversation_id: int) -> str:
+    """Channel-layer group every socket viewing the conversation joins."""
+    return f"conversation-{conversation_id}"
+
+
+def message_dom_id(message_id: int, part: str = "") -> str:
+    """The page's element id of a message, or of one of its parts ("body", "status", "receipt")."""
+    return f"msg-{message_id}-{part}" if part else f"msg-{message_id}"
+
 
 class ConversationQuerySet(models.QuerySet):
     def owned_by(self, user) -> ConversationQuerySet:
@@ -41,8 +53,7 @@ class Conversation(models.Model):
 
     @property
     def group_name(self) -> str:
-        """Channel-layer group every socket viewing this conversation joins."""
-        return f"conversation-{self.pk}"
+        return conversation_group(self.pk)
 
 
 class MessageQuerySet(models.QuerySet):
@@ -93,7 +104,12 @@ class Message(models.Model):
 
     @property
     def dom_id(self) -> str:
-        return f"msg-{self.pk}"
+        return message_dom_id(self.pk)
+
+    def set_usage(self, usage: Usage) -> None:
+        """Copy the counts shown on the message (the ledger row keeps the whole `usage`)."""
+        for name, value in usage_fields(usage).items():
+            setattr(self, name, value)
 
     @property
     def is_streaming(self) -> bool:
@@ -102,3 +118,13 @@ class Message(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status != self.Status.STREAMING
+
+
+def usage_fields(usage: Usage) -> dict[str, int]:
+    """The Message columns for `usage`, for `set_usage` and for bulk updates of streaming replies."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+    }

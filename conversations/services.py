@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -10,9 +11,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.services import spend_reserve, usage_record
+from billing.usage import LedgerLabels, Usage
 
 from .claude import estimate_tokens_from_chars
-from .models import Conversation, Message
+from .control import request_stop
+from .models import Conversation, Message, usage_fields
+from .rendering import render_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +24,25 @@ TITLE_CHARS = 60
 CONTINUE_PROMPT = "Continue exactly where your last reply was cut off."
 
 
+# Primary keys are 64-bit: anything larger can name no row (and would overflow the database's integer).
+MAX_ID = 2**63 - 1
+
+
 class InvalidInput(ValueError):
     """Bad input from a person; str(exc) says what to fix. Nothing was written."""
+
+
+class NotFound(InvalidInput):
+    """The thing named does not exist or is not the person's; which of the two is never said."""
+
+
+def clean_id(value: object) -> int:
+    """A row id from a form or a websocket frame: a positive integer (or its digits), else NotFound."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if type(value) is not int or not 0 < value <= MAX_ID:
+        raise NotFound("No such message.")
+    return value
 
 
 def clean_message_text(text: object) -> str:
@@ -30,6 +51,10 @@ def clean_message_text(text: object) -> str:
     text = text.replace("\r\n", "\n").strip()
     if not text:
         raise InvalidInput("The message is empty.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (e.g. "\ud800" in a websocket frame's JSON)
+        raise InvalidInput("The message contains characters that are not valid text.") from None
     if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise InvalidInput(
             f"The message is too long ({len(text):,} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS:,})."
@@ -73,8 +98,6 @@ def conversation_delete(*, conversation: Conversation) -> None:
 
     Spend history lives in the ledger and is untouched; the stopped reply's call is recorded there too.
     """
-    from .generation import request_stop
-
     with transaction.atomic():
         streaming = list(
             conversation.messages.filter(status=Message.Status.STREAMING).values_list("pk", flat=True)
@@ -173,15 +196,14 @@ def reply_retry(*, message: Message) -> Message:
         message.content = message.html = message.error = message.stop_reason = message.request_id = ""
         message.status = Message.Status.STREAMING
         message.model = conversation.model
-        message.input_tokens = message.output_tokens = 0
-        message.cache_creation_input_tokens = message.cache_read_input_tokens = 0
+        message.set_usage(Usage())
         message.save()
         _reserve(conversation=conversation, assistant=message)
         conversation.save(update_fields=["updated_at"])
     return message
 
 
-def replies_checkpoint(*, batch: dict[int, tuple[str, dict | None]]) -> None:
+def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None]]) -> None:
     """Save partial text (and, once, the prompt counts message_start reported) of streaming replies.
 
     `batch` maps message id to (text so far, usage or None). Replies that finished meanwhile are left
@@ -191,68 +213,48 @@ def replies_checkpoint(*, batch: dict[int, tuple[str, dict | None]]) -> None:
     with transaction.atomic():
         for message_id, (content, usage) in batch.items():
             fields: dict = {"content": content, "updated_at": now}
-            if usage:
-                fields.update(
-                    input_tokens=usage["input_tokens"],
-                    cache_creation_input_tokens=usage["cache_creation_input_tokens"],
-                    cache_read_input_tokens=usage["cache_read_input_tokens"],
-                )
+            if usage is not None:
+                fields.update(usage_fields(usage))
             Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
 
 
-def reply_finish(
-    *,
-    message_id: int,
-    content: str,
-    html: str,
-    status: str,
-    stop_reason: str = "",
-    error: str = "",
-    request_id: str = "",
-    usage: dict,
-    usage_estimated: bool,
-    ledger_labels: dict,
-) -> Message | None:
+@dataclass(frozen=True)
+class ReplyEnd:
+    """How a reply ended: its final text and state, and the usage its API call reported."""
+
+    content: str
+    status: str
+    usage: Usage
+    usage_estimated: bool
+    stop_reason: str = ""
+    error: str = ""
+    request_id: str = ""
+
+
+def reply_finish(*, message_id: int, end: ReplyEnd, labels: LedgerLabels) -> Message | None:
     """Final state of a reply and its ledger row, in one transaction.
 
     If the conversation was deleted while the reply streamed, only the ledger row is written (with
-    `ledger_labels`, captured when the reply started) and None is returned.
+    `labels`, captured when the reply started) and None is returned.
     """
+    html = render_markdown(end.content)
     with transaction.atomic():
-        message = (
-            Message.objects.select_for_update()
-            .select_related("conversation__owner")
-            .filter(pk=message_id)
-            .first()
-        )
-        if message is None:
-            # ledger_labels carries the model too: nothing else is left to read it from.
-            usage_record(
-                **ledger_labels,
-                message_id=message_id,
-                request_id=request_id,
-                usage=usage,
-                estimated=usage_estimated,
-            )
-            return None
-        message.content = content
-        message.html = html
-        message.status = status
-        message.stop_reason = stop_reason or ""
-        message.error = error
-        message.request_id = request_id
-        message.input_tokens = usage["input_tokens"]
-        message.output_tokens = usage["output_tokens"]
-        message.cache_creation_input_tokens = usage["cache_creation_input_tokens"]
-        message.cache_read_input_tokens = usage["cache_read_input_tokens"]
-        message.save()
+        message = Message.objects.select_for_update().filter(pk=message_id).first()
+        if message is not None:
+            message.content = end.content
+            message.html = html
+            message.status = end.status
+            message.stop_reason = end.stop_reason
+            message.error = end.error
+            message.request_id = end.request_id
+            message.set_usage(end.usage)
+            message.save()
         usage_record(
-            **ledger_labels_for(message.conversation),
-            message_id=message.pk,
-            model=message.model,
-            request_id=request_id,
-            usage=usage,
-            estimated=usage_estimated,
+            labels=labels,
+            message_id=message_id,
+            request_id=end.request_id,
+            usage=end.usage,
+            estimated=end.usage_estimated,
         )
     return message
 
@@ -267,14 +269,15 @@ def reply_mark_failed(*, message_id: int, text: str) -> None:
     )
 
 
-def ledger_labels_for(conversation: Conversation) -> dict:
+def ledger_labels_for(conversation: Conversation, *, model: str) -> LedgerLabels:
     """Who and what a ledger row is about, as plain values that outlive the conversation."""
-    return {
-        "user_id": conversation.owner_id,
-        "username": conversation.owner.get_username(),
-        "conversation_id": conversation.pk,
-        "conversation_title": conversation.display_title,
-    }
+    return LedgerLabels(
+        user_id=conversation.owner_id,
+        username=conversation.owner.get_username(),
+        conversation_id=conversation.pk,
+        conversation_title=conversation.display_title,
+        model=model,
+    )
 
 
 def replies_interrupt_orphans() -> int:
@@ -283,34 +286,28 @@ def replies_interrupt_orphans() -> int:
     Their calls reached Claude, so each gets an estimated ledger row from the checkpointed counts.
     Run at start-up, before this process starts generations of its own.
     """
-    from .rendering import render_markdown
-
     count = 0
     for message in Message.objects.filter(status=Message.Status.STREAMING).select_related(
         "conversation__owner"
     ):
-        usage = {
-            "input_tokens": message.input_tokens,
-            "output_tokens": estimate_tokens_from_chars(len(message.content)),
-            "cache_creation_input_tokens": message.cache_creation_input_tokens,
-            "cache_creation_5m_input_tokens": 0,
-            "cache_creation_1h_input_tokens": 0,
-            "cache_read_input_tokens": message.cache_read_input_tokens,
-            "thinking_tokens": 0,
-            "service_tier": "",
-            "inference_geo": "",
-            "speed": "",
-        }
-        reply_finish(
-            message_id=message.pk,
+        usage = Usage(
+            input_tokens=message.input_tokens,
+            output_tokens=estimate_tokens_from_chars(len(message.content)),
+            cache_write_5m_tokens=message.cache_creation_input_tokens,
+            cache_read_tokens=message.cache_read_input_tokens,
+        )
+        end = ReplyEnd(
             content=message.content,
-            html=render_markdown(message.content),
             status=Message.Status.INTERRUPTED,
-            error="The server restarted while this reply was being written.",
-            request_id=message.request_id,
             usage=usage,
             usage_estimated=True,
-            ledger_labels={**ledger_labels_for(message.conversation), "model": message.model},
+            error="The server restarted while this reply was being written.",
+            request_id=message.request_id,
+        )
+        reply_finish(
+            message_id=message.pk,
+            end=end,
+            labels=ledger_labels_for(message.conversation, model=message.model),
         )
         count += 1
     if count:

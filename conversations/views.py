@@ -15,8 +15,7 @@ from django.views.decorators.http import require_POST
 
 from billing.services import SpendRefused
 
-from . import services
-from .generation import generation_start, request_stop
+from . import replies, services
 from .models import Conversation, Message
 
 
@@ -50,16 +49,6 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "conversations/conversation.html", _page_context(request, conversation))
 
 
-async def _start_reply(request: HttpRequest, conversation: Conversation, text: str) -> str | None:
-    """Store the turn and start its generation; returns an error to show, or None."""
-    try:
-        _, assistant = await sync_to_async(services.reply_start)(conversation=conversation, text=text)
-    except (services.InvalidInput, SpendRefused) as exc:
-        return str(exc)
-    generation_start(assistant.pk)
-    return None
-
-
 @login_required
 @require_POST
 async def conversation_create(request: HttpRequest) -> HttpResponse:
@@ -71,17 +60,21 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
             owner=user, model=request.POST.get("model")
         )
     except services.InvalidInput as exc:
-        return await sync_to_async(_render_home_with_error)(request, str(exc), text)
+        return await sync_to_async(_render_page_with_error)(request, None, str(exc), text)
     if text.strip():
-        error = await _start_reply(request, conversation, text)
-        if error:
+        try:
+            await replies.send(conversation=conversation, text=text)
+        except (services.InvalidInput, SpendRefused) as exc:
             await sync_to_async(services.conversation_delete)(conversation=conversation)
-            return await sync_to_async(_render_home_with_error)(request, error, text)
+            return await sync_to_async(_render_page_with_error)(request, None, str(exc), text)
     return redirect(conversation)
 
 
-def _render_home_with_error(request: HttpRequest, error: str, draft: str) -> HttpResponse:
-    context = _page_context(request, None, error=error, draft=draft)
+def _render_page_with_error(
+    request: HttpRequest, conversation: Conversation | None, error: str, draft: str
+) -> HttpResponse:
+    """The page again with the error shown and what the person typed kept in the composer."""
+    context = _page_context(request, conversation, error=error, draft=draft)
     return render(request, "conversations/conversation.html", context, status=400)
 
 
@@ -94,58 +87,35 @@ async def message_send(request: HttpRequest, pk: int) -> HttpResponse:
     if conversation is None:
         raise Http404
     text = request.POST.get("message", "")
-    error = await _start_reply(request, conversation, text)
-    if error:
-
-        def render_error() -> HttpResponse:
-            context = _page_context(request, conversation, error=error, draft=text)
-            return render(request, "conversations/conversation.html", context, status=400)
-
-        return await sync_to_async(render_error)()
+    try:
+        await replies.send(conversation=conversation, text=text)
+    except (services.InvalidInput, SpendRefused) as exc:
+        return await sync_to_async(_render_page_with_error)(request, conversation, str(exc), text)
     return redirect(conversation)
 
 
-async def _owned_message(request: HttpRequest, pk: int) -> Message:
-    user = await request.auser()
-    message = (
-        await Message.objects.select_related("conversation").filter(pk=pk, conversation__owner=user).afirst()
-    )
-    if message is None:
-        raise Http404
-    return message
+def _reply_action_view(intent):
+    """A form-post view running one of `replies`' intents (stop, retry, continue) on one of the user's replies."""
+
+    @login_required
+    @require_POST
+    async def view(request: HttpRequest, pk: int) -> HttpResponse:
+        user = await request.auser()
+        try:
+            message = await intent(user=user, message_id=pk)
+        except services.NotFound:
+            raise Http404 from None
+        except (services.InvalidInput, SpendRefused) as exc:
+            flash.error(request, str(exc))
+            message = await Message.objects.select_related("conversation").aget(pk=pk, conversation__owner=user)
+        return redirect(message.conversation)
+
+    return view
 
 
-@login_required
-@require_POST
-async def reply_stop_view(request: HttpRequest, pk: int) -> HttpResponse:
-    message = await _owned_message(request, pk)
-    if message.status == Message.Status.STREAMING:
-        await request_stop(message.conversation_id, message.pk)
-    return redirect(message.conversation)
-
-
-async def _regenerate(request: HttpRequest, pk: int, service) -> HttpResponse:
-    """Run `service` (retry or continue) on one of the user's replies and start the reply it returns."""
-    message = await _owned_message(request, pk)
-    try:
-        reply = await sync_to_async(service)(message=message)
-    except (services.InvalidInput, SpendRefused) as exc:
-        flash.error(request, str(exc))
-    else:
-        generation_start(reply.pk)
-    return redirect(message.conversation)
-
-
-@login_required
-@require_POST
-async def reply_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
-    return await _regenerate(request, pk, services.reply_retry)
-
-
-@login_required
-@require_POST
-async def reply_continue_view(request: HttpRequest, pk: int) -> HttpResponse:
-    return await _regenerate(request, pk, lambda message: services.reply_continue(message=message)[1])
+reply_stop_view = _reply_action_view(replies.stop)
+reply_retry_view = _reply_action_view(replies.retry)
+reply_continue_view = _reply_action_view(replies.continue_reply)
 
 
 @login_required

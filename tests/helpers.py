@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 
@@ -89,3 +90,17 @@ async def open_socket(
     )
     connected, code = await communicator.connect(timeout=5)
     return ChatSocket(communicator), connected, code
+
+
+async def eventually(check, *, timeout: float = 10, interval: float = 0.05):
+    """Poll `check` (sync or async) until it returns something truthy, and return that; fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        assert loop.time() < deadline, f"still not true after {timeout} s: {check}"
+        await asyncio.sleep(interval)

@@ -37,12 +37,15 @@ async def test_a_full_member_does_not_block_the_others():
     assert (await layer.receive(slow))["n"] == 1
 
 
-async def test_expired_messages_are_still_cleaned_up():
-    layer = InProcessChannelLayer(expiry=0)
+async def test_expired_messages_are_still_cleaned_up(monkeypatch):
+    import time
+
+    layer = InProcessChannelLayer(expiry=10)
     channel = await layer.new_channel()
     await layer.group_add("g", channel)
     await layer.send(channel, {"type": "x"})
-    await asyncio.sleep(0.01)
+    later = time.time() + 60
+    monkeypatch.setattr(time, "time", lambda: later)  # a minute on: past the message's expiry
     layer._next_housekeeping = 0  # the next operation runs housekeeping
     await layer.group_send("other", {"type": "y"})
     assert channel not in layer.channels and channel not in layer.groups.get("g", {})

@@ -27,6 +27,7 @@ def test_sign_up_logs_in_and_lands_on_the_chat(client):
     assert page.status_code == 200 and b"ada" in page.content and b"What can I help with?" in page.content
 
 
+@pytest.mark.django_db(transaction=True)  # the async views reach the database from their own threads
 def test_another_users_conversation_is_404_everywhere(client):
     owner, intruder = make_user(), make_user()
     conversation = make_conversation(owner=owner)
@@ -44,16 +45,18 @@ def test_another_users_conversation_is_404_everywhere(client):
     assert conversation.title == "" and Conversation.objects.filter(pk=conversation.pk).exists()
 
 
-def test_sidebar_lists_only_my_conversations_most_recent_first(client):
+def test_sidebar_lists_only_my_conversations_most_recently_active_first(client):
     me = make_user()
-    older = make_conversation(owner=me, title="Older")
-    newer = make_conversation(owner=me, title="Newer")
+    first = make_conversation(owner=me, title="First")
+    make_conversation(owner=me, title="Second")
     make_conversation(title="Someone else's")
     client.force_login(me)
     content = client.get(reverse("home")).content.decode()
-    assert content.index("Newer") < content.index("Older")
+    assert content.index("Second") < content.index("First")
     assert "Someone else" not in content
-    assert older.pk != newer.pk
+    client.post(reverse("conversation_rename", args=[first.pk]), {"title": "First, renamed"})
+    content = client.get(reverse("home")).content.decode()
+    assert content.index("First, renamed") < content.index("Second")  # activity moves it to the top
 
 
 def test_text_is_escaped_and_markdown_is_sanitised(client):
@@ -104,7 +107,8 @@ def test_rename_settings_and_delete(client):
     assert not Conversation.objects.filter(pk=conversation.pk).exists()
 
 
-def test_empty_first_message_keeps_the_draft_and_creates_nothing(client):
+@pytest.mark.django_db(transaction=True)  # the async view reaches the database from its own threads
+def test_too_long_first_message_keeps_the_draft_and_creates_nothing(client):
     me = make_user()
     client.force_login(me)
     response = client.post(

@@ -48,3 +48,28 @@ def test_params_have_no_sampling_knobs_and_an_opaque_user_id():
     assert "grace" not in user_id and str(user.pk) != user_id and len(user_id) == 32
     assert opaque_user_id(user.pk) == user_id  # stable per person
     assert opaque_user_id(user.pk + 1) != user_id
+
+
+def test_api_usage_is_normalised_once_at_the_boundary():
+    from types import SimpleNamespace as Obj
+
+    from conversations.claude import usage_from_api
+
+    start = usage_from_api(
+        Obj(
+            input_tokens=12,
+            output_tokens=1,
+            cache_creation_input_tokens=300,
+            cache_creation=Obj(ephemeral_5m_input_tokens=0, ephemeral_1h_input_tokens=200),
+            cache_read_input_tokens=None,
+            service_tier="standard",
+        )
+    )
+    # The 100 cache-write tokens the TTL split leaves unexplained are billed as 5-minute writes.
+    assert (start.cache_write_5m_tokens, start.cache_write_1h_tokens) == (100, 200)
+    assert start.cache_read_tokens == 0 and start.service_tier == "standard"
+    # message_delta's counts are cumulative: they overwrite; what it leaves out stays.
+    end = usage_from_api(Obj(output_tokens=57, output_tokens_details=Obj(thinking_tokens=20)), start)
+    assert (end.input_tokens, end.output_tokens, end.thinking_tokens) == (12, 57, 20)
+    assert end.cache_write_tokens == 300 and end.service_tier == "standard"
+    assert usage_from_api(Obj(input_tokens=-5)).input_tokens == 0  # nonsense never becomes a credit

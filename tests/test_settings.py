@@ -58,3 +58,27 @@ def test_database_and_channel_layer_follow_the_environment():
     assert "postgresql" in result.stdout and "RedisChannelLayer" in result.stdout
     embedded = run_manage("shell", "-c", code)
     assert "sqlite3" in embedded.stdout and "InProcessChannelLayer" in embedded.stdout
+
+
+def test_app_log_lines_are_printed_once_under_daphne():
+    # daphne's command line configures the root logger before it loads the app; then Django applies
+    # LOGGING. A line from the app must come out once, not once per handler on its way up.
+    script = (
+        "import logging, django\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "django.setup()\n"
+        "logging.getLogger('conversations.generation').warning('reply 42 stopped')\n"
+        "logging.getLogger('billing.services').warning('no price for model x')\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**base, "DJANGO_SETTINGS_MODULE": "chatsite.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("reply 42 stopped") == 1
+    assert result.stderr.count("no price for model x") == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from billing.money import format_usd, pico_to_usd
+from billing.money import format_usd
 from billing.services import budget_status
 
 register = template.Library()
@@ -14,13 +14,6 @@ register = template.Library()
 def usd(pico: int | None, places: int = 6) -> str:
     """pico-dollars → '$0.0105' (display rounding to `places` decimals)."""
     return format_usd(pico, max_places=int(places))
-
-
-@register.filter
-def usd_exact(pico: int | None) -> str:
-    """pico-dollars → the exact Decimal figure, e.g. '0.000003'."""
-    value = pico_to_usd(pico)
-    return "" if value is None else str(value)
 
 
 @register.filter
@@ -34,7 +27,7 @@ def intcomma_plain(value) -> str:
 
 @register.inclusion_tag("billing/budget_banner.html")
 def budget_banner(user) -> dict:
-    """Nothing under 80 % of the monthly budget; a warning from 80 %; a clear stop at 100 %."""
+    """Nothing under CHAT_BUDGET_WARNING_PERCENT (80 %) of the monthly budget; a warning from there; a stop at 100 %."""
     if user is None or not getattr(user, "is_authenticated", False):
         return {"status": None, "user": user}
     return {"status": budget_status(user), "user": user}

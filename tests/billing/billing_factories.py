@@ -1,56 +1,49 @@
-"""Plain factory functions for the billing tests (imported by the test modules)."""
+"""Factory functions for the billing tests: the shared ones from tests.helpers, plus ledger rows."""
 
 from __future__ import annotations
 
-import itertools
-
-from django.contrib.auth import get_user_model
-
 from billing.services import usage_record
-from conversations.models import Conversation, Message
+from billing.usage import LedgerLabels, Usage
+from tests import helpers
+from tests.helpers import make_conversation, make_user  # re-exported: the billing tests import them from here
 
-_counter = itertools.count(1)
+__all__ = ["MODEL", "make_conversation", "make_message", "make_staff", "make_user", "record_call"]
 
-
-def make_user(username: str | None = None, **fields):
-    username = username or f"user{next(_counter)}"
-    return get_user_model().objects.create_user(username=username, password="pw-not-secret-123", **fields)
+#: The model of tests.helpers.make_conversation, so a conversation and its ledger rows agree by default.
+MODEL = "claude-sonnet-5-5"
 
 
 def make_staff(username: str | None = None):
     return make_user(username, is_staff=True, is_superuser=True)
 
 
-def make_conversation(owner, title: str = "A chat", model: str = "claude-sonnet-4-6") -> Conversation:
-    return Conversation.objects.create(owner=owner, title=title, model=model)
-
-
-def make_message(conversation: Conversation, role: str = "assistant", content: str = "Hello") -> Message:
-    return Message.objects.create(
-        conversation=conversation, role=role, content=content, model=conversation.model
-    )
+def make_message(conversation, role: str = "assistant", content: str = "Hello"):
+    """An assistant message by default: the kind of message the ledger bills."""
+    return helpers.make_message(conversation, role=role, content=content, model=conversation.model)
 
 
 def record_call(
     user,
     *,
-    model: str = "claude-sonnet-4-6",
-    conversation: Conversation | None = None,
-    message: Message | None = None,
+    model: str = MODEL,
+    conversation=None,
+    message=None,
     purpose: str = "reply",
     estimated: bool = False,
-    **usage,
+    **counts,
 ):
-    """One ledger row for `user`, like the chat's generation code writes it."""
+    """One ledger row for `user`, like the chat's generation code writes it; `counts` are Usage fields."""
     return usage_record(
-        user_id=user.pk,
-        username=user.username,
-        conversation_id=conversation.pk if conversation else None,
-        conversation_title=conversation.title if conversation else "",
+        labels=LedgerLabels(
+            user_id=user.pk,
+            username=user.username,
+            conversation_id=conversation.pk if conversation else None,
+            conversation_title=conversation.display_title if conversation else "",
+            model=model,
+        ),
         message_id=message.pk if message else None,
-        model=model,
         request_id="req_test",
-        usage=usage,
+        usage=Usage(**counts),
         estimated=estimated,
         purpose=purpose,
     )

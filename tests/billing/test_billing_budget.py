@@ -5,17 +5,19 @@ from decimal import Decimal
 
 import pytest
 from billing_factories import make_conversation, make_message, make_user, record_call
+from django.contrib import admin
 from django.db import transaction
 from django.template import Context, Template
 from django.utils import timezone
 
+from billing import dashboard, rollups
 from billing.models import BudgetPolicy, SiteBudget, SpendReservation, UserBudget
 from billing.money import usd_to_pico
+from billing.periods import preset
 from billing.services import (
     BudgetExceeded,
     RateLimited,
     budget_status,
-    reservation_release,
     spend_reserve,
     worst_case_cost,
 )
@@ -26,9 +28,9 @@ SONNET = "claude-sonnet-4-6"
 
 
 @pytest.fixture(autouse=True)
-def _knobs(monkeypatch):
-    monkeypatch.setenv("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "1")
-    monkeypatch.setenv("CHAT_RATE_LIMIT_PER_MINUTE", "0")
+def _knobs(settings):
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "1"
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 0
 
 
 def reserve(user, *, message_id: int, prompt_bytes: int = 1000, max_tokens: int = 1000, model: str = SONNET):
@@ -74,7 +76,7 @@ def test_under_budget_reserves_then_usage_settles_the_reservation():
     reserve(user, message_id=message.pk)
     assert SpendReservation.objects.open(timezone.now()).filter(message_id=message.pk).count() == 1
     assert budget_status(user).held == 21_000_000_000
-    record_call(user, message=message, input_tokens=100, output_tokens=100)
+    record_call(user, model=SONNET, message=message, input_tokens=100, output_tokens=100)
     assert SpendReservation.objects.open(timezone.now()).count() == 0
     assert budget_status(user).held == 0
 
@@ -97,14 +99,16 @@ def test_refused_when_the_worst_case_would_not_fit_in_what_is_left():
     reserve(user, message_id=2, prompt_bytes=100, max_tokens=100)  # $0.0021 fits
 
 
-def test_open_reservations_count_against_the_budget_until_released():
+def test_open_reservations_count_against_the_budget_until_settled():
     user = make_user()
+    conversation = make_conversation(user)
+    first, second = make_message(conversation), make_message(conversation)
     spend(user, "0.96")  # $0.04 left: room for one $0.021 worst case, not two
-    reserve(user, message_id=1)
+    reserve(user, message_id=first.pk)
     with pytest.raises(BudgetExceeded):
-        reserve(user, message_id=2)
-    reservation_release(message_id=1)
-    reserve(user, message_id=2)
+        reserve(user, message_id=second.pk)
+    record_call(user, model=SONNET, message=first)  # the call failed before any tokens: costs nothing
+    reserve(user, message_id=second.pk)
 
 
 def test_stale_reservations_are_ignored_and_cleaned_up():
@@ -164,13 +168,15 @@ def test_per_user_limit_overrides_the_site_default():
     assert budget_status(rich).limit == usd_to_pico("50")
 
 
-def test_env_default_unlimited_and_db_site_default(monkeypatch):
+def test_configured_default_unlimited_and_db_site_default(settings):
     user = make_user()
     spend(user, "2")
-    monkeypatch.setenv("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "unlimited")
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "unlimited"
     assert budget_status(user).limit is None
-    monkeypatch.setenv("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "")
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = ""
     assert budget_status(user).limit is None
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "2.5"
+    assert budget_status(user).limit == usd_to_pico("2.5")
     SiteBudget.objects.update_or_create(
         pk=1, defaults={"policy": BudgetPolicy.LIMIT, "monthly_limit": usd_to_pico("3")}
     )
@@ -188,8 +194,8 @@ def test_spend_of_last_month_does_not_count(monkeypatch):
     reserve(user, message_id=1)
 
 
-def test_rate_limit_refuses_the_extra_message_in_a_minute(monkeypatch):
-    monkeypatch.setenv("CHAT_RATE_LIMIT_PER_MINUTE", "3")
+def test_rate_limit_refuses_the_extra_message_in_a_minute(settings, monkeypatch):
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 3
     user, other = make_user(), make_user()
     for message_id in range(3):
         reserve(user, message_id=message_id, prompt_bytes=10, max_tokens=10)
@@ -211,3 +217,42 @@ def test_a_refused_reserve_writes_nothing_in_the_callers_transaction():
         spend_reserve(user=user, model=SONNET, prompt_bytes=10, max_tokens=10, message_id=message.pk)
     assert not conversation.messages.exists()
     assert not SpendReservation.objects.exists()
+
+
+def test_enforcement_dashboard_and_admin_apply_the_same_budget_rule(settings):
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "1"
+    limited, unlimited, deferring, without_row = (make_user() for _ in range(4))
+    set_budget(limited, BudgetPolicy.LIMIT, "50")
+    set_budget(unlimited, BudgetPolicy.UNLIMITED)
+    set_budget(deferring, BudgetPolicy.DEFAULT)
+    users = (limited, unlimited, deferring, without_row)
+    for user in users:
+        spend(user, "0.01")
+
+    def enforced() -> dict:
+        return {user.pk: budget_status(user).limit for user in users}
+
+    def shown_on_dashboard() -> dict:
+        rows = dashboard.user_rows(rollups.period_by_user(preset("month")))
+        return {row["user_id"]: row["limit"] for row in rows}
+
+    one, three, fifty = usd_to_pico("1"), usd_to_pico("3"), usd_to_pico("50")
+    expected = {limited.pk: fifty, unlimited.pk: None, deferring.pk: one, without_row.pk: one}
+    assert enforced() == shown_on_dashboard() == expected
+
+    site = SiteBudget.objects.create(pk=1, policy=BudgetPolicy.LIMIT, monthly_limit=three)
+    expected = {limited.pk: fifty, unlimited.pk: None, deferring.pk: three, without_row.pk: three}
+    assert enforced() == shown_on_dashboard() == expected
+
+    user_admin, site_admin = admin.site._registry[UserBudget], admin.site._registry[SiteBudget]
+    by_user = {budget.user_id: budget for budget in UserBudget.objects.all()}
+    assert [user_admin.limit(by_user[user.pk]) for user in (limited, unlimited, deferring)] == [
+        "$50.00",
+        "unlimited",
+        "site default",
+    ]
+    assert site_admin.limit(site) == "$3.00"
+    site.policy = BudgetPolicy.DEFAULT
+    assert site_admin.limit(site) == "$1.00"
+    site.policy = BudgetPolicy.UNLIMITED
+    assert site_admin.limit(site) == "unlimited"

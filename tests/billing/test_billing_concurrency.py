@@ -24,8 +24,8 @@ THREADS = 12
 
 
 @pytest.fixture(autouse=True)
-def _knobs(monkeypatch):
-    monkeypatch.setenv("CHAT_RATE_LIMIT_PER_MINUTE", "0")
+def _knobs(settings):
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 0
 
 
 def run_in_threads(work, count: int) -> list:
@@ -50,10 +50,10 @@ def run_in_threads(work, count: int) -> list:
     return outcomes
 
 
-def test_concurrent_reservations_never_overshoot_the_budget(monkeypatch):
+def test_concurrent_reservations_never_overshoot_the_budget(settings):
     worst = worst_case_cost(model=SONNET, prompt_bytes=1000, max_tokens=1000, at=timezone.now())
     fits = 5
-    monkeypatch.setenv("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "unlimited")
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "unlimited"
     user = make_user()
     from billing.models import BudgetPolicy, UserBudget
 
@@ -73,9 +73,9 @@ def test_concurrent_reservations_never_overshoot_the_budget(monkeypatch):
     assert budget_status(user).held <= budget_status(user).limit
 
 
-def test_concurrent_reserve_and_settle_cycles_never_overshoot(monkeypatch):
+def test_concurrent_reserve_and_settle_cycles_never_overshoot(settings):
     """Each thread reserves then records the dearest possible real usage; total spend stays <= limit."""
-    monkeypatch.setenv("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "0.1")
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "0.1"
     user = make_user()
     conversation = make_conversation(user)
     messages = [make_message(conversation) for _ in range(THREADS * 2)]
@@ -93,10 +93,10 @@ def test_concurrent_reserve_and_settle_cycles_never_overshoot(monkeypatch):
             with transaction.atomic():
                 record_call(
                     user,
+                    model=SONNET,
                     conversation=conversation,
                     message=message,
-                    cache_creation_input_tokens=1000,
-                    cache_creation_1h_input_tokens=1000,
+                    cache_write_1h_tokens=1000,
                     output_tokens=1000,
                 )
             done += 1

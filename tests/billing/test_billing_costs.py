@@ -31,10 +31,9 @@ def test_every_token_category_is_billed_at_its_own_rate():
         model="claude-sonnet-4-6",
         input_tokens=1_000,
         output_tokens=2_000,
-        cache_creation_input_tokens=7_000,
-        cache_creation_5m_input_tokens=3_000,
-        cache_creation_1h_input_tokens=4_000,
-        cache_read_input_tokens=10_000,
+        cache_write_5m_tokens=3_000,
+        cache_write_1h_tokens=4_000,
+        cache_read_tokens=10_000,
         thinking_tokens=500,
     )
     # 0.003 + 0.030 + 0.01125 + 0.024 + 0.003 = 0.07125
@@ -48,20 +47,36 @@ def test_every_token_category_is_billed_at_its_own_rate():
     assert row.output_tokens == 2000  # thinking is informational, already inside output
 
 
-def test_cache_creation_without_ttl_split_is_billed_as_five_minute_writes():
-    row = record_call(make_user(), model="claude-sonnet-4-6", cache_creation_input_tokens=1_000_000)
-    assert row.cache_write_5m_tokens == 1_000_000
-    assert row.cache_write_1h_tokens == 0
-    assert usd(row.cost) == Decimal("3.75")
+def test_cache_writes_count_towards_the_long_prompt_band():
+    user = make_user()
+    # Haiku 5.5 bands prompts over 100,000 tokens; input + both cache writes make up the prompt here.
+    at_threshold = record_call(
+        user,
+        model="claude-haiku-5-5",
+        input_tokens=50_000,
+        cache_write_5m_tokens=25_000,
+        cache_write_1h_tokens=25_000,
+    )
+    assert not at_threshold.banded
+    assert usd(at_threshold.cost) == Decimal("0.005") + Decimal("0.003125") + Decimal("0.005")
+    over = record_call(
+        user,
+        model="claude-haiku-5-5",
+        input_tokens=50_000,
+        cache_write_5m_tokens=25_000,
+        cache_write_1h_tokens=25_001,
+    )
+    assert over.banded
+    # 50,000 × 0.50 + 25,000 × 0.625 + 25,001 × 1.00, per million
+    assert usd(over.cost) == Decimal("0.025") + Decimal("0.015625") + Decimal("0.025001")
 
 
 def test_cache_write_one_hour_and_cache_read_rates():
     row = record_call(
         make_user(),
         model="claude-haiku-4-5",
-        cache_creation_input_tokens=1_000_000,
-        cache_creation_1h_input_tokens=1_000_000,
-        cache_read_input_tokens=1_000_000,
+        cache_write_1h_tokens=1_000_000,
+        cache_read_tokens=1_000_000,
     )
     assert usd(row.cost) == Decimal("2.10")  # 2 (1h write) + 0.10 (read)
     # Cache savings = cache read tokens × (input rate − cache read rate) = 1M × (1 − 0.10) / 1M.
@@ -81,7 +96,7 @@ def test_haiku_5_5_above_100k_prompt_tokens_bills_the_whole_request_at_band_rate
         make_user(),
         model="claude-haiku-5-5",
         input_tokens=60_000,
-        cache_read_input_tokens=40_001,
+        cache_read_tokens=40_001,
         output_tokens=1_000,
     )
     assert row.banded
@@ -169,4 +184,4 @@ def test_unpriced_model_is_recorded_with_tokens_and_flagged():
 
 def test_failed_call_before_any_tokens_is_still_recorded_with_zeros():
     row = record_call(make_user(), model="claude-sonnet-4-6", purpose="reply", estimated=False)
-    assert row.pk and row.cost == 0 and row.total_tokens == 0
+    assert row.pk and row.cost == 0 and row.prompt_tokens == 0 and row.output_tokens == 0

@@ -7,7 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from billing_factories import make_conversation, make_message, make_staff, make_user, record_call
+from billing_factories import MODEL, make_conversation, make_message, make_staff, make_user, record_call
 from django.utils import timezone
 
 from billing.dashboard import TABLES, table_rows
@@ -29,14 +29,11 @@ def seed_usage():
         conversation=chat,
         input_tokens=200_000,
         output_tokens=10,
-        cache_read_input_tokens=5000,
-        cache_creation_input_tokens=300,
-        cache_creation_1h_input_tokens=300,
+        cache_read_tokens=5000,
+        cache_write_1h_tokens=300,
         purpose="title",
     )
-    record_call(
-        bob, model="claude-opus-5", input_tokens=12, output_tokens=34, cache_read_input_tokens=100_000
-    )
+    record_call(bob, model="claude-opus-5", input_tokens=12, output_tokens=34, cache_read_tokens=100_000)
     record_call(bob, model="claude-unknown-1", input_tokens=5, output_tokens=5)
     return alice, bob
 
@@ -94,12 +91,12 @@ def test_csv_export_equals_the_table_shown(client):
     body = [row for row in users_csv if row["User id"] != "TOTAL"]
     assert [row["User"] for row in body] == [row["username_label"] for row in page.context["users"]]
     assert sum(Decimal(row["Cost (USD)"]) for row in body) == Decimal(users_csv[-1]["Cost (USD)"])
-    # Exact: Sonnet 4.6 1,000 in + 500 out = $0.0105 is in alice's total to the pico-dollar.
+    # Exact: Sonnet 5.5 1,000 in + 500 out = $0.007 is in alice's total to the pico-dollar.
     alice = next(row for row in body if row["User"] == "alice")
     # Haiku 5.5 call: 205,300 prompt tokens > 100K, so band rates: 200,000 × 0.50 + 10 × 2.50
     # + 5,000 × 0.05 + 300 × 1.00 per million.
     haiku = Decimal("0.1") + Decimal("0.000025") + Decimal("0.00025") + Decimal("0.0003")
-    assert Decimal(alice["Cost (USD)"]) == Decimal("0.0105") + haiku
+    assert Decimal(alice["Cost (USD)"]) == Decimal("0.007") + haiku
 
 
 def test_user_table_sorts_by_each_column(client):
@@ -120,7 +117,7 @@ def test_user_detail_shows_models_days_and_top_conversations(client):
     assert response.status_code == 200
     context = response.context
     assert context["subject_name"] == "alice"
-    assert {row["model"] for row in context["models"]} == {"claude-sonnet-4-6", "claude-haiku-5-5"}
+    assert {row["model"] for row in context["models"]} == {MODEL, "claude-haiku-5-5"}
     assert context["conversations"][0]["title"] == "Alice's chat"
     assert sum(row["cost"] for row in context["days"]) == context["totals"]["cost"]
 

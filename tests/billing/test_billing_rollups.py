@@ -42,8 +42,8 @@ def spread_calls(monkeypatch, days_back: int = 75) -> list:
                 model=MODELS[(offset + index) % len(MODELS)],
                 input_tokens=1000 + offset,
                 output_tokens=10 * index,
-                cache_read_input_tokens=offset * 7,
-                cache_creation_input_tokens=index * 11,
+                cache_read_tokens=offset * 7,
+                cache_write_5m_tokens=index * 11,
                 estimated=offset % 5 == 0,
             )
     monkeypatch.undo()

@@ -1,0 +1,41 @@
+"""Typed values that cross into billing: what one API call used, and whom its ledger row is about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one API call, already normalised at the Claude boundary (non-negative ints; cache writes split by TTL)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    cache_read_tokens: int = 0
+    thinking_tokens: int = 0
+    service_tier: str = ""
+    inference_geo: str = ""
+    speed: str = ""
+
+    @property
+    def cache_write_tokens(self) -> int:
+        """Cache writes of both TTLs."""
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every prompt token, however billed: input, cache writes and cache reads (decides the price band)."""
+        return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+
+@dataclass(frozen=True)
+class LedgerLabels:
+    """Who and what a ledger row is about, as plain values that outlive the conversation."""
+
+    user_id: int
+    username: str
+    conversation_id: int | None
+    conversation_title: str
+    model: str

@@ -1,0 +1,62 @@
+"""Every out-of-band fragment the server pushes to a conversation page, in one place.
+
+The page template defines the markup; each function here only picks the partial (wrappers included),
+so a reload and a live stream render the same HTML. The one exception is the streaming delta: it goes
+out many times a second per reply, so it is formatted directly, with the same element id helper as the
+`message` partial uses (tests hold the two together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from html import escape
+
+from django.template.loader import render_to_string
+
+from .models import Message, message_dom_id
+
+PAGE = "conversations/conversation.html"
+
+
+def _partial(name: str, **context) -> str:
+    return render_to_string(f"{PAGE}#{name}", context)
+
+
+def delta(message_id: int, text: str) -> str:
+    """Append `text` (escaped) to a streaming message's body."""
+    return f'<div id="{message_dom_id(message_id, "body")}" hx-swap-oob="beforeend">{escape(text, quote=False)}</div>'
+
+
+def body_text(message_id: int, text: str) -> str:
+    """Replace a streaming message's body with `text` (escaped): the catch-up for a socket that (re)joins."""
+    return f'<div id="{message_dom_id(message_id, "body")}" hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
+
+
+def message(message: Message) -> str:
+    """The whole message in place of the one on the page."""
+    return _partial("message", message=message, oob="outerHTML")
+
+
+def new_turns(messages: Iterable[Message]) -> str:
+    """Messages appended to the list, and the send button disabled while their reply is written."""
+    return _partial("messages_append", chat_messages=list(messages)) + send_button(busy=True)
+
+
+def message_list(messages: list[Message]) -> str:
+    """The whole list in place of the page's (a socket that (re)connects), with the send button's state."""
+    busy = any(m.is_streaming for m in messages)
+    return _partial("messages_replace", chat_messages=messages) + send_button(busy=busy)
+
+
+def send_button(*, busy: bool) -> str:
+    return _partial("send_button", busy=busy, oob=True)
+
+
+def composer_cleared() -> str:
+    """The sender's composer emptied and an earlier error cleared, once their message is stored."""
+    return _partial("composer_input", oob=True) + _partial("chat_error", oob=True)
+
+
+def error(text: str) -> str:
+    """An error above the composer, for the one socket whose request failed."""
+    return _partial("chat_error", error=text)

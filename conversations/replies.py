@@ -1,0 +1,77 @@
+"""One entry point per intent — send, retry, continue, stop — shared by the websocket and the form posts.
+
+Each stores what it must (a service, one transaction), tells every page viewing the conversation
+(fragments over the channel layer) and starts the generation, so the steps of starting a reply are
+written once. Callers authenticate and show errors: `services.InvalidInput` (with `NotFound` for
+someone else's or a missing message) and billing's `SpendRefused` say what went wrong; nothing was
+written then.
+"""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from . import fragments, services
+from .control import request_stop
+from .generation import generation_start
+from .models import Conversation, Message, conversation_group
+
+
+async def _announce(conversation_id: int, html: str) -> None:
+    await get_channel_layer().group_send(
+        conversation_group(conversation_id), {"type": "chat.frame", "html": html}
+    )
+
+
+@database_sync_to_async
+def _owned_message(user, message_id: object, conversation_id: int | None) -> Message:
+    """One of `user`'s messages (in `conversation_id`, when given); anything else is NotFound."""
+    query = Message.objects.select_related("conversation").filter(
+        pk=services.clean_id(message_id), conversation__owner=user
+    )
+    if conversation_id is not None:
+        query = query.filter(conversation_id=conversation_id)
+    message = query.first()
+    if message is None:
+        raise services.NotFound("No such message.")
+    return message
+
+
+async def send(*, conversation: Conversation, text: object) -> Message:
+    """Store the user's turn and start Claude's reply in `conversation` (the caller checked ownership).
+
+    Returns the assistant message being written.
+    """
+    user_message, assistant = await database_sync_to_async(services.reply_start)(
+        conversation=conversation, text=text
+    )
+    await _announce(conversation.pk, fragments.new_turns([user_message, assistant]))
+    await generation_start(assistant.pk)
+    return assistant
+
+
+async def retry(*, user, message_id: object, conversation_id: int | None = None) -> Message:
+    """Write a failed, stopped, interrupted or cut-off reply of `user`'s again, in place."""
+    message = await _owned_message(user, message_id, conversation_id)
+    message = await database_sync_to_async(services.reply_retry)(message=message)
+    await _announce(message.conversation_id, fragments.message(message) + fragments.send_button(busy=True))
+    await generation_start(message.pk)
+    return message
+
+
+async def continue_reply(*, user, message_id: object, conversation_id: int | None = None) -> Message:
+    """Ask for the rest of one of `user`'s replies that was cut off by the length limit."""
+    message = await _owned_message(user, message_id, conversation_id)
+    user_message, assistant = await database_sync_to_async(services.reply_continue)(message=message)
+    await _announce(message.conversation_id, fragments.new_turns([user_message, assistant]))
+    await generation_start(assistant.pk)
+    return assistant
+
+
+async def stop(*, user, message_id: object, conversation_id: int | None = None) -> Message:
+    """Stop one of `user`'s replies if it is still being written (a finished one is left as it is)."""
+    message = await _owned_message(user, message_id, conversation_id)
+    if message.is_streaming:
+        await request_stop(message.conversation_id, message.pk)
+    return message
