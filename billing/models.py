@@ -120,6 +120,9 @@ class UsageRecord(models.Model):
     model = models.CharField(max_length=100)
     purpose = models.CharField(max_length=32, default="reply")
     request_id = models.CharField(max_length=128, blank=True)
+    attempt_id = models.UUIDField(
+        null=True, blank=True, unique=True, help_text="The API call this row bills: one row per call, by this key."
+    )
 
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0, help_text="Billed output, thinking included.")

@@ -16,6 +16,7 @@ calls all go through spend_reserve never exceeds the limit: the overshoot bound 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -196,19 +197,25 @@ def usage_record(
     request_id: str,
     usage: Usage,
     estimated: bool,
+    attempt_id: uuid.UUID | None = None,
     purpose: str = "reply",
 ) -> UsageRecord:
     """Write one immutable ledger row for one API call and settle the message's open reservation.
 
     Priced with the version of `labels.model` in force now (unpriced models get cost 0 and
     priced=False). Call inside the transaction that finalises the message. A call that failed before
-    any tokens is recorded with a zero Usage().
+    any tokens is recorded with a zero Usage(). A call is recorded once: if `attempt_id` already has
+    its row, that row is returned and nothing is written (the database's unique key backs this up).
     """
     now = timezone.now()
     with transaction.atomic():
         # Serialise with spend_reserve for this user, so a reserve never sees the reservation
-        # released without the ledger row that replaces it.
+        # released without the ledger row that replaces it (and two ends of one call see each other).
         UserBudget.objects.select_for_update().filter(user_id=labels.user_id).first()
+        if attempt_id is not None:
+            existing = UsageRecord.objects.filter(attempt_id=attempt_id).first()
+            if existing is not None:
+                return existing
 
         price = ModelPrice.objects.in_effect(labels.model, now)
         pricing: dict = {"priced": False}
@@ -248,6 +255,7 @@ def usage_record(
             model=labels.model,
             purpose=purpose[:32],
             request_id=(request_id or "")[:128],
+            attempt_id=attempt_id,
             estimated=estimated,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,

@@ -191,6 +191,12 @@ CHAT_CHECKPOINT_SECONDS = float(os.environ.get("CHAT_CHECKPOINT_SECONDS", "1.0")
 # Read timeout for a stalled stream, in seconds (the SDK's default is 600).
 CHAT_READ_TIMEOUT_SECONDS = float(os.environ.get("CHAT_READ_TIMEOUT_SECONDS", "60"))
 CHAT_MAX_RETRIES = int(os.environ.get("CHAT_MAX_RETRIES", "2"))
+# A streaming reply is leased to the worker writing it, which renews the lease with every checkpoint;
+# any worker ends a reply whose lease has not been renewed for this long (its worker died).
+CHAT_LEASE_SECONDS = float(os.environ.get("CHAT_LEASE_SECONDS", "10"))
+# On SIGTERM/SIGINT a worker takes no new replies and lets running ones finish for this long, then ends
+# the rest as interrupted (text saved, ledger rows written) before it exits.
+CHAT_SHUTDOWN_GRACE_SECONDS = float(os.environ.get("CHAT_SHUTDOWN_GRACE_SECONDS", "10"))
 
 # --- Billing --------------------------------------------------------------------------------------
 # Monthly budget per user in USD unless an admin sets one ("" or "unlimited" = no limit); parsed by

@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class ConversationsConfig(AppConfig):
     name = "conversations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .shutdown import install_under_daphne
+
+        install_under_daphne()

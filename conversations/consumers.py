@@ -13,6 +13,7 @@ from billing.services import SpendRefused
 
 from . import fragments, replies, services
 from .control import request_snapshot
+from .leases import WORKER_GROUP
 from .models import Conversation
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ MAX_FRAME_BYTES = 256 * 1024
 # Close codes: 4401 not logged in, 4404 no such conversation for this user.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+SERVER_RESTARTING = "The server is restarting — reconnecting…"
 
 UNREADABLE = "That message could not be read"
 
@@ -28,7 +30,7 @@ UNREADABLE = "That message could not be read"
 class ChatConsumer(AsyncWebsocketConsumer):
     """One socket per open conversation page, at /ws/chat/<conversation id>/."""
 
-    group: str | None = None
+    _joined: tuple[str, ...] = ()
 
     async def connect(self) -> None:
         self.user = self.scope["user"]
@@ -40,8 +42,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.conversation is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.group = self.conversation.group_name
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # Its conversation's frames, and this worker's notice when it shuts down.
+        self._joined = (self.conversation.group_name, WORKER_GROUP)
+        for group in self._joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         # The page may be older than this socket (a reconnect after a network blip or a server
         # restart): bring the message list and the send button up to date first.
@@ -52,8 +56,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await request_snapshot(self.conversation.pk, streaming_id, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
-        # Leaving the group is all: the generation belongs to the server and keeps going.
-        await self._leave_group()
+        # Leaving the groups is all: the generation belongs to the server and keeps going.
+        await self._leave_groups()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -101,17 +105,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_frame(self, event: dict) -> None:
         await self._send_html(event["html"])
 
+    async def server_restarting(self, event: dict) -> None:
+        """This worker is shutting down: say so. The socket stays open while running replies finish;
+        when the server stops, the connection drops and the page reconnects and catches up."""
+        await self._send_html(fragments.error(SERVER_RESTARTING))
+
     async def _send_html(self, html: str) -> None:
         try:
             await self.send(text_data=html)
         except Disconnected:
             # The browser closed the socket while this frame was on its way. daphne may never deliver
-            # the disconnect to a consumer whose send failed, so leave the group now.
-            await self._leave_group()
+            # the disconnect to a consumer whose send failed, so leave the groups now.
+            await self._leave_groups()
 
-    async def _leave_group(self) -> None:
-        group, self.group = self.group, None
-        if group:
+    async def _leave_groups(self) -> None:
+        joined, self._joined = self._joined, ()
+        for group in joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
     @database_sync_to_async

@@ -43,9 +43,14 @@ def new_turns(messages: Iterable[Message]) -> str:
 
 
 def message_list(messages: list[Message]) -> str:
-    """The whole list in place of the page's (a socket that (re)connects), with the send button's state."""
+    """The whole list in place of the page's (a socket that (re)connects), with the send button's state
+    and any error left by an earlier socket (e.g. "reconnecting") cleared."""
     busy = any(m.is_streaming for m in messages)
-    return _partial("messages_replace", chat_messages=messages) + send_button(busy=busy)
+    return (
+        _partial("messages_replace", chat_messages=messages)
+        + send_button(busy=busy)
+        + _partial("chat_error", oob=True)
+    )
 
 
 def send_button(*, busy: bool) -> str:

@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import uuid
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
@@ -22,7 +23,7 @@ from django.conf import settings
 
 from billing.usage import LedgerLabels, Usage
 
-from . import fragments, services
+from . import fragments, leases, services
 from .claude import NOT_CONFIGURED, ClaudeError, ReplyRequest, ReplyStream, opaque_user_id
 from .control import SNAPSHOT, STOP, control_group
 from .models import Message, conversation_group
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 # The generation tasks of this process, by assistant message id.
 _running: dict[int, asyncio.Task] = {}
+# Set once this process is shutting down: it starts no new generation.
+_draining = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ReplyContext:
     """What a generation needs from the database, read once when it starts."""
 
     message_id: int
+    attempt_id: uuid.UUID
     conversation_id: int
     request: ReplyRequest
     labels: LedgerLabels
@@ -65,7 +69,7 @@ def _load_context(message_id: int) -> ReplyContext:
         user_id=opaque_user_id(conversation.owner_id),
     )
     labels = services.ledger_labels_for(conversation, model=message.model)
-    return ReplyContext(message.pk, conversation.pk, request, labels)
+    return ReplyContext(message.pk, message.attempt_id, conversation.pk, request, labels)
 
 
 class Generation:
@@ -73,6 +77,7 @@ class Generation:
 
     def __init__(self, context: ReplyContext, *, control_channel: str) -> None:
         self.message_id = context.message_id
+        self.attempt_id = context.attempt_id
         self.conversation_id = context.conversation_id
         self.group = conversation_group(context.conversation_id)
         self.labels = context.labels
@@ -218,40 +223,45 @@ class Generation:
             usage_estimated=stream.usage_is_estimated,
         )
         message = await database_sync_to_async(services.reply_finish)(
-            message_id=self.message_id, end=end, labels=self.labels
+            message_id=self.message_id, attempt_id=self.attempt_id, end=end, labels=self.labels
         )
         if message is None:
-            return  # the conversation was deleted meanwhile; its spend is in the ledger all the same
+            return  # deleted meanwhile (its spend is in the ledger all the same), or ended by a sweep
         html = fragments.message(message) + fragments.send_button(busy=False)
         await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
 
 
 class Checkpointer:
-    """Saves the partial text of every streaming reply of this process, at most every
-    CHAT_CHECKPOINT_SECONDS, in one transaction: DB writes per second stay O(1) in the number of
-    replies and never hold up a stream."""
+    """Saves the partial text of every streaming reply of this process, and renews their leases, at
+    most every CHAT_CHECKPOINT_SECONDS in one transaction: DB writes per second stay O(1) in the
+    number of replies and never hold up a stream. It runs while this process has replies running."""
 
     def __init__(self) -> None:
-        self.dirty: dict[int, Generation] = {}
+        self.running: dict[int, Generation] = {}
+        self.dirty: set[int] = set()
         self.task: asyncio.Task | None = None
 
-    def mark(self, generation: Generation) -> None:
-        self.dirty[generation.message_id] = generation
+    def track(self, generation: Generation) -> None:
+        self.running[generation.message_id] = generation
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(
                 self._run(), name="reply-checkpointer", context=contextvars.Context()
             )
 
+    def mark(self, generation: Generation) -> None:
+        self.dirty.add(generation.message_id)
+
     def forget(self, generation: Generation) -> None:
-        self.dirty.pop(generation.message_id, None)
+        self.running.pop(generation.message_id, None)
+        self.dirty.discard(generation.message_id)
 
     async def _run(self) -> None:
-        while self.dirty:
+        while self.running:
             await asyncio.sleep(settings.CHAT_CHECKPOINT_SECONDS)
-            batch = {message_id: g.checkpoint_values() for message_id, g in self.dirty.items()}
+            batch = {m: self.running[m].checkpoint_values() for m in self.dirty if m in self.running}
             self.dirty.clear()
             try:
-                await database_sync_to_async(services.replies_checkpoint)(batch=batch)
+                await database_sync_to_async(services.replies_checkpoint)(batch=batch, worker=leases.WORKER_ID)
             except Exception:
                 logger.exception("Saving partial replies failed; they are saved at the end regardless")
 
@@ -278,7 +288,9 @@ async def generation_start(message_id: int) -> Generation | None:
         generation.run(), name=f"generation-{message_id}", context=contextvars.Context()
     )
     _running[message_id] = task
+    checkpointer.track(generation)
     task.add_done_callback(functools.partial(_forget, message_id))
+    leases.sweeper_start()
     return generation
 
 
@@ -293,3 +305,24 @@ async def generation_wait(message_id: int, timeout: float = 30) -> None:
     task = _running.get(message_id)
     if task is not None:
         await asyncio.wait_for(asyncio.shield(task), timeout)
+
+
+def draining() -> bool:
+    """True once this process is shutting down (it takes no new replies)."""
+    return _draining
+
+
+async def generations_drain(grace: float) -> None:
+    """Shut this process's replies down cleanly: take no new ones, let the running ones finish for up
+    to `grace` seconds, then end the rest as interrupted (text saved, ledger rows written)."""
+    global _draining
+    _draining = True
+    running = list(_running.values())
+    if not running:
+        return
+    _, unfinished = await asyncio.wait(running, timeout=grace)
+    for task in unfinished:
+        task.cancel()
+    if unfinished:
+        # Each cancelled generation writes its end under a shield; give that time to land.
+        await asyncio.wait(unfinished, timeout=max(grace, 5))

@@ -84,6 +84,13 @@ class Message(models.Model):
     model = models.CharField(max_length=100, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
     error = models.TextField(blank=True)
+    # The API call a streaming reply is making (new on every start and retry): the ledger row of that
+    # call carries the same id, unique, so a call is billed once whoever ends the reply.
+    attempt_id = models.UUIDField(null=True, blank=True)
+    # The lease of a streaming reply: the worker process writing it renews `lease_until` about once a
+    # second; any worker may end a reply whose lease has expired (its worker died).
+    worker = models.CharField(max_length=100, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cache_creation_input_tokens = models.PositiveIntegerField(default=0)
@@ -97,6 +104,7 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="message_conversation_order"),
             models.Index(fields=["status"], name="message_status"),
+            models.Index(fields=["status", "lease_until"], name="message_lease"),
         ]
 
     def __str__(self) -> str:

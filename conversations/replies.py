@@ -12,10 +12,17 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from . import fragments, services
+from . import fragments, leases, services
 from .control import request_stop
-from .generation import generation_start
+from .generation import draining, generation_start
 from .models import Conversation, Message, conversation_group
+
+RESTARTING = "The server is restarting. Your message is kept here: send it again in a moment."
+
+
+def _refuse_while_draining() -> None:
+    if draining():
+        raise services.InvalidInput(RESTARTING)
 
 
 async def _announce(conversation_id: int, html: str) -> None:
@@ -43,8 +50,10 @@ async def send(*, conversation: Conversation, text: object) -> Message:
 
     Returns the assistant message being written.
     """
+    _refuse_while_draining()
+    await leases.end_expired(conversation.pk)  # a reply whose worker died must not block this one
     user_message, assistant = await database_sync_to_async(services.reply_start)(
-        conversation=conversation, text=text
+        conversation=conversation, text=text, worker=leases.WORKER_ID
     )
     await _announce(conversation.pk, fragments.new_turns([user_message, assistant]))
     await generation_start(assistant.pk)
@@ -53,8 +62,10 @@ async def send(*, conversation: Conversation, text: object) -> Message:
 
 async def retry(*, user, message_id: object, conversation_id: int | None = None) -> Message:
     """Write a failed, stopped, interrupted or cut-off reply of `user`'s again, in place."""
+    _refuse_while_draining()
     message = await _owned_message(user, message_id, conversation_id)
-    message = await database_sync_to_async(services.reply_retry)(message=message)
+    await leases.end_expired(message.conversation_id)
+    message = await database_sync_to_async(services.reply_retry)(message=message, worker=leases.WORKER_ID)
     await _announce(message.conversation_id, fragments.message(message) + fragments.send_button(busy=True))
     await generation_start(message.pk)
     return message
@@ -62,8 +73,12 @@ async def retry(*, user, message_id: object, conversation_id: int | None = None)
 
 async def continue_reply(*, user, message_id: object, conversation_id: int | None = None) -> Message:
     """Ask for the rest of one of `user`'s replies that was cut off by the length limit."""
+    _refuse_while_draining()
     message = await _owned_message(user, message_id, conversation_id)
-    user_message, assistant = await database_sync_to_async(services.reply_continue)(message=message)
+    await leases.end_expired(message.conversation_id)
+    user_message, assistant = await database_sync_to_async(services.reply_continue)(
+        message=message, worker=leases.WORKER_ID
+    )
     await _announce(message.conversation_id, fragments.new_turns([user_message, assistant]))
     await generation_start(assistant.pk)
     return assistant
@@ -72,6 +87,6 @@ async def continue_reply(*, user, message_id: object, conversation_id: int | Non
 async def stop(*, user, message_id: object, conversation_id: int | None = None) -> Message:
     """Stop one of `user`'s replies if it is still being written (a finished one is left as it is)."""
     message = await _owned_message(user, message_id, conversation_id)
-    if message.is_streaming:
-        await request_stop(message.conversation_id, message.pk)
+    if message.is_streaming and not await leases.end_expired(message.conversation_id):
+        await request_stop(message.conversation_id, message.pk)  # its worker is alive: it stops it
     return message

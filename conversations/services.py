@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.services import spend_reserve, usage_record
@@ -141,11 +144,30 @@ def _reserve(*, conversation: Conversation, assistant: Message) -> None:
     )
 
 
-def reply_start(*, conversation: Conversation, text: object) -> tuple[Message, Message]:
+def lease_until(now: datetime | None = None) -> datetime:
+    """When a lease taken or renewed now runs out."""
+    return (now or timezone.now()) + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+
+
+def _expired(now: datetime) -> Q:
+    """Streaming replies whose worker stopped renewing their lease (or that never had one)."""
+    return Q(status=Message.Status.STREAMING) & (Q(lease_until__lt=now) | Q(lease_until__isnull=True))
+
+
+def _lease(message: Message, worker: str) -> None:
+    """Make `message` a new API call held by `worker` (not saved)."""
+    message.status = Message.Status.STREAMING
+    message.attempt_id = uuid.uuid4()
+    message.worker = worker
+    message.lease_until = lease_until()
+
+
+def reply_start(*, conversation: Conversation, text: object, worker: str) -> tuple[Message, Message]:
     """Persist the user's turn and an assistant placeholder in one transaction, with the spend reserved.
 
-    Raises InvalidInput or billing's SpendRefused with nothing written. The caller starts the
-    generation for the returned assistant message once this has returned (i.e. after commit).
+    The placeholder is leased to `worker`, the process that will write it. Raises InvalidInput or
+    billing's SpendRefused with nothing written. The caller starts the generation for the returned
+    assistant message once this has returned (i.e. after commit).
     """
     text = clean_message_text(text)
     with transaction.atomic():
@@ -157,12 +179,9 @@ def reply_start(*, conversation: Conversation, text: object) -> tuple[Message, M
                 "Wait for the current reply to finish, or stop it, before sending another message."
             )
         user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
-        assistant = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-            model=conversation.model,
-        )
+        assistant = Message(conversation=conversation, role=Message.Role.ASSISTANT, model=conversation.model)
+        _lease(assistant, worker)
+        assistant.save()
         _reserve(conversation=conversation, assistant=assistant)
         if not conversation.title:
             first_line = text.splitlines()[0]
@@ -171,14 +190,14 @@ def reply_start(*, conversation: Conversation, text: object) -> tuple[Message, M
     return user_message, assistant
 
 
-def reply_continue(*, message: Message) -> tuple[Message, Message]:
+def reply_continue(*, message: Message, worker: str) -> tuple[Message, Message]:
     """Ask for the rest of a reply cut off by max_tokens: a new user turn, since prefill is rejected."""
     if message.status != Message.Status.CUT_OFF:
         raise InvalidInput("Only a reply that was cut off can be continued.")
-    return reply_start(conversation=message.conversation, text=CONTINUE_PROMPT)
+    return reply_start(conversation=message.conversation, text=CONTINUE_PROMPT, worker=worker)
 
 
-def reply_retry(*, message: Message) -> Message:
+def reply_retry(*, message: Message, worker: str) -> Message:
     """Generate a failed, stopped or interrupted reply again, in place (the earlier call stays in the ledger)."""
     retryable = {
         Message.Status.ERROR,
@@ -194,7 +213,7 @@ def reply_retry(*, message: Message) -> Message:
         if conversation.messages.filter(status=Message.Status.STREAMING).exists():
             raise InvalidInput("Wait for the current reply to finish before retrying.")
         message.content = message.html = message.error = message.stop_reason = message.request_id = ""
-        message.status = Message.Status.STREAMING
+        _lease(message, worker)
         message.model = conversation.model
         message.set_usage(Usage())
         message.save()
@@ -203,8 +222,9 @@ def reply_retry(*, message: Message) -> Message:
     return message
 
 
-def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None]]) -> None:
-    """Save partial text (and, once, the prompt counts message_start reported) of streaming replies.
+def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None]], worker: str) -> None:
+    """Save partial text (and, once, the prompt counts message_start reported) of streaming replies, and
+    renew the lease of every reply `worker` is writing — one transaction, whatever the number of replies.
 
     `batch` maps message id to (text so far, usage or None). Replies that finished meanwhile are left
     alone: only rows still `streaming` are updated.
@@ -216,6 +236,7 @@ def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None]]) -> None:
             if usage is not None:
                 fields.update(usage_fields(usage))
             Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+        Message.objects.filter(worker=worker, status=Message.Status.STREAMING).update(lease_until=lease_until(now))
 
 
 @dataclass(frozen=True)
@@ -231,22 +252,32 @@ class ReplyEnd:
     request_id: str = ""
 
 
-def reply_finish(*, message_id: int, end: ReplyEnd, labels: LedgerLabels) -> Message | None:
-    """Final state of a reply and its ledger row, in one transaction.
+def reply_finish(
+    *, message_id: int, attempt_id: uuid.UUID, end: ReplyEnd, labels: LedgerLabels, expired_at: datetime | None = None
+) -> Message | None:
+    """Final state of a reply and the ledger row of its API call `attempt_id`, in one transaction.
 
-    If the conversation was deleted while the reply streamed, only the ledger row is written (with
-    `labels`, captured when the reply started) and None is returned.
+    The end is written once: only while the reply is still streaming that same call (and, with
+    `expired_at`, only if its lease has run out by then). Otherwise nothing is written and None is
+    returned: whoever ended it first wrote its row. If the conversation was deleted while the reply
+    streamed, only the ledger row is written (with `labels`, captured when the reply started) and None
+    is returned.
     """
     html = render_markdown(end.content)
     with transaction.atomic():
         message = Message.objects.select_for_update().filter(pk=message_id).first()
         if message is not None:
+            if message.status != Message.Status.STREAMING or message.attempt_id != attempt_id:
+                return None
+            if expired_at is not None and message.lease_until is not None and message.lease_until >= expired_at:
+                return None  # its worker renewed the lease meanwhile: it is alive
             message.content = end.content
             message.html = html
             message.status = end.status
             message.stop_reason = end.stop_reason
             message.error = end.error
             message.request_id = end.request_id
+            message.lease_until = None
             message.set_usage(end.usage)
             message.save()
         usage_record(
@@ -255,6 +286,7 @@ def reply_finish(*, message_id: int, end: ReplyEnd, labels: LedgerLabels) -> Mes
             request_id=end.request_id,
             usage=end.usage,
             estimated=end.usage_estimated,
+            attempt_id=attempt_id,
         )
     return message
 
@@ -280,16 +312,19 @@ def ledger_labels_for(conversation: Conversation, *, model: str) -> LedgerLabels
     )
 
 
-def replies_interrupt_orphans() -> int:
-    """Mark replies left `streaming` by a process that died as interrupted, keeping their partial text.
+def replies_end_expired(*, conversation_id: int | None = None) -> list[Message]:
+    """End every streaming reply whose lease has expired (its worker died) as interrupted, keeping its
+    partial text, with one estimated ledger row for its call. Returns the replies it ended.
 
-    Their calls reached Claude, so each gets an estimated ledger row from the checkpointed counts.
-    Run at start-up, before this process starts generations of its own.
+    Safe at any time and in any worker: a reply whose worker is alive renews its lease and is never
+    touched, and a reply is ended once however many workers sweep at the same moment.
     """
-    count = 0
-    for message in Message.objects.filter(status=Message.Status.STREAMING).select_related(
-        "conversation__owner"
-    ):
+    now = timezone.now()
+    expired = Message.objects.filter(_expired(now)).select_related("conversation__owner")
+    if conversation_id is not None:
+        expired = expired.filter(conversation_id=conversation_id)
+    ended = []
+    for message in expired:
         usage = Usage(
             input_tokens=message.input_tokens,
             output_tokens=estimate_tokens_from_chars(len(message.content)),
@@ -301,15 +336,18 @@ def replies_interrupt_orphans() -> int:
             status=Message.Status.INTERRUPTED,
             usage=usage,
             usage_estimated=True,
-            error="The server restarted while this reply was being written.",
+            error="The server stopped while writing this reply.",
             request_id=message.request_id,
         )
-        reply_finish(
+        finished = reply_finish(
             message_id=message.pk,
+            attempt_id=message.attempt_id,
             end=end,
             labels=ledger_labels_for(message.conversation, model=message.model),
+            expired_at=now,
         )
-        count += 1
-    if count:
-        logger.warning("Marked %d reply(ies) interrupted after a restart", count)
-    return count
+        if finished is not None:
+            ended.append(finished)
+    if ended:
+        logger.warning("Ended %d reply(ies) whose worker stopped renewing their lease", len(ended))
+    return ended

@@ -435,30 +435,6 @@ async def test_db_writes_and_frames_per_reply_are_bounded_by_time_not_tokens(mon
     assert len(delta_frames) < 2000 / 4
 
 
-async def test_interrupted_replies_are_recovered_at_startup_with_text_and_estimated_usage():
-    from conversations.services import replies_interrupt_orphans
-
-    user, conversation = await setup_chat()
-
-    @sync_to_async
-    def leave_a_dead_stream():
-        conversation.messages.create(role="user", content="Hi")
-        return conversation.messages.create(
-            role="assistant",
-            content="Half a thought",
-            status="streaming",
-            model="claude-sonnet-5-5",
-            input_tokens=12,
-        )
-
-    orphan = await leave_a_dead_stream()
-    assert await sync_to_async(replies_interrupt_orphans)() == 1
-    orphan = await reload(orphan)
-    assert orphan.status == Message.Status.INTERRUPTED and orphan.content == "Half a thought"
-    [row] = await ledger_rows_for(orphan)
-    assert row.estimated and row.input_tokens == 12 and row.output_tokens > 0
-
-
 async def test_deleting_a_conversation_mid_reply_stops_it_and_keeps_its_spend(offline_claude):
     from conversations.services import conversation_delete
 

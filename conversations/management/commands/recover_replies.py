@@ -1,18 +1,19 @@
-"""Mark replies left `streaming` by a process that died as interrupted (partial text kept, usage estimated)."""
+"""End replies whose worker died (their lease expired) as interrupted: partial text kept, usage estimated."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from conversations.services import replies_interrupt_orphans
+from conversations.services import replies_end_expired
 
 
 class Command(BaseCommand):
     help = (
-        "Run at start-up, before any server process starts generating: marks replies a dead process left "
-        "streaming as interrupted, keeping their partial text and recording their estimated usage."
+        "End every streaming reply whose lease has expired (its worker died) as interrupted, keeping its "
+        "partial text and recording its estimated usage. Safe at any time: live replies are never touched, "
+        "and every worker also does this on its own every few seconds."
     )
 
     def handle(self, *args, **options) -> None:
-        count = replies_interrupt_orphans()
+        count = len(replies_end_expired())
         self.stdout.write(f"{count} interrupted repl{'y' if count == 1 else 'ies'} recovered.")

@@ -1,0 +1,233 @@
+"""Leases, sweeps and draining: no reply outlives its worker unnoticed, and every call is billed once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.management import call_command
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from conversations import generation, leases
+from conversations.models import Message
+from tests.helpers import eventually, make_conversation, make_message, make_user, open_socket
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
+
+
+@pytest.fixture(autouse=True)
+def _not_draining():
+    yield
+    generation._draining = False  # a test that drains leaves the next one a working process
+
+
+@sync_to_async
+def orphan_in_new_conversation(*, expired: bool = True):
+    """A conversation whose reply was being written by a worker that died (lease expired or not yet)."""
+    user = make_user()
+    conversation = make_conversation(owner=user)
+    make_message(conversation, content="Tell me about tides")
+    lease = timezone.now() + timedelta(seconds=-1 if expired else 60)
+    orphan = make_message(
+        conversation,
+        role="assistant",
+        content="Tides are caused by",
+        status=Message.Status.STREAMING,
+        model=conversation.model,
+        input_tokens=12,
+        attempt_id=uuid.uuid4(),
+        worker="gone-host:4242:dead",
+        lease_until=lease,
+    )
+    return user, conversation, orphan
+
+
+@sync_to_async
+def fetch(message: Message) -> Message:
+    return Message.objects.get(pk=message.pk)
+
+
+@sync_to_async
+def ledger_rows(message: Message) -> list:
+    from billing.models import UsageRecord
+
+    return list(UsageRecord.objects.filter(message_id=message.pk))
+
+
+def final_frame(message_id: int):
+    marker = f'id="msg-{message_id}" class="message assistant status-'
+    return lambda frame: marker in frame and f"{marker}streaming" not in frame
+
+
+async def test_a_reply_whose_worker_died_is_ended_with_its_text_and_one_estimated_row():
+    user, conversation, orphan = await orphan_in_new_conversation()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+
+    assert await leases.end_expired() >= 1
+    frames = await socket.receive_until(final_frame(orphan.pk))
+    assert "status-interrupted" in frames[-1] and "Retry" in frames[-1]
+    ended = await fetch(orphan)
+    assert ended.status == Message.Status.INTERRUPTED and ended.content == "Tides are caused by"
+    assert await leases.end_expired() == 0  # ended once, however often workers sweep
+    [row] = await ledger_rows(orphan)
+    assert row.estimated and row.input_tokens == 12 and row.output_tokens > 0
+    assert row.attempt_id == orphan.attempt_id
+    await socket.close()
+
+
+async def test_a_live_reply_is_never_touched_by_a_sweep_or_recover_replies():
+    user = await sync_to_async(make_user)()
+    conversation = await sync_to_async(make_conversation)(owner=user)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Slowly [[offline tps=40 reply_tokens=2000]]")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    first_lease = reply.lease_until
+    assert reply.worker == leases.WORKER_ID and first_lease > timezone.now()
+
+    await sync_to_async(call_command)("recover_replies")
+    assert await leases.end_expired() == 0
+    # The worker renews the lease with its checkpoints while it writes.
+    renewed = await eventually(lambda: _lease_later_than(reply, first_lease))
+    assert renewed.status == Message.Status.STREAMING
+
+    await socket.send(action="stop", message_id=reply.pk)
+    await socket.receive_until(final_frame(reply.pk))
+    await generation.generation_wait(reply.pk)
+    await socket.close()
+    stopped = await fetch(reply)
+    assert stopped.status == Message.Status.STOPPED and stopped.lease_until is None
+    assert len(await ledger_rows(reply)) == 1
+
+
+@sync_to_async
+def _lease_later_than(message: Message, when) -> Message | None:
+    message = Message.objects.get(pk=message.pk)
+    return message if message.lease_until and message.lease_until > when else None
+
+
+async def test_send_after_a_worker_died_ends_its_orphaned_reply_and_answers():
+    user, conversation, orphan = await orphan_in_new_conversation()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Are you there? [[offline reply_tokens=8]]")
+    await socket.receive_until(final_frame(orphan.pk))  # the orphan ends first, for every viewer
+    newest = await eventually(
+        sync_to_async(lambda: conversation.messages.filter(role="assistant").exclude(pk=orphan.pk).first())
+    )
+    await socket.receive_until(final_frame(newest.pk))
+    await generation.generation_wait(newest.pk)
+    await socket.close()
+    assert (await fetch(orphan)).status == Message.Status.INTERRUPTED
+    assert (await fetch(newest)).status == Message.Status.COMPLETE
+
+
+async def test_stop_on_an_orphaned_reply_ends_it_at_once():
+    user, conversation, orphan = await orphan_in_new_conversation()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(action="stop", message_id=orphan.pk)
+    frames = await socket.receive_until(final_frame(orphan.pk))
+    await socket.close()
+    assert "status-interrupted" in frames[-1]
+    assert len(await ledger_rows(orphan)) == 1
+
+
+async def test_a_reply_swept_while_its_worker_still_ran_is_billed_once_and_not_overwritten():
+    # A worker that stalled past its lease (so another worker swept its reply) finishes later:
+    # its end must not overwrite the swept state, nor bill the call a second time.
+    user = await sync_to_async(make_user)()
+    conversation = await sync_to_async(make_conversation)(owner=user)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Go on [[offline tps=60 reply_tokens=120]]")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    await eventually(lambda: _content_saved(reply))
+
+    @sync_to_async
+    def steal_the_lease():  # what a stalled worker looks like to everyone else
+        Message.objects.filter(pk=reply.pk).update(worker="stalled", lease_until=timezone.now() - timedelta(seconds=1))
+
+    await steal_the_lease()
+    assert await leases.end_expired(conversation.pk) == 1
+    swept = await fetch(reply)
+    await generation.generation_wait(reply.pk)
+    await socket.close()
+    after = await fetch(reply)
+    assert after.status == Message.Status.INTERRUPTED and after.content == swept.content
+    [row] = await ledger_rows(reply)
+    assert row.estimated and row.attempt_id == reply.attempt_id
+
+
+@sync_to_async
+def _content_saved(message: Message) -> bool:
+    return bool(Message.objects.get(pk=message.pk).content)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_refuses_a_second_ledger_row_for_one_call():
+    from billing.services import usage_record
+    from billing.usage import LedgerLabels, Usage
+
+    labels = LedgerLabels(user_id=1, username="ada", conversation_id=1, conversation_title="t", model="claude-sonnet-5-5")
+    attempt = uuid.uuid4()
+    first = usage_record(labels=labels, message_id=1, request_id="r", usage=Usage(input_tokens=5), estimated=False, attempt_id=attempt)
+    again = usage_record(labels=labels, message_id=1, request_id="r", usage=Usage(input_tokens=9), estimated=True, attempt_id=attempt)
+    assert again.pk == first.pk  # the second end of the same call writes nothing
+    from billing.models import UsageRecord
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        UsageRecord.objects.create(user_id=1, username="ada", model="claude-sonnet-5-5", attempt_id=attempt)
+    assert UsageRecord.objects.filter(attempt_id=attempt).count() == 1
+
+
+async def test_draining_lets_short_replies_finish_and_ends_long_ones_as_interrupted():
+    from conversations.shutdown import drain
+
+    user = await sync_to_async(make_user)()
+    quick_chat = await sync_to_async(make_conversation)(owner=user)
+    long_chat = await sync_to_async(make_conversation)(owner=user)
+    quick, _, _ = await open_socket(user, quick_chat.pk)
+    slow, _, _ = await open_socket(user, long_chat.pk)
+    await quick.receive()
+    await slow.receive()
+    await slow.send(message="A saga [[offline tps=30 reply_tokens=3000]]")
+    await slow.receive_until(lambda f: "beforeend" in f)  # it has started writing
+    await quick.send(message="Short one [[offline tps=100 reply_tokens=20]]")
+    await quick.receive_until(lambda f: "status-streaming" in f)
+
+    from django.test import override_settings
+
+    with override_settings(CHAT_SHUTDOWN_GRACE_SECONDS=1.5):
+        await drain()
+
+    # The sockets were told at once (they stay open while replies finish; the server's stop drops them).
+    frames = await slow.receive_until(lambda f: "restarting" in f)
+    assert "reconnecting" in frames[-1]
+
+    short = await sync_to_async(lambda: quick_chat.messages.get(role="assistant"))()
+    long = await sync_to_async(lambda: long_chat.messages.get(role="assistant"))()
+    assert short.status == Message.Status.COMPLETE
+    assert long.status == Message.Status.INTERRUPTED and long.content  # its text so far is kept
+    for reply in (short, long):
+        assert len(await ledger_rows(reply)) == 1
+    from billing.models import SpendReservation
+
+    open_holds = await sync_to_async(SpendReservation.objects.filter(settled_at__isnull=True).count)()
+    assert open_holds == 0
+
+    # While draining, nothing new starts, and what the person typed is not lost.
+    again, connected, _ = await open_socket(user, quick_chat.pk)
+    assert connected
+    await again.receive()
+    await again.send(message="One more")
+    refusal = await again.receive()
+    assert "restarting" in refusal and "kept" in refusal
+    assert await sync_to_async(quick_chat.messages.filter(content="One more").exists)() is False
+    await again.close()
