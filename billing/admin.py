@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import path
 
@@ -242,19 +242,30 @@ class UsageRecordAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
         context = {**self._staff_context(request, "Usage and cost"), **dashboard.dashboard_context(request)}
-        return TemplateResponse(request, "admin/billing/dashboard.html", context)
+        return TemplateResponse(request, "admin/billing/dashboard.html", context, status=_status(context))
 
     def dashboard_csv_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
-        return dashboard.csv_response(dashboard.dashboard_context(request), request.GET.get("table", "users"))
+        context = dashboard.dashboard_context(request)
+        if context["form"].errors:
+            errors = " ".join(context["form"].non_field_errors() or ["The period could not be read."])
+            return HttpResponseBadRequest(errors, content_type="text/plain; charset=utf-8")
+        return dashboard.csv_response(context, request.GET.get("table", "users"))
 
     def user_detail_view(self, request: HttpRequest, user_id: int) -> HttpResponse:
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
+        if not dashboard.user_is_known(user_id):
+            raise Http404("No such user.")
         detail = dashboard.user_detail_context(request, user_id)
         context = {**self._staff_context(request, f"Usage of {detail['subject_name']}"), **detail}
-        return TemplateResponse(request, "admin/billing/user_detail.html", context)
+        return TemplateResponse(request, "admin/billing/user_detail.html", context, status=_status(context))
+
+
+def _status(context: dict) -> int:
+    # The page shows the period form's errors (and this month); the request itself was bad.
+    return 400 if context["form"].errors else 200
 
 
 class BudgetForm(forms.ModelForm):

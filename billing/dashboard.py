@@ -7,9 +7,12 @@ already-grouped rows. Totals and tables come from the same filtered queryset, so
 from __future__ import annotations
 
 import csv
+from datetime import date
 from urllib.parse import urlencode
 
 from django import forms
+from django.contrib.auth import get_user_model
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -36,6 +39,9 @@ USER_SORTS = {
     "username": "User",
 }
 MAX_CUSTOM_DAYS = 3 * 366
+# A custom range stays inside what dates, time zones and both databases handle with room to spare
+# (Python's calendar ends on 9999-12-31, and a period ends at the midnight after its last day).
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 
 
 class PeriodForm(forms.Form):
@@ -51,6 +57,8 @@ class PeriodForm(forms.Form):
                 raise forms.ValidationError("A custom range needs a start and an end date.")
             if end < start:
                 raise forms.ValidationError("The end date is before the start date.")
+            if start < EARLIEST_DAY or end > LATEST_DAY:
+                raise forms.ValidationError(f"Choose dates between {EARLIEST_DAY} and {LATEST_DAY}.")
             if (end - start).days > MAX_CUSTOM_DAYS:
                 raise forms.ValidationError("Choose at most three years.")
         return data
@@ -241,6 +249,16 @@ def dashboard_context(request: HttpRequest) -> dict:
     }
 
 
+def user_is_known(user_id: int) -> bool:
+    """True when `user_id` is an account's id or has ledger rows (an id beyond the column's range is not)."""
+    low, high = connection.ops.integer_field_range("BigIntegerField")
+    if not low <= user_id <= high:
+        return False
+    return (
+        get_user_model().objects.filter(pk=user_id).exists() or UsageRecord.objects.for_user(user_id).exists()
+    )
+
+
 def user_detail_context(request: HttpRequest, user_id: int) -> dict:
     form, period = period_from(request)
     qs = UsageRecord.objects.for_user(user_id).for_period(period.start, period.end)
@@ -329,5 +347,17 @@ def csv_response(context: dict, table: str) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
     return response
+
+
+# A spreadsheet reads a cell starting with one of these as a formula (tab and carriage return can
+# hide such a start): usernames and model names are typed by people.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell):
+    """`cell`, with a text that a spreadsheet would run as a formula prefixed by a quote, shown as text."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell

@@ -7,10 +7,17 @@ chat on a fresh machine; production sets DJANGO_DEBUG=0 plus the variables liste
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -37,6 +44,18 @@ if not SECRET_KEY:
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)."
         )
     SECRET_KEY = "django-insecure-local-development-only-key-do-not-use-in-production"
+elif not DEBUG and (
+    len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH
+    or len(set(SECRET_KEY)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    or SECRET_KEY.startswith(SECRET_KEY_INSECURE_PREFIX)
+):
+    # Django's own rule (check security.W009), enforced at start instead of only warned about.
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY is too weak to be safe: use at least {SECRET_KEY_MIN_LENGTH} characters with "
+        f"at least {SECRET_KEY_MIN_UNIQUE_CHARACTERS} different ones, not starting with "
+        f"{SECRET_KEY_INSECURE_PREFIX!r} (for example the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)."
+    )
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -50,14 +69,18 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "channels",
     "django_htmx",
     "conversations",
     "billing",
+    "accounts",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "chatsite.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -66,6 +89,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: turns a refused login into the page saying when to try again.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -78,9 +103,11 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "conversations.context_processors.claude_backend",
+                "accounts.context_processors.signup",
             ],
         },
     },
@@ -168,6 +195,50 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Scripts and styles only from the site's own files, or inline with the response's nonce (the admin's
+# few inline styles carry it); no eval, no plugins, no framing, forms post only to the site. 'self'
+# also covers the site's own websocket (ws: and wss: on the same host and port).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+# Browser features no page of the site uses, denied to it and to anything it might embed
+# (chatsite.middleware.PermissionsPolicyMiddleware; a feature maps to the origins allowed it).
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer", "autoplay", "camera", "display-capture", "geolocation", "gyroscope", "hid",
+        "idle-detection", "magnetometer", "microphone", "midi", "payment", "publickey-credentials-get",
+        "screen-wake-lock", "serial", "usb", "xr-spatial-tracking",
+    )
+}  # fmt: skip
+
+# --- Logins ---------------------------------------------------------------------------------------
+# django-axes refuses a login for a username, and from a client address, that failed
+# CHAT_LOGIN_FAILURE_LIMIT times; it is allowed again CHAT_LOGIN_COOLOFF_MINUTES after the last attempt
+# (an attempt while refused counts as one more failure). The login pages say when (chatsite/logins.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out login before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("CHAT_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("CHAT_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "chatsite.logins.client_address"
+AXES_LOCKOUT_CALLABLE = "chatsite.logins.lockout_response"
+# How many reverse proxies in front of the app append the client's address to X-Forwarded-For: the
+# client address is then the one the outermost of them saw. 0: the address of the TCP peer.
+CHAT_TRUSTED_PROXY_COUNT = int(os.environ.get("CHAT_TRUSTED_PROXY_COUNT", "0"))
+# Password checks are slow on purpose (PBKDF2); at most this many run at once, in a pool of their own,
+# so that a burst of login attempts cannot take every core from the rest of the site.
+CHAT_LOGIN_CONCURRENCY = int(os.environ.get("CHAT_LOGIN_CONCURRENCY", "0")) or max(
+    1, (os.cpu_count() or 2) // 2
+)
 
 # --- Claude ---------------------------------------------------------------------------------------
 # With no key, the app starts the offline Claude (offline_claude) in-process.
@@ -205,6 +276,43 @@ CHAT_DEFAULT_MONTHLY_BUDGET_USD = os.environ.get("CHAT_DEFAULT_MONTHLY_BUDGET_US
 CHAT_RATE_LIMIT_PER_MINUTE = int(os.environ.get("CHAT_RATE_LIMIT_PER_MINUTE", "20") or 0)
 CHAT_BUDGET_WARNING_PERCENT = int(os.environ.get("CHAT_BUDGET_WARNING_PERCENT", "80"))
 
+# --- Accounts and sockets -------------------------------------------------------------------------
+# Who may create an account: open (anyone who can reach the server), invite (a link staff create in
+# the admin), domains (an address at one of CHAT_SIGNUP_DOMAINS, confirmed by a mailed link) or closed
+# (staff create accounts). Unset: open while DJANGO_DEBUG is on (one person trying the app), else closed.
+CHAT_SIGNUP = os.environ.get("CHAT_SIGNUP", "").strip().lower() or ("open" if DEBUG else "closed")
+if CHAT_SIGNUP not in {"open", "invite", "domains", "closed"}:
+    raise ImproperlyConfigured(f"CHAT_SIGNUP={CHAT_SIGNUP!r}: use open, invite, domains or closed.")
+CHAT_SIGNUP_DOMAINS = [domain.lower().lstrip("@") for domain in env_list("CHAT_SIGNUP_DOMAINS")]
+if CHAT_SIGNUP == "domains" and not CHAT_SIGNUP_DOMAINS:
+    raise ImproperlyConfigured("CHAT_SIGNUP=domains needs CHAT_SIGNUP_DOMAINS, e.g. example.org,example.com.")
+# Mail (the confirmation links of CHAT_SIGNUP=domains) goes to an SMTP server; while DJANGO_DEBUG is on
+# and DJANGO_EMAIL_HOST is unset, it is printed to the server log instead.
+_email_host = os.environ.get("DJANGO_EMAIL_HOST", "")
+if _email_host or not DEBUG:
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": _email_host or "localhost",
+                "port": int(os.environ.get("DJANGO_EMAIL_PORT", "0")) or None,  # None: 25, or 587 with TLS
+                "username": os.environ.get("DJANGO_EMAIL_USER", ""),
+                "password": os.environ.get("DJANGO_EMAIL_PASSWORD", ""),
+                "use_tls": env_bool("DJANGO_EMAIL_USE_TLS", False),
+                "timeout": 20,
+            },
+        }
+    }
+else:
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "webmaster@localhost")
+# Per user and per worker process (0 = no limit): open chat sockets, and frames a user's sockets may
+# send per second (a token bucket holding CHAT_FRAME_BURST frames). Frames beyond it are refused before
+# any database work.
+CHAT_MAX_SOCKETS_PER_USER = int(os.environ.get("CHAT_MAX_SOCKETS_PER_USER", "20"))
+CHAT_MAX_FRAMES_PER_SECOND = float(os.environ.get("CHAT_MAX_FRAMES_PER_SECOND", "10"))
+CHAT_FRAME_BURST = int(os.environ.get("CHAT_FRAME_BURST", "20"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -214,6 +322,6 @@ LOGGING = {
     # root logger a handler, and propagating to it would print every line twice.
     "loggers": {
         name: {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO"), "propagate": False}
-        for name in ("conversations", "billing", "offline_claude")
+        for name in ("conversations", "billing", "accounts", "offline_claude")
     },
 }

@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from accounts import views as accounts_views
 
 urlpatterns = [
-    path("signup/", views.signup, name="signup"),
+    path("signup/", accounts_views.signup, name="signup"),
+    path("invite/<str:token>/", accounts_views.invite, name="signup_invite"),
+    path("confirm/<str:uidb64>/<str:token>/", accounts_views.signup_confirm, name="signup_confirm"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),

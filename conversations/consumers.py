@@ -8,44 +8,81 @@ import logging
 from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
+from accounts.revocation import session_digest, session_is_current, user_group
 from billing.services import SpendRefused
 
 from . import fragments, replies, services
 from .control import request_snapshot
 from .leases import WORKER_GROUP
 from .models import Conversation
+from .socket_limits import limits
 
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 256 * 1024
-# Close codes: 4401 not logged in, 4404 no such conversation for this user.
+# Close codes: 4401 not (or no longer) logged in: the page reloads, which lands on the login page;
+# 4404 no such conversation for this user; 4429 too many sockets for this user.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY_SOCKETS = 4429
 SERVER_RESTARTING = "The server is restarting — reconnecting…"
 
 UNREADABLE = "That message could not be read"
+TOO_MANY_SOCKETS = (
+    "Too many chat pages are open for your account (at most {limit}). Close some, then reload this one."
+)
+TOO_MANY_FRAMES = "Too many messages at once: wait a moment, then try again."
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
     """One socket per open conversation page, at /ws/chat/<conversation id>/."""
 
     _joined: tuple[str, ...] = ()
+    _counted = False  # whether this socket counts against the user's socket limit
+    _serving = True  # False once the user's sign-in ended: frames still queued are dropped
+    _throttled = False  # whether the user was told about the frame limit since their last served frame
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the consumer ends (closed, failed, or cancelled once its connection is gone),
+            # its socket stops counting against the user's limit.
+            if self._counted:
+                limits.close(self.user.pk, self.channel_name)
 
     async def connect(self) -> None:
         self.user = self.scope["user"]
         if not self.user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        if not limits.open(self.user.pk, self.channel_name):
+            # Accepted only to say why: a handshake refused outright reaches the page without a reason.
+            await self.accept()
+            message = TOO_MANY_SOCKETS.format(limit=settings.CHAT_MAX_SOCKETS_PER_USER)
+            await self._send_html(fragments.error(message))
+            await self.close(code=CLOSE_TOO_MANY_SOCKETS, reason="Too many sockets")
+            return
+        self._counted = True
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         self.conversation = await self._owned_conversation(conversation_id)
         if self.conversation is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        self.session_key = self.scope["session"].session_key
+        self.session_digest = session_digest(self.session_key or "")
+        # Revocations of the user's sign-in (logout, password change, deactivation): joined before the
+        # session is checked again, so none can fall between the check and the join.
+        await self._join(user_group(self.user.pk))
+        if not await self._signed_in():
+            await self._leave_groups()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         # Its conversation's frames, and this worker's notice when it shuts down.
-        self._joined = (self.conversation.group_name, WORKER_GROUP)
-        for group in self._joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        await self._join(self.conversation.group_name)
+        await self._join(WORKER_GROUP)
         await self.accept()
         # The page may be older than this socket (a reconnect after a network blip or a server
         # restart): bring the message list and the send button up to date first.
@@ -60,6 +97,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._leave_groups()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self._serving:
+            return
+        # The frame limit comes first and is checked in memory: a refused frame costs no database work.
+        if not limits.allow_frame(self.user.pk):
+            if not self._throttled:  # say it once per flood, not once per frame
+                self._throttled = True
+                await self._send_html(fragments.error(TOO_MANY_FRAMES))
+            return
+        self._throttled = False
+        # No frame is served once the sign-in has ended, even if its revocation event was missed (a
+        # QuerySet.update, or another process on the in-memory channel layer).
+        if not await self._signed_in():
+            await self._sign_out()
+            return
         try:
             frame = self._parse(text_data)
             action = frame.get("action") or "send"
@@ -105,6 +156,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_frame(self, event: dict) -> None:
         await self._send_html(event["html"])
 
+    async def auth_session_ended(self, event: dict) -> None:
+        """A session was logged out (accounts.revocation): close if it is this socket's."""
+        if event["session"] == self.session_digest:
+            await self._sign_out()
+
+    async def auth_recheck(self, event: dict) -> None:
+        """The user's password, active flag or row changed (accounts.revocation): close if signed out."""
+        if self._serving and not await self._signed_in():
+            await self._sign_out()
+
+    async def _sign_out(self) -> None:
+        self._serving = False
+        await self._leave_groups()
+        await self.close(code=CLOSE_UNAUTHENTICATED, reason="Logged out")
+
     async def server_restarting(self, event: dict) -> None:
         """This worker is shutting down: say so. The socket stays open while running replies finish;
         when the server stops, the connection drops and the page reconnects and catches up."""
@@ -117,6 +183,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # The browser closed the socket while this frame was on its way. daphne may never deliver
             # the disconnect to a consumer whose send failed, so leave the groups now.
             await self._leave_groups()
+
+    async def _join(self, group: str) -> None:
+        self._joined = (*self._joined, group)
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    async def _signed_in(self) -> bool:
+        """Whether the session this socket was opened with still authenticates its (active) user."""
+        return await database_sync_to_async(session_is_current)(self.session_key, self.user.pk)
 
     async def _leave_groups(self) -> None:
         joined, self._joined = self._joined, ()

@@ -24,8 +24,8 @@ ALLOWED_ATTRIBUTES = {
     "span": {"class"},
     "div": {"class"},
     "pre": {"class"},
-    "th": {"style"},
-    "td": {"style"},
+    "th": {"class"},
+    "td": {"class"},
     "button": {"type", "class", "data-copy", "aria-label"},
 }
 
@@ -54,7 +54,16 @@ def _markdown() -> MarkdownIt:
         return f'<div class="code-block">{button}{block}</div>'
 
     md.renderer.rules["fence"] = fence_with_copy_button
+    md.core.ruler.push("table_alignment_as_class", _table_alignment_as_class)
     return md
+
+
+def _table_alignment_as_class(state) -> None:
+    # markdown-it aligns table columns with style="text-align:…", which the Content-Security-Policy
+    # refuses (no inline styles): say it with a class instead (app.css: .align-left/center/right).
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open") and (style := token.attrs.pop("style", None)):
+            token.attrSet("class", f"align-{style.removeprefix('text-align:')}")
 
 
 def render_markdown(text: str) -> str:
@@ -66,5 +75,4 @@ def render_markdown(text: str) -> str:
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
-        filter_style_properties={"text-align"},
     )

@@ -221,7 +221,9 @@ async def test_anonymous_socket_and_foreign_origin_are_refused():
 
     user, conversation = await setup_chat()
     anonymous = WebsocketCommunicator(
-        application, f"/ws/chat/{conversation.pk}/", headers=[(b"origin", b"http://localhost")]
+        application,
+        f"/ws/chat/{conversation.pk}/",
+        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")],
     )
     connected, code = await anonymous.connect()
     assert not connected and code == 4401

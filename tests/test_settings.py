@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -82,3 +84,57 @@ def test_app_log_lines_are_printed_once_under_daphne():
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("reply 42 stopped") == 1
     assert result.stderr.count("no price for model x") == 1
+
+
+PRODUCTION = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "x" * 20 + "a-long-random-production-secret-value-0123456789",
+    "DJANGO_ALLOWED_HOSTS": "chat.example.org",
+}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "short",
+        "Ab1-" * 12 + "x",  # 49 characters
+        "abcd" * 20,  # 80 characters, 4 different ones
+        "django-insecure-" + "a1B2c3D4e5" * 5,  # what startproject writes
+    ],
+)
+def test_production_refuses_to_start_with_a_secret_key_too_weak_to_be_safe(key):
+    result = run_manage("check", **{**PRODUCTION, "DJANGO_SECRET_KEY": key})
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is too weak to be safe: use at least 50 characters" in result.stderr
+
+
+def test_a_fifty_character_key_of_five_different_characters_is_enough_and_debug_takes_any():
+    assert run_manage("check", **{**PRODUCTION, "DJANGO_SECRET_KEY": "abcde" * 10}).returncode == 0
+    assert run_manage("check", DJANGO_DEBUG="1", DJANGO_SECRET_KEY="short").returncode == 0
+
+
+def test_a_production_response_carries_the_security_headers():
+    code = (
+        "from django.conf import settings\n"
+        "from django.test import Client, override_settings\n"
+        # Static file names without the manifest `collectstatic` would write: they are not the point.
+        "storages = {**settings.STORAGES, 'staticfiles': {'BACKEND': 'django.contrib.staticfiles.storage.StaticFilesStorage'}}\n"
+        "with override_settings(STORAGES=storages):\n"
+        "    r = Client().get('/accounts/login/', secure=True, headers={'host': 'chat.example.org'})\n"
+        "print(r.status_code)\n"
+        "for name, value in r.headers.items():\n"
+        "    print(f'{name}: {value}')\n"
+        "for cookie in r.cookies.values():\n"
+        "    print(f'Set-Cookie: {cookie.OutputString()}')\n"
+    )
+    result = run_manage("shell", "--no-imports", "-c", code, **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    assert lines[0] == "200"
+    assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+    assert headers["Content-Security-Policy"].startswith("default-src 'self'; script-src 'self' 'nonce-")
+    assert "camera=()" in headers["Permissions-Policy"]
+    assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin" and headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert headers["Set-Cookie"].startswith("csrftoken=") and "; Secure" in headers["Set-Cookie"]

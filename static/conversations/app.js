@@ -51,6 +51,13 @@
   document.addEventListener("htmx:wsAfterMessage", follow);
   document.addEventListener("DOMContentLoaded", follow);
 
+  // The server closes a socket with 4401 when its sign-in ended (logged out, password changed, account
+  // deactivated): reload, which lands on the login page (or, after a password change in this browser,
+  // back here with the new session).
+  document.addEventListener("htmx:wsClose", function (event) {
+    if (event.detail && event.detail.event && event.detail.event.code === 4401) window.location.reload();
+  });
+
   // After the server stored a sent message it replaces the input: put the cursor back in it.
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     if (event.detail && event.detail.target && event.detail.target.id === "composer-input") {

@@ -10,7 +10,7 @@ import pytest
 from billing_factories import MODEL, make_conversation, make_message, make_staff, make_user, record_call
 from django.utils import timezone
 
-from billing.dashboard import TABLES, table_rows
+from billing.dashboard import TABLES, spreadsheet_safe, table_rows
 from billing.periods import preset
 from billing.queries import SUM_FIELDS
 
@@ -170,7 +170,65 @@ def test_a_call_late_in_the_local_evening_counts_on_the_local_day(client, settin
 def test_custom_range_is_validated(client):
     client.force_login(make_staff())
     bad = client.get(DASHBOARD, {"preset": "custom", "start": "2026-05-02", "end": "2026-05-01"})
-    assert bad.status_code == 200
+    assert bad.status_code == 400  # the page, showing the error
     assert b"before the start" in bad.content
     ok = client.get(DASHBOARD, {"preset": "custom", "start": "2026-05-01", "end": "2026-05-03"})
     assert [d.isoformat() for d in ok.context["period"].days] == ["2026-05-01", "2026-05-02", "2026-05-03"]
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted(client):
+    for username in ("+1+1", "-2+3", "@SUM", "=cmd"):
+        record_call(make_user(username), input_tokens=1000, output_tokens=500)
+    record_call(make_user("plain"), model="=HYPERLINK(1)", input_tokens=1)
+    client.force_login(make_staff())
+    users = list(csv.DictReader(io.StringIO(client.get(DASHBOARD + "export.csv").content.decode())))
+    assert sorted(row["User"] for row in users[:-1]) == ["'+1+1", "'-2+3", "'=cmd", "'@SUM", "plain"]
+    assert [row["Cost (USD)"] for row in users[:4]] == ["0.007"] * 4  # numbers stay numbers
+    export = client.get(DASHBOARD + "export.csv", {"table": "models"}).content.decode()
+    assert "'=HYPERLINK(1)" in [row[0] for row in csv.reader(io.StringIO(export))]
+
+
+def test_every_formula_start_is_neutralised_and_other_cells_are_kept():
+    starts = ["=1+1", "+1", "-1", "@A1", "\t=1", "\r=1"]
+    assert [spreadsheet_safe(cell) for cell in starts] == ["'" + cell for cell in starts]
+    kept = ["alice", "a=1", "", 42, Decimal("-1.5"), None]
+    assert [spreadsheet_safe(cell) for cell in kept] == kept
+
+
+@pytest.mark.parametrize("user_id", ["99999999999999999999", "9223372036854775808", "2147483648", "987654"])
+def test_a_user_id_out_of_range_or_unknown_is_404(client, user_id):
+    client.force_login(make_staff())
+    assert client.get(f"{DASHBOARD}user/{user_id}/").status_code == 404
+
+
+def test_a_deleted_users_ledger_is_still_shown(client):
+    ghost = make_user("ghost")
+    record_call(ghost, input_tokens=1, output_tokens=1)
+    ghost_id = ghost.pk
+    ghost.delete()
+    client.force_login(make_staff())
+    assert client.get(f"{DASHBOARD}user/{ghost_id}/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "start, end",
+    [("9999-12-01", "9999-12-31"), ("9999-12-31", "9999-12-31"), ("1969-12-31", "1970-01-05"), ("99999-01-01", "99999-01-02")],
+)
+def test_a_custom_period_out_of_range_is_400_on_the_dashboard_the_csv_and_the_user_page(client, start, end):
+    alice, _bob = seed_usage()
+    client.force_login(make_staff())
+    query = {"preset": "custom", "start": start, "end": end}
+    for url in (DASHBOARD, DASHBOARD + "export.csv", f"{DASHBOARD}user/{alice.pk}/"):
+        assert client.get(url, query).status_code == 400, url
+    if not start.startswith("99999"):
+        assert b"Choose dates between 1970-01-01 and 9998-12-31." in client.get(DASHBOARD, query).content
+        assert client.get(DASHBOARD + "export.csv", query).content == b"Choose dates between 1970-01-01 and 9998-12-31."
+
+
+def test_the_first_and_last_days_a_period_may_have_are_shown(client):
+    alice, _bob = seed_usage()
+    client.force_login(make_staff())
+    for start, end in (("9998-12-01", "9998-12-31"), ("1970-01-01", "1970-01-31")):
+        query = {"preset": "custom", "start": start, "end": end}
+        for url in (DASHBOARD, DASHBOARD + "export.csv", f"{DASHBOARD}user/{alice.pk}/"):
+            assert client.get(url, query).status_code == 200, (url, start)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -44,6 +45,7 @@ SERVER_START_TIMEOUT = 60
 
 _user_numbers = itertools.count(1)
 _server_log: list[Path] = []  # where the running server writes, for failure reports
+_server_environ: dict[str, str] = {}  # the running server's environment, for management commands
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -139,6 +141,8 @@ def live_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     else:
         database_url = f"sqlite:///{workdir / 'e2e.sqlite3'}"
     env = _server_env(database_url)
+    _server_environ.clear()
+    _server_environ.update(env)
 
     migrate = subprocess.run(
         [str(VENV_BIN / "python"), "manage.py", "migrate", "--noinput"],
@@ -247,3 +251,50 @@ def signed_up_page(page):
     """A page of a freshly signed-up user, on the home page."""
     _sign_up(page)
     return page
+
+
+@pytest.fixture
+def manage(live_server_url: str):
+    """`manage("createsuperuser", ...)` runs a management command against the running server's database."""
+
+    def run(*args: str, **env: str) -> str:
+        result = subprocess.run(
+            [str(VENV_BIN / "python"), "manage.py", *args],
+            cwd=PROJECT_DIR,
+            env={**_server_environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    return run
+
+
+@pytest.fixture
+def log_in_as_staff(manage):
+    """`log_in_as_staff(page)` creates a fresh superuser (createsuperuser) and logs it in through the admin's
+    login page; returns the username. The page ends on the admin's index."""
+    from playwright.sync_api import expect
+
+    def log_in(page) -> str:
+        username = f"staff{next(_user_numbers)}_{uuid.uuid4().hex[:8]}"
+        manage(
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            username,
+            "--email",
+            f"{username}@example.org",
+            DJANGO_SUPERUSER_PASSWORD=PASSWORD,
+        )
+        page.goto("/admin/login/")
+        page.fill("#id_username", username)
+        page.fill("#id_password", PASSWORD)
+        page.locator("#login-form [type=submit]").click()
+        expect(page).to_have_url(re.compile(r"/admin/$"))
+        expect(page.locator("#site-name")).to_be_visible()
+        return username
+
+    return log_in

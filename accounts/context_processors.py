@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from .modes import signup_mode
+
+
+def signup(request) -> dict:
+    """The sign-up mode, so the login page and the top bar link to sign-up only when it is possible."""
+    mode = signup_mode()
+    return {"signup_mode": mode, "signup_link_shown": mode.has_public_form}
