@@ -181,7 +181,8 @@ if CHAT_DEFAULT_MODEL not in CHAT_MODELS:
     raise ImproperlyConfigured(
         f"CHAT_DEFAULT_MODEL={CHAT_DEFAULT_MODEL!r} is not one of CHAT_MODELS={CHAT_MODELS}"
     )
-CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS", "4096"))
+# max_tokens of a reply; unset (0): per model, from conversations/catalog.py (room for thinking).
+CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS") or "0")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
 CHAT_MAX_SYSTEM_PROMPT_CHARS = int(os.environ.get("CHAT_MAX_SYSTEM_PROMPT_CHARS", "16000"))
 # Deltas are coalesced into one websocket frame per this many milliseconds.

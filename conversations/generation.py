@@ -24,6 +24,7 @@ from django.conf import settings
 from billing.usage import LedgerLabels, Usage
 
 from . import fragments, leases, services
+from .catalog import reply_max_tokens
 from .claude import NOT_CONFIGURED, ClaudeError, ReplyRequest, ReplyStream, opaque_user_id
 from .control import SNAPSHOT, STOP, control_group
 from .models import Message, conversation_group
@@ -64,7 +65,7 @@ def _load_context(message_id: int) -> ReplyContext:
     request = ReplyRequest(
         model=message.model,
         messages=turns,
-        max_tokens=settings.CHAT_MAX_TOKENS,
+        max_tokens=reply_max_tokens(message.model),
         system=conversation.system_prompt,
         user_id=opaque_user_id(conversation.owner_id),
     )

@@ -16,6 +16,7 @@ from django.utils import timezone
 from billing.services import spend_reserve, usage_record
 from billing.usage import LedgerLabels, Usage
 
+from .catalog import reply_max_tokens
 from .claude import estimate_tokens_from_chars
 from .control import request_stop
 from .models import Conversation, Message, usage_fields
@@ -139,7 +140,7 @@ def _reserve(*, conversation: Conversation, assistant: Message) -> None:
         user=conversation.owner,
         model=conversation.model,
         prompt_bytes=prompt_bytes,
-        max_tokens=settings.CHAT_MAX_TOKENS,
+        max_tokens=reply_max_tokens(conversation.model),
         message_id=assistant.pk,
     )
 

@@ -386,7 +386,7 @@ async def test_cut_off_reply_offers_continue_which_sends_a_new_user_turn():
         await socket.receive_until(final_frame_for(follow_up.pk))
         await generation_wait(follow_up.pk)
     finally:
-        settings.CHAT_MAX_TOKENS = 4096
+        settings.CHAT_MAX_TOKENS = 0
     await socket.close()
     roles = await sync_to_async(
         lambda: list(conversation.messages.in_order().values_list("role", flat=True))
