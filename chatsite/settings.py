@@ -183,6 +183,8 @@ if CHAT_DEFAULT_MODEL not in CHAT_MODELS:
     )
 # max_tokens of a reply; unset (0): per model, from conversations/catalog.py (room for thinking).
 CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS") or "0")
+# Largest prompt + reply sent per call, in tokens; unset (0): the model's whole context window.
+CHAT_CONTEXT_WINDOW = int(os.environ.get("CHAT_CONTEXT_WINDOW") or "0")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
 CHAT_MAX_SYSTEM_PROMPT_CHARS = int(os.environ.get("CHAT_MAX_SYSTEM_PROMPT_CHARS", "16000"))
 # Deltas are coalesced into one websocket frame per this many milliseconds.

@@ -77,3 +77,10 @@ def reply_max_tokens(model_id: str) -> int:
     info = model_info(model_id)
     configured = settings.CHAT_MAX_TOKENS
     return min(configured, info.max_output) if configured else info.reply_max_tokens
+
+
+def context_window(model_id: str) -> int:
+    """The window a request on `model_id` must fit: the model's, or CHAT_CONTEXT_WINDOW when smaller."""
+    window = model_info(model_id).context_window
+    configured = settings.CHAT_CONTEXT_WINDOW
+    return min(configured, window) if configured else window

@@ -60,7 +60,9 @@ def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
         output_tokens=count(getattr(api_usage, "output_tokens", None), previous.output_tokens),
         cache_write_5m_tokens=write_5m,
         cache_write_1h_tokens=write_1h,
-        cache_read_tokens=count(getattr(api_usage, "cache_read_input_tokens", None), previous.cache_read_tokens),
+        cache_read_tokens=count(
+            getattr(api_usage, "cache_read_input_tokens", None), previous.cache_read_tokens
+        ),
         thinking_tokens=count(getattr(details, "thinking_tokens", None), previous.thinking_tokens),
         service_tier=label("service_tier", previous.service_tier),
         inference_geo=label("inference_geo", previous.inference_geo),
@@ -162,6 +164,20 @@ class ReplyStream:
             return self.usage
         estimate = estimate_tokens_from_chars(self.text_chars)
         return replace(self.usage, output_tokens=max(self.usage.output_tokens, estimate))
+
+
+async def count_prompt_tokens(request: ReplyRequest) -> int:
+    """The exact size in tokens of `request`'s prompt (the API's count_tokens: free, generates nothing)."""
+    params = build_params(request)
+    params.pop("max_tokens")
+    params.pop("metadata", None)
+    try:
+        result = await client().messages.count_tokens(**params)
+    except anthropic.APIStatusError as exc:
+        raise _map_status_error(exc, "") from exc
+    except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+        raise ClaudeError("connection", "Claude could not be reached. Please retry.", repr(exc)) from exc
+    return result.input_tokens
 
 
 def estimate_tokens_from_chars(chars: int) -> int:

@@ -131,4 +131,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _current_state(self) -> tuple[str, int | None]:
         chat_messages = list(self.conversation.messages.in_order())
         streaming_id = next((m.pk for m in chat_messages if m.is_streaming), None)
-        return fragments.message_list(chat_messages), streaming_id
+        context_from = Conversation.objects.values_list("context_from", flat=True).get(
+            pk=self.conversation.pk
+        )
+        return fragments.message_list(chat_messages, context_from=context_from), streaming_id

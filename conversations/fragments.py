@@ -42,15 +42,20 @@ def new_turns(messages: Iterable[Message]) -> str:
     return _partial("messages_append", chat_messages=list(messages)) + send_button(busy=True)
 
 
-def message_list(messages: list[Message]) -> str:
+def message_list(messages: list[Message], *, context_from: int = 0) -> str:
     """The whole list in place of the page's (a socket that (re)connects), with the send button's state
     and any error left by an earlier socket (e.g. "reconnecting") cleared."""
     busy = any(m.is_streaming for m in messages)
     return (
-        _partial("messages_replace", chat_messages=messages)
+        _partial("messages_replace", chat_messages=messages, context_from=context_from)
         + send_button(busy=busy)
         + _partial("chat_error", oob=True)
     )
+
+
+def context_marker(message_id: int) -> str:
+    """The "no longer sent to Claude" marker moved to just before message `message_id`."""
+    return _partial("context_marker_move", context_from=message_id)
 
 
 def send_button(*, busy: bool) -> str:

@@ -24,8 +24,9 @@ from django.conf import settings
 from billing.usage import LedgerLabels, Usage
 
 from . import fragments, leases, services
-from .catalog import reply_max_tokens
+from .catalog import context_window, reply_max_tokens
 from .claude import NOT_CONFIGURED, ClaudeError, ReplyRequest, ReplyStream, opaque_user_id
+from .context import fit_request
 from .control import SNAPSHOT, STOP, control_group
 from .models import Message, conversation_group
 
@@ -46,6 +47,8 @@ class ReplyContext:
     conversation_id: int
     request: ReplyRequest
     labels: LedgerLabels
+    # Tokens the prompt and reply must fit in: the model's window, or less where the API said so.
+    context_window: int
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,14 @@ def _load_context(message_id: int) -> ReplyContext:
         user_id=opaque_user_id(conversation.owner_id),
     )
     labels = services.ledger_labels_for(conversation, model=message.model)
-    return ReplyContext(message.pk, message.attempt_id, conversation.pk, request, labels)
+    window = context_window(message.model)
+    previous = (
+        conversation.messages.filter(role=Message.Role.ASSISTANT, pk__lt=message.pk).order_by("-pk").first()
+    )
+    if previous is not None and previous.stop_reason == "model_context_window_exceeded":
+        # The previous reply ran into the window: that is where it really ends, so trim to fit it.
+        window = min(window, previous.prompt_tokens + previous.output_tokens)
+    return ReplyContext(message.pk, message.attempt_id, conversation.pk, request, labels, window)
 
 
 class Generation:
@@ -82,6 +92,7 @@ class Generation:
         self.conversation_id = context.conversation_id
         self.group = conversation_group(context.conversation_id)
         self.labels = context.labels
+        self.context_window = context.context_window
         self.stream = ReplyStream(context.request)
         self.layer = get_channel_layer()
         self.control_channel = control_channel
@@ -114,10 +125,13 @@ class Generation:
             if self.stop_requested and not (current and current.cancelling()):
                 outcome = Outcome(Message.Status.STOPPED, stop_reason="stopped_by_user")
             else:  # this task itself was cancelled: the server is shutting down
-                outcome = Outcome(Message.Status.INTERRUPTED, error="The server stopped while writing this reply.")
+                outcome = Outcome(
+                    Message.Status.INTERRUPTED, error="The server stopped while writing this reply."
+                )
         except ClaudeError as exc:
             outcome = Outcome(
-                Message.Status.ERROR, error=NOT_CONFIGURED if exc.kind == "not_configured" else exc.user_message
+                Message.Status.ERROR,
+                error=NOT_CONFIGURED if exc.kind == "not_configured" else exc.user_message,
             )
         except Exception:
             logger.exception("Generation of message %s failed", self.message_id)
@@ -134,18 +148,33 @@ class Generation:
             await asyncio.shield(self._finish(outcome))
         except Exception:
             logger.exception("Could not save the end of reply %s", self.message_id)
-            await database_sync_to_async(services.reply_mark_failed)(message_id=self.message_id, text=self.text())
+            await database_sync_to_async(services.reply_mark_failed)(
+                message_id=self.message_id, text=self.text()
+            )
 
     def _outcome_complete(self) -> Outcome:
         stop_reason = self.stream.stop_reason
-        if stop_reason == "max_tokens":
-            return Outcome(Message.Status.CUT_OFF, stop_reason="max_tokens")
+        if stop_reason in ("max_tokens", "model_context_window_exceeded"):
+            return Outcome(Message.Status.CUT_OFF, stop_reason=stop_reason)
+        if stop_reason == "refusal":
+            return Outcome(Message.Status.REFUSED, stop_reason=stop_reason)
         if stop_reason is None:
             # Clean end without message_delta: the reply is incomplete, its text kept.
             return Outcome(Message.Status.ERROR, error="Claude's reply ended early.")
         return Outcome(Message.Status.COMPLETE, stop_reason=stop_reason)
 
     async def _consume(self) -> None:
+        request, cut = await fit_request(
+            self.stream.request,
+            window=self.context_window,
+            conversation_id=self.conversation_id,
+            message_id=self.message_id,
+        )
+        self.stream.request = request
+        if cut is not None:
+            await self.layer.group_send(
+                self.group, {"type": "chat.frame", "html": fragments.context_marker(cut)}
+            )
         async for delta in self.stream.deltas():
             self._pending.append(delta)
             self._has_pending.set()
@@ -262,7 +291,9 @@ class Checkpointer:
             batch = {m: self.running[m].checkpoint_values() for m in self.dirty if m in self.running}
             self.dirty.clear()
             try:
-                await database_sync_to_async(services.replies_checkpoint)(batch=batch, worker=leases.WORKER_ID)
+                await database_sync_to_async(services.replies_checkpoint)(
+                    batch=batch, worker=leases.WORKER_ID
+                )
             except Exception:
                 logger.exception("Saving partial replies failed; they are saved at the end regardless")
 

@@ -32,6 +32,10 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
+    # Messages with a lower id are no longer sent to Claude: the conversation outgrew the model's
+    # context window and its oldest turns were left out (the page shows a marker there). It only moves
+    # forward, in large steps, so the cached prompt prefix stays the same for many turns.
+    context_from = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     # Last activity: bumped by every new turn so the sidebar lists recent conversations first.
     updated_at = models.DateTimeField(auto_now=True)
@@ -74,6 +78,7 @@ class Message(models.Model):
         CUT_OFF = "cut_off", "Cut off"
         ERROR = "error", "Error"
         INTERRUPTED = "interrupted", "Interrupted"
+        REFUSED = "refused", "Refused"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
@@ -118,6 +123,11 @@ class Message(models.Model):
         """Copy the counts shown on the message (the ledger row keeps the whole `usage`)."""
         for name, value in usage_fields(usage).items():
             setattr(self, name, value)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The prompt of this reply's call as the API reported it (uncached, cache written, cache read)."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
     @property
     def is_streaming(self) -> bool:

@@ -115,23 +115,57 @@ def conversation_delete(*, conversation: Conversation) -> None:
 def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[dict], int]:
     """The API `messages` for a reply placed at `before`, and the prompt's UTF-8 size in bytes.
 
-    Assistant turns with no text are skipped and consecutive same-role turns merged, so the list
-    alternates and ends with the user's turn (API 2026-10-21 rejects prefill).
+    Only messages from `conversation.context_from` on are sent (older ones were left out to fit the
+    context window). Turns with no real text (empty or whitespace-only: the API rejects them) are
+    skipped; a refused exchange (the refusal and the user's turn it answered) is left out, since
+    sending it again keeps the conversation refused; consecutive same-role turns are merged, so the
+    list alternates, starts and ends with the user's turn (API 2026-10-21 rejects prefill).
     """
     turns: list[dict] = []
-    for role, content in (
-        conversation.messages.filter(pk__lt=before.pk).in_order().values_list("role", "content")
-    ):
-        if not content:
+    rows = (
+        conversation.messages.filter(pk__lt=before.pk, pk__gte=conversation.context_from)
+        .in_order()
+        .values_list("role", "content", "status")
+    )
+    for role, content, status in rows:
+        if status == Message.Status.REFUSED:
+            while turns and turns[-1]["role"] == Message.Role.USER:
+                turns.pop()
+            continue
+        if not content.strip():
             continue
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"] += "\n\n" + content
         else:
             turns.append({"role": role, "content": content})
+    while turns and turns[0]["role"] != Message.Role.USER:
+        turns.pop(0)
     while turns and turns[-1]["role"] != Message.Role.USER:
         turns.pop()
     size = len(conversation.system_prompt.encode()) + sum(len(t["content"].encode()) for t in turns)
     return turns, size
+
+
+def context_sizes(*, conversation_id: int, before_id: int) -> list[tuple[int, str, int]]:
+    """(id, role, UTF-8 bytes) of the messages still sent to Claude for a reply at `before_id`, oldest first."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    rows = (
+        conversation.messages.filter(pk__lt=before_id, pk__gte=conversation.context_from)
+        .in_order()
+        .values_list("pk", "role", "content")
+    )
+    return [(pk, role, len(content.encode())) for pk, role, content in rows]
+
+
+def conversation_leave_out_before(*, conversation_id: int, message_id: int) -> bool:
+    """Stop sending the messages older than `message_id` to Claude (the cut only moves forward).
+
+    Returns whether it moved.
+    """
+    moved = Conversation.objects.filter(pk=conversation_id, context_from__lt=message_id).update(
+        context_from=message_id
+    )
+    return bool(moved)
 
 
 def _reserve(*, conversation: Conversation, assistant: Message) -> None:
@@ -237,7 +271,9 @@ def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None]], worker: st
             if usage is not None:
                 fields.update(usage_fields(usage))
             Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
-        Message.objects.filter(worker=worker, status=Message.Status.STREAMING).update(lease_until=lease_until(now))
+        Message.objects.filter(worker=worker, status=Message.Status.STREAMING).update(
+            lease_until=lease_until(now)
+        )
 
 
 @dataclass(frozen=True)
@@ -254,7 +290,12 @@ class ReplyEnd:
 
 
 def reply_finish(
-    *, message_id: int, attempt_id: uuid.UUID, end: ReplyEnd, labels: LedgerLabels, expired_at: datetime | None = None
+    *,
+    message_id: int,
+    attempt_id: uuid.UUID,
+    end: ReplyEnd,
+    labels: LedgerLabels,
+    expired_at: datetime | None = None,
 ) -> Message | None:
     """Final state of a reply and the ledger row of its API call `attempt_id`, in one transaction.
 
@@ -270,7 +311,11 @@ def reply_finish(
         if message is not None:
             if message.status != Message.Status.STREAMING or message.attempt_id != attempt_id:
                 return None
-            if expired_at is not None and message.lease_until is not None and message.lease_until >= expired_at:
+            if (
+                expired_at is not None
+                and message.lease_until is not None
+                and message.lease_until >= expired_at
+            ):
                 return None  # its worker renewed the lease meanwhile: it is alive
             message.content = end.content
             message.html = html

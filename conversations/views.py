@@ -25,6 +25,7 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, **ext
         "conversation": conversation,
         "conversations": Conversation.objects.owned_by(request.user)[:200],
         "chat_messages": chat_messages,
+        "context_from": conversation.context_from if conversation else 0,
         "busy": any(m.is_streaming for m in chat_messages),
         "models": settings.CHAT_MODELS,
         "default_model": settings.CHAT_DEFAULT_MODEL,
@@ -107,7 +108,9 @@ def _reply_action_view(intent):
             raise Http404 from None
         except (services.InvalidInput, SpendRefused) as exc:
             flash.error(request, str(exc))
-            message = await Message.objects.select_related("conversation").aget(pk=pk, conversation__owner=user)
+            message = await Message.objects.select_related("conversation").aget(
+                pk=pk, conversation__owner=user
+            )
         return redirect(message.conversation)
 
     return view
