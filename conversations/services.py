@@ -225,11 +225,27 @@ def reply_start(*, conversation: Conversation, text: object, worker: str) -> tup
     return user_message, assistant
 
 
-def reply_continue(*, message: Message, worker: str) -> tuple[Message, Message]:
-    """Ask for the rest of a reply cut off by max_tokens: a new user turn, since prefill is rejected."""
-    if message.status != Message.Status.CUT_OFF:
-        raise InvalidInput("Only a reply that was cut off can be continued.")
-    return reply_start(conversation=message.conversation, text=CONTINUE_PROMPT, worker=worker)
+def reply_continue(*, message: Message, worker: str) -> Message:
+    """Extend a reply cut off by max_tokens, in place: the next call gets the text so far as Claude's
+    turn and CONTINUE_PROMPT after it (prefill is rejected), and its text is appended to the same
+    message (one text, one Copy, one receipt listing both calls). Only the conversation's latest reply
+    can be continued."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update().select_related("conversation__owner").get(pk=message.pk)
+        conversation = message.conversation
+        if message.role != Message.Role.ASSISTANT or message.status != Message.Status.CUT_OFF:
+            raise InvalidInput("Only a reply that was cut off can be continued.")
+        if conversation.messages.filter(pk__gt=message.pk).exists():
+            raise InvalidInput("Only the latest reply can be continued.")
+        if not message.content.strip():
+            raise InvalidInput("This reply has no text to continue: retry it instead.")
+        message.error = message.stop_reason = ""
+        _lease(message, worker)
+        message.model = conversation.model
+        message.save()
+        _reserve(conversation=conversation, assistant=message)
+        conversation.save(update_fields=["updated_at"])
+    return message
 
 
 def reply_retry(*, message: Message, worker: str) -> Message:
@@ -371,10 +387,13 @@ def replies_end_expired(*, conversation_id: int | None = None) -> list[Message]:
         expired = expired.filter(conversation_id=conversation_id)
     ended = []
     for message in expired:
+        write_1h = min(message.cache_creation_1h_input_tokens, message.cache_creation_input_tokens)
         usage = Usage(
             input_tokens=message.input_tokens,
-            output_tokens=estimate_tokens_from_chars(len(message.content)),
-            cache_write_5m_tokens=message.cache_creation_input_tokens,
+            # The checkpoint's estimate counts thinking too; the saved text is a floor.
+            output_tokens=max(message.output_tokens, estimate_tokens_from_chars(len(message.content))),
+            cache_write_5m_tokens=message.cache_creation_input_tokens - write_1h,
+            cache_write_1h_tokens=write_1h,
             cache_read_tokens=message.cache_read_input_tokens,
         )
         end = ReplyEnd(

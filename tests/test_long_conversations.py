@@ -110,3 +110,20 @@ def test_the_page_shows_where_earlier_messages_stop_being_sent(client):
     page = client.get(conversation.get_absolute_url()).content.decode()
     marker = page.index("Earlier messages are no longer sent to Claude")
     assert page.index(">old<") < marker < page.index(">new<")
+
+
+async def test_a_prompt_the_api_calls_too_long_is_trimmed_and_sent_again_instead_of_failing(settings, offline_claude):
+    settings.CHAT_CONTEXT_WINDOW = 100_000  # the app believes in a far larger window than the model has
+    settings.CHAT_MAX_TOKENS = 300
+    offline_claude.set_defaults(context_window=2_000, reply_tokens=100)
+    user, conversation = await setup_chat()
+    for turn in range(10):
+        await sync_to_async(make_message)(conversation, content=f"old question {turn} " + "word " * 150)
+        await sync_to_async(make_message)(conversation, role="assistant", content="old answer " + "word " * 150)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    assistant, frames = await send_and_finish(socket, conversation, "A new question")
+    await socket.close()
+    assert assistant.status == Message.Status.COMPLETE, assistant.error
+    assert assistant.prompt_tokens <= 2_000
+    assert any("Earlier messages are no longer sent to Claude" in f for f in frames)
