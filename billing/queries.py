@@ -60,6 +60,10 @@ class UsageRecordQuerySet(models.QuerySet):
         """Calls billed to the user with this id (works after the user was deleted)."""
         return self.filter(user_id=user_id)
 
+    def for_conversation(self, conversation_id: int) -> UsageRecordQuerySet:
+        """Every API call made in this conversation (its rows outlive it)."""
+        return self.filter(conversation_id=conversation_id)
+
     def for_message(self, message_id: int) -> UsageRecordQuerySet:
         """Every API call made for this assistant message, oldest first."""
         return self.filter(message_id=message_id).order_by("created_at", "id")

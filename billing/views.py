@@ -56,6 +56,7 @@ def receipt(request: HttpRequest, message_pk: int) -> HttpResponse:
         "conversation_title": labelled.conversation_title if labelled else "",
         "records": records,
         "total": sum(record.cost for record in records),  # a handful of rows for one message
+        "savings": sum(record.cache_savings for record in records),
         "any_unpriced": any(not record.priced for record in records),
     }
     template = "billing/receipt.html#receipt" if request.htmx else "billing/receipt.html"

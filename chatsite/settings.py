@@ -252,7 +252,16 @@ if CHAT_DEFAULT_MODEL not in CHAT_MODELS:
     raise ImproperlyConfigured(
         f"CHAT_DEFAULT_MODEL={CHAT_DEFAULT_MODEL!r} is not one of CHAT_MODELS={CHAT_MODELS}"
     )
-CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS", "4096"))
+# max_tokens of a reply; unset (0): per model, from conversations/catalog.py (room for thinking).
+CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS") or "0")
+# Prompt caching of every reply request (one rolling breakpoint): "1h", "5m" or "off". 1h by
+# measurement (bench/prompt_caching.py): 5m is cheaper only while every turn comes within 5 minutes,
+# and costs more than no caching once people pause longer; 1h stays near 22% of the uncached price.
+CHAT_PROMPT_CACHE_TTL = os.environ.get("CHAT_PROMPT_CACHE_TTL", "1h").strip().lower()
+if CHAT_PROMPT_CACHE_TTL not in ("5m", "1h", "off"):
+    raise ImproperlyConfigured(f"CHAT_PROMPT_CACHE_TTL must be 5m, 1h or off, not {CHAT_PROMPT_CACHE_TTL!r}")
+# Largest prompt + reply sent per call, in tokens; unset (0): the model's whole context window.
+CHAT_CONTEXT_WINDOW = int(os.environ.get("CHAT_CONTEXT_WINDOW") or "0")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
 CHAT_MAX_SYSTEM_PROMPT_CHARS = int(os.environ.get("CHAT_MAX_SYSTEM_PROMPT_CHARS", "16000"))
 # Deltas are coalesced into one websocket frame per this many milliseconds.
@@ -262,6 +271,8 @@ CHAT_CHECKPOINT_SECONDS = float(os.environ.get("CHAT_CHECKPOINT_SECONDS", "1.0")
 # Read timeout for a stalled stream, in seconds (the SDK's default is 600).
 CHAT_READ_TIMEOUT_SECONDS = float(os.environ.get("CHAT_READ_TIMEOUT_SECONDS", "60"))
 CHAT_MAX_RETRIES = int(os.environ.get("CHAT_MAX_RETRIES", "2"))
+# A reply waits at most this long in all for its retries (however long retry-after asks), then fails with Retry.
+CHAT_RETRY_MAX_WAIT_SECONDS = float(os.environ.get("CHAT_RETRY_MAX_WAIT_SECONDS", "30"))
 # A streaming reply is leased to the worker writing it, which renews the lease with every checkpoint;
 # any worker ends a reply whose lease has not been renewed for this long (its worker died).
 CHAT_LEASE_SECONDS = float(os.environ.get("CHAT_LEASE_SECONDS", "10"))

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import math
+import re
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -60,7 +61,9 @@ def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
         output_tokens=count(getattr(api_usage, "output_tokens", None), previous.output_tokens),
         cache_write_5m_tokens=write_5m,
         cache_write_1h_tokens=write_1h,
-        cache_read_tokens=count(getattr(api_usage, "cache_read_input_tokens", None), previous.cache_read_tokens),
+        cache_read_tokens=count(
+            getattr(api_usage, "cache_read_input_tokens", None), previous.cache_read_tokens
+        ),
         thinking_tokens=count(getattr(details, "thinking_tokens", None), previous.thinking_tokens),
         service_tier=label("service_tier", previous.service_tier),
         inference_geo=label("inference_geo", previous.inference_geo),
@@ -68,14 +71,44 @@ def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
     )
 
 
+RETRYABLE = {"overloaded", "rate_limited", "server"}
+# What a person reads while a reply waits to be retried, per kind.
+RETRY_REASONS = {
+    "overloaded": "Claude is overloaded",
+    "rate_limited": "Claude's rate limit was reached",
+    "server": "Claude had an error",
+}
+
+
+def _retry_after(exc: anthropic.APIStatusError) -> float | None:
+    headers = exc.response.headers if exc.response is not None else {}
+    for name, scale in (("retry-after-ms", 1000), ("retry-after", 1)):
+        try:
+            return max(0.0, float(headers[name]) / scale)
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
 class ClaudeError(Exception):
     """A reply failed. `user_message` is safe to show; `str(self)` is for the server log."""
 
-    def __init__(self, kind: str, user_message: str, detail: str = "", request_id: str = ""):
+    def __init__(
+        self, kind: str, user_message: str, detail: str = "", request_id: str = "", window: int | None = None
+    ):
         super().__init__(detail or user_message)
         self.kind = kind
         self.user_message = user_message
         self.request_id = request_id
+        # For kind "prompt_too_long": the window the API said the prompt must fit, when it said so.
+        self.window = window
+        # For retryable kinds: how long the API asked us to wait (retry-after-ms / retry-after), if it did.
+        self.retry_after: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        """Worth asking again after a wait (overloaded, rate limited, a server error)."""
+        return self.kind in RETRYABLE
 
 
 @dataclass
@@ -85,6 +118,12 @@ class ReplyRequest:
     max_tokens: int
     system: str = ""
     user_id: str = ""
+    # Prompt caching: "5m" or "1h" puts one automatic, rolling breakpoint at the end of the prompt
+    # (each call reads what the previous one wrote and writes its own new turns); "" sends none.
+    cache_ttl: str = ""
+    # Ask models that think by default to stream a summary of their thinking (never shown): it is
+    # billed all the same, and a reply stopped or dropped mid-thought is then estimated from it.
+    summarize_thinking: bool = False
 
 
 @dataclass
@@ -102,6 +141,7 @@ class ReplyStream:
     opened: bool = False
     started: bool = False
     text_chars: int = 0
+    thinking_chars: int = 0  # thinking streamed (billed as output, never shown or saved)
     _stream: object = None
 
     async def deltas(self) -> AsyncIterator[str]:
@@ -115,6 +155,8 @@ class ReplyStream:
                     if event.delta.type == "text_delta":
                         self.text_chars += len(event.delta.text)
                         yield event.delta.text
+                    elif event.delta.type == "thinking_delta":
+                        self.thinking_chars += len(event.delta.thinking)
                 elif kind == "message_start":
                     self.started = True
                     self.usage = usage_from_api(event.message.usage, self.usage)
@@ -123,7 +165,9 @@ class ReplyStream:
                     self.stop_reason = event.delta.stop_reason
                 # Other events (content_block_start/stop, thinking, unknown future types) carry no reply text.
         except anthropic.APIStatusError as exc:
-            raise _map_status_error(exc, self.request_id) from exc
+            error = _map_status_error(exc, self.request_id)
+            error.retry_after = _retry_after(exc)
+            raise error from exc
         except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
             raise ClaudeError(
                 "timeout",
@@ -160,8 +204,25 @@ class ReplyStream:
         """Usage to bill: the API's figures, plus an estimate of output received when the final count is missing."""
         if not self.usage_is_estimated:
             return self.usage
-        estimate = estimate_tokens_from_chars(self.text_chars)
-        return replace(self.usage, output_tokens=max(self.usage.output_tokens, estimate))
+        return replace(self.usage, output_tokens=max(self.usage.output_tokens, self.output_estimate()))
+
+    def output_estimate(self) -> int:
+        """Output tokens received so far, estimated from everything streamed (thinking included)."""
+        return estimate_tokens_from_chars(self.text_chars + self.thinking_chars)
+
+
+async def count_prompt_tokens(request: ReplyRequest) -> int:
+    """The exact size in tokens of `request`'s prompt (the API's count_tokens: free, generates nothing)."""
+    params = build_params(request)
+    params.pop("max_tokens")
+    params.pop("metadata", None)
+    try:
+        result = await client().messages.count_tokens(**params)
+    except anthropic.APIStatusError as exc:
+        raise _map_status_error(exc, "") from exc
+    except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+        raise ClaudeError("connection", "Claude could not be reached. Please retry.", repr(exc)) from exc
+    return result.input_tokens
 
 
 def estimate_tokens_from_chars(chars: int) -> int:
@@ -176,6 +237,10 @@ def build_params(request: ReplyRequest) -> dict:
         params["system"] = request.system
     if request.user_id:
         params["metadata"] = {"user_id": request.user_id}
+    if request.summarize_thinking:
+        params["thinking"] = {"type": "adaptive", "display": "summarized"}
+    if request.cache_ttl:
+        params["cache_control"] = {"type": "ephemeral", "ttl": request.cache_ttl}
     return params
 
 
@@ -183,6 +248,10 @@ def opaque_user_id(user_pk: int) -> str:
     """A stable id for `metadata.user_id` that reveals nothing about the person (HMAC of the pk)."""
     digest = hmac.new(settings.SECRET_KEY.encode(), f"user:{user_pk}".encode(), hashlib.sha256)
     return digest.hexdigest()[:32]
+
+
+# "prompt is too long: 211815 tokens > 200000 maximum"
+_TOO_LONG = re.compile(r"tokens? > (\d+)")
 
 
 def _map_status_error(exc: anthropic.APIStatusError, request_id: str) -> ClaudeError:
@@ -205,6 +274,15 @@ def _map_status_error(exc: anthropic.APIStatusError, request_id: str) -> ClaudeE
         )
     if isinstance(exc, anthropic.ContentTooLargeError):
         return ClaudeError("too_large", "This conversation is too long for the model.", detail, request_id)
+    if isinstance(exc, anthropic.BadRequestError) and "prompt is too long" in (exc.api_message or ""):
+        found = _TOO_LONG.search(exc.api_message)
+        return ClaudeError(
+            "prompt_too_long",
+            "This conversation is too long for the model.",
+            detail,
+            request_id,
+            window=int(found.group(1)) if found else None,
+        )
     if isinstance(exc, anthropic.BadRequestError | anthropic.NotFoundError):
         message = exc.api_message or "Claude refused the request."
         return ClaudeError("bad_request", f"Claude refused the request: {message}", detail, request_id)
@@ -232,7 +310,9 @@ def client() -> anthropic.AsyncAnthropic:
     made = anthropic.AsyncAnthropic(
         api_key=api_key,
         base_url=base_url,
-        max_retries=settings.CHAT_MAX_RETRIES,
+        # Replies retry in generation.py, visibly and with a cap on the total wait (the SDK's own
+        # retries are silent and honour any retry-after).
+        max_retries=0,
         timeout=httpx2.Timeout(settings.CHAT_READ_TIMEOUT_SECONDS, connect=5.0),
     )
     _clients[loop] = made

@@ -203,6 +203,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _current_state(self) -> tuple[str, int | None]:
-        chat_messages = list(self.conversation.messages.in_order())
+        chat_messages, earlier_before = self.conversation.messages.page()
         streaming_id = next((m.pk for m in chat_messages if m.is_streaming), None)
-        return fragments.message_list(chat_messages), streaming_id
+        context_from = Conversation.objects.values_list("context_from", flat=True).get(pk=self.conversation.pk)
+        return (
+            fragments.message_list(
+                chat_messages,
+                conversation=self.conversation,
+                context_from=context_from,
+                earlier_before=earlier_before,
+            ),
+            streaming_id,
+        )

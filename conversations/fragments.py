@@ -42,15 +42,41 @@ def new_turns(messages: Iterable[Message]) -> str:
     return _partial("messages_append", chat_messages=list(messages)) + send_button(busy=True)
 
 
-def message_list(messages: list[Message]) -> str:
+def message_list(
+    messages: list[Message], *, conversation=None, context_from: int = 0, earlier_before: int | None = None
+) -> str:
     """The whole list in place of the page's (a socket that (re)connects), with the send button's state
     and any error left by an earlier socket (e.g. "reconnecting") cleared."""
     busy = any(m.is_streaming for m in messages)
     return (
-        _partial("messages_replace", chat_messages=messages)
+        _partial(
+            "messages_replace",
+            chat_messages=messages,
+            conversation=conversation,
+            context_from=context_from,
+            earlier_before=earlier_before,
+            latest_id=messages[-1].pk if messages else None,
+        )
         + send_button(busy=busy)
         + _partial("chat_error", oob=True)
     )
+
+
+def context_marker(message_id: int) -> str:
+    """The "no longer sent to Claude" marker moved to just before message `message_id`."""
+    return _partial("context_marker_move", context_from=message_id)
+
+
+def retrying(message_id: int, notice: str) -> str:
+    """A streaming reply's status line saying that it waits to retry, and why (Stop stays)."""
+    return _partial(
+        "status_retrying", message=Message(pk=message_id, status=Message.Status.STREAMING), notice=notice
+    )
+
+
+def meter(meter) -> str:
+    """The header's context meter and cost so far, brought up to date after a reply."""
+    return _partial("meter", meter=meter, oob=True)
 
 
 def send_button(*, busy: bool) -> str:

@@ -14,8 +14,9 @@ import asyncio
 import contextvars
 import functools
 import logging
+import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -24,9 +25,12 @@ from django.conf import settings
 from billing.usage import LedgerLabels, Usage
 
 from . import fragments, leases, services
-from .claude import NOT_CONFIGURED, ClaudeError, ReplyRequest, ReplyStream, opaque_user_id
+from .catalog import context_window, model_info, reply_max_tokens
+from .claude import NOT_CONFIGURED, RETRY_REASONS, ClaudeError, ReplyRequest, ReplyStream, opaque_user_id
+from .context import fit_request
 from .control import SNAPSHOT, STOP, control_group
-from .models import Message, conversation_group
+from .meters import meter_for
+from .models import Conversation, Message, conversation_group
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,10 @@ class ReplyContext:
     conversation_id: int
     request: ReplyRequest
     labels: LedgerLabels
+    # Tokens the prompt and reply must fit in: the model's window, or less where the API said so.
+    context_window: int
+    # The text so far of a cut-off reply being continued ("" for a new reply): new text is appended.
+    continued: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,15 +69,36 @@ def _load_context(message_id: int) -> ReplyContext:
     message = Message.objects.select_related("conversation__owner").get(pk=message_id)
     conversation = message.conversation
     turns, _ = services.reply_history(conversation, before=message)
+    # A streaming reply that already has text is being continued (start and retry empty it first).
+    continued = message.content if message.content.strip() else ""
+    if continued and turns:
+        turns += [
+            {"role": Message.Role.ASSISTANT, "content": continued},
+            {"role": Message.Role.USER, "content": services.CONTINUE_PROMPT},
+        ]
     request = ReplyRequest(
         model=message.model,
         messages=turns,
-        max_tokens=settings.CHAT_MAX_TOKENS,
+        max_tokens=reply_max_tokens(message.model),
         system=conversation.system_prompt,
         user_id=opaque_user_id(conversation.owner_id),
+        cache_ttl="" if settings.CHAT_PROMPT_CACHE_TTL == "off" else settings.CHAT_PROMPT_CACHE_TTL,
+        summarize_thinking=model_info(message.model).thinks_by_default,
     )
     labels = services.ledger_labels_for(conversation, model=message.model)
-    return ReplyContext(message.pk, message.attempt_id, conversation.pk, request, labels)
+    window = context_window(message.model)
+    previous = (
+        conversation.messages.filter(role=Message.Role.ASSISTANT, pk__lt=message.pk).order_by("-pk").first()
+    )
+    if previous is not None and previous.stop_reason == "model_context_window_exceeded":
+        # The previous reply ran into the window: that is where it really ends, so trim to fit it.
+        window = min(window, previous.prompt_tokens + previous.output_tokens)
+    return ReplyContext(message.pk, message.attempt_id, conversation.pk, request, labels, window, continued)
+
+
+@database_sync_to_async
+def _meter(conversation_id: int):
+    return meter_for(Conversation.objects.get(pk=conversation_id))
 
 
 class Generation:
@@ -81,13 +110,14 @@ class Generation:
         self.conversation_id = context.conversation_id
         self.group = conversation_group(context.conversation_id)
         self.labels = context.labels
+        self.context_window = context.context_window
         self.stream = ReplyStream(context.request)
         self.layer = get_channel_layer()
         self.control_channel = control_channel
         self.stop_requested = False
-        self._sent: list[str] = []  # text already published to sockets
+        # Text already published to sockets (a continued reply's earlier text is on the page already).
+        self._sent: list[str] = [context.continued] if context.continued else []
         self._pending: list[str] = []  # received, not yet published
-        self._usage_checkpointed = False
         self._finishing = False
         self._send_lock = asyncio.Lock()
         self._has_pending = asyncio.Event()
@@ -113,10 +143,13 @@ class Generation:
             if self.stop_requested and not (current and current.cancelling()):
                 outcome = Outcome(Message.Status.STOPPED, stop_reason="stopped_by_user")
             else:  # this task itself was cancelled: the server is shutting down
-                outcome = Outcome(Message.Status.INTERRUPTED, error="The server stopped while writing this reply.")
+                outcome = Outcome(
+                    Message.Status.INTERRUPTED, error="The server stopped while writing this reply."
+                )
         except ClaudeError as exc:
             outcome = Outcome(
-                Message.Status.ERROR, error=NOT_CONFIGURED if exc.kind == "not_configured" else exc.user_message
+                Message.Status.ERROR,
+                error=NOT_CONFIGURED if exc.kind == "not_configured" else exc.user_message,
             )
         except Exception:
             logger.exception("Generation of message %s failed", self.message_id)
@@ -133,21 +166,71 @@ class Generation:
             await asyncio.shield(self._finish(outcome))
         except Exception:
             logger.exception("Could not save the end of reply %s", self.message_id)
-            await database_sync_to_async(services.reply_mark_failed)(message_id=self.message_id, text=self.text())
+            await database_sync_to_async(services.reply_mark_failed)(
+                message_id=self.message_id, text=self.text()
+            )
 
     def _outcome_complete(self) -> Outcome:
         stop_reason = self.stream.stop_reason
-        if stop_reason == "max_tokens":
-            return Outcome(Message.Status.CUT_OFF, stop_reason="max_tokens")
+        if stop_reason in ("max_tokens", "model_context_window_exceeded"):
+            return Outcome(Message.Status.CUT_OFF, stop_reason=stop_reason)
+        if stop_reason == "refusal":
+            return Outcome(Message.Status.REFUSED, stop_reason=stop_reason)
         if stop_reason is None:
             # Clean end without message_delta: the reply is incomplete, its text kept.
             return Outcome(Message.Status.ERROR, error="Claude's reply ended early.")
         return Outcome(Message.Status.COMPLETE, stop_reason=stop_reason)
 
     async def _consume(self) -> None:
-        async for delta in self.stream.deltas():
-            self._pending.append(delta)
-            self._has_pending.set()
+        await self._fit()
+        attempt, waited, refitted = 1, 0.0, False
+        while True:
+            try:
+                async for delta in self.stream.deltas():
+                    self._pending.append(delta)
+                    self._has_pending.set()
+                return
+            except ClaudeError as exc:
+                if self.stream.opened:
+                    raise  # it failed mid-stream: the text so far stands, Retry asks again
+                if exc.kind == "prompt_too_long" and not refitted:
+                    # The model's window is smaller than we thought (the API named it, or halve ours):
+                    # leave more out and ask again, rather than fail this and every later message.
+                    refitted = True
+                    self.context_window = min(exc.window or self.context_window // 2, self.context_window // 2 + 1)
+                    self.stream = ReplyStream(self.stream.request)
+                    await self._fit()
+                    continue
+                wait = exc.retry_after if exc.retry_after is not None else min(8.0, 0.5 * 2 ** (attempt - 1))
+                if not exc.retryable or attempt > settings.CHAT_MAX_RETRIES:
+                    raise
+                if waited + wait > settings.CHAT_RETRY_MAX_WAIT_SECONDS:
+                    raise  # past the cap on the total wait: an error with Retry, not a silent hour
+                attempt += 1
+                waited += wait
+                notice = (
+                    f"{RETRY_REASONS[exc.kind]} - retrying in {math.ceil(wait)} s "
+                    f"(attempt {attempt} of {settings.CHAT_MAX_RETRIES + 1})"
+                )
+                await self.layer.group_send(
+                    self.group, {"type": "chat.frame", "html": fragments.retrying(self.message_id, notice)}
+                )
+                await asyncio.sleep(wait)  # Stop cancels this wait like the stream
+                self.stream = ReplyStream(self.stream.request)
+
+    async def _fit(self) -> None:
+        """Leave the oldest turns out of the request if it would not fit; show where on every page."""
+        request, cut = await fit_request(
+            self.stream.request,
+            window=self.context_window,
+            conversation_id=self.conversation_id,
+            message_id=self.message_id,
+        )
+        self.stream.request = request
+        if cut is not None:
+            await self.layer.group_send(
+                self.group, {"type": "chat.frame", "html": fragments.context_marker(cut)}
+            )
 
     async def _flush_periodically(self) -> None:
         """Publish pending text at most every CHAT_COALESCE_MS; the first delta goes out at once."""
@@ -176,12 +259,13 @@ class Generation:
             )
 
     def checkpoint_values(self) -> tuple[str, Usage | None]:
-        """The partial text to save, and the prompt counts once (message_start's, billed already)."""
-        usage = None
-        if self.stream.started and not self._usage_checkpointed:
-            usage = self.stream.usage
-            self._usage_checkpointed = True
-        return self.text(), usage
+        """The partial text to save, with the prompt counts (message_start's, billed already) and the
+        output so far estimated from everything streamed, thinking included: if this worker dies, the
+        reply is billed from these."""
+        if not self.stream.started:
+            return self.text(), None
+        usage = self.stream.usage
+        return self.text(), replace(usage, output_tokens=max(usage.output_tokens, self.stream.output_estimate()))
 
     async def _listen(self) -> None:
         while True:
@@ -227,7 +311,8 @@ class Generation:
         )
         if message is None:
             return  # deleted meanwhile (its spend is in the ledger all the same), or ended by a sweep
-        html = fragments.message(message) + fragments.send_button(busy=False)
+        meter = await _meter(self.conversation_id)
+        html = fragments.message(message) + fragments.send_button(busy=False) + fragments.meter(meter)
         await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
 
 
@@ -261,7 +346,9 @@ class Checkpointer:
             batch = {m: self.running[m].checkpoint_values() for m in self.dirty if m in self.running}
             self.dirty.clear()
             try:
-                await database_sync_to_async(services.replies_checkpoint)(batch=batch, worker=leases.WORKER_ID)
+                await database_sync_to_async(services.replies_checkpoint)(
+                    batch=batch, worker=leases.WORKER_ID
+                )
             except Exception:
                 logger.exception("Saving partial replies failed; they are saved at the end regardless")
 

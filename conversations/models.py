@@ -32,6 +32,10 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
+    # Messages with a lower id are no longer sent to Claude: the conversation outgrew the model's
+    # context window and its oldest turns were left out (the page shows a marker there). It only moves
+    # forward, in large steps, so the cached prompt prefix stays the same for many turns.
+    context_from = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     # Last activity: bumped by every new turn so the sidebar lists recent conversations first.
     updated_at = models.DateTimeField(auto_now=True)
@@ -56,10 +60,38 @@ class Conversation(models.Model):
         return conversation_group(self.pk)
 
 
+# A page, and the frame a socket gets when it (re)connects, carry at most this many of the latest
+# messages and about this much HTML (always at least one message): "Show earlier" loads the rest.
+PAGE_MESSAGES = 50
+PAGE_BYTES = 48 * 1024
+_MESSAGE_MARKUP_BYTES = 700  # about what the article, its status line and action forms add (measured ~400-600)
+
+
 class MessageQuerySet(models.QuerySet):
     def in_order(self) -> MessageQuerySet:
         """Messages oldest first, the order they are shown and sent to Claude."""
         return self.order_by("created_at", "id")
+
+    def page(self, *, before: int | None = None) -> tuple[list[Message], int | None]:
+        """The latest messages (older than message id `before`, when given), oldest first: at most
+        PAGE_MESSAGES and about PAGE_BYTES of HTML, at least one. Also the id to pass as `before` for
+        the messages earlier still, or None when there are none."""
+        query = self.order_by("-id")
+        if before is not None:
+            query = query.filter(pk__lt=before)
+        newest_first: list[Message] = []
+        size = 0
+        for message in query[:PAGE_MESSAGES]:
+            weight = len((message.html or message.content).encode()) + _MESSAGE_MARKUP_BYTES
+            if newest_first and size + weight > PAGE_BYTES:
+                break
+            newest_first.append(message)
+            size += weight
+        if not newest_first:
+            return [], None
+        oldest = newest_first[-1].pk
+        earlier = oldest if query.filter(pk__lt=oldest).exists() else None
+        return newest_first[::-1], earlier
 
 
 class Message(models.Model):
@@ -74,6 +106,7 @@ class Message(models.Model):
         CUT_OFF = "cut_off", "Cut off"
         ERROR = "error", "Error"
         INTERRUPTED = "interrupted", "Interrupted"
+        REFUSED = "refused", "Refused"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
@@ -94,6 +127,8 @@ class Message(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cache_creation_input_tokens = models.PositiveIntegerField(default=0)
+    # Of those, written for an hour (billed at the 1-hour rate, also when a sweep ends the reply).
+    cache_creation_1h_input_tokens = models.PositiveIntegerField(default=0)
     cache_read_input_tokens = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -120,6 +155,11 @@ class Message(models.Model):
             setattr(self, name, value)
 
     @property
+    def prompt_tokens(self) -> int:
+        """The prompt of this reply's call as the API reported it (uncached, cache written, cache read)."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    @property
     def is_streaming(self) -> bool:
         return self.status == self.Status.STREAMING
 
@@ -134,5 +174,6 @@ def usage_fields(usage: Usage) -> dict[str, int]:
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_creation_1h_input_tokens": usage.cache_write_1h_tokens,
         "cache_read_input_tokens": usage.cache_read_tokens,
     }

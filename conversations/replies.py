@@ -72,16 +72,14 @@ async def retry(*, user, message_id: object, conversation_id: int | None = None)
 
 
 async def continue_reply(*, user, message_id: object, conversation_id: int | None = None) -> Message:
-    """Ask for the rest of one of `user`'s replies that was cut off by the length limit."""
+    """Write the rest of one of `user`'s replies that was cut off by the length limit, into the same reply."""
     _refuse_while_draining()
     message = await _owned_message(user, message_id, conversation_id)
     await leases.end_expired(message.conversation_id)
-    user_message, assistant = await database_sync_to_async(services.reply_continue)(
-        message=message, worker=leases.WORKER_ID
-    )
-    await _announce(message.conversation_id, fragments.new_turns([user_message, assistant]))
-    await generation_start(assistant.pk)
-    return assistant
+    message = await database_sync_to_async(services.reply_continue)(message=message, worker=leases.WORKER_ID)
+    await _announce(message.conversation_id, fragments.message(message) + fragments.send_button(busy=True))
+    await generation_start(message.pk)
+    return message
 
 
 async def stop(*, user, message_id: object, conversation_id: int | None = None) -> Message:

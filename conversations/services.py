@@ -16,6 +16,7 @@ from django.utils import timezone
 from billing.services import spend_reserve, usage_record
 from billing.usage import LedgerLabels, Usage
 
+from .catalog import reply_max_tokens
 from .claude import estimate_tokens_from_chars
 from .control import request_stop
 from .models import Conversation, Message, usage_fields
@@ -114,23 +115,57 @@ def conversation_delete(*, conversation: Conversation) -> None:
 def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[dict], int]:
     """The API `messages` for a reply placed at `before`, and the prompt's UTF-8 size in bytes.
 
-    Assistant turns with no text are skipped and consecutive same-role turns merged, so the list
-    alternates and ends with the user's turn (API 2026-10-21 rejects prefill).
+    Only messages from `conversation.context_from` on are sent (older ones were left out to fit the
+    context window). Turns with no real text (empty or whitespace-only: the API rejects them) are
+    skipped; a refused exchange (the refusal and the user's turn it answered) is left out, since
+    sending it again keeps the conversation refused; consecutive same-role turns are merged, so the
+    list alternates, starts and ends with the user's turn (API 2026-10-21 rejects prefill).
     """
     turns: list[dict] = []
-    for role, content in (
-        conversation.messages.filter(pk__lt=before.pk).in_order().values_list("role", "content")
-    ):
-        if not content:
+    rows = (
+        conversation.messages.filter(pk__lt=before.pk, pk__gte=conversation.context_from)
+        .in_order()
+        .values_list("role", "content", "status")
+    )
+    for role, content, status in rows:
+        if status == Message.Status.REFUSED:
+            while turns and turns[-1]["role"] == Message.Role.USER:
+                turns.pop()
+            continue
+        if not content.strip():
             continue
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"] += "\n\n" + content
         else:
             turns.append({"role": role, "content": content})
+    while turns and turns[0]["role"] != Message.Role.USER:
+        turns.pop(0)
     while turns and turns[-1]["role"] != Message.Role.USER:
         turns.pop()
     size = len(conversation.system_prompt.encode()) + sum(len(t["content"].encode()) for t in turns)
     return turns, size
+
+
+def context_sizes(*, conversation_id: int, before_id: int) -> list[tuple[int, str, int]]:
+    """(id, role, UTF-8 bytes) of the messages still sent to Claude for a reply at `before_id`, oldest first."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    rows = (
+        conversation.messages.filter(pk__lt=before_id, pk__gte=conversation.context_from)
+        .in_order()
+        .values_list("pk", "role", "content")
+    )
+    return [(pk, role, len(content.encode())) for pk, role, content in rows]
+
+
+def conversation_leave_out_before(*, conversation_id: int, message_id: int) -> bool:
+    """Stop sending the messages older than `message_id` to Claude (the cut only moves forward).
+
+    Returns whether it moved.
+    """
+    moved = Conversation.objects.filter(pk=conversation_id, context_from__lt=message_id).update(
+        context_from=message_id
+    )
+    return bool(moved)
 
 
 def _reserve(*, conversation: Conversation, assistant: Message) -> None:
@@ -139,7 +174,7 @@ def _reserve(*, conversation: Conversation, assistant: Message) -> None:
         user=conversation.owner,
         model=conversation.model,
         prompt_bytes=prompt_bytes,
-        max_tokens=settings.CHAT_MAX_TOKENS,
+        max_tokens=reply_max_tokens(conversation.model),
         message_id=assistant.pk,
     )
 
@@ -190,11 +225,27 @@ def reply_start(*, conversation: Conversation, text: object, worker: str) -> tup
     return user_message, assistant
 
 
-def reply_continue(*, message: Message, worker: str) -> tuple[Message, Message]:
-    """Ask for the rest of a reply cut off by max_tokens: a new user turn, since prefill is rejected."""
-    if message.status != Message.Status.CUT_OFF:
-        raise InvalidInput("Only a reply that was cut off can be continued.")
-    return reply_start(conversation=message.conversation, text=CONTINUE_PROMPT, worker=worker)
+def reply_continue(*, message: Message, worker: str) -> Message:
+    """Extend a reply cut off by max_tokens, in place: the next call gets the text so far as Claude's
+    turn and CONTINUE_PROMPT after it (prefill is rejected), and its text is appended to the same
+    message (one text, one Copy, one receipt listing both calls). Only the conversation's latest reply
+    can be continued."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update().select_related("conversation__owner").get(pk=message.pk)
+        conversation = message.conversation
+        if message.role != Message.Role.ASSISTANT or message.status != Message.Status.CUT_OFF:
+            raise InvalidInput("Only a reply that was cut off can be continued.")
+        if conversation.messages.filter(pk__gt=message.pk).exists():
+            raise InvalidInput("Only the latest reply can be continued.")
+        if not message.content.strip():
+            raise InvalidInput("This reply has no text to continue: retry it instead.")
+        message.error = message.stop_reason = ""
+        _lease(message, worker)
+        message.model = conversation.model
+        message.save()
+        _reserve(conversation=conversation, assistant=message)
+        conversation.save(update_fields=["updated_at"])
+    return message
 
 
 def reply_retry(*, message: Message, worker: str) -> Message:
@@ -236,7 +287,9 @@ def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None]], worker: st
             if usage is not None:
                 fields.update(usage_fields(usage))
             Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
-        Message.objects.filter(worker=worker, status=Message.Status.STREAMING).update(lease_until=lease_until(now))
+        Message.objects.filter(worker=worker, status=Message.Status.STREAMING).update(
+            lease_until=lease_until(now)
+        )
 
 
 @dataclass(frozen=True)
@@ -253,7 +306,12 @@ class ReplyEnd:
 
 
 def reply_finish(
-    *, message_id: int, attempt_id: uuid.UUID, end: ReplyEnd, labels: LedgerLabels, expired_at: datetime | None = None
+    *,
+    message_id: int,
+    attempt_id: uuid.UUID,
+    end: ReplyEnd,
+    labels: LedgerLabels,
+    expired_at: datetime | None = None,
 ) -> Message | None:
     """Final state of a reply and the ledger row of its API call `attempt_id`, in one transaction.
 
@@ -269,7 +327,11 @@ def reply_finish(
         if message is not None:
             if message.status != Message.Status.STREAMING or message.attempt_id != attempt_id:
                 return None
-            if expired_at is not None and message.lease_until is not None and message.lease_until >= expired_at:
+            if (
+                expired_at is not None
+                and message.lease_until is not None
+                and message.lease_until >= expired_at
+            ):
                 return None  # its worker renewed the lease meanwhile: it is alive
             message.content = end.content
             message.html = html
@@ -325,10 +387,13 @@ def replies_end_expired(*, conversation_id: int | None = None) -> list[Message]:
         expired = expired.filter(conversation_id=conversation_id)
     ended = []
     for message in expired:
+        write_1h = min(message.cache_creation_1h_input_tokens, message.cache_creation_input_tokens)
         usage = Usage(
             input_tokens=message.input_tokens,
-            output_tokens=estimate_tokens_from_chars(len(message.content)),
-            cache_write_5m_tokens=message.cache_creation_input_tokens,
+            # The checkpoint's estimate counts thinking too; the saved text is a floor.
+            output_tokens=max(message.output_tokens, estimate_tokens_from_chars(len(message.content))),
+            cache_write_5m_tokens=message.cache_creation_input_tokens - write_1h,
+            cache_write_1h_tokens=write_1h,
             cache_read_tokens=message.cache_read_input_tokens,
         )
         end = ReplyEnd(

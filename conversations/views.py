@@ -14,16 +14,28 @@ from django.views.decorators.http import require_POST
 from billing.services import SpendRefused
 
 from . import replies, services
+from .meters import meter_for
 from .models import Conversation, Message
 
 
+def _before(request: HttpRequest) -> int | None:
+    value = request.GET.get("before", "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+
+
 def _page_context(request: HttpRequest, conversation: Conversation | None, **extra) -> dict:
-    chat_messages = list(conversation.messages.in_order()) if conversation else []
+    chat_messages, earlier_before = (
+        conversation.messages.page(before=_before(request)) if conversation else ([], None)
+    )
     return {
         "conversation": conversation,
         "conversations": Conversation.objects.owned_by(request.user)[:200],
         "chat_messages": chat_messages,
-        "busy": any(m.is_streaming for m in chat_messages),
+        "earlier_before": earlier_before,
+        "latest_id": chat_messages[-1].pk if chat_messages and not _before(request) else -1,
+        "context_from": conversation.context_from if conversation else 0,
+        "meter": meter_for(conversation) if conversation else None,
+        "busy": bool(conversation) and conversation.messages.filter(status=Message.Status.STREAMING).exists(),
         "models": settings.CHAT_MODELS,
         "default_model": settings.CHAT_DEFAULT_MODEL,
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
@@ -45,6 +57,24 @@ def home(request: HttpRequest) -> HttpResponse:
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _owned_conversation(request, pk)
     return render(request, "conversations/conversation.html", _page_context(request, conversation))
+
+
+@login_required
+def conversation_earlier(request: HttpRequest, pk: int) -> HttpResponse:
+    """"Show earlier": the messages before `?before=`, with a link to the ones before those (htmx);
+    without htmx, the whole page showing them."""
+    conversation = _owned_conversation(request, pk)
+    if not request.htmx:
+        return redirect(f"{conversation.get_absolute_url()}?before={_before(request) or ''}#messages")
+    chat_messages, earlier_before = conversation.messages.page(before=_before(request))
+    context = {
+        "conversation": conversation,
+        "chat_messages": chat_messages,
+        "earlier_before": earlier_before,
+        "latest_id": -1,  # earlier messages are never the latest
+        "context_from": conversation.context_from,
+    }
+    return render(request, "conversations/conversation.html#message_list", context)
 
 
 @login_required
@@ -105,7 +135,9 @@ def _reply_action_view(intent):
             raise Http404 from None
         except (services.InvalidInput, SpendRefused) as exc:
             flash.error(request, str(exc))
-            message = await Message.objects.select_related("conversation").aget(pk=pk, conversation__owner=user)
+            message = await Message.objects.select_related("conversation").aget(
+                pk=pk, conversation__owner=user
+            )
         return redirect(message.conversation)
 
     return view

@@ -22,6 +22,10 @@ class ModelSpec:
     max_tokens: int
     # Claude 4.6+ and 5.x reject a trailing assistant turn (prefill); older models continue it.
     supports_prefill: bool = False
+    # Current models think when a request names no `thinking` (adaptive, display omitted); some cannot
+    # be told not to (claude-api.md: Opus 5.5 and Fable 5.x).
+    thinks_by_default: bool = False
+    always_thinks: bool = False
     lifecycle: str = "active"
     deprecated_at: str | None = None
     retires_at: str | None = None
@@ -47,11 +51,54 @@ _M = 1_000_000
 
 # Newest first, like the real listing.
 MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec("claude-opus-5-5", "Claude Opus 5.5", "2026-10-07T00:00:00Z", "opus", _M, 128 * _K),
-    ModelSpec("claude-sonnet-5-5", "Claude Sonnet 5.5", "2026-10-07T00:00:00Z", "sonnet", _M, 128 * _K),
-    ModelSpec("claude-haiku-5-5", "Claude Haiku 5.5", "2026-10-07T00:00:00Z", "haiku", _M, 128 * _K),
-    ModelSpec("claude-fable-5-2", "Claude Fable 5.2", "2026-08-12T00:00:00Z", "fable", _M, 128 * _K),
-    ModelSpec("claude-fable-5-1", "Claude Fable 5.1", "2026-06-02T00:00:00Z", "fable", _M, 128 * _K),
+    ModelSpec(
+        "claude-opus-5-5",
+        "Claude Opus 5.5",
+        "2026-10-07T00:00:00Z",
+        "opus",
+        _M,
+        128 * _K,
+        thinks_by_default=True,
+        always_thinks=True,
+    ),
+    ModelSpec(
+        "claude-sonnet-5-5",
+        "Claude Sonnet 5.5",
+        "2026-10-07T00:00:00Z",
+        "sonnet",
+        _M,
+        128 * _K,
+        thinks_by_default=True,
+    ),
+    ModelSpec(
+        "claude-haiku-5-5",
+        "Claude Haiku 5.5",
+        "2026-10-07T00:00:00Z",
+        "haiku",
+        _M,
+        128 * _K,
+        thinks_by_default=True,
+    ),
+    ModelSpec(
+        "claude-fable-5-2",
+        "Claude Fable 5.2",
+        "2026-08-12T00:00:00Z",
+        "fable",
+        _M,
+        128 * _K,
+        thinks_by_default=True,
+        always_thinks=True,
+    ),
+    ModelSpec(
+        "claude-fable-5-1",
+        "Claude Fable 5.1",
+        "2026-06-02T00:00:00Z",
+        "fable",
+        _M,
+        128 * _K,
+        thinks_by_default=True,
+        always_thinks=True,
+    ),
     ModelSpec("claude-opus-5", "Claude Opus 5", "2026-05-05T00:00:00Z", "opus", _M, 128 * _K),
     ModelSpec("claude-sonnet-5", "Claude Sonnet 5", "2026-05-05T00:00:00Z", "sonnet", _M, 128 * _K),
     ModelSpec("claude-opus-4-8", "Claude Opus 4.8", "2026-03-24T00:00:00Z", "opus", _M, 128 * _K),
@@ -87,8 +134,13 @@ def get_model(model_id: str) -> ModelSpec | None:
     return MODELS_BY_ID.get(model_id)
 
 
-def context_window(spec: ModelSpec, betas: set[str]) -> int:
-    """The context window for this request, honouring the 1M-context beta on models that have it."""
+def context_window(spec: ModelSpec, betas: set[str], override: int | None = None) -> int:
+    """The context window for this request, honouring the 1M-context beta on models that have it.
+
+    ``override`` (the ``context_window`` control) shrinks the window so tests can fill it cheaply.
+    """
+    if override is not None:
+        return override
     if CONTEXT_1M_BETA in betas and spec.max_input_tokens < _M and spec.id == "claude-sonnet-4-5":
         return _M
     return spec.max_input_tokens

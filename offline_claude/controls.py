@@ -50,15 +50,19 @@ class Controls:
     # Benchmarks: append ``⟦<send time>⟧`` (time.time(), 6 decimals, taken as the chunk is written)
     # to every streamed text delta, so a client can measure delivery latency per delta.
     stamp: bool = False
+    # Answer with stop_reason "refusal" (and its stop_details) after a short preamble.
+    refuse: bool = False
+    # A smaller context window than the model's, so tests reach the limit with little text.
+    context_window: int | None = None
 
     def merged(self, overrides: dict[str, object]) -> Controls:
         """A copy with ``overrides`` applied (values already converted)."""
         return replace(self, **overrides) if overrides else self
 
 
-_INT_KEYS = {"tokens_per_delta", "reply_tokens", "fault_after", "fault_times"}
+_INT_KEYS = {"tokens_per_delta", "reply_tokens", "fault_after", "fault_times", "context_window"}
 _FLOAT_KEYS = {"ttft_ms", "tps", "retry_after", "retry_after_ms", "stall_s"}
-_BOOL_KEYS = {"stamp"}
+_BOOL_KEYS = {"stamp", "refuse"}
 _BOOLS = dict.fromkeys(("1", "true", "on", "yes"), True) | dict.fromkeys(("0", "false", "off", "no"), False)
 _KNOWN = {f.name for f in fields(Controls)}
 

@@ -32,6 +32,7 @@ class ReplyPlan:
     text_pieces: list[str] = field(default_factory=list)
     stop_reason: str | None = "end_turn"
     stop_sequence: str | None = None
+    stop_details: dict[str, Any] | None = None
 
     @property
     def output_tokens(self) -> int:
@@ -94,7 +95,7 @@ class ReplyPlan:
             "content": content,
             "stop_reason": self.stop_reason,
             "stop_sequence": self.stop_sequence,
-            "stop_details": None,
+            "stop_details": self.stop_details,
             "usage": usage,
         }
 
@@ -135,8 +136,29 @@ def _signature(seed: int, thinking: str) -> str:
     return base64.b64encode(b"\x12\xa4\x01" + digest * 3).decode()
 
 
-def plan_reply(body: dict[str, Any], usage_in: CacheResult, reply_tokens: int | None) -> ReplyPlan:
-    """Build the reply plan for a validated body."""
+REFUSAL_TEXT = "I can't help with that request."
+REFUSAL_DETAILS = {
+    "type": "refusal",
+    "category": "cyber",
+    "explanation": "The offline Claude was asked to refuse (control refuse=1).",
+}
+
+
+def plan_reply(
+    body: dict[str, Any],
+    usage_in: CacheResult,
+    reply_tokens: int | None,
+    *,
+    thinks_by_default: bool = False,
+    refuse: bool = False,
+    room: int | None = None,
+) -> ReplyPlan:
+    """Build the reply plan for a validated body.
+
+    ``thinks_by_default``: the model thinks (adaptive, display omitted) when the body names no
+    ``thinking``. ``refuse``: stop with ``refusal``. ``room``: tokens left in the context window after
+    the prompt; output that would pass it stops with ``model_context_window_exceeded``.
+    """
     seed = request_seed(body)
     messages = body["messages"]
     users = [extract_magic(message_text(m))[0] for m in messages if m.get("role") == "user"]
@@ -148,8 +170,11 @@ def plan_reply(body: dict[str, Any], usage_in: CacheResult, reply_tokens: int | 
     plan = ReplyPlan(model=body["model"], usage_in=usage_in)
     max_tokens: int = body["max_tokens"]
     budget = max_tokens
+    window_bound = room is not None and room < max_tokens
+    if window_bound:
+        budget = max(room, 0)
 
-    thinking_cfg = body.get("thinking") or {}
+    thinking_cfg = body.get("thinking") or ({"type": "adaptive"} if thinks_by_default else {})
     if thinking_cfg.get("type") in ("enabled", "adaptive"):
         plan.thinking = True
         plan.thinking_visible = thinking_cfg.get("display") == "summarized"
@@ -167,6 +192,8 @@ def plan_reply(body: dict[str, Any], usage_in: CacheResult, reply_tokens: int | 
         budget -= plan.thinking_tokens
 
     text = replies.build_reply(user_text, seed=seed, previous_user_text=previous, context=sys_text)
+    if refuse:
+        text, reply_tokens = REFUSAL_TEXT, None
     if reply_tokens is not None:
         need = max(0, reply_tokens - count_tokens(text))
         extra = replies.padding_text(user_text, seed=seed, min_tokens=need + 1) if need else ""
@@ -176,7 +203,10 @@ def plan_reply(body: dict[str, Any], usage_in: CacheResult, reply_tokens: int | 
 
     if len(pieces) > budget:
         pieces = pieces[: max(budget, 0)]
-        plan.stop_reason = "max_tokens"
+        plan.stop_reason = "model_context_window_exceeded" if window_bound else "max_tokens"
+    elif refuse:
+        plan.stop_reason = "refusal"
+        plan.stop_details = dict(REFUSAL_DETAILS)
     stops = body.get("stop_sequences") or []
     if stops:
         full = "".join(pieces)

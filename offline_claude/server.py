@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .cache import PromptCache, build_segments, count_prompt_tokens
-from .catalog import MODELS, get_model
+from .catalog import MODELS, context_window, get_model
 from .controls import STATUS_FAULTS, STREAM_FAULTS, ControlError, Controls, parse_controls
 from .generation import ReplyPlan, last_user_controls, plan_reply
 from .validation import KNOWN_VERSIONS, ApiError, bad, validate_request
@@ -415,8 +415,14 @@ class OfflineClaudeServer:
             segments_box.append(build_segments(body))
             return count_prompt_tokens(segments_box[0])
 
-        validate_request(
-            body, version=version, count_only=count_only, betas=betas, prompt_tokens=prompt_tokens
+        window_override = controls.context_window if controls is not None else None
+        spec = validate_request(
+            body,
+            version=version,
+            count_only=count_only,
+            betas=betas,
+            prompt_tokens=prompt_tokens,
+            window_override=window_override,
         )
         segments = segments_box[0]
         if count_only:
@@ -426,7 +432,15 @@ class OfflineClaudeServer:
 
         assert controls is not None
         usage_in = self.cache.apply(api_key, body["model"], segments)
-        plan = plan_reply(body, usage_in, controls.reply_tokens)
+        room = context_window(spec, betas, window_override) - count_prompt_tokens(segments)
+        plan = plan_reply(
+            body,
+            usage_in,
+            controls.reply_tokens,
+            thinks_by_default=spec.thinks_by_default,
+            refuse=controls.refuse,
+            room=room,
+        )
         request_id = new_id("req_011C", 21)
         msg_id = new_id("msg_01", 22)
         if body.get("stream"):
@@ -590,7 +604,7 @@ class OfflineClaudeServer:
                 "delta": {
                     "stop_reason": plan.stop_reason,
                     "stop_sequence": plan.stop_sequence,
-                    "stop_details": None,
+                    "stop_details": plan.stop_details,
                 },
                 "usage": plan.final_usage(),
             }
@@ -665,7 +679,9 @@ class OfflineClaudeServer:
             return True
         if fault == "malformed":
             # A corrupted chunk (a content delta whose JSON is cut short), then a proper end of body.
-            data = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"ty\n\n'
+            data = (
+                b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"ty\n\n'
+            )
             transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
             await writer.drain()
             return True

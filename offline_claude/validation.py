@@ -98,13 +98,21 @@ def _check_block(block: Any, where: str, ttls: list[str]) -> None:
             raise bad(f"{where}.text: Field required")
         if not text:
             raise bad(f"{where}: text content blocks must be non-empty")
+        if not text.strip():
+            raise bad(f"{where}: text content blocks must contain non-whitespace text")
     ttl = _check_cache_control(block.get("cache_control"), where)
     if ttl:
         ttls.append(ttl)
 
 
 def validate_request(
-    body: Any, *, version: str, count_only: bool, betas: set[str], prompt_tokens: Any = None
+    body: Any,
+    *,
+    version: str,
+    count_only: bool,
+    betas: set[str],
+    prompt_tokens: Any = None,
+    window_override: int | None = None,
 ) -> ModelSpec:
     """Validate a /v1/messages (or count_tokens) body; return the model or raise ApiError.
 
@@ -188,6 +196,9 @@ def validate_request(
                     f"messages.{i}: all messages must have non-empty content except for the optional "
                     "final assistant message"
                 )
+            if content and not content.strip():
+                # A string is one text block to the API: the same rule applies.
+                raise bad(f"messages.{i}.content.0: text content blocks must contain non-whitespace text")
         elif isinstance(content, list):
             if not content and not (is_last and role == "assistant"):
                 raise bad(
@@ -246,6 +257,8 @@ def validate_request(
         display = thinking.get("display")
         if display not in (None, "summarized", "omitted"):
             raise bad("thinking.display: Input should be 'summarized' or 'omitted'")
+        if thinking["type"] == "disabled" and spec.always_thinks:
+            raise bad(f"thinking.type: thinking cannot be disabled for {spec.id}")
         if thinking["type"] == "enabled":
             budget = thinking.get("budget_tokens")
             if not isinstance(budget, int) or isinstance(budget, bool):
@@ -265,7 +278,7 @@ def validate_request(
 
     if prompt_tokens is not None:
         n = prompt_tokens()
-        limit = context_window(spec, betas)
+        limit = context_window(spec, betas, window_override)
         if n > limit:
             raise bad(f"prompt is too long: {n} tokens > {limit} maximum")
     return spec

@@ -40,9 +40,9 @@ def offline_claude():
 
     server = default_server()
     server.reset()
-    server.set_defaults(ttft_ms=0, tps=0, tokens_per_delta=3)
+    server.set_defaults(ttft_ms=0, tps=0, tokens_per_delta=3, context_window=None, refuse=False)
     yield server
-    server.set_defaults(ttft_ms=0, tps=0, tokens_per_delta=3)
+    server.set_defaults(ttft_ms=0, tps=0, tokens_per_delta=3, context_window=None, refuse=False)
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -21,17 +21,16 @@ PRICES = Path(__file__).resolve().parent.parent / "billing" / "prices" / "anthro
 
 @sync_to_async
 def user_with_budget_for(replies: float, text: str, conversations: int):
-    from django.conf import settings
-
     from billing.models import BudgetPolicy, UserBudget
     from billing.services import worst_case_cost
+    from conversations.catalog import reply_max_tokens
 
     call_command("load_prices", str(PRICES), verbosity=0)
     user = make_user()
     worst = worst_case_cost(
         model="claude-sonnet-5-5",
         prompt_bytes=len(text.encode()),
-        max_tokens=settings.CHAT_MAX_TOKENS,
+        max_tokens=reply_max_tokens("claude-sonnet-5-5"),
         at=timezone.now(),
     )
     assert worst > 0

@@ -86,7 +86,7 @@ async def test_send_streams_deltas_then_final_rendered_reply_with_usage():
     assert "tea" in assistant.content.lower()
     assert deltas_in(frames, assistant.pk) == assistant.content  # the live text is exactly the stored text
     assert "<table>" in assistant.html  # a comparison renders as a markdown table, server-side
-    assert assistant.output_tokens > 0 and assistant.input_tokens > 0
+    assert assistant.output_tokens > 0 and assistant.prompt_tokens > 0
     [row] = await ledger_rows_for(assistant)
     assert row.output_tokens == assistant.output_tokens
     assert row.input_tokens == assistant.input_tokens
@@ -127,7 +127,7 @@ async def test_stop_closes_upstream_stream_and_keeps_partial_text(offline_claude
     assert assistant.output_tokens < 2000  # billing stopped with the stream
     [row] = await ledger_rows_for(assistant)
     assert row.estimated  # no final usage came: input from message_start, output estimated
-    assert row.input_tokens > 0
+    assert row.prompt_tokens > 0
     # The offline Claude saw its client close the stream (so the real API would stop billing).
     await eventually(lambda: offline_claude.server.stats.get("client_closed", 0) >= 1)
 
@@ -295,14 +295,16 @@ async def test_a_second_message_while_a_reply_streams_is_refused_not_lost():
     assert await sync_to_async(conversation.messages.filter(role="user").count)() == 1
 
 
+# The default model thinks first (about a dozen thinking deltas, streamed as a summary): each fault
+# below comes after it has begun to write text.
 @pytest.mark.parametrize(
     "magic, status, error_words",
     [
-        ("fault=error fault_after=3", Message.Status.ERROR, "overloaded"),
-        ("fault=drop fault_after=3", Message.Status.ERROR, "connection"),
-        ("fault=end fault_after=3", Message.Status.ERROR, "ended early"),
-        ("fault=stall fault_after=3", Message.Status.ERROR, "stopped responding"),
-        ("fault=malformed fault_after=3", Message.Status.ERROR, "connection"),
+        ("fault=error fault_after=30", Message.Status.ERROR, "overloaded"),
+        ("fault=drop fault_after=30", Message.Status.ERROR, "connection"),
+        ("fault=end fault_after=30", Message.Status.ERROR, "ended early"),
+        ("fault=stall fault_after=30", Message.Status.ERROR, "stopped responding"),
+        ("fault=malformed fault_after=30", Message.Status.ERROR, "connection"),
     ],
 )
 async def test_mid_stream_failures_end_in_a_visible_state_with_partial_text_kept(
@@ -322,7 +324,7 @@ async def test_mid_stream_failures_end_in_a_visible_state_with_partial_text_kept
     assert "Retry" in frames[-1] and "status-error" in frames[-1]
     assert frames[-1].count("The text so far is kept.") == 1
     [row] = await ledger_rows_for(assistant)
-    assert row.input_tokens > 0  # the prompt was billed even though the reply failed
+    assert row.prompt_tokens > 0  # the prompt was billed even though the reply failed
     assert row.estimated  # no final usage arrived: the output is estimated from the text
     # Failures of Claude or the network are expected events, logged without an ERROR traceback.
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -369,31 +371,43 @@ async def test_an_invalid_key_tells_people_the_service_is_not_configured_and_log
     assert any("ANTHROPIC_API_KEY" in r.getMessage() for r in caplog.records)
 
 
-async def test_cut_off_reply_offers_continue_which_sends_a_new_user_turn():
+async def test_continue_extends_the_same_reply_without_showing_the_instruction(settings):
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
-    from django.conf import settings
-
-    settings.CHAT_MAX_TOKENS = 20
-    try:
-        assistant, frames = await send_and_finish(
-            socket, conversation, "Write an essay [[offline reply_tokens=200]]"
-        )
-        assert assistant.status == Message.Status.CUT_OFF
-        assert "Continue" in frames[-1]
-        await socket.send(action="continue", message_id=assistant.pk)
-        await socket.receive_until(lambda f: "status-streaming" in f)
-        follow_up = await latest_assistant(conversation)
-        await socket.receive_until(final_frame_for(follow_up.pk))
-        await generation_wait(follow_up.pk)
-    finally:
-        settings.CHAT_MAX_TOKENS = 4096
+    settings.CHAT_MAX_TOKENS = 90  # room for the default model's thinking and a little text
+    assistant, frames = await send_and_finish(socket, conversation, "Write an essay [[offline reply_tokens=400]]")
+    assert assistant.status == Message.Status.CUT_OFF and assistant.content.strip()
+    assert "Continue" in frames[-1]
+    first_part = assistant.content
+    await socket.send(action="continue", message_id=assistant.pk)
+    frames = await socket.receive_until(final_frame_for(assistant.pk))
+    await generation_wait(assistant.pk)
     await socket.close()
-    roles = await sync_to_async(
-        lambda: list(conversation.messages.in_order().values_list("role", flat=True))
+    assistant = await reload(assistant)
+    assert assistant.content.startswith(first_part) and len(assistant.content) > len(first_part)
+    assert deltas_in(frames, assistant.pk) == assistant.content[len(first_part) :]  # appended live, in place
+    assert 'class="message user' not in "".join(frames)  # no new user turn appears
+    rows = await sync_to_async(
+        lambda: list(conversation.messages.in_order().values_list("role", "content"))
     )()
-    assert roles == ["user", "assistant", "user", "assistant"]
+    assert [role for role, _ in rows] == ["user", "assistant"]  # no instruction shown as the user's turn
+    assert len(await ledger_rows_for(assistant)) == 2  # one receipt listing both calls
+
+
+async def test_only_the_latest_reply_can_be_continued(settings):
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    settings.CHAT_MAX_TOKENS = 90
+    cut, _ = await send_and_finish(socket, conversation, "Write an essay [[offline reply_tokens=400]]")
+    settings.CHAT_MAX_TOKENS = 0
+    await send_and_finish(socket, conversation, "Something else")
+    await socket.send(action="continue", message_id=cut.pk)
+    error = await socket.receive()
+    await socket.close()
+    assert "Only the latest reply can be continued." in error
+    assert (await reload(cut)).status == Message.Status.CUT_OFF
 
 
 async def test_retry_regenerates_a_failed_reply_in_place():
@@ -452,7 +466,7 @@ async def test_deleting_a_conversation_mid_reply_stops_it_and_keeps_its_spend(of
     await generation_wait(assistant.pk)
     await socket.close()
     [row] = await ledger_rows_for(assistant)
-    assert row.conversation_id == conversation_id and row.input_tokens > 0
+    assert row.conversation_id == conversation_id and row.prompt_tokens > 0
     assert row.output_tokens < 2000
 
 
@@ -466,7 +480,7 @@ async def test_partial_text_is_checkpointed_while_streaming_so_a_reload_shows_it
     # Within a few checkpoint intervals (0.2 s in tests) the text so far and the billed prompt counts are saved.
     saved = await eventually(lambda: _content_longer_than(assistant, 0))
     assert saved.status == Message.Status.STREAMING
-    assert saved.input_tokens > 0
+    assert saved.prompt_tokens > 0
     await socket.send(action="stop", message_id=assistant.pk)
     await socket.receive_until(final_frame_for(assistant.pk))
     await generation_wait(assistant.pk)

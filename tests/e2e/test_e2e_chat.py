@@ -260,7 +260,7 @@ def test_conversations_are_private_and_listed_in_the_sidebar(new_context, sign_u
 def test_error_mid_stream_shows_inline_with_retry_and_keeps_text(signed_up_page: Page):
     page = signed_up_page
     start_conversation(
-        page, "Describe the ocean at night [[offline fault=error fault_after=5 fault_times=1 tps=50]]"
+        page, "Describe the ocean at night [[offline fault=error fault_after=40 fault_times=1 tps=50]]"
     )
     reply = last_reply(page)
     expect(reply).to_have_class(re.compile(r"\bstatus-error\b"), timeout=REPLY_TIMEOUT)

@@ -8,7 +8,7 @@ from offline_claude import count_tokens
 from offline_claude.cache import PromptCache, build_segments
 from offline_claude.testing import async_client, sync_client
 
-MODEL = "claude-opus-5-5"
+MODEL = "claude-sonnet-5"
 SYSTEM_TEXT = "You are a meticulous assistant for a school. " * 60
 SYSTEM = [{"type": "text", "text": SYSTEM_TEXT, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
 

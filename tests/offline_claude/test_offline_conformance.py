@@ -11,7 +11,8 @@ import pytest
 from offline_claude import count_tokens
 from offline_claude.testing import async_client, sync_client
 
-MODEL = "claude-sonnet-5-5"
+# A model that does not think by default, so text and its token counts are the whole output.
+MODEL = "claude-sonnet-5"
 
 
 def user(text: str) -> list[dict]:
@@ -62,7 +63,7 @@ async def test_async_raw_create_stream_event_order(offline_claude):
 def test_sync_stream_and_comparison_table(offline_claude):
     client = sync_client(offline_claude)
     with client.messages.stream(
-        model="claude-haiku-5-5",
+        model="claude-haiku-4-5",
         max_tokens=3000,
         messages=user("Compare PostgreSQL vs SQLite for a small team"),
     ) as stream:
@@ -228,3 +229,80 @@ async def test_many_concurrent_streams(offline_claude):
 
     results = await asyncio.gather(*(one(i) for i in range(60)))
     assert all(r > 20 for r in results)
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  \n "}, *user("go on")],
+        [{"role": "user", "content": [{"type": "text", "text": " \t"}]}],
+        user("\n\n"),
+    ],
+    ids=["assistant string", "user block", "user string"],
+)
+def test_whitespace_only_text_is_rejected_like_the_api(offline_claude, messages):
+    client = sync_client(offline_claude)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model=MODEL, max_tokens=100, messages=messages)
+    assert "text content blocks must contain non-whitespace text" in caught.value.message
+
+
+def test_refusal_control_stops_with_refusal_and_its_details(offline_claude):
+    client = sync_client(offline_claude)
+    with client.messages.stream(
+        model=MODEL, max_tokens=500, messages=user("Something dangerous [[offline refuse=1]]")
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert final.stop_reason == "refusal"
+    assert final.stop_details.type == "refusal" and final.stop_details.category
+    assert text == final.content[0].text and final.usage.output_tokens == count_tokens(text)
+
+
+def test_reply_that_would_pass_the_context_window_stops_with_model_context_window_exceeded(offline_claude):
+    client = sync_client(offline_claude)
+    messages = user("Explain caching in detail [[offline context_window=60]]")
+    prompt = client.messages.count_tokens(model=MODEL, messages=messages).input_tokens
+    final = client.messages.create(model=MODEL, max_tokens=2000, messages=messages)
+    assert final.stop_reason == "model_context_window_exceeded"
+    assert final.usage.output_tokens == 60 - prompt
+
+
+def test_prompt_longer_than_the_models_window_is_rejected(offline_claude):
+    client = sync_client(offline_claude)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(
+            model=MODEL, max_tokens=100, messages=user("word " * 50 + "[[offline context_window=20]]")
+        )
+    assert "prompt is too long" in caught.value.message
+
+
+def test_haiku_4_5_has_a_200k_window(offline_claude):
+    client = sync_client(offline_claude)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=user("word " * 200_001))
+    assert "200000 maximum" in caught.value.message
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-fable-5-1"])
+def test_current_models_think_by_default_and_thinking_counts_toward_max_tokens(offline_claude, model):
+    client = sync_client(offline_claude)
+    final = client.messages.create(model=model, max_tokens=2000, messages=user("Plan a weekend trip"))
+    assert final.content[0].type == "thinking" and final.content[0].signature
+    thinking = final.usage.output_tokens_details.thinking_tokens
+    assert thinking > 0
+    assert final.usage.output_tokens == thinking + count_tokens(final.content[1].text)
+    short = client.messages.create(model=model, max_tokens=thinking + 3, messages=user("Plan a weekend trip"))
+    assert short.stop_reason == "max_tokens" and short.usage.output_tokens == thinking + 3
+
+
+def test_models_that_always_think_reject_disabled_thinking(offline_claude):
+    client = sync_client(offline_claude)
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(
+            model="claude-opus-5-5", max_tokens=100, messages=user("hi"), thinking={"type": "disabled"}
+        )
+    plain = client.messages.create(
+        model="claude-sonnet-5-5", max_tokens=500, messages=user("hi"), thinking={"type": "disabled"}
+    )
+    assert [b.type for b in plain.content] == ["text"]

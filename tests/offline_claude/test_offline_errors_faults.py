@@ -10,7 +10,7 @@ import pytest
 
 from offline_claude.testing import async_client, offline_claude_server, sync_client
 
-MODEL = "claude-sonnet-5-5"
+MODEL = "claude-sonnet-5"  # does not think by default
 OK = {"model": MODEL, "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
 

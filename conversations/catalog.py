@@ -1,0 +1,86 @@
+"""What the app knows about each Claude model: its window, its output limit, whether it thinks by default.
+
+One place, data only (from ``/work/shared/reference/claude-api.md``), imported by whatever sizes a
+request or a budget: `max_tokens` per reply and the context budget come from here. Prices are not here:
+they are effective-dated rows in billing, editable by staff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+_K = 1_000
+_M = 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model's limits and behaviours.
+
+    `reply_max_tokens` is what a reply asks for: room for the thinking these models do unasked
+    (thinking counts toward `max_tokens`) plus a long answer, well under `max_output`.
+    """
+
+    id: str
+    context_window: int
+    max_output: int
+    thinks_by_default: bool = False
+    always_thinks: bool = False
+    features: frozenset[str] = frozenset({"images", "pdf", "cache_1h"})
+
+    @property
+    def reply_max_tokens(self) -> int:
+        return min(self.max_output, 16_000 if self.thinks_by_default else 8_000)
+
+
+def _current(model_id: str, **kwargs) -> ModelInfo:
+    return ModelInfo(model_id, context_window=_M, max_output=128 * _K, **kwargs)
+
+
+MODELS: dict[str, ModelInfo] = {
+    info.id: info
+    for info in (
+        _current("claude-opus-5-5", thinks_by_default=True, always_thinks=True),
+        _current("claude-sonnet-5-5", thinks_by_default=True),
+        _current("claude-haiku-5-5", thinks_by_default=True),
+        _current("claude-fable-5-2", thinks_by_default=True, always_thinks=True),
+        _current("claude-fable-5-1", thinks_by_default=True, always_thinks=True),
+        _current("claude-opus-5"),
+        _current("claude-sonnet-5"),
+        _current("claude-opus-4-8"),
+        _current("claude-opus-4-7"),
+        _current("claude-opus-4-6"),
+        ModelInfo("claude-sonnet-4-6", context_window=_M, max_output=64 * _K),
+        ModelInfo("claude-opus-4-5", context_window=200 * _K, max_output=64 * _K),
+        ModelInfo("claude-haiku-4-5", context_window=200 * _K, max_output=64 * _K),
+        ModelInfo("claude-sonnet-4-5", context_window=200 * _K, max_output=64 * _K),
+    )
+}
+
+# A model the catalog does not know (e.g. a newer one named in CHAT_MODELS): assume the smallest
+# window and output of current models, so requests stay valid; the system check warns about it.
+UNKNOWN = ModelInfo("", context_window=200 * _K, max_output=64 * _K)
+
+
+def model_info(model_id: str) -> ModelInfo:
+    """The catalog entry of `model_id` (a conservative stand-in for a model it does not know)."""
+    return MODELS.get(model_id) or ModelInfo(
+        model_id, context_window=UNKNOWN.context_window, max_output=UNKNOWN.max_output
+    )
+
+
+def reply_max_tokens(model_id: str) -> int:
+    """`max_tokens` of a reply on `model_id`: the catalog's, or CHAT_MAX_TOKENS when set (capped at
+    the model's output limit)."""
+    info = model_info(model_id)
+    configured = settings.CHAT_MAX_TOKENS
+    return min(configured, info.max_output) if configured else info.reply_max_tokens
+
+
+def context_window(model_id: str) -> int:
+    """The window a request on `model_id` must fit: the model's, or CHAT_CONTEXT_WINDOW when smaller."""
+    window = model_info(model_id).context_window
+    configured = settings.CHAT_CONTEXT_WINDOW
+    return min(configured, window) if configured else window

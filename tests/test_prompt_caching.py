@@ -1,0 +1,44 @@
+"""Every reply request caches its prompt; the savings show on the receipt and in the conversation header."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.management import call_command
+
+from conversations.claude import ReplyRequest, build_params
+from tests.helpers import open_socket
+from tests.test_chat_budget import PRICES
+from tests.test_chat_streaming import ledger_rows_for, send_and_finish, setup_chat
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
+
+
+def test_each_request_carries_one_rolling_breakpoint_with_the_configured_ttl():
+    request = ReplyRequest(model="claude-sonnet-5-5", messages=[], max_tokens=10, cache_ttl="1h")
+    assert build_params(request)["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert "cache_control" not in build_params(ReplyRequest(model="m", messages=[], max_tokens=10))
+
+
+async def test_the_second_turn_reads_the_cached_prompt_and_the_receipt_and_header_show_the_saving(client):
+    await sync_to_async(call_command)("load_prices", str(PRICES), verbosity=0)  # the flush removed them
+    user, conversation = await setup_chat(system_prompt="You are a patient tutor. " * 200)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    first, _ = await send_and_finish(socket, conversation, "What is a cache?")
+    second, frames = await send_and_finish(socket, conversation, "And a cache line?")
+    await socket.close()
+
+    assert first.cache_creation_input_tokens > 0 and first.cache_read_input_tokens == 0
+    assert second.cache_read_input_tokens >= first.cache_creation_input_tokens
+    [row] = await ledger_rows_for(second)
+    assert row.cache_write_1h_tokens > 0  # the rolling breakpoint wrote the new turns, for an hour
+    assert row.cache_savings > 0
+    assert 'id="conversation-meter"' in frames[-1] and "prompt caching saved" in frames[-1]
+
+    await sync_to_async(client.force_login)(user)
+    receipt = (await sync_to_async(client.get)(f"/usage/receipt/{second.pk}/")).content.decode()
+    assert "Prompt caching saved" in receipt
+    page = (await sync_to_async(client.get)(conversation.get_absolute_url())).content.decode()
+    assert "Cost so far $" in page and "prompt caching saved" in page
+    assert f"Context {second.prompt_tokens + second.output_tokens:,} of 1,000,000 tokens" in page
