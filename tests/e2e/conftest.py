@@ -12,24 +12,15 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-VENV_BIN = (
-    PROJECT_DIR / ".venv" / "bin" if (PROJECT_DIR / ".venv" / "bin").is_dir() else Path(sys.executable).parent
-)
+from tests.servers import PROJECT_DIR, VENV_BIN, ServerDatabase, Worker, migrate, server_env
+
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -41,7 +32,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PASSWORD = "e2e-Long-passw0rd!"
-SERVER_START_TIMEOUT = 60
 
 _user_numbers = itertools.count(1)
 _server_log: list[Path] = []  # where the running server writes, for failure reports
@@ -59,125 +49,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _postgres_database_for_server(database_url: str) -> tuple[str, str]:
-    """A fresh database on the PostgreSQL server of `database_url`; returns (its URL, its name).
-
-    The name is unique per test session so two runs on one machine cannot drop each other's database.
-    """
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(database_url)
-    name = f"chat_e2e_{os.getpid()}"
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return urlunsplit(parts._replace(path=f"/{name}")), admin_url
-
-
-def _drop_postgres_database(admin_url: str, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def _server_env(database_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    # tests/conftest.py plants a fake key so nothing in the *test* process can reach Anthropic; the
-    # server must not inherit it: without a key it uses its in-process offline Claude, as on a fresh
-    # install. Likewise nothing from the pytest-django process may leak into the server's settings.
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DJANGO_SETTINGS_MODULE", "PYTEST_CURRENT_TEST"):
-        env.pop(name, None)
-    env.update(
-        DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="chatsite.settings",
-        DJANGO_DEBUG="1",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def _wait_until_serving(base_url: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"daphne exited with {process.returncode} before serving:\n{log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/accounts/login/", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except urllib.error.HTTPError:
-            return  # it answers; an error page is the tests' business, not the fixture's
-        except OSError as exc:
-            last_error = exc
-        time.sleep(0.2)
-    pytest.fail(
-        f"daphne did not serve {base_url} within {SERVER_START_TIMEOUT}s ({last_error}):\n{log_path.read_text()}"
-    )
-
-
 @pytest.fixture(scope="session")
 def live_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a daphne server running the app against its own fresh database."""
     workdir = tmp_path_factory.mktemp("e2e-server")
     log_path = workdir / "daphne.log"
     _server_log[:] = [log_path]
-    outer_url = os.environ.get("DATABASE_URL", "")
-    pg_admin_url = pg_name = None
-    if outer_url.startswith(("postgres://", "postgresql://")):
-        database_url, pg_admin_url = _postgres_database_for_server(outer_url)
-        pg_name = urlsplit(database_url).path.lstrip("/")
-    else:
-        database_url = f"sqlite:///{workdir / 'e2e.sqlite3'}"
-    env = _server_env(database_url)
+    database = ServerDatabase(workdir, "e2e")
+    env = server_env(database.url)
     _server_environ.clear()
     _server_environ.update(env)
-
-    migrate = subprocess.run(
-        [str(VENV_BIN / "python"), "manage.py", "migrate", "--noinput"],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    if migrate.returncode != 0:
-        pytest.fail(f"manage.py migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
-
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    daphne = shutil.which("daphne", path=str(VENV_BIN)) or "daphne"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [daphne, "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
-            cwd=PROJECT_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    worker = Worker(env, log_path)
     try:
-        _wait_until_serving(base_url, process, log_path)
-        yield base_url
+        migrate(env)
+        worker.start()
+        yield worker.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        if pg_admin_url and pg_name:
-            _drop_postgres_database(pg_admin_url, pg_name)
+        worker.stop()
+        database.drop()
 
 
 @pytest.hookimpl(wrapper=True)
