@@ -106,10 +106,10 @@ async def test_deltas_are_spread_over_time_async(offline_claude):
         if ev.type == "content_block_delta":
             arrivals.append(time.monotonic() - start)
     assert len(arrivals) == 30
+    # Lower bounds from the request's start only: the server never writes a delta before it is due
+    # (under load it may write several due ones together, so gaps between arrivals prove nothing).
     assert arrivals[0] >= 0.28  # time to first token
-    assert arrivals[-1] - arrivals[0] >= 29 / 50 * 0.85  # paced at ~50 tokens/s, not all at once
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    assert sum(g > 0.01 for g in gaps) >= 20  # most deltas arrive separately
+    assert arrivals[-1] >= 0.3 + 29 / 50 * 0.95  # paced at 50 tokens/s, not all at once
 
 
 def test_deltas_are_spread_over_time_sync_helper(offline_claude):
@@ -129,7 +129,8 @@ def test_deltas_are_spread_over_time_sync_helper(offline_claude):
         for _ in stream.text_stream:
             stamps.append(time.monotonic() - start)
     assert len(stamps) == 20
-    assert stamps[0] >= 0.09 and stamps[-1] - stamps[0] >= 0.3
+    assert stamps[0] >= 0.09  # time to first token
+    assert stamps[-1] >= 0.1 + 39 / 100 * 0.95  # 40 tokens paced at 100 tokens/s
 
 
 async def test_stamp_marks_each_text_delta_with_its_send_time(offline_claude):
@@ -152,7 +153,7 @@ async def test_stamp_marks_each_text_delta_with_its_send_time(offline_claude):
             arrivals.append(time.time())
     assert len(stamps) == 12
     # Taken when each delta was written (paced over ~0.22 s), not when the reply was planned.
-    assert before <= stamps[0] and stamps[-1] - stamps[0] >= 11 / 50 * 0.8
+    assert before <= stamps[0] and stamps[-1] - before >= 11 / 50 * 0.95
     assert all(s <= a for s, a in zip(stamps, arrivals, strict=True))  # stamped before it arrived
     plain = await client.messages.create(
         model=MODEL, max_tokens=1000, messages=[{"role": "user", "content": "Stamp me"}], stream=True
