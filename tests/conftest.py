@@ -20,6 +20,9 @@ def _chat_settings(settings):
     settings.CHAT_CHECKPOINT_SECONDS = 0.2
     settings.CHAT_READ_TIMEOUT_SECONDS = 5
     settings.CHAT_MAX_RETRIES = 2
+    # No periodic lease sweep in the background of a test (tests sweep explicitly, or through Send and
+    # Stop): a sweep still running when the test's database is flushed would race with the flush.
+    settings.CHAT_LEASE_SECONDS = 600
 
 
 @pytest.fixture(autouse=True)
