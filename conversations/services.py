@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 
 from billing.services import spend_reserve, usage_record
 from billing.usage import LedgerLabels, Usage
 
-from .catalog import reply_max_tokens
+from . import attachments
+from .catalog import EFFORTS, reply_max_tokens, takes_effort
 from .claude import estimate_tokens_from_chars
 from .control import request_stop
 from .models import Conversation, Message, usage_fields
@@ -79,15 +80,24 @@ def conversation_create(*, owner, model: str | None = None, system_prompt: str =
     )
 
 
-def conversation_update_settings(*, conversation: Conversation, model: object, system_prompt: object) -> None:
-    """Change the model and system prompt used for the conversation's next replies."""
+def conversation_update_settings(
+    *, conversation: Conversation, model: object, system_prompt: object, effort: object = None
+) -> None:
+    """Change the model, system prompt and (when given) thinking effort of the conversation's next replies.
+
+    `effort` is one of EFFORTS or "" for the model's default; a model that takes none keeps "".
+    """
     if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:
         raise InvalidInput(
             f"The system prompt must be at most {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:,} characters."
         )
+    if effort is not None and effort not in ("", *EFFORTS):
+        raise InvalidInput("Choose one of the offered effort levels.")
     conversation.model = clean_model(model)
     conversation.system_prompt = system_prompt.strip()
-    conversation.save(update_fields=["model", "system_prompt", "updated_at"])
+    if effort is not None:
+        conversation.effort = effort if takes_effort(conversation.model) else ""
+    conversation.save(update_fields=["model", "system_prompt", "effort", "updated_at"])
 
 
 def conversation_rename(*, conversation: Conversation, title: object) -> None:
@@ -112,8 +122,41 @@ def conversation_delete(*, conversation: Conversation) -> None:
             transaction.on_commit(lambda m=message_id: async_to_sync(request_stop)(conversation_id, m))
 
 
-def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[dict], int]:
-    """The API `messages` for a reply placed at `before`, and the prompt's UTF-8 size in bytes.
+def _blocks(content: str | list[dict]) -> list[dict]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _merged(earlier: str | list[dict], later: str | list[dict]) -> str | list[dict]:
+    """Two same-role turns as one (thinking blocks may only lead a turn: the later one's are dropped)."""
+    if isinstance(earlier, str) and isinstance(later, str):
+        return earlier + "\n\n" + later
+    return _blocks(earlier) + [b for b in _blocks(later) if b["type"] != "thinking"]
+
+
+def content_size(content: str | list[dict]) -> int:
+    """UTF-8 bytes of a turn's text and thinking, plus the estimated tokens of its images and PDFs
+    (either way an upper bound of its tokens, or the estimate the budget hold uses)."""
+    if isinstance(content, str):
+        return len(content.encode())
+    size = 0
+    for block in content:
+        if block["type"] == "text":
+            size += len(block["text"].encode())
+        elif block["type"] == "thinking":
+            size += len(block["thinking"].encode())
+        else:
+            size += attachments.block_tokens(block)
+    return size
+
+
+def reply_history(conversation: Conversation, *, before: Message, media: bool = True) -> tuple[list[dict], int]:
+    """The API `messages` for a reply placed at `before`, and the prompt's size (UTF-8 bytes of its
+    text, plus the estimated tokens of its images and PDFs).
+
+    A user turn with attachments is a list of content blocks, images and PDFs first (base64; without
+    `media`, the blocks are left out and only their estimated tokens counted in the size). An
+    assistant turn whose call streamed signed thinking blocks sends them back first, unmodified, as
+    the API asks; thinking without a signature (a reply stopped mid-thought) is left out.
 
     Only messages from `conversation.context_from` on are sent (older ones were left out to fit the
     context window). Turns with no real text (empty or whitespace-only: the API rejects them) are
@@ -122,27 +165,42 @@ def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[
     list alternates, starts and ends with the user's turn (API 2026-10-21 rejects prefill).
     """
     turns: list[dict] = []
-    rows = (
+    rows = list(
         conversation.messages.filter(pk__lt=before.pk, pk__gte=conversation.context_from)
         .in_order()
-        .values_list("role", "content", "status")
+        .values_list("pk", "role", "content", "status", "thinking_blocks")
     )
-    for role, content, status in rows:
+    media_of = attachments.blocks_by_message([pk for pk, role, *_ in rows if role == Message.Role.USER], media)
+    media_tokens = 0
+    for pk, role, content, status, thinking_blocks in rows:
         if status == Message.Status.REFUSED:
             while turns and turns[-1]["role"] == Message.Role.USER:
                 turns.pop()
             continue
         if not content.strip():
             continue
+        turn_content: str | list[dict] = content
+        if pk in media_of:
+            blocks, tokens = media_of[pk]
+            media_tokens += tokens
+            if blocks:
+                turn_content = [*blocks, {"type": "text", "text": content}]
+        elif role == Message.Role.ASSISTANT and thinking_blocks:
+            turn_content = [
+                {"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]}
+                for b in thinking_blocks
+            ] + [{"type": "text", "text": content}]
         if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += "\n\n" + content
+            turns[-1]["content"] = _merged(turns[-1]["content"], turn_content)
         else:
-            turns.append({"role": role, "content": content})
+            turns.append({"role": role, "content": turn_content})
     while turns and turns[0]["role"] != Message.Role.USER:
         turns.pop(0)
     while turns and turns[-1]["role"] != Message.Role.USER:
         turns.pop()
-    size = len(conversation.system_prompt.encode()) + sum(len(t["content"].encode()) for t in turns)
+    size = len(conversation.system_prompt.encode()) + sum(content_size(t["content"]) for t in turns)
+    if not media:
+        size += media_tokens
     return turns, size
 
 
@@ -169,7 +227,10 @@ def conversation_leave_out_before(*, conversation_id: int, message_id: int) -> b
 
 
 def _reserve(*, conversation: Conversation, assistant: Message) -> None:
-    _, prompt_bytes = reply_history(conversation, before=assistant)
+    """Hold the call's worst case: its prompt (images and PDFs at their estimated tokens) and max_tokens."""
+    _, prompt_bytes = reply_history(conversation, before=assistant, media=False)
+    assistant.media_tokens = attachments.tokens_before(conversation, before=assistant)
+    Message.objects.filter(pk=assistant.pk).update(media_tokens=assistant.media_tokens)
     spend_reserve(
         user=conversation.owner,
         model=conversation.model,
@@ -197,8 +258,12 @@ def _lease(message: Message, worker: str) -> None:
     message.lease_until = lease_until()
 
 
-def reply_start(*, conversation: Conversation, text: object, worker: str) -> tuple[Message, Message]:
-    """Persist the user's turn and an assistant placeholder in one transaction, with the spend reserved.
+def reply_start(
+    *, conversation: Conversation, text: object, worker: str, attachment_ids: object = ()
+) -> tuple[Message, Message]:
+    """Persist the user's turn (with the pending attachments `attachment_ids`, the owner's, uploaded to
+    this conversation and not yet sent) and an assistant placeholder in one transaction, with the spend
+    reserved (the attachments' estimated tokens included).
 
     The placeholder is leased to `worker`, the process that will write it. Raises InvalidInput or
     billing's SpendRefused with nothing written. The caller starts the generation for the returned
@@ -214,6 +279,9 @@ def reply_start(*, conversation: Conversation, text: object, worker: str) -> tup
                 "Wait for the current reply to finish, or stop it, before sending another message."
             )
         user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
+        attachments.attachments_claim(
+            owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
+        )
         assistant = Message(conversation=conversation, role=Message.Role.ASSISTANT, model=conversation.model)
         _lease(assistant, worker)
         assistant.save()
@@ -222,6 +290,7 @@ def reply_start(*, conversation: Conversation, text: object, worker: str) -> tup
             first_line = text.splitlines()[0]
             conversation.title = first_line[:TITLE_CHARS] + ("…" if len(first_line) > TITLE_CHARS else "")
         conversation.save(update_fields=["title", "updated_at"])
+    prefetch_related_objects([user_message], "attachments")  # rendered next, outside any thread
     return user_message, assistant
 
 
@@ -264,6 +333,7 @@ def reply_retry(*, message: Message, worker: str) -> Message:
         if conversation.messages.filter(status=Message.Status.STREAMING).exists():
             raise InvalidInput("Wait for the current reply to finish before retrying.")
         message.content = message.html = message.error = message.stop_reason = message.request_id = ""
+        message.thinking, message.thinking_blocks, message.thinking_ms = "", [], 0
         _lease(message, worker)
         message.model = conversation.model
         message.set_usage(Usage())
@@ -273,23 +343,32 @@ def reply_retry(*, message: Message, worker: str) -> Message:
     return message
 
 
-def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None]], worker: str) -> None:
+def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None, str]], worker: str) -> None:
     """Save partial text (and, once, the prompt counts message_start reported) of streaming replies, and
     renew the lease of every reply `worker` is writing — one transaction, whatever the number of replies.
 
-    `batch` maps message id to (text so far, usage or None). Replies that finished meanwhile are left
+    `batch` maps message id to (text so far, usage or None, thinking so far). Replies that finished meanwhile are left
     alone: only rows still `streaming` are updated.
     """
     now = timezone.now()
     with transaction.atomic():
-        for message_id, (content, usage) in batch.items():
-            fields: dict = {"content": content, "updated_at": now}
+        for message_id, (content, usage, thinking) in batch.items():
+            fields: dict = {"content": content, "thinking": thinking, "updated_at": now}
             if usage is not None:
                 fields.update(usage_fields(usage))
             Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
         Message.objects.filter(worker=worker, status=Message.Status.STREAMING).update(
             lease_until=lease_until(now)
         )
+
+
+@dataclass(frozen=True)
+class ReplyThinking:
+    """What a reply's calls thought: the summarized text shown, the signed blocks to send back, how long."""
+
+    text: str = ""
+    blocks: list[dict] = field(default_factory=list)
+    ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -303,6 +382,7 @@ class ReplyEnd:
     stop_reason: str = ""
     error: str = ""
     request_id: str = ""
+    thinking: ReplyThinking | None = None  # None: keep what the checkpoint saved (a sweep)
 
 
 def reply_finish(
@@ -339,6 +419,10 @@ def reply_finish(
             message.stop_reason = end.stop_reason
             message.error = end.error
             message.request_id = end.request_id
+            if end.thinking is not None:
+                message.thinking = end.thinking.text
+                message.thinking_blocks = end.thinking.blocks
+                message.thinking_ms = end.thinking.ms
             message.lease_until = None
             message.set_usage(end.usage)
             message.save()
@@ -390,8 +474,11 @@ def replies_end_expired(*, conversation_id: int | None = None) -> list[Message]:
         write_1h = min(message.cache_creation_1h_input_tokens, message.cache_creation_input_tokens)
         usage = Usage(
             input_tokens=message.input_tokens,
-            # The checkpoint's estimate counts thinking too; the saved text is a floor.
-            output_tokens=max(message.output_tokens, estimate_tokens_from_chars(len(message.content))),
+            # The checkpoint's estimate counts thinking too; the saved text and thinking are a floor.
+            output_tokens=max(
+                message.output_tokens, estimate_tokens_from_chars(len(message.content) + len(message.thinking))
+            ),
+            thinking_tokens=estimate_tokens_from_chars(len(message.thinking)),
             cache_write_5m_tokens=message.cache_creation_input_tokens - write_1h,
             cache_write_1h_tokens=write_1h,
             cache_read_tokens=message.cache_read_input_tokens,
