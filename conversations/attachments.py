@@ -45,6 +45,10 @@ IMAGE_MAX_DIMENSION = 8000  # the API refuses larger images, either side
 IMAGE_MAX_PIXELS = 1_150_000  # about what the model uses; larger images are scaled down
 TOKENS_PER_PIXEL_DIVISOR = 750
 PDF_PAGE_TOKENS = 3000
+# The API takes requests of up to 32 MB; base64 makes files a third larger. One message's files stay
+# under this, so a message with its text always fits (a long history of large files may not: the API's
+# 413 then reads "This conversation is too long for the model").
+MESSAGE_MAX_BYTES = 24 * 1024 * 1024
 ACCEPTED = "PNG, JPEG, GIF and WebP images and PDFs"
 
 
@@ -273,6 +277,11 @@ def attachments_claim(*, owner, conversation, ids: object, message) -> list[Atta
     )
     if len(found) != len(wanted):
         raise InvalidInput("One of the attachments is no longer available: remove it and attach it again.")
+    size = sum(a.size for a in found)
+    if size > MESSAGE_MAX_BYTES:
+        raise InvalidInput(
+            f"The files are {_mb(size)} together; a message can carry at most {_mb(MESSAGE_MAX_BYTES)}."
+        )
     pages = sum(a.pages for a in found)
     if pages > settings.CHAT_MAX_PDF_PAGES:
         raise InvalidInput(

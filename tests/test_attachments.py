@@ -244,3 +244,42 @@ def test_a_pending_chip_survives_a_reload(private_media):
     post_file(client, conversation, "keep.png", image_bytes())
     page = client.get(conversation.get_absolute_url())
     assert "keep.png" in page.text and 'name="attachments"' in page.text
+
+
+def test_the_budget_hold_includes_the_attachments_estimated_tokens(private_media):
+    from django.core.management import call_command
+
+    from billing.models import SpendReservation
+    from tests.test_chat_budget import PRICES
+
+    call_command("load_prices", str(PRICES), verbosity=0)
+    user = make_user()
+    plain = make_conversation(owner=user)
+    with_pdf = make_conversation(owner=user)
+    client = logged_in(user)
+    post_file(client, with_pdf, "a.pdf", pdf_bytes(10))
+    from conversations import services
+
+    _, without = services.reply_start(conversation=plain, text="Read this", worker="w")
+    _, withfile = services.reply_start(
+        conversation=with_pdf, text="Read this", worker="w", attachment_ids=[Attachment.objects.get().pk]
+    )
+    held = {r.message_id: r.amount for r in SpendReservation.objects.all()}
+    # 30,000 tokens more prompt at Sonnet 5.5's highest prompt rate ($4 per million cache writes 1h).
+    assert held[withfile.pk] - held[without.pk] == 30_000 * 4_000_000
+    assert Message.objects.get(pk=withfile.pk).media_tokens == 30_000
+
+
+def test_files_too_large_together_for_one_request_are_refused(private_media, monkeypatch):
+    from conversations import attachments, services
+
+    monkeypatch.setattr(attachments, "MESSAGE_MAX_BYTES", 100)
+    user = make_user()
+    conversation = make_conversation(owner=user)
+    client = logged_in(user)
+    post_file(client, conversation, "a.pdf", pdf_bytes(1))
+    post_file(client, conversation, "b.pdf", pdf_bytes(1))
+    ids = list(Attachment.objects.values_list("pk", flat=True))
+    with pytest.raises(services.InvalidInput, match="together; a message can carry at most"):
+        services.reply_start(conversation=conversation, text="Read", worker="w", attachment_ids=ids)
+    assert not Message.objects.exists() and Attachment.objects.filter(message__isnull=True).count() == 2

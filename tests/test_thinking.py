@@ -143,3 +143,21 @@ def test_effort_is_a_setting_of_the_conversation_for_models_that_take_one():
     assert conversation.effort == "xhigh"  # refused, unchanged
     with pytest.raises(services.InvalidInput):
         services.conversation_update_settings(conversation=conversation, model="claude-sonnet-5-5", system_prompt="", effort="extreme")
+
+
+async def test_a_page_that_reconnects_while_claude_thinks_catches_up_on_the_thinking():
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Plan a trip [[offline tps=30 tokens_per_delta=1]]")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    assistant = await latest_assistant(conversation)
+    await socket.receive_until(lambda f: len(thinking_in(socket.frames, assistant.pk)) > 20)
+    late, _, _ = await open_socket(user, conversation.pk)
+    frames = await late.receive_until(lambda f: f'id="msg-{assistant.pk}-thinking-body" hx-swap-oob="innerHTML"' in f)
+    caught_up = re.search(r'-thinking-body" hx-swap-oob="innerHTML">(.*?)</div>', frames[-1], re.S).group(1)
+    assert len(caught_up) > 20 and html.unescape(caught_up).startswith("The user asks “Plan a")
+    await socket.send(action="stop", message_id=assistant.pk)
+    await socket.receive_until(final_frame_for(assistant.pk))
+    await late.close()
+    await socket.close()

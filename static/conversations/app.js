@@ -182,7 +182,12 @@
   // Over the websocket the message names its attachments by id; the file input never goes along.
   document.addEventListener("htmx:wsConfigSend", function (event) {
     var parameters = event.detail.parameters;
-    if (!parameters) return;
+    if (!parameters || !("message" in parameters)) return;
+    if (document.querySelector("#attachment-chips .uploading")) {
+      event.preventDefault();  // the message would leave without the file still uploading
+      showError("Wait for the attachments to finish uploading, then send.");
+      return;
+    }
     if (typeof parameters.delete === "function") { parameters.delete("files"); return; }
     delete parameters.files;
     var ids = parameters.attachments;
