@@ -50,11 +50,14 @@ def clean_id(value: object) -> int:
     return value
 
 
-def clean_message_text(text: object) -> str:
+def clean_message_text(text: object, *, allow_empty: bool = False) -> str:
+    """The message as stored; `allow_empty` when files go with it (an image may be the whole question)."""
+    if text is None and allow_empty:
+        text = ""
     if not isinstance(text, str):
         raise InvalidInput("The message must be text.")
     text = text.replace("\r\n", "\n").strip()
-    if not text:
+    if not text and not allow_empty:
         raise InvalidInput("The message is empty.")
     try:
         text.encode("utf-8")
@@ -177,14 +180,15 @@ def reply_history(conversation: Conversation, *, before: Message, media: bool = 
             while turns and turns[-1]["role"] == Message.Role.USER:
                 turns.pop()
             continue
-        if not content.strip():
+        if not content.strip() and pk not in media_of:
             continue
         turn_content: str | list[dict] = content
         if pk in media_of:
             blocks, tokens = media_of[pk]
             media_tokens += tokens
             if blocks:
-                turn_content = [*blocks, {"type": "text", "text": content}]
+                # An empty text block is refused by the API: files alone are the whole turn.
+                turn_content = [*blocks, {"type": "text", "text": content}] if content.strip() else blocks
         elif role == Message.Role.ASSISTANT and thinking_blocks:
             turn_content = [
                 {"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]}
@@ -269,7 +273,8 @@ def reply_start(
     billing's SpendRefused with nothing written. The caller starts the generation for the returned
     assistant message once this has returned (i.e. after commit).
     """
-    text = clean_message_text(text)
+    attachment_ids = attachments.clean_ids(attachment_ids)
+    text = clean_message_text(text, allow_empty=bool(attachment_ids))
     with transaction.atomic():
         conversation = (
             Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
@@ -279,7 +284,7 @@ def reply_start(
                 "Wait for the current reply to finish, or stop it, before sending another message."
             )
         user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
-        attachments.attachments_claim(
+        claimed = attachments.attachments_claim(
             owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
         )
         assistant = Message(conversation=conversation, role=Message.Role.ASSISTANT, model=conversation.model)
@@ -287,7 +292,7 @@ def reply_start(
         assistant.save()
         _reserve(conversation=conversation, assistant=assistant)
         if not conversation.title:
-            first_line = text.splitlines()[0]
+            first_line = text.splitlines()[0] if text else ", ".join(a.name for a in claimed)
             conversation.title = first_line[:TITLE_CHARS] + ("…" if len(first_line) > TITLE_CHARS else "")
         conversation.save(update_fields=["title", "updated_at"])
     prefetch_related_objects([user_message], "attachments")  # rendered next, outside any thread

@@ -283,3 +283,26 @@ def test_files_too_large_together_for_one_request_are_refused(private_media, mon
     with pytest.raises(services.InvalidInput, match="together; a message can carry at most"):
         services.reply_start(conversation=conversation, text="Read", worker="w", attachment_ids=ids)
     assert not Message.objects.exists() and Attachment.objects.filter(message__isnull=True).count() == 2
+
+
+@pytest.mark.usefixtures("offline_claude")
+async def test_an_image_alone_is_a_message_and_an_empty_message_alone_is_not(monkeypatch):
+    sent: list[dict] = []
+    build = claude.build_params
+    monkeypatch.setattr(claude, "build_params", lambda request: sent.append(build(request)) or sent[-1])
+    user, conversation, attachment = await _setup_with_upload("receipt.png", image_bytes(150, 100))
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="   ")
+    assert "The message is empty." in await socket.receive()
+    await socket.send(message="", attachments=[attachment.pk])
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    assistant = await latest_assistant(conversation)
+    await socket.receive_until(final_frame_for(assistant.pk))
+    await socket.close()
+    assistant = await reload(assistant)
+    assert assistant.status == "complete" and "I received an image (image/png, 150×100 pixels" in assistant.content
+    [image] = sent[-1]["messages"][-1]["content"]  # no empty text block: the API refuses those
+    assert image["type"] == "image"
+    await conversation.arefresh_from_db()
+    assert conversation.title == "receipt.png"

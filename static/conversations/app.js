@@ -9,7 +9,8 @@
     if (input.id !== "composer-input" || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
     event.preventDefault();
     var button = document.getElementById("send-button");
-    if (button && !button.disabled && input.value.trim() !== "") composer().requestSubmit(button);
+    var files = document.querySelector("#attachment-chips .attachment-chip");
+    if (button && !button.disabled && (input.value.trim() !== "" || files)) composer().requestSubmit(button);
   });
 
   // Copy a code block, or a whole reply as plain text.
