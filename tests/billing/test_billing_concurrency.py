@@ -51,7 +51,7 @@ def run_in_threads(work, count: int) -> list:
 
 
 def test_concurrent_reservations_never_overshoot_the_budget(settings):
-    worst = worst_case_cost(model=SONNET, prompt_bytes=1000, max_tokens=1000, at=timezone.now())
+    worst = worst_case_cost(model=SONNET, prompt_tokens=1000, max_tokens=1000, at=timezone.now())
     fits = 5
     settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "unlimited"
     user = make_user()
@@ -62,7 +62,7 @@ def test_concurrent_reservations_never_overshoot_the_budget(settings):
     def work(index: int):
         with transaction.atomic():
             spend_reserve(
-                user=user, model=SONNET, prompt_bytes=1000, max_tokens=1000, message_id=1000 + index
+                user=user, model=SONNET, prompt_tokens=1000, max_tokens=1000, message_id=1000 + index
             )
         return "reserved"
 
@@ -86,7 +86,7 @@ def test_concurrent_reserve_and_settle_cycles_never_overshoot(settings):
             try:
                 with transaction.atomic():
                     spend_reserve(
-                        user=user, model=SONNET, prompt_bytes=1000, max_tokens=1000, message_id=message.pk
+                        user=user, model=SONNET, prompt_tokens=1000, max_tokens=1000, message_id=message.pk
                     )
             except BudgetExceeded:
                 continue
