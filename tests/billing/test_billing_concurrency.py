@@ -7,9 +7,11 @@ Runs against the configured database: SQLite (writers serialised by BEGIN IMMEDI
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from billing_factories import make_conversation, make_message, make_user, record_call
+from django.core.management import call_command
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
@@ -17,7 +19,8 @@ from billing.models import SpendReservation, UsageRecord
 from billing.money import usd_to_pico
 from billing.services import BudgetExceeded, budget_status, spend_reserve, worst_case_cost
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
+PRICES = Path(__file__).resolve().parents[2] / "billing" / "prices" / "anthropic-2026-11.json"
 
 SONNET = "claude-sonnet-4-6"
 THREADS = 12
@@ -26,6 +29,9 @@ THREADS = 12
 @pytest.fixture(autouse=True)
 def _knobs(settings):
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 0
+    # The prices the migrations seed are flushed by earlier transactional tests: load them here
+    # (serialized_rollback would restore them, but collides with what post_migrate re-creates).
+    call_command("load_prices", str(PRICES), verbosity=0)
 
 
 def run_in_threads(work, count: int) -> list:
