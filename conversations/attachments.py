@@ -301,6 +301,17 @@ def tokens_before(conversation, *, before) -> int:
     return total or 0
 
 
+def tokens_by_message(message_ids: list[int]) -> dict[int, int]:
+    """Estimated tokens of the attachments of each of these messages (those that have any)."""
+    rows = (
+        Attachment.objects.filter(message_id__in=message_ids)
+        .values("message_id")
+        .annotate(total=Sum("tokens"))
+        .values_list("message_id", "total")
+    )
+    return dict(rows)
+
+
 def content_block(attachment: Attachment) -> dict:
     """The API content block of an attachment: base64 image or PDF document."""
     with attachment.file.open("rb") as handle:
@@ -309,19 +320,12 @@ def content_block(attachment: Attachment) -> dict:
     return {"type": kind, "source": {"type": "base64", "media_type": attachment.media_type, "data": data}}
 
 
-def blocks_by_message(message_ids: list[int], with_content: bool) -> dict[int, tuple[list[dict], int]]:
-    """For each of the messages that has attachments: their content blocks (or [] without
-    `with_content`) and estimated tokens."""
-    found: dict[int, tuple[list[dict], int]] = {}
-    if not message_ids:
-        return found
-    grouped: dict[int, list[Attachment]] = defaultdict(list)
+def blocks_by_message(message_ids: list[int]) -> dict[int, list[dict]]:
+    """The content blocks of the attachments of each of these messages (those that have any)."""
+    found: dict[int, list[dict]] = defaultdict(list)
     for attachment in Attachment.objects.filter(message_id__in=message_ids).order_by("id"):
-        grouped[attachment.message_id].append(attachment)
-    for message_id, items in grouped.items():
-        blocks = [content_block(a) for a in items] if with_content else []
-        found[message_id] = (blocks, sum(a.tokens for a in items))
-    return found
+        found[attachment.message_id].append(content_block(attachment))
+    return dict(found)
 
 
 @lru_cache(maxsize=128)

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0004_message_cache_write_1h'),
+        ('conversations', '0005_conversation_prompt_changed_at'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
