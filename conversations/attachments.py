@@ -236,10 +236,20 @@ def attachment_discard(*, owner, attachment_id: int) -> bool:
     return True
 
 
+GONE = "One of the attachments is no longer available: remove it and attach it again."
+MAX_ID = 2**63 - 1
+
+
+def _clean_id(value: object) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        value = int(value)
+    if type(value) is not int or not 0 < value <= MAX_ID:
+        raise AttachmentError(GONE)
+    return value
+
+
 def clean_ids(value: object) -> list[int]:
     """Attachment ids from a websocket frame or form: a list of positive integers (or their digits)."""
-    from .services import InvalidInput, clean_id
-
     if value is None or value == "":
         return []
     if isinstance(value, str | int):
@@ -249,24 +259,16 @@ def clean_ids(value: object) -> list[int]:
     if not value:
         return []
     if not isinstance(value, list) or len(value) > settings.CHAT_MAX_ATTACHMENTS:
-        raise InvalidInput(f"At most {settings.CHAT_MAX_ATTACHMENTS} files can be attached to a message.")
-    ids = []
-    for item in value:
-        try:
-            ids.append(clean_id(item))
-        except InvalidInput:
-            raise InvalidInput("One of the attachments is no longer available: remove it and attach it again.") from None
-    return list(dict.fromkeys(ids))
+        raise AttachmentError(f"At most {settings.CHAT_MAX_ATTACHMENTS} files can be attached to a message.")
+    return list(dict.fromkeys(_clean_id(item) for item in value))
 
 
 def attachments_claim(*, owner, conversation, ids: object, message) -> list[Attachment]:
     """Attach the pending attachments `ids` to `message` (inside the caller's transaction).
 
-    Each must be `owner`'s, uploaded to `conversation` and not yet sent; otherwise InvalidInput (which
-    never says whether someone else's exists) and the caller's transaction rolls back.
+    Each must be `owner`'s, uploaded to `conversation` and not yet sent; otherwise AttachmentError
+    (which never says whether someone else's exists) and the caller's transaction rolls back.
     """
-    from .services import InvalidInput
-
     wanted = clean_ids(ids)
     if not wanted:
         return []
@@ -276,15 +278,15 @@ def attachments_claim(*, owner, conversation, ids: object, message) -> list[Atta
         )
     )
     if len(found) != len(wanted):
-        raise InvalidInput("One of the attachments is no longer available: remove it and attach it again.")
+        raise AttachmentError(GONE)
     size = sum(a.size for a in found)
     if size > MESSAGE_MAX_BYTES:
-        raise InvalidInput(
+        raise AttachmentError(
             f"The files are {_mb(size)} together; a message can carry at most {_mb(MESSAGE_MAX_BYTES)}."
         )
     pages = sum(a.pages for a in found)
     if pages > settings.CHAT_MAX_PDF_PAGES:
-        raise InvalidInput(
+        raise AttachmentError(
             f"The PDFs have {pages} pages together; a message can carry at most {settings.CHAT_MAX_PDF_PAGES}."
         )
     Attachment.objects.filter(pk__in=[a.pk for a in found]).update(message=message)

@@ -357,6 +357,13 @@ def reply_start(
     billing's SpendRefused with nothing written. The caller starts the generation for the returned
     assistant message once this has returned (i.e. after commit).
     """
+    try:
+        return _reply_start(conversation=conversation, text=text, worker=worker, attachment_ids=attachment_ids)
+    except attachments.AttachmentError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _reply_start(*, conversation: Conversation, text: object, worker: str, attachment_ids: object):
     attachment_ids = attachments.clean_ids(attachment_ids)
     text = clean_message_text(text, allow_empty=bool(attachment_ids))
     with transaction.atomic():
