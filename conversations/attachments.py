@@ -193,13 +193,13 @@ def _scaled(image, image_format: str) -> tuple[bytes, tuple[int, int]] | None:
     return out.getvalue(), size
 
 
-def attachment_create(*, owner, conversation, upload) -> Attachment:
-    """Check `upload` and store it as a pending attachment of `conversation` (the caller checked
-    ownership). AttachmentError, with nothing stored, if it is unusable or the composer is full."""
+def attachment_add(*, owner, conversation, checked: Checked) -> Attachment:
+    """Store a checked upload (`check_upload`) as a pending attachment of `conversation` (the caller
+    checked ownership). AttachmentError, with nothing stored, if the composer is full."""
     pending = Attachment.objects.filter(owner=owner, conversation=conversation, message__isnull=True).count()
     if pending >= settings.CHAT_MAX_ATTACHMENTS:
         raise AttachmentError(f"At most {settings.CHAT_MAX_ATTACHMENTS} files can be attached to a message.")
-    return attachment_store(owner=owner, conversation=conversation, checked=check_upload(upload))
+    return attachment_store(owner=owner, conversation=conversation, checked=checked)
 
 
 def attachment_store(*, owner, conversation, checked: Checked) -> Attachment:
