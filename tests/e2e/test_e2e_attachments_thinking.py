@@ -92,3 +92,39 @@ def test_thinking_streams_open_then_collapses_and_opens_and_closes(signed_up_pag
     expect(thinking.locator("summary")).to_have_text(re.compile(r"Thought for \d+ s"))
     thinking.locator("summary").click()
     expect(thinking.locator(".thinking-body")).to_contain_text("The user asks")
+
+
+DROP = """([data, name]) => {
+  const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], name, { type: "application/pdf" }));
+  const target = document.getElementById("composer-input");
+  for (const type of ["dragover", "drop"]) {
+    target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }
+}"""
+
+
+def pdf(pages: int) -> str:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=595, height=842)
+    out = io.BytesIO()
+    writer.write(out)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def test_drop_a_pdf_on_the_composer_then_remove_its_chip(signed_up_page: Page):
+    page = signed_up_page
+    start_conversation(page, "Hello")
+    expect(last_reply(page)).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
+    page.evaluate(DROP, [pdf(3), "report.pdf"])
+    chip = page.locator("#attachment-chips .attachment-chip")
+    expect(chip).to_contain_text("report.pdf")
+    expect(chip).to_contain_text("3 pages · ~9000 tokens")
+    chip.locator(".remove-attachment").click()
+    expect(chip).to_have_count(0)
+    page.reload()
+    expect(page.locator("#attachment-chips .attachment-chip")).to_have_count(0)  # gone on the server too
