@@ -185,7 +185,10 @@ CHAT_ATTACHMENT_STORAGE = "attachments"
 _attachment_backend = os.environ.get(
     "CHAT_ATTACHMENT_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
 )
-_attachment_options = json.loads(os.environ.get("CHAT_ATTACHMENT_STORAGE_OPTIONS") or "{}")
+try:
+    _attachment_options = json.loads(os.environ.get("CHAT_ATTACHMENT_STORAGE_OPTIONS") or "{}")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"CHAT_ATTACHMENT_STORAGE_OPTIONS must be a JSON object: {exc}") from None
 if _attachment_backend == "django.core.files.storage.FileSystemStorage":
     # base_url None: the files have no public URL at all.
     _attachment_options = {"location": CHAT_MEDIA_ROOT, "base_url": None, **_attachment_options}
