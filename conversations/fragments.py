@@ -48,8 +48,9 @@ def thinking_text(message_id: int, text: str) -> str:
 
 def thinking_done(message_id: int, ms: int) -> str:
     """The thinking section's heading once the answer starts: "Thought for N s"."""
-    message = Message(pk=message_id, status=Message.Status.STREAMING, thinking_ms=ms, thinking="-")
-    return render_to_string(f"{THINKING}#thinking_summary", {"message": message, "oob": True, "done": True})
+    # The thinking is over (the answer is streaming): the summary as a finished reply shows it.
+    message = Message(pk=message_id, status=Message.Status.COMPLETE, thinking_ms=max(ms, 1))
+    return render_to_string(f"{THINKING}#thinking_summary", {"message": message, "oob": True})
 
 
 def attachment_chip(attachment) -> str:
