@@ -243,3 +243,11 @@ def period_by_day(period: Period, user_id: int | None = None) -> list[dict]:
     return (
         UsageDaily.objects.for_days(period.first_day, period.last_day).filter(user_id=user_id).grouped("day")
     )
+
+
+def period_by_day_model(period: Period, user_id: int | None = None) -> list[dict]:
+    """Sums per (local day, model) over `period` (days without calls omitted): the chart's split by model."""
+    if user_id is None:
+        return UsageDayModel.objects.for_days(period.first_day, period.last_day).grouped("day", "model")
+    rows = UsageDaily.objects.for_days(period.first_day, period.last_day).filter(user_id=user_id)
+    return rows.grouped("day", "model")

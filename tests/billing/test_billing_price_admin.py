@@ -62,5 +62,5 @@ def test_staff_sets_budgets_in_usd_in_the_admin(client):
     assert response.status_code == 302, response.content.decode()[:2000]
     assert SiteBudget.load().policy == "unlimited"
     assert client.get("/admin/billing/userbudget/").status_code == 200
-    assert client.get("/admin/billing/sitebudget/").status_code == 200
+    assert client.get("/admin/billing/sitebudget/", follow=True).status_code == 200
     assert client.get("/admin/billing/spendreservation/").status_code == 200
