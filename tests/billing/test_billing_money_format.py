@@ -78,7 +78,9 @@ def test_the_budget_banner_at_80_percent_of_a_cent_does_not_say_a_cent_of_a_cent
     from billing.templatetags.billing_tags import budget_banner
 
     user = make_user("tiny")
-    UserBudget.objects.update_or_create(user=user, defaults={"policy": "limit", "monthly_limit": pico("0.01")})
+    UserBudget.objects.update_or_create(
+        user=user, defaults={"policy": "limit", "monthly_limit": pico("0.01")}
+    )
     # Sonnet 5.5 output at $10/MTok: 800 tokens = $0.008, 80 % of the cent.
     record_call(user, output_tokens=800)
     html = Template("{% load billing_tags %}{% budget_banner user %}").render(Context({"user": user}))
