@@ -292,12 +292,13 @@ def chart(day_model_rows: list[dict], period: Period, models: list[dict]) -> dic
             if cost:
                 top_y, bottom_y = y(below + cost), y(below)
                 if bottom_y > top_y:
-                    segments.append({"y": top_y, "height": bottom_y - top_y, "colour": colour})
+                    # Strings: the template prints them as they are (no number localisation per attribute).
+                    segments.append({"y": str(top_y), "height": str(bottom_y - top_y), "colour": str(colour)})
                 below += cost
         bars.append(
             {
-                "x": index * slot,
-                "width": slot - gap,
+                "x": str(index * slot),
+                "width": str(slot - gap),
                 "segments": segments,
                 "label": _day_label(first, last),
                 "cost": totals[index],
@@ -311,7 +312,7 @@ def chart(day_model_rows: list[dict], period: Period, models: list[dict]) -> dic
         "width": slot * len(buckets),
         "height": height,
         "bars": bars,
-        "ticks": [{"y": y(value), "label": format_money(value)} for value in range(scale, -1, -step)],
+        "ticks": [{"y": str(y(value)), "label": format_money(value)} for value in range(scale, -1, -step)],
         "x_labels": [buckets[0][0], middle, buckets[-1][1]]
         if len(buckets) > 2
         else [buckets[0][0], buckets[-1][1]],
