@@ -95,14 +95,28 @@ def format_money(pico: int | None) -> str:
     return _shown(amount, _places(amount))
 
 
-def format_money_pair(part: int, whole: int) -> tuple[str, str]:
-    """'$X of $Y' figures that agree with their ratio: both to the same decimals, with more decimals when
-    rounding would make different amounts look equal ('$0.008 of $0.01', never '$0.01 of $0.01' at 80 %)."""
-    first, second = Decimal(int(part)).scaleb(-12), Decimal(int(whole)).scaleb(-12)
-    places = max(_places(first), _places(second))
-    while part != whole and places < 12 and _shown(first, places) == _shown(second, places):
+def format_money_together(*picos: int) -> tuple[str, ...]:
+    """Amounts shown side by side ('$X of $Y'): all to the same decimals, with more decimals while
+    rounding makes different amounts look equal ('$0.008 of $0.01', never '$0.01 of $0.01' at 80 %)."""
+    amounts = [Decimal(int(pico)).scaleb(-12) for pico in picos]
+    places = max(_places(amount) for amount in amounts)
+
+    def collide() -> bool:
+        shown = {}
+        for amount in amounts:
+            text = _shown(amount, places)
+            if shown.setdefault(text, amount) != amount:
+                return True
+        return False
+
+    while places < 12 and collide():
         places += 1
-    return _shown(first, places), _shown(second, places)
+    return tuple(_shown(amount, places) for amount in amounts)
+
+
+def format_money_pair(part: int, whole: int) -> tuple[str, str]:
+    """Two amounts shown together ('$0.008 of $0.01'): see format_money_together."""
+    return format_money_together(part, whole)
 
 
 def format_money_exact(pico: int | None) -> str:

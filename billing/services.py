@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
-from billing.money import InexactAmount, format_usd, usd_to_pico
+from billing.money import InexactAmount, format_money_together, usd_to_pico
 from billing.periods import Period, current_month
 from billing.rollups import rollup_add
 from billing.usage import LedgerLabels, Usage
@@ -171,16 +171,18 @@ def spend_reserve(*, user, model: str, prompt_bytes: int, max_tokens: int, messa
             spent = _spent(user.pk, period)
             held = SpendReservation.objects.filter(user_id=user.pk).held(now)
             if spent >= limit:
+                shown_limit, shown_spent = format_money_together(limit, spent)
                 raise BudgetExceeded(
-                    f"You've reached your monthly budget of {format_usd(limit)} "
-                    f"({format_usd(spent)} spent). It resets on {period.last_day + timedelta(days=1):%B %-d}; "
+                    f"You've reached your monthly budget of {shown_limit} "
+                    f"({shown_spent} spent). It resets on {period.last_day + timedelta(days=1):%B %-d}; "
                     "ask an administrator if you need more."
                 )
             if spent + held + worst > limit:
                 available = max(0, limit - spent - held)
+                shown_worst, shown_available, shown_limit = format_money_together(worst, available, limit)
                 raise BudgetExceeded(
-                    f"This message could cost up to {format_usd(worst)}, but only {format_usd(available)} "
-                    f"of your {format_usd(limit)} monthly budget is left"
+                    f"This message could cost up to {shown_worst}, but only {shown_available} "
+                    f"of your {shown_limit} monthly budget is left"
                     + (" (other replies in progress hold part of it)" if held else "")
                     + ". Try a shorter conversation, or ask an administrator for a higher budget."
                 )

@@ -88,3 +88,10 @@ def test_the_budget_banner_at_80_percent_of_a_cent_does_not_say_a_cent_of_a_cent
     assert "80% of your monthly budget used" in html
     assert "$0.008 of $0.01" in html
     assert "$0.01 of $0.01" not in html
+
+
+def test_three_amounts_in_one_sentence_never_look_equal_when_they_differ():
+    from billing.money import format_money_together
+
+    assert format_money_together(pico("0.0104"), pico("0.01"), pico("20")) == ("$0.0104", "$0.01", "$20.00")
+    assert format_money_together(pico("0.021"), pico("0.01"), pico("1")) == ("$0.021", "$0.01", "$1.00")
