@@ -274,10 +274,14 @@ class UsageRecordAdmin(admin.ModelAdmin):
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
-        context = {**self._staff_context(request, "Usage and cost"), **dashboard.dashboard_context(request)}
+        context = dashboard.dashboard_context(request)
         template = "admin/billing/dashboard.html"
         if request.htmx and not request.htmx.history_restore_request:
-            template += "#dashboard"  # a period, sort, search or page switch: only the dashboard's block
+            # A period, sort, search or page switch: only the dashboard's block (which needs none of
+            # the admin's page context: its app list costs a permission check per model).
+            template += "#dashboard"
+        else:
+            context = {**self._staff_context(request, "Usage and cost"), **context}
         response = TemplateResponse(request, template, context, status=_status(context))
         patch_vary_headers(response, ["HX-Request"])
         return response
