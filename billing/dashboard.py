@@ -323,13 +323,6 @@ def chart(day_model_rows: list[dict], period: Period, models: list[dict]) -> dic
     }
 
 
-def _by_day(day_model_rows: list[dict]) -> list[dict]:
-    rows = _combine(day_model_rows, "day")
-    for row in rows:
-        row.pop("users")
-    return rows
-
-
 def _query(**params) -> str:
     return urlencode({key: value for key, value in params.items() if value not in (None, "")})
 
@@ -342,9 +335,8 @@ def dashboard_context(request: HttpRequest) -> dict:
     descending = request.GET.get("dir", "desc") != "asc"
     search = request.GET.get("q", "").strip()[:MAX_SEARCH_CHARS]
     per_user = rollups.period_by_user(period)
-    day_models = rollups.period_by_day_model(period)
-    models = model_rows(day_models)
-    days = day_rows(_by_day(day_models), period)
+    models = model_rows(rollups.period_by_model(period))
+    days = day_rows(rollups.period_by_day(period), period)
     users = user_rows(per_user, sort, descending)
     if search:
         needle = search.casefold()
@@ -367,7 +359,7 @@ def dashboard_context(request: HttpRequest) -> dict:
         "user_page": page,
         "models": models,
         "days": days,
-        "chart": chart(day_models, period, models),
+        "chart": chart(rollups.period_cost_by_day_model(period), period, models),
         "query": request.GET.urlencode(),
         "period_query": period_part,
         "search_query": "&".join(filter(None, [period_part, _query(q=search)])),
@@ -391,9 +383,8 @@ def user_detail_context(request: HttpRequest, user_id: int) -> dict:
     form, period = period_from(request)
     qs = UsageRecord.objects.for_user(user_id).for_period(period.start, period.end)
     pairs = rollups.period_by_user_model(period, user_id=user_id)
-    day_models = rollups.period_by_day_model(period, user_id=user_id)
     models = model_rows(pairs)
-    days = day_rows(_by_day(day_models), period)
+    days = day_rows(rollups.period_by_day(period, user_id=user_id), period)
     latest = UsageRecord.objects.for_user(user_id).order_by("-created_at").values("username").first()
     budget = _budget_used([user_id])[user_id]
     return {
@@ -405,7 +396,7 @@ def user_detail_context(request: HttpRequest, user_id: int) -> dict:
         "totals": totals_of(pairs),
         "models": models,
         "days": days,
-        "chart": chart(day_models, period, models),
+        "chart": chart(rollups.period_cost_by_day_model(period, user_id=user_id), period, models),
         "conversations": qs.by_conversation(limit=20),
         "recent": qs.order_by("-created_at", "-id")[:50],
         "month_spent": budget[0],
