@@ -153,6 +153,7 @@ def test_no_serious_accessibility_violation_on_the_usage_page_and_the_dashboard(
         (user, "/usage/", "usage"),
         (user, receipt, "receipt"),
         (staff, DASHBOARD + "?preset=30d", "dashboard"),
+        (staff, DASHBOARD + "?preset=last_month", "dashboard-quiet-period"),
     ):
         page.emulate_media(color_scheme=scheme)
         for viewport, size in (("desktop", DESKTOP), ("phone", PHONE)):
