@@ -315,7 +315,7 @@ def chart(day_model_rows: list[dict], period: Period, models: list[dict]) -> dic
         "ticks": [{"y": str(y(value)), "label": format_money(value)} for value in range(scale, -1, -step)],
         "x_labels": [buckets[0][0], middle, buckets[-1][1]]
         if len(buckets) > 2
-        else [buckets[0][0], buckets[-1][1]],
+        else sorted({buckets[0][0], buckets[-1][1]}),
         "summary": (
             f"Cost per {unit} from {period.first_day:%Y-%m-%d} to {period.last_day:%Y-%m-%d}, split by model: "
             f"total {format_money(sum(totals))}; highest {bars[peak]['label']} at {format_money(top)}."

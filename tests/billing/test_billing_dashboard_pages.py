@@ -145,3 +145,10 @@ def test_the_dashboard_response_stays_small_with_many_users(client):
     response = client.get(DASHBOARD, {"preset": "month"})
     assert len(user_cells(response.content)) == USERS_PER_PAGE
     assert len(response.content) < 100_000
+
+
+def test_a_one_day_chart_has_one_date_under_its_bar(client):
+    record_call(make_user("gus"), input_tokens=10)
+    client.force_login(make_staff())
+    chart = client.get(DASHBOARD, {"preset": "today"}).context["chart"]
+    assert len(chart["bars"]) == 1 and len(chart["x_labels"]) == 1
