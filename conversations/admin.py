@@ -1,0 +1,35 @@
+"""Staff publish site-wide system-prompt presets here (a preset without an owner)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import Preset
+
+
+class SiteWideFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return [("site", "Site-wide"), ("personal", "A person's own")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "site":
+            return queryset.filter(owner__isnull=True)
+        if self.value() == "personal":
+            return queryset.filter(owner__isnull=False)
+        return queryset
+
+
+@admin.register(Preset)
+class PresetAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "published", "updated_at"]
+    list_filter = [SiteWideFilter, "published"]
+    search_fields = ["name", "system_prompt", "owner__username"]
+    raw_id_fields = ["owner"]
+    fields = ["name", "system_prompt", "owner", "published"]
+
+    def get_changeform_initial_data(self, request):
+        # A preset made here is site-wide unless staff choose an owner.
+        return {"published": True}
