@@ -67,7 +67,10 @@ def index_install(conn=None) -> None:
             complete = cursor.fetchone()[0] == len(_SQLITE_TRIGGERS)
             cursor.execute(
                 f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(content, "
-                "content='conversations_message', content_rowid='id', tokenize='unicode61 remove_diacritics 2')"
+                "content='conversations_message', content_rowid='id', tokenize='unicode61 remove_diacritics 2', "
+                # Prefix indexes: the last word is searched as a prefix while it is typed; without them
+                # a short prefix of common words merges the lists of every word it starts.
+                "prefix='2 3 4')"
             )
             for statement in _SQLITE_TRIGGERS:
                 cursor.execute(statement)
