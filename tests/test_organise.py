@@ -111,7 +111,7 @@ def test_the_sidebar_loads_more_on_scroll_and_has_a_plain_more_link(client, sett
     assert "conv 2" in page and "conv 3" not in page
     first = sidebar_page(me)
     more_url = f"{reverse('sidebar_more')}?after={first.next_cursor}"
-    assert f'hx-get="{more_url}" hx-trigger="revealed"' in page and f'<a href="{more_url}">More</a>' in page
+    assert f'hx-get="{more_url}" hx-trigger="intersect once"' in page and f'<a href="{more_url}">More</a>' in page
     fragment = client.get(more_url, headers={"HX-Request": "true"}).content.decode()
     assert "conv 3" in fragment and "conv 4" in fragment and "<html" not in fragment
     plain = client.get(more_url).content.decode()

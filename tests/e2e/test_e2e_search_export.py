@@ -109,3 +109,26 @@ def test_pin_and_archive_from_the_sidebar(signed_up_page: Page):
     expect(page.locator("#conversation-list")).not_to_contain_text("Second conversation")
     page.get_by_role("link", name="Archived").click()
     expect(page.locator("#conversation-list")).to_contain_text("Second conversation")
+
+
+def test_the_sidebar_loads_more_conversations_as_it_scrolls(signed_up_page: Page, manage):
+    page = signed_up_page
+    username = page.locator(".topbar .who").inner_text()
+    manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model\n"
+        "from conversations.models import Conversation\n"
+        f"owner = get_user_model().objects.get(username={username!r})\n"
+        "for n in range(75):\n"
+        "    Conversation.objects.create(owner=owner, model='claude-sonnet-5-5', title=f'Bulk {n:02d}')\n",
+    )
+    page.goto("/")
+    items = page.locator("#conversation-list .conversation-item")
+    expect(items).to_have_count(50)
+    items.nth(49).scroll_into_view_if_needed()
+    page.locator(".sidebar-more").scroll_into_view_if_needed()
+    expect(items).to_have_count(75)
+    expect(page.locator("#conversation-list")).to_contain_text("Bulk 00")
+    expect(page.locator(".sidebar-more")).to_have_count(0)
+    assert len(set(items.all_inner_texts())) == 75  # nothing shown twice
