@@ -144,6 +144,30 @@ async def test_a_streamed_reply_is_found_by_its_words_once_it_ends():
     assert [h.role for h in user_turn.messages][-1] == "user"
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("offline_claude")
+async def test_a_reply_is_searchable_while_it_streams_from_its_checkpoints():
+    me = await sync_to_async(make_user)()
+    conversation = await sync_to_async(make_conversation)(owner=me)
+    reply = await replies.send(
+        conversation=conversation, text="Tell me about narwhals [[offline tps=40 reply_tokens=2000]]"
+    )
+
+    @sync_to_async
+    def checkpointed_hit():
+        message = Message.objects.get(pk=reply.pk)
+        if message.status != Message.Status.STREAMING or not message.content:
+            return None
+        found = hits(me, "narwhals")
+        still = Message.objects.get(pk=reply.pk).status == Message.Status.STREAMING
+        return found if still and reply.pk in [h.message_id for h in found.messages] else None
+
+    found = await eventually(checkpointed_hit, timeout=20)
+    assert found.messages[0].message_id == reply.pk and "<mark>narwhals</mark>" in found.messages[0].snippet
+    await replies.stop(user=me, message_id=reply.pk)
+    await eventually(sync_to_async(lambda: Message.objects.get(pk=reply.pk).is_final), timeout=20)
+
+
 def test_archived_conversations_are_searched_and_marked():
     me = make_user()
     conversation = make_conversation(owner=me)
