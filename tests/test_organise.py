@@ -116,6 +116,8 @@ def test_the_sidebar_loads_more_on_scroll_and_has_a_plain_more_link(client, sett
     assert "conv 3" in fragment and "conv 4" in fragment and "<html" not in fragment
     plain = client.get(more_url).content.decode()
     assert "<html" in plain and "conv 3" in plain and "conv 0" not in plain
+    # The page has no sidebar: its forms post and come back, they do not swap a sidebar that is not there.
+    assert 'id="sidebar-content"' not in plain and 'hx-target="#sidebar-content"' not in plain
 
 
 def test_pin_and_archive_as_plain_form_posts(client):
