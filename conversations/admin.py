@@ -1,10 +1,10 @@
-"""Staff publish site-wide system-prompt presets here (a preset without an owner)."""
+"""Staff publish site-wide system-prompt presets here (a preset without an owner) and may revoke share links."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import Preset
+from .models import Preset, ShareLink
 
 
 class SiteWideFilter(admin.SimpleListFilter):
@@ -33,3 +33,24 @@ class PresetAdmin(admin.ModelAdmin):
     def get_changeform_initial_data(self, request):
         # A preset made here is site-wide unless staff choose an owner.
         return {"published": True}
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    """Staff see which conversations are shared and may revoke a link (delete it); the token itself is
+    never stored, so a link cannot be read or made here."""
+
+    list_display = ["conversation", "owner", "created_at"]
+    list_select_related = ["conversation__owner"]
+    readonly_fields = ["conversation", "created_at"]
+    exclude = ["token_hash"]
+
+    @admin.display(ordering="conversation__owner__username")
+    def owner(self, link: ShareLink):
+        return link.conversation.owner
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -167,6 +167,10 @@ def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage]]:
     foreign = "This is not a conversation exported from this app (choose a .json file from its Export menu)."
     if len(data) > settings.CHAT_IMPORT_MAX_BYTES:
         raise InvalidInput(f"The file is too large to import (the limit is {settings.CHAT_IMPORT_MAX_BYTES:,} bytes).")
+    if data.startswith(b"PK\x03\x04"):
+        raise InvalidInput(
+            "This is a zip archive: unpack it and import one conversation's .json file from its conversations folder."
+        )
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):

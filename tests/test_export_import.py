@@ -130,6 +130,7 @@ def document(**changes) -> bytes:
     "data, says",
     [
         (b"\x89PNG\r\n\x1a\n\x00\x00", "not valid JSON"),
+        (b"PK\x03\x04\x14\x00", "This is a zip archive: unpack it"),
         (b"{not json", "not valid JSON"),
         (b"[1, 2, 3]", "not a conversation exported from this app"),
         (json.dumps({"title": "ChatGPT export", "mapping": {}}).encode(), "not a conversation exported from this app"),

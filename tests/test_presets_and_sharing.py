@@ -189,3 +189,16 @@ def test_the_shared_page_is_bounded_like_the_chat_page():
     token = services.share_create(conversation=conversation)
     html = Client().get(f"/s/{token}/").content.decode()
     assert "turn 119" in html and "turn 0<" not in html and "Show earlier messages" in html
+
+
+@pytest.mark.usefixtures("sharing_on")
+def test_staff_see_share_links_in_the_admin_and_can_revoke_them(client):
+    _, conversation = shared_conversation()
+    token = services.share_create(conversation=conversation)
+    link = ShareLink.objects.get()
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    listing = client.get(reverse("admin:conversations_sharelink_changelist")).content.decode()
+    assert "Shared &lt;title&gt;" in listing and token not in listing and link.token_hash not in listing
+    assert client.get(reverse("admin:conversations_sharelink_add")).status_code == 403
+    client.post(reverse("admin:conversations_sharelink_delete", args=[link.pk]), {"post": "yes"})
+    assert Client().get(f"/s/{token}/").status_code == 404
