@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from html import escape
 
 from django.db import connection
+from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
-from .models import Conversation, Message
+from .models import Conversation, Message, message_dom_id
 
 FTS_TABLE = "conversations_message_fts"
 # Longest text indexed per message on PostgreSQL (a tsvector holds at most 1 MB); replies are far shorter.
@@ -125,7 +126,8 @@ class MessageHit:
     @property
     def url(self) -> str:
         # The conversation's page ending at this message (pages show the latest messages before `before`).
-        return f"/c/{self.conversation_id}/?before={self.message_id + 1}#msg-{self.message_id}"
+        page = reverse("conversation", args=[self.conversation_id])
+        return f"{page}?before={self.message_id + 1}#{message_dom_id(self.message_id)}"
 
 
 @dataclass(frozen=True)
