@@ -25,8 +25,16 @@ from django.conf import settings
 from billing.usage import LedgerLabels, Usage
 
 from . import fragments, leases, services
-from .catalog import context_window, model_info, reply_max_tokens
-from .claude import NOT_CONFIGURED, RETRY_REASONS, ClaudeError, ReplyRequest, ReplyStream, opaque_user_id
+from .catalog import context_window, effort_for, model_info
+from .claude import (
+    NOT_CONFIGURED,
+    RETRY_REASONS,
+    THINKING,
+    ClaudeError,
+    ReplyRequest,
+    ReplyStream,
+    opaque_user_id,
+)
 from .context import fit_request
 from .control import SNAPSHOT, STOP, control_group
 from .meters import meter_for
@@ -53,6 +61,8 @@ class ReplyContext:
     context_window: int
     # The text so far of a cut-off reply being continued ("" for a new reply): new text is appended.
     continued: str = ""
+    # Its thinking so far, to which the new call's thinking is added.
+    continued_thinking: services.ReplyThinking | None = None
 
 
 @dataclass(frozen=True)
@@ -79,11 +89,12 @@ def _load_context(message_id: int) -> ReplyContext:
     request = ReplyRequest(
         model=message.model,
         messages=turns,
-        max_tokens=reply_max_tokens(message.model),
+        max_tokens=services.reply_granted_max_tokens(message),
         system=conversation.system_prompt,
         user_id=opaque_user_id(conversation.owner_id),
         cache_ttl="" if settings.CHAT_PROMPT_CACHE_TTL == "off" else settings.CHAT_PROMPT_CACHE_TTL,
         summarize_thinking=model_info(message.model).thinks_by_default,
+        effort=effort_for(message.model, conversation.effort),
     )
     labels = services.ledger_labels_for(conversation, model=message.model)
     window = context_window(message.model)
@@ -93,7 +104,12 @@ def _load_context(message_id: int) -> ReplyContext:
     if previous is not None and previous.stop_reason == "model_context_window_exceeded":
         # The previous reply ran into the window: that is where it really ends, so trim to fit it.
         window = min(window, previous.prompt_tokens + previous.output_tokens)
-    return ReplyContext(message.pk, message.attempt_id, conversation.pk, request, labels, window, continued)
+    earlier_thinking = (
+        services.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms) if continued else None
+    )
+    return ReplyContext(
+        message.pk, message.attempt_id, conversation.pk, request, labels, window, continued, earlier_thinking
+    )
 
 
 @database_sync_to_async
@@ -111,17 +127,38 @@ class Generation:
         self.group = conversation_group(context.conversation_id)
         self.labels = context.labels
         self.context_window = context.context_window
-        self.stream = ReplyStream(context.request)
+        self.model = context.request.model
+        self._hold_tasks: list[asyncio.Task] = []
+        self.stream = self._new_stream(context.request)
         self.layer = get_channel_layer()
         self.control_channel = control_channel
         self.stop_requested = False
         # Text already published to sockets (a continued reply's earlier text is on the page already).
         self._sent: list[str] = [context.continued] if context.continued else []
         self._pending: list[str] = []  # received, not yet published
+        # Thinking, published the same way into the section above the answer (see _flush).
+        self._earlier_thinking = context.continued_thinking or services.ReplyThinking()
+        self._sent_thinking: list[str] = [self._earlier_thinking.text] if self._earlier_thinking.text else []
+        self._pending_thinking: list[str] = []
+        self._thinking_announced = False  # whether pages were told "Thought for N s"
         self._finishing = False
         self._send_lock = asyncio.Lock()
         self._has_pending = asyncio.Event()
         self._consume_task: asyncio.Task | None = None
+
+    def _new_stream(self, request: ReplyRequest) -> ReplyStream:
+        """A stream for one API call of this reply: once its prompt's counts are known, the budget hold
+        shrinks to them (see billing.services.hold_prompt_known)."""
+        return ReplyStream(request, on_start=self._prompt_known)
+
+    def _prompt_known(self, usage: Usage) -> None:
+        self._hold_tasks.append(
+            asyncio.create_task(
+                database_sync_to_async(services.reply_prompt_known)(
+                    message_id=self.message_id, model=self.model, usage=usage
+                )
+            )
+        )
 
     def sent_text(self) -> str:
         return "".join(self._sent)
@@ -186,8 +223,8 @@ class Generation:
         attempt, waited, refitted = 1, 0.0, False
         while True:
             try:
-                async for delta in self.stream.deltas():
-                    self._pending.append(delta)
+                async for kind, delta in self.stream.deltas():
+                    (self._pending_thinking if kind == THINKING else self._pending).append(delta)
                     self._has_pending.set()
                 return
             except ClaudeError as exc:
@@ -198,7 +235,7 @@ class Generation:
                     # leave more out and ask again, rather than fail this and every later message.
                     refitted = True
                     self.context_window = min(exc.window or self.context_window // 2, self.context_window // 2 + 1)
-                    self.stream = ReplyStream(self.stream.request)
+                    self.stream = self._new_stream(self.stream.request)
                     await self._fit()
                     continue
                 wait = exc.retry_after if exc.retry_after is not None else min(8.0, 0.5 * 2 ** (attempt - 1))
@@ -216,7 +253,7 @@ class Generation:
                     self.group, {"type": "chat.frame", "html": fragments.retrying(self.message_id, notice)}
                 )
                 await asyncio.sleep(wait)  # Stop cancels this wait like the stream
-                self.stream = ReplyStream(self.stream.request)
+                self.stream = self._new_stream(self.stream.request)
 
     async def _fit(self) -> None:
         """Leave the oldest turns out of the request if it would not fit; show where on every page."""
@@ -248,24 +285,44 @@ class Generation:
 
     async def _flush(self) -> None:
         async with self._send_lock:
-            if not self._pending:
+            if not self._pending and not self._pending_thinking:
                 return
-            chunk = "".join(self._pending)
-            self._pending.clear()
-            self._sent.append(chunk)
+            html = self._thinking_html()
+            if self._pending:
+                chunk = "".join(self._pending)
+                self._pending.clear()
+                self._sent.append(chunk)
+                html += fragments.delta(self.message_id, chunk)
             checkpointer.mark(self)  # once per frame, not per delta
-            await self.layer.group_send(
-                self.group, {"type": "chat.frame", "html": fragments.delta(self.message_id, chunk)}
-            )
+            await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
 
-    def checkpoint_values(self) -> tuple[str, Usage | None]:
-        """The partial text to save, with the prompt counts (message_start's, billed already) and the
+    def _thinking_html(self) -> str:
+        """The thinking that arrived since the last frame, and "Thought for N s" once the answer starts."""
+        html = ""
+        if self._pending_thinking:
+            chunk = "".join(self._pending_thinking)
+            self._pending_thinking.clear()
+            self._sent_thinking.append(chunk)
+            html += fragments.thinking_delta(self.message_id, chunk)
+        if self._pending and self._sent_thinking and not self._thinking_announced:
+            self._thinking_announced = True
+            html += fragments.thinking_done(
+                self.message_id, self._earlier_thinking.ms + self.stream.thinking_elapsed_ms()
+            )
+        return html
+
+    def thinking(self) -> str:
+        return "".join(self._sent_thinking) + "".join(self._pending_thinking)
+
+    def checkpoint_values(self) -> tuple[str, Usage | None, str]:
+        """The partial text to save (and the thinking so far), with the prompt counts (message_start's, billed already) and the
         output so far estimated from everything streamed, thinking included: if this worker dies, the
         reply is billed from these."""
         if not self.stream.started:
-            return self.text(), None
+            return self.text(), None, self.thinking()
         usage = self.stream.usage
-        return self.text(), replace(usage, output_tokens=max(usage.output_tokens, self.stream.output_estimate()))
+        estimated = replace(usage, output_tokens=max(usage.output_tokens, self.stream.output_estimate()))
+        return self.text(), estimated, self.thinking()
 
     async def _listen(self) -> None:
         while True:
@@ -285,6 +342,7 @@ class Generation:
             elif event["type"] == SNAPSHOT:
                 async with self._send_lock:
                     html = fragments.body_text(self.message_id, self.sent_text())
+                    html += fragments.thinking_text(self.message_id, "".join(self._sent_thinking))
                     await self.layer.send(event["reply_channel"], {"type": "chat.frame", "html": html})
 
     def stop(self) -> None:
@@ -295,6 +353,11 @@ class Generation:
 
     async def _finish(self, outcome: Outcome) -> None:
         await self._flush()
+        for task in self._hold_tasks:  # a smaller hold only ever lets other calls through sooner
+            try:
+                await task
+            except Exception:
+                logger.exception("Could not lower the budget hold of reply %s", self.message_id)
         checkpointer.forget(self)
         stream = self.stream
         end = services.ReplyEnd(
@@ -305,6 +368,12 @@ class Generation:
             request_id=stream.request_id,
             usage=stream.billable_usage(),
             usage_estimated=stream.usage_is_estimated,
+            thinking=services.ReplyThinking(
+                text=self.thinking(),
+                blocks=self._earlier_thinking.blocks
+                + [block for block in stream.thinking_blocks if block["signature"]],
+                ms=self._earlier_thinking.ms + stream.thinking_elapsed_ms(),
+            ),
         )
         message = await database_sync_to_async(services.reply_finish)(
             message_id=self.message_id, attempt_id=self.attempt_id, end=end, labels=self.labels

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from .catalog import EFFORTS, takes_effort
 from .models import Conversation, Message, Preset
 from .rendering import render_markdown
 from .services import InvalidInput, clean_model
@@ -57,6 +58,7 @@ def conversation_json(conversation: Conversation) -> dict:
             "title": conversation.title,
             "model": conversation.model,
             "system_prompt": conversation.system_prompt,
+            "effort": conversation.effort,
             "pinned": conversation.pinned,
             "archived": conversation.archived,
             "created_at": _iso(conversation.created_at),
@@ -67,6 +69,7 @@ def conversation_json(conversation: Conversation) -> dict:
                 "id": message.pk,
                 "role": message.role,
                 "content": message.content,
+                "thinking": message.thinking,
                 "status": message.status,
                 "stop_reason": message.stop_reason,
                 "error": message.error,
@@ -146,6 +149,7 @@ def user_archive(user) -> tempfile.SpooledTemporaryFile:
 class _ImportedMessage:
     role: str
     content: str
+    thinking: str
     status: str
     stop_reason: str
     error: str
@@ -203,6 +207,8 @@ def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage]]:
             conversation.get("system_prompt"), "the system prompt", settings.CHAT_MAX_SYSTEM_PROMPT_CHARS
         ),
     }
+    effort = _text(conversation.get("effort"), "the effort", 8)
+    fields["effort"] = effort if effort in EFFORTS and takes_effort(model) else ""
     statuses = set(Message.Status.values)
     parsed = []
     for number, item in enumerate(messages, start=1):
@@ -218,6 +224,7 @@ def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage]]:
             _ImportedMessage(
                 role=item["role"],
                 content=_text(item.get("content"), f"the text of {what}", IMPORT_MESSAGE_CHARS),
+                thinking=_text(item.get("thinking"), f"the thinking of {what}", IMPORT_MESSAGE_CHARS),
                 status=status if item["role"] == Message.Role.ASSISTANT else Message.Status.COMPLETE,
                 stop_reason=_text(item.get("stop_reason"), f"the stop reason of {what}", 64),
                 error=_text(item.get("error"), f"the error of {what}", 2000),
@@ -242,6 +249,9 @@ def conversation_import(*, owner, data: bytes) -> Conversation:
                     conversation=conversation,
                     role=m.role,
                     content=m.content,
+                    # The summarized thinking is shown; its signed blocks are not imported, so it is
+                    # never sent back to the API (a signature belongs to the call that made it).
+                    thinking=m.thinking,
                     html=render_markdown(m.content) if m.role == Message.Role.ASSISTANT else "",
                     status=m.status,
                     stop_reason=m.stop_reason,

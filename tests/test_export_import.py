@@ -206,3 +206,15 @@ def test_deleting_a_conversation_keeps_its_ledger_rows():
     before = list(UsageRecord.objects.values_list("pk", "cost", "message_id"))
     services.conversation_delete(conversation=conversation)
     assert list(UsageRecord.objects.values_list("pk", "cost", "message_id")) == before
+
+
+def test_thinking_and_effort_travel_with_the_json_but_not_the_signed_blocks():
+    conversation = make_conversation(effort="high")
+    make_message(conversation, content="Think first")
+    make_message(
+        conversation, role="assistant", content="Done.", thinking="Let me weigh it.",
+        thinking_blocks=[{"thinking": "Let me weigh it.", "signature": "sig"}],
+    )
+    imported = transfer.conversation_import(owner=make_user(), data=transfer.conversation_json_text(conversation).encode())
+    reply = imported.messages.in_order()[1]
+    assert imported.effort == "high" and reply.thinking == "Let me weigh it." and reply.thinking_blocks == []

@@ -116,9 +116,9 @@ def test_text_checkpointed_while_a_reply_streams_is_searchable():
     me = make_user()
     conversation = make_conversation(owner=me)
     reply = make_message(conversation, role="assistant", content="", status=Message.Status.STREAMING)
-    services.replies_checkpoint(batch={reply.pk: ("partial answer about fjords", None)}, worker="w")
+    services.replies_checkpoint(batch={reply.pk: ("partial answer about fjords", None, "")}, worker="w")
     assert [h.message_id for h in hits(me, "fjords").messages] == [reply.pk]
-    services.replies_checkpoint(batch={reply.pk: ("partial answer about fjords and lakes", None)}, worker="w")
+    services.replies_checkpoint(batch={reply.pk: ("partial answer about fjords and lakes", None, "")}, worker="w")
     assert [h.message_id for h in hits(me, "lakes").messages] == [reply.pk]
 
 

@@ -21,7 +21,7 @@ def uninstall(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0005_organise_presets_share_links"),
+        ("conversations", "0007_organise_presets_share_links"),
     ]
 
     operations = [migrations.RunPython(install, uninstall, elidable=False)]

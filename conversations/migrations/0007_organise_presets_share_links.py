@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0004_message_cache_write_1h'),
+        ('conversations', '0006_thinking_effort_attachments'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
