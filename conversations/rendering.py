@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from functools import lru_cache
 
 import nh3
@@ -68,7 +69,10 @@ def _table_alignment_as_class(state) -> None:
 
 def render_markdown(text: str) -> str:
     """Rendered, sanitised HTML for `text` (raw HTML in the source is shown as text, never run)."""
-    raw = _markdown().render(text)
+    return _clean(_markdown().render(text))
+
+
+def _clean(raw: str) -> str:
     return nh3.clean(
         raw,
         tags=ALLOWED_TAGS,
@@ -76,3 +80,98 @@ def render_markdown(text: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
+
+
+# The incomplete last line of a streaming reply is held back while it is nothing but markdown
+# punctuation ("-", "1.", "##", "```"): shown early it would flash as a heading underline or a stray
+# character and then change into something else.
+_PUNCTUATION_ONLY = re.compile(r"[\s#>*_\-=+`~|:.)\d]*")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.M)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+_BULLET = re.compile(r"^\s*[*+-]\s", re.M)
+_OPEN_LINK = re.compile(r"\[([^\]\n]*)(?:\]\([^)\s]*)?$")
+
+
+def _display_tail(text: str) -> str:
+    """The open end of a streaming reply as it should look for now: markers that are still open
+    (`**bold`, `` `code``, an unfinished link) closed or hidden, so no literal `**` flashes by and the
+    text grows by appending. Only for display: the finished reply is rendered from its real text."""
+    head, _, last = text.rpartition("\n")
+    if last and _PUNCTUATION_ONLY.fullmatch(last):
+        text = head + ("\n" if head else "")
+    if len(_FENCE.findall(text)) % 2:
+        return text  # inside an open code fence: markdown-it renders it to the end as code already
+    paragraph = text[text.rfind("\n\n") + 1 :]
+    body = paragraph.rstrip("*_~`[")
+    cut = len(paragraph) - len(body)
+    if cut:
+        text, paragraph = text[: len(text) - cut], body
+    if (link := _OPEN_LINK.search(paragraph)) is not None:
+        text = text[: len(text) - len(paragraph) + link.start()] + link.group(1)
+        paragraph = paragraph[: link.start()] + link.group(1)
+    if paragraph.count("`") % 2:
+        return text + "`"
+    plain = _BULLET.sub("", _CODE_SPAN.sub("", paragraph))
+    closers = ""
+    if plain.count("~~") % 2:
+        closers += "~~"
+    if plain.count("**") % 2:
+        closers += "**"
+    if plain.replace("**", "").count("*") % 2:
+        closers = "*" + closers
+    return text + closers
+
+
+class MarkdownStream:
+    """A growing reply rendered incrementally, with the work per update bounded by its open end.
+
+    Top-level blocks that can no longer change are rendered once and handed out as `completed`; only
+    the text after them (the open last block) is parsed and rendered again on each update. The
+    concatenation of every completed piece and the final render of the rest equals
+    `render_markdown(whole text)`, so the finished reply replaces the streamed one without a re-flow.
+    (One exception: a link reference definition streamed after a block that uses it.)
+    """
+
+    def __init__(self, text: str = "") -> None:
+        self.completed: list[str] = []  # sanitised HTML of every block that can no longer change
+        self.open_text = ""  # the source after those blocks
+        if text:
+            self.feed(text)
+
+    def feed(self, chunk: str) -> str:
+        """Add `chunk`; returns the HTML of blocks it completed (to append after the earlier ones)."""
+        self.open_text += chunk
+        text = self.open_text
+        tokens = _markdown().parse(text)
+        starts = [t.map[0] for t in tokens if t.level == 0 and t.nesting >= 0 and t.map]
+        # A block is complete once the next one has started, with that one's first line and the line
+        # after it complete: whether a line starts a block can depend on the next one (a table's
+        # delimiter row), and a half line can still turn into something else (`-`: a list item or a
+        # heading underline).
+        lines = text.count("\n")
+        last_start = next((s for s in reversed(starts[1:]) if lines >= s + 2), None)
+        if last_start is None:
+            return ""
+        offset = _line_offset(text, last_start)
+        html = render_markdown(text[:offset])
+        self.completed.append(html)
+        self.open_text = text[offset:]
+        return html
+
+    def open_html(self) -> str:
+        """The open end, rendered for display while streaming (open markers closed or held back)."""
+        return _clean(_markdown().render(_display_tail(self.open_text)))
+
+    def final_open_html(self) -> str:
+        """The open end rendered exactly (the reply ended)."""
+        return render_markdown(self.open_text)
+
+    def completed_html(self) -> str:
+        return "".join(self.completed)
+
+
+def _line_offset(text: str, line: int) -> int:
+    offset = 0
+    for _ in range(line):
+        offset = text.index("\n", offset) + 1
+    return offset
