@@ -74,4 +74,4 @@ def test_open_markers_are_closed_or_held_back_while_streaming():
 def test_streamed_html_is_sanitised_like_the_final_render():
     stream = MarkdownStream("<script>alert(1)</script>\n\n[x](javascript:alert(1)) **open")
     html = stream.completed_html() + stream.open_html()
-    assert "<script" not in html and "href=\"javascript" not in html and "    assert "<script" not in html and "javascript:" not in htmllt;script" in html
+    assert "<script" not in html and 'href="javascript' not in html and "&lt;script" in html
