@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from chatsite import logins
 
@@ -16,4 +18,6 @@ urlpatterns = [
     path("accounts/", include("conversations.account_urls")),
     path("usage/", include("billing.urls")),
     path("", include("conversations.urls")),
+    # Pages that name no icon (the admin's) make the browser ask for /favicon.ico: no 404 for that.
+    path("favicon.ico", RedirectView.as_view(url=static("conversations/favicon.svg"), permanent=True)),
 ]

@@ -22,14 +22,26 @@ def _partial(name: str, **context) -> str:
     return render_to_string(f"{PAGE}#{name}", context)
 
 
-def delta(message_id: int, text: str) -> str:
-    """Append `text` (escaped) to a streaming message's body."""
-    return f'<div id="{message_dom_id(message_id, "body")}" hx-swap-oob="beforeend">{escape(text, quote=False)}</div>'
+def delta(message_id: int, text: str, completed: str, open_end: str) -> str:
+    """One frame of a streaming reply: `text` appended (escaped) to its source, the blocks it completed
+    (rendered once, `MarkdownStream.feed`) appended to the rendered blocks, and the open end replaced.
+    Formatted here rather than from the template: it goes out many times a second per reply."""
+    dom_id = message_dom_id(message_id)
+    blocks = f'<div id="{dom_id}-blocks" hx-swap-oob="beforeend">{completed}</div>' if completed else ""
+    return (
+        f'<div id="{dom_id}-body" hx-swap-oob="beforeend">{escape(text, quote=False)}</div>{blocks}'
+        f'<div id="{dom_id}-tail" hx-swap-oob="innerHTML">{open_end}</div>'
+    )
 
 
-def body_text(message_id: int, text: str) -> str:
-    """Replace a streaming message's body with `text` (escaped): the catch-up for a socket that (re)joins."""
-    return f'<div id="{message_dom_id(message_id, "body")}" hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
+def body_text(message_id: int, text: str, completed: str, open_end: str) -> str:
+    """A streaming reply's source and rendering replaced: the catch-up for a socket that (re)joins."""
+    dom_id = message_dom_id(message_id)
+    return (
+        f'<div id="{dom_id}-body" data-catch-up hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
+        f'<div id="{dom_id}-blocks" hx-swap-oob="innerHTML">{completed}</div>'
+        f'<div id="{dom_id}-tail" hx-swap-oob="innerHTML">{open_end}</div>'
+    )
 
 
 def message(message: Message) -> str:

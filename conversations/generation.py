@@ -31,6 +31,7 @@ from .context import fit_request
 from .control import SNAPSHOT, STOP, control_group
 from .meters import meter_for
 from .models import Conversation, Message, conversation_group
+from .rendering import MarkdownStream
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class Generation:
         self.stop_requested = False
         # Text already published to sockets (a continued reply's earlier text is on the page already).
         self._sent: list[str] = [context.continued] if context.continued else []
+        # The published text rendered incrementally: each frame carries only what changed.
+        self.markdown = MarkdownStream(context.continued)
         self._pending: list[str] = []  # received, not yet published
         self._finishing = False
         self._send_lock = asyncio.Lock()
@@ -254,9 +257,9 @@ class Generation:
             self._pending.clear()
             self._sent.append(chunk)
             checkpointer.mark(self)  # once per frame, not per delta
-            await self.layer.group_send(
-                self.group, {"type": "chat.frame", "html": fragments.delta(self.message_id, chunk)}
-            )
+            completed = self.markdown.feed(chunk)
+            html = fragments.delta(self.message_id, chunk, completed, self.markdown.open_html())
+            await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
 
     def checkpoint_values(self) -> tuple[str, Usage | None]:
         """The partial text to save, with the prompt counts (message_start's, billed already) and the
@@ -284,7 +287,12 @@ class Generation:
                 self.stop()
             elif event["type"] == SNAPSHOT:
                 async with self._send_lock:
-                    html = fragments.body_text(self.message_id, self.sent_text())
+                    html = fragments.body_text(
+                        self.message_id,
+                        self.sent_text(),
+                        self.markdown.completed_html(),
+                        self.markdown.open_html(),
+                    )
                     await self.layer.send(event["reply_channel"], {"type": "chat.frame", "html": html})
 
     def stop(self) -> None:
