@@ -72,14 +72,17 @@ def render_markdown(text: str) -> str:
     return _clean(_markdown().render(text))
 
 
+# Built once: configuring a sanitiser costs more than cleaning a streamed sentence with it.
+_cleaner = nh3.Cleaner(
+    tags=ALLOWED_TAGS,
+    attributes=ALLOWED_ATTRIBUTES,
+    url_schemes={"http", "https", "mailto"},
+    link_rel="noopener noreferrer nofollow",
+)
+
+
 def _clean(raw: str) -> str:
-    return nh3.clean(
-        raw,
-        tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer nofollow",
-    )
+    return _cleaner.clean(raw)
 
 
 # The incomplete last line of a streaming reply is held back while it is nothing but markdown
@@ -135,6 +138,9 @@ class MarkdownStream:
     def __init__(self, text: str = "") -> None:
         self.completed: list[str] = []  # sanitised HTML of every block that can no longer change
         self.open_text = ""  # the source after those blocks
+        # The open paragraph's finished sentences, rendered (see `open_html`).
+        self._sentences_src = ""
+        self._sentences_html = ""
         if text:
             self.feed(text)
 
@@ -142,14 +148,17 @@ class MarkdownStream:
         """Add `chunk`; returns the HTML of blocks it completed (to append after the earlier ones)."""
         self.open_text += chunk
         text = self.open_text
-        tokens = _markdown().parse(text)
-        starts = [t.map[0] for t in tokens if t.level == 0 and t.nesting >= 0 and t.map]
-        # A block is complete once the next one has started, with that one's first line and the line
-        # after it complete: whether a line starts a block can depend on the next one (a table's
-        # delimiter row), and a half line can still turn into something else (`-`: a list item or a
-        # heading underline).
+        blocks = [t for t in _blocks(text) if t.level == 0 and t.nesting >= 0 and t.map]
+        # A block is complete once the next one has started on a complete line (a half line can still
+        # turn into something else: `-` into a list item or a heading underline), or, for blocks that
+        # a blank line ends for good, as soon as the next one has started after that blank line.
         lines = text.count("\n")
-        last_start = next((s for s in reversed(starts[1:]) if lines >= s + 2), None)
+        last_start = None
+        for before, block in zip(reversed(blocks[:-1]), reversed(blocks[1:]), strict=True):
+            start = block.map[0]
+            if lines >= start + 1 or (before.map[1] < start and before.type in _ENDED_BY_A_BLANK_LINE):
+                last_start = start
+                break
         if last_start is None:
             return ""
         offset = _line_offset(text, last_start)
@@ -159,8 +168,25 @@ class MarkdownStream:
         return html
 
     def open_html(self) -> str:
-        """The open end, rendered for display while streaming (open markers closed or held back)."""
-        return _clean(_markdown().render(_display_tail(self.open_text)))
+        """The open end, rendered for display while streaming (open markers closed or held back).
+
+        The open end is most often one long paragraph, and inline markdown is the slow part: its
+        finished sentences (no marker open at their end) are rendered once and kept, so an update
+        renders only the sentence being written."""
+        text = _display_tail(self.open_text)
+        blocks = _blocks(text)
+        if [t.type for t in blocks] != ["paragraph_open", "inline", "paragraph_close"]:
+            return _clean(_markdown().render(text))
+        content = blocks[1].content
+        if not content.startswith(self._sentences_src):
+            self._sentences_src, self._sentences_html = "", ""
+        rest = content[len(self._sentences_src) :]
+        end = _last_settled_sentence(rest)
+        if end:
+            self._sentences_html += _clean(_markdown().renderInline(rest[:end]))
+            self._sentences_src += rest[:end]
+            rest = rest[end:]
+        return f"<p>{self._sentences_html}{_clean(_markdown().renderInline(rest))}</p>\n"
 
     def final_open_html(self) -> str:
         """The open end rendered exactly (the reply ended)."""
@@ -168,6 +194,33 @@ class MarkdownStream:
 
     def completed_html(self) -> str:
         return "".join(self.completed)
+
+
+# Top-level blocks that nothing after a blank line can continue (lists and indented code can be).
+_ENDED_BY_A_BLANK_LINE = {"paragraph_open", "heading_open", "fence", "hr", "table_open", "blockquote_open"}
+
+
+def _blocks(text: str) -> list:
+    """The block tokens of `text`, without the (slow) inline parsing."""
+    tokens: list = []
+    md = _markdown()
+    md.block.parse(text, md, {}, tokens)
+    return tokens
+
+
+_SENTENCE_END = re.compile(r"[.!?:;] +(?=\S)")
+
+
+def _last_settled_sentence(text: str) -> int:
+    """Where the last finished sentence of `text` ends (0: none), if no inline marker is open there
+    (emphasis, code, links, raw < and escapes are left to the whole render)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    for end in reversed(ends):
+        head = text[:end]
+        if any(c in head for c in "[]<>\\") or any(head.count(c) % 2 for c in "*_`~"):
+            continue
+        return end
+    return 0
 
 
 def _line_offset(text: str, line: int) -> int:
