@@ -20,6 +20,9 @@ from .meters import meter_for
 from .models import Conversation, Message
 
 
+EMPTY_MESSAGE = "Type a message first."
+
+
 def _before(request: HttpRequest) -> int | None:
     value = request.GET.get("before", "")
     return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
@@ -85,6 +88,9 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
     """Create a conversation from the home page's composer, with its first message if one was typed."""
     user = await request.auser()
     text = request.POST.get("message", "")
+    if text and not text.strip():
+        # Only spaces: nothing to send, and no empty conversation made for it.
+        return await sync_to_async(_render_page_with_error)(request, None, EMPTY_MESSAGE, text)
     try:
         conversation = await sync_to_async(services.conversation_create)(
             owner=user, model=request.POST.get("model")

@@ -89,6 +89,11 @@
     }
   });
 
+  // Without text the browser refuses to submit (required): say it in the page's words.
+  document.addEventListener("invalid", function (event) {
+    if (event.target.id === "composer-input") { event.preventDefault(); hint("Type a message first."); focusComposer(); }
+  }, true);
+
   // Copy a code block, or a whole reply as plain text; dismiss a notice or a receipt.
   document.addEventListener("click", function (event) {
     var dismiss = event.target.closest("[data-dismiss]");
