@@ -19,7 +19,6 @@ from . import replies, services
 from .meters import meter_for
 from .models import Conversation, Message
 
-
 EMPTY_MESSAGE = "Type a message first."
 
 
