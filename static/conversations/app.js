@@ -218,7 +218,7 @@
     if (!status || !section) return;
     section.classList.toggle("disconnected", !state);
     status.hidden = state;
-    status.textContent = state ? "" : "Connection lost. Reconnecting… Your draft is kept; a reply being written continues on the server and catches up here.";
+    status.textContent = state ? "" : "Connection lost. Reconnecting… Sending is paused; your draft is kept.";
     if (box) {
       box.readOnly = !state;
       if (state) box.removeAttribute("aria-disabled"); else box.setAttribute("aria-disabled", "true");

@@ -11,7 +11,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import PASSWORD
-from tests.e2e.test_e2e_chat import COMPLETE, REPLY_TIMEOUT, STREAMING, last_reply, start_conversation
+from tests.e2e.test_e2e_chat import (
+    COMPLETE,
+    REPLY_TIMEOUT,
+    STREAMING,
+    last_reply,
+    start_conversation,
+    wait_for_reply_text,
+)
 from tests.servers import ServerDatabase, Worker, migrate, server_env
 
 DESKTOP = {"width": 1366, "height": 860}
@@ -257,10 +264,10 @@ def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_ba
     page.fill("#id_password1", PASSWORD)
     page.fill("#id_password2", PASSWORD)
     page.get_by_role("button", name="Sign up").click()
-    start_conversation(page, "Describe a long walk [[offline tps=12 reply_tokens=2000]]")
+    start_conversation(page, "Describe a long walk [[offline tps=20 reply_tokens=2000]]")
     reply = last_reply(page)
     expect(reply).to_have_class(STREAMING)
-    page.wait_for_timeout(2500)
+    wait_for_reply_text(page, min_chars=120, timeout=40)
     page.locator("#composer-input").fill("my unsent draft")
 
     port = own_worker.port
@@ -273,6 +280,7 @@ def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_ba
     expect(page.locator("#composer-input")).to_have_value("my unsent draft")
     expect(reply.locator("button.stop")).to_be_hidden()
     shown_while_down = reply.locator(".body").inner_text()
+    assert len(shown_while_down) >= 120
     page.screenshot(path="/tmp/shots8/reconnecting-desktop-light.png")
 
     own_worker.start(port=port)
