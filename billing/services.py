@@ -16,6 +16,7 @@ calls all go through spend_reserve never exceeds the limit: the overshoot bound 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -155,13 +156,15 @@ def spend_reserve(*, user, model: str, prompt_bytes: int, max_tokens: int, messa
 
         per_minute = max(0, settings.CHAT_RATE_LIMIT_PER_MINUTE)  # 0 disables the limit
         if per_minute:
-            recent = SpendReservation.objects.filter(
-                user_id=user.pk, created_at__gt=now - RATE_WINDOW
-            ).count()
+            window = SpendReservation.objects.filter(user_id=user.pk, created_at__gt=now - RATE_WINDOW)
+            recent = window.count()
             if recent >= per_minute:
+                # A message can go once enough of the window's calls have left it.
+                frees_at = window.order_by("created_at").values_list("created_at", flat=True)[recent - per_minute]
+                wait = max(1, math.ceil((frees_at + RATE_WINDOW - now).total_seconds()))
                 raise RateLimited(
                     f"You're sending messages too fast: the limit is {per_minute} per minute. "
-                    "Please wait a moment and try again."
+                    f"You can send again in {wait} s; what you typed is kept."
                 )
 
         worst = worst_case_cost(model=model, prompt_bytes=prompt_bytes, max_tokens=max_tokens, at=now)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+import uuid
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -64,9 +65,8 @@ def assert_composer_in_view(page: Page) -> None:
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_fifty_messages_open_at_the_newest_and_a_streaming_reply_is_followed(new_context, sign_up, viewport):
-    page = new_context(viewport=viewport).new_page()
-    sign_up(page)
+def test_fifty_messages_open_at_the_newest_and_a_streaming_reply_is_followed(browser, own_worker, viewport):
+    page = signed_up_on(browser, own_worker, viewport=viewport)
     path = conversation_with_turns(page, 25)
     page.goto(path)
     expect(page.locator("#messages article.message")).to_have_count(50)
@@ -241,13 +241,15 @@ def test_phone_has_one_top_row_a_drawer_and_no_sideways_scrolling(new_context, s
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "the receipt scrolls sideways"
 
 
-@pytest.fixture
-def own_worker(tmp_path):
-    """A daphne worker of this test's own (it is stopped and restarted on the same port)."""
-    database = ServerDatabase(tmp_path, "reconnect")
-    env = server_env(database.url, CHAT_LEASE_SECONDS="3")
+@pytest.fixture(scope="module")
+def own_worker(tmp_path_factory):
+    """A daphne worker of this module's own: no rate limit (the long conversations), short leases, and
+    it can be stopped and restarted on the same port."""
+    workdir = tmp_path_factory.mktemp("chat-page-server")
+    database = ServerDatabase(workdir, "chatpage")
+    env = server_env(database.url, CHAT_LEASE_SECONDS="3", CHAT_RATE_LIMIT_PER_MINUTE="0")
     migrate(env)
-    worker = Worker(env, tmp_path / "daphne.log").start()
+    worker = Worker(env, workdir / "daphne.log").start()
     try:
         yield worker
     finally:
@@ -255,15 +257,22 @@ def own_worker(tmp_path):
         database.drop()
 
 
-def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_backwards(browser, own_worker):
-    context = browser.new_context(base_url=own_worker.url)
+def signed_up_on(browser, worker: Worker, **options) -> Page:
+    """A new user's page on `worker`, through the sign-up form, on the home page."""
+    context = browser.new_context(base_url=worker.url, **options)
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.goto("/accounts/signup/")
-    page.fill("#id_username", f"recon{int(time.time() * 1000) % 10**8}")
+    page.fill("#id_username", f"u{uuid.uuid4().hex[:12]}")
     page.fill("#id_password1", PASSWORD)
     page.fill("#id_password2", PASSWORD)
     page.get_by_role("button", name="Sign up").click()
+    expect(page.locator("#composer-input")).to_be_visible()
+    return page
+
+
+def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_backwards(browser, own_worker):
+    page = signed_up_on(browser, own_worker)
     start_conversation(page, "Describe a long walk [[offline tps=20 reply_tokens=2000]]")
     reply = last_reply(page)
     expect(reply).to_have_class(STREAMING)
@@ -291,4 +300,4 @@ def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_ba
     after = last_reply(page).locator(".body").inner_text()
     assert len(after) >= len(shown_while_down), (shown_while_down, after)
     assert after.startswith(shown_while_down[: len(shown_while_down) - 20])
-    context.close()
+    page.context.close()
