@@ -301,3 +301,33 @@ def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_ba
     assert len(after) >= len(shown_while_down), (shown_while_down, after)
     assert after.startswith(shown_while_down[: len(shown_while_down) - 20])
     page.context.close()
+
+
+def serious_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now (WCAG 2 A/AA rules)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    options = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+    results = Axe().run(page, options={**options, "resultTypes": ["violations"]})
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_serious_on_the_chat_page_and_a_receipt(new_context, sign_up, scheme):
+    page = new_context(viewport=DESKTOP, color_scheme=scheme).new_page()
+    sign_up(page)
+    assert serious_violations(page) == [], "home page"
+    start_conversation(page, f"Write a Python function to sort a list and compare Go vs Rust {QUICK.replace('40', '400')}")
+    expect(last_reply(page)).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
+    assert serious_violations(page) == [], "chat page with a reply"
+    page.screenshot(path=f"/tmp/shots8/chat-desktop-{scheme}.png")
+    receipt_link = last_reply(page).get_by_role("link", name="Receipt")
+    receipt_link.click()
+    expect(last_reply(page).locator(".receipt table")).to_be_visible()
+    assert serious_violations(page) == [], "chat page with a receipt open"
+    page.goto(receipt_link.get_attribute("href"))
+    assert serious_violations(page) == [], "receipt page"
