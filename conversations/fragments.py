@@ -55,7 +55,12 @@ def new_turns(messages: Iterable[Message]) -> str:
 
 
 def message_list(
-    messages: list[Message], *, conversation=None, context_from: int = 0, earlier_before: int | None = None
+    messages: list[Message],
+    *,
+    conversation=None,
+    context_from: int = 0,
+    earlier_before: int | None = None,
+    budget_exhausted: bool = False,
 ) -> str:
     """The whole list in place of the page's (a socket that (re)connects), with the send button's state
     and any error left by an earlier socket (e.g. "reconnecting") cleared."""
@@ -69,7 +74,7 @@ def message_list(
             earlier_before=earlier_before,
             latest_id=messages[-1].pk if messages else None,
         )
-        + send_button(busy=busy)
+        + send_button(busy=busy, budget_exhausted=budget_exhausted)
         + _partial("chat_error", oob=True)
     )
 
@@ -91,8 +96,14 @@ def meter(meter) -> str:
     return _partial("meter", meter=meter, oob=True)
 
 
-def send_button(*, busy: bool) -> str:
-    return _partial("send_button", busy=busy, oob=True)
+def send_button(*, busy: bool, budget_exhausted: bool = False) -> str:
+    """The send button, disabled (with the reason) while a reply is written or the budget is used up."""
+    return _partial("send_button", busy=busy, budget_exhausted=budget_exhausted, oob=True)
+
+
+def budget(user) -> str:
+    """The budget banner brought up to date (after each reply: spend changes only then)."""
+    return _partial("budget", user=user, oob=True)
 
 
 def composer_cleared() -> str:

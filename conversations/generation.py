@@ -22,6 +22,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from billing.services import budget_status
 from billing.usage import LedgerLabels, Usage
 
 from . import fragments, leases, services
@@ -98,8 +99,16 @@ def _load_context(message_id: int) -> ReplyContext:
 
 
 @database_sync_to_async
-def _meter(conversation_id: int):
-    return meter_for(Conversation.objects.get(pk=conversation_id))
+def _after_reply(conversation_id: int) -> str:
+    """What a finished reply changes besides itself: the header's meter, the owner's budget banner and
+    the send button (enabled, unless that reply used up the budget)."""
+    conversation = Conversation.objects.select_related("owner").get(pk=conversation_id)
+    exhausted = budget_status(conversation.owner).level == "exhausted"
+    return (
+        fragments.send_button(busy=False, budget_exhausted=exhausted)
+        + fragments.meter(meter_for(conversation))
+        + fragments.budget(conversation.owner)
+    )
 
 
 class Generation:
@@ -319,8 +328,7 @@ class Generation:
         )
         if message is None:
             return  # deleted meanwhile (its spend is in the ledger all the same), or ended by a sweep
-        meter = await _meter(self.conversation_id)
-        html = fragments.message(message) + fragments.send_button(busy=False) + fragments.meter(meter)
+        html = fragments.message(message) + await _after_reply(self.conversation_id)
         await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
 
 

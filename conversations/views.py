@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from billing.services import SpendRefused
+from billing.services import SpendRefused, budget_status
 
 from . import replies, services
 from .meters import meter_for
@@ -40,6 +40,7 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, **ext
         "context_from": conversation.context_from if conversation else 0,
         "meter": meter_for(conversation) if conversation else None,
         "busy": bool(conversation) and conversation.messages.filter(status=Message.Status.STREAMING).exists(),
+        "budget_exhausted": budget_status(request.user).level == "exhausted",
         "models": settings.CHAT_MODELS,
         "default_model": settings.CHAT_DEFAULT_MODEL,
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,

@@ -43,8 +43,7 @@
     }
     if (button && button.disabled) {
       // Never lose the text: it stays in the box until the reply has finished.
-      hint(button.title ? button.title + ": your message is kept; send it when the reply has finished (Esc stops the reply)."
-                        : "Your message is kept; it can be sent once the reply has finished.");
+      hint(button.getAttribute("data-wait") || "Your message is kept; it can be sent once the reply has finished.");
       return;
     }
     hint("");
