@@ -61,7 +61,10 @@
     if (event.key === "Escape") {
       var drawer = $("sidebar");
       if (drawer && drawer.classList.contains("open")) { closeDrawer(); return; }
-      if (streamingReply()) { event.preventDefault(); stopReply(); return; }
+      // Esc in a menu or the conversation list closes or leaves that; elsewhere it stops the reply.
+      if (streamingReply() && !(target.closest && target.closest("details[open], .sidebar"))) {
+        event.preventDefault(); stopReply(); return;
+      }
     }
     if (event.altKey && event.shiftKey && (event.key === "N" || event.key === "n" || event.code === "KeyN")) {
       var link = document.querySelector(".new-conversation");

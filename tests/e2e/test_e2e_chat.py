@@ -129,7 +129,7 @@ def test_reload_mid_reply_shows_the_text_so_far_and_then_finishes(new_context, s
     # Well over a second of text, so a checkpoint was saved; late enough to catch idle timeouts.
     before_reload = wait_for_reply_text(page, min_chars=200, streaming_for=LATE_IN_THE_REPLY_SECONDS)
     response = page.reload()
-    served = re.search(r'id="msg-\d+-body" class="body plain streaming">(.*?)</div>', response.text(), re.S)
+    served = re.search(r'id="msg-\d+-body" class="source" hidden>(.*?)</div>', response.text(), re.S)
     assert served, "after a reload mid-reply the page should render the reply as still streaming"
     text_so_far = html.unescape(served.group(1))
     assert text_so_far.strip(), "the reloaded page should already hold the text so far"
