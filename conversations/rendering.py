@@ -90,6 +90,7 @@ def _clean(raw: str) -> str:
 # character and then change into something else.
 _PUNCTUATION_ONLY = re.compile(r"[\s#>*_\-=+`~|:.)\d]*")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.M)
+_TABLE_DELIMITER = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
 _BULLET = re.compile(r"^\s*[*+-]\s", re.M)
 _OPEN_LINK = re.compile(r"\[([^\]\n]*)(?:\]\([^)\s]*)?$")
@@ -104,6 +105,15 @@ def _display_tail(text: str) -> str:
         text = head + ("\n" if head else "")
     if len(_FENCE.findall(text)) % 2:
         return text  # inside an open code fence: markdown-it renders it to the end as code already
+    # A table's first rows are held back until its delimiter row (`|---|`) makes them a table: shown
+    # before, they would read as a paragraph of pipes and then change into the table.
+    lines = text.split("\n")
+    end = len(lines) - 1 if lines[-1] == "" else len(lines)
+    first_row = end
+    while first_row and lines[first_row - 1].lstrip().startswith("|"):
+        first_row -= 1
+    if first_row < end and not any(_TABLE_DELIMITER.match(line) for line in lines[first_row:end]):
+        text = "\n".join(lines[:first_row]) + ("\n" if first_row else "")
     paragraph = text[text.rfind("\n\n") + 1 :]
     body = paragraph.rstrip("*_~`[")
     cut = len(paragraph) - len(body)

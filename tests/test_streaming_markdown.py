@@ -65,8 +65,11 @@ def test_open_markers_are_closed_or_held_back_while_streaming():
         ("See [the docs](https://exa", "See the docs"),
         ("Para\n-", "<p>Para</p>"),
         ("Text **", "<p>Text</p>"),
+        ("Before\n\n| A | B |\n| 1 |", "<p>Before</p>"),
+        ("| A | B |\n|---|---|\n| 1 |", "<th>A</th>"),
     ]:
-        html = MarkdownStream(partial).open_html()
+        stream = MarkdownStream(partial)
+        html = stream.completed_html() + stream.open_html()
         assert shown in html, (partial, html)
         assert "**" not in html and "`" not in html
 
