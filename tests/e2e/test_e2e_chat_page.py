@@ -113,6 +113,8 @@ def test_markdown_renders_while_streaming_without_literal_markers_or_a_reflow_at
             break
         samples.append(text)
         saw_rendered = saw_rendered or rendered > 0
+        if len(samples) == 40:
+            page.screenshot(path="/tmp/shots8/streaming-desktop-light.png")
         page.wait_for_timeout(60)
     assert len(samples) >= 5, "the reply should have been seen streaming"
     assert saw_rendered, "no paragraph, list or bold text while streaming: markdown is not rendered live"
@@ -214,8 +216,9 @@ def test_rename_errors_inline_and_a_rename_updates_heading_tab_and_highlight(sig
     expect(page.locator(f"#conversation-{conversation_id} > a")).to_have_attribute("aria-current", "page")
 
 
-def test_phone_has_one_top_row_a_drawer_and_no_sideways_scrolling(new_context, sign_up):
-    page = new_context(viewport=PHONE, has_touch=True).new_page()
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_phone_has_one_top_row_a_drawer_and_no_sideways_scrolling(new_context, sign_up, scheme):
+    page = new_context(viewport=PHONE, has_touch=True, color_scheme=scheme).new_page()
     sign_up(page)
     path = start_conversation(page, f"Compare Python and Go with code {QUICK.replace('40', '300')}")
     expect(last_reply(page)).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
@@ -224,9 +227,12 @@ def test_phone_has_one_top_row_a_drawer_and_no_sideways_scrolling(new_context, s
     sidebar = page.locator("#sidebar")
     expect(sidebar).not_to_be_in_viewport()
     assert page.evaluate(SCROLL_STATE)["pageWidth"] <= PHONE["width"]
+    page.screenshot(path=f"/tmp/shots8/chat-phone-{scheme}.png")
 
     page.locator("[data-drawer-toggle]").tap()
     expect(sidebar).to_be_in_viewport()
+    page.wait_for_timeout(300)  # the slide-in
+    page.screenshot(path=f"/tmp/shots8/drawer-phone-{scheme}.png")
     expect(page.locator("[data-drawer-toggle]")).to_have_attribute("aria-expanded", "true")
     page.keyboard.press("Escape")
     expect(sidebar).not_to_be_in_viewport()
@@ -239,6 +245,7 @@ def test_phone_has_one_top_row_a_drawer_and_no_sideways_scrolling(new_context, s
     receipt = last_reply(page).get_by_role("link", name="Receipt")
     page.goto(receipt.get_attribute("href"))
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "the receipt scrolls sideways"
+    page.screenshot(path=f"/tmp/shots8/receipt-phone-{scheme}.png", full_page=True)
 
 
 @pytest.fixture(scope="module")
