@@ -17,14 +17,6 @@
 
   function streamingReply() { return document.querySelector("#messages .message.status-streaming"); }
 
-  // The composer grows with its text (up to the CSS max-height, then it scrolls).
-  function grow() {
-    var box = input();
-    if (!box) return;
-    box.style.height = "auto";
-    box.style.height = box.scrollHeight + 2 + "px";
-  }
-
   function focusComposer() {
     var box = input();
     if (box && !box.readOnly && document.activeElement !== box) box.focus({ preventScroll: true });
@@ -78,7 +70,7 @@
   });
 
   document.addEventListener("input", function (event) {
-    if (event.target.id === "composer-input") { grow(); if (event.target.value.trim()) hint(""); }
+    if (event.target.id === "composer-input" && event.target.value.trim()) hint("");
   });
 
   // The home page's Send with nothing typed: say so instead of making an empty conversation.
@@ -205,7 +197,6 @@
   document.addEventListener("htmx:wsAfterMessage", follow);
   document.addEventListener("DOMContentLoaded", function () {
     toBottom();
-    grow();
     // The composer is where typing goes, unless the page opened somewhere else on purpose (#fragment).
     if (!location.hash || location.hash === "#composer-input") focusComposer();
     var drawer = $("sidebar");
@@ -241,7 +232,7 @@
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     var target = event.detail && event.detail.target;
     if (!target) return;
-    if (target.id === "composer-input") { grow(); focusComposer(); }
+    if (target.id === "composer-input") focusComposer();
     if (target.id === "send-button" && !target.disabled) hint("");
   });
   // Whatever was clicked to send (the Send button), typing goes on in the composer.

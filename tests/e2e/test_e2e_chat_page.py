@@ -160,7 +160,6 @@ def test_focus_stays_in_the_composer_and_the_keyboard_drives_the_chat(signed_up_
     # The composer grows with its text.
     before = page.locator("#composer-input").bounding_box()["height"]
     page.locator("#composer-input").fill("line\n" * 8)
-    page.locator("#composer-input").dispatch_event("input")
     assert page.locator("#composer-input").bounding_box()["height"] > before + 40
 
     # A shortcut opens a new conversation; skip links lead to the composer and the list.
@@ -250,11 +249,15 @@ def test_phone_has_one_top_row_a_drawer_and_no_sideways_scrolling(new_context, s
 
 @pytest.fixture(scope="module")
 def own_worker(tmp_path_factory):
-    """A daphne worker of this module's own: no rate limit (the long conversations), short leases, and
-    it can be stopped and restarted on the same port."""
+    """A daphne worker of this module's own: no rate limit (the long conversations), and it can be
+    stopped and restarted on the same port."""
     workdir = tmp_path_factory.mktemp("chat-page-server")
     database = ServerDatabase(workdir, "chatpage")
-    env = server_env(database.url, CHAT_LEASE_SECONDS="3", CHAT_RATE_LIMIT_PER_MINUTE="0")
+    # Leases outlast a kill and restart (a killed worker's reply stays "streaming" meanwhile); a
+    # graceful stop ends replies after one second.
+    env = server_env(
+        database.url, CHAT_LEASE_SECONDS="30", CHAT_SHUTDOWN_GRACE_SECONDS="1", CHAT_RATE_LIMIT_PER_MINUTE="0"
+    )
     migrate(env)
     worker = Worker(env, workdir / "daphne.log").start()
     try:
@@ -278,7 +281,11 @@ def signed_up_on(browser, worker: Worker, **options) -> Page:
     return page
 
 
-def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_backwards(browser, own_worker):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "restarted"])
+def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_backwards(browser, own_worker, stop):
+    """Killed: the reply's text after its last checkpoint died with the worker; the page keeps what it
+    showed (the list it gets on reconnect is that older checkpoint). Restarted: the worker ends its
+    replies with all their text before it goes."""
     page = signed_up_on(browser, own_worker)
     start_conversation(page, "Describe a long walk [[offline tps=20 reply_tokens=2000]]")
     reply = last_reply(page)
@@ -287,17 +294,17 @@ def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_ba
     page.locator("#composer-input").fill("my unsent draft")
 
     port = own_worker.port
-    own_worker.signal(signal.SIGKILL)
-    own_worker.wait(timeout=20)
+    own_worker.signal(stop)
+    own_worker.wait(timeout=30)
     status = page.locator("#connection-status")
     expect(status).to_be_visible()
     expect(status).to_contain_text("Reconnecting")
     expect(page.locator("#composer-input")).to_have_attribute("aria-disabled", "true")
     expect(page.locator("#composer-input")).to_have_value("my unsent draft")
     expect(reply.locator("button.stop")).to_be_hidden()
-    shown_while_down = reply.locator(".body").inner_text()
+    shown_while_down = last_reply(page).locator(".body").inner_text()
     assert len(shown_while_down) >= 120
-    page.screenshot(path="/tmp/shots8/reconnecting-desktop-light.png")
+    page.screenshot(path=f"/tmp/shots8/reconnecting-{signal.Signals(stop).name}-desktop-light.png")
 
     own_worker.start(port=port)
     expect(status).to_be_hidden(timeout=60_000)
