@@ -263,11 +263,11 @@ def test_rate_limit_says_how_long_to_wait(settings, monkeypatch):
     user = make_user()
     start = timezone.now()
     monkeypatch.setattr(timezone, "now", lambda: start)
-    reserve(user, message_id=1, prompt_bytes=10, max_tokens=10)
+    reserve(user, message_id=1, prompt_tokens=10, max_tokens=10)
     monkeypatch.setattr(timezone, "now", lambda: start + timedelta(seconds=20))
-    reserve(user, message_id=2, prompt_bytes=10, max_tokens=10)
+    reserve(user, message_id=2, prompt_tokens=10, max_tokens=10)
     monkeypatch.setattr(timezone, "now", lambda: start + timedelta(seconds=45))
     with pytest.raises(RateLimited) as excinfo:
-        reserve(user, message_id=3, prompt_bytes=10, max_tokens=10)
+        reserve(user, message_id=3, prompt_tokens=10, max_tokens=10)
     # The first of the two leaves the minute 15 s from now.
     assert "Please wait 15 s" in str(excinfo.value)
