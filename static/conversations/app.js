@@ -212,6 +212,9 @@
     section.classList.toggle("disconnected", !state);
     status.hidden = state;
     status.textContent = state ? "" : "Connection lost. Reconnecting… Sending is paused; your draft is kept.";
+    var button = $("send-button");
+    // Send waits for the connection; once it is back the server sends the button's real state.
+    if (button && !state) { button.disabled = true; button.setAttribute("data-wait", status.textContent); }
     if (box) {
       box.readOnly = !state;
       if (state) box.removeAttribute("aria-disabled"); else box.setAttribute("aria-disabled", "true");

@@ -301,6 +301,7 @@ def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_ba
     expect(status).to_contain_text("Reconnecting")
     expect(page.locator("#composer-input")).to_have_attribute("aria-disabled", "true")
     expect(page.locator("#composer-input")).to_have_value("my unsent draft")
+    expect(page.locator("#send-button")).to_be_disabled()
     expect(reply.locator("button.stop")).to_be_hidden()
     shown_while_down = last_reply(page).locator(".body").inner_text()
     assert len(shown_while_down) >= 120
@@ -310,6 +311,8 @@ def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_ba
     expect(status).to_be_hidden(timeout=60_000)
     expect(page.locator("#composer-input")).to_have_value("my unsent draft")
     expect(page.locator("#composer-input")).not_to_have_attribute("aria-disabled", "true")
+    if "status-streaming" not in last_reply(page).get_attribute("class"):
+        expect(page.locator("#send-button")).to_be_enabled()
     # The catch-up (the list as last saved, up to a second behind) never shows less than was shown.
     after = last_reply(page).locator(".body").inner_text()
     assert len(after) >= len(shown_while_down), (shown_while_down, after)
