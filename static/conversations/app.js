@@ -146,10 +146,13 @@
     var jump = $("jump-latest");
     if (jump) jump.hidden = stickToBottom;
   }
+  var autoTop = 0, autoHeight = 0;  // where the last automatic scroll left the list, and its height
   function toBottom() {
     var list = messages();
     if (!list) return;
     list.scrollTop = list.scrollHeight;
+    autoTop = list.scrollTop;
+    autoHeight = list.scrollHeight;
     stickToBottom = true;
     showJump();
   }
@@ -157,7 +160,12 @@
     var list = messages();
     if (event.target === list) { stickToBottom = atBottom(list); showJump(); }
   }, true);
-  function follow() { if (stickToBottom) toBottom(); else showJump(); }
+  function follow() {
+    var list = messages();
+    // The reader scrolled up since the last automatic scroll, and its scroll event is not in yet.
+    if (list && list.scrollTop + 4 < autoTop && list.scrollHeight >= autoHeight) stickToBottom = false;
+    if (stickToBottom) toBottom(); else showJump();
+  }
 
   // A catch-up must never show less of a reply than the page already has: a socket that (re)joins gets
   // the list as last saved (up to a second behind what streamed) before the live text catches up.
