@@ -22,14 +22,26 @@ def _partial(name: str, **context) -> str:
     return render_to_string(f"{PAGE}#{name}", context)
 
 
-def delta(message_id: int, text: str) -> str:
-    """Append `text` (escaped) to a streaming message's body."""
-    return f'<div id="{message_dom_id(message_id, "body")}" hx-swap-oob="beforeend">{escape(text, quote=False)}</div>'
+def delta(message_id: int, text: str, completed: str, open_end: str) -> str:
+    """One frame of a streaming reply: `text` appended (escaped) to its source, the blocks it completed
+    (rendered once, `MarkdownStream.feed`) appended to the rendered blocks, and the open end replaced.
+    Formatted here rather than from the template: it goes out many times a second per reply."""
+    dom_id = message_dom_id(message_id)
+    blocks = f'<div id="{dom_id}-blocks" hx-swap-oob="beforeend">{completed}</div>' if completed else ""
+    return (
+        f'<div id="{dom_id}-body" hx-swap-oob="beforeend">{escape(text, quote=False)}</div>{blocks}'
+        f'<div id="{dom_id}-tail" hx-swap-oob="innerHTML">{open_end}</div>'
+    )
 
 
-def body_text(message_id: int, text: str) -> str:
-    """Replace a streaming message's body with `text` (escaped): the catch-up for a socket that (re)joins."""
-    return f'<div id="{message_dom_id(message_id, "body")}" hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
+def body_text(message_id: int, text: str, completed: str, open_end: str) -> str:
+    """A streaming reply's source and rendering replaced: the catch-up for a socket that (re)joins."""
+    dom_id = message_dom_id(message_id)
+    return (
+        f'<div id="{dom_id}-body" data-catch-up hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
+        f'<div id="{dom_id}-blocks" hx-swap-oob="innerHTML">{completed}</div>'
+        f'<div id="{dom_id}-tail" hx-swap-oob="innerHTML">{open_end}</div>'
+    )
 
 
 # Thinking: the collapsible section above a reply (template conversations/_thinking.html).
@@ -69,7 +81,12 @@ def new_turns(messages: Iterable[Message]) -> str:
 
 
 def message_list(
-    messages: list[Message], *, conversation=None, context_from: int = 0, earlier_before: int | None = None
+    messages: list[Message],
+    *,
+    conversation=None,
+    context_from: int = 0,
+    earlier_before: int | None = None,
+    budget_exhausted: bool = False,
 ) -> str:
     """The whole list in place of the page's (a socket that (re)connects), with the send button's state
     and any error left by an earlier socket (e.g. "reconnecting") cleared."""
@@ -83,7 +100,7 @@ def message_list(
             earlier_before=earlier_before,
             latest_id=messages[-1].pk if messages else None,
         )
-        + send_button(busy=busy)
+        + send_button(busy=busy, budget_exhausted=budget_exhausted)
         + _partial("chat_error", oob=True)
     )
 
@@ -105,8 +122,14 @@ def meter(meter) -> str:
     return _partial("meter", meter=meter, oob=True)
 
 
-def send_button(*, busy: bool) -> str:
-    return _partial("send_button", busy=busy, oob=True)
+def send_button(*, busy: bool, budget_exhausted: bool = False) -> str:
+    """The send button, disabled (with the reason) while a reply is written or the budget is used up."""
+    return _partial("send_button", busy=busy, budget_exhausted=budget_exhausted, oob=True)
+
+
+def budget(user) -> str:
+    """The budget banner brought up to date (after each reply: spend changes only then)."""
+    return _partial("budget", user=user, oob=True)
 
 
 def composer_cleared() -> str:
