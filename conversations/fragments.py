@@ -8,8 +8,10 @@ out many times a second per reply, so it is formatted directly, with the same el
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from html import escape
+from html.parser import HTMLParser
 
 from django.template.loader import render_to_string
 
@@ -73,6 +75,74 @@ def attachment_chip(attachment) -> str:
 def message(message: Message) -> str:
     """The whole message in place of the one on the page."""
     return _partial("message", message=message, oob="outerHTML")
+
+
+#: Most bytes of HTML one websocket frame carries where the markup allows (the issue's bound is 64 KB).
+FRAME_BYTES = 60_000
+# Elements without an end tag: they never open a level.
+_VOID = {"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class _TopLevel(HTMLParser):
+    """Offsets in an HTML string where a top-level element starts (where it can be cut)."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.line_starts = [0]
+        for index, char in enumerate(html):
+            if char == "\n":
+                self.line_starts.append(index + 1)
+        self.depth = 0
+        self.cuts: list[int] = []
+        self.feed(html)
+        self.close()
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self.line_starts[line - 1] + column
+
+    def handle_starttag(self, tag, attrs):
+        if self.depth == 0:
+            self.cuts.append(self._offset())
+        if tag not in _VOID:
+            self.depth += 1
+
+    def handle_endtag(self, tag):
+        if tag not in _VOID:
+            self.depth = max(0, self.depth - 1)
+
+
+def _pieces(html: str, limit: int) -> list[str]:
+    """`html` cut between top-level elements into pieces of at most `limit` bytes (an element that is
+    larger on its own stays whole)."""
+    cuts = [cut for cut in _TopLevel(html).cuts if cut > 0] + [len(html)]
+    pieces, start, size, last = [], 0, 0, 0
+    for cut in cuts:
+        block = len(html[last:cut].encode())
+        if size and size + block > limit:
+            pieces.append(html[start:last])
+            start, size = last, 0
+        size += block
+        last = cut
+    pieces.append(html[start:])
+    return pieces
+
+
+def message_frames(reply: Message, after: str = "") -> list[str]:
+    """The finished `reply` in place of the one on the page (`after` joins the first frame), as frames
+    of at most FRAME_BYTES where its body allows: a long reply's rendered body goes out in pieces cut
+    between top-level blocks, the first with the message itself, the others appended to its body."""
+    whole = message(reply) + after
+    if len(whole.encode()) <= FRAME_BYTES:
+        return [whole]
+    shell = len(whole.encode()) - len(reply.html.encode())
+    pieces = _pieces(reply.html, max(FRAME_BYTES - shell, FRAME_BYTES // 4))
+    first = copy.copy(reply)
+    first.html = pieces[0]
+    body = message_dom_id(reply.pk, "body")
+    return [message(first) + after] + [
+        f'<div id="{body}" hx-swap-oob="beforeend">{piece}</div>' for piece in pieces[1:]
+    ]
 
 
 def new_turns(messages: Iterable[Message]) -> str:

@@ -398,8 +398,8 @@ class Generation:
         )
         if message is None:
             return  # deleted meanwhile (its spend is in the ledger all the same), or ended by a sweep
-        html = fragments.message(message) + await _after_reply(self.conversation_id)
-        await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
+        for html in fragments.message_frames(message, after=await _after_reply(self.conversation_id)):
+            await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
 
 
 class Checkpointer:
