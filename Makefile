@@ -24,7 +24,7 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py recover_replies
-	$(BIN)/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
+	$(BIN)/python -m chatsite.serve -b $(HOST) -p $(PORT) chatsite.asgi:application
 
 # Debian's chromium for the browser tests (Playwright cannot download browsers here), and nginx for the
 # test of the shipped proxy rules (deploy/nginx/); installed only if missing, never started as a service.
