@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -275,31 +275,44 @@ def reply_retry(*, message: Message, worker: str) -> Message:
 
 def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None]], worker: str) -> None:
     """Save partial text (and, once, the prompt counts message_start reported) of streaming replies, and
-    renew the lease of every reply `worker` is writing — one transaction of at most three statements,
-    whatever the number of replies (each a CASE over the batch: a statement per reply cost more
-    than relaying its deltas once a worker ran a hundred replies).
+    renew the lease of every reply `worker` is writing — one transaction of two statements, whatever
+    the number of replies.
+
+    The partial texts are one prepared UPDATE run for the whole batch (`executemany`: one driver call,
+    one round trip on PostgreSQL). Building an ORM update per reply, or one CASE expression per field,
+    cost more CPU than relaying the replies' deltas once a worker ran a hundred of them.
 
     `batch` maps message id to (text so far, usage or None). Replies that finished meanwhile are left
     alone: only rows still `streaming` are updated.
     """
     now = timezone.now()
-    with_usage: list[Message] = []
-    text_only: list[Message] = []
-    for message_id, (content, usage) in batch.items():
-        row = Message(pk=message_id, content=content, updated_at=now)
-        if usage is None:
-            text_only.append(row)
-        else:
-            for name, value in usage_fields(usage).items():
-                setattr(row, name, value)
-            with_usage.append(row)
-    streaming = Message.objects.filter(status=Message.Status.STREAMING)
+    if batch:
+        meta = Message._meta
+        columns = list(usage_fields(Usage()))
+        assignments = ", ".join(
+            [f"{_column('content')} = %s", f"{_column('updated_at')} = %s"]
+            + [f"{_column(name)} = COALESCE(%s, {_column(name)})" for name in columns]
+        )
+        sql = (
+            f"UPDATE {connection.ops.quote_name(meta.db_table)} SET {assignments} "
+            f"WHERE {_column('id')} = %s AND {_column('status')} = %s"
+        )
+        updated_at = Message._meta.get_field("updated_at").get_db_prep_value(now, connection)
+        rows = []
+        for message_id, (content, usage) in batch.items():
+            counts = usage_fields(usage) if usage is not None else dict.fromkeys(columns)
+            rows.append([content, updated_at, *counts.values(), message_id, Message.Status.STREAMING])
     with transaction.atomic():
-        if with_usage:
-            streaming.bulk_update(with_usage, ["content", "updated_at", *usage_fields(Usage())])
-        if text_only:
-            streaming.bulk_update(text_only, ["content", "updated_at"])
-        streaming.filter(worker=worker).update(lease_until=lease_until(now))
+        if batch:
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, rows)
+        Message.objects.filter(worker=worker, status=Message.Status.STREAMING).update(
+            lease_until=lease_until(now)
+        )
+
+
+def _column(field_name: str) -> str:
+    return connection.ops.quote_name(Message._meta.get_field(field_name).column)
 
 
 @dataclass(frozen=True)
