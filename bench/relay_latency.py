@@ -143,6 +143,20 @@ def stream_rate(sent: float, last: float | None, n: int) -> float:
     return (n - 1) / (last - sent)
 
 
+async def gather_within(coros: list, timeout: float) -> list:
+    """Run `coros` concurrently for at most `timeout` s: their results or exceptions, and a TimeoutError
+    for each one still running then (cancelled), so an overloaded level reports what it got."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return [
+        TimeoutError(f"not finished within {timeout:.0f} s") if t in pending else (t.exception() or t.result())
+        for t in tasks
+    ]
+
+
 # --------------------------------------------------------------------------------- SDK-alone worker
 async def sdk_worker(spec: dict) -> dict:
     """K consumers in this (separate) process, configured like conversations/claude.py: raw
@@ -214,10 +228,7 @@ async def sdk_worker(spec: dict) -> dict:
             except Exception as exc:  # noqa: BLE001 (reported below)
                 results.append(exc)
     else:
-        results = await asyncio.wait_for(
-            asyncio.gather(*(one(t, d, out) for t, d in zip(texts, delays, strict=True)), return_exceptions=True),
-            spec["timeout"],
-        )
+        results = await gather_within([one(t, d, out) for t, d in zip(texts, delays, strict=True)], spec["timeout"])
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
     await client.close()
     summary = summarize(out["lat"], out["rates"], out["deltas"], cpu, wall)
@@ -351,12 +362,8 @@ async def relay_level(
                 except Exception as exc:  # noqa: BLE001 (reported below)
                     results.append(exc)
         else:
-            results = await asyncio.wait_for(
-                asyncio.gather(
-                    *(s.reply(t, d, out) for s, t, d in zip(sockets, texts, delays, strict=True)),
-                    return_exceptions=True,
-                ),
-                timeout,
+            results = await gather_within(
+                [s.reply(t, d, out) for s, t, d in zip(sockets, texts, delays, strict=True)], timeout
             )
         cpu, wall = sum(map(cpu_seconds, pids)) - cpu0, time.perf_counter() - t0
         client_cpu = time.process_time() - own0
@@ -772,7 +779,7 @@ def run(args: argparse.Namespace) -> None:
                     texts = [prompt(f"{level.key}-{rep}", i, level.tps, level.reply_tokens) for i in range(level.n)]
                     delays = starts(level.n, args.seed + rep, args.stagger)
                     pace = level.reply_tokens / level.tps if level.tps else 10
-                    timeout = args.stagger + 3 * pace + 60
+                    timeout = args.stagger + 6 * pace + 120
                     for path, (proc, port) in servers.items():
                         targets = make_conversations(users[: level.n])
                         busy0, own0, t0 = machine_busy_seconds(), cpu_seconds(proc.pid) + cpu_seconds(offline.pid), time.perf_counter()
@@ -931,7 +938,7 @@ def workers_child(spec: dict) -> list[dict]:
                 n = count * spec["streams"]
                 texts = [prompt(f"w{count}-{rep}", i, spec["tps"], spec["reply_tokens"]) for i in range(n)]
                 delays = starts(n, spec["seed"] + rep, spec["stagger"])
-                timeout = spec["stagger"] + 3 * spec["reply_tokens"] / spec["tps"] + 60
+                timeout = spec["stagger"] + 6 * spec["reply_tokens"] / spec["tps"] + 120
                 chosen = servers[:count]
                 r = asyncio.run(
                     relay_level(
