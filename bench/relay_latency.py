@@ -274,18 +274,28 @@ class Socket:
         self.conversation_id = conversation_id
         self.ws = None
 
-    async def open(self) -> None:
+    async def open(self, attempts: int = 5) -> None:
         from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidHandshake
 
-        self.ws = await connect(
-            self.url,
-            origin=self.origin,
-            additional_headers={"Cookie": self.cookie},
-            compression=None,  # daphne negotiates none anyway
-            max_size=None,
-            ping_interval=None,
-            open_timeout=60,
-        )
+        for attempt in range(1, attempts + 1):
+            try:
+                self.ws = await connect(
+                    self.url,
+                    origin=self.origin,
+                    additional_headers={"Cookie": self.cookie},
+                    compression=None,  # daphne negotiates none anyway
+                    max_size=None,
+                    ping_interval=None,
+                    open_timeout=60,
+                )
+                break
+            except (InvalidHandshake, OSError, TimeoutError):
+                # On a starved machine daphne may drop a handshake it could not finish within its own
+                # timeout: open again (the measurement starts only once every socket is open).
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(0.5 * attempt)
         await asyncio.wait_for(self.ws.recv(), 60)  # the current-state frame sent on connect
 
     async def reply(self, text: str, delay: float, out: dict) -> None:
