@@ -41,7 +41,7 @@ install-test: $(BIN)/.installed-test
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py recover_replies
-	@$(BIN)/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application & pid=$$!; \
+	@$(BIN)/python -m chatsite.serve -b $(HOST) -p $(PORT) chatsite.asgi:application & pid=$$!; \
 	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' INT TERM; \
 	for i in $$(seq 300); do \
 		kill -0 $$pid 2>/dev/null || { wait $$pid; exit $$?; }; \

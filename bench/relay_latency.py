@@ -1,27 +1,35 @@
-"""Relay cost of the chat app versus the SDK alone: latency, CPU, frames and DB writes per reply.
+"""Relay cost of the chat app versus the anthropic SDK alone, as issue 14 asks, in one run.
 
-Measures, in one run, against one standalone offline Claude (``stamp=1``: every text delta carries the
-wall-clock time at which the offline server wrote it, see docs/offline-claude.md):
+Everything runs against one standalone offline Claude (``stamp=1``: every text delta carries the
+wall-clock time at which the offline server wrote it, see docs/offline-claude.md). Paths compared at
+each load level ``K x rate`` (K concurrent replies, each `rate` deltas/s, or ``max``: unpaced):
 
-* relay (daphne): N websocket clients (this process, ``websockets``) each send one message to ONE
-  daphne process (``chatsite.asgi``, its own fresh SQLite file, in-memory channel layer); the app
-  streams the reply from the offline Claude through the SDK, coalesces deltas and relays frames.
-  Per delta: latency = the client's receive wall time - the delta's stamp (includes the app's
-  ~CHAT_COALESCE_MS coalescing). Daphne's CPU (utime+stime from /proc) over the run / deltas.
-* sdk alone: a separate process runs N concurrent ``AsyncAnthropic().messages.create(stream=True)``
-  consumers of identical requests (same text, model, max_tokens, metadata; same start stagger),
-  measuring stamp -> event latency and its own CPU per delta: the limit a relay is measured against.
-* frames per reply (every frame the socket receives for its reply) and deltas/s achieved (sum of
-  per-stream delivery rates, each from sending the request to the last delta; the target is N x tps).
-* DB writes for one 2,000-token reply: the reply runs in this process through the real ASGI app
-  (channels' WebsocketCommunicator), every DB connection gets an execute_wrapper that counts
-  INSERT/UPDATE/DELETE statements, grouped by table.
+* ``SDK helper`` / ``SDK raw``: a separate process runs K concurrent ``AsyncAnthropic`` consumers of
+  the same requests (``messages.stream()`` helper / raw ``messages.create(stream=True)`` events),
+  configured like conversations/claude.py: the anchors the app is measured against, in the same run.
+* ``app DEBUG=1`` / ``app DEBUG=0``: K websocket clients (this process, ``websockets``) each send one
+  message to ONE daphne process started as ``make run`` starts it (``python -m chatsite.serve``: uvloop
+  unless ``--server-env CHAT_EVENT_LOOP=asyncio``), SQLite, in-memory channel layer, and read the reply.
 
-Run (about 2-3 minutes; needs the ``websockets`` package in the venv):
+Per delta: latency = receive wall time - the delta's stamp (for the app: the browser-like client's
+receive time, coalescing included). deltas/s delivered = the sum of per-stream rates (request sent to
+last delta). CPU µs per delta = the process's utime+stime over the level / deltas received. Each
+configuration runs ``--repeat`` times (3) and the table shows medians; the machine's load average and the
+CPU other processes used are printed with it, since the machine may be shared.
 
-    .venv/bin/python bench/relay_latency.py
-    .venv/bin/python bench/relay_latency.py --levels 1,50 --reply-tokens 150   # quicker
+Besides (sections, ``--sections``): ``first`` the time from the API's first delta to the client receiving
+it (app vs SDK raw: what the app adds); ``idle`` RSS per idle open websocket (``--idle-sockets`` 1,000);
+``workers`` 1 vs 2 daphne workers with ``--redis-url`` (and ``--workers-database-url``, SQLite by
+default), each worker given ``--worker-streams`` replies; ``db`` DB writes for one 2,000-token reply
+(in this process through the real ASGI app, every write statement counted by table).
 
+Run (about 6-8 minutes in full; needs the ``websockets`` package in the venv):
+
+    .venv/bin/python bench/relay_latency.py --redis-url redis://127.0.0.1:6379/6
+    .venv/bin/python bench/relay_latency.py --levels 100 --debug 1 --repeat 1 --sections streams  # quick
+    .venv/bin/python bench/relay_latency.py --levels 1,50 --reply-tokens 150   # quicker still
+
+``--levels`` takes K (at ``--tps``), ``KxR`` (R deltas/s) or ``Kxmax`` (unpaced, ``--max-reply-tokens``).
 Everything listens on 127.0.0.1 ephemeral ports; every child process is stopped at the end.
 """
 
@@ -42,7 +50,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -96,17 +106,18 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def prompt(level: int, i: int, tps: float, reply_tokens: int) -> str:
+def prompt(level, i: int, tps: float, reply_tokens: int) -> str:
     return (
         f"Relay bench {level}-{i}: tell me about rivers "
         f"[[offline tps={tps:g} tokens_per_delta=1 reply_tokens={reply_tokens} ttft_ms=0 stamp=1]]"
     )
 
 
-def starts(level: int, seed: int, stagger: float) -> list[float]:
-    """Start offsets of the streams of a level: the same for the relay and the SDK alone."""
-    rng = random.Random(f"{seed}-{level}")
-    return [rng.uniform(0, stagger) for _ in range(level)]
+def starts(level, seed: int, stagger: float) -> list[float]:
+    """Start offsets of the streams of a level: the same for the app and the SDK alone."""
+    n = level if isinstance(level, int) else level[0]
+    rng = random.Random(f"{seed}-{level if isinstance(level, int) else n}")
+    return [rng.uniform(0, stagger) for _ in range(n)]
 
 
 def summarize(latencies: list[float], rates: list[float], deltas: int, cpu: float, wall: float) -> dict:
@@ -132,62 +143,113 @@ def stream_rate(sent: float, last: float | None, n: int) -> float:
     return (n - 1) / (last - sent)
 
 
+async def gather_within(coros: list, timeout: float) -> list:
+    """Run `coros` concurrently for at most `timeout` s: their results or exceptions, and a TimeoutError
+    for each one still running then (cancelled), so an overloaded level reports what it got."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return [
+        TimeoutError(f"not finished within {timeout:.0f} s") if t in pending else (t.exception() or t.result())
+        for t in tasks
+    ]
+
+
 # --------------------------------------------------------------------------------- SDK-alone worker
 async def sdk_worker(spec: dict) -> dict:
-    """N raw-event consumers in this (separate) process, configured like conversations/claude.py."""
+    """K consumers in this (separate) process, configured like conversations/claude.py: raw
+    ``create(stream=True)`` events (mode "raw") or the ``messages.stream()`` helper (mode "helper");
+    concurrently, or one after another (``sequential``, for the first-delta latency)."""
     import anthropic
     import httpx2
 
     client = anthropic.AsyncAnthropic(
         api_key="bench",
         base_url=spec["base_url"],
-        max_retries=2,
+        max_retries=0,
         timeout=httpx2.Timeout(60.0, connect=5.0),
     )
     metadata = {"user_id": "0" * 32}
+    helper = spec.get("mode", "raw") == "helper"
 
     async def one(text: str, delay: float, out: dict) -> None:
         await asyncio.sleep(delay)
         sent = time.time()
-        stream = await client.messages.create(
-            model=MODEL,
-            max_tokens=MAX_TOKENS,
-            messages=[{"role": "user", "content": text}],
-            metadata=metadata,
-            stream=True,
-        )
+        params = {
+            "model": MODEL,
+            "max_tokens": MAX_TOKENS,
+            "messages": [{"role": "user", "content": text}],
+            "metadata": metadata,
+        }
         last = None
         n = 0
-        async for event in stream:
-            if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                now = time.time()
-                for stamp in STAMP_RE.findall(event.delta.text):
-                    out["lat"].append(now - float(stamp))
-                    n += 1
-                last = now
+        first = None
+
+        def seen(chunk: str) -> None:
+            nonlocal last, n, first
+            now = time.time()
+            for stamp in STAMP_RE.findall(chunk):
+                out["lat"].append(now - float(stamp))
+                if first is None:
+                    first = now - float(stamp)
+                n += 1
+            last = now
+
+        if helper:
+            async with client.messages.stream(**params) as stream:
+                async for event in stream:
+                    if event.type == "text":
+                        seen(event.text)
+        else:
+            stream = await client.messages.create(**params, stream=True)
+            async for event in stream:
+                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    seen(event.delta.text)
         out["rates"].append(stream_rate(sent, last, n))
         out["deltas"] += n
+        if first is not None:
+            out["first"].append(first)
+
+    def fresh() -> dict:
+        return {"lat": [], "rates": [], "deltas": 0, "first": []}
 
     # Warm up (imports, connection pool, first-call paths), as daphne is warmed up before it is measured.
-    await one(prompt(0, 0, 0, 20).replace("stamp=1", "stamp=0"), 0, {"lat": [], "rates": [], "deltas": 0})
-    out: dict = {"lat": [], "rates": [], "deltas": 0}
+    await one(prompt(0, 0, 0, 20).replace("stamp=1", "stamp=0"), 0, fresh())
+    out = fresh()
     texts, delays = spec["texts"], spec["starts"]
     cpu0, t0 = time.process_time(), time.perf_counter()
-    results = await asyncio.wait_for(
-        asyncio.gather(*(one(t, d, out) for t, d in zip(texts, delays, strict=True)), return_exceptions=True),
-        spec["timeout"],
-    )
+    if spec.get("sequential"):
+        results = []
+        for t in texts:
+            try:
+                await asyncio.wait_for(one(t, 0, out), 60)
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                results.append(exc)
+    else:
+        results = await gather_within([one(t, d, out) for t, d in zip(texts, delays, strict=True)], spec["timeout"])
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
     await client.close()
     summary = summarize(out["lat"], out["rates"], out["deltas"], cpu, wall)
+    summary["first"] = out["first"]
     summary["errors"] = [repr(r) for r in results if isinstance(r, BaseException)][:3]
     summary["error_count"] = sum(isinstance(r, BaseException) for r in results)
     summary["cpu_total"] = time.process_time()
     return summary
 
 
-def run_sdk_alone(base_url: str, texts: list[str], delays: list[float], timeout: float) -> dict:
-    spec = {"base_url": base_url, "texts": texts, "starts": delays, "timeout": timeout}
+def run_sdk_alone(
+    base_url: str, texts: list[str], delays: list[float], timeout: float, mode: str = "raw", sequential=False
+) -> dict:
+    spec = {
+        "base_url": base_url,
+        "texts": texts,
+        "starts": delays,
+        "timeout": timeout,
+        "mode": mode,
+        "sequential": sequential,
+    }
     proc = subprocess.run(
         [sys.executable, __file__, "--sdk-worker"],
         input=json.dumps(spec),
@@ -212,19 +274,29 @@ class Socket:
         self.conversation_id = conversation_id
         self.ws = None
 
-    async def open(self) -> None:
+    async def open(self, attempts: int = 5) -> None:
         from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidHandshake
 
-        self.ws = await connect(
-            self.url,
-            origin=self.origin,
-            additional_headers={"Cookie": self.cookie},
-            compression=None,  # daphne negotiates none anyway
-            max_size=None,
-            ping_interval=None,
-            open_timeout=30,
-        )
-        await asyncio.wait_for(self.ws.recv(), 30)  # the current-state frame sent on connect
+        for attempt in range(1, attempts + 1):
+            try:
+                self.ws = await connect(
+                    self.url,
+                    origin=self.origin,
+                    additional_headers={"Cookie": self.cookie},
+                    compression=None,  # daphne negotiates none anyway
+                    max_size=None,
+                    ping_interval=None,
+                    open_timeout=60,
+                )
+                break
+            except (InvalidHandshake, OSError, TimeoutError):
+                # On a starved machine daphne may drop a handshake it could not finish within its own
+                # timeout: open again (the measurement starts only once every socket is open).
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(0.5 * attempt)
+        await asyncio.wait_for(self.ws.recv(), 60)  # the current-state frame sent on connect
 
     async def reply(self, text: str, delay: float, out: dict) -> None:
         await asyncio.sleep(delay)
@@ -244,6 +316,8 @@ class Socket:
                     if stamp in seen:
                         continue
                     seen.add(stamp)
+                    if n == 0:
+                        out["first"].append(now - float(stamp))
                     out["lat"].append(now - float(stamp))
                     n += 1
                 last = now
@@ -269,30 +343,48 @@ class Socket:
             await self.ws.close()
 
 
-async def relay_level(port: int, pid: int, targets: list[tuple[int, str]], texts, delays, timeout) -> dict:
-    sockets = [Socket(port, cid, key) for cid, key in targets]
+async def open_sockets(sockets: list[Socket]) -> None:
     gate = asyncio.Semaphore(20)  # twisted's listen backlog is 50: don't SYN-flood it
 
     async def open_one(s: Socket) -> None:
         async with gate:
             await s.open()
 
+    await asyncio.wait_for(asyncio.gather(*(open_one(s) for s in sockets)), 300)
+
+
+async def relay_level(
+    ports, pids, targets: list[tuple[int, str]], texts, delays, timeout, sequential: bool = False
+) -> dict:
+    """K clients, client i on worker ports[i % len(ports)], each sending texts[i] after delays[i] (or
+    all on one socket, one after another, when `sequential`). CPU is the sum over the workers `pids`."""
+    ports = [ports] if isinstance(ports, int) else list(ports)
+    pids = [pids] if isinstance(pids, int) else list(pids)
+    if sequential:
+        sockets = [Socket(ports[0], *targets[0])]
+    else:
+        sockets = [Socket(ports[i % len(ports)], cid, key) for i, (cid, key) in enumerate(targets)]
+    out: dict = {"lat": [], "rates": [], "deltas": 0, "frames": [], "delta_frames": [], "bad_status": [], "first": []}
     try:
-        await asyncio.wait_for(asyncio.gather(*(open_one(s) for s in sockets)), 60)
-        out: dict = {"lat": [], "rates": [], "deltas": 0, "frames": [], "delta_frames": [], "bad_status": []}
-        cpu0, own0, t0 = cpu_seconds(pid), time.process_time(), time.perf_counter()
-        results = await asyncio.wait_for(
-            asyncio.gather(
-                *(s.reply(t, d, out) for s, t, d in zip(sockets, texts, delays, strict=True)),
-                return_exceptions=True,
-            ),
-            timeout,
-        )
-        cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
+        await open_sockets(sockets)
+        cpu0, own0, t0 = sum(map(cpu_seconds, pids)), time.process_time(), time.perf_counter()
+        if sequential:
+            results = []
+            for t in texts:
+                try:
+                    await asyncio.wait_for(sockets[0].reply(t, 0, out), 60)
+                except Exception as exc:  # noqa: BLE001 (reported below)
+                    results.append(exc)
+        else:
+            results = await gather_within(
+                [s.reply(t, d, out) for s, t, d in zip(sockets, texts, delays, strict=True)], timeout
+            )
+        cpu, wall = sum(map(cpu_seconds, pids)) - cpu0, time.perf_counter() - t0
         client_cpu = time.process_time() - own0
     finally:
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
     summary = summarize(out["lat"], out["rates"], out["deltas"], cpu, wall)
+    summary["first"] = out["first"]
     summary["frames_mean"] = statistics.mean(out["frames"]) if out["frames"] else float("nan")
     summary["frames_max"] = max(out["frames"], default=0)
     summary["delta_frames_mean"] = statistics.mean(out["delta_frames"]) if out["delta_frames"] else 0
@@ -301,6 +393,27 @@ async def relay_level(port: int, pid: int, targets: list[tuple[int, str]], texts
     summary["errors"] = (errors + [f"status {s}" for s in out["bad_status"]])[:3]
     summary["error_count"] = len(errors) + len(out["bad_status"])
     return summary
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def idle_rss(port: int, pid: int, targets: list[tuple[int, str]], count: int) -> dict:
+    """RSS the worker grows by while `count` websockets are open and idle (spread over `targets`)."""
+    sockets = [Socket(port, *targets[i % len(targets)]) for i in range(count)]
+    await asyncio.sleep(1)
+    before = rss_kb(pid)
+    try:
+        await open_sockets(sockets)
+        await asyncio.sleep(2)
+        during = rss_kb(pid)
+    finally:
+        await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+    return {"sockets": count, "before_kb": before, "during_kb": during, "per_socket_kb": (during - before) / count}
 
 
 # ------------------------------------------------------------------------------ Django (in-process)
@@ -312,7 +425,7 @@ def django_setup(env: dict[str, str]) -> None:
     django.setup()
 
 
-def make_users(n: int) -> list[tuple[int, str]]:
+def make_users(n: int, prefix: str = "bench") -> list[tuple[int, str]]:
     """n users (unusable passwords: no hashing cost) and a logged-in session key for each."""
     from importlib import import_module
 
@@ -322,7 +435,7 @@ def make_users(n: int) -> list[tuple[int, str]]:
     user_model = get_user_model()
     store = import_module(settings.SESSION_ENGINE).SessionStore
     users = user_model.objects.bulk_create(
-        [user_model(username=f"bench-{i}", password="!") for i in range(n)]
+        [user_model(username=f"{prefix}-{i}", password="!") for i in range(n)]
     )
     out = []
     for user in users:
@@ -422,10 +535,56 @@ async def db_writes_reply(conversation_id: int, session_key: str, text: str, cou
 
 
 # ------------------------------------------------------------------------------------------- main
-def print_row(n: int, path: str, r: dict, tps: float) -> None:
-    frames = f"{r['frames_mean']:.1f} / {r['frames_max']}" if "frames_mean" in r else "-"
+# DJANGO_DEBUG=0 needs a real-looking key; the bench's own process signs its sessions with the same one.
+BENCH_SECRET_KEY = "relay-bench-" + "".join(chr(c) for c in range(ord("a"), ord("z") + 1)) * 2
+SUMMARY_KEYS = ("rate", "p50", "p99", "max", "cpu_per_delta_us", "cpu_pct", "frames_mean", "delta_frames_mean")
+
+
+@dataclass(frozen=True)
+class Level:
+    n: int
+    tps: float  # 0: unpaced
+    reply_tokens: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.n} x {'max' if not self.tps else f'{self.tps:g}/s'}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.n}x{self.tps:g}"
+
+
+def parse_levels(spec: str, tps: float, reply_tokens: int, max_reply_tokens: int) -> list[Level]:
+    levels = []
+    for item in (x.strip().lower() for x in spec.split(",")):
+        if not item:
+            continue
+        n, _, rate = item.partition("x")
+        if rate == "max":
+            levels.append(Level(int(n), 0.0, max_reply_tokens))
+        else:
+            levels.append(Level(int(n), float(rate) if rate else tps, reply_tokens))
+    return levels
+
+
+def median_summary(runs: list[dict]) -> dict:
+    out = {k: statistics.median(r[k] for r in runs) for k in SUMMARY_KEYS if all(k in r for r in runs)}
+    out["error_count"] = max(r["error_count"] for r in runs)
+    out["errors"] = next((r["errors"] for r in runs if r["errors"]), [])
+    out["runs"] = len(runs)
+    return out
+
+
+def load_note() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
+def print_row(label: str, path: str, r: dict, target: float) -> None:
+    frames = f"{r['frames_mean']:.1f} / {r['frames_max']}" if "frames_max" in r else "-"
     print(
-        f"{n:7d}  {path:13} {r['rate']:8.0f} / {n * tps:<6.0f} {r['p50']:7.1f} {r['p99']:7.1f} "
+        f"{label:>11}  {path:20} {r['rate']:8.0f} / {target or float('nan'):<6.0f} {r['p50']:7.1f} {r['p99']:7.1f} "
         f"{r['max']:7.1f} {r['cpu_per_delta_us']:8.1f} {r['cpu_pct']:6.0f}   {frames:13} {r['error_count']:3d}",
         flush=True,
     )
@@ -433,171 +592,440 @@ def print_row(n: int, path: str, r: dict, tps: float) -> None:
         print(f"         error: {e}")
 
 
+ROW_HEADER = (
+    f"{'K x rate':>11}  {'path':20} {'deltas/s (target)':>17} {'p50 ms':>7} {'p99 ms':>7} "
+    f"{'max ms':>7} {'µs/delta':>8} {'CPU%':>6}   {'frames/reply':13} {'err':>3}"
+)
+
+
+def start_offline(tmp: Path, tps: float) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "offline_claude", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--ttft-ms", "0", "--tps", str(tps), "--tokens-per-delta", "1"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "offline.log", "w"),  # noqa: SIM115 (closed with the process)
+    )
+    wait_port(port, proc, "offline Claude")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_daphne(tmp: Path, env: dict[str, str], label: str) -> tuple[subprocess.Popen, int]:
+    """One worker, started as `make run` starts it (python -m chatsite.serve: daphne on uvloop)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatsite.serve", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / f"daphne-{label}.log", "w"),  # noqa: SIM115 (closed with the process)
+    )
+    wait_port(port, proc, f"daphne {label}")
+    return proc, port
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        timeout=300,
+    )
+
+
+def app_env(args: argparse.Namespace, base_url: str, database_url: str) -> dict[str, str]:
+    env = {
+        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+        "DATABASE_URL": database_url,
+        "ANTHROPIC_API_KEY": "bench",
+        "ANTHROPIC_BASE_URL": base_url,
+        "DJANGO_DEBUG": "1",
+        "DJANGO_SECRET_KEY": BENCH_SECRET_KEY,
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DJANGO_HSTS_SECONDS": "0",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CHAT_RATE_LIMIT_PER_MINUTE": "100000",
+        "CHAT_DEFAULT_MONTHLY_BUDGET_USD": "unlimited",
+        "CHAT_MAX_SOCKETS_PER_USER": "0",  # the idle-socket section opens several sockets per user
+        "CHAT_LOG_LEVEL": "WARNING",
+    }
+    env.update(kv.split("=", 1) for kv in args.server_env)
+    return env
+
+
+def coalesce_ms(args: argparse.Namespace) -> float:
+    for kv in args.server_env:
+        name, _, value = kv.partition("=")
+        if name == "CHAT_COALESCE_MS":
+            return float(value)
+    return 40.0
+
+
+def verdict(app: dict, raw: dict, window_ms: float) -> str:
+    """The issue's bar for an app row against the SDK-raw row of the same level and run set."""
+    bound = raw["p99"] + window_ms + 60
+    rate = app["rate"] / raw["rate"] if raw["rate"] else float("nan")
+    cpu = app["cpu_per_delta_us"] / raw["cpu_per_delta_us"] if raw["cpu_per_delta_us"] else float("nan")
+    return (
+        f"x{rate:.2f} rate ({'ok' if rate >= 0.95 else 'below 0.95'}); p99 bound {bound:.0f} ms "
+        f"({'ok' if app['p99'] <= bound else 'over'}); x{cpu:.2f} CPU ({'ok' if cpu <= 1.1 else 'over 1.1'})"
+    )
+
+
+def print_table(title: str, levels: list[Level], paths: list[str], results: dict, window_ms: float) -> None:
+    print()
+    print(f"### {title}")
+    print()
+    print("| K x rate | path | deltas/s delivered (target) | p99 ms | CPU µs per delta | replies not complete | app vs SDK raw |")
+    print("|---|---|---|---|---|---|---|")
+    for level in levels:
+        raw = results.get((level.key, "SDK raw"))
+        for i, path in enumerate(paths):
+            r = results.get((level.key, path))
+            if r is None:
+                continue
+            target = f"{level.n * level.tps:,.0f}" if level.tps else "max"
+            check = verdict(r, raw, window_ms) if raw is not None and path.startswith("app") else ""
+            print(
+                f"| {level.label if i == 0 else ''} | {path} | {r['rate']:,.0f} ({target}) | {r['p99']:,.0f} | "
+                f"{r['cpu_per_delta_us']:,.0f} | {r['error_count']} | {check} |"
+            )
+
+
+def first_delta_note(samples: list[float]) -> str:
+    samples = sorted(1000 * x for x in samples)
+    if not samples:
+        return "no samples"
+    return f"median {statistics.median(samples):.1f} ms, p90 {percentile(samples, 0.9):.1f} ms, n={len(samples)}"
+
+
 def run(args: argparse.Namespace) -> None:
-    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    sections = {x.strip() for x in args.sections.split(",") if x.strip()}
+    levels = parse_levels(args.levels, args.tps, args.reply_tokens, args.max_reply_tokens)
+    debugs = [x.strip() for x in args.debug.split(",") if x.strip()]
+    window_ms = coalesce_ms(args)
     tmp = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     procs: list[subprocess.Popen] = []
     try:
-        offline_port, daphne_port = free_port(), free_port()
-        offline = subprocess.Popen(
-            [sys.executable, "-m", "offline_claude", "--host", "127.0.0.1"]
-            + [
-                "--port",
-                str(offline_port),
-                "--ttft-ms",
-                "0",
-                "--tps",
-                str(args.tps),
-                "--tokens-per-delta",
-                "1",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "offline.log", "w"),  # noqa: SIM115 (closed with the process)
-        )
+        offline, base_url = start_offline(tmp, args.tps)
         procs.append(offline)
-        base_url = f"http://127.0.0.1:{offline_port}"
-        env = {
-            "DJANGO_SETTINGS_MODULE": "chatsite.settings",
-            "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-            "ANTHROPIC_API_KEY": "bench",
-            "ANTHROPIC_BASE_URL": base_url,
-            "DJANGO_DEBUG": "1",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "CHAT_RATE_LIMIT_PER_MINUTE": "100000",
-            "CHAT_DEFAULT_MONTHLY_BUDGET_USD": "unlimited",
-            "CHAT_LOG_LEVEL": "WARNING",
-        }
         for name in ("REDIS_URL", "DATABASE_CONN_MAX_AGE"):  # the embedded default: SQLite + in-memory layer
             os.environ.pop(name, None)
-        env.update(kv.split("=", 1) for kv in args.server_env)
-        child_env = {**os.environ, **env}
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=ROOT,
-            env=child_env,
-            check=True,
-            timeout=120,
-        )
-        wait_port(offline_port, offline, "offline Claude")
-        daphne = subprocess.Popen(
-            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(daphne_port), "chatsite.asgi:application"],
-            cwd=ROOT,
-            env=child_env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "daphne.log", "w"),  # noqa: SIM115 (closed with the process)
-        )
-        procs.append(daphne)
+        env = app_env(args, base_url, f"sqlite:///{tmp / 'bench.sqlite3'}")
+        migrate(env)
+        servers = {}  # path -> (proc, port)
+        loops = [x.strip() for x in args.loops.split(",") if x.strip()]
+        for debug in debugs:
+            for loop in loops:
+                path = f"app DEBUG={debug}" + (f" {loop}" if len(loops) > 1 else "")
+                server_env = {**os.environ, **env, "DJANGO_DEBUG": debug, "CHAT_EVENT_LOOP": loop}
+                proc, port = start_daphne(tmp, server_env, f"debug{debug}-{loop}")
+                procs.append(proc)
+                servers[path] = (proc, port)
         django_setup(env)
-        users = make_users(max(levels + [1]))
-        wait_port(daphne_port, daphne, "daphne")
-        print(
-            f"offline Claude pid {offline.pid} at {base_url}; daphne pid {daphne.pid} on :{daphne_port}; "
-            f"SQLite {tmp / 'bench.sqlite3'}; in-memory channel layer"
-        )
-        print(
-            f"each stream: {args.reply_tokens} deltas of 1 token at {args.tps:g}/s "
-            f"({args.reply_tokens / args.tps:.1f} s), starts staggered over {args.stagger:g} s; "
-            "latency = client receive wall time - offline Claude's write-time stamp"
-        )
-        # Warm daphne up (first-call imports, SDK client, templates) with one short reply.
-        warm = make_conversations(users[:1])
-        asyncio.run(relay_level(daphne_port, daphne.pid, warm, [prompt(0, 0, 0, 20)], [0.0], 60))
+        max_n = max([lv.n for lv in levels] + [1])
+        users = make_users(max(max_n, min(args.idle_sockets, 200) if "idle" in sections else 1))
+        print(f"offline Claude pid {offline.pid} at {base_url}; SQLite {tmp / 'bench.sqlite3'}; in-memory channel layer")
+        for path, (proc, port) in servers.items():
+            print(f"{path}: daphne pid {proc.pid} on :{port} (python -m chatsite.serve)")
+        server_env = " ".join(args.server_env) or "(none)"
+        print(f"extra server env: {server_env}; coalescing window {window_ms:g} ms; {load_note()}")
+        # Warm each daphne up (first-call imports, SDK client, templates) with one short reply.
+        for proc, port in servers.values():
+            warm = make_conversations(users[:1])
+            asyncio.run(relay_level(port, proc.pid, warm, [prompt(0, 0, 0, 20)], [0.0], 60))
 
-        print()
-        print(
-            f"{'streams':>7}  {'path':13} {'deltas/s (target)':>17} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'max ms':>7} {'µs/delta':>8} {'CPU%':>6}   {'frames/reply':13} {'err':>3}"
-        )
-        notes = []
-        for n in levels:
-            targets = make_conversations(users[:n])
-            texts = [prompt(n, i, args.tps, args.reply_tokens) for i in range(n)]
-            delays = starts(n, args.seed, args.stagger)
-            timeout = args.stagger + 3 * args.reply_tokens / args.tps + 60
-            ours = (offline.pid, daphne.pid, os.getpid())
-            off0, busy0, t0 = [cpu_seconds(p) for p in ours], machine_busy_seconds(), time.perf_counter()
-            relay = asyncio.run(relay_level(daphne_port, daphne.pid, targets, texts, delays, timeout))
-            wall = time.perf_counter() - t0
-            used = [cpu_seconds(p) - c for p, c in zip(ours, off0, strict=True)]
-            others_relay = 100 * (machine_busy_seconds() - busy0 - sum(used)) / wall
-            off_relay = 100 * used[0] / wall
-            print_row(n, "relay(daphne)", relay, args.tps)
-            off0, busy0, t0 = cpu_seconds(offline.pid), machine_busy_seconds(), time.perf_counter()
-            sdk = run_sdk_alone(base_url, texts, delays, timeout)
-            wall = time.perf_counter() - t0
-            off_used = cpu_seconds(offline.pid) - off0
-            # The worker's own CPU is not known outside its measured window: count its whole life.
-            others_sdk = 100 * (machine_busy_seconds() - busy0 - off_used - sdk["cpu_total"]) / wall
-            off_sdk = 100 * off_used / wall
-            print_row(n, "sdk alone", sdk, args.tps)
-            notes.append(
-                f"  {n:>4} streams: relay {relay['delta_frames_mean']:.1f} delta frames/reply; "
-                f"ws client (this process) CPU {relay['client_cpu_pct']:.0f}%; offline Claude CPU "
-                f"{off_relay:.0f}% / {off_sdk:.0f}%; other processes on the machine "
-                f"{others_relay:.0f}% / {others_sdk:.0f}% (relay run / sdk run, % of one core)"
+        if "idle" in sections and args.idle_sockets:
+            print()
+            print(f"### RSS per idle open websocket ({args.idle_sockets:,} sockets, each on its own page's conversation)")
+            for path, (proc, port) in servers.items():
+                targets = make_conversations(users[: min(len(users), 200)])
+                r = asyncio.run(idle_rss(port, proc.pid, targets, args.idle_sockets))
+                print(
+                    f"{path}: RSS {r['before_kb'] / 1024:.1f} MB -> {r['during_kb'] / 1024:.1f} MB with "
+                    f"{r['sockets']:,} idle sockets: {r['per_socket_kb']:.1f} KB per socket (bar: 64 KB)"
+                )
+
+        if "first" in sections and args.first_replies:
+            print()
+            print(
+                f"### First delta: the API writing it -> the client receiving it ({args.first_replies} "
+                f"replies one after another, {load_note()})"
             )
-        print("CPU% = share of one core used by daphne (relay) or by the SDK-alone process, over the level;")
-        print(f"the machine has {os.cpu_count()} cores, shared with whatever else runs on it:")
-        print("\n".join(notes))
+            texts = [prompt("first", j, 50, 5) for j in range(args.first_replies)]
+            sdk = run_sdk_alone(base_url, texts, [0.0] * len(texts), 120, "raw", sequential=True)
+            print(f"SDK raw: {first_delta_note(sdk['first'])}")
+            sdk_median = statistics.median(sdk["first"]) if sdk["first"] else float("nan")
+            for path, (proc, port) in servers.items():
+                target = make_conversations(users[:1])
+                r = asyncio.run(relay_level(port, proc.pid, target, texts, [], 120, sequential=True))
+                added = 1000 * (statistics.median(r["first"]) - sdk_median) if r["first"] else float("nan")
+                print(
+                    f"{path}: {first_delta_note(r['first'])}; the app adds {added:.1f} ms at the median "
+                    f"(bar: 30 ms); {r['error_count']} replies not complete"
+                )
 
-        counter = WriteCounter()
-        counter.install()
-        ((cid, key),) = make_conversations(users[:1])
-        text = (
-            f"Count my DB writes: tell me about rivers "
-            f"[[offline tps={args.db_tps:g} tokens_per_delta=1 reply_tokens={args.db_reply_tokens} ttft_ms=0]]"
-        )
-        db = asyncio.run(db_writes_reply(cid, key, text, counter))
-        total = sum(counter.writes.values())
-        breakdown = ", ".join(f"{k} {v}" for k, v in sorted(counter.writes.items(), key=lambda kv: -kv[1]))
-        print()
-        print(
-            f"DB writes for one {db['output_tokens']:,}-token reply ({args.db_tps:g} tokens/s, "
-            f"{db['wall']:.1f} s, status {db['status']}, {db['frames']} frames): {total} "
-            f"({breakdown})"
-        )
-        other = ", ".join(f"{k} {v}" for k, v in counter.other.most_common())
-        print(f"  other statements in the same reply: {other}")
+        if "streams" in sections and levels:
+            runs: dict[tuple[str, str], list[dict]] = {}
+            loads = []
+            others = []
+            sdk_paths = [p for p in ("SDK helper", "SDK raw") if p == "SDK raw" or not args.no_helper]
+            for rep in range(args.repeat):
+                loads.append(load_note())
+                print()
+                print(f"run {rep + 1} of {args.repeat}: {loads[-1]}")
+                print(ROW_HEADER)
+                for level in levels:
+                    texts = [prompt(f"{level.key}-{rep}", i, level.tps, level.reply_tokens) for i in range(level.n)]
+                    delays = starts(level.n, args.seed + rep, args.stagger)
+                    pace = level.reply_tokens / level.tps if level.tps else 10
+                    timeout = args.stagger + 6 * pace + 120
+                    for path, (proc, port) in servers.items():
+                        targets = make_conversations(users[: level.n])
+                        busy0, own0, t0 = machine_busy_seconds(), cpu_seconds(proc.pid) + cpu_seconds(offline.pid), time.perf_counter()
+                        own_client0 = time.process_time()
+                        r = asyncio.run(relay_level(port, proc.pid, targets, texts, delays, timeout))
+                        wall = time.perf_counter() - t0
+                        used = cpu_seconds(proc.pid) + cpu_seconds(offline.pid) - own0 + time.process_time() - own_client0
+                        others.append(100 * (machine_busy_seconds() - busy0 - used) / wall)
+                        runs.setdefault((level.key, path), []).append(r)
+                        print_row(level.label, path, r, level.n * level.tps)
+                    for path in sdk_paths:
+                        mode = "helper" if path == "SDK helper" else "raw"
+                        busy0, off0, t0 = machine_busy_seconds(), cpu_seconds(offline.pid), time.perf_counter()
+                        r = run_sdk_alone(base_url, texts, delays, timeout, mode)
+                        wall = time.perf_counter() - t0
+                        others.append(100 * (machine_busy_seconds() - busy0 - (cpu_seconds(offline.pid) - off0) - r["cpu_total"]) / wall)
+                        runs.setdefault((level.key, path), []).append(r)
+                        print_row(level.label, path, r, level.n * level.tps)
+            results = {k: median_summary(v) for k, v in runs.items()}
+            print()
+            print(
+                f"Medians of {args.repeat} run(s). Loads at the start of each run: {'; '.join(loads)}. Other processes "
+                f"on the machine used {statistics.median(others):.0f}% of a core (median over the runs; "
+                f"max {max(others):.0f}%). Coalescing window {window_ms:g} ms."
+            )
+            print_table(
+                "Relay vs the SDK alone (one worker, SQLite, in-memory layer)",
+                levels,
+                sdk_paths + list(servers),
+                results,
+                window_ms,
+            )
+            print()
+            print(
+                "app vs SDK raw: the issue's bar is >= 0.95x the raw deltas/s, p99 <= raw p99 + coalescing "
+                "window + 60 ms, CPU per delta <= 1.1x raw."
+            )
+
+        if "workers" in sections:
+            print()
+            if not args.redis_url:
+                print("### Workers: skipped (give --redis-url redis://127.0.0.1:6379/N to measure 1 vs 2 workers)")
+            else:
+                spec = {
+                    "base_url": base_url,
+                    "tmp": str(tmp),
+                    "database_url": args.workers_database_url or f"sqlite:///{tmp / 'workers.sqlite3'}",
+                    "redis_url": args.redis_url,
+                    "workers": [int(x) for x in args.workers.split(",")],
+                    "streams": args.worker_streams,
+                    "tps": args.tps,
+                    "reply_tokens": args.reply_tokens,
+                    "stagger": args.stagger,
+                    "seed": args.seed,
+                    "repeat": args.repeat,
+                    "debug": args.workers_debug,
+                    "server_env": args.server_env,
+                }
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--workers-child"],
+                    input=json.dumps(spec),
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    cwd=ROOT,
+                    timeout=1800,
+                )
+                lines = proc.stdout.strip().splitlines()
+                if proc.returncode != 0 or not lines:
+                    print(f"workers section failed (exit {proc.returncode})")
+                else:
+                    print("\n".join(lines[:-1]))
+                    rows = json.loads(lines[-1])
+                    print()
+                    print(
+                        f"### 1 vs N workers (REDIS_URL, {spec['database_url'].split('://')[0]}, "
+                        f"DEBUG={spec['debug']}, {args.worker_streams} replies x {args.tps:g}/s per worker; medians of {args.repeat})"
+                    )
+                    print()
+                    print("| workers | replies | deltas/s delivered (target) | per worker | p99 ms | CPU µs per delta | replies not complete |")
+                    print("|---|---|---|---|---|---|---|")
+                    for row in rows:
+                        r = row["summary"]
+                        print(
+                            f"| {row['workers']} | {row['streams']} | {r['rate']:,.0f} ({row['streams'] * args.tps:,.0f}) | "
+                            f"{r['rate'] / row['workers']:,.0f} | {r['p99']:,.0f} | {r['cpu_per_delta_us']:,.0f} | {r['error_count']} |"
+                        )
+
+        if "db" in sections and args.db_reply_tokens:
+            counter = WriteCounter()
+            counter.install()
+            ((cid, key),) = make_conversations(users[:1])
+            text = (
+                f"Count my DB writes: tell me about rivers "
+                f"[[offline tps={args.db_tps:g} tokens_per_delta=1 reply_tokens={args.db_reply_tokens} ttft_ms=0]]"
+            )
+            db = asyncio.run(db_writes_reply(cid, key, text, counter))
+            total = sum(counter.writes.values())
+            breakdown = ", ".join(f"{k} {v}" for k, v in sorted(counter.writes.items(), key=lambda kv: -kv[1]))
+            print()
+            print(
+                f"DB writes for one {db['output_tokens']:,}-token reply ({args.db_tps:g} tokens/s, "
+                f"{db['wall']:.1f} s, status {db['status']}, {db['frames']} frames): {total} "
+                f"({breakdown})"
+            )
+            other = ", ".join(f"{k} {v}" for k, v in counter.other.most_common())
+            print(f"  other statements in the same reply: {other}")
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_all(procs)
         if args.keep_logs:
             print(f"logs kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def ensure_postgres_database(url: str) -> None:
+    """Create the PostgreSQL database of `url` if it does not exist yet (the bench's own, e.g. chat14)."""
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def workers_child(spec: dict) -> list[dict]:
+    """1 vs N daphne workers sharing a database and Redis; prints progress, returns the medians."""
+    import uuid
+
+    tmp = Path(spec["tmp"])
+    args = argparse.Namespace(server_env=spec["server_env"])
+    env = app_env(args, spec["base_url"], spec["database_url"])
+    env.update(REDIS_URL=spec["redis_url"], DJANGO_DEBUG=spec["debug"])
+    if spec["database_url"].startswith(("postgres://", "postgresql://")):
+        ensure_postgres_database(spec["database_url"])
+    migrate(env)
+    procs: list[subprocess.Popen] = []
+    try:
+        servers = []
+        for i in range(max(spec["workers"])):
+            proc, port = start_daphne(tmp, {**os.environ, **env}, f"worker{i + 1}")
+            procs.append(proc)
+            servers.append((proc, port))
+        django_setup(env)
+        most = max(spec["workers"]) * spec["streams"]
+        users = make_users(most, prefix=f"bench-{uuid.uuid4().hex[:8]}")
+        for proc, port in servers:
+            asyncio.run(relay_level(port, proc.pid, make_conversations(users[:1]), [prompt(0, 0, 0, 20)], [0.0], 60))
+        print(f"workers: {', '.join(f'pid {p.pid} on :{port}' for p, port in servers)}; {load_note()}", flush=True)
+        print(ROW_HEADER, flush=True)
+        runs: dict[int, list[dict]] = {}
+        for rep in range(spec["repeat"]):
+            for count in spec["workers"]:
+                n = count * spec["streams"]
+                texts = [prompt(f"w{count}-{rep}", i, spec["tps"], spec["reply_tokens"]) for i in range(n)]
+                delays = starts(n, spec["seed"] + rep, spec["stagger"])
+                timeout = spec["stagger"] + 6 * spec["reply_tokens"] / spec["tps"] + 120
+                chosen = servers[:count]
+                r = asyncio.run(
+                    relay_level(
+                        [port for _, port in chosen],
+                        [p.pid for p, _ in chosen],
+                        make_conversations(users[:n]),
+                        texts,
+                        delays,
+                        timeout,
+                    )
+                )
+                runs.setdefault(count, []).append(r)
+                print_row(f"{count}w {n}x{spec['tps']:g}", "app", r, n * spec["tps"])
+        print(f"after the runs: {load_note()}", flush=True)
+    finally:
+        stop_all(procs)
+    return [
+        {"workers": count, "streams": count * spec["streams"], "summary": median_summary(v)}
+        for count, v in runs.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--levels", default="1,100,200", help="comma-separated concurrent streams")
+    parser.add_argument(
+        "--levels",
+        default="1xmax,100,200",
+        help="comma-separated load levels: K (K streams at --tps), KxR (R deltas/s), Kxmax (unpaced)",
+    )
     parser.add_argument("--tps", type=float, default=50.0, help="deltas per second per stream")
     parser.add_argument("--reply-tokens", type=int, default=250, help="deltas per stream")
+    parser.add_argument("--max-reply-tokens", type=int, default=2000, help="deltas per unpaced (Kxmax) stream")
     parser.add_argument("--stagger", type=float, default=1.0, help="spread stream starts over this many s")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--db-reply-tokens", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each configuration (the table shows medians)")
+    parser.add_argument("--debug", default="1,0", help="DJANGO_DEBUG values to run the app with (one daphne each)")
+    parser.add_argument(
+        "--loops", default="uvloop", help="CHAT_EVENT_LOOP values to run the app with (uvloop,asyncio compares)"
+    )
+    parser.add_argument("--no-helper", action="store_true", help="leave out the SDK stream-helper anchor")
+    parser.add_argument(
+        "--sections",
+        default="idle,first,streams,workers,db",
+        help="what to measure: idle (RSS per idle socket), first (first-delta latency), streams, workers, db",
+    )
+    parser.add_argument("--idle-sockets", type=int, default=1000)
+    parser.add_argument("--first-replies", type=int, default=20)
+    parser.add_argument("--redis-url", default="", help="Redis for the workers section, e.g. redis://127.0.0.1:6379/6")
+    parser.add_argument("--workers-database-url", default="", help="database of the workers section (SQLite if unset)")
+    parser.add_argument("--workers", default="1,2", help="worker counts to compare")
+    parser.add_argument("--worker-streams", type=int, default=100, help="replies per worker in the workers section")
+    parser.add_argument("--workers-debug", default="0", help="DJANGO_DEBUG of the workers section")
+    parser.add_argument("--db-reply-tokens", type=int, default=2000, help="0 leaves the DB-writes section out")
     parser.add_argument("--db-tps", type=float, default=400.0)
     parser.add_argument(
         "--server-env",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="extra env for the app (repeat)",
+        help="extra env for the app (repeat), e.g. CHAT_EVENT_LOOP=asyncio",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the tmp dir (daphne/offline logs)")
     parser.add_argument("--sdk-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workers-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sdk_worker:
         print(json.dumps(asyncio.run(sdk_worker(json.loads(sys.stdin.read())))))
+        return
+    if args.workers_child:
+        rows = workers_child(json.loads(sys.stdin.read()))
+        print(json.dumps(rows))
         return
     run(args)
 

@@ -1,8 +1,8 @@
 """The one module that talks to Claude (real, or the offline stand-in) through the anthropic SDK.
 
-It builds clients and requests, reads the raw event stream (cheaper per delta than the SDK's
-stream helper) and maps every failure to a `ClaudeError` the rest of the app can show a person.
-Nothing else in the project imports `anthropic`.
+It builds clients and requests, reads the stream's server-sent events as plain JSON (cheaper per
+delta than the SDK's event models, and than its stream helper) and maps every failure, with the SDK's
+own typed errors, to a `ClaudeError` the rest of the app can show a person. Nothing else in the project imports `anthropic`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import math
 import re
@@ -43,32 +44,39 @@ def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
         return default if value is None else max(0, int(value))
 
     def label(name: str, default: str) -> str:
-        value = getattr(api_usage, name, None)
+        value = _field(api_usage, name)
         return str(value)[:32] if value else default
 
-    writes = count(getattr(api_usage, "cache_creation_input_tokens", None), previous.cache_write_tokens)
-    split = getattr(api_usage, "cache_creation", None)
+    writes = count(_field(api_usage, "cache_creation_input_tokens"), previous.cache_write_tokens)
+    split = _field(api_usage, "cache_creation")
     if split is not None:
-        write_5m = count(getattr(split, "ephemeral_5m_input_tokens", None), 0)
-        write_1h = count(getattr(split, "ephemeral_1h_input_tokens", None), 0)
+        write_5m = count(_field(split, "ephemeral_5m_input_tokens"), 0)
+        write_1h = count(_field(split, "ephemeral_1h_input_tokens"), 0)
     else:
         write_5m, write_1h = previous.cache_write_5m_tokens, previous.cache_write_1h_tokens
     if write_5m + write_1h < writes:
         write_5m += writes - (write_5m + write_1h)
-    details = getattr(api_usage, "output_tokens_details", None)
+    details = _field(api_usage, "output_tokens_details")
     return Usage(
-        input_tokens=count(getattr(api_usage, "input_tokens", None), previous.input_tokens),
-        output_tokens=count(getattr(api_usage, "output_tokens", None), previous.output_tokens),
+        input_tokens=count(_field(api_usage, "input_tokens"), previous.input_tokens),
+        output_tokens=count(_field(api_usage, "output_tokens"), previous.output_tokens),
         cache_write_5m_tokens=write_5m,
         cache_write_1h_tokens=write_1h,
-        cache_read_tokens=count(
-            getattr(api_usage, "cache_read_input_tokens", None), previous.cache_read_tokens
-        ),
-        thinking_tokens=count(getattr(details, "thinking_tokens", None), previous.thinking_tokens),
+        cache_read_tokens=count(_field(api_usage, "cache_read_input_tokens"), previous.cache_read_tokens),
+        thinking_tokens=count(_field(details, "thinking_tokens"), previous.thinking_tokens),
         service_tier=label("service_tier", previous.service_tier),
         inference_geo=label("inference_geo", previous.inference_geo),
         speed=label("speed", previous.speed),
     )
+
+
+def _field(obj, name: str):
+    """`obj.name` of an SDK object, or `obj[name]` of the decoded JSON of a raw event (None if absent)."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 RETRYABLE = {"overloaded", "rate_limited", "server"}
@@ -162,22 +170,47 @@ class ReplyStream:
         loop = asyncio.get_running_loop()
         in_thinking = False
         try:
-            self._stream = await client().messages.create(**build_params(self.request), stream=True)
+            api = client()
+            # The SDK sends the request, retries nothing (max_retries=0) and raises its own typed errors
+            # for a non-2xx answer. The body's server-sent events are then read here as plain JSON: the
+            # SDK would build a pydantic model of every event, which cost more CPU than the relay of
+            # the delta itself once a worker ran a hundred replies (bench/relay_latency.py).
+            self._stream = await api.messages.create(**build_params(self.request), stream=True)
             self.opened = True
-            self.request_id = self._stream.response.headers.get("request-id", "")
-            async for event in self._stream:
-                kind = event.type
+            response = self._stream.response
+            self.request_id = response.headers.get("request-id", "")
+            async for sse in anthropic.AsyncStream.raw_events(response):
+                kind = sse.event
+                if kind is None or kind == "ping" or not sse.data:
+                    continue  # what the SDK's own stream skips too
+                if kind == "error":
+                    # A mid-stream error event becomes the SDK's typed error, as its own stream makes it.
+                    try:
+                        body = json.loads(sse.data)
+                        detail = f"{body}"
+                    except ValueError:
+                        body, detail = sse.data, sse.data
+                    raise api._make_status_error(detail, body=body, response=response)
+                event = json.loads(sse.data)  # every event, as the SDK does: a garbled one is an error
                 if kind == "content_block_delta":
-                    if event.delta.type == "text_delta":
-                        self.text_chars += len(event.delta.text)
-                        yield TEXT, event.delta.text
-                    elif event.delta.type == "thinking_delta" and self.thinking_blocks:
-                        self.thinking_chars += len(event.delta.thinking)
-                        self.thinking_blocks[-1]["thinking"] += event.delta.thinking
-                        yield THINKING, event.delta.thinking
-                    elif event.delta.type == "signature_delta" and self.thinking_blocks:
-                        self.thinking_blocks[-1]["signature"] += event.delta.signature
-                elif kind == "content_block_start" and event.content_block.type == "thinking":
+                    delta = event["delta"]
+                    delta_type = delta["type"]
+                    if delta_type == "text_delta":
+                        text = delta["text"]
+                        if not isinstance(text, str):
+                            raise TypeError(f"text_delta.text is {type(text).__name__}")
+                        self.text_chars += len(text)
+                        yield TEXT, text
+                    elif delta_type == "thinking_delta" and self.thinking_blocks:
+                        thinking = delta["thinking"]
+                        if not isinstance(thinking, str):
+                            raise TypeError(f"thinking_delta.thinking is {type(thinking).__name__}")
+                        self.thinking_chars += len(thinking)
+                        self.thinking_blocks[-1]["thinking"] += thinking
+                        yield THINKING, thinking
+                    elif delta_type == "signature_delta" and self.thinking_blocks:
+                        self.thinking_blocks[-1]["signature"] += delta["signature"]
+                elif kind == "content_block_start" and event["content_block"]["type"] == "thinking":
                     self.thinking_blocks.append({"thinking": "", "signature": ""})
                     if self._thinking_since is None:
                         self._thinking_since = loop.time()
@@ -187,13 +220,13 @@ class ReplyStream:
                     self.thinking_ms = round((loop.time() - self._thinking_since) * 1000)
                 elif kind == "message_start":
                     self.started = True
-                    self.usage = usage_from_api(event.message.usage, self.usage)
+                    self.usage = usage_from_api(event["message"].get("usage"), self.usage)
                     if self.on_start is not None:
                         self.on_start(self.usage)
                 elif kind == "message_delta":
-                    self.usage = usage_from_api(event.usage, self.usage)
-                    self.stop_reason = event.delta.stop_reason
-                # Other events (content_block_start/stop, thinking, unknown future types) carry no reply text.
+                    self.usage = usage_from_api(event.get("usage"), self.usage)
+                    self.stop_reason = event["delta"].get("stop_reason")
+                # Other events (content_block_start/stop, signatures, unknown future types) carry no reply text.
         except anthropic.APIStatusError as exc:
             error = _map_status_error(exc, self.request_id)
             error.retry_after = _retry_after(exc)
@@ -209,7 +242,7 @@ class ReplyStream:
             raise ClaudeError(
                 "connection", "The connection to Claude was lost mid-reply.", repr(exc), self.request_id
             ) from exc
-        except (ValueError, AttributeError, TypeError) as exc:
+        except (ValueError, AttributeError, TypeError, KeyError) as exc:
             # A garbled event (not JSON, or not the shape the API documents) is a broken connection
             # for the person reading: the text so far stands, and Retry asks again.
             logger.warning("Malformed event from Claude (request %s): %r", self.request_id, exc)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 
@@ -522,21 +522,44 @@ def reply_retry(*, message: Message, worker: str) -> Message:
 
 def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None, str]], worker: str) -> None:
     """Save partial text (and, once, the prompt counts message_start reported) of streaming replies, and
-    renew the lease of every reply `worker` is writing — one transaction, whatever the number of replies.
+    renew the lease of every reply `worker` is writing — one transaction of two statements, whatever
+    the number of replies.
+
+    The partial texts are one prepared UPDATE run for the whole batch (`executemany`: one driver call,
+    one round trip on PostgreSQL). Building an ORM update per reply, or one CASE expression per field,
+    cost more CPU than relaying the replies' deltas once a worker ran a hundred of them.
 
     `batch` maps message id to (text so far, usage or None, thinking so far). Replies that finished meanwhile are left
     alone: only rows still `streaming` are updated.
     """
     now = timezone.now()
-    with transaction.atomic():
+    if batch:
+        meta = Message._meta
+        columns = list(usage_fields(Usage()))
+        assignments = ", ".join(
+            [f"{_column('content')} = %s", f"{_column('thinking')} = %s", f"{_column('updated_at')} = %s"]
+            + [f"{_column(name)} = COALESCE(%s, {_column(name)})" for name in columns]
+        )
+        sql = (
+            f"UPDATE {connection.ops.quote_name(meta.db_table)} SET {assignments} "
+            f"WHERE {_column('id')} = %s AND {_column('status')} = %s"
+        )
+        updated_at = Message._meta.get_field("updated_at").get_db_prep_value(now, connection)
+        rows = []
         for message_id, (content, usage, thinking) in batch.items():
-            fields: dict = {"content": content, "thinking": thinking, "updated_at": now}
-            if usage is not None:
-                fields.update(usage_fields(usage))
-            Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+            counts = usage_fields(usage) if usage is not None else dict.fromkeys(columns)
+            rows.append([content, thinking, updated_at, *counts.values(), message_id, Message.Status.STREAMING])
+    with transaction.atomic():
+        if batch:
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, rows)
         Message.objects.filter(worker=worker, status=Message.Status.STREAMING).update(
             lease_until=lease_until(now)
         )
+
+
+def _column(field_name: str) -> str:
+    return connection.ops.quote_name(Message._meta.get_field(field_name).column)
 
 
 @dataclass(frozen=True)

@@ -146,10 +146,11 @@ class Worker:
     def start(self, port: int | None = None) -> Worker:
         """Start serving, on `port` if given (a restart where pages expect it), else on a free one."""
         self.port = port or free_port()
-        daphne = shutil.which("daphne", path=str(VENV_BIN)) or "daphne"
+        # As `make run` and the systemd unit start it: daphne on uvloop (chatsite/serve.py).
+        python = VENV_BIN / "python" if (VENV_BIN / "python").exists() else Path(sys.executable)
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
-                [daphne, "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"],
+                [str(python), "-m", "chatsite.serve", "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"],
                 cwd=PROJECT_DIR,
                 env=self.env,
                 stdout=log,

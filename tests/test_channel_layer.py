@@ -49,3 +49,17 @@ async def test_expired_messages_are_still_cleaned_up(monkeypatch):
     layer._next_housekeeping = 0  # the next operation runs housekeeping
     await layer.group_send("other", {"type": "y"})
     assert channel not in layer.channels and channel not in layer.groups.get("g", {})
+
+
+async def test_a_receiver_never_shares_a_mutable_value_with_the_sender():
+    layer = InProcessChannelLayer()
+    channel = await layer.new_channel()
+    nested = {"type": "x", "items": [1, 2]}
+    flat = {"type": "chat.frame", "html": "<p>hi</p>", "n": 1}
+    await layer.send(channel, nested)
+    await layer.send(channel, flat)
+    nested["items"].append(3)
+    flat["html"] = "changed"
+    assert (await layer.receive(channel))["items"] == [1, 2]
+    assert (await layer.receive(channel))["html"] == "<p>hi</p>"
+    assert channel not in layer.channels  # an emptied channel holds no queue

@@ -73,3 +73,25 @@ def test_api_usage_is_normalised_once_at_the_boundary():
     assert (end.input_tokens, end.output_tokens, end.thinking_tokens) == (12, 57, 20)
     assert end.cache_write_tokens == 300 and end.service_tier == "standard"
     assert usage_from_api(Obj(input_tokens=-5)).input_tokens == 0  # nonsense never becomes a credit
+
+
+def test_usage_of_raw_json_events_is_read_like_the_sdks_objects():
+    """The stream's events are read as plain JSON: the same usage comes out as from the SDK's models."""
+    from types import SimpleNamespace as Obj
+
+    from conversations.claude import usage_from_api
+
+    start_json = {
+        "input_tokens": 12,
+        "output_tokens": 1,
+        "cache_creation_input_tokens": 300,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 200},
+        "cache_read_input_tokens": None,
+        "service_tier": "standard",
+    }
+    start_obj = Obj(**{**start_json, "cache_creation": Obj(**start_json["cache_creation"])})
+    assert usage_from_api(start_json) == usage_from_api(start_obj)
+    delta_json = {"output_tokens": 57, "output_tokens_details": {"thinking_tokens": 20}}
+    end = usage_from_api(delta_json, usage_from_api(start_json))
+    assert (end.input_tokens, end.output_tokens, end.thinking_tokens, end.cache_write_1h_tokens) == (12, 57, 20, 200)
+    assert usage_from_api(None, end) == end  # an event without usage changes nothing

@@ -231,3 +231,50 @@ async def test_draining_lets_short_replies_finish_and_ends_long_ones_as_interrup
     assert "restarting" in refusal and "kept" in refusal
     assert await sync_to_async(quick_chat.messages.filter(content="One more").exists)() is False
     await again.close()
+
+
+@sync_to_async
+def _checkpoint_many_replies():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.usage import Usage
+    from conversations import services
+
+    user = make_user()
+    conversation = make_conversation(owner=user)
+    make_message(conversation, content="Tell me about rivers")
+
+    def streaming(worker: str):
+        return make_message(
+            conversation, role="assistant", content="", status=Message.Status.STREAMING, worker=worker
+        )
+
+    ours = [streaming(leases.WORKER_ID) for _ in range(30)]
+    finished = make_message(conversation, role="assistant", content="Done.", status=Message.Status.COMPLETE)
+    elsewhere = streaming("another-worker")
+    batch = {m.pk: (f"Partial text {i} <b>&</b>", None if i % 2 else Usage(input_tokens=10 + i, output_tokens=i),
+                    f"Thinking {i}") for i, m in enumerate(ours)}
+    batch[finished.pk] = ("Overwritten?", Usage(input_tokens=1), "")
+    with CaptureQueriesContext(connection) as queries:
+        services.replies_checkpoint(batch=batch, worker=leases.WORKER_ID)
+    # A statement run for many rows at once is captured once, as "<n> times: UPDATE ...".
+    writes = [q["sql"] for q in queries.captured_queries if "UPDATE" in q["sql"].upper()]
+    return ours, finished, elsewhere, writes
+
+
+async def test_checkpoint_saves_every_reply_of_a_batch_in_a_fixed_number_of_statements():
+    ours, finished, elsewhere, writes = await _checkpoint_many_replies()
+    # 31 replies in the batch: one statement for their texts, one for the leases.
+    assert len(writes) == 2, writes
+    for i, message in enumerate(ours):
+        saved = await fetch(message)
+        assert saved.content == f"Partial text {i} <b>&</b>" and saved.thinking == f"Thinking {i}"
+        assert saved.status == Message.Status.STREAMING and saved.lease_until is not None
+        if i % 2 == 0:
+            assert (saved.input_tokens, saved.output_tokens) == (10 + i, i)
+        else:
+            assert saved.input_tokens == 0
+    # A reply that finished meanwhile keeps its end; another worker's lease is its own business.
+    assert (await fetch(finished)).content == "Done."
+    assert (await fetch(elsewhere)).lease_until is None
