@@ -124,6 +124,10 @@ class ReplyRequest:
     # Ask models that think by default to stream a summary of their thinking (never shown): it is
     # billed all the same, and a reply stopped or dropped mid-thought is then estimated from it.
     summarize_thinking: bool = False
+    # Ask for no thinking at all (small side calls such as titles, on models that allow it).
+    no_thinking: bool = False
+    # The API's stop_sequences: the reply ends before the first of them it would write.
+    stop_sequences: tuple[str, ...] = ()
 
 
 @dataclass
@@ -137,6 +141,8 @@ class ReplyStream:
     request: ReplyRequest
     usage: Usage = field(default_factory=Usage)
     stop_reason: str | None = None
+    # The stop sequence the reply ended on (stop_reason "stop_sequence"), else "".
+    stop_sequence: str = ""
     request_id: str = ""
     opened: bool = False
     started: bool = False
@@ -163,6 +169,7 @@ class ReplyStream:
                 elif kind == "message_delta":
                     self.usage = usage_from_api(event.usage, self.usage)
                     self.stop_reason = event.delta.stop_reason
+                    self.stop_sequence = event.delta.stop_sequence or ""
                 # Other events (content_block_start/stop, thinking, unknown future types) carry no reply text.
         except anthropic.APIStatusError as exc:
             error = _map_status_error(exc, self.request_id)
@@ -216,6 +223,7 @@ async def count_prompt_tokens(request: ReplyRequest) -> int:
     params = build_params(request)
     params.pop("max_tokens")
     params.pop("metadata", None)
+    params.pop("stop_sequences", None)  # not a count_tokens argument: it changes no prompt token
     try:
         result = await client().messages.count_tokens(**params)
     except anthropic.APIStatusError as exc:
@@ -223,6 +231,29 @@ async def count_prompt_tokens(request: ReplyRequest) -> int:
     except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
         raise ClaudeError("connection", "Claude could not be reached. Please retry.", repr(exc)) from exc
     return result.input_tokens
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A short, non-streamed answer (a title): its text, what the call used, and its request id."""
+
+    text: str
+    usage: Usage
+    request_id: str
+
+
+async def complete(request: ReplyRequest) -> Completion:
+    """Ask for a short answer in one non-streamed call. Raises ClaudeError (nothing billable then)."""
+    try:
+        message = await client().messages.create(**build_params(request))
+    except anthropic.APIStatusError as exc:
+        raise _map_status_error(exc, "") from exc
+    except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
+        raise ClaudeError("timeout", "Claude stopped responding.", repr(exc)) from exc
+    except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+        raise ClaudeError("connection", "Claude could not be reached.", repr(exc)) from exc
+    text = "".join(block.text for block in message.content if block.type == "text")
+    return Completion(text=text, usage=usage_from_api(message.usage), request_id=message._request_id or "")
 
 
 def estimate_tokens_from_chars(chars: int) -> int:
@@ -237,8 +268,12 @@ def build_params(request: ReplyRequest) -> dict:
         params["system"] = request.system
     if request.user_id:
         params["metadata"] = {"user_id": request.user_id}
-    if request.summarize_thinking:
+    if request.no_thinking:
+        params["thinking"] = {"type": "disabled"}
+    elif request.summarize_thinking:
         params["thinking"] = {"type": "adaptive", "display": "summarized"}
+    if request.stop_sequences:
+        params["stop_sequences"] = list(request.stop_sequences)
     if request.cache_ttl:
         params["cache_control"] = {"type": "ephemeral", "ttl": request.cache_ttl}
     return params

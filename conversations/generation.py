@@ -24,7 +24,7 @@ from django.conf import settings
 
 from billing.usage import LedgerLabels, Usage
 
-from . import fragments, leases, services
+from . import fragments, leases, services, titles
 from .catalog import context_window, model_info, reply_max_tokens
 from .claude import NOT_CONFIGURED, RETRY_REASONS, ClaudeError, ReplyRequest, ReplyStream, opaque_user_id
 from .context import fit_request
@@ -53,6 +53,8 @@ class ReplyContext:
     context_window: int
     # The text so far of a cut-off reply being continued ("" for a new reply): new text is appended.
     continued: str = ""
+    # Whether the conversation still has its first-line title (Claude titles it once a reply completes).
+    untitled: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Outcome:
 
     status: str
     stop_reason: str = ""
+    stop_sequence: str = ""
     error: str = ""
 
 
@@ -84,16 +87,23 @@ def _load_context(message_id: int) -> ReplyContext:
         user_id=opaque_user_id(conversation.owner_id),
         cache_ttl="" if settings.CHAT_PROMPT_CACHE_TTL == "off" else settings.CHAT_PROMPT_CACHE_TTL,
         summarize_thinking=model_info(message.model).thinks_by_default,
+        stop_sequences=tuple(conversation.stop_sequences),
     )
     labels = services.ledger_labels_for(conversation, model=message.model)
     window = context_window(message.model)
     previous = (
-        conversation.messages.filter(role=Message.Role.ASSISTANT, pk__lt=message.pk).order_by("-pk").first()
+        conversation.messages.active()
+        .filter(role=Message.Role.ASSISTANT, pk__lt=message.pk)
+        .order_by("-pk")
+        .first()
     )
     if previous is not None and previous.stop_reason == "model_context_window_exceeded":
         # The previous reply ran into the window: that is where it really ends, so trim to fit it.
         window = min(window, previous.prompt_tokens + previous.output_tokens)
-    return ReplyContext(message.pk, message.attempt_id, conversation.pk, request, labels, window, continued)
+    untitled = conversation.title_source == Conversation.TitleSource.FIRST_LINE
+    return ReplyContext(
+        message.pk, message.attempt_id, conversation.pk, request, labels, window, continued, untitled
+    )
 
 
 @database_sync_to_async
@@ -111,6 +121,7 @@ class Generation:
         self.group = conversation_group(context.conversation_id)
         self.labels = context.labels
         self.context_window = context.context_window
+        self.untitled = context.untitled
         self.stream = ReplyStream(context.request)
         self.layer = get_channel_layer()
         self.control_channel = control_channel
@@ -176,6 +187,8 @@ class Generation:
             return Outcome(Message.Status.CUT_OFF, stop_reason=stop_reason)
         if stop_reason == "refusal":
             return Outcome(Message.Status.REFUSED, stop_reason=stop_reason)
+        if stop_reason == "stop_sequence":
+            return Outcome(Message.Status.COMPLETE, stop_reason=stop_reason, stop_sequence=self.stream.stop_sequence)
         if stop_reason is None:
             # Clean end without message_delta: the reply is incomplete, its text kept.
             return Outcome(Message.Status.ERROR, error="Claude's reply ended early.")
@@ -301,6 +314,7 @@ class Generation:
             content=self.text(),
             status=outcome.status,
             stop_reason=outcome.stop_reason,
+            stop_sequence=outcome.stop_sequence,
             error=outcome.error,
             request_id=stream.request_id,
             usage=stream.billable_usage(),
@@ -314,6 +328,8 @@ class Generation:
         meter = await _meter(self.conversation_id)
         html = fragments.message(message) + fragments.send_button(busy=False) + fragments.meter(meter)
         await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
+        if self.untitled and message.status == Message.Status.COMPLETE:
+            titles.title_schedule(self.conversation_id)
 
 
 class Checkpointer:
