@@ -437,8 +437,9 @@ def branch_switch(*, message: Message, index: object) -> Message:
 
 
 TITLE_PROMPT = (
-    "Write a title for the conversation below, at most six words, in the language of the conversation. "
-    "Answer with the title alone: no quotes, no markdown, no full stop."
+    "You name conversations. The user gives you a conversation's first message and, after a rule, the "
+    "reply to it. Write a title for the conversation, at most six words, "
+    "in the language of the conversation. Answer with the title alone: no quotes, no markdown, no full stop."
 )
 TITLE_EXCERPT_CHARS = 2000
 
@@ -465,15 +466,17 @@ def title_start(*, conversation_id: int) -> TitleJob | None:
             return None
         first = conversation.messages.active().in_order().filter(role=Message.Role.USER).first()
         reply = conversation.messages.get(role=Message.Role.ASSISTANT)
+        # The first message, a rule, then the reply (the system prompt says what to do with them).
         excerpt = (
-            f"User: {without_control_words(first.content if first else '')[:TITLE_EXCERPT_CHARS]}\n\n"
-            f"Assistant: {without_control_words(reply.content)[:TITLE_EXCERPT_CHARS]}"
+            f"{without_control_words(first.content if first else '').strip()[:TITLE_EXCERPT_CHARS]}\n\n---\n\n"
+            f"{without_control_words(reply.content).strip()[:TITLE_EXCERPT_CHARS]}"
         )
         model = settings.CHAT_TITLE_MODEL
         thinks = model_info(model).always_thinks
         request = ReplyRequest(
             model=model,
-            messages=[{"role": Message.Role.USER, "content": f"{TITLE_PROMPT}\n\n{excerpt}"}],
+            messages=[{"role": Message.Role.USER, "content": excerpt}],
+            system=TITLE_PROMPT,
             max_tokens=1024 if thinks else 40,
             user_id=opaque_user_id(conversation.owner_id),
             no_thinking=not thinks,
@@ -481,7 +484,7 @@ def title_start(*, conversation_id: int) -> TitleJob | None:
         spend_reserve(
             user=conversation.owner,
             model=model,
-            prompt_bytes=len(request.messages[0]["content"].encode()),
+            prompt_bytes=len(TITLE_PROMPT.encode()) + len(excerpt.encode()),
             max_tokens=request.max_tokens,
             message_id=reply.pk,
         )
