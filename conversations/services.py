@@ -464,8 +464,8 @@ def title_start(*, conversation_id: int) -> TitleJob | None:
         )
         if conversation is None or not title_wanted(conversation_id=conversation_id):
             return None
-        first = conversation.messages.active().in_order().filter(role=Message.Role.USER).first()
-        reply = conversation.messages.get(role=Message.Role.ASSISTANT)
+        reply = conversation.messages.get(role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE)
+        first = reply.parent
         # The first message, a rule, then the reply (the system prompt says what to do with them).
         excerpt = (
             f"{without_control_words(first.content if first else '').strip()[:TITLE_EXCERPT_CHARS]}\n\n---\n\n"
