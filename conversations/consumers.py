@@ -22,7 +22,7 @@ from .socket_limits import limits
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 256 * 1024
-ACTIONS = {"send", "stop", "retry", "regenerate", "continue", "edit", "branch"}
+ACTIONS = {"send", "stop", "retry", "regenerate", "continue", "edit", "branch", "delete_version"}
 # Close codes: 4401 not (or no longer) logged in: the page reloads, which lands on the login page;
 # 4404 no such conversation for this user; 4429 too many sockets for this user.
 CLOSE_UNAUTHENTICATED = 4401
@@ -133,6 +133,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "retry": replies.regenerate,
                 "regenerate": replies.regenerate,
                 "continue": replies.continue_reply,
+                "delete_version": replies.delete_version,
             }
             await intent[action](**target)
         except (services.InvalidInput, SpendRefused) as exc:

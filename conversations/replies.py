@@ -105,6 +105,14 @@ async def branch(*, user, message_id: object, index: object, conversation_id: in
     return shown
 
 
+async def delete_version(*, user, message_id: object, conversation_id: int | None = None) -> Message:
+    """Delete one version of one of `user`'s messages and what followed it (the ledger keeps its calls)."""
+    message = await _owned_message(user, message_id, conversation_id)
+    shown = await database_sync_to_async(services.branch_delete)(message=message)
+    await _announce(message.conversation_id, await _conversation_page(message.conversation_id))
+    return shown
+
+
 async def continue_reply(*, user, message_id: object, conversation_id: int | None = None) -> Message:
     """Write the rest of one of `user`'s replies that was cut off by the length limit, into the same reply."""
     _refuse_while_draining()

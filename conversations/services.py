@@ -517,6 +517,30 @@ def title_finish(*, job: TitleJob, completion: Completion | None) -> Conversatio
     return conversation
 
 
+def branch_delete(*, message: Message) -> Message:
+    """Delete one version of a turn and everything that followed it; when it is the version shown, the
+    one before it (else the one after) is shown instead. Returns the version shown now. A turn's only
+    version cannot be deleted this way. The ledger is untouched: its rows name messages by plain ids."""
+    with transaction.atomic():
+        message = _locked_message(message)
+        conversation = message.conversation
+        versions = list(conversation.messages.filter(parent_id=message.parent_id).order_by("pk"))
+        if len(versions) < 2:
+            raise InvalidInput("This is the only version of this message.")
+        _refuse_while_streaming(conversation, "deleting a version")
+        position = versions.index(message)
+        shown = next(v for v in versions if v.active or v.chosen)
+        if message.active:
+            shown = versions[position - 1] if position > 0 else versions[position + 1]
+            _show_branch(conversation, leaving=message, entering=shown)
+        elif message.chosen:  # not on the branch shown, but remembered as its turn's choice
+            shown = versions[position - 1] if position > 0 else versions[position + 1]
+            Message.objects.filter(pk=shown.pk).update(chosen=True)
+        message.delete()  # with every message below it (parent cascades)
+        conversation.save(update_fields=["updated_at"])
+    return annotate_branches([shown])[0]
+
+
 def title_wanted(*, conversation_id: int) -> bool:
     """Whether Claude should title the conversation now: its title is still the first line of its
     first message, and its first exchange has just completed (one complete reply, on any branch)."""

@@ -18,4 +18,5 @@ urlpatterns = [
     path("m/<int:pk>/continue/", views.reply_continue_view, name="reply_continue"),
     path("m/<int:pk>/edit/", views.message_edit, name="message_edit"),
     path("m/<int:pk>/branch/", views.message_branch_view, name="message_branch"),
+    path("m/<int:pk>/delete-version/", views.message_delete_version_view, name="message_delete_version"),
 ]

@@ -332,3 +332,44 @@ async def test_an_edit_above_the_left_out_cut_sends_the_new_branch_whole():
     assert conversation.context_from == 0  # the cut was on the branch left behind
     assert await sent_to_claude(conversation, reply) == [{"role": "user", "content": "Again from the top"}]
     await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.STOPPED)
+
+
+async def test_deleting_a_version_shows_its_neighbour_and_keeps_the_ledger(async_client):
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    first, _ = await send_and_finish(socket, conversation, "Name a bird [[offline reply_tokens=8]]")
+    await socket.send(action="regenerate", message_id=first.pk)
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    second = await latest_assistant(conversation)
+    await finish_reply(socket, second.pk)
+    turn = await conversation.messages.filter(role="user").afirst()
+    ledger_before = await ledger_snapshot(conversation)
+    assert len(ledger_before) == 2
+
+    # Over the websocket: delete the version shown; the one before it is shown instead.
+    await socket.send(action="delete_version", message_id=second.pk)
+    frames = await socket.receive_until(lambda f: f'id="msg-{first.pk}"' in f)
+    assert f'id="msg-{second.pk}"' not in frames[-1]
+    assert not await Message.objects.filter(pk=second.pk).aexists()
+    assert await active_path(conversation) == [("user", turn.content), ("assistant", first.content)]
+    # The last version left cannot be deleted; someone else's cannot either.
+    await socket.send(action="delete_version", message_id=first.pk)
+    assert "This is the only version of this message." in await socket.receive()
+    await socket.close()
+    assert await ledger_snapshot(conversation) == ledger_before  # the deleted version's call stays billed
+
+    # As a plain form post, for an edited first turn (a version with everything below it).
+    await sync_to_async(services.message_edit)(message=turn, text="Name a fish", worker="w")
+    await Message.objects.filter(status=Message.Status.STREAMING).aupdate(status=Message.Status.STOPPED)
+    edited = await conversation.messages.active().in_order().afirst()
+    stranger = await sync_to_async(make_user)()
+    await async_client.aforce_login(stranger)
+    assert (await async_client.post(reverse("message_delete_version", args=[turn.pk]))).status_code == 404
+    await async_client.aforce_login(user)
+    response = await async_client.post(reverse("message_delete_version", args=[turn.pk]))
+    assert response.status_code == 302
+    assert not await Message.objects.filter(pk__in=[turn.pk, first.pk]).aexists()
+    assert await active_path(conversation) == [("user", "Name a fish"), ("assistant", "")]
+    assert (await conversation.messages.active().in_order().afirst()).pk == edited.pk
+    assert await ledger_snapshot(conversation) == ledger_before
