@@ -279,6 +279,9 @@ class SpendReservation(models.Model):
     message_id = models.BigIntegerField()
     model = models.CharField(max_length=100)
     amount = models.BigIntegerField(help_text="Worst-case cost held, pUSD.")
+    max_tokens = models.PositiveIntegerField(
+        default=0, help_text="max_tokens granted to the call (less than the model's when the budget was short)."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     settled_at = models.DateTimeField(null=True, blank=True)
 

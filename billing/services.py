@@ -4,13 +4,19 @@ How a reply is billed:
 1. `spend_reserve()` — inside the chat's reply_start transaction, with the user's UserBudget row locked
    (SELECT … FOR UPDATE on PostgreSQL; SQLite serialises writers with BEGIN IMMEDIATE) — checks the rate
    limit and that spent this month + open reservations + this call's worst case <= the monthly limit,
-   then holds the worst case as an open reservation. The worst case over-estimates safely: prompt tokens
-   <= the prompt's UTF-8 byte count, billed at the dearest prompt rate (cache write 1h) of the band the
-   prompt could fall in, plus max_tokens at that band's output rate.
-2. `usage_record()` — one immutable ledger row with the tokens the API reported, priced with the version
+   then holds the worst case as an open reservation. The worst case is an upper bound: the caller's
+   bound of the prompt's tokens (the previous call's reported prompt plus what was added since, see
+   conversations.services.prompt_tokens_bound) billed at the dearest prompt rate (cache write 1h) of the
+   band it could fall in, plus `max_tokens` at that band's output rate. When the budget left cannot
+   cover the reply's full `max_tokens` but can cover at least MIN_REPLY_TOKENS, the call is granted a
+   smaller `max_tokens` (the API enforces it, so the bound still holds) instead of being refused.
+2. `hold_prompt_known()` — when the API's message_start reports the prompt's real counts (before any
+   output is generated), the hold shrinks to the prompt's exact cost plus `max_tokens` at the output
+   rate, so a cached prompt no longer holds budget at the cache-write rate while the reply streams.
+3. `usage_record()` — one immutable ledger row with the tokens the API reported, priced with the version
    in force now, and settles the reservation in the same transaction.
-Because the real cost of a call never exceeds what was held for it, the monthly spend of a user whose
-calls all go through spend_reserve never exceeds the limit: the overshoot bound is zero.
+Because the real cost of a call never exceeds what was held for it at any moment, the monthly spend of a
+user whose calls all go through spend_reserve never exceeds the limit: the overshoot bound is zero.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import BigIntegerField, F, Value
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
@@ -123,13 +131,32 @@ def monthly_limit_for(user_id: int, budget: UserBudget | None = None) -> int | N
     return policy_limit(budget.policy, budget.monthly_limit, site_default_limit)
 
 
-def worst_case_cost(*, model: str, prompt_bytes: int, max_tokens: int, at: datetime) -> int:
-    """Upper bound in pUSD of what one call can cost (0 for an unpriced model)."""
+#: The smallest `max_tokens` a reply is granted when the budget left cannot cover the model's full one.
+MIN_REPLY_TOKENS = 2_048
+
+
+def worst_case_cost(*, model: str, prompt_tokens: int, max_tokens: int, at: datetime) -> int:
+    """Upper bound in pUSD of what one call can cost (0 for an unpriced model), given an upper bound
+    of its prompt tokens."""
     price = ModelPrice.objects.in_effect(model, at)
     if price is None:
         return 0
-    rates, _banded = price.rates_for(prompt_bytes)  # bytes >= tokens, so this is the highest band reachable
-    return max(0, prompt_bytes) * rates.max_prompt_rate + max(0, max_tokens) * rates.output
+    rates, _banded = price.rates_for(prompt_tokens)  # the highest band the prompt can reach
+    return max(0, prompt_tokens) * rates.max_prompt_rate + max(0, max_tokens) * rates.output
+
+
+def _affordable_max_tokens(
+    *, model: str, prompt_tokens: int, max_tokens: int, at: datetime, available: int
+) -> int:
+    """The largest `max_tokens` <= `max_tokens` whose worst case fits in `available` pUSD (0 if none)."""
+    price = ModelPrice.objects.in_effect(model, at)
+    if price is None:
+        return max_tokens
+    rates, _banded = price.rates_for(prompt_tokens)
+    left = available - max(0, prompt_tokens) * rates.max_prompt_rate
+    if left < 0:
+        return 0
+    return max_tokens if rates.output == 0 else min(max_tokens, left // rates.output)
 
 
 def _lock_budget_row(user_id: int) -> UserBudget:
@@ -142,11 +169,13 @@ def _spent(user_id: int, period: Period) -> int:
     return UsageRecord.objects.for_user(user_id).for_period(period.start, period.end).total_cost()
 
 
-def spend_reserve(*, user, model: str, prompt_bytes: int, max_tokens: int, message_id: int) -> None:
+def spend_reserve(*, user, model: str, prompt_tokens: int, max_tokens: int, message_id: int) -> int:
     """Check rate limit and budget, then hold this call's worst-case cost for `message_id`.
 
-    Call inside the caller's transaction.atomic(). Raises RateLimited / BudgetExceeded, writing
-    nothing the caller's rollback would keep.
+    `prompt_tokens` is an upper bound of the prompt's tokens. Returns the `max_tokens` granted: the
+    requested one, or less (at least MIN_REPLY_TOKENS, or the request if smaller) when the budget left
+    cannot cover it; the call must be made with it. Call inside the caller's transaction.atomic().
+    Raises RateLimited / BudgetExceeded, writing nothing the caller's rollback would keep.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -155,16 +184,17 @@ def spend_reserve(*, user, model: str, prompt_bytes: int, max_tokens: int, messa
 
         per_minute = max(0, settings.CHAT_RATE_LIMIT_PER_MINUTE)  # 0 disables the limit
         if per_minute:
-            recent = SpendReservation.objects.filter(
-                user_id=user.pk, created_at__gt=now - RATE_WINDOW
-            ).count()
-            if recent >= per_minute:
+            recent = SpendReservation.objects.filter(user_id=user.pk, created_at__gt=now - RATE_WINDOW)
+            if recent.count() >= per_minute:
+                oldest = recent.order_by("created_at").values_list("created_at", flat=True).first()
+                wait = max(1, int((oldest + RATE_WINDOW - now).total_seconds() + 0.999))
                 raise RateLimited(
                     f"You're sending messages too fast: the limit is {per_minute} per minute. "
-                    "Please wait a moment and try again."
+                    f"Please wait {wait} s and try again."
                 )
 
-        worst = worst_case_cost(model=model, prompt_bytes=prompt_bytes, max_tokens=max_tokens, at=now)
+        granted = max_tokens
+        worst = worst_case_cost(model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens, at=now)
         limit = monthly_limit_for(user.pk, budget)
         if limit is not None:
             period = current_month(now)
@@ -176,18 +206,73 @@ def spend_reserve(*, user, model: str, prompt_bytes: int, max_tokens: int, messa
                     f"({format_usd(spent)} spent). It resets on {period.last_day + timedelta(days=1):%B %-d}; "
                     "ask an administrator if you need more."
                 )
-            if spent + held + worst > limit:
-                available = max(0, limit - spent - held)
-                raise BudgetExceeded(
-                    f"This message could cost up to {format_usd(worst)}, but only {format_usd(available)} "
-                    f"of your {format_usd(limit)} monthly budget is left"
-                    + (" (other replies in progress hold part of it)" if held else "")
-                    + ". Try a shorter conversation, or ask an administrator for a higher budget."
+            available = max(0, limit - spent - held)
+            if worst > available:
+                granted = _affordable_max_tokens(
+                    model=model,
+                    prompt_tokens=prompt_tokens,
+                    max_tokens=max_tokens,
+                    at=now,
+                    available=available,
                 )
+                least = min(max_tokens, MIN_REPLY_TOKENS)
+                if granted < least:
+                    smallest = worst_case_cost(
+                        model=model, prompt_tokens=prompt_tokens, max_tokens=least, at=now
+                    )
+                    raise BudgetExceeded(
+                        f"This message could cost up to {format_usd(smallest)}, but only {format_usd(available)} "
+                        f"of your {format_usd(limit)} monthly budget is left"
+                        + (" (other replies in progress hold part of it)" if held else "")
+                        + ". Try a shorter conversation, or ask an administrator for a higher budget."
+                    )
+                worst = worst_case_cost(model=model, prompt_tokens=prompt_tokens, max_tokens=granted, at=now)
 
         SpendReservation.objects.create(
-            user_id=user.pk, message_id=message_id, model=model, amount=worst, created_at=now
+            user_id=user.pk,
+            message_id=message_id,
+            model=model,
+            amount=worst,
+            max_tokens=granted,
+            created_at=now,
         )
+    return granted
+
+
+def granted_max_tokens(message_id: int) -> int | None:
+    """The `max_tokens` granted to the open reservation of `message_id` (None if it has none)."""
+    return (
+        SpendReservation.objects.filter(message_id=message_id, settled_at__isnull=True)
+        .order_by("-created_at")
+        .values_list("max_tokens", flat=True)
+        .first()
+    )
+
+
+def hold_prompt_known(*, message_id: int, model: str, usage: Usage) -> None:
+    """Shrink the open hold of `message_id` once the API reported the prompt's counts (message_start):
+    to the prompt's exact cost plus the granted `max_tokens` at the output rate. Only ever lowers it,
+    so it needs no lock: a smaller hold can only let other calls of the user through sooner."""
+    reservation = (
+        SpendReservation.objects.filter(message_id=message_id, settled_at__isnull=True)
+        .order_by("-created_at")
+        .only("pk", "max_tokens")
+        .first()
+    )
+    price = ModelPrice.objects.in_effect(model, timezone.now())
+    if reservation is None or price is None:
+        return
+    rates, _banded = price.rates_for(usage.prompt_tokens)
+    known = rates.cost(
+        input=usage.input_tokens,
+        output=reservation.max_tokens,
+        cache_write_5m=usage.cache_write_5m_tokens,
+        cache_write_1h=usage.cache_write_1h_tokens,
+        cache_read=usage.cache_read_tokens,
+    )
+    SpendReservation.objects.filter(pk=reservation.pk, settled_at__isnull=True).update(
+        amount=Least(F("amount"), Value(known, output_field=BigIntegerField()))
+    )
 
 
 def usage_record(

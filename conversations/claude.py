@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 
 import anthropic
@@ -148,6 +148,8 @@ class ReplyStream:
     started: bool = False
     text_chars: int = 0
     thinking_chars: int = 0  # thinking streamed (billed as output, never shown or saved)
+    # Called with the prompt's counts when message_start arrives (before any output is generated).
+    on_start: Callable[[Usage], None] | None = None
     _stream: object = None
 
     async def deltas(self) -> AsyncIterator[str]:
@@ -166,6 +168,8 @@ class ReplyStream:
                 elif kind == "message_start":
                     self.started = True
                     self.usage = usage_from_api(event.message.usage, self.usage)
+                    if self.on_start is not None:
+                        self.on_start(self.usage)
                 elif kind == "message_delta":
                     self.usage = usage_from_api(event.usage, self.usage)
                     self.stop_reason = event.delta.stop_reason

@@ -18,12 +18,9 @@ from channels.db import database_sync_to_async
 from . import services
 from .claude import ReplyRequest, count_prompt_tokens
 from .models import Conversation, Message
+from .services import TURN_OVERHEAD_TOKENS
 
 logger = logging.getLogger(__name__)
-
-# Per message framing the byte bound does not see (role markers and the like), in tokens.
-TURN_OVERHEAD_TOKENS = 8
-
 
 def prompt_bytes_bound(request: ReplyRequest) -> int:
     """An upper bound of the request's prompt tokens, from its bytes."""

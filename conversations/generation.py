@@ -25,7 +25,7 @@ from django.conf import settings
 from billing.usage import LedgerLabels, Usage
 
 from . import fragments, leases, services, titles
-from .catalog import context_window, model_info, reply_max_tokens
+from .catalog import context_window, model_info
 from .claude import NOT_CONFIGURED, RETRY_REASONS, ClaudeError, ReplyRequest, ReplyStream, opaque_user_id
 from .context import fit_request
 from .control import SNAPSHOT, STOP, control_group
@@ -82,7 +82,7 @@ def _load_context(message_id: int) -> ReplyContext:
     request = ReplyRequest(
         model=message.model,
         messages=turns,
-        max_tokens=reply_max_tokens(message.model),
+        max_tokens=services.reply_granted_max_tokens(message),
         system=conversation.system_prompt,
         user_id=opaque_user_id(conversation.owner_id),
         cache_ttl="" if settings.CHAT_PROMPT_CACHE_TTL == "off" else settings.CHAT_PROMPT_CACHE_TTL,
@@ -122,7 +122,9 @@ class Generation:
         self.labels = context.labels
         self.context_window = context.context_window
         self.untitled = context.untitled
-        self.stream = ReplyStream(context.request)
+        self.model = context.request.model
+        self._hold_tasks: list[asyncio.Task] = []
+        self.stream = self._new_stream(context.request)
         self.layer = get_channel_layer()
         self.control_channel = control_channel
         self.stop_requested = False
@@ -133,6 +135,20 @@ class Generation:
         self._send_lock = asyncio.Lock()
         self._has_pending = asyncio.Event()
         self._consume_task: asyncio.Task | None = None
+
+    def _new_stream(self, request: ReplyRequest) -> ReplyStream:
+        """A stream for one API call of this reply: once its prompt's counts are known, the budget hold
+        shrinks to them (see billing.services.hold_prompt_known)."""
+        return ReplyStream(request, on_start=self._prompt_known)
+
+    def _prompt_known(self, usage: Usage) -> None:
+        self._hold_tasks.append(
+            asyncio.create_task(
+                database_sync_to_async(services.reply_prompt_known)(
+                    message_id=self.message_id, model=self.model, usage=usage
+                )
+            )
+        )
 
     def sent_text(self) -> str:
         return "".join(self._sent)
@@ -211,7 +227,7 @@ class Generation:
                     # leave more out and ask again, rather than fail this and every later message.
                     refitted = True
                     self.context_window = min(exc.window or self.context_window // 2, self.context_window // 2 + 1)
-                    self.stream = ReplyStream(self.stream.request)
+                    self.stream = self._new_stream(self.stream.request)
                     await self._fit()
                     continue
                 wait = exc.retry_after if exc.retry_after is not None else min(8.0, 0.5 * 2 ** (attempt - 1))
@@ -229,7 +245,7 @@ class Generation:
                     self.group, {"type": "chat.frame", "html": fragments.retrying(self.message_id, notice)}
                 )
                 await asyncio.sleep(wait)  # Stop cancels this wait like the stream
-                self.stream = ReplyStream(self.stream.request)
+                self.stream = self._new_stream(self.stream.request)
 
     async def _fit(self) -> None:
         """Leave the oldest turns out of the request if it would not fit; show where on every page."""
@@ -308,6 +324,11 @@ class Generation:
 
     async def _finish(self, outcome: Outcome) -> None:
         await self._flush()
+        for task in self._hold_tasks:  # a smaller hold only ever lets other calls through sooner
+            try:
+                await task
+            except Exception:
+                logger.exception("Could not lower the budget hold of reply %s", self.message_id)
         checkpointer.forget(self)
         stream = self.stream
         end = services.ReplyEnd(

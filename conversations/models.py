@@ -46,6 +46,8 @@ class Conversation(models.Model):
     # context window and its oldest turns were left out (the page shows a marker there). It only moves
     # forward, in large steps, so the cached prompt prefix stays the same for many turns.
     context_from = models.PositiveBigIntegerField(default=0)
+    # When the model or system prompt last changed: token counts of earlier calls no longer bound the next.
+    prompt_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # Last activity: bumped by every new turn so the sidebar lists recent conversations first.
     updated_at = models.DateTimeField(auto_now=True)

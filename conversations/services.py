@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from billing.services import spend_reserve, usage_record
+from billing.services import granted_max_tokens, hold_prompt_known, spend_reserve, usage_record
 from billing.usage import LedgerLabels, Usage
 
 from .catalog import model_info, reply_max_tokens
@@ -121,12 +121,15 @@ def conversation_update_settings(
         raise InvalidInput(
             f"The system prompt must be at most {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:,} characters."
         )
-    model = clean_model(model)
+    model, system_prompt = clean_model(model), system_prompt.strip()
     sequences = conversation.stop_sequences if stop_sequences is None else clean_stop_sequences(stop_sequences)
-    conversation.model = model
-    conversation.system_prompt = system_prompt.strip()
+    fields = ["model", "system_prompt", "stop_sequences", "updated_at"]
+    if (model, system_prompt) != (conversation.model, conversation.system_prompt):
+        conversation.prompt_changed_at = timezone.now()  # earlier calls' token counts no longer apply
+        fields.append("prompt_changed_at")
+    conversation.model, conversation.system_prompt = model, system_prompt
     conversation.stop_sequences = sequences
-    conversation.save(update_fields=["model", "system_prompt", "stop_sequences", "updated_at"])
+    conversation.save(update_fields=fields)
 
 
 def conversation_rename(*, conversation: Conversation, title: object) -> None:
@@ -163,12 +166,7 @@ def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[
     list alternates, starts and ends with the user's turn (API 2026-10-21 rejects prefill).
     """
     turns: list[dict] = []
-    rows = (
-        conversation.messages.active()
-        .filter(pk__lt=before.pk, pk__gte=conversation.context_from)
-        .in_order()
-        .values_list("role", "content", "status")
-    )
+    rows = _history_rows(conversation, before=before).values_list("role", "content", "status")
     for role, content, status in rows:
         if status == Message.Status.REFUSED:
             while turns and turns[-1]["role"] == Message.Role.USER:
@@ -186,6 +184,77 @@ def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[
         turns.pop()
     size = len(conversation.system_prompt.encode()) + sum(len(t["content"].encode()) for t in turns)
     return turns, size
+
+
+def _history_rows(conversation: Conversation, *, before: Message):
+    """The active branch's messages a reply placed at `before` may send (reply_history picks and merges
+    the turns)."""
+    return (
+        conversation.messages.active().filter(pk__lt=before.pk, pk__gte=conversation.context_from).in_order()
+    )
+
+
+#: Per message framing that UTF-8 bytes do not see (role markers and the like), in tokens.
+TURN_OVERHEAD_TOKENS = 8
+#: Replies whose call ended with the API's final usage (message_delta): their counts are exact.
+FINAL_USAGE = {Message.Status.COMPLETE, Message.Status.CUT_OFF, Message.Status.REFUSED}
+
+
+def _counted(message: Message, conversation: Conversation) -> bool:
+    """Whether `message`'s call reported a prompt the next call's prompt extends (same model, same
+    system prompt, final usage)."""
+    changed = conversation.prompt_changed_at
+    return (
+        message.role == Message.Role.ASSISTANT
+        and message.status in FINAL_USAGE
+        and message.prompt_tokens > 0
+        and message.model == conversation.model
+        and (changed is None or changed < message.created_at)
+    )
+
+
+def prompt_tokens_bound(conversation: Conversation, *, before: Message) -> int:
+    """An upper bound of the prompt tokens of the call a reply at `before` makes (for the budget hold).
+
+    A token is at least one UTF-8 byte, so bytes bound any text. Tighter, where the conversation has a
+    reply whose call reported its prompt: that prompt (exact) plus that reply's output tokens (exact:
+    it is sent back) plus the bytes of everything after it. Later changes only shrink the prompt
+    (older turns left out, a refused exchange dropped), and a new model or system prompt falls back
+    to bytes. `before` being continued adds its own text and the continuation prompt. The smallest
+    of the bounds that apply is returned.
+    """
+    fields = (
+        "pk", "role", "content", "status", "model", "created_at",
+        "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+    )  # fmt: skip
+    rows = list(_history_rows(conversation, before=before).only(*fields))
+    sizes = [len(row.content.encode()) + TURN_OVERHEAD_TOKENS for row in rows]
+    system = len(conversation.system_prompt.encode())
+    continued = before.content if before.content.strip() else ""
+    tail = (
+        len(continued.encode()) + len(CONTINUE_PROMPT.encode()) + 2 * TURN_OVERHEAD_TOKENS if continued else 0
+    )
+    bounds = [system + sum(sizes) + tail]
+    for index in range(len(rows) - 1, -1, -1):
+        if _counted(rows[index], conversation):
+            last = rows[index]
+            bounds.append(
+                last.prompt_tokens
+                + last.output_tokens
+                + TURN_OVERHEAD_TOKENS
+                + sum(sizes[index + 1 :])
+                + tail
+            )
+            break
+    if continued and _counted(before, conversation):
+        # A continued reply's own last call: its prompt and the part it wrote, plus the continuation prompt.
+        bounds.append(
+            before.prompt_tokens
+            + before.output_tokens
+            + len(CONTINUE_PROMPT.encode())
+            + 2 * TURN_OVERHEAD_TOKENS
+        )
+    return min(bounds)
 
 
 def context_sizes(*, conversation_id: int, before_id: int) -> list[tuple[int, str, int]]:
@@ -211,15 +280,29 @@ def conversation_leave_out_before(*, conversation_id: int, message_id: int) -> b
     return bool(moved)
 
 
-def _reserve(*, conversation: Conversation, assistant: Message) -> None:
-    _, prompt_bytes = reply_history(conversation, before=assistant)
+def _reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: int | None = None) -> None:
+    """Hold the worst case of the call a reply at `assistant` makes (its max_tokens may be lowered to
+    what the budget left covers; the generation asks billing for the one granted)."""
+    if prompt_tokens is None:
+        prompt_tokens = prompt_tokens_bound(conversation, before=assistant)
     spend_reserve(
         user=conversation.owner,
         model=conversation.model,
-        prompt_bytes=prompt_bytes,
+        prompt_tokens=prompt_tokens,
         max_tokens=reply_max_tokens(conversation.model),
         message_id=assistant.pk,
     )
+
+
+def reply_granted_max_tokens(message: Message) -> int:
+    """`max_tokens` of the call a streaming reply makes: what its budget hold granted (less than the
+    model's when the budget left was short), else the model's."""
+    return granted_max_tokens(message.pk) or reply_max_tokens(message.model)
+
+
+def reply_prompt_known(*, message_id: int, model: str, usage: Usage) -> None:
+    """The API reported the prompt's counts for a reply's call: its budget hold shrinks to them."""
+    hold_prompt_known(message_id=message_id, model=model, usage=usage)
 
 
 def lease_until(now: datetime | None = None) -> datetime:
@@ -296,11 +379,12 @@ def reply_continue(*, message: Message, worker: str) -> Message:
             raise InvalidInput("Only the latest reply can be continued.")
         if not message.content.strip():
             raise InvalidInput("This reply has no text to continue: retry it instead.")
+        prompt_tokens = prompt_tokens_bound(conversation, before=message)  # from its cut-off call's counts
         message.error = message.stop_reason = message.stop_sequence = ""
         _lease(message, worker)
         message.model = conversation.model
         message.save()
-        _reserve(conversation=conversation, assistant=message)
+        _reserve(conversation=conversation, assistant=message, prompt_tokens=prompt_tokens)
         conversation.save(update_fields=["updated_at"])
     return annotate_branches([message])[0]
 
@@ -481,13 +565,14 @@ def title_start(*, conversation_id: int) -> TitleJob | None:
             user_id=opaque_user_id(conversation.owner_id),
             no_thinking=not thinks,
         )
-        spend_reserve(
+        granted = spend_reserve(
             user=conversation.owner,
             model=model,
-            prompt_bytes=len(TITLE_PROMPT.encode()) + len(excerpt.encode()),
+            prompt_tokens=len(TITLE_PROMPT.encode()) + len(excerpt.encode()) + 2 * TURN_OVERHEAD_TOKENS,
             max_tokens=request.max_tokens,
             message_id=reply.pk,
         )
+        request = replace(request, max_tokens=granted)  # the call is made with what the hold covers
         labels = ledger_labels_for(conversation, model=model)
     return TitleJob(conversation.pk, reply.pk, uuid.uuid4(), request, labels)
 

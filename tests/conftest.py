@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -37,6 +38,24 @@ def _fresh_channel_layer():
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+async def _generations_finished():
+    """Replies a test started but did not wait for end on the test's own loop, before its database is
+    flushed: a reply still writing (in a database thread) while PostgreSQL truncates the tables can
+    deadlock with the flush, which then fails the next test's setup. (Browser tests override this:
+    their replies run in a server process.)"""
+    yield
+    from conversations.generation import _running
+
+    tasks = list(_running.values())
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=30)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.fixture

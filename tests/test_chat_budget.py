@@ -10,6 +10,9 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.utils import timezone
 
+from billing.models import SpendReservation, UsageRecord
+from billing.services import MIN_REPLY_TOKENS
+from conversations.catalog import reply_max_tokens
 from conversations.generation import generation_wait
 from conversations.models import Message
 from tests.helpers import make_conversation, make_user, open_socket
@@ -23,13 +26,12 @@ PRICES = Path(__file__).resolve().parent.parent / "billing" / "prices" / "anthro
 def user_with_budget_for(replies: float, text: str, conversations: int):
     from billing.models import BudgetPolicy, UserBudget
     from billing.services import worst_case_cost
-    from conversations.catalog import reply_max_tokens
 
     call_command("load_prices", str(PRICES), verbosity=0)
     user = make_user()
     worst = worst_case_cost(
         model="claude-sonnet-5-5",
-        prompt_bytes=len(text.encode()),
+        prompt_tokens=len(text.encode()),
         max_tokens=reply_max_tokens("claude-sonnet-5-5"),
         at=timezone.now(),
     )
@@ -63,23 +65,28 @@ async def test_concurrent_sends_from_several_sockets_never_overshoot_the_budget(
     for socket in sockets:
         await socket.close()
 
-    # Worst case of each reply is reserved before its call: only two fit in 2.5 worst cases.
-    assert len(started) == 2
-    assert len(refused) == 4 and all("budget" in frame for frame in refused)
-    from billing.models import SpendReservation, UsageRecord
-
+    # Worst case of each reply is reserved before its call: two full ones fit in 2.5 worst cases, and
+    # a third with a shorter max_tokens (what is left covers more than the minimum reply).
+    assert len(started) == 3
+    assert len(refused) == 3 and all("budget" in frame for frame in refused)
+    granted = await sync_to_async(
+        lambda: sorted(SpendReservation.objects.filter(user_id=user.pk).values_list("max_tokens", flat=True))
+    )()
+    full = reply_max_tokens("claude-sonnet-5-5")
+    assert granted[1:] == [full, full] and MIN_REPLY_TOKENS <= granted[0] < full
     spent = await sync_to_async(
         lambda: sum(UsageRecord.objects.filter(user_id=user.pk).values_list("cost", flat=True))
     )()
     assert 0 < spent <= limit
     assert not await SpendReservation.objects.filter(user_id=user.pk, settled_at__isnull=True).aexists()
     # Refused sends wrote nothing: only the started replies' turns exist.
-    assert await Message.objects.filter(conversation__owner=user, role="user").acount() == 2
+    assert await Message.objects.filter(conversation__owner=user, role="user").acount() == 3
 
 
 async def test_a_refused_send_keeps_the_text_in_the_composer():
     text = "Please keep my words [[offline reply_tokens=5]]"
-    user, [conversation], _ = await user_with_budget_for(0.5, text, conversations=1)
+    # Less than the smallest reply granted (MIN_REPLY_TOKENS of the model's max_tokens) is left.
+    user, [conversation], _ = await user_with_budget_for(0.05, text, conversations=1)
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
     await socket.send(message=text)

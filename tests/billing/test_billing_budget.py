@@ -33,10 +33,10 @@ def _knobs(settings):
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 0
 
 
-def reserve(user, *, message_id: int, prompt_bytes: int = 1000, max_tokens: int = 1000, model: str = SONNET):
+def reserve(user, *, message_id: int, prompt_tokens: int = 1000, max_tokens: int = 1000, model: str = SONNET):
     with transaction.atomic():
         spend_reserve(
-            user=user, model=model, prompt_bytes=prompt_bytes, max_tokens=max_tokens, message_id=message_id
+            user=user, model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens, message_id=message_id
         )
 
 
@@ -54,18 +54,18 @@ def set_budget(user, policy: str, usd: str | None = None):
 
 
 def test_worst_case_is_prompt_bytes_at_the_dearest_prompt_rate_plus_max_tokens_at_output_rate():
-    worst = worst_case_cost(model=SONNET, prompt_bytes=1000, max_tokens=1000, at=timezone.now())
+    worst = worst_case_cost(model=SONNET, prompt_tokens=1000, max_tokens=1000, at=timezone.now())
     assert worst == 1000 * 6_000_000 + 1000 * 15_000_000  # 1h cache write is the dearest prompt rate
 
 
 def test_worst_case_uses_the_band_a_long_prompt_could_fall_in():
     at = timezone.now()
     assert (
-        worst_case_cost(model="claude-haiku-5-5", prompt_bytes=100_000, max_tokens=0, at=at)
+        worst_case_cost(model="claude-haiku-5-5", prompt_tokens=100_000, max_tokens=0, at=at)
         == 100_000 * 200_000
     )
     assert (
-        worst_case_cost(model="claude-haiku-5-5", prompt_bytes=100_001, max_tokens=0, at=at)
+        worst_case_cost(model="claude-haiku-5-5", prompt_tokens=100_001, max_tokens=0, at=at)
         == 100_001 * 1_000_000
     )
 
@@ -96,7 +96,7 @@ def test_refused_when_the_worst_case_would_not_fit_in_what_is_left():
     with pytest.raises(BudgetExceeded) as excinfo:
         reserve(user, message_id=1)
     assert "could cost up to $0.021" in str(excinfo.value)
-    reserve(user, message_id=2, prompt_bytes=100, max_tokens=100)  # $0.0021 fits
+    reserve(user, message_id=2, prompt_tokens=100, max_tokens=100)  # $0.0021 fits
 
 
 def test_open_reservations_count_against_the_budget_until_settled():
@@ -152,7 +152,7 @@ def test_unlimited_user_override_never_refuses():
     user = make_user()
     set_budget(user, BudgetPolicy.UNLIMITED)
     spend(user, "5")
-    reserve(user, message_id=1, prompt_bytes=10_000_000, max_tokens=64_000)
+    reserve(user, message_id=1, prompt_tokens=10_000_000, max_tokens=64_000)
     status = budget_status(user)
     assert status.limit is None and status.level == "ok"
 
@@ -198,14 +198,14 @@ def test_rate_limit_refuses_the_extra_message_in_a_minute(settings, monkeypatch)
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 3
     user, other = make_user(), make_user()
     for message_id in range(3):
-        reserve(user, message_id=message_id, prompt_bytes=10, max_tokens=10)
+        reserve(user, message_id=message_id, prompt_tokens=10, max_tokens=10)
     with pytest.raises(RateLimited) as excinfo:
-        reserve(user, message_id=4, prompt_bytes=10, max_tokens=10)
+        reserve(user, message_id=4, prompt_tokens=10, max_tokens=10)
     assert "3 per minute" in str(excinfo.value)
-    reserve(other, message_id=5, prompt_bytes=10, max_tokens=10)
+    reserve(other, message_id=5, prompt_tokens=10, max_tokens=10)
     real_now = timezone.now()
     monkeypatch.setattr(timezone, "now", lambda: real_now + timedelta(seconds=61))
-    reserve(user, message_id=6, prompt_bytes=10, max_tokens=10)
+    reserve(user, message_id=6, prompt_tokens=10, max_tokens=10)
 
 
 def test_a_refused_reserve_writes_nothing_in_the_callers_transaction():
@@ -214,7 +214,7 @@ def test_a_refused_reserve_writes_nothing_in_the_callers_transaction():
     conversation = make_conversation(user)
     with pytest.raises(BudgetExceeded), transaction.atomic():
         message = make_message(conversation)
-        spend_reserve(user=user, model=SONNET, prompt_bytes=10, max_tokens=10, message_id=message.pk)
+        spend_reserve(user=user, model=SONNET, prompt_tokens=10, max_tokens=10, message_id=message.pk)
     assert not conversation.messages.exists()
     assert not SpendReservation.objects.exists()
 

@@ -7,9 +7,11 @@ Runs against the configured database: SQLite (writers serialised by BEGIN IMMEDI
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from billing_factories import make_conversation, make_message, make_user, record_call
+from django.core.management import call_command
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
@@ -17,7 +19,8 @@ from billing.models import SpendReservation, UsageRecord
 from billing.money import usd_to_pico
 from billing.services import BudgetExceeded, budget_status, spend_reserve, worst_case_cost
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
+PRICES = Path(__file__).resolve().parents[2] / "billing" / "prices" / "anthropic-2026-11.json"
 
 SONNET = "claude-sonnet-4-6"
 THREADS = 12
@@ -26,6 +29,9 @@ THREADS = 12
 @pytest.fixture(autouse=True)
 def _knobs(settings):
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 0
+    # The prices the migrations seed are flushed by earlier transactional tests: load them here
+    # (serialized_rollback would restore them, but collides with what post_migrate re-creates).
+    call_command("load_prices", str(PRICES), verbosity=0)
 
 
 def run_in_threads(work, count: int) -> list:
@@ -51,7 +57,7 @@ def run_in_threads(work, count: int) -> list:
 
 
 def test_concurrent_reservations_never_overshoot_the_budget(settings):
-    worst = worst_case_cost(model=SONNET, prompt_bytes=1000, max_tokens=1000, at=timezone.now())
+    worst = worst_case_cost(model=SONNET, prompt_tokens=1000, max_tokens=1000, at=timezone.now())
     fits = 5
     settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "unlimited"
     user = make_user()
@@ -62,7 +68,7 @@ def test_concurrent_reservations_never_overshoot_the_budget(settings):
     def work(index: int):
         with transaction.atomic():
             spend_reserve(
-                user=user, model=SONNET, prompt_bytes=1000, max_tokens=1000, message_id=1000 + index
+                user=user, model=SONNET, prompt_tokens=1000, max_tokens=1000, message_id=1000 + index
             )
         return "reserved"
 
@@ -86,7 +92,7 @@ def test_concurrent_reserve_and_settle_cycles_never_overshoot(settings):
             try:
                 with transaction.atomic():
                     spend_reserve(
-                        user=user, model=SONNET, prompt_bytes=1000, max_tokens=1000, message_id=message.pk
+                        user=user, model=SONNET, prompt_tokens=1000, max_tokens=1000, message_id=message.pk
                     )
             except BudgetExceeded:
                 continue

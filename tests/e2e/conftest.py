@@ -21,6 +21,13 @@ import pytest
 
 from tests.servers import PROJECT_DIR, VENV_BIN, ServerDatabase, Worker, migrate, server_env
 
+
+@pytest.fixture(autouse=True)
+def _generations_finished():
+    """Replies of browser tests run in the server process; Playwright's loop owns this thread."""
+    yield
+
+
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

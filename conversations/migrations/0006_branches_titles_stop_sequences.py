@@ -19,7 +19,7 @@ def link_existing_messages(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0004_message_cache_write_1h'),
+        ('conversations', '0005_conversation_prompt_changed_at'),
     ]
 
     operations = [
