@@ -6,6 +6,7 @@ chat on a fresh machine; production sets DJANGO_DEBUG=0 plus the variables liste
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -176,8 +177,24 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Attachments (images, PDFs) are private: a directory outside every served URL by default, read back
+# only through the owner-checked attachment view. Another backend (e.g. an S3 bucket through
+# django-storages) by CHAT_ATTACHMENT_STORAGE_BACKEND and its OPTIONS as JSON.
+CHAT_MEDIA_ROOT = Path(os.environ.get("CHAT_MEDIA_ROOT") or BASE_DIR / "media-private")
+CHAT_ATTACHMENT_STORAGE = "attachments"
+_attachment_backend = os.environ.get(
+    "CHAT_ATTACHMENT_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
+)
+try:
+    _attachment_options = json.loads(os.environ.get("CHAT_ATTACHMENT_STORAGE_OPTIONS") or "{}")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"CHAT_ATTACHMENT_STORAGE_OPTIONS must be a JSON object: {exc}") from None
+if _attachment_backend == "django.core.files.storage.FileSystemStorage":
+    # base_url None: the files have no public URL at all.
+    _attachment_options = {"location": CHAT_MEDIA_ROOT, "base_url": None, **_attachment_options}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    CHAT_ATTACHMENT_STORAGE: {"BACKEND": _attachment_backend, "OPTIONS": _attachment_options},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
@@ -269,6 +286,14 @@ if CHAT_PROMPT_CACHE_TTL not in ("5m", "1h", "off"):
 CHAT_CONTEXT_WINDOW = int(os.environ.get("CHAT_CONTEXT_WINDOW") or "0")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
 CHAT_MAX_SYSTEM_PROMPT_CHARS = int(os.environ.get("CHAT_MAX_SYSTEM_PROMPT_CHARS", "16000"))
+# Attachments per message and their sizes (the API's own limits are the ceiling: 5 MB and 8,000 px per
+# image, 100 PDF pages per request). Images are scaled down to CHAT_IMAGE_MAX_EDGE on the long edge
+# (and about 1.15 megapixels), the size the model uses, before they are stored.
+CHAT_MAX_ATTACHMENTS = int(os.environ.get("CHAT_MAX_ATTACHMENTS", "10"))
+CHAT_MAX_IMAGE_BYTES = int(os.environ.get("CHAT_MAX_IMAGE_MB", "5")) * 1024 * 1024
+CHAT_MAX_PDF_BYTES = int(os.environ.get("CHAT_MAX_PDF_MB", "20")) * 1024 * 1024
+CHAT_MAX_PDF_PAGES = int(os.environ.get("CHAT_MAX_PDF_PAGES", "100"))
+CHAT_IMAGE_MAX_EDGE = int(os.environ.get("CHAT_IMAGE_MAX_EDGE", "1568"))
 # Deltas are coalesced into one websocket frame per this many milliseconds.
 CHAT_COALESCE_MS = int(os.environ.get("CHAT_COALESCE_MS", "40"))
 # Partial reply text is saved to the database at most this often.

@@ -8,7 +8,7 @@ class ConversationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import attachments, checks  # noqa: F401  (registers the system checks, the file cleanup)
         from .shutdown import install_under_daphne
 
         install_under_daphne()

@@ -28,6 +28,8 @@ class ModelInfo:
     max_output: int
     thinks_by_default: bool = False
     always_thinks: bool = False
+    # `output_config.effort` without which the model uses this level ("" where it takes no effort).
+    default_effort: str = ""
     features: frozenset[str] = frozenset({"images", "pdf", "cache_1h"})
 
     @property
@@ -42,11 +44,11 @@ def _current(model_id: str, **kwargs) -> ModelInfo:
 MODELS: dict[str, ModelInfo] = {
     info.id: info
     for info in (
-        _current("claude-opus-5-5", thinks_by_default=True, always_thinks=True),
-        _current("claude-sonnet-5-5", thinks_by_default=True),
-        _current("claude-haiku-5-5", thinks_by_default=True),
-        _current("claude-fable-5-2", thinks_by_default=True, always_thinks=True),
-        _current("claude-fable-5-1", thinks_by_default=True, always_thinks=True),
+        _current("claude-opus-5-5", thinks_by_default=True, always_thinks=True, default_effort="medium"),
+        _current("claude-sonnet-5-5", thinks_by_default=True, default_effort="high"),
+        _current("claude-haiku-5-5", thinks_by_default=True, default_effort="medium"),
+        _current("claude-fable-5-2", thinks_by_default=True, always_thinks=True, default_effort="high"),
+        _current("claude-fable-5-1", thinks_by_default=True, always_thinks=True, default_effort="high"),
         _current("claude-opus-5"),
         _current("claude-sonnet-5"),
         _current("claude-opus-4-8"),
@@ -84,3 +86,18 @@ def context_window(model_id: str) -> int:
     window = model_info(model_id).context_window
     configured = settings.CHAT_CONTEXT_WINDOW
     return min(configured, window) if configured else window
+
+
+# `output_config.effort` levels, least to most thinking (claude-api.md).
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+
+
+def takes_effort(model_id: str) -> bool:
+    """Whether `model_id` takes an effort level (the models that think by default)."""
+    return bool(model_info(model_id).default_effort)
+
+
+def effort_for(model_id: str, chosen: str) -> str:
+    """The effort to send for a conversation's choice on `model_id`: "" (the model's default) when it
+    chose none or the model takes none."""
+    return chosen if chosen in EFFORTS and takes_effort(model_id) else ""

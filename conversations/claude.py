@@ -121,13 +121,20 @@ class ReplyRequest:
     # Prompt caching: "5m" or "1h" puts one automatic, rolling breakpoint at the end of the prompt
     # (each call reads what the previous one wrote and writes its own new turns); "" sends none.
     cache_ttl: str = ""
-    # Ask models that think by default to stream a summary of their thinking (never shown): it is
-    # billed all the same, and a reply stopped or dropped mid-thought is then estimated from it.
+    # Ask models that think by default to stream a summary of their thinking: the page shows it above
+    # the answer, and a reply stopped or dropped mid-thought is estimated from it.
     summarize_thinking: bool = False
     # Ask for no thinking at all (small side calls such as titles, on models that allow it).
     no_thinking: bool = False
     # The API's stop_sequences: the reply ends before the first of them it would write.
     stop_sequences: tuple[str, ...] = ()
+    # `output_config.effort` ("low" ... "max"); "" leaves the model's default.
+    effort: str = ""
+
+
+# What `ReplyStream.deltas()` yields: (TEXT, piece of the answer) or (THINKING, piece of the thinking).
+TEXT = "text"
+THINKING = "thinking"
 
 
 @dataclass
@@ -147,12 +154,19 @@ class ReplyStream:
     opened: bool = False
     started: bool = False
     text_chars: int = 0
-    thinking_chars: int = 0  # thinking streamed (billed as output, never shown or saved)
+    thinking_chars: int = 0  # thinking streamed (billed as output, shown above the answer)
+    # The thinking blocks as the API streamed them ({"thinking", "signature"}), to send back later.
+    thinking_blocks: list[dict] = field(default_factory=list)
+    # Milliseconds from the start of the first thinking block to the end of the last one.
+    thinking_ms: int = 0
+    _thinking_since: float | None = None
     # Called with the prompt's counts when message_start arrives (before any output is generated).
     on_start: Callable[[Usage], None] | None = None
     _stream: object = None
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncIterator[tuple[str, str]]:
+        loop = asyncio.get_running_loop()
+        in_thinking = False
         try:
             self._stream = await client().messages.create(**build_params(self.request), stream=True)
             self.opened = True
@@ -162,9 +176,21 @@ class ReplyStream:
                 if kind == "content_block_delta":
                     if event.delta.type == "text_delta":
                         self.text_chars += len(event.delta.text)
-                        yield event.delta.text
-                    elif event.delta.type == "thinking_delta":
+                        yield TEXT, event.delta.text
+                    elif event.delta.type == "thinking_delta" and self.thinking_blocks:
                         self.thinking_chars += len(event.delta.thinking)
+                        self.thinking_blocks[-1]["thinking"] += event.delta.thinking
+                        yield THINKING, event.delta.thinking
+                    elif event.delta.type == "signature_delta" and self.thinking_blocks:
+                        self.thinking_blocks[-1]["signature"] += event.delta.signature
+                elif kind == "content_block_start" and event.content_block.type == "thinking":
+                    self.thinking_blocks.append({"thinking": "", "signature": ""})
+                    if self._thinking_since is None:
+                        self._thinking_since = loop.time()
+                    in_thinking = True
+                elif kind == "content_block_stop" and in_thinking:
+                    in_thinking = False
+                    self.thinking_ms = round((loop.time() - self._thinking_since) * 1000)
                 elif kind == "message_start":
                     self.started = True
                     self.usage = usage_from_api(event.message.usage, self.usage)
@@ -206,6 +232,15 @@ class ReplyStream:
         if stream is not None:
             await stream.close()
 
+    def thinking_elapsed_ms(self) -> int:
+        """How long the thinking took: until its last block ended, or until now while (or if it
+        stopped) thinking; 0 if it never thought."""
+        if self._thinking_since is None:
+            return 0
+        if self.thinking_ms:
+            return self.thinking_ms
+        return round((asyncio.get_running_loop().time() - self._thinking_since) * 1000)
+
     @property
     def usage_is_estimated(self) -> bool:
         """True when the API answered but the final cumulative usage (message_delta) never came."""
@@ -215,7 +250,11 @@ class ReplyStream:
         """Usage to bill: the API's figures, plus an estimate of output received when the final count is missing."""
         if not self.usage_is_estimated:
             return self.usage
-        return replace(self.usage, output_tokens=max(self.usage.output_tokens, self.output_estimate()))
+        return replace(
+            self.usage,
+            output_tokens=max(self.usage.output_tokens, self.output_estimate()),
+            thinking_tokens=max(self.usage.thinking_tokens, estimate_tokens_from_chars(self.thinking_chars)),
+        )
 
     def output_estimate(self) -> int:
         """Output tokens received so far, estimated from everything streamed (thinking included)."""
@@ -278,6 +317,8 @@ def build_params(request: ReplyRequest) -> dict:
         params["thinking"] = {"type": "adaptive", "display": "summarized"}
     if request.stop_sequences:
         params["stop_sequences"] = list(request.stop_sequences)
+    if request.effort:
+        params["output_config"] = {"effort": request.effort}
     if request.cache_ttl:
         params["cache_control"] = {"type": "ephemeral", "ttl": request.cache_ttl}
     return params

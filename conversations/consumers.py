@@ -116,7 +116,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             frame = self._parse(text_data)
             action = frame.get("action") or "send"
             if action == "send":
-                await replies.send(conversation=self.conversation, text=frame.get("message"))
+                await replies.send(
+                    conversation=self.conversation,
+                    text=frame.get("message"),
+                    attachment_ids=frame.get("attachments"),
+                )
                 # Only the sender's composer is emptied (and an earlier error cleared), and only now
                 # that the message is safely stored.
                 await self._send_html(fragments.composer_cleared())

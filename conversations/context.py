@@ -23,9 +23,9 @@ from .services import TURN_OVERHEAD_TOKENS
 logger = logging.getLogger(__name__)
 
 def prompt_bytes_bound(request: ReplyRequest) -> int:
-    """An upper bound of the request's prompt tokens, from its bytes."""
+    """An upper bound of the request's prompt tokens, from its bytes (images and PDFs at their estimate)."""
     return len(request.system.encode()) + sum(
-        len(turn["content"].encode()) + TURN_OVERHEAD_TOKENS for turn in request.messages
+        services.content_size(turn["content"]) + TURN_OVERHEAD_TOKENS for turn in request.messages
     )
 
 

@@ -32,6 +32,32 @@ def body_text(message_id: int, text: str) -> str:
     return f'<div id="{message_dom_id(message_id, "body")}" hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
 
 
+# Thinking: the collapsible section above a reply (template conversations/_thinking.html).
+THINKING = "conversations/_thinking.html"
+
+
+def thinking_delta(message_id: int, text: str) -> str:
+    """Append summarized thinking (escaped) to a streaming reply's thinking section."""
+    return f'<div id="{message_dom_id(message_id, "thinking-body")}" hx-swap-oob="beforeend">{escape(text, quote=False)}</div>'
+
+
+def thinking_text(message_id: int, text: str) -> str:
+    """Replace a streaming reply's thinking with `text` (escaped): the catch-up for a socket that (re)joins."""
+    return f'<div id="{message_dom_id(message_id, "thinking-body")}" hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
+
+
+def thinking_done(message_id: int, ms: int) -> str:
+    """The thinking section's heading once the answer starts: "Thought for N s"."""
+    # The thinking is over (the answer is streaming): the summary as a finished reply shows it.
+    message = Message(pk=message_id, status=Message.Status.COMPLETE, thinking_ms=max(ms, 1))
+    return render_to_string(f"{THINKING}#thinking_summary", {"message": message, "oob": True})
+
+
+def attachment_chip(attachment) -> str:
+    """A pending attachment's chip in the composer (returned by the upload view)."""
+    return render_to_string("conversations/_attachments.html#chip", {"attachment": attachment})
+
+
 def message(message: Message) -> str:
     """The whole message in place of the one on the page."""
     return _partial("message", message=message, oob="outerHTML")
@@ -85,7 +111,11 @@ def send_button(*, busy: bool) -> str:
 
 def composer_cleared() -> str:
     """The sender's composer emptied and an earlier error cleared, once their message is stored."""
-    return _partial("composer_input", oob=True) + _partial("chat_error", oob=True)
+    return (
+        _partial("composer_input", oob=True)
+        + _partial("chat_error", oob=True)
+        + render_to_string("conversations/_attachments.html#composer_chips", {"oob": True})
+    )
 
 
 def error(text: str) -> str:

@@ -25,8 +25,16 @@ from django.conf import settings
 from billing.usage import LedgerLabels, Usage
 
 from . import fragments, leases, services, titles
-from .catalog import context_window, model_info
-from .claude import NOT_CONFIGURED, RETRY_REASONS, ClaudeError, ReplyRequest, ReplyStream, opaque_user_id
+from .catalog import context_window, effort_for, model_info
+from .claude import (
+    NOT_CONFIGURED,
+    RETRY_REASONS,
+    THINKING,
+    ClaudeError,
+    ReplyRequest,
+    ReplyStream,
+    opaque_user_id,
+)
 from .context import fit_request
 from .control import SNAPSHOT, STOP, control_group
 from .meters import meter_for
@@ -53,6 +61,8 @@ class ReplyContext:
     context_window: int
     # The text so far of a cut-off reply being continued ("" for a new reply): new text is appended.
     continued: str = ""
+    # Its thinking so far, to which the new call's thinking is added.
+    continued_thinking: services.ReplyThinking | None = None
     # Whether the conversation still has its first-line title (Claude titles it once a reply completes).
     untitled: bool = False
 
@@ -88,6 +98,7 @@ def _load_context(message_id: int) -> ReplyContext:
         cache_ttl="" if settings.CHAT_PROMPT_CACHE_TTL == "off" else settings.CHAT_PROMPT_CACHE_TTL,
         summarize_thinking=model_info(message.model).thinks_by_default,
         stop_sequences=tuple(conversation.stop_sequences),
+        effort=effort_for(message.model, conversation.effort),
     )
     labels = services.ledger_labels_for(conversation, model=message.model)
     window = context_window(message.model)
@@ -100,9 +111,12 @@ def _load_context(message_id: int) -> ReplyContext:
     if previous is not None and previous.stop_reason == "model_context_window_exceeded":
         # The previous reply ran into the window: that is where it really ends, so trim to fit it.
         window = min(window, previous.prompt_tokens + previous.output_tokens)
+    earlier_thinking = (
+        services.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms) if continued else None
+    )
     untitled = conversation.title_source == Conversation.TitleSource.FIRST_LINE
     return ReplyContext(
-        message.pk, message.attempt_id, conversation.pk, request, labels, window, continued, untitled
+        message.pk, message.attempt_id, conversation.pk, request, labels, window, continued, earlier_thinking, untitled
     )
 
 
@@ -131,6 +145,11 @@ class Generation:
         # Text already published to sockets (a continued reply's earlier text is on the page already).
         self._sent: list[str] = [context.continued] if context.continued else []
         self._pending: list[str] = []  # received, not yet published
+        # Thinking, published the same way into the section above the answer (see _flush).
+        self._earlier_thinking = context.continued_thinking or services.ReplyThinking()
+        self._sent_thinking: list[str] = [self._earlier_thinking.text] if self._earlier_thinking.text else []
+        self._pending_thinking: list[str] = []
+        self._thinking_announced = False  # whether pages were told "Thought for N s"
         self._finishing = False
         self._send_lock = asyncio.Lock()
         self._has_pending = asyncio.Event()
@@ -215,8 +234,8 @@ class Generation:
         attempt, waited, refitted = 1, 0.0, False
         while True:
             try:
-                async for delta in self.stream.deltas():
-                    self._pending.append(delta)
+                async for kind, delta in self.stream.deltas():
+                    (self._pending_thinking if kind == THINKING else self._pending).append(delta)
                     self._has_pending.set()
                 return
             except ClaudeError as exc:
@@ -277,24 +296,44 @@ class Generation:
 
     async def _flush(self) -> None:
         async with self._send_lock:
-            if not self._pending:
+            if not self._pending and not self._pending_thinking:
                 return
-            chunk = "".join(self._pending)
-            self._pending.clear()
-            self._sent.append(chunk)
+            html = self._thinking_html()
+            if self._pending:
+                chunk = "".join(self._pending)
+                self._pending.clear()
+                self._sent.append(chunk)
+                html += fragments.delta(self.message_id, chunk)
             checkpointer.mark(self)  # once per frame, not per delta
-            await self.layer.group_send(
-                self.group, {"type": "chat.frame", "html": fragments.delta(self.message_id, chunk)}
-            )
+            await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
 
-    def checkpoint_values(self) -> tuple[str, Usage | None]:
-        """The partial text to save, with the prompt counts (message_start's, billed already) and the
+    def _thinking_html(self) -> str:
+        """The thinking that arrived since the last frame, and "Thought for N s" once the answer starts."""
+        html = ""
+        if self._pending_thinking:
+            chunk = "".join(self._pending_thinking)
+            self._pending_thinking.clear()
+            self._sent_thinking.append(chunk)
+            html += fragments.thinking_delta(self.message_id, chunk)
+        if self._pending and self._sent_thinking and not self._thinking_announced:
+            self._thinking_announced = True
+            html += fragments.thinking_done(
+                self.message_id, self._earlier_thinking.ms + self.stream.thinking_elapsed_ms()
+            )
+        return html
+
+    def thinking(self) -> str:
+        return "".join(self._sent_thinking) + "".join(self._pending_thinking)
+
+    def checkpoint_values(self) -> tuple[str, Usage | None, str]:
+        """The partial text to save (and the thinking so far), with the prompt counts (message_start's, billed already) and the
         output so far estimated from everything streamed, thinking included: if this worker dies, the
         reply is billed from these."""
         if not self.stream.started:
-            return self.text(), None
+            return self.text(), None, self.thinking()
         usage = self.stream.usage
-        return self.text(), replace(usage, output_tokens=max(usage.output_tokens, self.stream.output_estimate()))
+        estimated = replace(usage, output_tokens=max(usage.output_tokens, self.stream.output_estimate()))
+        return self.text(), estimated, self.thinking()
 
     async def _listen(self) -> None:
         while True:
@@ -314,6 +353,7 @@ class Generation:
             elif event["type"] == SNAPSHOT:
                 async with self._send_lock:
                     html = fragments.body_text(self.message_id, self.sent_text())
+                    html += fragments.thinking_text(self.message_id, "".join(self._sent_thinking))
                     await self.layer.send(event["reply_channel"], {"type": "chat.frame", "html": html})
 
     def stop(self) -> None:
@@ -340,6 +380,12 @@ class Generation:
             request_id=stream.request_id,
             usage=stream.billable_usage(),
             usage_estimated=stream.usage_is_estimated,
+            thinking=services.ReplyThinking(
+                text=self.thinking(),
+                blocks=self._earlier_thinking.blocks
+                + [block for block in stream.thinking_blocks if block["signature"]],
+                ms=self._earlier_thinking.ms + stream.thinking_elapsed_ms(),
+            ),
         )
         message = await database_sync_to_async(services.reply_finish)(
             message_id=self.message_id, attempt_id=self.attempt_id, end=end, labels=self.labels

@@ -42,6 +42,8 @@ class Conversation(models.Model):
     system_prompt = models.TextField(blank=True)
     # The API's `stop_sequences` for every reply in this conversation (a list of strings).
     stop_sequences = models.JSONField(default=list, blank=True)
+    # How hard the model thinks (`output_config.effort`), for models that take it; "" is the model's default.
+    effort = models.CharField(max_length=8, blank=True)
     # Messages with a lower id are no longer sent to Claude: the conversation outgrew the model's
     # context window and its oldest turns were left out (the page shows a marker there). It only moves
     # forward, in large steps, so the cached prompt prefix stays the same for many turns.
@@ -93,7 +95,7 @@ class MessageQuerySet(models.QuerySet):
         oldest first, with their place among their versions (`annotate_branches`): at most
         PAGE_MESSAGES and about PAGE_BYTES of HTML, at least one. Also the id to pass as `before` for
         the messages earlier still, or None when there are none."""
-        query = self.active().order_by("-id")
+        query = self.active().order_by("-id").prefetch_related("attachments")
         if before is not None:
             query = query.filter(pk__lt=before)
         newest_first: list[Message] = []
@@ -150,6 +152,13 @@ class Message(models.Model):
     model = models.CharField(max_length=100, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
     error = models.TextField(blank=True)
+    # Claude's summarized thinking, shown above the reply, and the thinking blocks as the API sent them
+    # ([{"thinking": ..., "signature": ...}], one per call): later requests send them back unmodified.
+    thinking = models.TextField(blank=True)
+    thinking_blocks = models.JSONField(default=list, blank=True)
+    thinking_ms = models.PositiveIntegerField(default=0)
+    # Estimated tokens of the images and PDFs in this reply's request (in its input counts too).
+    media_tokens = models.PositiveIntegerField(default=0)
     # The API call a streaming reply is making (new on every start and retry): the ledger row of that
     # call carries the same id, unique, so a call is billed once whoever ends the reply.
     attempt_id = models.UUIDField(null=True, blank=True)
@@ -211,6 +220,11 @@ class Message(models.Model):
         return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
     @property
+    def thinking_seconds(self) -> int:
+        """How long Claude thought before answering, in whole seconds (at least 1 once it thought)."""
+        return max(1, round(self.thinking_ms / 1000)) if self.thinking_ms or self.thinking else 0
+
+    @property
     def is_streaming(self) -> bool:
         return self.status == self.Status.STREAMING
 
@@ -248,3 +262,60 @@ def annotate_branches(messages: list[Message]) -> list[Message]:
         message.branch_count = len(versions)
         message.branch_index = versions.index(message.pk) + 1 if message.pk in versions else 1
     return messages
+
+
+def _attachment_storage():
+    from django.core.files.storage import storages
+
+    return storages[settings.CHAT_ATTACHMENT_STORAGE]
+
+
+def attachment_path(attachment: Attachment, filename: str) -> str:
+    # A random name: nothing about the person or the file's original name is in the path.
+    import uuid
+
+    return f"attachments/{attachment.owner_id}/{uuid.uuid4().hex}{filename[filename.rfind('.'):]}"
+
+
+class Attachment(models.Model):
+    """An image or PDF a person attached to a message. Pending (no message) between upload and send.
+
+    Its file lives in the private attachment storage and is served only to its owner; it is deleted
+    with its message or conversation (the ledger keeps what the calls cost).
+    """
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Image"
+        PDF = "pdf", "PDF"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments"
+    )
+    file = models.FileField(upload_to=attachment_path, storage=_attachment_storage, max_length=255)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    media_type = models.CharField(max_length=32)
+    name = models.CharField(max_length=255)
+    size = models.PositiveIntegerField()  # bytes stored (after scaling)
+    original_width = models.PositiveIntegerField(default=0)
+    original_height = models.PositiveIntegerField(default=0)
+    width = models.PositiveIntegerField(default=0)  # as stored and sent
+    height = models.PositiveIntegerField(default=0)
+    pages = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveIntegerField()  # estimated input tokens
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["owner", "message"], name="attachment_owner_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} ({self.pk})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("attachment", args=[self.pk])
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == self.Kind.IMAGE

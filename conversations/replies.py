@@ -45,15 +45,16 @@ def _owned_message(user, message_id: object, conversation_id: int | None) -> Mes
     return message
 
 
-async def send(*, conversation: Conversation, text: object) -> Message:
-    """Store the user's turn and start Claude's reply in `conversation` (the caller checked ownership).
+async def send(*, conversation: Conversation, text: object, attachment_ids: object = ()) -> Message:
+    """Store the user's turn (with its pending attachments `attachment_ids`) and start Claude's reply in
+    `conversation` (the caller checked ownership).
 
     Returns the assistant message being written.
     """
     _refuse_while_draining()
     await leases.end_expired(conversation.pk)  # a reply whose worker died must not block this one
     user_message, assistant = await database_sync_to_async(services.reply_start)(
-        conversation=conversation, text=text, worker=leases.WORKER_ID
+        conversation=conversation, text=text, worker=leases.WORKER_ID, attachment_ids=attachment_ids
     )
     await _announce(conversation.pk, fragments.new_turns([user_message, assistant]))
     await generation_start(assistant.pk)

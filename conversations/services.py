@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 
 from billing.services import granted_max_tokens, hold_prompt_known, spend_reserve, usage_record
 from billing.usage import LedgerLabels, Usage
 
-from .catalog import model_info, reply_max_tokens
+from . import attachments
+from .catalog import EFFORTS, model_info, reply_max_tokens, takes_effort
 from .claude import Completion, ReplyRequest, estimate_tokens_from_chars, opaque_user_id
 from .control import request_stop
 from .models import Conversation, Message, annotate_branches, usage_fields
@@ -48,11 +49,14 @@ def clean_id(value: object) -> int:
     return value
 
 
-def clean_message_text(text: object) -> str:
+def clean_message_text(text: object, *, allow_empty: bool = False) -> str:
+    """The message as stored; `allow_empty` when files go with it (an image may be the whole question)."""
+    if text is None and allow_empty:
+        text = ""
     if not isinstance(text, str):
         raise InvalidInput("The message must be text.")
     text = text.replace("\r\n", "\n").strip()
-    if not text:
+    if not text and not allow_empty:
         raise InvalidInput("The message is empty.")
     try:
         text.encode("utf-8")
@@ -113,14 +117,24 @@ def stop_sequences_text(sequences: list[str]) -> str:
 
 
 def conversation_update_settings(
-    *, conversation: Conversation, model: object, system_prompt: object, stop_sequences: object = None
+    *,
+    conversation: Conversation,
+    model: object,
+    system_prompt: object,
+    effort: object = None,
+    stop_sequences: object = None,
 ) -> None:
-    """Change the model, system prompt and stop sequences used for the conversation's next replies.
-    Raises InvalidInput with nothing changed."""
+    """Change the model, system prompt and (when given) thinking effort and stop sequences of the
+    conversation's next replies. Raises InvalidInput with nothing changed.
+
+    `effort` is one of EFFORTS or "" for the model's default; a model that takes none keeps "".
+    """
     if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:
         raise InvalidInput(
             f"The system prompt must be at most {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:,} characters."
         )
+    if effort is not None and effort not in ("", *EFFORTS):
+        raise InvalidInput("Choose one of the offered effort levels.")
     model, system_prompt = clean_model(model), system_prompt.strip()
     sequences = conversation.stop_sequences if stop_sequences is None else clean_stop_sequences(stop_sequences)
     fields = ["model", "system_prompt", "stop_sequences", "updated_at"]
@@ -129,6 +143,9 @@ def conversation_update_settings(
         fields.append("prompt_changed_at")
     conversation.model, conversation.system_prompt = model, system_prompt
     conversation.stop_sequences = sequences
+    if effort is not None:
+        conversation.effort = effort if takes_effort(model) else ""
+        fields.append("effort")
     conversation.save(update_fields=fields)
 
 
@@ -156,8 +173,40 @@ def conversation_delete(*, conversation: Conversation) -> None:
             transaction.on_commit(lambda m=message_id: async_to_sync(request_stop)(conversation_id, m))
 
 
+def _blocks(content: str | list[dict]) -> list[dict]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _merged(earlier: str | list[dict], later: str | list[dict]) -> str | list[dict]:
+    """Two same-role turns as one (thinking blocks may only lead a turn: the later one's are dropped)."""
+    if isinstance(earlier, str) and isinstance(later, str):
+        return earlier + "\n\n" + later
+    return _blocks(earlier) + [b for b in _blocks(later) if b["type"] != "thinking"]
+
+
+def content_size(content: str | list[dict]) -> int:
+    """UTF-8 bytes of a turn's text and thinking, plus the estimated tokens of its images and PDFs
+    (either way an upper bound of its tokens, or the estimate the budget hold uses)."""
+    if isinstance(content, str):
+        return len(content.encode())
+    size = 0
+    for block in content:
+        if block["type"] == "text":
+            size += len(block["text"].encode())
+        elif block["type"] == "thinking":
+            size += len(block["thinking"].encode())
+        else:
+            size += attachments.block_tokens(block)
+    return size
+
+
 def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[dict], int]:
-    """The API `messages` for a reply placed at `before`, and the prompt's UTF-8 size in bytes.
+    """The API `messages` for a reply placed at `before`, and the prompt's size (UTF-8 bytes of its
+    text, plus the estimated tokens of its images and PDFs).
+
+    A user turn with attachments is a list of content blocks, images and PDFs first (base64). An
+    assistant turn whose call streamed signed thinking blocks sends them back first, unmodified, as
+    the API asks; thinking without a signature (a reply stopped mid-thought) is left out.
 
     Only the active branch is sent, and of it only messages from `conversation.context_from` on (older ones were left out to fit the
     context window). Turns with no real text (empty or whitespace-only: the API rejects them) are
@@ -166,23 +215,36 @@ def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[
     list alternates, starts and ends with the user's turn (API 2026-10-21 rejects prefill).
     """
     turns: list[dict] = []
-    rows = _history_rows(conversation, before=before).values_list("role", "content", "status")
-    for role, content, status in rows:
+    rows = list(
+        _history_rows(conversation, before=before).values_list("pk", "role", "content", "status", "thinking_blocks")
+    )
+    media_of = attachments.blocks_by_message([pk for pk, role, *_ in rows if role == Message.Role.USER])
+    for pk, role, content, status, thinking_blocks in rows:
         if status == Message.Status.REFUSED:
             while turns and turns[-1]["role"] == Message.Role.USER:
                 turns.pop()
             continue
-        if not content.strip():
+        if not content.strip() and pk not in media_of:
             continue
+        turn_content: str | list[dict] = content
+        if pk in media_of:
+            # An empty text block is refused by the API: files alone are the whole turn.
+            blocks = media_of[pk]
+            turn_content = [*blocks, {"type": "text", "text": content}] if content.strip() else blocks
+        elif role == Message.Role.ASSISTANT and thinking_blocks:
+            turn_content = [
+                {"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]}
+                for b in thinking_blocks
+            ] + [{"type": "text", "text": content}]
         if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += "\n\n" + content
+            turns[-1]["content"] = _merged(turns[-1]["content"], turn_content)
         else:
-            turns.append({"role": role, "content": content})
+            turns.append({"role": role, "content": turn_content})
     while turns and turns[0]["role"] != Message.Role.USER:
         turns.pop(0)
     while turns and turns[-1]["role"] != Message.Role.USER:
         turns.pop()
-    size = len(conversation.system_prompt.encode()) + sum(len(t["content"].encode()) for t in turns)
+    size = len(conversation.system_prompt.encode()) + sum(content_size(t["content"]) for t in turns)
     return turns, size
 
 
@@ -221,14 +283,19 @@ def prompt_tokens_bound(conversation: Conversation, *, before: Message) -> int:
     it is sent back) plus the bytes of everything after it. Later changes only shrink the prompt
     (older turns left out, a refused exchange dropped), and a new model or system prompt falls back
     to bytes. `before` being continued adds its own text and the continuation prompt. The smallest
-    of the bounds that apply is returned.
+    of the bounds that apply is returned. Images and PDFs count at their estimated tokens.
     """
     fields = (
-        "pk", "role", "content", "status", "model", "created_at",
+        "pk", "role", "content", "status", "model", "created_at", "thinking",
         "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
     )  # fmt: skip
     rows = list(_history_rows(conversation, before=before).only(*fields))
-    sizes = [len(row.content.encode()) + TURN_OVERHEAD_TOKENS for row in rows]
+    # Images and PDFs at their estimated tokens; thinking is sent back with its reply.
+    media = attachments.tokens_by_message([row.pk for row in rows])
+    sizes = [
+        len(row.content.encode()) + len(row.thinking.encode()) + media.get(row.pk, 0) + TURN_OVERHEAD_TOKENS
+        for row in rows
+    ]
     system = len(conversation.system_prompt.encode())
     continued = before.content if before.content.strip() else ""
     tail = (
@@ -282,9 +349,12 @@ def conversation_leave_out_before(*, conversation_id: int, message_id: int) -> b
 
 def _reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: int | None = None) -> None:
     """Hold the worst case of the call a reply at `assistant` makes (its max_tokens may be lowered to
-    what the budget left covers; the generation asks billing for the one granted)."""
+    what the budget left covers; the generation asks billing for the one granted). The prompt bound
+    counts images and PDFs at their estimated tokens; the reply keeps that estimate for its receipt."""
     if prompt_tokens is None:
         prompt_tokens = prompt_tokens_bound(conversation, before=assistant)
+    assistant.media_tokens = attachments.tokens_before(conversation, before=assistant)
+    Message.objects.filter(pk=assistant.pk).update(media_tokens=assistant.media_tokens)
     spend_reserve(
         user=conversation.owner,
         model=conversation.model,
@@ -339,15 +409,26 @@ def _new_reply(conversation: Conversation, *, parent: Message, worker: str) -> M
     return assistant
 
 
-def reply_start(*, conversation: Conversation, text: object, worker: str) -> tuple[Message, Message]:
-    """Persist the user's turn (at the end of the active branch) and an assistant placeholder in one
-    transaction, with the spend reserved.
+def reply_start(
+    *, conversation: Conversation, text: object, worker: str, attachment_ids: object = ()
+) -> tuple[Message, Message]:
+    """Persist the user's turn (with the pending attachments `attachment_ids`, the owner's, uploaded to
+    this conversation and not yet sent) and an assistant placeholder in one transaction, with the spend
+    reserved (the attachments' estimated tokens included).
 
     The placeholder is leased to `worker`, the process that will write it. Raises InvalidInput or
     billing's SpendRefused with nothing written. The caller starts the generation for the returned
     assistant message once this has returned (i.e. after commit).
     """
-    text = clean_message_text(text)
+    try:
+        return _reply_start(conversation=conversation, text=text, worker=worker, attachment_ids=attachment_ids)
+    except attachments.AttachmentError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _reply_start(*, conversation: Conversation, text: object, worker: str, attachment_ids: object):
+    attachment_ids = attachments.clean_ids(attachment_ids)
+    text = clean_message_text(text, allow_empty=bool(attachment_ids))
     with transaction.atomic():
         conversation = (
             Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
@@ -357,11 +438,15 @@ def reply_start(*, conversation: Conversation, text: object, worker: str) -> tup
         user_message = Message(conversation=conversation, role=Message.Role.USER, content=text, parent=tip)
         user_message.starts_conversation = tip is None
         user_message.save()
+        claimed = attachments.attachments_claim(
+            owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
+        )
         assistant = _new_reply(conversation, parent=user_message, worker=worker)
         if not conversation.title:
-            conversation.title = clean_title(text)
+            conversation.title = clean_title(text.splitlines()[0] if text else ", ".join(a.name for a in claimed))
             conversation.title_source = Conversation.TitleSource.FIRST_LINE
         conversation.save(update_fields=["title", "title_source", "updated_at"])
+    prefetch_related_objects([user_message], "attachments")  # rendered next, outside any thread
     return user_message, assistant
 
 
@@ -446,6 +531,7 @@ def reply_regenerate(*, message: Message, worker: str) -> Message:
         if message.status in RETRYABLE and not message.content.strip():
             message.content = message.html = message.error = message.stop_reason = message.request_id = ""
             message.stop_sequence = ""
+            message.thinking, message.thinking_blocks, message.thinking_ms = "", [], 0
             _lease(message, worker)
             message.model = conversation.model
             message.set_usage(Usage())
@@ -636,23 +722,32 @@ def title_wanted(*, conversation_id: int) -> bool:
     return replies.count() == 1 and replies.filter(status=Message.Status.COMPLETE).exists()
 
 
-def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None]], worker: str) -> None:
+def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None, str]], worker: str) -> None:
     """Save partial text (and, once, the prompt counts message_start reported) of streaming replies, and
     renew the lease of every reply `worker` is writing — one transaction, whatever the number of replies.
 
-    `batch` maps message id to (text so far, usage or None). Replies that finished meanwhile are left
+    `batch` maps message id to (text so far, usage or None, thinking so far). Replies that finished meanwhile are left
     alone: only rows still `streaming` are updated.
     """
     now = timezone.now()
     with transaction.atomic():
-        for message_id, (content, usage) in batch.items():
-            fields: dict = {"content": content, "updated_at": now}
+        for message_id, (content, usage, thinking) in batch.items():
+            fields: dict = {"content": content, "thinking": thinking, "updated_at": now}
             if usage is not None:
                 fields.update(usage_fields(usage))
             Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
         Message.objects.filter(worker=worker, status=Message.Status.STREAMING).update(
             lease_until=lease_until(now)
         )
+
+
+@dataclass(frozen=True)
+class ReplyThinking:
+    """What a reply's calls thought: the summarized text shown, the signed blocks to send back, how long."""
+
+    text: str = ""
+    blocks: list[dict] = field(default_factory=list)
+    ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -667,6 +762,7 @@ class ReplyEnd:
     stop_sequence: str = ""
     error: str = ""
     request_id: str = ""
+    thinking: ReplyThinking | None = None  # None: keep what the checkpoint saved (a sweep)
 
 
 def reply_finish(
@@ -704,6 +800,10 @@ def reply_finish(
             message.stop_sequence = end.stop_sequence[:200]
             message.error = end.error
             message.request_id = end.request_id
+            if end.thinking is not None:
+                message.thinking = end.thinking.text
+                message.thinking_blocks = end.thinking.blocks
+                message.thinking_ms = end.thinking.ms
             message.lease_until = None
             message.set_usage(end.usage)
             message.save()
@@ -756,8 +856,11 @@ def replies_end_expired(*, conversation_id: int | None = None) -> list[Message]:
         write_1h = min(message.cache_creation_1h_input_tokens, message.cache_creation_input_tokens)
         usage = Usage(
             input_tokens=message.input_tokens,
-            # The checkpoint's estimate counts thinking too; the saved text is a floor.
-            output_tokens=max(message.output_tokens, estimate_tokens_from_chars(len(message.content))),
+            # The checkpoint's estimate counts thinking too; the saved text and thinking are a floor.
+            output_tokens=max(
+                message.output_tokens, estimate_tokens_from_chars(len(message.content) + len(message.thinking))
+            ),
+            thinking_tokens=estimate_tokens_from_chars(len(message.thinking)),
             cache_write_5m_tokens=message.cache_creation_input_tokens - write_1h,
             cache_write_1h_tokens=write_1h,
             cache_read_tokens=message.cache_read_input_tokens,

@@ -7,15 +7,16 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from billing.services import SpendRefused
 
-from . import replies, services
+from . import attachments, fragments, replies, services
+from .catalog import EFFORTS, model_info, takes_effort
 from .meters import meter_for
-from .models import Conversation, Message
+from .models import Attachment, Conversation, Message
 
 
 def _before(request: HttpRequest) -> int | None:
@@ -42,6 +43,19 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, **ext
         "max_system_chars": settings.CHAT_MAX_SYSTEM_PROMPT_CHARS,
         "stop_sequences_text": services.stop_sequences_text(conversation.stop_sequences) if conversation else "",
         "max_stop_sequences": services.MAX_STOP_SEQUENCES,
+        "effort_choices": EFFORTS if conversation and takes_effort(conversation.model) else (),
+        "effort_default": model_info(conversation.model).default_effort if conversation else "",
+        "attachment_limits": {
+            "files": settings.CHAT_MAX_ATTACHMENTS,
+            "image_bytes": settings.CHAT_MAX_IMAGE_BYTES,
+            "pdf_bytes": settings.CHAT_MAX_PDF_BYTES,
+        },
+        # Uploaded but not sent yet (e.g. the page was reloaded): still in the composer.
+        "pending_attachments": Attachment.objects.filter(
+            owner=request.user, conversation=conversation, message__isnull=True
+        )
+        if conversation
+        else (),
         **extra,
     }
 
@@ -117,11 +131,74 @@ async def message_send(request: HttpRequest, pk: int) -> HttpResponse:
     if conversation is None:
         raise Http404
     text = request.POST.get("message", "")
+    stored: list[Attachment] = []
     try:
-        await replies.send(conversation=conversation, text=text)
-    except (services.InvalidInput, SpendRefused) as exc:
+        # Files posted with the form (no JavaScript): all checked before any is stored.
+        stored = await _store_posted_files(request, user, conversation)
+        ids = request.POST.getlist("attachments") + [a.pk for a in stored]
+        await replies.send(conversation=conversation, text=text, attachment_ids=ids)
+    except (services.InvalidInput, SpendRefused, attachments.AttachmentError) as exc:
+        for attachment in stored:
+            await sync_to_async(attachment.delete)()
         return await sync_to_async(_render_page_with_error)(request, conversation, str(exc), text)
     return redirect(conversation)
+
+
+# Decoding and scaling an image takes a fraction of a second of CPU (bench/attachments.py): it runs in
+# a thread of its own, not the one thread every synchronous view of this worker shares.
+_check_upload = sync_to_async(attachments.check_upload, thread_sensitive=False)
+
+
+async def _store_posted_files(request: HttpRequest, user, conversation: Conversation) -> list[Attachment]:
+    """The files posted with the composer (no JavaScript): all checked before any is stored."""
+    uploads = request.FILES.getlist("files")
+    if len(uploads) + len(request.POST.getlist("attachments")) > settings.CHAT_MAX_ATTACHMENTS:
+        raise attachments.AttachmentError(
+            f"At most {settings.CHAT_MAX_ATTACHMENTS} files can be attached to a message."
+        )
+    checked = [await _check_upload(upload) for upload in uploads]
+    store = sync_to_async(attachments.attachment_store)
+    return [await store(owner=user, conversation=conversation, checked=c) for c in checked]
+
+
+@login_required
+@require_POST
+async def attachment_upload(request: HttpRequest, pk: int) -> HttpResponse:
+    """One file from the composer (picker, drop or paste): its chip, or the reason it was refused (400)."""
+    user = await request.auser()
+    conversation = await Conversation.objects.filter(pk=pk, owner=user).afirst()
+    if conversation is None:
+        raise Http404
+    upload = request.FILES.get("file")
+    if upload is None:
+        return HttpResponse("Choose a file to attach.", status=400, content_type="text/plain; charset=utf-8")
+    try:
+        checked = await _check_upload(upload)
+        attachment = await sync_to_async(attachments.attachment_add)(
+            owner=user, conversation=conversation, checked=checked
+        )
+    except attachments.AttachmentError as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+    return HttpResponse(fragments.attachment_chip(attachment))
+
+
+@login_required
+@require_POST
+def attachment_discard(request: HttpRequest, pk: int) -> HttpResponse:
+    """A chip's remove button: the pending attachment and its file are deleted."""
+    if not attachments.attachment_discard(owner=request.user, attachment_id=pk):
+        raise Http404
+    return HttpResponse(status=204)
+
+
+@login_required
+def attachment_file(request: HttpRequest, pk: int) -> FileResponse:
+    """An attachment's file, to its owner only (anyone else: 404), never cached by shared caches."""
+    attachment = get_object_or_404(Attachment, pk=pk, owner=request.user)
+    response = FileResponse(attachment.file.open("rb"), content_type=attachment.media_type)
+    response["Content-Disposition"] = f'inline; filename="{attachment.pk}{attachment.file.name[attachment.file.name.rfind("."):]}"'
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 def _reply_action_view(intent, *fields: str):
@@ -200,6 +277,7 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
             model=request.POST.get("model"),
             system_prompt=request.POST.get("system_prompt", ""),
             stop_sequences=request.POST.get("stop_sequences"),
+            effort=request.POST.get("effort"),
         )
         extra["settings_saved"] = True
     except services.InvalidInput as exc:

@@ -26,11 +26,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from . import media
 from .tokenizer import count_tokens
 
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
-# Images and documents: a fixed, documented cost instead of counting base64 characters.
-MEDIA_BLOCK_TOKENS = 1600
 
 
 @dataclass(frozen=True)
@@ -78,8 +77,11 @@ def block_tokens(block: Any) -> int:
         return count_tokens(str(block.get("thinking", "")))
     if kind == "redacted_thinking":
         return 0
-    if kind in ("image", "document"):
-        return MEDIA_BLOCK_TOKENS
+    if kind == "image":
+        return media.image_info(block).tokens  # ceil(width x height / 750) at the size the model sees
+    if kind == "document":
+        info = media.document_info(block)
+        return count_tokens(info) if isinstance(info, str) else info.tokens
     if kind == "tool_use":
         return count_tokens(str(block.get("name", ""))) + count_tokens(json.dumps(block.get("input", {})))
     if kind == "tool_result":

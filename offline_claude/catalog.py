@@ -26,6 +26,9 @@ class ModelSpec:
     # be told not to (claude-api.md: Opus 5.5 and Fable 5.x).
     thinks_by_default: bool = False
     always_thinks: bool = False
+    # The effort a request gets without `output_config.effort` (claude-api.md: Sonnet 5.5 high, Opus 5.5
+    # and Haiku 5.5 medium); it sets how long the offline Claude thinks.
+    default_effort: str = "high"
     lifecycle: str = "active"
     deprecated_at: str | None = None
     retires_at: str | None = None
@@ -60,6 +63,7 @@ MODELS: tuple[ModelSpec, ...] = (
         128 * _K,
         thinks_by_default=True,
         always_thinks=True,
+        default_effort="medium",
     ),
     ModelSpec(
         "claude-sonnet-5-5",
@@ -78,6 +82,7 @@ MODELS: tuple[ModelSpec, ...] = (
         _M,
         128 * _K,
         thinks_by_default=True,
+        default_effort="medium",
     ),
     ModelSpec(
         "claude-fable-5-2",

@@ -6,15 +6,15 @@ writes; nothing here depends on time or on the network.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import replies
+from . import media, replies
 from .cache import CacheResult
 from .controls import extract_magic
+from .signatures import sign
 from .tokenizer import count_tokens, split_pieces
 
 
@@ -110,6 +110,14 @@ def message_text(msg: dict[str, Any]) -> str:
     )
 
 
+def _last_user_blocks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for msg in reversed(messages):
+        if msg.get("role") == "user":
+            content = msg.get("content")
+            return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+    return []
+
+
 def last_user_controls(body: dict[str, Any]) -> str | None:
     """The magic-word control string of the last user message, if any."""
     for msg in reversed(body.get("messages") or []):
@@ -130,12 +138,6 @@ def request_seed(body: dict[str, Any]) -> int:
     return int.from_bytes(hashlib.sha256(raw.encode()).digest()[:8], "big")
 
 
-def _signature(seed: int, thinking: str) -> str:
-    # Opaque, deterministic, base64 like the real signatures; it binds the (possibly hidden) thinking.
-    digest = hashlib.sha256(f"offline-claude:{seed}:{thinking}".encode()).digest()
-    return base64.b64encode(b"\x12\xa4\x01" + digest * 3).decode()
-
-
 REFUSAL_TEXT = "I can't help with that request."
 REFUSAL_DETAILS = {
     "type": "refusal",
@@ -150,13 +152,14 @@ def plan_reply(
     reply_tokens: int | None,
     *,
     thinks_by_default: bool = False,
+    default_effort: str = "high",
     refuse: bool = False,
     room: int | None = None,
 ) -> ReplyPlan:
     """Build the reply plan for a validated body.
 
     ``thinks_by_default``: the model thinks (adaptive, display omitted) when the body names no
-    ``thinking``. ``refuse``: stop with ``refusal``. ``room``: tokens left in the context window after
+    ``thinking``; ``output_config.effort`` (else ``default_effort``) sets how long it thinks. ``refuse``: stop with ``refusal``. ``room``: tokens left in the context window after
     the prompt; output that would pass it stops with ``model_context_window_exceeded``.
     """
     seed = request_seed(body)
@@ -179,19 +182,25 @@ def plan_reply(
         plan.thinking = True
         plan.thinking_visible = thinking_cfg.get("display") == "summarized"
         wants_code = bool(replies._CODE_WORDS.search(user_text))
-        think = replies.thinking_text(user_text, seed=seed, has_code=wants_code)
+        effort = (body.get("output_config") or {}).get("effort") or default_effort
+        think = replies.thinking_text(user_text, seed=seed, has_code=wants_code, effort=effort)
         pieces = split_pieces(think)
         if thinking_cfg.get("type") == "enabled":
             pieces = pieces[: thinking_cfg.get("budget_tokens", len(pieces))]
         pieces = pieces[:budget]
         plan.thinking_tokens = len(pieces)
         think = "".join(pieces)
-        plan.signature = _signature(seed, think)
         if plan.thinking_visible:
             plan.thinking_pieces = pieces
+        # It signs the block as sent (its text, or "" when the display is omitted), so that block,
+        # sent back unmodified, checks out.
+        plan.signature = sign(think if plan.thinking_visible else "")
         budget -= plan.thinking_tokens
 
     text = replies.build_reply(user_text, seed=seed, previous_user_text=previous, context=sys_text)
+    received = media.describe(_last_user_blocks(messages))
+    if received:
+        text = f"{received}\n\n{text}"
     if refuse:
         text, reply_tokens = REFUSAL_TEXT, None
     if reply_tokens is not None:

@@ -268,8 +268,12 @@ def fit_to_tokens(text: str, extra: str, n_tokens: int) -> list[str]:
     return pieces[:n_tokens]
 
 
-def thinking_text(user_text: str, *, seed: int, has_code: bool) -> str:
-    """A short, summarised chain of thought for the thinking block."""
+# How many of the thinking steps each effort level takes (higher levels reconsider more).
+EFFORT_STEPS = {"low": 1, "medium": 3, "high": 4, "xhigh": 7, "max": 10}
+
+
+def thinking_text(user_text: str, *, seed: int, has_code: bool, effort: str = "high") -> str:
+    """A short, summarised chain of thought for the thinking block: longer at higher effort."""
     rng = random.Random(seed ^ 0x7417)
     quote = quote_of(user_text, 10)
     steps = [
@@ -283,5 +287,11 @@ def thinking_text(user_text: str, *, seed: int, has_code: bool) -> str:
         ),
         "A code example would make this concrete." if has_code else "A brief checklist will help.",
         "I will close by offering to go deeper.",
+        "Let me check that the order of the points makes sense to a newcomer.",
+        "Edge cases are worth a sentence, but no more.",
+        "On reflection, an example up front would anchor the rest.",
+        "I should double-check the terms I use against the question's wording.",
+        "One more pass: is anything here redundant? Trim it.",
+        "Good: the plan holds. Write it.",
     ]
-    return " ".join(steps)
+    return " ".join(steps[: EFFORT_STEPS.get(effort, 4)])

@@ -438,6 +438,7 @@ class OfflineClaudeServer:
             usage_in,
             controls.reply_tokens,
             thinks_by_default=spec.thinks_by_default,
+            default_effort=spec.default_effort,
             refuse=controls.refuse,
             room=room,
         )

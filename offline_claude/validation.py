@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import media
 from .catalog import ModelSpec, context_window, get_model
+from .signatures import signature_valid
 
 
 class ApiError(Exception):
@@ -100,9 +102,50 @@ def _check_block(block: Any, where: str, ttls: list[str]) -> None:
             raise bad(f"{where}: text content blocks must be non-empty")
         if not text.strip():
             raise bad(f"{where}: text content blocks must contain non-whitespace text")
+    elif kind == "image":
+        try:
+            media.image_info(block)
+        except media.MediaError as exc:
+            raise bad(f"{where}.image.{exc}" if str(exc).startswith("source") else f"{where}: {exc}") from None
+    elif kind == "document":
+        try:
+            media.document_info(block)
+        except media.MediaError as exc:
+            raise bad(f"{where}.document.{exc}" if str(exc).startswith("source") else f"{where}: {exc}") from None
     ttl = _check_cache_control(block.get("cache_control"), where)
     if ttl:
         ttls.append(ttl)
+
+
+def _check_thinking(block: dict, role: str, where: str) -> None:
+    """Thinking blocks go back unmodified, in assistant turns, with the signature they came with."""
+    if block.get("type") not in ("thinking", "redacted_thinking"):
+        return
+    if role != "assistant":
+        raise bad(f"{where}: thinking blocks are only allowed in assistant messages")
+    if block["type"] == "thinking":
+        if not isinstance(block.get("thinking"), str):
+            raise bad(f"{where}.thinking: Field required")
+        if not isinstance(block.get("signature"), str) or not block["signature"]:
+            raise bad(f"{where}.signature: Field required")
+        if not signature_valid(block["thinking"], block["signature"]):
+            raise bad(f"{where}: Invalid `signature` in `thinking` block")
+
+
+def _check_media_counts(messages: list) -> None:
+    images = pages = 0
+    for msg in messages:
+        content = msg.get("content")
+        for block in content if isinstance(content, list) else []:
+            if block.get("type") == "image":
+                images += 1
+            elif block.get("type") == "document":
+                info = media.document_info(block)
+                pages += info.pages if isinstance(info, media.PdfInfo) else 0
+    if images > media.MAX_IMAGES:
+        raise bad(f"messages: Too many images: {images} > {media.MAX_IMAGES} maximum")
+    if pages > media.PDF_MAX_PAGES:
+        raise bad(f"messages: A maximum of {media.PDF_MAX_PAGES} PDF pages may be provided.")
 
 
 def validate_request(
@@ -207,8 +250,10 @@ def validate_request(
                 )
             for j, block in enumerate(content):
                 _check_block(block, f"messages.{i}.content.{j}", ttls)
+                _check_thinking(block, role, f"messages.{i}.content.{j}")
         else:
             raise bad(f"messages.{i}.content: Field required")
+    _check_media_counts(messages)
     if messages[0].get("role") != "user":
         raise bad('messages: first message must use the "user" role')
     if not count_only and messages[-1].get("role") == "assistant" and not spec.supports_prefill:

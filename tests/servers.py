@@ -19,6 +19,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -105,6 +106,8 @@ def server_env(database_url: str, **settings: str) -> dict[str, str]:
         DJANGO_DEBUG="1",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONUNBUFFERED="1",
+        # Attachments of test servers go to a directory of their own, never the project's.
+        CHAT_MEDIA_ROOT=tempfile.mkdtemp(prefix="chat-test-media-"),
     )
     env.update(settings)
     return env

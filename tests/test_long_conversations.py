@@ -48,7 +48,9 @@ async def test_a_refusal_shows_a_notice_and_the_refused_exchange_is_left_out_aft
     assert after.status == Message.Status.COMPLETE
     sent = await history_for_next_reply(conversation)
     assert "forbidden" not in str(sent) and refused.content not in str(sent)
-    assert sent[0]["content"] == "Tell me about tea" and sent[1]["content"] == first.content
+    # The earlier reply goes back with its signed thinking block first, then its text.
+    assert sent[0]["content"] == "Tell me about tea" and sent[1]["content"][-1]["text"] == first.content
+    assert [block["type"] for block in sent[1]["content"]] == ["thinking", "text"]
 
 
 async def test_a_conversation_that_outgrows_the_window_leaves_out_its_oldest_turns_and_goes_on(

@@ -19,7 +19,7 @@ def link_existing_messages(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0005_conversation_prompt_changed_at'),
+        ('conversations', '0006_thinking_effort_attachments'),
     ]
 
     operations = [
