@@ -1,4 +1,6 @@
-# `make run` serves the app with embedded defaults; `make test` runs every test (browser tests included).
+# `make run` serves the app with embedded defaults (HOST and PORT choose where: `make run PORT=8001`);
+# `make test` runs every test (browser tests included). Serving installs only what the app needs; the
+# test tools come with the test targets.
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,21 +12,45 @@ PORT ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/chat
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test test-sqlite test-postgres lint chromium services bench install clean
+# What a browser should open: a wildcard address is reached through the loopback one.
+URL_HOST := $(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(if $(findstring :,$(HOST)),[$(HOST)],$(HOST)))
 
-$(BIN)/.installed: pyproject.toml
+.PHONY: run test test-sqlite test-postgres lint chromium services bench install install-test clean
+
+$(VENV)/bin/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is required (Django 6)."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+# The app's dependencies only (what `make run` needs).
+$(BIN)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Plus the test tools (pytest, Playwright, axe, ruff): only for the test targets.
+$(BIN)/.installed-test: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 install: $(BIN)/.installed
 
+install-test: $(BIN)/.installed-test
+
+# daphne starts in the background so the last line printed, once it accepts connections, is the URL to
+# open; Ctrl-C (or a TERM) is passed on as TERM, daphne's graceful shutdown.
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py recover_replies
-	$(BIN)/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
+	@$(BIN)/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application & pid=$$!; \
+	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' INT TERM; \
+	for i in $$(seq 300); do \
+		kill -0 $$pid 2>/dev/null || { wait $$pid; exit $$?; }; \
+		$(BIN)/python -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()' \
+			$(subst [,,$(subst ],,$(URL_HOST))) $(PORT) 2>/dev/null && break; \
+		sleep 0.1; \
+	done; \
+	echo "Team chat is running: open http://$(URL_HOST):$(PORT)/  (Ctrl-C stops it)"; \
+	wait $$pid
 
 # Debian's chromium for the browser tests (Playwright cannot download browsers here), and nginx for the
 # test of the shipped proxy rules (deploy/nginx/); installed only if missing, never started as a service.
@@ -44,13 +70,13 @@ services:
 	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || \
 		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check .
 
-test-sqlite: install chromium
+test-sqlite: install-test chromium
 	$(BIN)/pytest
 
-test-postgres: install chromium services
+test-postgres: install-test chromium services
 	DATABASE_URL=$(PG_TEST_URL) REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest
 
 test: lint test-sqlite test-postgres

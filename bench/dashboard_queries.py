@@ -3,11 +3,14 @@
     .venv/bin/python bench/dashboard_queries.py                  # SQLite and PostgreSQL
     .venv/bin/python bench/dashboard_queries.py --backend sqlite --rows 200000 --reseed
 
-Uses separate databases, never the dev db: /tmp/bench_billing.sqlite3 and the PostgreSQL database
-`bench_chat` on BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/bench_chat), created if
-missing. A seeded database with the requested row count is reused. Timings call the same functions
+Uses separate databases, never the dev db: BENCH_SQLITE_PATH (default /tmp/bench_billing.sqlite3) and
+the PostgreSQL database on BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/bench_chat), created
+if missing. A seeded database with the requested row count is reused. Timings call the same functions
 the dashboard views call (billing.dashboard.*_context → the UsageRecord queryset methods); template
 rendering is excluded. Each figure is the median of --repeat runs, in milliseconds.
+
+Then, per preset, the whole server response of the dashboard page as a staff browser gets it (Django's
+test client through the full middleware stack, the template rendered): median milliseconds and bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SQLITE_PATH = "/tmp/bench_billing.sqlite3"
+SQLITE_PATH = os.environ.get("BENCH_SQLITE_PATH", "/tmp/bench_billing.sqlite3")
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/bench_chat")
 USERS = 1000
 BATCH = 50_000
@@ -251,6 +254,38 @@ def measure(repeat: int) -> list[tuple[str, str, float]]:
     return results
 
 
+def measure_responses(repeat: int) -> list[tuple[str, float, int, float, int]]:
+    """Per preset: median ms and bytes of the whole dashboard page (middleware, view, template), then of
+    the response a preset link gets when htmx asks (HX-Request; the same page where that is ignored)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.urls import reverse
+
+    from billing.periods import PRESETS
+
+    User = get_user_model()
+    staff, _ = User.objects.get_or_create(username="bench-staff", defaults={"is_staff": True})
+    staff.is_staff = staff.is_superuser = True
+    staff.save()
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(staff)
+    url = reverse("admin:billing_dashboard")
+    results = []
+    for key in PRESETS:
+        figures = []
+        for headers in ({}, {"HX-Request": "true"}):
+            sizes = []
+
+            def fetch(key=key, sizes=sizes, headers=headers) -> None:
+                response = client.get(url, {"preset": key}, headers=headers)
+                assert response.status_code == 200, response.status_code
+                sizes.append(len(response.content))
+
+            figures += [timed(fetch, repeat), sizes[-1]]
+        results.append((key, *figures))
+    return results
+
+
 def run_backend(backend: str, rows: int, reseed: bool, repeat: int) -> None:
     setup_django(backend)
     from django.db import connection
@@ -265,6 +300,10 @@ def run_backend(backend: str, rows: int, reseed: bool, repeat: int) -> None:
     for key, label, ms in measure(repeat):
         flag = "" if ms < 300 or label.startswith("ledger") else "  (over 300 ms target)"
         print(f"   {key:<6} {label:<32} {ms:>10.1f}{flag}", flush=True)
+    print(f"   whole dashboard response per preset (server side, rendered, median of {repeat}):")
+    print(f"   {'preset':<11} {'page ms':>9} {'page bytes':>11} {'htmx ms':>9} {'htmx bytes':>11}")
+    for key, ms, size, hx_ms, hx_size in measure_responses(repeat):
+        print(f"   {key:<11} {ms:>9.1f} {size:>11,} {hx_ms:>9.1f} {hx_size:>11,}", flush=True)
 
 
 def main() -> None:

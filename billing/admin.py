@@ -6,9 +6,12 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.html import format_html
 
 from billing import dashboard
 from billing.models import (
@@ -21,7 +24,14 @@ from billing.models import (
     UserBudget,
     policy_limit,
 )
-from billing.money import format_usd, pico_to_usd, rate_from_usd_per_mtok, rate_to_usd_per_mtok, usd_to_pico
+from billing.money import (
+    format_money,
+    format_money_exact,
+    pico_to_usd,
+    rate_from_usd_per_mtok,
+    rate_to_usd_per_mtok,
+    usd_to_pico,
+)
 from billing.services import configured_default_limit, site_default_limit
 
 RATE_LABELS = {
@@ -34,7 +44,7 @@ RATE_LABELS = {
 
 
 def _limit_text(limit: int | None) -> str:
-    return "unlimited" if limit is None else format_usd(limit)
+    return "unlimited" if limit is None else format_money(limit)
 
 
 def _usd_per_mtok_field(label: str, required: bool) -> forms.DecimalField:
@@ -134,15 +144,38 @@ class ModelPriceAdmin(admin.ModelAdmin):
             return [
                 (
                     "In use by recorded calls — read only; add a new version to change the price",
-                    {"fields": ["model", "effective_from", "note", "rates_summary"]},
+                    {"fields": ["model", "effective_from", "note", "rates_summary", "new_version"]},
                 )
             ]
         return super().get_fieldsets(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and not self.has_change_permission(request, obj):
-            return ["model", "effective_from", "note", "rates_summary"]
+            return ["model", "effective_from", "note", "rates_summary", "new_version"]
         return []
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict:
+        """`?from_version=<id>` prefills the add form with that version's model, rates and band, from now."""
+        initial = super().get_changeform_initial_data(request)
+        source_id = initial.pop("from_version", "")
+        source = ModelPrice.objects.filter(pk=source_id).first() if str(source_id).isdigit() else None
+        if source is not None:
+            initial["model"] = source.model
+            initial["effective_from"] = timezone.localtime().replace(second=0, microsecond=0)
+            initial["band_threshold_tokens"] = source.band_threshold_tokens
+            for name in RATE_FIELDS:
+                initial[f"{name}_usd"] = rate_to_usd_per_mtok(getattr(source, f"{name}_rate"))
+                initial[f"band_{name}_usd"] = rate_to_usd_per_mtok(getattr(source, f"band_{name}_rate"))
+        return initial
+
+    @admin.display(description="Change the price")
+    def new_version(self, obj: ModelPrice) -> str:
+        url = reverse("admin:billing_modelprice_add") + f"?from_version={obj.pk}"
+        return format_html(
+            '<a class="button" href="{}">Add a new version of this price</a> '
+            "(the form starts with these rates, in force from now; change what differs and the date)",
+            url,
+        )
 
     @admin.display(description="Rates (USD/MTok)")
     def rates_summary(self, obj: ModelPrice) -> str:
@@ -218,13 +251,13 @@ class UsageRecordAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    @admin.display(description="Cost (USD)", ordering="cost")
+    @admin.display(description="Cost (exact)", ordering="cost")
     def cost_usd(self, obj: UsageRecord) -> str:
-        return f"{pico_to_usd(obj.cost)}" if obj.priced else "unpriced"
+        return format_money_exact(obj.cost) if obj.priced else "unpriced"
 
-    @admin.display(description="Cache savings (USD)")
+    @admin.display(description="Cache savings (exact)")
     def cache_savings_usd(self, obj: UsageRecord) -> str:
-        return f"{pico_to_usd(obj.cache_savings)}"
+        return format_money_exact(obj.cache_savings)
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -241,8 +274,17 @@ class UsageRecordAdmin(admin.ModelAdmin):
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
-        context = {**self._staff_context(request, "Usage and cost"), **dashboard.dashboard_context(request)}
-        return TemplateResponse(request, "admin/billing/dashboard.html", context, status=_status(context))
+        context = dashboard.dashboard_context(request)
+        template = "admin/billing/dashboard.html"
+        if request.htmx and not request.htmx.history_restore_request:
+            # A period, sort, search or page switch: only the dashboard's block (which needs none of
+            # the admin's page context: its app list costs a permission check per model).
+            template += "#dashboard"
+        else:
+            context = {**self._staff_context(request, "Usage and cost"), **context}
+        response = TemplateResponse(request, template, context, status=_status(context))
+        patch_vary_headers(response, ["HX-Request"])
+        return response
 
     def dashboard_csv_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
@@ -296,15 +338,41 @@ class BudgetForm(forms.ModelForm):
 
 
 class UserBudgetForm(BudgetForm):
+    """Every user who has chatted already has a row (the budget lock creates it with the site default
+    policy), so "Add user budget" for them sets that row instead of failing as a duplicate."""
+
     class Meta:
         model = UserBudget
         fields = ["user", "policy"]
+
+    def clean(self):
+        data = super().clean()
+        user = data.get("user")
+        self.replaces_existing = bool(
+            self.instance._state.adding and user is not None and UserBudget.objects.filter(user=user).exists()
+        )
+        if self.replaces_existing:
+            # The row exists: validate and save as a change of it (its primary key is the user).
+            self.instance._state.adding = False
+        return data
+
+
+def _default_choice_label() -> str:
+    return f"From the CHAT_DEFAULT_MONTHLY_BUDGET_USD setting (now {_limit_text(configured_default_limit())})"
 
 
 class SiteBudgetForm(BudgetForm):
     class Meta:
         model = SiteBudget
         fields = ["policy"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # For the site row, "Site default" means the environment's setting: say which figure that is.
+        self.fields["policy"].choices = [
+            (value, _default_choice_label() if value == BudgetPolicy.DEFAULT else label)
+            for value, label in BudgetPolicy.choices
+        ]
 
 
 @admin.register(UserBudget)
@@ -321,6 +389,23 @@ class UserBudgetAdmin(admin.ModelAdmin):
         if obj.policy == BudgetPolicy.DEFAULT:
             return "site default"  # named rather than looked up for every row of the list
         return _limit_text(policy_limit(obj.policy, obj.monthly_limit, site_default_limit))
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra = {
+            "subtitle": f"Site default: {_limit_text(site_default_limit())} a month",
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra)
+
+    def response_add(self, request: HttpRequest, obj: UserBudget, post_url_continue=None):
+        form = getattr(request, "_budget_form", None)
+        if form is not None and form.replaces_existing:
+            self.message_user(request, f"{obj.user} already had a budget row: it now says {self.limit(obj)}.")
+        return super().response_add(request, obj, post_url_continue)
+
+    def save_form(self, request: HttpRequest, form, change: bool):
+        request._budget_form = form
+        return super().save_form(request, form, change)
 
 
 @admin.register(SiteBudget)
@@ -344,6 +429,21 @@ class SiteBudgetAdmin(admin.ModelAdmin):
     def limit(self, obj: SiteBudget) -> str:
         return _limit_text(policy_limit(obj.policy, obj.monthly_limit, configured_default_limit))
 
+    @admin.display(description="Monthly limit in force")
+    def effective_limit(self, obj: SiteBudget) -> str:
+        text = self.limit(obj)
+        if obj.policy == BudgetPolicy.DEFAULT:
+            return f"{text}, from the CHAT_DEFAULT_MONTHLY_BUDGET_USD setting (the environment)"
+        return f"{text}, set here (the CHAT_DEFAULT_MONTHLY_BUDGET_USD setting is not used)"
+
+    readonly_fields = ["effective_limit"]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        # One row that always applies: without a row the setting is in force, which an empty list
+        # ("0 site default budget") hid. Open the row itself, made from the setting when missing.
+        site = SiteBudget.load()
+        return HttpResponseRedirect(reverse("admin:billing_sitebudget_change", args=[site.pk]))
+
 
 @admin.register(SpendReservation)
 class SpendReservationAdmin(admin.ModelAdmin):
@@ -360,4 +460,4 @@ class SpendReservationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Held (USD)")
     def amount_usd(self, obj: SpendReservation) -> str:
-        return format_usd(obj.amount)
+        return format_money(obj.amount)

@@ -7,18 +7,19 @@ already-grouped rows. Totals and tables come from the same filtered queryset, so
 from __future__ import annotations
 
 import csv
-from datetime import date
+from datetime import date, timedelta
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from billing import rollups
 from billing.models import BudgetPolicy, UsageMonthlyUser, UsageRecord, UserBudget, policy_limit
-from billing.money import pico_to_usd
+from billing.money import format_money, pico_to_usd
 from billing.periods import PRESETS, Period, current_month, preset
 from billing.queries import ROLLUP_SUMS
 from billing.services import site_default_limit
@@ -30,14 +31,20 @@ TOKEN_FIELDS = (
     "cache_write_1h_tokens",
     "cache_read_tokens",
 )
+# The per-user table's sortable columns, in the order they are shown (the user first).
 USER_SORTS = {
-    "cost": "Cost",
-    "tokens": "Tokens",
-    "calls": "Calls",
-    "last_activity": "Last activity",
-    "budget_used": "Budget used",
     "username": "User",
+    "cost": "Cost",
+    "budget_used": "Budget used",
+    "calls": "Calls",
+    "tokens": "Tokens",
+    "last_activity": "Last activity",
 }
+USERS_PER_PAGE = 50
+MAX_SEARCH_CHARS = 150  # a username is at most 150 characters
+CHART_COLOURS = 6  # distinct model colours (static/billing/dashboard.css); more models share "other"
+CHART_WIDTH, CHART_HEIGHT = 600, 180
+DAILY_BARS_UP_TO = 62  # days; a longer period is charted per week
 MAX_CUSTOM_DAYS = 3 * 366
 # A custom range stays inside what dates, time zones and both databases handle with room to spare
 # (Python's calendar ends on 9999-12-31, and a period ends at the midnight after its last day).
@@ -196,40 +203,149 @@ def day_rows(found_rows: list[dict], period: Period) -> list[dict]:
     return rows
 
 
-def chart(rows: list[dict], *, width: int = 760, height: int = 180) -> dict:
-    """Geometry of a server-rendered SVG bar chart of cost per day (integer pixel maths)."""
-    top = max((row["cost"] for row in rows), default=0)
-    count = max(1, len(rows))
-    slot = max(1, width // count)
-    bars = []
-    for index, row in enumerate(rows):
-        bar_height = 0 if not top else row["cost"] * height // top
-        bars.append(
+def _nice_step(top: int) -> int:
+    """A round step (1, 2 or 5 × 10^k pUSD) that splits 0..top into at most four intervals."""
+    wanted = -(-top // 4)
+    power = 1
+    while True:
+        for factor in (1, 2, 5):
+            if power * factor >= wanted:
+                return power * factor
+        power *= 10
+
+
+def _buckets(period: Period) -> tuple[str, list[tuple[date, date]]]:
+    """('day' | 'week', [(first day, last day)]): one bar per day up to two months, else per week."""
+    days = period.days
+    size = 1 if len(days) <= DAILY_BARS_UP_TO else 7
+    return ("day" if size == 1 else "week"), [
+        (days[i], days[min(i + size, len(days)) - 1]) for i in range(0, len(days), size)
+    ]
+
+
+def _day_label(first: date, last: date) -> str:
+    return f"{first:%Y-%m-%d}" if first == last else f"{first:%Y-%m-%d} – {last:%Y-%m-%d}"
+
+
+def chart(day_model_rows: list[dict], period: Period, models: list[dict]) -> dict:
+    """A stacked bar chart of cost per day (or week) split by model, as integer SVG geometry.
+
+    `models` (dearest first) fixes the colours: the first CHART_COLOURS - 1 models get their own,
+    the rest share "other models" when there are more than CHART_COLOURS. The y axis has round ticks
+    from $0; the x axis is labelled at the first, middle and last bar. With no cost in the period the
+    chart says so instead of drawing an empty box.
+    """
+    unit, buckets = _buckets(period)
+    names = [row["model"] for row in models]
+    own = names if len(names) <= CHART_COLOURS else names[: CHART_COLOURS - 1]
+    colour_of = {name: index for index, name in enumerate(own)}
+    other = len(own)
+    legend = [
+        {"model": name, "colour": colour_of[name], "cost": row["cost"]}
+        for name, row in zip(names, models, strict=True)
+        if name in colour_of
+    ]
+    if len(own) < len(names):
+        legend.append(
             {
-                "x": index * slot,
-                "y": height - bar_height,
-                "width": max(1, slot - (1 if slot > 2 else 0)),
-                "height": bar_height,
-                "day": row["day"],
-                "cost": row["cost"],
+                "model": f"{len(names) - len(own)} other models",
+                "colour": other,
+                "cost": sum(row["cost"] for row in models[len(own) :]),
             }
         )
+    index_of_day = {}
+    for index, (first, last) in enumerate(buckets):
+        for offset in range((last - first).days + 1):
+            index_of_day[first + timedelta(days=offset)] = index
+    costs = [[0] * (other + 1) for _ in buckets]
+    calls = 0
+    for row in day_model_rows:
+        index = index_of_day.get(row["day"])
+        if index is not None:
+            costs[index][colour_of.get(row["model"], other)] += row["cost"]
+            calls += row["calls"]
+    totals = [sum(parts) for parts in costs]
+    top = max(totals, default=0)
+    base = {
+        "unit": unit,
+        "first": period.first_day,
+        "last": period.last_day,
+        "legend": legend,
+        "calls": calls,
+        "total": sum(totals),
+    }
+    if top == 0:
+        return {**base, "empty": True}
+    step = _nice_step(top)
+    scale = -(-top // step) * step
+    height = CHART_HEIGHT
+    slot = max(2, CHART_WIDTH // len(buckets))
+    gap = 1 if slot > 3 else 0
+
+    def y(value: int) -> int:
+        return height - value * height // scale
+
+    bars = []
+    for index, ((first, last), parts) in enumerate(zip(buckets, costs, strict=True)):
+        segments, below = [], 0
+        for colour, cost in enumerate(parts):
+            if cost:
+                top_y, bottom_y = y(below + cost), y(below)
+                if bottom_y > top_y:
+                    # Strings: the template prints them as they are (no number localisation per attribute).
+                    segments.append({"y": str(top_y), "height": str(bottom_y - top_y), "colour": str(colour)})
+                below += cost
+        bars.append(
+            {
+                "x": str(index * slot),
+                "width": str(slot - gap),
+                "segments": segments,
+                "label": _day_label(first, last),
+                "cost": totals[index],
+            }
+        )
+    peak = max(range(len(buckets)), key=lambda i: totals[i])
+    middle = buckets[len(buckets) // 2][0]
     return {
-        "width": slot * count,
+        **base,
+        "empty": False,
+        "width": slot * len(buckets),
         "height": height,
         "bars": bars,
-        "top": top,
-        "first": rows[0]["day"] if rows else None,
-        "last": rows[-1]["day"] if rows else None,
+        "ticks": [{"y": str(y(value)), "label": format_money(value)} for value in range(scale, -1, -step)],
+        "x_labels": [buckets[0][0], middle, buckets[-1][1]]
+        if len(buckets) > 2
+        else sorted({buckets[0][0], buckets[-1][1]}),
+        "summary": (
+            f"Cost per {unit} from {period.first_day:%Y-%m-%d} to {period.last_day:%Y-%m-%d}, split by model: "
+            f"total {format_money(sum(totals))}; highest {bars[peak]['label']} at {format_money(top)}."
+        ),
     }
+
+
+def _query(**params) -> str:
+    return urlencode({key: value for key, value in params.items() if value not in (None, "")})
 
 
 def dashboard_context(request: HttpRequest) -> dict:
     form, period = period_from(request)
     sort = request.GET.get("sort", "cost")
+    if sort not in USER_SORTS:
+        sort = "cost"
     descending = request.GET.get("dir", "desc") != "asc"
+    search = request.GET.get("q", "").strip()[:MAX_SEARCH_CHARS]
     per_user = rollups.period_by_user(period)
+    models = model_rows(rollups.period_by_model(period))
     days = day_rows(rollups.period_by_day(period), period)
+    users = user_rows(per_user, sort, descending)
+    if search:
+        needle = search.casefold()
+        users = [row for row in users if needle in row["username_label"].casefold()]
+    page = Paginator(users, USERS_PER_PAGE).get_page(request.GET.get("page"))
+    period_part = period_query(form)
+    table_query = "&".join(
+        filter(None, [period_part, _query(sort=sort, dir="desc" if descending else "asc", q=search)])
+    )
     return {
         "form": form,
         "period": period,
@@ -237,13 +353,17 @@ def dashboard_context(request: HttpRequest) -> dict:
         "sort": sort,
         "descending": descending,
         "user_sorts": USER_SORTS,
+        "search": search,
         "totals": totals_of(per_user),
-        "users": user_rows(per_user, sort, descending),
-        "models": model_rows(rollups.period_by_model(period)),
+        "users": users,
+        "user_page": page,
+        "models": models,
         "days": days,
-        "chart": chart(days),
+        "chart": chart(rollups.period_cost_by_day_model(period), period, models),
         "query": request.GET.urlencode(),
-        "period_query": period_query(form),
+        "period_query": period_part,
+        "search_query": "&".join(filter(None, [period_part, _query(q=search)])),
+        "table_query": table_query,
         "subject_id": None,
         "timezone": timezone.get_current_timezone_name(),
     }
@@ -263,6 +383,7 @@ def user_detail_context(request: HttpRequest, user_id: int) -> dict:
     form, period = period_from(request)
     qs = UsageRecord.objects.for_user(user_id).for_period(period.start, period.end)
     pairs = rollups.period_by_user_model(period, user_id=user_id)
+    models = model_rows(pairs)
     days = day_rows(rollups.period_by_day(period, user_id=user_id), period)
     latest = UsageRecord.objects.for_user(user_id).order_by("-created_at").values("username").first()
     budget = _budget_used([user_id])[user_id]
@@ -273,9 +394,9 @@ def user_detail_context(request: HttpRequest, user_id: int) -> dict:
         "subject_id": user_id,
         "subject_name": latest["username"] if latest else f"user #{user_id}",
         "totals": totals_of(pairs),
-        "models": model_rows(pairs),
+        "models": models,
         "days": days,
-        "chart": chart(days),
+        "chart": chart(rollups.period_cost_by_day_model(period, user_id=user_id), period, models),
         "conversations": qs.by_conversation(limit=20),
         "recent": qs.order_by("-created_at", "-id")[:50],
         "month_spent": budget[0],

@@ -14,7 +14,7 @@ from django.db import models
 from django.utils import timezone
 
 from billing.errors import LedgerImmutable
-from billing.money import format_usd, rate_to_usd_per_mtok
+from billing.money import format_money, rate_to_usd_per_mtok
 from billing.queries import ModelPriceQuerySet, ReservationQuerySet, RollupQuerySet, UsageRecordQuerySet
 
 
@@ -166,7 +166,7 @@ class UsageRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.username} {self.model} {format_usd(self.cost)} ({self.purpose})"
+        return f"{self.username} {self.model} {format_money(self.cost)} ({self.purpose})"
 
     def save(self, *args, **kwargs) -> None:
         if not self._state.adding:
@@ -294,7 +294,7 @@ class SpendReservation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Reservation {format_usd(self.amount)} for message {self.message_id}"
+        return f"Reservation {format_money(self.amount)} for message {self.message_id}"
 
 
 class UsageTotals(models.Model):

@@ -9,7 +9,7 @@ A BigIntegerField holds ±9.2 × 10^18 pUSD ≈ ±9.2 million USD per row or per
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 PICO_PER_USD = 10**12
 #: A rate stored as pUSD per token equals USD/MTok × this.
@@ -66,13 +66,67 @@ def pico_to_usd(pico: int | None) -> Decimal | None:
     return _at_least_cents(Decimal(int(pico)).scaleb(-12))
 
 
-def format_usd(pico: int | None, *, max_places: int = 6) -> str:
-    """'$0.0105', '$12.50', '$1,234.00'; rounded to `max_places` decimals for display only."""
+DISPLAY_MAX_PLACES = 6
+
+
+def _places(amount: Decimal) -> int:
+    """Cents from ten cents up; below, two significant digits (at most DISPLAY_MAX_PLACES decimals)."""
+    if amount == 0 or abs(amount) >= Decimal("0.1"):
+        return 2
+    return min(DISPLAY_MAX_PLACES, max(2, -abs(amount).adjusted() + 1))
+
+
+def _shown(amount: Decimal, places: int) -> str:
+    rounded = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    text = f"{abs(rounded):,.{places}f}"
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.rstrip("0").ljust(2, "0")  # no trailing zeros past the cents
+    if rounded == 0 and amount != 0:
+        return f"{'-' if amount < 0 else ''}<${Decimal(1).scaleb(-places):f}"
+    return f"{'-' if rounded < 0 else ''}${whole}.{fraction}"
+
+
+def format_money(pico: int | None) -> str:
+    """How every page shows an amount: '$0.26', '$1,234.50', '$0.0071' (below ten cents: 2 significant
+    digits), '$0.00'; '—' for None. Rounded half up, for display only: the stored figure stays exact."""
     if pico is None:
         return "—"
     amount = Decimal(int(pico)).scaleb(-12)
-    if amount.as_tuple().exponent < -max_places:
-        amount = amount.quantize(Decimal(1).scaleb(-max_places))
-    amount = _at_least_cents(amount)
-    sign = "-" if amount < 0 else ""
-    return f"{sign}${abs(amount):,}"
+    return _shown(amount, _places(amount))
+
+
+def format_money_together(*picos: int) -> tuple[str, ...]:
+    """Amounts shown side by side ('$X of $Y'): all to the same decimals, with more decimals while
+    rounding makes different amounts look equal ('$0.008 of $0.01', never '$0.01 of $0.01' at 80 %)."""
+    amounts = [Decimal(int(pico)).scaleb(-12) for pico in picos]
+    places = max(_places(amount) for amount in amounts)
+
+    def collide() -> bool:
+        shown = {}
+        for amount in amounts:
+            text = _shown(amount, places)
+            if shown.setdefault(text, amount) != amount:
+                return True
+        return False
+
+    while places < 12 and collide():
+        places += 1
+    return tuple(_shown(amount, places) for amount in amounts)
+
+
+def format_money_pair(part: int, whole: int) -> tuple[str, str]:
+    """Two amounts shown together ('$0.008 of $0.01'): see format_money_together."""
+    return format_money_together(part, whole)
+
+
+def format_money_exact(pico: int | None) -> str:
+    """The exact amount, every significant decimal (at least cents): '$0.263802'. For receipts and the
+    ledger, where exactness is the point; pages label it as exact."""
+    if pico is None:
+        return "—"
+    amount = pico_to_usd(pico)
+    return f"{'-' if amount < 0 else ''}${abs(amount):,f}"
+
+
+# The name older code uses for the display format.
+format_usd = format_money

@@ -34,7 +34,7 @@ from django.db.models.functions import Least
 from django.utils import timezone
 
 from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
-from billing.money import InexactAmount, format_usd, usd_to_pico
+from billing.money import InexactAmount, format_money_together, usd_to_pico
 from billing.periods import Period, current_month
 from billing.rollups import rollup_add
 from billing.usage import LedgerLabels, Usage
@@ -201,9 +201,10 @@ def spend_reserve(*, user, model: str, prompt_tokens: int, max_tokens: int, mess
             spent = _spent(user.pk, period)
             held = SpendReservation.objects.filter(user_id=user.pk).held(now)
             if spent >= limit:
+                shown_limit, shown_spent = format_money_together(limit, spent)
                 raise BudgetExceeded(
-                    f"You've reached your monthly budget of {format_usd(limit)} "
-                    f"({format_usd(spent)} spent). It resets on {period.last_day + timedelta(days=1):%B %-d}; "
+                    f"You've reached your monthly budget of {shown_limit} "
+                    f"({shown_spent} spent). It resets on {period.last_day + timedelta(days=1):%B %-d}; "
                     "ask an administrator if you need more."
                 )
             available = max(0, limit - spent - held)
@@ -220,9 +221,10 @@ def spend_reserve(*, user, model: str, prompt_tokens: int, max_tokens: int, mess
                     smallest = worst_case_cost(
                         model=model, prompt_tokens=prompt_tokens, max_tokens=least, at=now
                     )
+                    shown = format_money_together(smallest, available, limit)
                     raise BudgetExceeded(
-                        f"This message could cost up to {format_usd(smallest)}, but only {format_usd(available)} "
-                        f"of your {format_usd(limit)} monthly budget is left"
+                        f"This message could cost up to {shown[0]}, but only {shown[1]} "
+                        f"of your {shown[2]} monthly budget is left"
                         + (" (other replies in progress hold part of it)" if held else "")
                         + ". Try a shorter conversation, or ask an administrator for a higher budget."
                     )

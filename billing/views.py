@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -13,12 +14,29 @@ from billing.services import budget_status
 PERIODS = {"month": "This month", "last_month": "Last month"}
 
 
+def open_conversation_ids(user, conversation_ids: list[int]) -> set[int]:
+    """Which of `conversation_ids` still exist and are `user`'s own (those rows link to the conversation).
+
+    The ledger keeps a deleted conversation's id and title; billing imports nothing from the chat app,
+    so the model is looked up by its label (one query, at most the page's rows).
+    """
+    ids = [pk for pk in conversation_ids if pk is not None]
+    if not ids or not apps.is_installed("conversations"):
+        return set()
+    conversation = apps.get_model("conversations", "Conversation")
+    return set(conversation.objects.filter(pk__in=ids, owner_id=user.pk).values_list("pk", flat=True))
+
+
 def my_usage_context(user, period_key: str) -> dict:
     """Everything the user's usage page shows (aggregate queries on the user's own ledger rows)."""
     if period_key not in PERIODS:
         period_key = "month"
     period = preset(period_key)
     mine = UsageRecord.objects.for_user(user.pk).for_period(period.start, period.end)
+    conversations = list(mine.by_conversation(limit=100))
+    linked = open_conversation_ids(user, [row["conversation_id"] for row in conversations])
+    for row in conversations:
+        row["open"] = row["conversation_id"] in linked
     return {
         "period": period,
         "period_key": period_key,
@@ -26,7 +44,7 @@ def my_usage_context(user, period_key: str) -> dict:
         "status": budget_status(user),
         "totals": mine.totals(),
         "models": mine.by_model(),
-        "conversations": mine.by_conversation(limit=100),
+        "conversations": conversations,
     }
 
 

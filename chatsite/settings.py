@@ -286,6 +286,12 @@ if CHAT_PROMPT_CACHE_TTL not in ("5m", "1h", "off"):
 CHAT_CONTEXT_WINDOW = int(os.environ.get("CHAT_CONTEXT_WINDOW") or "0")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
 CHAT_MAX_SYSTEM_PROMPT_CHARS = int(os.environ.get("CHAT_MAX_SYSTEM_PROMPT_CHARS", "16000"))
+# Read-only share links to a conversation: off unless the site turns them on.
+CHAT_SHARING = env_bool("CHAT_SHARING", False)
+# Conversations the sidebar loads at a time (more load as it scrolls, or with its "More" link).
+CHAT_SIDEBAR_PAGE = max(1, int(os.environ.get("CHAT_SIDEBAR_PAGE", "50")))
+# Largest conversation file a person may import.
+CHAT_IMPORT_MAX_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_BYTES", str(20 * 1024 * 1024)))
 # Attachments per message and their sizes (the API's own limits are the ceiling: 5 MB and 8,000 px per
 # image, 100 PDF pages per request). Images are scaled down to CHAT_IMAGE_MAX_EDGE on the long edge
 # (and about 1.15 megapixels), the size the model uses, before they are stored.

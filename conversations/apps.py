@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class ConversationsConfig(AppConfig):
@@ -12,3 +13,14 @@ class ConversationsConfig(AppConfig):
         from .shutdown import install_under_daphne
 
         install_under_daphne()
+        post_migrate.connect(_search_index_repair, sender=self)
+
+
+def _search_index_repair(sender, using: str = "default", **kwargs) -> None:
+    """After `migrate`: SQLite drops a table's triggers when Django rebuilds the table for a schema
+    change, which would leave the search index behind; put them back (and refill the index)."""
+    from django.db import connections
+
+    from .search import index_repair
+
+    index_repair(connections[using])

@@ -126,5 +126,5 @@ def error(text: str) -> str:
 def title(conversation) -> str:
     """The conversation's new title in the page's header and in its sidebar entry."""
     return _partial("conversation_title", conversation=conversation, oob=True) + _partial(
-        "sidebar_item", item=conversation, conversation=conversation, oob=True
+        "sidebar_title", conversation=conversation
     )

@@ -1,6 +1,8 @@
-"""Conversations and their messages."""
+"""Conversations and their messages, the system-prompt presets to start one from, and share links."""
 
 from __future__ import annotations
+
+import hashlib
 
 from django.conf import settings
 from django.db import models
@@ -23,6 +25,14 @@ class ConversationQuerySet(models.QuerySet):
     def owned_by(self, user) -> ConversationQuerySet:
         """Conversations of `user`, most recently active first."""
         return self.filter(owner=user).order_by("-updated_at", "-id")
+
+    def in_sidebar(self, user) -> ConversationQuerySet:
+        """`user`'s conversations that are not archived, most recently active first (pinned or not)."""
+        return self.owned_by(user).filter(archived=False)
+
+    def archived_by(self, user) -> ConversationQuerySet:
+        """`user`'s archived conversations, most recently active first."""
+        return self.owned_by(user).filter(archived=True)
 
 
 class Conversation(models.Model):
@@ -48,6 +58,9 @@ class Conversation(models.Model):
     # context window and its oldest turns were left out (the page shows a marker there). It only moves
     # forward, in large steps, so the cached prompt prefix stays the same for many turns.
     context_from = models.PositiveBigIntegerField(default=0)
+    # Pinned conversations head the sidebar; archived ones leave it for the "Archived" page.
+    pinned = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
     # When the model or system prompt last changed: token counts of earlier calls no longer bound the next.
     prompt_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -57,7 +70,10 @@ class Conversation(models.Model):
     objects = ConversationQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+            models.Index(fields=["owner", "archived", "-updated_at", "-id"], name="conversation_sidebar"),
+        ]
 
     def __str__(self) -> str:
         return self.display_title
@@ -264,6 +280,60 @@ def annotate_branches(messages: list[Message]) -> list[Message]:
     return messages
 
 
+class PresetQuerySet(models.QuerySet):
+    def offered_to(self, user) -> PresetQuerySet:
+        """The presets `user` may start a conversation from: their own and the published site-wide
+        ones, site-wide first, then by name."""
+        return self.filter(models.Q(owner=user) | models.Q(owner__isnull=True, published=True)).order_by(
+            models.F("owner").asc(nulls_first=True), "name", "id"
+        )
+
+
+class Preset(models.Model):
+    """A saved system prompt. With an owner it is theirs alone; without one it is site-wide, made by
+    staff in the admin and offered to everyone once published. A conversation started from a preset
+    copies its text: changing or deleting the preset later leaves the conversation as it was."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="presets",
+        help_text="Empty for a site-wide preset.",
+    )
+    name = models.CharField(max_length=100)
+    system_prompt = models.TextField()
+    published = models.BooleanField(
+        default=False, help_text="Site-wide presets are offered to everyone only once published."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PresetQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "name"], name="preset_owner_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_site_wide(self) -> bool:
+        return self.owner_id is None
+
+
+def share_token_hash(token: str) -> str:
+    """What is stored of a share link's token: its SHA-256 (the token itself is shown once)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ShareLink(models.Model):
+    """A read-only link to one conversation. Only the token's hash is stored; the owner revokes the
+    link by deleting it (a new link gets a new token)."""
+
+    conversation = models.OneToOneField(Conversation, on_delete=models.CASCADE, related_name="share_link")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Share link of conversation {self.conversation_id}"
 def _attachment_storage():
     from django.core.files.storage import storages
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -20,7 +21,15 @@ from . import attachments
 from .catalog import EFFORTS, model_info, reply_max_tokens, takes_effort
 from .claude import Completion, ReplyRequest, estimate_tokens_from_chars, opaque_user_id
 from .control import request_stop
-from .models import Conversation, Message, annotate_branches, usage_fields
+from .models import (
+    Conversation,
+    Message,
+    Preset,
+    ShareLink,
+    annotate_branches,
+    share_token_hash,
+    usage_fields,
+)
 from .rendering import clean_title, render_markdown, without_control_words
 
 logger = logging.getLogger(__name__)
@@ -75,10 +84,41 @@ def clean_model(model: object) -> str:
     return model
 
 
-def conversation_create(*, owner, model: str | None = None, system_prompt: str = "") -> Conversation:
-    """A new, empty conversation with the default model unless one is given."""
+def clean_system_prompt(system_prompt: object) -> str:
+    if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:
+        raise InvalidInput(
+            f"The system prompt must be at most {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:,} characters."
+        )
+    return system_prompt.replace("\r\n", "\n").strip()
+
+
+def preset_offered(*, user, preset_id: object) -> Preset | None:
+    """The preset `user` picked to start a conversation from (their own or a published site-wide one),
+    None for none; InvalidInput for any other id."""
+    if preset_id in (None, ""):
+        return None
+    try:
+        pk = clean_id(preset_id)
+    except NotFound:
+        raise InvalidInput("Choose one of the offered presets.") from None
+    preset = Preset.objects.offered_to(user).filter(pk=pk).first()
+    if preset is None:
+        raise InvalidInput("Choose one of the offered presets.")
+    return preset
+
+
+def conversation_create(
+    *, owner, model: str | None = None, system_prompt: str = "", preset_id: object = None
+) -> Conversation:
+    """A new, empty conversation with the default model unless one is given. With a preset, the
+    conversation gets a copy of its system prompt (later changes to the preset do not reach it)."""
+    preset = preset_offered(user=owner, preset_id=preset_id)
+    if preset is not None:
+        system_prompt = preset.system_prompt
     return Conversation.objects.create(
-        owner=owner, model=clean_model(model or settings.CHAT_DEFAULT_MODEL), system_prompt=system_prompt
+        owner=owner,
+        model=clean_model(model or settings.CHAT_DEFAULT_MODEL),
+        system_prompt=clean_system_prompt(system_prompt),
     )
 
 
@@ -129,13 +169,10 @@ def conversation_update_settings(
 
     `effort` is one of EFFORTS or "" for the model's default; a model that takes none keeps "".
     """
-    if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:
-        raise InvalidInput(
-            f"The system prompt must be at most {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:,} characters."
-        )
+    system_prompt = clean_system_prompt(system_prompt)
     if effort is not None and effort not in ("", *EFFORTS):
         raise InvalidInput("Choose one of the offered effort levels.")
-    model, system_prompt = clean_model(model), system_prompt.strip()
+    model = clean_model(model)
     sequences = conversation.stop_sequences if stop_sequences is None else clean_stop_sequences(stop_sequences)
     fields = ["model", "system_prompt", "stop_sequences", "updated_at"]
     if (model, system_prompt) != (conversation.model, conversation.system_prompt):
@@ -156,6 +193,57 @@ def conversation_rename(*, conversation: Conversation, title: object) -> None:
     conversation.title = title.strip()[:200]
     conversation.title_source = Conversation.TitleSource.USER
     conversation.save(update_fields=["title", "title_source", "updated_at"])
+
+
+def conversation_pin(*, conversation: Conversation, pinned: bool) -> None:
+    """Pin the conversation to the top of the sidebar, or unpin it (its place in time is unchanged)."""
+    Conversation.objects.filter(pk=conversation.pk).update(pinned=pinned)
+    conversation.pinned = pinned
+
+
+def conversation_archive(*, conversation: Conversation, archived: bool) -> None:
+    """Move the conversation out of the sidebar to the "Archived" list, or back. Archiving unpins it."""
+    fields = {"archived": archived} | ({"pinned": False} if archived else {})
+    Conversation.objects.filter(pk=conversation.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(conversation, name, value)
+
+
+def preset_create(*, owner, name: object, system_prompt: object) -> Preset:
+    """Save a system prompt as one of `owner`'s presets."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("Give the preset a name.")
+    if len(name.strip()) > 100:
+        raise InvalidInput("The preset's name must be at most 100 characters.")
+    prompt = clean_system_prompt(system_prompt)
+    if not prompt:
+        raise InvalidInput("The preset's system prompt is empty.")
+    return Preset.objects.create(owner=owner, name=name.strip(), system_prompt=prompt)
+
+
+def preset_delete(*, preset: Preset) -> None:
+    """Delete one of a person's presets; conversations started from it keep their copy of the prompt."""
+    preset.delete()
+
+
+def share_create(*, conversation: Conversation) -> str:
+    """A new read-only link token for the conversation, replacing any earlier link (which stops working).
+
+    Only the token's hash is stored: the returned token is the one chance to show the link.
+    """
+    if not settings.CHAT_SHARING:
+        raise InvalidInput("Sharing is turned off on this server.")
+    token = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        ShareLink.objects.filter(conversation=conversation).delete()
+        ShareLink.objects.create(conversation=conversation, token_hash=share_token_hash(token))
+    return token
+
+
+def share_revoke(*, conversation: Conversation) -> bool:
+    """Stop the conversation's read-only link from working. Returns whether there was one."""
+    deleted, _ = ShareLink.objects.filter(conversation=conversation).delete()
+    return bool(deleted)
 
 
 def conversation_delete(*, conversation: Conversation) -> None:

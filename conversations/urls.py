@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import organise_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,6 +13,20 @@ urlpatterns = [
     path("c/<int:pk>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
     path("c/<int:pk>/send/", views.message_send, name="message_send"),
+    path("c/<int:pk>/pin/", organise_views.conversation_pin, name="conversation_pin"),
+    path("c/<int:pk>/archive/", organise_views.conversation_archive, name="conversation_archive"),
+    path("c/<int:pk>/export.md", organise_views.conversation_export, {"extension": "md"}, name="export_md"),
+    path("c/<int:pk>/export.json", organise_views.conversation_export, {"extension": "json"}, name="export_json"),
+    path("c/<int:pk>/share/", organise_views.share_create, name="share_create"),
+    path("c/<int:pk>/share/revoke/", organise_views.share_revoke, name="share_revoke"),
+    path("s/<str:token>/", organise_views.shared_conversation, name="shared_conversation"),
+    path("search/", organise_views.search, name="search"),
+    path("conversations/", organise_views.sidebar_more, name="sidebar_more"),
+    path("archived/", organise_views.archived_list, name="archived"),
+    path("export/", organise_views.export_all, name="export_all"),
+    path("import/", organise_views.conversation_import, name="conversation_import"),
+    path("presets/", organise_views.presets, name="presets"),
+    path("presets/<int:pk>/delete/", organise_views.preset_delete, name="preset_delete"),
     path("c/<int:pk>/attachments/", views.attachment_upload, name="attachment_upload"),
     path("a/<int:pk>/", views.attachment_file, name="attachment"),
     path("a/<int:pk>/remove/", views.attachment_discard, name="attachment_discard"),

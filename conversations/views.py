@@ -16,7 +16,8 @@ from billing.services import SpendRefused
 from . import attachments, fragments, replies, services
 from .catalog import EFFORTS, model_info, takes_effort
 from .meters import meter_for
-from .models import Attachment, Conversation, Message
+from .models import Attachment, Conversation, Message, Preset
+from .sidebar import sidebar_page
 
 
 def _before(request: HttpRequest) -> int | None:
@@ -30,7 +31,9 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, **ext
     )
     return {
         "conversation": conversation,
-        "conversations": Conversation.objects.owned_by(request.user)[:200],
+        "sidebar": sidebar_page(request.user),
+        "presets": Preset.objects.offered_to(request.user) if conversation is None else (),
+        "sharing": settings.CHAT_SHARING,
         "chat_messages": chat_messages,
         "earlier_before": earlier_before,
         "latest_id": chat_messages[-1].pk if chat_messages and not _before(request) else -1,
@@ -101,7 +104,7 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
     text = request.POST.get("message", "")
     try:
         conversation = await sync_to_async(services.conversation_create)(
-            owner=user, model=request.POST.get("model")
+            owner=user, model=request.POST.get("model"), preset_id=request.POST.get("preset")
         )
     except services.InvalidInput as exc:
         return await sync_to_async(_render_page_with_error)(request, None, str(exc), text)
@@ -301,7 +304,7 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
             return HttpResponse(str(exc), status=400)
         flash.error(request, str(exc))
     if request.htmx:
-        return render(request, "conversations/conversation.html#sidebar_item", {"item": conversation})
+        return render(request, "conversations/_sidebar_list.html#sidebar_item", {"item": conversation})
     return redirect(conversation)
 
 

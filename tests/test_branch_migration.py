@@ -1,4 +1,4 @@
-"""Existing conversations become one branch each when the branch model arrives (migration 0007)."""
+"""Existing conversations become one branch each when the branch model arrives (migration 0009)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-BEFORE = [("conversations", "0006_thinking_effort_attachments")]
-AFTER = [("conversations", "0007_branches_titles_stop_sequences")]
+BEFORE = [("conversations", "0008_message_search_index")]
+AFTER = [("conversations", "0009_branches_titles_stop_sequences")]
 
 
 @pytest.mark.django_db(transaction=True)

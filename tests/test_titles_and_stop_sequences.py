@@ -64,7 +64,7 @@ async def test_claude_titles_the_conversation_after_its_first_exchange_in_one_mo
     assert conversation.title_source == Conversation.TitleSource.CLAUDE
     assert conversation.title and conversation.title == clean_title(conversation.title)
     assert not any(mark in conversation.title for mark in "*_`#[]|\n")
-    assert conversation.title in frames[-1] and f'id="conversation-{conversation.pk}"' in frames[-1]
+    assert conversation.title in frames[-1] and f'id="conversation-{conversation.pk}-title"' in frames[-1]
 
     reply_row, title_row = await ledger(conversation.pk)
     assert (reply_row.purpose, title_row.purpose) == ("reply", "title")

@@ -4,6 +4,7 @@ import pytest
 from billing_factories import make_staff, make_user, record_call
 
 from billing.models import ModelPrice
+from billing.money import rate_to_usd_per_mtok
 
 pytestmark = pytest.mark.django_db
 
@@ -62,5 +63,64 @@ def test_staff_sets_budgets_in_usd_in_the_admin(client):
     assert response.status_code == 302, response.content.decode()[:2000]
     assert SiteBudget.load().policy == "unlimited"
     assert client.get("/admin/billing/userbudget/").status_code == 200
-    assert client.get("/admin/billing/sitebudget/").status_code == 200
+    assert client.get("/admin/billing/sitebudget/", follow=True).status_code == 200
     assert client.get("/admin/billing/spendreservation/").status_code == 200
+
+
+def test_add_user_budget_for_a_user_whose_row_exists_sets_that_row(client):
+    from billing.models import UserBudget
+    from billing.services import budget_status
+
+    student = make_user("already")
+    UserBudget.objects.get_or_create(user=student)  # what the first reply's budget lock creates
+    client.force_login(make_staff())
+    response = client.post(
+        "/admin/billing/userbudget/add/",
+        {"user": student.pk, "policy": "limit", "monthly_limit_usd": "5"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert response.redirect_chain and response.redirect_chain[-1][0].endswith("/admin/billing/userbudget/")
+    assert "already had a budget row: it now says $5.00" in response.content.decode()
+    assert UserBudget.objects.filter(user=student).count() == 1
+    assert budget_status(student).limit == 5 * 10**12
+    # Still refused: a limit policy without a figure (the form's own error, nothing saved).
+    bad = client.post("/admin/billing/userbudget/add/", {"user": student.pk, "policy": "limit"})
+    assert bad.status_code == 200 and b"Set the limit" in bad.content
+    assert budget_status(student).limit == 5 * 10**12
+
+
+def test_the_site_default_budget_shows_the_limit_in_force(client, settings):
+    from billing.models import SiteBudget
+
+    settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "20"
+    client.force_login(make_staff())
+    assert not SiteBudget.objects.exists()
+    response = client.get("/admin/billing/sitebudget/", follow=True)
+    html = response.content.decode()
+    assert response.redirect_chain[-1][0] == "/admin/billing/sitebudget/1/change/"
+    assert "0 site default budget" not in html
+    assert "$20.00, from the CHAT_DEFAULT_MONTHLY_BUDGET_USD setting" in html
+    assert "From the CHAT_DEFAULT_MONTHLY_BUDGET_USD setting (now $20.00)" in html
+    assert "Site default: $20.00 a month" in client.get("/admin/billing/userbudget/").content.decode()
+    client.post(
+        "/admin/billing/sitebudget/1/change/", {"policy": "limit", "monthly_limit_usd": "7.5"}, follow=True
+    )
+    html = client.get("/admin/billing/sitebudget/1/change/").content.decode()
+    assert "$7.50, set here" in html
+
+
+def test_a_price_in_use_links_to_a_new_version_prefilled_with_its_rates(client):
+    staff = make_staff()
+    row = record_call(make_user(), model="claude-opus-5", input_tokens=10)
+    used = ModelPrice.objects.get(pk=row.price_id)
+    client.force_login(staff)
+    page = client.get(f"/admin/billing/modelprice/{used.pk}/change/").content.decode()
+    link = f"/admin/billing/modelprice/add/?from_version={used.pk}"
+    assert f'href="{link}"' in page and "Add a new version of this price" in page
+    form = client.get(link).context["adminform"].form
+    assert form.initial["model"] == "claude-opus-5"
+    assert form.initial["input_usd"] == rate_to_usd_per_mtok(used.input_rate)
+    assert form.initial["effective_from"] is not None
+    assert client.get("/admin/billing/modelprice/add/?from_version=x").status_code == 200
+    assert client.get("/admin/billing/modelprice/add/?from_version=999999").status_code == 200

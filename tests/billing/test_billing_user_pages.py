@@ -89,3 +89,29 @@ def test_receipt_outlives_the_conversation(client):
     assert page.status_code == 200
     assert b"Gone soon" in page.content
     assert b"$0.007" in page.content
+
+
+def test_usage_page_links_the_users_own_conversations_and_not_deleted_ones(client):
+    me = make_user("linker")
+    kept = make_conversation(me, title="Kept chat")
+    gone = make_conversation(me, title="Gone chat")
+    record_call(me, conversation=kept, input_tokens=100)
+    record_call(me, conversation=gone, input_tokens=200)
+    record_call(me, input_tokens=5)  # a call outside any conversation
+    gone_id = gone.pk
+    gone.delete()
+    client.force_login(me)
+    html = client.get("/usage/").content.decode()
+    assert f'<a href="/c/{kept.pk}/">Kept chat</a>' in html
+    assert f"/c/{gone_id}/" not in html
+    assert "Gone chat <span" in html and "(deleted)" in html
+    assert "(other)" in html
+
+
+def test_usage_page_never_links_someone_elses_conversation(client):
+    from billing.views import open_conversation_ids
+
+    me, other = make_user("mine"), make_user("theirs")
+    theirs = make_conversation(other, title="Theirs")
+    mine = make_conversation(me, title="Mine")
+    assert open_conversation_ids(me, [theirs.pk, mine.pk, None]) == {mine.pk}

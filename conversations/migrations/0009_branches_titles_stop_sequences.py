@@ -19,7 +19,7 @@ def link_existing_messages(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0006_thinking_effort_attachments'),
+        ('conversations', '0008_message_search_index'),
     ]
 
     operations = [

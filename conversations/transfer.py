@@ -1,0 +1,270 @@
+"""Export and import: a conversation as Markdown or JSON, all of a person's data as one zip, and import
+of the JSON export as a new conversation.
+
+The JSON format is versioned (`"format": FORMAT`). A reader of format N reads files of format N and
+earlier and ignores fields it does not know, so a field can be added without a new format (a message's
+`parent`, say, to keep branches); a file of a newer format is refused with a sentence saying so.
+Each message carries its `id` inside the file, for such references. Money is not exported or
+imported: the ledger belongs to the server, and an imported conversation has no calls of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from .catalog import EFFORTS, takes_effort
+from .models import Conversation, Message, Preset
+from .rendering import render_markdown
+from .services import InvalidInput, clean_model
+
+FORMAT = 1
+KIND = "teamchat.conversation"
+# An imported message may be longer than one a person types (a long reply); this bounds one row.
+IMPORT_MESSAGE_CHARS = 1_000_000
+IMPORT_MESSAGES = 100_000
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def conversation_filename(conversation: Conversation, extension: str) -> str:
+    """A download name: the conversation's id and its title, made safe for file systems."""
+    return f"{conversation.pk}-{slugify(conversation.display_title)[:60] or 'conversation'}.{extension}"
+
+
+def _messages(conversation: Conversation) -> Iterator[Message]:
+    return conversation.messages.in_order().iterator(chunk_size=500)
+
+
+def conversation_json(conversation: Conversation) -> dict:
+    """The conversation as the JSON export's object (every message, oldest first; no money)."""
+    return {
+        "format": FORMAT,
+        "kind": KIND,
+        "exported_at": _iso(timezone.now()),
+        "conversation": {
+            "id": conversation.pk,
+            "title": conversation.title,
+            "model": conversation.model,
+            "system_prompt": conversation.system_prompt,
+            "effort": conversation.effort,
+            "pinned": conversation.pinned,
+            "archived": conversation.archived,
+            "created_at": _iso(conversation.created_at),
+            "updated_at": _iso(conversation.updated_at),
+        },
+        "messages": [
+            {
+                "id": message.pk,
+                "role": message.role,
+                "content": message.content,
+                "thinking": message.thinking,
+                "status": message.status,
+                "stop_reason": message.stop_reason,
+                "error": message.error,
+                "model": message.model,
+                "created_at": _iso(message.created_at),
+            }
+            for message in _messages(conversation)
+        ],
+    }
+
+
+def conversation_json_text(conversation: Conversation) -> str:
+    return json.dumps(conversation_json(conversation), ensure_ascii=False, indent=2) + "\n"
+
+
+_STATUS_NOTES = {
+    Message.Status.STREAMING: "still being written when exported",
+    Message.Status.STOPPED: "stopped",
+    Message.Status.CUT_OFF: "cut off at the length limit",
+    Message.Status.ERROR: "failed",
+    Message.Status.INTERRUPTED: "interrupted",
+    Message.Status.REFUSED: "Claude declined to answer",
+}
+
+
+def conversation_markdown(conversation: Conversation) -> str:
+    """The conversation's active branch as Markdown: a heading per turn, the text as it was written."""
+    lines = [f"# {conversation.display_title}", ""]
+    lines.append(f"Model: {conversation.model} · started {conversation.created_at:%Y-%m-%d %H:%M} UTC")
+    lines.append("")
+    if conversation.system_prompt:
+        lines += ["## System prompt", "", conversation.system_prompt, ""]
+    for message in conversation.messages.active().in_order().iterator(chunk_size=500):
+        if message.role == Message.Role.USER:
+            lines.append("## You")
+        else:
+            lines.append(f"## Claude ({message.model})" if message.model else "## Claude")
+        lines += ["", message.content, ""]
+        note = _STATUS_NOTES.get(message.status)
+        if note:
+            lines += [f"*({note}{': ' + message.error if message.error else ''})*", ""]
+    return "\n".join(lines)
+
+
+def user_archive(user) -> tempfile.SpooledTemporaryFile:
+    """All of `user`'s data as a zip (rewound, ready to send): their account, presets, and every
+    conversation as JSON (importable) and as Markdown. Built in a spooled temporary file, so a large
+    archive goes to disk, not memory."""
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
+    with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        account = {
+            "format": FORMAT,
+            "kind": "teamchat.account",
+            "exported_at": _iso(timezone.now()),
+            "username": user.get_username(),
+            "email": user.email,
+            "date_joined": _iso(user.date_joined),
+        }
+        archive.writestr("account.json", json.dumps(account, ensure_ascii=False, indent=2) + "\n")
+        presets = [
+            {"name": p.name, "system_prompt": p.system_prompt, "created_at": _iso(p.created_at)}
+            for p in Preset.objects.filter(owner=user).order_by("name", "id")
+        ]
+        archive.writestr("presets.json", json.dumps(presets, ensure_ascii=False, indent=2) + "\n")
+        for conversation in Conversation.objects.owned_by(user).iterator(chunk_size=200):
+            archive.writestr(
+                f"conversations/{conversation_filename(conversation, 'json')}", conversation_json_text(conversation)
+            )
+            archive.writestr(
+                f"conversations/{conversation_filename(conversation, 'md')}", conversation_markdown(conversation)
+            )
+    spool.seek(0)
+    return spool
+
+
+@dataclass(frozen=True)
+class _ImportedMessage:
+    role: str
+    content: str
+    thinking: str
+    status: str
+    stop_reason: str
+    error: str
+    model: str
+
+
+def _text(value: object, what: str, limit: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"The file is not a valid conversation export: {what} must be text.")
+    if len(value) > limit:
+        raise InvalidInput(f"The file is not a valid conversation export: {what} is too long.")
+    return value
+
+
+def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage]]:
+    """The conversation fields and messages of an export file, or InvalidInput saying what is wrong."""
+    foreign = "This is not a conversation exported from this app (choose a .json file from its Export menu)."
+    if len(data) > settings.CHAT_IMPORT_MAX_BYTES:
+        raise InvalidInput(f"The file is too large to import (the limit is {settings.CHAT_IMPORT_MAX_BYTES:,} bytes).")
+    if data.startswith(b"PK\x03\x04"):
+        raise InvalidInput(
+            "This is a zip archive: unpack it and import one conversation's .json file from its conversations folder."
+        )
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise InvalidInput(foreign + " It is not valid JSON.") from None
+    if not isinstance(document, dict) or document.get("kind") != KIND:
+        raise InvalidInput(foreign)
+    version = document.get("format")
+    if type(version) is not int or version < 1:
+        raise InvalidInput(foreign + " It has no valid format version.")
+    if version > FORMAT:
+        raise InvalidInput(
+            f"This file was exported by a newer version of the app (format {version}); "
+            f"this server reads format {FORMAT} and earlier. Nothing was imported."
+        )
+    conversation = document.get("conversation")
+    messages = document.get("messages")
+    if not isinstance(conversation, dict) or not isinstance(messages, list):
+        raise InvalidInput(foreign + " It lacks its conversation or its messages.")
+    if len(messages) > IMPORT_MESSAGES:
+        raise InvalidInput(f"The conversation has too many messages to import (the limit is {IMPORT_MESSAGES:,}).")
+    model = _text(conversation.get("model"), "the model", 100)
+    try:
+        model = clean_model(model)
+    except InvalidInput:
+        model = settings.CHAT_DEFAULT_MODEL  # a model this server does not offer: go on with the default
+    fields = {
+        "title": _text(conversation.get("title"), "the title", 200).strip(),
+        "model": model,
+        "system_prompt": _text(
+            conversation.get("system_prompt"), "the system prompt", settings.CHAT_MAX_SYSTEM_PROMPT_CHARS
+        ),
+    }
+    effort = _text(conversation.get("effort"), "the effort", 8)
+    fields["effort"] = effort if effort in EFFORTS and takes_effort(model) else ""
+    statuses = set(Message.Status.values)
+    parsed = []
+    for number, item in enumerate(messages, start=1):
+        what = f"message {number}"
+        if not isinstance(item, dict) or item.get("role") not in Message.Role.values:
+            raise InvalidInput(f"The file is not a valid conversation export: {what} has no valid role.")
+        status = item.get("status", Message.Status.COMPLETE)
+        if status not in statuses:
+            raise InvalidInput(f"The file is not a valid conversation export: {what} has an unknown status.")
+        if status == Message.Status.STREAMING:
+            status = Message.Status.INTERRUPTED  # nothing is writing it here
+        parsed.append(
+            _ImportedMessage(
+                role=item["role"],
+                content=_text(item.get("content"), f"the text of {what}", IMPORT_MESSAGE_CHARS),
+                thinking=_text(item.get("thinking"), f"the thinking of {what}", IMPORT_MESSAGE_CHARS),
+                status=status if item["role"] == Message.Role.ASSISTANT else Message.Status.COMPLETE,
+                stop_reason=_text(item.get("stop_reason"), f"the stop reason of {what}", 64),
+                error=_text(item.get("error"), f"the error of {what}", 2000),
+                model=_text(item.get("model"), f"the model of {what}", 100),
+            )
+        )
+    return fields, parsed
+
+
+def conversation_import(*, owner, data: bytes) -> Conversation:
+    """A new conversation of `owner` from a JSON export, in one transaction: everything or nothing.
+
+    Ids in the file are never looked up (whose they were does not matter); the conversation and its
+    messages get new ones. No usage is imported and the ledger is not touched.
+    """
+    fields, parsed = _parse(data)
+    with transaction.atomic():
+        conversation = Conversation.objects.create(owner=owner, **fields)
+        Message.objects.bulk_create(
+            [
+                Message(
+                    conversation=conversation,
+                    role=m.role,
+                    content=m.content,
+                    # The summarized thinking is shown; its signed blocks are not imported, so it is
+                    # never sent back to the API (a signature belongs to the call that made it).
+                    thinking=m.thinking,
+                    html=render_markdown(m.content) if m.role == Message.Role.ASSISTANT else "",
+                    status=m.status,
+                    stop_reason=m.stop_reason,
+                    error=m.error,
+                    model=m.model,
+                )
+                for m in parsed
+            ],
+            batch_size=500,
+        )
+        # One branch, in the file's order: each message follows the one before it.
+        linked = list(conversation.messages.order_by("pk").only("pk", "parent"))
+        for previous, message in zip(linked, linked[1:], strict=False):
+            message.parent = previous
+        Message.objects.bulk_update(linked, ["parent"], batch_size=500)
+    return conversation
