@@ -373,3 +373,15 @@ async def test_deleting_a_version_shows_its_neighbour_and_keeps_the_ledger(async
     assert await active_path(conversation) == [("user", "Name a fish"), ("assistant", "")]
     assert (await conversation.messages.active().in_order().afirst()).pk == edited.pk
     assert await ledger_snapshot(conversation) == ledger_before
+
+
+async def test_search_marks_hits_in_versions_off_the_active_branch(async_client):
+    user, conversation, old_turn = await _branchy_conversation()
+    await sync_to_async(services.message_edit)(message=old_turn, text="Newer question about pelicans", worker="w")
+    await Message.objects.filter(status=Message.Status.STREAMING).aupdate(status=Message.Status.STOPPED)
+    await async_client.aforce_login(user)
+    page = (await async_client.get(reverse("search"), {"q": "question"})).content.decode()
+    hits = page.split('class="search-hit')[1:]
+    old_hit = next(h for h in hits if "Old" in h)
+    new_hit = next(h for h in hits if "pelicans" in h)
+    assert "Other version" in old_hit and "Other version" not in new_hit
