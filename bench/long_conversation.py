@@ -86,6 +86,17 @@ def main() -> None:
     ).content
     last = latest[-1]
     end_frame = fragments.message(last) + fragments.send_button(busy=False)
+    # The longest reply a call can write (16,000 tokens of code and prose, about 5x as HTML) ends in
+    # frames cut between its top-level blocks.
+    from conversations.models import Message
+    from conversations.rendering import render_markdown
+
+    long_source = "\n\n".join(
+        f"Step {n}: the handler again, with **notes**.\n\n```python\n{CODE}```" for n in range(40)
+    )
+    long_reply = Message(pk=last.pk, role="assistant", status="complete", content=long_source,
+                         html=render_markdown(long_source), model=conversation.model)
+    long_frames = fragments.message_frames(long_reply, after=fragments.send_button(busy=False))
     total_html = sum(len((m.html or m.content).encode()) for m in conversation.messages.all())
     print(f"{MESSAGES:,}-message conversation, {total_html / 1e6:.1f} MB of message HTML in all")
     print(f"page open: median {statistics.median(timings):.1f} ms, p90 {sorted(timings)[26]:.1f} ms "
@@ -93,7 +104,9 @@ def main() -> None:
           f"with {len(latest)} messages")
     print(f"connect/catch-up frame: {len(connect.encode()) / 1024:.1f} KB; 'Show earlier' batch "
           f"{len(batch) / 1024:.1f} KB; end-of-reply frame {len(end_frame.encode()) / 1024:.1f} KB")
-    largest = max(len(connect.encode()), len(batch), len(end_frame.encode()))
+    print(f"end of a {len(long_source) / 1024:.0f} KB reply ({len(long_reply.html.encode()) / 1024:.0f} KB as HTML): "
+          f"{len(long_frames)} frames, largest {max(len(f.encode()) for f in long_frames) / 1024:.1f} KB")
+    largest = max(len(connect.encode()), len(batch), len(end_frame.encode()), *(len(f.encode()) for f in long_frames))
     print(f"largest frame: {largest / 1024:.1f} KB (limit 64 KB)")
 
 

@@ -233,6 +233,7 @@ class Socket:
         frames = delta_frames = n = 0
         last = None
         status = None
+        seen: set[str] = set()  # a stamp rendered again (the open end of live markdown) counts once
         while status is None:
             frame = await self.ws.recv()
             now = time.time()
@@ -240,6 +241,9 @@ class Socket:
             if DELTA_FRAME_RE.match(frame):
                 delta_frames += 1
                 for stamp in STAMP_RE.findall(frame):
+                    if stamp in seen:
+                        continue
+                    seen.add(stamp)
                     out["lat"].append(now - float(stamp))
                     n += 1
                 last = now

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from chatsite import logins
 
 admin.site.login_form = logins.ThrottledAdminAuthenticationForm
+
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """Pages that name no icon (the admin's) make browsers ask for /favicon.ico: no 404 for that.
+    Resolved per request: with the production static storage the name exists only after collectstatic."""
+    return HttpResponsePermanentRedirect(static("conversations/favicon.svg"))
+
 
 urlpatterns = [
     # Both login pages check passwords in a pool of their own, throttled (chatsite/logins.py); listed
@@ -16,4 +25,5 @@ urlpatterns = [
     path("accounts/", include("conversations.account_urls")),
     path("usage/", include("billing.urls")),
     path("", include("conversations.urls")),
+    path("favicon.ico", favicon),
 ]

@@ -11,7 +11,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts.revocation import session_digest, session_is_current, user_group
-from billing.services import SpendRefused
+from billing.services import SpendRefused, budget_status
 
 from . import fragments, replies, services
 from .control import request_snapshot
@@ -228,6 +228,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 conversation=self.conversation,
                 context_from=context_from,
                 earlier_before=earlier_before,
+                budget_exhausted=budget_status(self.user).level == "exhausted",
             ),
             streaming_id,
         )

@@ -8,8 +8,10 @@ out many times a second per reply, so it is formatted directly, with the same el
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from html import escape
+from html.parser import HTMLParser
 
 from django.template.loader import render_to_string
 
@@ -22,14 +24,26 @@ def _partial(name: str, **context) -> str:
     return render_to_string(f"{PAGE}#{name}", context)
 
 
-def delta(message_id: int, text: str) -> str:
-    """Append `text` (escaped) to a streaming message's body."""
-    return f'<div id="{message_dom_id(message_id, "body")}" hx-swap-oob="beforeend">{escape(text, quote=False)}</div>'
+def delta(message_id: int, text: str, completed: str, open_end: str) -> str:
+    """One frame of a streaming reply: `text` appended (escaped) to its source, the blocks it completed
+    (rendered once, `MarkdownStream.feed`) appended to the rendered blocks, and the open end replaced.
+    Formatted here rather than from the template: it goes out many times a second per reply."""
+    dom_id = message_dom_id(message_id)
+    blocks = f'<div id="{dom_id}-blocks" hx-swap-oob="beforeend">{completed}</div>' if completed else ""
+    return (
+        f'<div id="{dom_id}-body" hx-swap-oob="beforeend">{escape(text, quote=False)}</div>{blocks}'
+        f'<div id="{dom_id}-tail" hx-swap-oob="innerHTML">{open_end}</div>'
+    )
 
 
-def body_text(message_id: int, text: str) -> str:
-    """Replace a streaming message's body with `text` (escaped): the catch-up for a socket that (re)joins."""
-    return f'<div id="{message_dom_id(message_id, "body")}" hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
+def body_text(message_id: int, text: str, completed: str, open_end: str) -> str:
+    """A streaming reply's source and rendering replaced: the catch-up for a socket that (re)joins."""
+    dom_id = message_dom_id(message_id)
+    return (
+        f'<div id="{dom_id}-body" data-catch-up hx-swap-oob="innerHTML">{escape(text, quote=False)}</div>'
+        f'<div id="{dom_id}-blocks" hx-swap-oob="innerHTML">{completed}</div>'
+        f'<div id="{dom_id}-tail" hx-swap-oob="innerHTML">{open_end}</div>'
+    )
 
 
 # Thinking: the collapsible section above a reply (template conversations/_thinking.html).
@@ -63,13 +77,86 @@ def message(message: Message) -> str:
     return _partial("message", message=message, oob="outerHTML")
 
 
+#: Most bytes of HTML one websocket frame carries where the markup allows (the issue's bound is 64 KB).
+FRAME_BYTES = 60_000
+# Elements without an end tag: they never open a level.
+_VOID = {"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class _TopLevel(HTMLParser):
+    """Offsets in an HTML string where a top-level element starts (where it can be cut)."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.line_starts = [0]
+        for index, char in enumerate(html):
+            if char == "\n":
+                self.line_starts.append(index + 1)
+        self.depth = 0
+        self.cuts: list[int] = []
+        self.feed(html)
+        self.close()
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self.line_starts[line - 1] + column
+
+    def handle_starttag(self, tag, attrs):
+        if self.depth == 0:
+            self.cuts.append(self._offset())
+        if tag not in _VOID:
+            self.depth += 1
+
+    def handle_endtag(self, tag):
+        if tag not in _VOID:
+            self.depth = max(0, self.depth - 1)
+
+
+def _pieces(html: str, limit: int) -> list[str]:
+    """`html` cut between top-level elements into pieces of at most `limit` bytes (an element that is
+    larger on its own stays whole)."""
+    cuts = [cut for cut in _TopLevel(html).cuts if cut > 0] + [len(html)]
+    pieces, start, size, last = [], 0, 0, 0
+    for cut in cuts:
+        block = len(html[last:cut].encode())
+        if size and size + block > limit:
+            pieces.append(html[start:last])
+            start, size = last, 0
+        size += block
+        last = cut
+    pieces.append(html[start:])
+    return pieces
+
+
+def message_frames(reply: Message, after: str = "") -> list[str]:
+    """The finished `reply` in place of the one on the page (`after` joins the first frame), as frames
+    of at most FRAME_BYTES where its body allows: a long reply's rendered body goes out in pieces cut
+    between top-level blocks, the first with the message itself, the others appended to its body."""
+    whole = message(reply) + after
+    if len(whole.encode()) <= FRAME_BYTES:
+        return [whole]
+    shell = len(whole.encode()) - len(reply.html.encode())
+    pieces = _pieces(reply.html, max(FRAME_BYTES - shell, FRAME_BYTES // 4))
+    first = copy.copy(reply)
+    first.html = pieces[0]
+    body = message_dom_id(reply.pk, "body")
+    return [message(first) + after] + [
+        f'<div id="{body}" hx-swap-oob="beforeend">{piece}</div>' for piece in pieces[1:]
+    ]
+
+
 def new_turns(messages: Iterable[Message]) -> str:
     """Messages appended to the list, and the send button disabled while their reply is written."""
     return _partial("messages_append", chat_messages=list(messages)) + send_button(busy=True)
 
 
 def message_list(
-    messages: list[Message], *, conversation=None, context_from: int = 0, earlier_before: int | None = None
+    messages: list[Message],
+    *,
+    conversation=None,
+    context_from: int = 0,
+    earlier_before: int | None = None,
+    budget_exhausted: bool = False,
 ) -> str:
     """The whole list in place of the page's (a socket that (re)connects), with the send button's state
     and any error left by an earlier socket (e.g. "reconnecting") cleared."""
@@ -83,7 +170,7 @@ def message_list(
             earlier_before=earlier_before,
             latest_id=messages[-1].pk if messages else None,
         )
-        + send_button(busy=busy)
+        + send_button(busy=busy, budget_exhausted=budget_exhausted)
         + _partial("chat_error", oob=True)
     )
 
@@ -105,8 +192,14 @@ def meter(meter) -> str:
     return _partial("meter", meter=meter, oob=True)
 
 
-def send_button(*, busy: bool) -> str:
-    return _partial("send_button", busy=busy, oob=True)
+def send_button(*, busy: bool, budget_exhausted: bool = False) -> str:
+    """The send button, disabled (with the reason) while a reply is written or the budget is used up."""
+    return _partial("send_button", busy=busy, budget_exhausted=budget_exhausted, oob=True)
+
+
+def budget(user) -> str:
+    """The budget banner brought up to date (after each reply: spend changes only then)."""
+    return _partial("budget", user=user, oob=True)
 
 
 def composer_cleared() -> str:
@@ -125,6 +218,6 @@ def error(text: str) -> str:
 
 def title(conversation) -> str:
     """The conversation's new title in the page's header and in its sidebar entry."""
-    return _partial("conversation_title", conversation=conversation, oob=True) + _partial(
+    return _partial("heading", conversation=conversation, oob=True) + _partial(
         "sidebar_title", conversation=conversation
     )

@@ -22,6 +22,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from billing.services import budget_status
 from billing.usage import LedgerLabels, Usage
 
 from . import fragments, leases, services, titles
@@ -39,6 +40,7 @@ from .context import fit_request
 from .control import SNAPSHOT, STOP, control_group
 from .meters import meter_for
 from .models import Conversation, Message, conversation_group
+from .rendering import MarkdownStream
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +123,16 @@ def _load_context(message_id: int) -> ReplyContext:
 
 
 @database_sync_to_async
-def _meter(conversation_id: int):
-    return meter_for(Conversation.objects.get(pk=conversation_id))
+def _after_reply(conversation_id: int) -> str:
+    """What a finished reply changes besides itself: the header's meter, the owner's budget banner and
+    the send button (enabled, unless that reply used up the budget)."""
+    conversation = Conversation.objects.select_related("owner").get(pk=conversation_id)
+    exhausted = budget_status(conversation.owner).level == "exhausted"
+    return (
+        fragments.send_button(busy=False, budget_exhausted=exhausted)
+        + fragments.meter(meter_for(conversation))
+        + fragments.budget(conversation.owner)
+    )
 
 
 class Generation:
@@ -144,6 +154,8 @@ class Generation:
         self.stop_requested = False
         # Text already published to sockets (a continued reply's earlier text is on the page already).
         self._sent: list[str] = [context.continued] if context.continued else []
+        # The published text rendered incrementally: each frame carries only what changed.
+        self.markdown = MarkdownStream(context.continued)
         self._pending: list[str] = []  # received, not yet published
         # Thinking, published the same way into the section above the answer (see _flush).
         self._earlier_thinking = context.continued_thinking or services.ReplyThinking()
@@ -303,7 +315,8 @@ class Generation:
                 chunk = "".join(self._pending)
                 self._pending.clear()
                 self._sent.append(chunk)
-                html += fragments.delta(self.message_id, chunk)
+                completed = self.markdown.feed(chunk)
+                html += fragments.delta(self.message_id, chunk, completed, self.markdown.open_html())
             checkpointer.mark(self)  # once per frame, not per delta
             await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
 
@@ -352,7 +365,12 @@ class Generation:
                 self.stop()
             elif event["type"] == SNAPSHOT:
                 async with self._send_lock:
-                    html = fragments.body_text(self.message_id, self.sent_text())
+                    html = fragments.body_text(
+                        self.message_id,
+                        self.sent_text(),
+                        self.markdown.completed_html(),
+                        self.markdown.open_html(),
+                    )
                     html += fragments.thinking_text(self.message_id, "".join(self._sent_thinking))
                     await self.layer.send(event["reply_channel"], {"type": "chat.frame", "html": html})
 
@@ -392,9 +410,8 @@ class Generation:
         )
         if message is None:
             return  # deleted meanwhile (its spend is in the ledger all the same), or ended by a sweep
-        meter = await _meter(self.conversation_id)
-        html = fragments.message(message) + fragments.send_button(busy=False) + fragments.meter(meter)
-        await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
+        for html in fragments.message_frames(message, after=await _after_reply(self.conversation_id)):
+            await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
         if self.untitled and message.status == Message.Status.COMPLETE:
             titles.title_schedule(self.conversation_id)
 

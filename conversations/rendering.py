@@ -69,14 +69,175 @@ def _table_alignment_as_class(state) -> None:
 
 def render_markdown(text: str) -> str:
     """Rendered, sanitised HTML for `text` (raw HTML in the source is shown as text, never run)."""
-    raw = _markdown().render(text)
-    return nh3.clean(
-        raw,
-        tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer nofollow",
-    )
+    return _clean(_markdown().render(text))
+
+
+# Built once: configuring a sanitiser costs more than cleaning a streamed sentence with it.
+_cleaner = nh3.Cleaner(
+    tags=ALLOWED_TAGS,
+    attributes=ALLOWED_ATTRIBUTES,
+    url_schemes={"http", "https", "mailto"},
+    link_rel="noopener noreferrer nofollow",
+)
+
+
+def _clean(raw: str) -> str:
+    return _cleaner.clean(raw)
+
+
+# The incomplete last line of a streaming reply is held back while it is nothing but markdown
+# punctuation ("-", "1.", "##", "```"): shown early it would flash as a heading underline or a stray
+# character and then change into something else.
+_PUNCTUATION_ONLY = re.compile(r"[\s#>*_\-=+`~|:.)\d]*")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.M)
+_TABLE_DELIMITER = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+_BULLET = re.compile(r"^\s*[*+-]\s", re.M)
+_OPEN_LINK = re.compile(r"\[([^\]\n]*)(?:\]\([^)\s]*)?$")
+
+
+def _display_tail(text: str) -> str:
+    """The open end of a streaming reply as it should look for now: markers that are still open
+    (`**bold`, `` `code``, an unfinished link) closed or hidden, so no literal `**` flashes by and the
+    text grows by appending. Only for display: the finished reply is rendered from its real text."""
+    head, _, last = text.rpartition("\n")
+    if last and _PUNCTUATION_ONLY.fullmatch(last):
+        text = head + ("\n" if head else "")
+    if len(_FENCE.findall(text)) % 2:
+        return text  # inside an open code fence: markdown-it renders it to the end as code already
+    # A table's first rows are held back until its delimiter row (`|---|`) makes them a table: shown
+    # before, they would read as a paragraph of pipes and then change into the table.
+    lines = text.split("\n")
+    end = len(lines) - 1 if lines[-1] == "" else len(lines)
+    first_row = end
+    while first_row and lines[first_row - 1].lstrip().startswith("|"):
+        first_row -= 1
+    if first_row < end and not any(_TABLE_DELIMITER.match(line) for line in lines[first_row:end]):
+        text = "\n".join(lines[:first_row]) + ("\n" if first_row else "")
+    paragraph = text[text.rfind("\n\n") + 1 :]
+    body = paragraph.rstrip("*_~`[")
+    cut = len(paragraph) - len(body)
+    if cut:
+        text, paragraph = text[: len(text) - cut], body
+    if (link := _OPEN_LINK.search(paragraph)) is not None:
+        text = text[: len(text) - len(paragraph) + link.start()] + link.group(1)
+        paragraph = paragraph[: link.start()] + link.group(1)
+    if paragraph.count("`") % 2:
+        return text + "`"
+    plain = _BULLET.sub("", _CODE_SPAN.sub("", paragraph))
+    closers = ""
+    if plain.count("~~") % 2:
+        closers += "~~"
+    if plain.count("**") % 2:
+        closers += "**"
+    if plain.replace("**", "").count("*") % 2:
+        closers = "*" + closers
+    return text + closers
+
+
+class MarkdownStream:
+    """A growing reply rendered incrementally, with the work per update bounded by its open end.
+
+    Top-level blocks that can no longer change are rendered once and handed out as `completed`; only
+    the text after them (the open last block) is parsed and rendered again on each update. The
+    concatenation of every completed piece and the final render of the rest equals
+    `render_markdown(whole text)`, so the finished reply replaces the streamed one without a re-flow.
+    (One exception: a link reference definition streamed after a block that uses it.)
+    """
+
+    def __init__(self, text: str = "") -> None:
+        self.completed: list[str] = []  # sanitised HTML of every block that can no longer change
+        self.open_text = ""  # the source after those blocks
+        # The open paragraph's finished sentences, rendered (see `open_html`).
+        self._sentences_src = ""
+        self._sentences_html = ""
+        if text:
+            self.feed(text)
+
+    def feed(self, chunk: str) -> str:
+        """Add `chunk`; returns the HTML of blocks it completed (to append after the earlier ones)."""
+        self.open_text += chunk
+        text = self.open_text
+        blocks = [t for t in _blocks(text) if t.level == 0 and t.nesting >= 0 and t.map]
+        # A block is complete once the next one has started on a complete line (a half line can still
+        # turn into something else: `-` into a list item or a heading underline), or, for blocks that
+        # a blank line ends for good, as soon as the next one has started after that blank line.
+        lines = text.count("\n")
+        last_start = None
+        for before, block in zip(reversed(blocks[:-1]), reversed(blocks[1:]), strict=True):
+            start = block.map[0]
+            if lines >= start + 1 or (before.map[1] < start and before.type in _ENDED_BY_A_BLANK_LINE):
+                last_start = start
+                break
+        if last_start is None:
+            return ""
+        offset = _line_offset(text, last_start)
+        html = render_markdown(text[:offset])
+        self.completed.append(html)
+        self.open_text = text[offset:]
+        return html
+
+    def open_html(self) -> str:
+        """The open end, rendered for display while streaming (open markers closed or held back).
+
+        The open end is most often one long paragraph, and inline markdown is the slow part: its
+        finished sentences (no marker open at their end) are rendered once and kept, so an update
+        renders only the sentence being written."""
+        text = _display_tail(self.open_text)
+        blocks = _blocks(text)
+        if [t.type for t in blocks] != ["paragraph_open", "inline", "paragraph_close"]:
+            return _clean(_markdown().render(text))
+        content = blocks[1].content
+        if not content.startswith(self._sentences_src):
+            self._sentences_src, self._sentences_html = "", ""
+        rest = content[len(self._sentences_src) :]
+        end = _last_settled_sentence(rest)
+        if end:
+            self._sentences_html += _clean(_markdown().renderInline(rest[:end]))
+            self._sentences_src += rest[:end]
+            rest = rest[end:]
+        return f"<p>{self._sentences_html}{_clean(_markdown().renderInline(rest))}</p>\n"
+
+    def final_open_html(self) -> str:
+        """The open end rendered exactly (the reply ended)."""
+        return render_markdown(self.open_text)
+
+    def completed_html(self) -> str:
+        return "".join(self.completed)
+
+
+# Top-level blocks that nothing after a blank line can continue (lists and indented code can be).
+_ENDED_BY_A_BLANK_LINE = {"paragraph_open", "heading_open", "fence", "hr", "table_open", "blockquote_open"}
+
+
+def _blocks(text: str) -> list:
+    """The block tokens of `text`, without the (slow) inline parsing."""
+    tokens: list = []
+    md = _markdown()
+    md.block.parse(text, md, {}, tokens)
+    return tokens
+
+
+_SENTENCE_END = re.compile(r"[.!?:;] +(?=\S)")
+
+
+def _last_settled_sentence(text: str) -> int:
+    """Where the last finished sentence of `text` ends (0: none), if no inline marker is open there
+    (emphasis, code, links, raw < and escapes are left to the whole render)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    for end in reversed(ends):
+        head = text[:end]
+        if any(c in head for c in "[]<>\\") or any(head.count(c) % 2 for c in "*_`~"):
+            continue
+        return end
+    return 0
+
+
+def _line_offset(text: str, line: int) -> int:
+    offset = 0
+    for _ in range(line):
+        offset = text.index("\n", offset) + 1
+    return offset
 
 
 TITLE_CHARS = 60

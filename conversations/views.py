@@ -3,6 +3,8 @@ htmx and the websocket make it better."""
 
 from __future__ import annotations
 
+import re
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages as flash
@@ -11,13 +13,15 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from billing.services import SpendRefused
+from billing.services import SpendRefused, budget_status
 
 from . import attachments, fragments, replies, services
 from .catalog import EFFORTS, model_info, takes_effort
 from .meters import meter_for
 from .models import Attachment, Conversation, Message, Preset
 from .sidebar import sidebar_page
+
+EMPTY_MESSAGE = "Type a message first."
 
 
 def _before(request: HttpRequest) -> int | None:
@@ -40,6 +44,7 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, **ext
         "context_from": conversation.context_from if conversation else 0,
         "meter": meter_for(conversation) if conversation else None,
         "busy": bool(conversation) and conversation.messages.filter(status=Message.Status.STREAMING).exists(),
+        "budget_exhausted": budget_status(request.user).level == "exhausted",
         "models": settings.CHAT_MODELS,
         "default_model": settings.CHAT_DEFAULT_MODEL,
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
@@ -102,6 +107,9 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
     """Create a conversation from the home page's composer, with its first message if one was typed."""
     user = await request.auser()
     text = request.POST.get("message", "")
+    if text and not text.strip():
+        # Only spaces: nothing to send, and no empty conversation made for it.
+        return await sync_to_async(_render_page_with_error)(request, None, EMPTY_MESSAGE, text)
     try:
         conversation = await sync_to_async(services.conversation_create)(
             owner=user, model=request.POST.get("model"), preset_id=request.POST.get("preset")
@@ -296,16 +304,39 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    """Rename from the sidebar. With htmx the answer is the sidebar item (still highlighted if it is
+    the open conversation), plus that page's heading and tab title; a bad title is an error inside
+    the item, with what was typed kept. Without htmx: back to the page, or the page with the error."""
     conversation = _owned_conversation(request, pk)
+    title = request.POST.get("title", "")
     try:
-        services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+        services.conversation_rename(conversation=conversation, title=title)
     except services.InvalidInput as exc:
+        error = {"rename_error": str(exc), "rename_pk": conversation.pk, "rename_value": title}
         if request.htmx:
-            return HttpResponse(str(exc), status=400)
-        flash.error(request, str(exc))
+            context = {"item": conversation, "conversation": _current_conversation(request), **error}
+            return render(request, "conversations/_sidebar_list.html#sidebar_item", context)
+        current = _current_conversation(request)
+        context = _page_context(request, current, **error)
+        return render(request, "conversations/conversation.html", context, status=400)
     if request.htmx:
-        return render(request, "conversations/_sidebar_list.html#sidebar_item", {"item": conversation})
+        current = _current_conversation(request)
+        renamed = conversation if current is not None and current.pk == conversation.pk else None
+        return render(
+            request,
+            "conversations/conversation.html#renamed",
+            {"item": conversation, "conversation": renamed, "oob": True},
+        )
     return redirect(conversation)
+
+
+def _current_conversation(request: HttpRequest) -> Conversation | None:
+    """The user's conversation the request was made from (htmx's current URL, or the referring page)."""
+    url = (request.htmx.current_url_abs_path if request.htmx else None) or request.headers.get("Referer", "")
+    match = re.search(r"/c/(\d+)/", url or "")
+    if match is None:
+        return None
+    return Conversation.objects.owned_by(request.user).filter(pk=int(match.group(1))).first()
 
 
 @login_required

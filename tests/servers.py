@@ -146,8 +146,9 @@ class Worker:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self) -> Worker:
-        self.port = free_port()
+    def start(self, port: int | None = None) -> Worker:
+        """Start serving, on `port` if given (a restart where pages expect it), else on a free one."""
+        self.port = port or free_port()
         daphne = shutil.which("daphne", path=str(VENV_BIN)) or "daphne"
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(

@@ -94,3 +94,24 @@ async def test_a_refused_send_keeps_the_text_in_the_composer():
     await socket.close()
     assert "budget" in frame
     assert 'id="composer-input"' not in frame  # the composer is only emptied once a message is stored
+
+
+async def test_the_banner_follows_each_reply_and_send_is_disabled_once_the_budget_is_used_up():
+    from billing.models import UserBudget
+
+    text = "Use it up [[offline tps=40 reply_tokens=40]]"
+    user, [conversation], _ = await user_with_budget_for(3, text, conversations=1)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    first = await socket.receive()
+    assert "Monthly budget reached" not in first
+    await socket.send(message=text)
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    # Meanwhile an administrator lowers the budget below what this reply costs.
+    await sync_to_async(UserBudget.objects.filter(user=user).update)(monthly_limit=1)
+    frames = await socket.receive_until(lambda f: "status-complete" in f, timeout=20)
+    await socket.close()
+    final = frames[-1]
+    assert '<div class="chat-banners" id="chat-banners" hx-swap-oob="true">' in final
+    assert "Monthly budget reached" in final
+    button = final[final.index('<button id="send-button"') :].split(">", 1)[0]
+    assert "disabled" in button and "budget is used up" in button

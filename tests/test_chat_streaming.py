@@ -157,7 +157,7 @@ async def test_closing_the_socket_does_not_stop_the_reply_and_a_reconnect_catche
 
     # The reconnected socket got the text so far (one snapshot) and then only the rest, live.
     snapshot = re.search(
-        rf'<div id="msg-{assistant.pk}-body" hx-swap-oob="innerHTML">(.*?)</div>', "".join(frames), re.S
+        rf'<div id="msg-{assistant.pk}-body" data-catch-up hx-swap-oob="innerHTML">(.*?)</div>', "".join(frames), re.S
     )
     assert snapshot, "no catch-up snapshot after reconnect"
     import html
@@ -167,7 +167,7 @@ async def test_closing_the_socket_does_not_stop_the_reply_and_a_reconnect_catche
         [
             i
             for i, f in enumerate(frames)
-            if 'hx-swap-oob="innerHTML"' in f and f"msg-{assistant.pk}-body" in f
+            if f'id="msg-{assistant.pk}-body" data-catch-up' in f
         ][-1]
         + 1 :
     ]

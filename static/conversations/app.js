@@ -1,25 +1,112 @@
-// Small enhancements on top of htmx: Enter to send, copy buttons, keeping the newest text in view.
+// Small enhancements on top of htmx: the composer and its keys, copy buttons, following the newest
+// text, the connection state and the conversation drawer. No framework; no inline handlers (CSP).
 (function () {
   "use strict";
 
-  function composer() { return document.getElementById("composer"); }
+  function $(id) { return document.getElementById(id); }
+  function composer() { return $("composer"); }
+  function input() { return $("composer-input"); }
+  function messages() { return $("messages"); }
+  function chat() { return document.querySelector(".chat"); }
+  var connected = true;
+
+  function hint(text) {
+    var el = $("composer-hint");
+    if (el) el.textContent = text || "";
+  }
+
+  function streamingReply() { return document.querySelector("#messages .message.status-streaming"); }
+
+  function focusComposer() {
+    var box = input();
+    if (box && !box.readOnly && document.activeElement !== box) box.focus({ preventScroll: true });
+  }
+
+  function send() {
+    var box = input(), form = composer(), button = $("send-button");
+    if (!box || !form) return;
+    // Files alone may be sent (13): only an empty box with no attachment chip is refused.
+    var files = document.querySelector("#attachment-chips .attachment-chip");
+    if (box.value.trim() === "" && !files) {
+      hint("Type a message first.");
+      return;
+    }
+    if (!connected) {
+      hint("Not connected: your message is kept and can be sent once the connection is back.");
+      return;
+    }
+    if (button && button.disabled) {
+      // Never lose the text: it stays in the box until the reply has finished.
+      hint(button.getAttribute("data-wait") || "Your message is kept; it can be sent once the reply has finished.");
+      return;
+    }
+    hint("");
+    form.requestSubmit(button);
+  }
+
+  function stopReply() {
+    var reply = streamingReply();
+    var stop = reply && reply.querySelector("button.stop");
+    if (stop && connected) stop.click();
+  }
 
   document.addEventListener("keydown", function (event) {
-    var input = event.target;
-    if (input.id !== "composer-input" || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
-    event.preventDefault();
-    var button = document.getElementById("send-button");
-    var files = document.querySelector("#attachment-chips .attachment-chip");
-    if (button && !button.disabled && (input.value.trim() !== "" || files)) composer().requestSubmit(button);
+    var target = event.target;
+    if (event.key === "Escape") {
+      var drawer = $("sidebar");
+      if (drawer && drawer.classList.contains("open")) { closeDrawer(); return; }
+      // Esc in a menu or the conversation list closes or leaves that; elsewhere it stops the reply.
+      if (streamingReply() && !(target.closest && target.closest("details[open], .sidebar"))) {
+        event.preventDefault(); stopReply(); return;
+      }
+    }
+    if (event.altKey && event.shiftKey && (event.key === "N" || event.key === "n" || event.code === "KeyN")) {
+      var link = document.querySelector(".new-conversation");
+      if (link) { event.preventDefault(); window.location.assign(link.href); }
+      return;
+    }
+    if (target.id === "composer-input" && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
   });
 
-  // Copy a code block, or a whole reply as plain text.
+  document.addEventListener("input", function (event) {
+    if (event.target.id === "composer-input" && event.target.value.trim()) hint("");
+  });
+
+  // The home page's Send with nothing typed: say so instead of making an empty conversation.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.id === "composer" && form.hasAttribute("data-needs-text") && input() && input().value.trim() === "") {
+      event.preventDefault();
+      hint("Type a message first.");
+      focusComposer();
+    }
+  });
+
+  // Without text the browser refuses to submit (required): say it in the page's words.
+  document.addEventListener("invalid", function (event) {
+    if (event.target.id === "composer-input") { event.preventDefault(); hint("Type a message first."); focusComposer(); }
+  }, true);
+
+  // Copy a code block, or a whole reply as plain text; dismiss a notice or a receipt.
   document.addEventListener("click", function (event) {
+    var dismiss = event.target.closest("[data-dismiss]");
+    if (dismiss) {
+      var box = dismiss.closest("[data-dismissable], .flash");
+      if (box) box.remove();
+      return;
+    }
+    var toggle = event.target.closest("[data-drawer-toggle]");
+    if (toggle) { event.preventDefault(); $("sidebar").classList.contains("open") ? closeDrawer() : openDrawer(); return; }
+    if (event.target.closest("[data-drawer-close]")) { event.preventDefault(); closeDrawer(); return; }
+    if (event.target.closest("#jump-latest")) { toBottom(); focusComposer(); return; }
     var button = event.target.closest("[data-copy], [data-copy-message]");
     if (!button) return;
     var text;
     if (button.hasAttribute("data-copy-message")) {
-      var body = document.getElementById(button.getAttribute("data-copy-message"));
+      var body = $(button.getAttribute("data-copy-message"));
       text = body ? body.innerText : "";
     } else {
       var code = button.parentElement.querySelector("code");
@@ -38,33 +125,131 @@
     }
   });
 
-  // Follow the reply as it grows, unless the reader scrolled up to read something else.
+  // The conversation list as a drawer on narrow screens (without JS, the link opens it by :target).
+  function openDrawer() {
+    var drawer = $("sidebar"), toggle = document.querySelector("[data-drawer-toggle]");
+    drawer.classList.add("open");
+    if (toggle) toggle.setAttribute("aria-expanded", "true");
+    var current = drawer.querySelector("[aria-current=page]") || drawer.querySelector("a");
+    if (current) current.focus();
+  }
+  function closeDrawer() {
+    var drawer = $("sidebar"), toggle = document.querySelector("[data-drawer-toggle]");
+    if (!drawer) return;
+    drawer.classList.remove("open");
+    if (location.hash === "#sidebar") history.replaceState(null, "", location.pathname + location.search);
+    if (toggle) { toggle.setAttribute("aria-expanded", "false"); if (window.getComputedStyle(toggle).display !== "none") toggle.focus(); }
+  }
+
+  // Follow the reply as it grows while the reader is at the bottom; otherwise offer a way back.
   var stickToBottom = true;
-  function messages() { return document.getElementById("messages"); }
+  function atBottom(list) { return list.scrollHeight - list.scrollTop - list.clientHeight < 48; }
+  function showJump() {
+    var jump = $("jump-latest");
+    if (jump) jump.hidden = stickToBottom;
+  }
+  var autoTop = 0, autoHeight = 0;  // where the last automatic scroll left the list, and its height
+  function toBottom() {
+    var list = messages();
+    if (!list) return;
+    list.scrollTop = list.scrollHeight;
+    autoTop = list.scrollTop;
+    autoHeight = list.scrollHeight;
+    stickToBottom = true;
+    showJump();
+  }
   document.addEventListener("scroll", function (event) {
     var list = messages();
-    if (event.target === list) stickToBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+    if (event.target === list) { stickToBottom = atBottom(list); showJump(); }
   }, true);
   function follow() {
     var list = messages();
-    if (list && stickToBottom) list.scrollTop = list.scrollHeight;
+    // The reader scrolled up since the last automatic scroll, and its scroll event is not in yet.
+    if (list && list.scrollTop + 4 < autoTop && list.scrollHeight >= autoHeight) stickToBottom = false;
+    if (stickToBottom) toBottom(); else showJump();
   }
-  document.addEventListener("htmx:wsAfterMessage", follow);
-  document.addEventListener("DOMContentLoaded", follow);
 
-  // The server closes a socket with 4401 when its sign-in ended (logged out, password changed, account
-  // deactivated): reload, which lands on the login page (or, after a password change in this browser,
-  // back here with the new session).
-  document.addEventListener("htmx:wsClose", function (event) {
-    if (event.detail && event.detail.event && event.detail.event.code === 4401) window.location.reload();
+  // A catch-up must never show less of a reply than the page already has: a socket that (re)joins gets
+  // the list as last saved (up to a second behind what streamed) before the live text catches up.
+  function sourceOf(root, id) {
+    var el = root.querySelector ? root.querySelector("#" + id + "-body.source") : null;
+    return el ? el.textContent : null;
+  }
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target, fragment = event.detail.fragment;
+    if (!target || !fragment) return;
+    if (target.id === "messages") {
+      target.querySelectorAll(".message.status-streaming[data-attempt]").forEach(function (shown) {
+        var incoming = fragment.querySelector("#" + shown.id);
+        if (!incoming || incoming.getAttribute("data-attempt") !== shown.getAttribute("data-attempt")) return;
+        if (!incoming.classList.contains("status-streaming")) return;
+        var have = sourceOf(shown, shown.id), got = sourceOf(incoming, shown.id);
+        if (have !== null && got !== null && have.length > got.length && have.indexOf(got) === 0) {
+          incoming.replaceWith(shown.cloneNode(true));
+        }
+      });
+    } else if (fragment.hasAttribute && fragment.hasAttribute("data-catch-up")) {
+      // A snapshot shorter than what is shown, of the same text: keep what is shown and its rendering
+      // (the blocks and tail swaps of the same frame are skipped too).
+      var have = target.textContent, got = fragment.textContent;
+      if (have.length > got.length && have.indexOf(got) === 0) {
+        event.detail.shouldSwap = false;
+        var domId = target.id.replace(/-body$/, "");
+        skipping[domId + "-blocks"] = skipping[domId + "-tail"] = true;
+      }
+    } else if (skipping[target.id]) {
+      event.detail.shouldSwap = false;
+      delete skipping[target.id];
+    }
   });
+  var skipping = {};
+
+  document.addEventListener("htmx:wsAfterMessage", follow);
+  document.addEventListener("DOMContentLoaded", function () {
+    toBottom();
+    // The composer is where typing goes, unless the page opened somewhere else on purpose (#fragment).
+    if (!location.hash || location.hash === "#composer-input") focusComposer();
+    var drawer = $("sidebar");
+    if (drawer && location.hash === "#sidebar") drawer.classList.add("open");
+  });
+  window.addEventListener("resize", follow);
+
+  // Connection state: say when the socket is down, and keep the draft while nothing can be sent.
+  function setConnected(state) {
+    connected = state;
+    var status = $("connection-status"), box = input(), section = chat();
+    if (!status || !section) return;
+    section.classList.toggle("disconnected", !state);
+    status.hidden = state;
+    status.textContent = state ? "" : "Connection lost. Reconnecting… Sending is paused; your draft is kept.";
+    var button = $("send-button");
+    // Send waits for the connection; once it is back the server sends the button's real state.
+    if (button && !state) { button.disabled = true; button.setAttribute("data-wait", status.textContent); }
+    if (box) {
+      box.readOnly = !state;
+      if (state) box.removeAttribute("aria-disabled"); else box.setAttribute("aria-disabled", "true");
+    }
+    if (state) { hint(""); focusComposer(); }
+  }
+  document.addEventListener("htmx:wsOpen", function () { setConnected(true); });
+  document.addEventListener("htmx:wsClose", function (event) {
+    // The server closes a socket with 4401 when its sign-in ended (logged out, password changed, account
+    // deactivated): reload, which lands on the login page (or, after a password change in this browser,
+    // back here with the new session).
+    if (event.detail && event.detail.event && event.detail.event.code === 4401) { window.location.reload(); return; }
+    setConnected(false);
+  });
+  document.addEventListener("htmx:wsError", function () { setConnected(false); });
 
   // After the server stored a sent message it replaces the input: put the cursor back in it.
   document.addEventListener("htmx:oobAfterSwap", function (event) {
-    if (event.detail && event.detail.target && event.detail.target.id === "composer-input") {
-      event.detail.target.focus();
-    }
+    var target = event.detail && event.detail.target;
+    if (!target) return;
+    if (target.id === "composer-input") focusComposer();
+    if (target.id === "send-button" && !target.disabled) hint("");
   });
+  // Whatever was clicked to send (the Send button), typing goes on in the composer.
+  document.addEventListener("htmx:wsAfterSend", function () { focusComposer(); });
 })();
 
 // Attachments: the file picker, drag and drop and paste upload each file to the conversation's pending

@@ -256,3 +256,18 @@ def test_enforcement_dashboard_and_admin_apply_the_same_budget_rule(settings):
     assert site_admin.limit(site) == "$1.00"
     site.policy = BudgetPolicy.UNLIMITED
     assert site_admin.limit(site) == "unlimited"
+
+
+def test_rate_limit_says_how_long_to_wait(settings, monkeypatch):
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 2
+    user = make_user()
+    start = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: start)
+    reserve(user, message_id=1, prompt_tokens=10, max_tokens=10)
+    monkeypatch.setattr(timezone, "now", lambda: start + timedelta(seconds=20))
+    reserve(user, message_id=2, prompt_tokens=10, max_tokens=10)
+    monkeypatch.setattr(timezone, "now", lambda: start + timedelta(seconds=45))
+    with pytest.raises(RateLimited) as excinfo:
+        reserve(user, message_id=3, prompt_tokens=10, max_tokens=10)
+    # The first of the two leaves the minute 15 s from now.
+    assert "Please wait 15 s" in str(excinfo.value)

@@ -75,6 +75,7 @@ def test_logging_out_in_one_tab_closes_the_other_tabs_live_socket(new_context, s
     probe_state(probe, "probe.frames >= 1")  # the state every socket gets first
 
     with socket.expect_event("close"):
+        tab_a.locator(".account-menu summary").click()
         tab_a.get_by_role("button", name="Log out").click()
         expect(tab_a).to_have_url(re.compile(r"/accounts/login/"))
 

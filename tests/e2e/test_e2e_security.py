@@ -122,7 +122,9 @@ def test_no_csp_violation_while_chatting_on_the_usage_page_and_on_the_dashboard(
     reply = page.locator("#messages article.message.assistant").last
     expect(reply).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
     reply.get_by_role("link", name="Receipt").click()
-    expect(reply.locator(".receipt h2")).to_contain_text("Receipt for reply")
+    expect(reply.locator(".receipt h2")).to_contain_text("Receipt")
+    reply.get_by_role("button", name="Close the receipt").click()
+    expect(reply.locator(".receipt h2")).to_have_count(0)
     page.locator(".code-block button.copy-code").first.click()
     visit(page, "/usage/")
     expect(page.locator("#my-usage")).to_contain_text("Total:")
