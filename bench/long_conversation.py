@@ -56,6 +56,10 @@ def build():
         )
         for i in range(MESSAGES)
     )
+    linked = list(conversation.messages.order_by("pk"))  # one branch: each follows the one before
+    for previous, message in zip(linked, linked[1:], strict=False):
+        message.parent = previous
+    Message.objects.bulk_update(linked, ["parent"], batch_size=500)
     return user, conversation
 
 

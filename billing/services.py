@@ -286,6 +286,7 @@ def usage_record(
     estimated: bool,
     attempt_id: uuid.UUID | None = None,
     purpose: str = "reply",
+    hold_id: int | None = None,
 ) -> UsageRecord:
     """Write one immutable ledger row for one API call and settle the message's open reservation.
 
@@ -293,6 +294,8 @@ def usage_record(
     priced=False). Call inside the transaction that finalises the message. A call that failed before
     any tokens is recorded with a zero Usage(). A call is recorded once: if `attempt_id` already has
     its row, that row is returned and nothing is written (the database's unique key backs this up).
+    `hold_id` names the reservation to settle when it was held under another id than `message_id`
+    (a call about a conversation rather than one message, such as its title).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -356,8 +359,9 @@ def usage_record(
             **pricing,
         )
         rollup_add(record)
-        if message_id is not None:
-            SpendReservation.objects.filter(message_id=message_id, settled_at__isnull=True).update(
+        settles = hold_id if hold_id is not None else message_id
+        if settles is not None:
+            SpendReservation.objects.filter(message_id=settles, settled_at__isnull=True).update(
                 settled_at=now
             )
     return record

@@ -270,6 +270,11 @@ if CHAT_DEFAULT_MODEL not in CHAT_MODELS:
         f"CHAT_DEFAULT_MODEL={CHAT_DEFAULT_MODEL!r} is not one of CHAT_MODELS={CHAT_MODELS}"
     )
 # max_tokens of a reply; unset (0): per model, from conversations/catalog.py (room for thinking).
+# The small, cheap model that titles a conversation after its first exchange (one more ledgered call,
+# counted toward the user's budget); "off": titles stay the first line of the first message.
+CHAT_TITLE_MODEL = os.environ.get("CHAT_TITLE_MODEL", "claude-haiku-5-5").strip()
+if CHAT_TITLE_MODEL.lower() in ("", "off"):
+    CHAT_TITLE_MODEL = ""
 CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS") or "0")
 # Prompt caching of every reply request (one rolling breakpoint): "1h", "5m" or "off". 1h by
 # measurement (bench/prompt_caching.py): 5m is cheaper only while every turn comes within 5 minutes,

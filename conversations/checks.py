@@ -28,16 +28,17 @@ def offered_models_are_priced(app_configs=None, **kwargs) -> list:
             )
     try:
         now = timezone.now()
-        unpriced = [m for m in settings.CHAT_MODELS if ModelPrice.objects.in_effect(m, now) is None]
+        models = [*settings.CHAT_MODELS, *([settings.CHAT_TITLE_MODEL] if settings.CHAT_TITLE_MODEL else [])]
+        unpriced = [m for m in dict.fromkeys(models) if ModelPrice.objects.in_effect(m, now) is None]
     except DatabaseError:
         return problems  # not migrated yet: `migrate` seeds the prices, and runs this check again
     for model in unpriced:
         problems.append(
             Error(
-                f"CHAT_MODELS offers {model!r}, but it has no price in force: its calls would be billed "
+                f"CHAT_MODELS or CHAT_TITLE_MODEL names {model!r}, but it has no price in force: its calls would be billed "
                 "at $0 and left out of budgets.",
                 hint="Add its price in the admin (Billing > Model prices) or with `manage.py load_prices`, "
-                "or remove it from CHAT_MODELS.",
+                "or remove it from CHAT_MODELS / CHAT_TITLE_MODEL.",
                 id="conversations.E001",
             )
         )

@@ -132,6 +132,10 @@ class ReplyRequest:
     # Ask models that think by default to stream a summary of their thinking: the page shows it above
     # the answer, and a reply stopped or dropped mid-thought is estimated from it.
     summarize_thinking: bool = False
+    # Ask for no thinking at all (small side calls such as titles, on models that allow it).
+    no_thinking: bool = False
+    # The API's stop_sequences: the reply ends before the first of them it would write.
+    stop_sequences: tuple[str, ...] = ()
     # `output_config.effort` ("low" ... "max"); "" leaves the model's default.
     effort: str = ""
 
@@ -152,6 +156,8 @@ class ReplyStream:
     request: ReplyRequest
     usage: Usage = field(default_factory=Usage)
     stop_reason: str | None = None
+    # The stop sequence the reply ended on (stop_reason "stop_sequence"), else "".
+    stop_sequence: str = ""
     request_id: str = ""
     opened: bool = False
     started: bool = False
@@ -226,7 +232,8 @@ class ReplyStream:
                 elif kind == "message_delta":
                     self.usage = usage_from_api(event.get("usage"), self.usage)
                     self.stop_reason = event["delta"].get("stop_reason")
-                # Other events (content_block_start/stop, signatures, unknown future types) carry no reply text.
+                    self.stop_sequence = event["delta"].get("stop_sequence") or ""
+                # Other events (unknown future types) carry no reply text.
         except anthropic.APIStatusError as exc:
             error = _map_status_error(exc, self.request_id)
             error.retry_after = _retry_after(exc)
@@ -292,6 +299,7 @@ async def count_prompt_tokens(request: ReplyRequest) -> int:
     params = build_params(request)
     params.pop("max_tokens")
     params.pop("metadata", None)
+    params.pop("stop_sequences", None)  # not a count_tokens argument: it changes no prompt token
     try:
         result = await client().messages.count_tokens(**params)
     except anthropic.APIStatusError as exc:
@@ -299,6 +307,29 @@ async def count_prompt_tokens(request: ReplyRequest) -> int:
     except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
         raise ClaudeError("connection", "Claude could not be reached. Please retry.", repr(exc)) from exc
     return result.input_tokens
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A short, non-streamed answer (a title): its text, what the call used, and its request id."""
+
+    text: str
+    usage: Usage
+    request_id: str
+
+
+async def complete(request: ReplyRequest) -> Completion:
+    """Ask for a short answer in one non-streamed call. Raises ClaudeError (nothing billable then)."""
+    try:
+        message = await client().messages.create(**build_params(request))
+    except anthropic.APIStatusError as exc:
+        raise _map_status_error(exc, "") from exc
+    except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
+        raise ClaudeError("timeout", "Claude stopped responding.", repr(exc)) from exc
+    except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+        raise ClaudeError("connection", "Claude could not be reached.", repr(exc)) from exc
+    text = "".join(block.text for block in message.content if block.type == "text")
+    return Completion(text=text, usage=usage_from_api(message.usage), request_id=message._request_id or "")
 
 
 def estimate_tokens_from_chars(chars: int) -> int:
@@ -313,8 +344,12 @@ def build_params(request: ReplyRequest) -> dict:
         params["system"] = request.system
     if request.user_id:
         params["metadata"] = {"user_id": request.user_id}
-    if request.summarize_thinking:
+    if request.no_thinking:
+        params["thinking"] = {"type": "disabled"}
+    elif request.summarize_thinking:
         params["thinking"] = {"type": "adaptive", "display": "summarized"}
+    if request.stop_sequences:
+        params["stop_sequences"] = list(request.stop_sequences)
     if request.effort:
         params["output_config"] = {"effort": request.effort}
     if request.cache_ttl:

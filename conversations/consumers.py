@@ -22,6 +22,7 @@ from .socket_limits import limits
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 256 * 1024
+ACTIONS = {"send", "stop", "retry", "regenerate", "continue", "edit", "branch", "delete_version"}
 # Close codes: 4401 not (or no longer) logged in: the page reloads, which lands on the login page;
 # 4404 no such conversation for this user; 4429 too many sockets for this user.
 CLOSE_UNAUTHENTICATED = 4401
@@ -124,10 +125,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 # that the message is safely stored.
                 await self._send_html(fragments.composer_cleared())
                 return
-            intent = {"stop": replies.stop, "retry": replies.retry, "continue": replies.continue_reply}
-            await intent[action](
-                user=self.user, message_id=frame.get("message_id"), conversation_id=self.conversation.pk
-            )
+            target = {"user": self.user, "message_id": frame.get("message_id"), "conversation_id": self.conversation.pk}
+            if action == "edit":
+                await replies.edit(**target, text=frame.get("message"))
+                return
+            if action == "branch":
+                await replies.branch(**target, index=frame.get("index"))
+                return
+            intent = {
+                "stop": replies.stop,
+                "retry": replies.regenerate,
+                "regenerate": replies.regenerate,
+                "continue": replies.continue_reply,
+                "delete_version": replies.delete_version,
+            }
+            await intent[action](**target)
         except (services.InvalidInput, SpendRefused) as exc:
             await self._send_html(fragments.error(str(exc)))
 
@@ -142,7 +154,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not isinstance(frame, dict):
             raise services.InvalidInput(f"{UNREADABLE} (expected an object).")
         action = frame.get("action") or "send"
-        if not isinstance(action, str) or action not in {"send", "stop", "retry", "continue"}:
+        if not isinstance(action, str) or action not in ACTIONS:
             raise services.InvalidInput("Unknown action.")
         conversation = frame.get("conversation")
         if conversation is not None and str(conversation) != str(self.conversation.pk):

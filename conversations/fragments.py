@@ -214,3 +214,10 @@ def composer_cleared() -> str:
 def error(text: str) -> str:
     """An error above the composer, for the one socket whose request failed."""
     return _partial("chat_error", error=text)
+
+
+def title(conversation) -> str:
+    """The conversation's new title in the page's header and in its sidebar entry."""
+    return _partial("heading", conversation=conversation, oob=True) + _partial(
+        "sidebar_title", conversation=conversation
+    )

@@ -25,7 +25,7 @@ from django.conf import settings
 from billing.services import budget_status
 from billing.usage import LedgerLabels, Usage
 
-from . import fragments, leases, services
+from . import fragments, leases, services, titles
 from .catalog import context_window, effort_for, model_info
 from .claude import (
     NOT_CONFIGURED,
@@ -65,6 +65,8 @@ class ReplyContext:
     continued: str = ""
     # Its thinking so far, to which the new call's thinking is added.
     continued_thinking: services.ReplyThinking | None = None
+    # Whether the conversation still has its first-line title (Claude titles it once a reply completes).
+    untitled: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Outcome:
 
     status: str
     stop_reason: str = ""
+    stop_sequence: str = ""
     error: str = ""
 
 
@@ -96,12 +99,16 @@ def _load_context(message_id: int) -> ReplyContext:
         user_id=opaque_user_id(conversation.owner_id),
         cache_ttl="" if settings.CHAT_PROMPT_CACHE_TTL == "off" else settings.CHAT_PROMPT_CACHE_TTL,
         summarize_thinking=model_info(message.model).thinks_by_default,
+        stop_sequences=tuple(conversation.stop_sequences),
         effort=effort_for(message.model, conversation.effort),
     )
     labels = services.ledger_labels_for(conversation, model=message.model)
     window = context_window(message.model)
     previous = (
-        conversation.messages.filter(role=Message.Role.ASSISTANT, pk__lt=message.pk).order_by("-pk").first()
+        conversation.messages.active()
+        .filter(role=Message.Role.ASSISTANT, pk__lt=message.pk)
+        .order_by("-pk")
+        .first()
     )
     if previous is not None and previous.stop_reason == "model_context_window_exceeded":
         # The previous reply ran into the window: that is where it really ends, so trim to fit it.
@@ -109,8 +116,9 @@ def _load_context(message_id: int) -> ReplyContext:
     earlier_thinking = (
         services.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms) if continued else None
     )
+    untitled = conversation.title_source == Conversation.TitleSource.FIRST_LINE
     return ReplyContext(
-        message.pk, message.attempt_id, conversation.pk, request, labels, window, continued, earlier_thinking
+        message.pk, message.attempt_id, conversation.pk, request, labels, window, continued, earlier_thinking, untitled
     )
 
 
@@ -137,6 +145,7 @@ class Generation:
         self.group = conversation_group(context.conversation_id)
         self.labels = context.labels
         self.context_window = context.context_window
+        self.untitled = context.untitled
         self.model = context.request.model
         self._hold_tasks: list[asyncio.Task] = []
         self.stream = self._new_stream(context.request)
@@ -225,6 +234,8 @@ class Generation:
             return Outcome(Message.Status.CUT_OFF, stop_reason=stop_reason)
         if stop_reason == "refusal":
             return Outcome(Message.Status.REFUSED, stop_reason=stop_reason)
+        if stop_reason == "stop_sequence":
+            return Outcome(Message.Status.COMPLETE, stop_reason=stop_reason, stop_sequence=self.stream.stop_sequence)
         if stop_reason is None:
             # Clean end without message_delta: the reply is incomplete, its text kept.
             return Outcome(Message.Status.ERROR, error="Claude's reply ended early.")
@@ -382,6 +393,7 @@ class Generation:
             content=self.text(),
             status=outcome.status,
             stop_reason=outcome.stop_reason,
+            stop_sequence=outcome.stop_sequence,
             error=outcome.error,
             request_id=stream.request_id,
             usage=stream.billable_usage(),
@@ -400,6 +412,8 @@ class Generation:
             return  # deleted meanwhile (its spend is in the ledger all the same), or ended by a sweep
         for html in fragments.message_frames(message, after=await _after_reply(self.conversation_id)):
             await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
+        if self.untitled and message.status == Message.Status.COMPLETE:
+            titles.title_schedule(self.conversation_id)
 
 
 class Checkpointer:

@@ -26,11 +26,13 @@ class Meter:
 
 
 def meter_for(conversation: Conversation) -> Meter:
-    """Cost and cache savings of every call in the conversation, and the tokens its latest reply used
+    """Cost and cache savings of every call in the conversation (every branch, titles included), and
+    the tokens the active branch's latest reply used
     (prompt plus output) of the model's window."""
     totals = UsageRecord.objects.for_conversation(conversation.pk).totals()
     latest = (
-        conversation.messages.filter(role=Message.Role.ASSISTANT)
+        conversation.messages.active()
+        .filter(role=Message.Role.ASSISTANT)
         .exclude(status=Message.Status.STREAMING)
         .order_by("-pk")
         .first()

@@ -36,12 +36,22 @@ class ConversationQuerySet(models.QuerySet):
 
 
 class Conversation(models.Model):
+    class TitleSource(models.TextChoices):
+        NONE = "", "None yet"
+        FIRST_LINE = "first_line", "First line of the first message"
+        CLAUDE = "claude", "Written by Claude"
+        USER = "user", "Renamed by hand"
+
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True)
+    # Where the title came from: a title renamed by hand is never replaced by one Claude writes.
+    title_source = models.CharField(max_length=16, choices=TitleSource.choices, blank=True, default="")
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
+    # The API's `stop_sequences` for every reply in this conversation (a list of strings).
+    stop_sequences = models.JSONField(default=list, blank=True)
     # How hard the model thinks (`output_config.effort`), for models that take it; "" is the model's default.
     effort = models.CharField(max_length=8, blank=True)
     # Messages with a lower id are no longer sent to Claude: the conversation outgrew the model's
@@ -88,15 +98,20 @@ _MESSAGE_MARKUP_BYTES = 700  # about what the article, its status line and actio
 
 
 class MessageQuerySet(models.QuerySet):
+    def active(self) -> MessageQuerySet:
+        """Messages on the conversation's active branch: what the page shows and Claude receives."""
+        return self.filter(active=True)
+
     def in_order(self) -> MessageQuerySet:
         """Messages oldest first, the order they are shown and sent to Claude."""
         return self.order_by("created_at", "id")
 
     def page(self, *, before: int | None = None) -> tuple[list[Message], int | None]:
-        """The latest messages (older than message id `before`, when given), oldest first: at most
+        """The latest messages of the active branch (older than message id `before`, when given),
+        oldest first, with their place among their versions (`annotate_branches`): at most
         PAGE_MESSAGES and about PAGE_BYTES of HTML, at least one. Also the id to pass as `before` for
         the messages earlier still, or None when there are none."""
-        query = self.order_by("-id").prefetch_related("attachments")
+        query = self.active().order_by("-id").prefetch_related("attachments")
         if before is not None:
             query = query.filter(pk__lt=before)
         newest_first: list[Message] = []
@@ -111,10 +126,23 @@ class MessageQuerySet(models.QuerySet):
             return [], None
         oldest = newest_first[-1].pk
         earlier = oldest if query.filter(pk__lt=oldest).exists() else None
-        return newest_first[::-1], earlier
+        return annotate_branches(newest_first[::-1]), earlier
 
 
 class Message(models.Model):
+    """One turn of a conversation, a node of its tree of branches.
+
+    Branch model: every message has a `parent` (the turn it answers or follows; None for a first
+    message), so a conversation is a tree. Messages with the same parent are *versions* of one turn
+    ("< 2 / 3 >" on the page), oldest first by id: editing a user turn adds a sibling user turn,
+    regenerating a reply adds a sibling reply, and nothing is ever overwritten. Among siblings exactly
+    one is `chosen` (the version last shown, remembered when another branch is shown). `active` marks
+    the *active branch*: the path from a first message down through chosen children. A child is always
+    newer than its parent, so the active branch in id order is the conversation as shown and sent to
+    Claude, and every read of "the conversation" is `messages.active()`. Inactive messages are kept
+    whole (export keeps every branch; search can mark hits outside the active one).
+    """
+
     class Role(models.TextChoices):
         USER = "user", "User"
         ASSISTANT = "assistant", "Assistant"
@@ -129,6 +157,9 @@ class Message(models.Model):
         REFUSED = "refused", "Refused"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    chosen = models.BooleanField(default=True)
+    active = models.BooleanField(default=True)
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     html = models.TextField(blank=True)
@@ -147,6 +178,8 @@ class Message(models.Model):
     # The API call a streaming reply is making (new on every start and retry): the ledger row of that
     # call carries the same id, unique, so a call is billed once whoever ends the reply.
     attempt_id = models.UUIDField(null=True, blank=True)
+    # The stop sequence a reply ended on (stop_reason "stop_sequence"), as the API named it.
+    stop_sequence = models.CharField(max_length=200, blank=True)
     # The lease of a streaming reply: the worker process writing it renews `lease_until` about once a
     # second; any worker may end a reply whose lease has expired (its worker died).
     worker = models.CharField(max_length=100, blank=True)
@@ -165,12 +198,28 @@ class Message(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="message_conversation_order"),
+            models.Index(fields=["conversation", "active", "id"], name="message_active_branch"),
             models.Index(fields=["status"], name="message_status"),
             models.Index(fields=["status", "lease_until"], name="message_lease"),
         ]
 
+    # Where this message stands among its versions (1-based) and how many there are: set for the
+    # messages a page shows by `annotate_branches`; a lone version otherwise.
+    branch_index = 1
+    branch_count = 1
+    # Set on an unsaved message that starts a new first turn: it gets no parent on save.
+    starts_conversation = False
+
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"
+
+    def save(self, *args, **kwargs) -> None:
+        # A message added without a parent follows the active branch's latest message.
+        if self._state.adding and self.parent_id is None and not self.starts_conversation:
+            self.parent = (
+                Message.objects.filter(conversation_id=self.conversation_id, active=True).order_by("-pk").first()
+            )
+        super().save(*args, **kwargs)
 
     @property
     def dom_id(self) -> str:
@@ -209,6 +258,26 @@ def usage_fields(usage: Usage) -> dict[str, int]:
         "cache_creation_1h_input_tokens": usage.cache_write_1h_tokens,
         "cache_read_input_tokens": usage.cache_read_tokens,
     }
+
+
+def annotate_branches(messages: list[Message]) -> list[Message]:
+    """Set `branch_index` and `branch_count` on `messages` (one query) and return them."""
+    if not messages:
+        return messages
+    parents = {m.parent_id for m in messages if m.parent_id is not None}
+    roots = {m.conversation_id for m in messages if m.parent_id is None}
+    siblings = Message.objects.filter(
+        models.Q(parent_id__in=parents) | models.Q(parent__isnull=True, conversation_id__in=roots)
+    )
+    groups: dict[tuple, list[int]] = {}
+    for pk, parent_id, conversation_id in siblings.order_by("pk").values_list("pk", "parent_id", "conversation_id"):
+        groups.setdefault((parent_id, conversation_id if parent_id is None else None), []).append(pk)
+    for message in messages:
+        key = (message.parent_id, message.conversation_id if message.parent_id is None else None)
+        versions = groups.get(key, [message.pk])
+        message.branch_count = len(versions)
+        message.branch_index = versions.index(message.pk) + 1 if message.pk in versions else 1
+    return messages
 
 
 class PresetQuerySet(models.QuerySet):

@@ -238,3 +238,34 @@ def _line_offset(text: str, line: int) -> int:
     for _ in range(line):
         offset = text.index("\n", offset) + 1
     return offset
+
+
+TITLE_CHARS = 60
+# The offline Claude's control words ("[[offline fault=500]]"): instructions to the stand-in, never text.
+_CONTROL_WORDS = re.compile(r"\[\[offline\b[^\]]*\]\]", re.IGNORECASE)
+_MARKDOWN_MARKS = re.compile(r"[*_`#>|~\[\]]+")
+_LIST_MARKER = re.compile(r"^\s*(?:[-+]\s+|\d+[.)]\s+)")
+
+
+def without_control_words(text: str) -> str:
+    """`text` without the offline Claude's control words."""
+    return _CONTROL_WORDS.sub(" ", text)
+
+
+def clean_title(text: str) -> str:
+    """A one-line plain-text title from `text` (a first message, or what Claude wrote): control words,
+    markdown marks, surrounding quotes and control characters removed, at most TITLE_CHARS characters
+    (cut at a word, with "…"). "" when nothing is left."""
+    text = without_control_words(text)
+    line = next((part for part in text.splitlines() if _MARKDOWN_MARKS.sub("", part).strip()), "")
+    line = _LIST_MARKER.sub("", line)
+    line = _MARKDOWN_MARKS.sub("", line)
+    line = "".join(ch if ch.isprintable() else " " for ch in line)
+    line = " ".join(line.split()).strip("\"'“”‘’ ")
+    if line.lower().startswith("title:"):
+        line = line[len("title:") :].strip()
+    line = line.rstrip(".").strip()
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[:TITLE_CHARS].rsplit(" ", 1)[0] if " " in line[:TITLE_CHARS] else line[:TITLE_CHARS]
+    return cut.rstrip(",;:- ") + "…"

@@ -1,4 +1,4 @@
-"""One entry point per intent — send, retry, continue, stop — shared by the websocket and the form posts.
+"""One entry point per intent — send, regenerate (Retry), edit, switch branch, continue, stop — shared by the websocket and the form posts.
 
 Each stores what it must (a service, one transaction), tells every page viewing the conversation
 (fragments over the channel layer) and starts the generation, so the steps of starting a reply are
@@ -61,15 +61,57 @@ async def send(*, conversation: Conversation, text: object, attachment_ids: obje
     return assistant
 
 
-async def retry(*, user, message_id: object, conversation_id: int | None = None) -> Message:
-    """Write a failed, stopped, interrupted or cut-off reply of `user`'s again, in place."""
+@database_sync_to_async
+def _conversation_page(conversation_id: int) -> str:
+    """The active branch's latest messages in place of the page's (after the branch shown changed)."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    chat_messages, earlier_before = conversation.messages.page()
+    return fragments.message_list(
+        chat_messages,
+        conversation=conversation,
+        context_from=conversation.context_from,
+        earlier_before=earlier_before,
+    )
+
+
+async def regenerate(*, user, message_id: object, conversation_id: int | None = None) -> Message:
+    """Write one of `user`'s replies again as a new version (Retry and Regenerate): the earlier one stays."""
     _refuse_while_draining()
     message = await _owned_message(user, message_id, conversation_id)
     await leases.end_expired(message.conversation_id)
-    message = await database_sync_to_async(services.reply_retry)(message=message, worker=leases.WORKER_ID)
-    await _announce(message.conversation_id, fragments.message(message) + fragments.send_button(busy=True))
-    await generation_start(message.pk)
-    return message
+    reply = await database_sync_to_async(services.reply_regenerate)(message=message, worker=leases.WORKER_ID)
+    await _announce(message.conversation_id, await _conversation_page(message.conversation_id))
+    await generation_start(reply.pk)
+    return reply
+
+
+async def edit(*, user, message_id: object, text: object, conversation_id: int | None = None) -> Message:
+    """Send an edited version of one of `user`'s messages and start Claude's reply to it (a new branch)."""
+    _refuse_while_draining()
+    message = await _owned_message(user, message_id, conversation_id)
+    await leases.end_expired(message.conversation_id)
+    _, reply = await database_sync_to_async(services.message_edit)(
+        message=message, text=text, worker=leases.WORKER_ID
+    )
+    await _announce(message.conversation_id, await _conversation_page(message.conversation_id))
+    await generation_start(reply.pk)
+    return reply
+
+
+async def branch(*, user, message_id: object, index: object, conversation_id: int | None = None) -> Message:
+    """Show version `index` of one of `user`'s messages, and the branch below it."""
+    message = await _owned_message(user, message_id, conversation_id)
+    shown = await database_sync_to_async(services.branch_switch)(message=message, index=index)
+    await _announce(message.conversation_id, await _conversation_page(message.conversation_id))
+    return shown
+
+
+async def delete_version(*, user, message_id: object, conversation_id: int | None = None) -> Message:
+    """Delete one version of one of `user`'s messages and what followed it (the ledger keeps its calls)."""
+    message = await _owned_message(user, message_id, conversation_id)
+    shown = await database_sync_to_async(services.branch_delete)(message=message)
+    await _announce(message.conversation_id, await _conversation_page(message.conversation_id))
+    return shown
 
 
 async def continue_reply(*, user, message_id: object, conversation_id: int | None = None) -> Message:

@@ -122,6 +122,8 @@ class MessageHit:
     role: str
     snippet: SafeString
     archived: bool
+    # False for a version not on the conversation's active branch (an earlier edit or regeneration).
+    active: bool = True
 
     @property
     def url(self) -> str:
@@ -212,12 +214,13 @@ def _tsquery(words: list[str]) -> str:
 
 
 def _message_rows(user_id: int, words: list[str], limit: int) -> list[tuple]:
-    """(message id, conversation id, title, role, marked snippet, archived) of the newest matches."""
+    """(message id, conversation id, title, role, marked snippet, archived, on the active branch) of the
+    newest matches."""
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             cursor.execute(
                 f"""SELECT m.id, m.conversation_id, c.title, m.role,
-                           snippet({FTS_TABLE}, 0, %s, %s, '…', 16), c.archived
+                           snippet({FTS_TABLE}, 0, %s, %s, '…', 16), c.archived, m.active
                     FROM {FTS_TABLE} f
                     JOIN conversations_message m ON m.id = f.rowid
                     JOIN conversations_conversation c ON c.id = m.conversation_id
@@ -230,14 +233,14 @@ def _message_rows(user_id: int, words: list[str], limit: int) -> list[tuple]:
             # The newest matches through the GIN index. Snippets are cut here, not by ts_headline, which
             # drops anything that looks like an HTML tag (code people write, e.g. "<div>").
             cursor.execute(
-                """SELECT m.id, m.conversation_id, c.title, m.role, left(m.content, %s), c.archived
+                """SELECT m.id, m.conversation_id, c.title, m.role, left(m.content, %s), c.archived, m.active
                    FROM conversations_message m
                    JOIN conversations_conversation c ON c.id = m.conversation_id
                    WHERE m.search_vector @@ to_tsquery('simple'::regconfig, %s) AND c.owner_id = %s
                    ORDER BY m.id DESC LIMIT %s""",
                 [PG_INDEXED_CHARS, _tsquery(words), user_id, limit],
             )
-            return [(*row[:4], snippet_marked(row[4], words), row[5]) for row in cursor.fetchall()]
+            return [(*row[:4], snippet_marked(row[4], words), *row[5:]) for row in cursor.fetchall()]
     # Any other database: a plain scan (correct, not fast).
     query = Message.objects.filter(conversation__owner_id=user_id)
     for word in words:
@@ -252,6 +255,7 @@ def _message_rows(user_id: int, words: list[str], limit: int) -> list[tuple]:
                 message.role,
                 snippet_marked(message.content, words),
                 message.conversation.archived,
+                message.active,
             )
         )
     return rows
@@ -274,7 +278,8 @@ def search(*, user, query: object, limit: int = RESULTS) -> Results:
             role=role,
             snippet=marked_html(snippet),
             archived=bool(archived),
+            active=bool(active),
         )
-        for pk, conversation_id, title, role, snippet, archived in rows
+        for pk, conversation_id, title, role, snippet, archived, active in rows
     ]
     return Results(query=str(query), words=words, titles=title_hits, messages=message_hits)

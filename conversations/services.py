@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
@@ -18,15 +18,22 @@ from billing.services import granted_max_tokens, hold_prompt_known, spend_reserv
 from billing.usage import LedgerLabels, Usage
 
 from . import attachments
-from .catalog import EFFORTS, reply_max_tokens, takes_effort
-from .claude import estimate_tokens_from_chars
+from .catalog import EFFORTS, model_info, reply_max_tokens, takes_effort
+from .claude import Completion, ReplyRequest, estimate_tokens_from_chars, opaque_user_id
 from .control import request_stop
-from .models import Conversation, Message, Preset, ShareLink, share_token_hash, usage_fields
-from .rendering import render_markdown
+from .models import (
+    Conversation,
+    Message,
+    Preset,
+    ShareLink,
+    annotate_branches,
+    share_token_hash,
+    usage_fields,
+)
+from .rendering import clean_title, render_markdown, without_control_words
 
 logger = logging.getLogger(__name__)
 
-TITLE_CHARS = 60
 CONTINUE_PROMPT = "Continue exactly where your last reply was cut off."
 
 
@@ -115,10 +122,50 @@ def conversation_create(
     )
 
 
+# Stop sequences per conversation. The API takes a list of strings, each with some non-whitespace
+# (it answers 400 otherwise); the count and length caps are this app's, to keep requests small.
+MAX_STOP_SEQUENCES = 8
+MAX_STOP_SEQUENCE_CHARS = 200
+
+
+def clean_stop_sequences(value: object) -> list[str]:
+    """Stop sequences from the settings form: one per line (a written "\\n" stands for a line break),
+    blank lines skipped, duplicates dropped. Raises InvalidInput naming what is wrong."""
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        raise InvalidInput("Stop sequences must be text, one per line.")
+    sequences: list[str] = []
+    for line in value.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            continue
+        sequence = line.replace("\\n", "\n")
+        if not sequence.strip():
+            raise InvalidInput("A stop sequence must contain something other than spaces and line breaks.")
+        if len(sequence) > MAX_STOP_SEQUENCE_CHARS:
+            raise InvalidInput(f"A stop sequence can be at most {MAX_STOP_SEQUENCE_CHARS} characters.")
+        if sequence not in sequences:
+            sequences.append(sequence)
+    if len(sequences) > MAX_STOP_SEQUENCES:
+        raise InvalidInput(f"At most {MAX_STOP_SEQUENCES} stop sequences ({len(sequences)} given).")
+    return sequences
+
+
+def stop_sequences_text(sequences: list[str]) -> str:
+    """The settings form's text for `sequences` (the inverse of `clean_stop_sequences`)."""
+    return "\n".join(s.replace("\n", "\\n") for s in sequences)
+
+
 def conversation_update_settings(
-    *, conversation: Conversation, model: object, system_prompt: object, effort: object = None
+    *,
+    conversation: Conversation,
+    model: object,
+    system_prompt: object,
+    effort: object = None,
+    stop_sequences: object = None,
 ) -> None:
-    """Change the model, system prompt and (when given) thinking effort of the conversation's next replies.
+    """Change the model, system prompt and (when given) thinking effort and stop sequences of the
+    conversation's next replies. Raises InvalidInput with nothing changed.
 
     `effort` is one of EFFORTS or "" for the model's default; a model that takes none keeps "".
     """
@@ -126,11 +173,13 @@ def conversation_update_settings(
     if effort is not None and effort not in ("", *EFFORTS):
         raise InvalidInput("Choose one of the offered effort levels.")
     model = clean_model(model)
-    fields = ["model", "system_prompt", "updated_at"]
+    sequences = conversation.stop_sequences if stop_sequences is None else clean_stop_sequences(stop_sequences)
+    fields = ["model", "system_prompt", "stop_sequences", "updated_at"]
     if (model, system_prompt) != (conversation.model, conversation.system_prompt):
         conversation.prompt_changed_at = timezone.now()  # earlier calls' token counts no longer apply
         fields.append("prompt_changed_at")
     conversation.model, conversation.system_prompt = model, system_prompt
+    conversation.stop_sequences = sequences
     if effort is not None:
         conversation.effort = effort if takes_effort(model) else ""
         fields.append("effort")
@@ -138,10 +187,12 @@ def conversation_update_settings(
 
 
 def conversation_rename(*, conversation: Conversation, title: object) -> None:
+    """Rename by hand: this title wins over any Claude writes later."""
     if not isinstance(title, str) or not title.strip():
         raise InvalidInput("The title cannot be empty.")
     conversation.title = title.strip()[:200]
-    conversation.save(update_fields=["title", "updated_at"])
+    conversation.title_source = Conversation.TitleSource.USER
+    conversation.save(update_fields=["title", "title_source", "updated_at"])
 
 
 def conversation_pin(*, conversation: Conversation, pinned: bool) -> None:
@@ -245,7 +296,7 @@ def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[
     assistant turn whose call streamed signed thinking blocks sends them back first, unmodified, as
     the API asks; thinking without a signature (a reply stopped mid-thought) is left out.
 
-    Only messages from `conversation.context_from` on are sent (older ones were left out to fit the
+    Only the active branch is sent, and of it only messages from `conversation.context_from` on (older ones were left out to fit the
     context window). Turns with no real text (empty or whitespace-only: the API rejects them) are
     skipped; a refused exchange (the refusal and the user's turn it answered) is left out, since
     sending it again keeps the conversation refused; consecutive same-role turns are merged, so the
@@ -286,8 +337,11 @@ def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[
 
 
 def _history_rows(conversation: Conversation, *, before: Message):
-    """The messages a reply placed at `before` may send (reply_history picks and merges the turns)."""
-    return conversation.messages.filter(pk__lt=before.pk, pk__gte=conversation.context_from).in_order()
+    """The active branch's messages a reply placed at `before` may send (reply_history picks and merges
+    the turns)."""
+    return (
+        conversation.messages.active().filter(pk__lt=before.pk, pk__gte=conversation.context_from).in_order()
+    )
 
 
 #: Per message framing that UTF-8 bytes do not see (role markers and the like), in tokens.
@@ -359,10 +413,11 @@ def prompt_tokens_bound(conversation: Conversation, *, before: Message) -> int:
 
 
 def context_sizes(*, conversation_id: int, before_id: int) -> list[tuple[int, str, int]]:
-    """(id, role, UTF-8 bytes) of the messages still sent to Claude for a reply at `before_id`, oldest first."""
+    """(id, role, UTF-8 bytes) of the active branch's messages still sent to Claude for a reply at `before_id`, oldest first."""
     conversation = Conversation.objects.get(pk=conversation_id)
     rows = (
-        conversation.messages.filter(pk__lt=before_id, pk__gte=conversation.context_from)
+        conversation.messages.active()
+        .filter(pk__lt=before_id, pk__gte=conversation.context_from)
         .in_order()
         .values_list("pk", "role", "content")
     )
@@ -426,6 +481,22 @@ def _lease(message: Message, worker: str) -> None:
     message.lease_until = lease_until()
 
 
+def _refuse_while_streaming(conversation: Conversation, what: str) -> None:
+    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+        raise InvalidInput(f"Wait for the current reply to finish, or stop it, before {what}.")
+
+
+def _new_reply(conversation: Conversation, *, parent: Message, worker: str) -> Message:
+    """An assistant placeholder answering `parent`, leased to `worker`, with its spend reserved."""
+    assistant = Message(
+        conversation=conversation, role=Message.Role.ASSISTANT, model=conversation.model, parent=parent
+    )
+    _lease(assistant, worker)
+    assistant.save()
+    _reserve(conversation=conversation, assistant=assistant)
+    return assistant
+
+
 def reply_start(
     *, conversation: Conversation, text: object, worker: str, attachment_ids: object = ()
 ) -> tuple[Message, Message]:
@@ -450,22 +521,19 @@ def _reply_start(*, conversation: Conversation, text: object, worker: str, attac
         conversation = (
             Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
         )
-        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-            raise InvalidInput(
-                "Wait for the current reply to finish, or stop it, before sending another message."
-            )
-        user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text)
+        _refuse_while_streaming(conversation, "sending another message")
+        tip = conversation.messages.active().order_by("-pk").first()
+        user_message = Message(conversation=conversation, role=Message.Role.USER, content=text, parent=tip)
+        user_message.starts_conversation = tip is None
+        user_message.save()
         claimed = attachments.attachments_claim(
             owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
         )
-        assistant = Message(conversation=conversation, role=Message.Role.ASSISTANT, model=conversation.model)
-        _lease(assistant, worker)
-        assistant.save()
-        _reserve(conversation=conversation, assistant=assistant)
+        assistant = _new_reply(conversation, parent=user_message, worker=worker)
         if not conversation.title:
-            first_line = text.splitlines()[0] if text else ", ".join(a.name for a in claimed)
-            conversation.title = first_line[:TITLE_CHARS] + ("…" if len(first_line) > TITLE_CHARS else "")
-        conversation.save(update_fields=["title", "updated_at"])
+            conversation.title = clean_title(text.splitlines()[0] if text else ", ".join(a.name for a in claimed))
+            conversation.title_source = Conversation.TitleSource.FIRST_LINE
+        conversation.save(update_fields=["title", "title_source", "updated_at"])
     prefetch_related_objects([user_message], "attachments")  # rendered next, outside any thread
     return user_message, assistant
 
@@ -473,51 +541,273 @@ def _reply_start(*, conversation: Conversation, text: object, worker: str, attac
 def reply_continue(*, message: Message, worker: str) -> Message:
     """Extend a reply cut off by max_tokens, in place: the next call gets the text so far as Claude's
     turn and CONTINUE_PROMPT after it (prefill is rejected), and its text is appended to the same
-    message (one text, one Copy, one receipt listing both calls). Only the conversation's latest reply
-    can be continued."""
+    message (one text, one Copy, one receipt listing both calls). Only the active branch's latest
+    reply can be continued."""
     with transaction.atomic():
         message = Message.objects.select_for_update().select_related("conversation__owner").get(pk=message.pk)
         conversation = message.conversation
         if message.role != Message.Role.ASSISTANT or message.status != Message.Status.CUT_OFF:
             raise InvalidInput("Only a reply that was cut off can be continued.")
-        if conversation.messages.filter(pk__gt=message.pk).exists():
+        if not message.active or conversation.messages.active().filter(pk__gt=message.pk).exists():
             raise InvalidInput("Only the latest reply can be continued.")
         if not message.content.strip():
             raise InvalidInput("This reply has no text to continue: retry it instead.")
         prompt_tokens = prompt_tokens_bound(conversation, before=message)  # from its cut-off call's counts
-        message.error = message.stop_reason = ""
+        message.error = message.stop_reason = message.stop_sequence = ""
         _lease(message, worker)
         message.model = conversation.model
         message.save()
         _reserve(conversation=conversation, assistant=message, prompt_tokens=prompt_tokens)
         conversation.save(update_fields=["updated_at"])
-    return message
+    return annotate_branches([message])[0]
 
 
-def reply_retry(*, message: Message, worker: str) -> Message:
-    """Generate a failed, stopped or interrupted reply again, in place (the earlier call stays in the ledger)."""
-    retryable = {
-        Message.Status.ERROR,
-        Message.Status.INTERRUPTED,
-        Message.Status.STOPPED,
-        Message.Status.CUT_OFF,
-    }
+def _show_branch(conversation: Conversation, *, leaving: Message | None, entering: Message) -> None:
+    """Make `entering` the chosen version of its turn and the active branch run through it.
+
+    `leaving` is the version shown until now (on the active branch), or None when `entering` is new.
+    The active branch from `leaving` down is hidden; below `entering` it follows the chosen version at
+    each turn. Nothing is deleted. A left-out cut (`context_from`) that is no longer on the active
+    branch is dropped: the next reply fits the new branch afresh.
+    """
+    if leaving is not None:
+        conversation.messages.active().filter(pk__gte=leaving.pk).update(active=False)
+        Message.objects.filter(pk=leaving.pk).update(chosen=False)
+    siblings = conversation.messages.filter(parent_id=entering.parent_id).exclude(pk=entering.pk)
+    siblings.filter(chosen=True).update(chosen=False)
+    path = [entering.pk]
+    if entering.pk is not None:
+        children: dict[int, list[tuple[int, bool]]] = {}
+        below = conversation.messages.filter(pk__gt=entering.pk).order_by("pk")
+        for pk, parent_id, chosen in below.values_list("pk", "parent_id", "chosen"):
+            children.setdefault(parent_id, []).append((pk, chosen))
+        node = entering.pk
+        while node in children:
+            versions = children[node]
+            node = next((pk for pk, chosen in versions if chosen), versions[-1][0])
+            path.append(node)
+    Message.objects.filter(pk__in=path).update(active=True)
+    Message.objects.filter(pk=entering.pk).update(chosen=True)
+    entering.active = entering.chosen = True
+    if conversation.context_from and not conversation.messages.active().filter(pk=conversation.context_from).exists():
+        Conversation.objects.filter(pk=conversation.pk).update(context_from=0)
+        conversation.context_from = 0
+
+
+def _locked_message(message: Message) -> Message:
+    return Message.objects.select_for_update().select_related("conversation__owner").get(pk=message.pk)
+
+
+RETRYABLE = {Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STOPPED, Message.Status.CUT_OFF}
+
+
+def reply_regenerate(*, message: Message, worker: str) -> Message:
+    """Write one of the active branch's replies again, as a new version of it (a new branch): the
+    earlier version stays, with its text and its calls in the ledger, one "< 1 / 2 >" away.
+
+    A failed reply with no text at all is written again in place instead (there is nothing to keep;
+    its receipt then lists both calls). Returns the reply being written.
+    """
     with transaction.atomic():
-        message = Message.objects.select_for_update().select_related("conversation__owner").get(pk=message.pk)
+        message = _locked_message(message)
         conversation = message.conversation
-        if message.role != Message.Role.ASSISTANT or message.status not in retryable:
-            raise InvalidInput("This reply cannot be retried.")
-        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-            raise InvalidInput("Wait for the current reply to finish before retrying.")
-        message.content = message.html = message.error = message.stop_reason = message.request_id = ""
-        message.thinking, message.thinking_blocks, message.thinking_ms = "", [], 0
-        _lease(message, worker)
-        message.model = conversation.model
-        message.set_usage(Usage())
-        message.save()
-        _reserve(conversation=conversation, assistant=message)
+        if message.role != Message.Role.ASSISTANT or message.is_streaming:
+            raise InvalidInput("Only a finished reply can be written again.")
+        if not message.active:
+            raise InvalidInput("That version is not the one shown: switch to it first.")
+        _refuse_while_streaming(conversation, "retrying")
+        if message.status in RETRYABLE and not message.content.strip():
+            message.content = message.html = message.error = message.stop_reason = message.request_id = ""
+            message.stop_sequence = ""
+            message.thinking, message.thinking_blocks, message.thinking_ms = "", [], 0
+            _lease(message, worker)
+            message.model = conversation.model
+            message.set_usage(Usage())
+            message.save()
+            _reserve(conversation=conversation, assistant=message)
+            regenerated = message
+        else:
+            parent = message.parent
+            regenerated = Message(
+                conversation=conversation, role=Message.Role.ASSISTANT, model=conversation.model, parent=parent
+            )
+            regenerated.starts_conversation = parent is None
+            _lease(regenerated, worker)
+            regenerated.save()
+            _show_branch(conversation, leaving=message, entering=regenerated)
+            _reserve(conversation=conversation, assistant=regenerated)
         conversation.save(update_fields=["updated_at"])
-    return message
+    return annotate_branches([regenerated])[0]
+
+
+def message_edit(*, message: Message, text: object, worker: str) -> tuple[Message, Message]:
+    """Send an edited version of one of the active branch's user turns: a new version of that turn (a
+    new branch from there, the earlier one kept) and a reply to it, with the spend reserved.
+    Returns (the new user turn, the reply being written). Raises InvalidInput or SpendRefused with
+    nothing written."""
+    text = clean_message_text(text)
+    with transaction.atomic():
+        message = _locked_message(message)
+        conversation = message.conversation
+        if message.role != Message.Role.USER:
+            raise InvalidInput("Only your own messages can be edited.")
+        if not message.active:
+            raise InvalidInput("That version is not the one shown: switch to it first.")
+        _refuse_while_streaming(conversation, "editing a message")
+        edited = Message(conversation=conversation, role=Message.Role.USER, content=text, parent=message.parent)
+        edited.starts_conversation = message.parent_id is None
+        edited.save()
+        _show_branch(conversation, leaving=message, entering=edited)
+        assistant = _new_reply(conversation, parent=edited, worker=worker)
+        conversation.save(update_fields=["updated_at"])
+    return annotate_branches([edited])[0], assistant
+
+
+def branch_switch(*, message: Message, index: object) -> Message:
+    """Show version `index` (1-based) of the turn `message` is a version of, and the branch below it
+    as it was last shown. Returns the version now shown. Raises InvalidInput (an index out of range,
+    a reply being written) with nothing changed."""
+    if isinstance(index, str) and index.isascii() and index.isdigit() and len(index) < 10:
+        index = int(index)
+    with transaction.atomic():
+        message = _locked_message(message)
+        conversation = message.conversation
+        versions = list(
+            conversation.messages.filter(parent_id=message.parent_id).order_by("pk")
+            if message.parent_id is not None
+            else conversation.messages.filter(parent__isnull=True).order_by("pk")
+        )
+        if type(index) is not int or not 1 <= index <= len(versions):
+            raise InvalidInput(
+                f"There is no version {index} of this message: it has {len(versions)}."
+                if type(index) is int
+                else "Choose a version by its number."
+            )
+        target = versions[index - 1]
+        shown = next((v for v in versions if v.active), None)
+        if shown is None:
+            raise InvalidInput("That message is not on the branch shown.")
+        if target.pk != shown.pk:
+            _refuse_while_streaming(conversation, "switching versions")
+            _show_branch(conversation, leaving=shown, entering=target)
+            conversation.save(update_fields=["updated_at"])
+    return annotate_branches([target])[0]
+
+
+TITLE_PROMPT = (
+    "You name conversations. The user gives you a conversation's first message and, after a rule, the "
+    "reply to it. Write a title for the conversation, at most six words, "
+    "in the language of the conversation. Answer with the title alone: no quotes, no markdown, no full stop."
+)
+TITLE_EXCERPT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class TitleJob:
+    """A title call about to be made: its request, and the spend held for it under `hold_id`."""
+
+    conversation_id: int
+    hold_id: int
+    attempt_id: uuid.UUID
+    request: ReplyRequest
+    labels: LedgerLabels
+
+
+def title_start(*, conversation_id: int) -> TitleJob | None:
+    """Hold the spend of a title call for a conversation that wants one (see `title_wanted`), and
+    build its request. None when no title is wanted; raises SpendRefused when the budget refuses."""
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update().select_related("owner").filter(pk=conversation_id).first()
+        )
+        if conversation is None or not title_wanted(conversation_id=conversation_id):
+            return None
+        reply = conversation.messages.get(role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE)
+        first = reply.parent
+        # The first message, a rule, then the reply (the system prompt says what to do with them).
+        excerpt = (
+            f"{without_control_words(first.content if first else '').strip()[:TITLE_EXCERPT_CHARS]}\n\n---\n\n"
+            f"{without_control_words(reply.content).strip()[:TITLE_EXCERPT_CHARS]}"
+        )
+        model = settings.CHAT_TITLE_MODEL
+        thinks = model_info(model).always_thinks
+        request = ReplyRequest(
+            model=model,
+            messages=[{"role": Message.Role.USER, "content": excerpt}],
+            system=TITLE_PROMPT,
+            max_tokens=1024 if thinks else 40,
+            user_id=opaque_user_id(conversation.owner_id),
+            no_thinking=not thinks,
+        )
+        granted = spend_reserve(
+            user=conversation.owner,
+            model=model,
+            prompt_tokens=len(TITLE_PROMPT.encode()) + len(excerpt.encode()) + 2 * TURN_OVERHEAD_TOKENS,
+            max_tokens=request.max_tokens,
+            message_id=reply.pk,
+        )
+        request = replace(request, max_tokens=granted)  # the call is made with what the hold covers
+        labels = ledger_labels_for(conversation, model=model)
+    return TitleJob(conversation.pk, reply.pk, uuid.uuid4(), request, labels)
+
+
+def title_finish(*, job: TitleJob, completion: Completion | None) -> Conversation | None:
+    """Record the title call's ledger row (a zero one when it failed: `completion` None) and set the
+    title Claude wrote, unless the conversation was renamed by hand meanwhile or the answer holds no
+    usable title (the first-line title stays). Returns the conversation when its title changed."""
+    with transaction.atomic():
+        usage_record(
+            labels=job.labels,
+            message_id=None,
+            hold_id=job.hold_id,
+            request_id=completion.request_id if completion else "",
+            usage=completion.usage if completion else Usage(),
+            estimated=False,
+            attempt_id=job.attempt_id,
+            purpose="title",
+        )
+        conversation = Conversation.objects.select_for_update().filter(pk=job.conversation_id).first()
+        title = clean_title(completion.text) if completion else ""
+        if conversation is None or not title or conversation.title_source == Conversation.TitleSource.USER:
+            return None
+        conversation.title = title
+        conversation.title_source = Conversation.TitleSource.CLAUDE
+        conversation.save(update_fields=["title", "title_source"])
+    return conversation
+
+
+def branch_delete(*, message: Message) -> Message:
+    """Delete one version of a turn and everything that followed it; when it is the version shown, the
+    one before it (else the one after) is shown instead. Returns the version shown now. A turn's only
+    version cannot be deleted this way. The ledger is untouched: its rows name messages by plain ids."""
+    with transaction.atomic():
+        message = _locked_message(message)
+        conversation = message.conversation
+        versions = list(conversation.messages.filter(parent_id=message.parent_id).order_by("pk"))
+        if len(versions) < 2:
+            raise InvalidInput("This is the only version of this message.")
+        _refuse_while_streaming(conversation, "deleting a version")
+        position = versions.index(message)
+        shown = next(v for v in versions if v.active or v.chosen)
+        if message.active:
+            shown = versions[position - 1] if position > 0 else versions[position + 1]
+            _show_branch(conversation, leaving=message, entering=shown)
+        elif message.chosen:  # not on the branch shown, but remembered as its turn's choice
+            shown = versions[position - 1] if position > 0 else versions[position + 1]
+            Message.objects.filter(pk=shown.pk).update(chosen=True)
+        message.delete()  # with every message below it (parent cascades)
+        conversation.save(update_fields=["updated_at"])
+    return annotate_branches([shown])[0]
+
+
+def title_wanted(*, conversation_id: int) -> bool:
+    """Whether Claude should title the conversation now: its title is still the first line of its
+    first message, and its first exchange has just completed (one complete reply, on any branch)."""
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None or conversation.title_source != Conversation.TitleSource.FIRST_LINE:
+        return False
+    replies = conversation.messages.filter(role=Message.Role.ASSISTANT)
+    return replies.count() == 1 and replies.filter(status=Message.Status.COMPLETE).exists()
 
 
 def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None, str]], worker: str) -> None:
@@ -580,6 +870,7 @@ class ReplyEnd:
     usage: Usage
     usage_estimated: bool
     stop_reason: str = ""
+    stop_sequence: str = ""
     error: str = ""
     request_id: str = ""
     thinking: ReplyThinking | None = None  # None: keep what the checkpoint saved (a sweep)
@@ -617,6 +908,7 @@ def reply_finish(
             message.html = html
             message.status = end.status
             message.stop_reason = end.stop_reason
+            message.stop_sequence = end.stop_sequence[:200]
             message.error = end.error
             message.request_id = end.request_id
             if end.thinking is not None:
@@ -626,6 +918,7 @@ def reply_finish(
             message.lease_until = None
             message.set_usage(end.usage)
             message.save()
+            annotate_branches([message])
         usage_record(
             labels=labels,
             message_id=message_id,

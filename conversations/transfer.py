@@ -96,13 +96,13 @@ _STATUS_NOTES = {
 
 
 def conversation_markdown(conversation: Conversation) -> str:
-    """The conversation as Markdown: a heading per turn, the text as it was written."""
+    """The conversation's active branch as Markdown: a heading per turn, the text as it was written."""
     lines = [f"# {conversation.display_title}", ""]
     lines.append(f"Model: {conversation.model} · started {conversation.created_at:%Y-%m-%d %H:%M} UTC")
     lines.append("")
     if conversation.system_prompt:
         lines += ["## System prompt", "", conversation.system_prompt, ""]
-    for message in _messages(conversation):
+    for message in conversation.messages.active().in_order().iterator(chunk_size=500):
         if message.role == Message.Role.USER:
             lines.append("## You")
         else:
@@ -262,4 +262,9 @@ def conversation_import(*, owner, data: bytes) -> Conversation:
             ],
             batch_size=500,
         )
+        # One branch, in the file's order: each message follows the one before it.
+        linked = list(conversation.messages.order_by("pk").only("pk", "parent"))
+        for previous, message in zip(linked, linked[1:], strict=False):
+            message.parent = previous
+        Message.objects.bulk_update(linked, ["parent"], batch_size=500)
     return conversation

@@ -33,4 +33,7 @@ urlpatterns = [
     path("m/<int:pk>/stop/", views.reply_stop_view, name="reply_stop"),
     path("m/<int:pk>/retry/", views.reply_retry_view, name="reply_retry"),
     path("m/<int:pk>/continue/", views.reply_continue_view, name="reply_continue"),
+    path("m/<int:pk>/edit/", views.message_edit, name="message_edit"),
+    path("m/<int:pk>/branch/", views.message_branch_view, name="message_branch"),
+    path("m/<int:pk>/delete-version/", views.message_delete_version_view, name="message_delete_version"),
 ]

@@ -49,6 +49,8 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, **ext
         "default_model": settings.CHAT_DEFAULT_MODEL,
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
         "max_system_chars": settings.CHAT_MAX_SYSTEM_PROMPT_CHARS,
+        "stop_sequences_text": services.stop_sequences_text(conversation.stop_sequences) if conversation else "",
+        "max_stop_sequences": services.MAX_STOP_SEQUENCES,
         "effort_choices": EFFORTS if conversation and takes_effort(conversation.model) else (),
         "effort_default": model_info(conversation.model).default_effort if conversation else "",
         "attachment_limits": {
@@ -210,15 +212,16 @@ def attachment_file(request: HttpRequest, pk: int) -> FileResponse:
     return response
 
 
-def _reply_action_view(intent):
-    """A form-post view running one of `replies`' intents (stop, retry, continue) on one of the user's replies."""
+def _reply_action_view(intent, *fields: str):
+    """A form-post view running one of `replies`' intents (stop, regenerate, continue, branch) on one
+    of the user's messages, with the named form `fields` as keyword arguments."""
 
     @login_required
     @require_POST
     async def view(request: HttpRequest, pk: int) -> HttpResponse:
         user = await request.auser()
         try:
-            message = await intent(user=user, message_id=pk)
+            message = await intent(user=user, message_id=pk, **{f: request.POST.get(f) for f in fields})
         except services.NotFound:
             raise Http404 from None
         except (services.InvalidInput, SpendRefused) as exc:
@@ -232,8 +235,46 @@ def _reply_action_view(intent):
 
 
 reply_stop_view = _reply_action_view(replies.stop)
-reply_retry_view = _reply_action_view(replies.retry)
+reply_retry_view = _reply_action_view(replies.regenerate)
 reply_continue_view = _reply_action_view(replies.continue_reply)
+message_branch_view = _reply_action_view(replies.branch, "index")
+message_delete_version_view = _reply_action_view(replies.delete_version)
+
+
+@login_required
+async def message_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Edit one of the user's messages: GET shows the form (in place with htmx, else as a page of its
+    own), POST sends the edited version (a new branch) without JavaScript. On an error the form comes
+    back with what was typed in it."""
+    user = await request.auser()
+    message = await Message.objects.select_related("conversation").filter(
+        pk=pk, conversation__owner=user, role=Message.Role.USER
+    ).afirst()
+    if message is None:
+        raise Http404
+    if request.method != "POST":
+        return await sync_to_async(_render_edit)(request, message, message.content)
+    text = request.POST.get("message", "")
+    try:
+        await replies.edit(user=user, message_id=pk, text=text)
+    except services.NotFound:
+        raise Http404 from None
+    except (services.InvalidInput, SpendRefused) as exc:
+        return await sync_to_async(_render_edit)(request, message, text, error=str(exc), status=400)
+    return redirect(message.conversation)
+
+
+def _render_edit(request: HttpRequest, message: Message, draft: str, *, error: str = "", status: int = 200):
+    context = {
+        "conversation": message.conversation,
+        "message": message,
+        "edit_draft": draft,
+        "error": error,
+        "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+    }
+    if request.htmx:
+        return render(request, "conversations/conversation.html#edit_form", context, status=status)
+    return render(request, "conversations/message_edit.html", context, status=status)
 
 
 @login_required
@@ -246,6 +287,7 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
             conversation=conversation,
             model=request.POST.get("model"),
             system_prompt=request.POST.get("system_prompt", ""),
+            stop_sequences=request.POST.get("stop_sequences"),
             effort=request.POST.get("effort"),
         )
         extra["settings_saved"] = True

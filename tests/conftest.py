@@ -24,6 +24,9 @@ def _chat_settings(settings):
     # No periodic lease sweep in the background of a test (tests sweep explicitly, or through Send and
     # Stop): a sweep still running when the test's database is flushed would race with the flush.
     settings.CHAT_LEASE_SECONDS = 600
+    # No title call after each test's first reply (it would add a ledger row and a task outliving the
+    # test); the tests of titles turn it on.
+    settings.CHAT_TITLE_MODEL = ""
 
 
 @pytest.fixture(autouse=True)

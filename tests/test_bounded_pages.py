@@ -25,6 +25,11 @@ def long_conversation(count: int, chars: int = 40):
         )
         for i in range(count)
     )
+    # One linear branch: each message follows the one before it.
+    linked = list(conversation.messages.order_by("pk"))
+    for previous, message in zip(linked, linked[1:], strict=False):
+        message.parent = previous
+    Message.objects.bulk_update(linked, ["parent"])
     return user, conversation
 
 

@@ -172,17 +172,21 @@ async def test_retry_and_continue_work_without_javascript(async_client, offline_
 
     response = await async_client.post(reverse("reply_retry", args=[failed.pk]))
     assert response.status_code == 302
-    await generation_wait(failed.pk)
+    retried = await conversation.messages.filter(role="assistant").order_by("-pk").afirst()
+    assert retried.pk != failed.pk  # a new version: the failed one keeps its text
+    await generation_wait(retried.pk)
+    await retried.arefresh_from_db()
     await failed.arefresh_from_db()
-    assert failed.status == Message.Status.COMPLETE
+    assert retried.status == Message.Status.COMPLETE
+    assert (failed.content, failed.status, failed.active) == ("Par", "error", False)
 
-    await Message.objects.filter(pk=failed.pk).aupdate(status=Message.Status.CUT_OFF)
-    first_part = failed.content
-    response = await async_client.post(reverse("reply_continue", args=[failed.pk]))
+    await Message.objects.filter(pk=retried.pk).aupdate(status=Message.Status.CUT_OFF)
+    first_part = retried.content
+    response = await async_client.post(reverse("reply_continue", args=[retried.pk]))
     assert response.status_code == 302
-    await generation_wait(failed.pk)
-    await failed.arefresh_from_db()
-    assert failed.status == Message.Status.COMPLETE  # the same reply, extended
-    assert failed.content.startswith(first_part) and len(failed.content) > len(first_part)
-    roles = [m.role async for m in conversation.messages.in_order()]
+    await generation_wait(retried.pk)
+    await retried.arefresh_from_db()
+    assert retried.status == Message.Status.COMPLETE  # the same reply, extended
+    assert retried.content.startswith(first_part) and len(retried.content) > len(first_part)
+    roles = [m.role async for m in conversation.messages.active().in_order()]
     assert roles == ["user", "assistant"]
