@@ -6,10 +6,17 @@ earlier and ignores fields it does not know, so a field can be added without a n
 `parent`, say, to keep branches); a file of a newer format is refused with a sentence saying so.
 Each message carries its `id` inside the file, for such references. Money is not exported or
 imported: the ledger belongs to the server, and an imported conversation has no calls of its own.
+
+Branches (added within format 1): each message also carries `parent` (the `id` of the message it
+follows, earlier in the same file, or null for a first message), `chosen` (it is the version of its
+turn that is shown; one per turn) and `active` (it is on the branch shown). Import rebuilds that tree
+with new ids; `active` is worked out again from `chosen`. A file whose messages have no `parent` (an
+export made before branches) is read as one branch in the file's order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import zipfile
@@ -67,6 +74,9 @@ def conversation_json(conversation: Conversation) -> dict:
         "messages": [
             {
                 "id": message.pk,
+                "parent": message.parent_id,
+                "chosen": message.chosen,
+                "active": message.active,
                 "role": message.role,
                 "content": message.content,
                 "thinking": message.thinking,
@@ -154,6 +164,10 @@ class _ImportedMessage:
     stop_reason: str
     error: str
     model: str
+    # The message's place in the tree, as indexes into the file's messages (None: a first message).
+    parent: int | None = None
+    chosen: bool | None = None
+    active: bool | None = None
 
 
 def _text(value: object, what: str, limit: int) -> str:
@@ -166,8 +180,9 @@ def _text(value: object, what: str, limit: int) -> str:
     return value
 
 
-def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage]]:
-    """The conversation fields and messages of an export file, or InvalidInput saying what is wrong."""
+def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage], bool]:
+    """The conversation fields and messages of an export file, and whether they carry branches (a
+    `parent` on any message), or InvalidInput saying what is wrong."""
     foreign = "This is not a conversation exported from this app (choose a .json file from its Export menu)."
     if len(data) > settings.CHAT_IMPORT_MAX_BYTES:
         raise InvalidInput(f"The file is too large to import (the limit is {settings.CHAT_IMPORT_MAX_BYTES:,} bytes).")
@@ -231,7 +246,89 @@ def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage]]:
                 model=_text(item.get("model"), f"the model of {what}", 100),
             )
         )
-    return fields, parsed
+    branched = any("parent" in item for item in messages)
+    if branched:
+        parsed = _tree(messages, parsed)
+    return fields, parsed, branched
+
+
+def _reference(value: object) -> int | str | None:
+    """A message id as a file may write it: a whole number or a string (not true/false)."""
+    if value is None or (type(value) is int) or (isinstance(value, str) and 0 < len(value) <= 100):
+        return value
+    return _NOT_AN_ID
+
+
+_NOT_AN_ID = object()
+
+
+def _tree(messages: list[dict], parsed: list[_ImportedMessage]) -> list[_ImportedMessage]:
+    """`parsed` with each message's parent (an index into the file) and its `chosen`/`active` marks, or
+    InvalidInput naming the message whose reference is wrong: a parent that is not an earlier message
+    of the file (one later or itself would make a cycle; ids from elsewhere are never looked up), an id
+    used twice, two chosen versions of one turn."""
+    bad = "The file is not a valid conversation export:"
+    place: dict[int | str, int] = {}
+    tree = []
+    for index, (item, message) in enumerate(zip(messages, parsed, strict=True)):
+        number = index + 1
+        own = _reference(item.get("id"))
+        if own is None or own is _NOT_AN_ID:
+            raise InvalidInput(f"{bad} message {number} has no valid id, which its branches need.")
+        if own in place:
+            raise InvalidInput(f"{bad} messages {place[own] + 1} and {number} have the same id ({own}).")
+        parent = _reference(item.get("parent"))
+        if parent is _NOT_AN_ID:
+            raise InvalidInput(f"{bad} the parent of message {number} is not a message id.")
+        if parent is not None and parent not in place:
+            if parent == own or any(_reference(later.get("id")) == parent for later in messages[index + 1 :]):
+                raise InvalidInput(
+                    f"{bad} message {number} names itself or a later message ({parent}) as its parent, "
+                    "so its branches would go round in a cycle."
+                )
+            raise InvalidInput(
+                f"{bad} the parent of message {number} ({parent}) is not a message of this conversation's file."
+            )
+        marks = {}
+        for mark in ("chosen", "active"):
+            value = item.get(mark)
+            if value is not None and type(value) is not bool:
+                raise InvalidInput(f"{bad} “{mark}” of message {number} must be true or false.")
+            marks[mark] = value
+        place[own] = index
+        tree.append(dataclasses.replace(message, parent=None if parent is None else place[parent], **marks))
+    versions: dict[int | None, list[int]] = {}
+    for index, message in enumerate(tree):
+        versions.setdefault(message.parent, []).append(index)
+    for group in versions.values():
+        chosen = [index for index in group if tree[index].chosen]
+        if len(chosen) > 1:
+            raise InvalidInput(
+                f"{bad} messages {chosen[0] + 1} and {chosen[1] + 1} are both marked as the chosen version "
+                "of one turn; only one can be."
+            )
+    return tree
+
+
+def _branch_marks(parsed: list[_ImportedMessage]) -> list[tuple[int | None, bool, bool]]:
+    """(parent index, chosen, active) for each message of a tree read by `_tree`. In a turn with no
+    version marked chosen, the one marked active is chosen, else the newest; the active branch then
+    runs from the chosen first message down through chosen versions, as on the page."""
+    versions: dict[int | None, list[int]] = {}
+    for index, message in enumerate(parsed):
+        versions.setdefault(message.parent, []).append(index)
+    chosen = set()
+    for group in versions.values():
+        pick = next((i for i in group if parsed[i].chosen), None)
+        if pick is None:
+            pick = next((i for i in group if parsed[i].active), group[-1])
+        chosen.add(pick)
+    active = set()
+    node = None
+    while node in versions:
+        node = next(i for i in versions[node] if i in chosen)
+        active.add(node)
+    return [(m.parent, i in chosen, i in active) for i, m in enumerate(parsed)]
 
 
 def conversation_import(*, owner, data: bytes) -> Conversation:
@@ -240,7 +337,7 @@ def conversation_import(*, owner, data: bytes) -> Conversation:
     Ids in the file are never looked up (whose they were does not matter); the conversation and its
     messages get new ones. No usage is imported and the ledger is not touched.
     """
-    fields, parsed = _parse(data)
+    fields, parsed, tree = _parse(data)
     with transaction.atomic():
         conversation = Conversation.objects.create(owner=owner, **fields)
         Message.objects.bulk_create(
@@ -262,9 +359,16 @@ def conversation_import(*, owner, data: bytes) -> Conversation:
             ],
             batch_size=500,
         )
-        # One branch, in the file's order: each message follows the one before it.
-        linked = list(conversation.messages.order_by("pk").only("pk", "parent"))
-        for previous, message in zip(linked, linked[1:], strict=False):
-            message.parent = previous
-        Message.objects.bulk_update(linked, ["parent"], batch_size=500)
+        # Rows were inserted in the file's order, so ids ascend with it: a child is newer than its parent.
+        linked = list(conversation.messages.order_by("pk").only("pk", "parent", "chosen", "active"))
+        if tree:
+            for message, (parent, chosen, active) in zip(linked, _branch_marks(parsed), strict=True):
+                message.parent = None if parent is None else linked[parent]
+                message.chosen, message.active = chosen, active
+            Message.objects.bulk_update(linked, ["parent", "chosen", "active"], batch_size=500)
+        else:
+            # An export without branches: one branch, in the file's order.
+            for previous, message in zip(linked, linked[1:], strict=False):
+                message.parent = previous
+            Message.objects.bulk_update(linked, ["parent"], batch_size=500)
     return conversation

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
 import pytest
@@ -218,3 +219,181 @@ def test_thinking_and_effort_travel_with_the_json_but_not_the_signed_blocks():
     imported = transfer.conversation_import(owner=make_user(), data=transfer.conversation_json_text(conversation).encode())
     reply = imported.messages.in_order()[1]
     assert imported.effort == "high" and reply.thinking == "Let me weigh it." and reply.thinking_blocks == []
+
+
+# Branches: the JSON carries the tree, and import rebuilds it.
+
+
+def a_branched_conversation(owner=None):
+    """A conversation with versions at three turns, built as edit/regenerate leave it: the first
+    message edited once (the edit shown), the first reply regenerated (the newer one shown, the older
+    one with a follow-up of its own, remembered as chosen there), and the second message edited."""
+    conversation = make_conversation(owner=owner or make_user(), title="Branches")
+    first = make_message(conversation, content="Name a river", active=False, chosen=False)
+    old_reply = make_message(conversation, role="assistant", content="The Nile", parent=first, active=False, chosen=False)
+    longer = make_message(conversation, content="Longer?", parent=old_reply, active=False)
+    make_message(conversation, role="assistant", content="Yes", parent=longer, active=False)
+    reply = make_message(conversation, role="assistant", content="The Rhine", parent=first, active=False)
+    where = make_message(conversation, content="Where is it?", parent=reply, active=False, chosen=False)
+    make_message(conversation, role="assistant", content="Europe", parent=where, active=False)
+    edited = Message(conversation=conversation, role="user", content="Name a long river")
+    edited.starts_conversation = True
+    edited.save()
+    answer = make_message(conversation, role="assistant", content="The Amazon", parent=edited)
+    how = make_message(conversation, content="How long?", parent=answer)
+    make_message(conversation, role="assistant", content="About 6,400 km", parent=how)
+    # Under "The Rhine", the later edit "Where in Europe?" is the version chosen there.
+    again = make_message(conversation, content="Where in Europe?", parent=reply, active=False)
+    make_message(conversation, role="assistant", content="Central", parent=again, active=False)
+    return conversation
+
+
+def tree_of(conversation) -> list[tuple]:
+    """Each message as (content, parent's content, chosen, active), in the conversation's order."""
+    messages = list(conversation.messages.in_order().select_related("parent"))
+    return [(m.content, m.parent.content if m.parent else None, m.chosen, m.active) for m in messages]
+
+
+def shown(conversation) -> list[tuple[str, int, int]]:
+    """The page: the active branch with each message's "k / N"."""
+    messages, _ = conversation.messages.page()
+    return [(m.content, m.branch_index, m.branch_count) for m in messages]
+
+
+def test_the_json_export_carries_the_tree():
+    conversation = a_branched_conversation()
+    messages = json.loads(transfer.conversation_json_text(conversation))["messages"]
+    by_id = {m["id"]: m for m in messages}
+    rhine = next(m for m in messages if m["content"] == "The Rhine")
+    assert by_id[rhine["parent"]]["content"] == "Name a river"
+    assert rhine["chosen"] is True and rhine["active"] is False
+    assert [m["content"] for m in messages if m["parent"] is None] == ["Name a river", "Name a long river"]
+    assert [m["content"] for m in messages if m["active"]] == [
+        "Name a long river", "The Amazon", "How long?", "About 6,400 km",
+    ]
+    # Every parent is an earlier message of the same file.
+    seen = set()
+    for message in messages:
+        assert message["parent"] is None or message["parent"] in seen
+        seen.add(message["id"])
+
+
+def test_a_branched_conversation_round_trips_with_its_versions_and_active_branch():
+    conversation = a_branched_conversation()
+    assert shown(conversation) == [
+        ("Name a long river", 2, 2), ("The Amazon", 1, 1), ("How long?", 1, 1), ("About 6,400 km", 1, 1),
+    ]
+    ledger_before = list(UsageRecord.objects.values_list("pk", "cost"))
+    imported = transfer.conversation_import(owner=make_user(), data=transfer.conversation_json_text(conversation).encode())
+    assert imported.messages.count() == conversation.messages.count() == 13
+    assert tree_of(imported) == tree_of(conversation)
+    assert shown(imported) == shown(conversation)
+    assert not set(imported.messages.values_list("pk", flat=True)) & set(conversation.messages.values_list("pk", flat=True))
+    assert list(UsageRecord.objects.values_list("pk", "cost")) == ledger_before
+
+    # Switching to the other first message shows the branch remembered under it, on both.
+    for each in (conversation, imported):
+        first = each.messages.active().in_order().first()
+        services.branch_switch(message=first, index=1)
+    assert shown(imported) == shown(conversation) == [
+        ("Name a river", 1, 2), ("The Rhine", 2, 2), ("Where in Europe?", 2, 2), ("Central", 1, 1),
+    ]
+    # And one more level down: the older reply's own follow-up was kept as chosen there.
+    reply = imported.messages.active().in_order()[1]
+    services.branch_switch(message=reply, index=1)
+    assert shown(imported) == [("Name a river", 1, 2), ("The Nile", 1, 2), ("Longer?", 1, 1), ("Yes", 1, 1)]
+    # Markdown stays the active branch.
+    assert "Where in Europe" not in transfer.conversation_markdown(imported) and "Longer?" in transfer.conversation_markdown(imported)
+
+
+def test_an_export_from_before_branches_imports_as_one_branch():
+    old = json.loads(transfer.conversation_json_text(a_conversation()))
+    for message in old["messages"]:
+        for key in ("parent", "chosen", "active"):
+            del message[key]
+    imported = transfer.conversation_import(owner=make_user(), data=json.dumps(old).encode())
+    assert shown(imported) == [
+        ("What is 'a?", 1, 1), ("A **lifetime** name.\n\n```rust\nfn f<'a>() {}\n```", 1, 1),
+        ("And <script>?", 1, 1), ("Half an ans", 1, 1),
+    ]
+    rows = list(imported.messages.order_by("pk"))
+    assert rows[0].parent_id is None and all(m.parent_id == p.pk for p, m in zip(rows, rows[1:], strict=False))
+    assert all(m.active and m.chosen for m in rows)
+
+
+def test_a_minimal_hand_written_old_file_without_ids_still_imports():
+    data = json.dumps({
+        "format": 1, "kind": "teamchat.conversation", "conversation": {"title": "Old"},
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+    }).encode()
+    imported = transfer.conversation_import(owner=make_user(), data=data)
+    assert shown(imported) == [("hi", 1, 1), ("hello", 1, 1)]
+
+
+def branched_document(change) -> bytes:
+    document = json.loads(transfer.conversation_json_text(a_branched_conversation()))
+    change(document["messages"])
+    return json.dumps(document).encode()
+
+
+def _set(index, **fields):
+    return lambda messages: messages[index].update(fields)
+
+
+def _parent_is(index, other):
+    return lambda messages: messages[index].update(parent=messages[other]["id"])
+
+
+def _two_cycle(messages):
+    messages[1]["parent"] = messages[2]["id"]
+    messages[2]["parent"] = messages[1]["id"]
+
+
+def _same_id(messages):
+    messages[3]["id"] = messages[1]["id"]
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (_set(2, parent=987654321), "the parent of message 3 (987654321) is not a message of this conversation's file"),
+        (_set(2, parent=True), "the parent of message 3 is not a message id"),
+        (_parent_is(1, 4), "message 2 names itself or a later message"),
+        (_parent_is(1, 1), "message 2 names itself or a later message"),
+        (_two_cycle, "message 2 names itself or a later message"),
+        (_same_id, "messages 2 and 4 have the same id"),
+        (_set(0, id=None), "message 1 has no valid id"),
+        (_set(1, chosen=True), "messages 2 and 5 are both marked as the chosen version of one turn"),
+        (_set(0, chosen=True), "messages 1 and 8 are both marked as the chosen version of one turn"),
+        (_set(1, chosen="yes"), "“chosen” of message 2 must be true or false"),
+    ],
+)
+def test_a_bad_reference_between_messages_is_a_clear_error_and_nothing_is_created(change, says):
+    data = branched_document(change)
+    before = (Conversation.objects.count(), Message.objects.count(), UsageRecord.objects.count())
+    with pytest.raises(services.InvalidInput, match=re.escape(says)):
+        transfer.conversation_import(owner=make_user(), data=data)
+    assert (Conversation.objects.count(), Message.objects.count(), UsageRecord.objects.count()) == before
+
+
+def test_a_parent_in_another_conversation_is_refused_and_never_looked_up():
+    importer = make_user()
+    mine = a_conversation(owner=importer)
+    elsewhere = mine.messages.in_order().first()
+    document = json.loads(transfer.conversation_json_text(a_branched_conversation()))
+    document["messages"][2]["parent"] = elsewhere.pk
+    before = (Conversation.objects.count(), Message.objects.count())
+    with pytest.raises(services.InvalidInput, match=f"the parent of message 3 \\({elsewhere.pk}\\) is not a message"):
+        transfer.conversation_import(owner=importer, data=json.dumps(document).encode())
+    assert (Conversation.objects.count(), Message.objects.count()) == before
+    assert list(elsewhere.children.values_list("content", flat=True)) == ["A **lifetime** name.\n\n```rust\nfn f<'a>() {}\n```"]
+
+
+def test_a_bad_reference_is_shown_on_the_import_form(client):
+    me = make_user()
+    client.force_login(me)
+    data = branched_document(_parent_is(1, 1)).decode()
+    before = Conversation.objects.count()
+    response = client.post(reverse("conversation_import"), {"file": upload(data)})
+    assert response.status_code == 400 and "names itself or a later message" in response.content.decode()
+    assert Conversation.objects.count() == before
