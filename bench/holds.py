@@ -145,6 +145,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 0
     settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "unlimited"
+    settings.CHAT_TITLE_MODEL = ""  # replies only (a title call would hold against the first reply too)
     from conversations.catalog import reply_max_tokens
 
     full = reply_max_tokens(MODEL)
