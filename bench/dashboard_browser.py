@@ -25,18 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import VENV_BIN, Worker, server_env  # noqa: E402
+from tests.servers import CHROMIUM, CHROMIUM_ARGS, VENV_BIN, Worker, server_env  # noqa: E402
 
 PASSWORD = "bench-Long-passw0rd!"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PRESETS = ["Today", "Last 7 days", "This month", "Last month", "Last 30 days", "Last 365 days"]
 STAFF = """
 from django.contrib.auth import get_user_model
@@ -79,7 +70,7 @@ def run(base_url: str, rows: int, rounds: int) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_context(base_url=base_url, viewport={"width": 1366, "height": 860}).new_page()
         page.goto("/admin/login/")
         page.fill("#id_username", "bench-staff")

@@ -33,6 +33,18 @@ from websockets.exceptions import ConnectionClosed
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 VENV_BIN = PROJECT_DIR / ".venv" / "bin" if (PROJECT_DIR / ".venv" / "bin").is_dir() else Path(sys.executable).parent
+# Debian's Chromium (Playwright cannot download browsers here), headless, as the browser tests and the
+# browser benchmarks run it.
+CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SERVER_START_TIMEOUT = 60
 PASSWORD = "srv-Long-passw0rd!"
 

@@ -10,7 +10,6 @@ scale-out pass exercises the Redis channel layer.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import subprocess
 import uuid
@@ -19,7 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import PROJECT_DIR, VENV_BIN, ServerDatabase, Worker, migrate, server_env
+from tests.servers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PROJECT_DIR,
+    VENV_BIN,
+    ServerDatabase,
+    Worker,
+    migrate,
+    server_env,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -28,16 +36,6 @@ def _generations_finished():
     yield
 
 
-CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "e2e-Long-passw0rd!"
 
 _user_numbers = itertools.count(1)
