@@ -129,10 +129,11 @@ def test_markdown_renders_while_streaming_without_literal_markers_or_a_reflow_at
 
 def test_focus_stays_in_the_composer_and_the_keyboard_drives_the_chat(signed_up_page: Page):
     page = signed_up_page
-    assert page.evaluate("document.activeElement.id") == "composer-input", "composer not focused on load"
+    # Focus moves on DOMContentLoaded: wait for it (a loaded CI machine may run the check first).
+    expect(page.locator("#composer-input"), "composer not focused on load").to_be_focused()
     start_conversation(page, f"First question {QUICK}")
     expect(last_reply(page)).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
-    assert page.evaluate("document.activeElement.id") == "composer-input"
+    expect(page.locator("#composer-input")).to_be_focused()
 
     # Send with the button: focus comes back to the composer, so a follow-up can be typed at once.
     page.locator("#composer-input").fill("A slow one [[offline tps=15 reply_tokens=400]]")
