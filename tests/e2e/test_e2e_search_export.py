@@ -31,6 +31,9 @@ def test_search_finds_my_words_with_highlights_as_i_type(signed_up_page: Page, n
     expect(page).to_have_url(re.compile(r"/search/\?q=axolotl$"))
     hits = page.locator(".message-hit")
     expect(hits.first).to_be_visible()
+    # The results are in the HTML, so they show before htmx has wired the box (on DOMContentLoaded);
+    # typing before then is a plain input with nothing listening yet. Wait for the page to finish.
+    page.wait_for_load_state("load")
     expect(page.locator(".message-hit mark").first).to_have_text(re.compile("axolotl", re.I))
     expect(page.locator("#search-results")).not_to_contain_text("private")
     # Text that looks like HTML shows as text: no element was made from it.
