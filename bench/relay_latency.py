@@ -170,6 +170,8 @@ async def sdk_worker(spec: dict) -> dict:
         base_url=spec["base_url"],
         max_retries=0,
         timeout=httpx2.Timeout(60.0, connect=5.0),
+        # The SDK's aiohttp transport (the anthropic[aiohttp] extra), as CHAT_HTTP_CLIENT=aiohttp uses it.
+        **({"http_client": anthropic.DefaultAioHttpClient()} if spec.get("http") == "aiohttp" else {}),
     )
     metadata = {"user_id": "0" * 32}
     helper = spec.get("mode", "raw") == "helper"
@@ -240,7 +242,13 @@ async def sdk_worker(spec: dict) -> dict:
 
 
 def run_sdk_alone(
-    base_url: str, texts: list[str], delays: list[float], timeout: float, mode: str = "raw", sequential=False
+    base_url: str,
+    texts: list[str],
+    delays: list[float],
+    timeout: float,
+    mode: str = "raw",
+    sequential=False,
+    http: str = "httpx",
 ) -> dict:
     spec = {
         "base_url": base_url,
@@ -249,6 +257,7 @@ def run_sdk_alone(
         "timeout": timeout,
         "mode": mode,
         "sequential": sequential,
+        "http": http,
     }
     proc = subprocess.run(
         [sys.executable, __file__, "--sdk-worker"],
@@ -675,6 +684,12 @@ def coalesce_ms(args: argparse.Namespace) -> float:
     return 40.0
 
 
+# The SDK-alone anchors: (mode, HTTP transport). "SDK raw" is the issue's anchor (the SDK's default
+# httpx2 transport); "SDK raw aiohttp" reads the same events over the SDK's aiohttp transport, as the app
+# does by default (CHAT_HTTP_CLIENT): the same client the app runs, alone.
+SDK_PATHS = {"SDK helper": ("helper", "httpx"), "SDK raw": ("raw", "httpx"), "SDK raw aiohttp": ("raw", "aiohttp")}
+
+
 def verdict(app: dict, raw: dict, window_ms: float) -> str:
     """The issue's bar for an app row against the SDK-raw row of the same level and run set."""
     bound = raw["p99"] + window_ms + 60
@@ -690,19 +705,25 @@ def print_table(title: str, levels: list[Level], paths: list[str], results: dict
     print()
     print(f"### {title}")
     print()
-    print("| K x rate | path | deltas/s delivered (target) | p99 ms | CPU µs per delta | replies not complete | app vs SDK raw |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| K x rate | path | deltas/s delivered (target) | p99 ms | CPU µs per delta | replies not complete "
+        "| app vs SDK raw | app vs SDK raw aiohttp |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for level in levels:
         raw = results.get((level.key, "SDK raw"))
+        raw_aiohttp = results.get((level.key, "SDK raw aiohttp"))
         for i, path in enumerate(paths):
             r = results.get((level.key, path))
             if r is None:
                 continue
             target = f"{level.n * level.tps:,.0f}" if level.tps else "max"
-            check = verdict(r, raw, window_ms) if raw is not None and path.startswith("app") else ""
+            app = path.startswith("app")
+            check = verdict(r, raw, window_ms) if raw is not None and app else ""
+            check_aiohttp = verdict(r, raw_aiohttp, window_ms) if raw_aiohttp is not None and app else ""
             print(
                 f"| {level.label if i == 0 else ''} | {path} | {r['rate']:,.0f} ({target}) | {r['p99']:,.0f} | "
-                f"{r['cpu_per_delta_us']:,.0f} | {r['error_count']} | {check} |"
+                f"{r['cpu_per_delta_us']:,.0f} | {r['error_count']} | {check} | {check_aiohttp} |"
             )
 
 
@@ -783,7 +804,7 @@ def run(args: argparse.Namespace) -> None:
             runs: dict[tuple[str, str], list[dict]] = {}
             loads = []
             others = []
-            sdk_paths = [p for p in ("SDK helper", "SDK raw") if p == "SDK raw" or not args.no_helper]
+            sdk_paths = [p for p in SDK_PATHS if p != "SDK helper" or not args.no_helper]
             for rep in range(args.repeat):
                 loads.append(load_note())
                 print()
@@ -805,9 +826,9 @@ def run(args: argparse.Namespace) -> None:
                         runs.setdefault((level.key, path), []).append(r)
                         print_row(level.label, path, r, level.n * level.tps)
                     for path in sdk_paths:
-                        mode = "helper" if path == "SDK helper" else "raw"
+                        mode, http = SDK_PATHS[path]
                         busy0, off0, t0 = machine_busy_seconds(), cpu_seconds(offline.pid), time.perf_counter()
-                        r = run_sdk_alone(base_url, texts, delays, timeout, mode)
+                        r = run_sdk_alone(base_url, texts, delays, timeout, mode, http=http)
                         wall = time.perf_counter() - t0
                         others.append(100 * (machine_busy_seconds() - busy0 - (cpu_seconds(offline.pid) - off0) - r["cpu_total"]) / wall)
                         runs.setdefault((level.key, path), []).append(r)

@@ -304,6 +304,11 @@ CHAT_IMAGE_MAX_EDGE = int(os.environ.get("CHAT_IMAGE_MAX_EDGE", "1568"))
 CHAT_COALESCE_MS = int(os.environ.get("CHAT_COALESCE_MS", "40"))
 # Partial reply text is saved to the database at most this often.
 CHAT_CHECKPOINT_SECONDS = float(os.environ.get("CHAT_CHECKPOINT_SECONDS", "1.0"))
+# The SDK's HTTP transport: "aiohttp" (its DefaultAioHttpClient, the anthropic[aiohttp] extra: about a
+# third less CPU per streamed delta, see bench/relay_latency.py) or "httpx" (its default httpx2 client).
+CHAT_HTTP_CLIENT = os.environ.get("CHAT_HTTP_CLIENT", "aiohttp").strip().lower()
+if CHAT_HTTP_CLIENT not in ("aiohttp", "httpx"):
+    raise ImproperlyConfigured(f"CHAT_HTTP_CLIENT must be aiohttp or httpx, not {CHAT_HTTP_CLIENT!r}")
 # Read timeout for a stalled stream, in seconds (the SDK's default is 600).
 CHAT_READ_TIMEOUT_SECONDS = float(os.environ.get("CHAT_READ_TIMEOUT_SECONDS", "60"))
 CHAT_MAX_RETRIES = int(os.environ.get("CHAT_MAX_RETRIES", "2"))

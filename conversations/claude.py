@@ -427,6 +427,15 @@ def client() -> anthropic.AsyncAnthropic:
         # retries are silent and honour any retry-after).
         max_retries=0,
         timeout=httpx2.Timeout(settings.CHAT_READ_TIMEOUT_SECONDS, connect=5.0),
+        **({"http_client": anthropic.DefaultAioHttpClient()} if settings.CHAT_HTTP_CLIENT == "aiohttp" else {}),
     )
     _clients[loop] = made
     return made
+
+
+async def client_close() -> None:
+    """Close the running loop's client, if it made one: its connections go with it (for the end of a
+    worker or of a test's loop; the aiohttp transport complains about a session left open)."""
+    made = _clients.pop(asyncio.get_running_loop(), None)
+    if made is not None:
+        await made.close()

@@ -17,6 +17,7 @@ import sys
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from . import claude
 from .generation import generations_drain
 from .leases import WORKER_GROUP, sweeper_start
 
@@ -59,6 +60,7 @@ async def drain() -> None:
     except Exception:
         logger.exception("Could not tell the sockets that the server is restarting")
     await generations_drain(settings.CHAT_SHUTDOWN_GRACE_SECONDS)
+    await claude.client_close()
 
 
 async def _drain_then_stop(reactor) -> None:

@@ -47,15 +47,16 @@ async def _generations_finished():
     deadlock with the flush, which then fails the next test's setup. (Browser tests override this:
     their replies run in a server process.)"""
     yield
+    from conversations.claude import client_close
     from conversations.generation import _running
 
     tasks = list(_running.values())
-    if not tasks:
-        return
-    _done, pending = await asyncio.wait(tasks, timeout=30)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    if tasks:
+        _done, pending = await asyncio.wait(tasks, timeout=30)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    await client_close()  # the SDK's connections belong to this test's loop
 
 
 @pytest.fixture

@@ -138,3 +138,22 @@ def test_a_production_response_carries_the_security_headers():
     assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Referrer-Policy"] == "same-origin" and headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert headers["Set-Cookie"].startswith("csrftoken=") and "; Secure" in headers["Set-Cookie"]
+
+
+def test_an_unknown_http_client_is_refused_at_start_with_the_choices():
+    result = run_manage("check", CHAT_HTTP_CLIENT="requests")
+    assert result.returncode != 0
+    assert "CHAT_HTTP_CLIENT must be aiohttp or httpx" in result.stderr
+
+
+async def test_the_sdk_streams_over_the_configured_transport(settings):
+    """aiohttp by default (less CPU per delta); httpx2, the SDK's own default, on request."""
+    from anthropic._vendor.httpx_aiohttp import AiohttpTransport
+
+    from conversations import claude
+
+    assert settings.CHAT_HTTP_CLIENT == "aiohttp"
+    assert isinstance(claude.client()._client._transport, AiohttpTransport)
+    settings.CHAT_HTTP_CLIENT = "httpx"
+    claude._clients.clear()
+    assert not isinstance(claude.client()._client._transport, AiohttpTransport)
