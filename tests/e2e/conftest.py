@@ -131,6 +131,8 @@ def _sign_up(page, username: str | None = None) -> str:
     page.get_by_role("button", name="Sign up").click()
     expect(page.locator("#composer-input")).to_be_visible()
     expect(page.locator(".topbar .who")).to_have_text(username)
+    # The home page shows before its deferred scripts (htmx, app.js) have run; callers act on it at once.
+    page.wait_for_load_state("load")
     return username
 
 

@@ -29,8 +29,10 @@ def png(width: int, height: int) -> str:
     return base64.b64encode(out.getvalue()).decode()
 
 
-def loaded(image) -> bool:
-    return image.evaluate("img => img.complete && img.naturalWidth > 0")
+def expect_loaded(image) -> None:
+    """The image has loaded (polled: it shows at once, its file arrives later) and is not broken."""
+    expect(image).to_have_js_property("complete", True)
+    assert image.evaluate("img => img.naturalWidth") > 0
 
 
 def test_paste_an_image_send_it_and_see_the_thumbnail_again_after_a_reload(signed_up_page: Page):
@@ -41,7 +43,7 @@ def test_paste_an_image_send_it_and_see_the_thumbnail_again_after_a_reload(signe
     chip = page.locator("#attachment-chips .attachment-chip")
     expect(chip).to_have_count(1)
     expect(chip).to_contain_text("640×480")
-    assert loaded(chip.locator("img"))
+    expect_loaded(chip.locator("img"))
     page.locator("#composer-input").fill("What is in this picture?")
     page.locator("#composer-input").press("Enter")
     thumbnail = page.locator("#messages article.message.user").last.locator(".message-attachments img")
@@ -49,11 +51,11 @@ def test_paste_an_image_send_it_and_see_the_thumbnail_again_after_a_reload(signe
     expect(last_reply(page)).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
     expect(last_reply(page).locator(".body")).to_contain_text("I received an image (image/png, 640×480 pixels, 410 tokens)")
     expect(page.locator("#attachment-chips .attachment-chip")).to_have_count(0)
-    assert loaded(thumbnail)
+    expect_loaded(thumbnail)
     page.reload()
     thumbnail = page.locator("#messages article.message.user").last.locator(".message-attachments img")
     expect(thumbnail).to_be_visible()
-    assert loaded(thumbnail)
+    expect_loaded(thumbnail)
     expect(page.locator("#attachment-chips .attachment-chip")).to_have_count(0)
 
 

@@ -137,9 +137,12 @@ def test_no_csp_violation_while_chatting_on_the_usage_page_and_on_the_dashboard(
     expect(staff.locator("#panel-chart svg rect").first).to_be_attached()
     staff.locator("#panel-users").get_by_role("link", name=username).click()
     expect(staff.locator("#billing-user-detail")).to_contain_text("Top conversations")
+    # Pages reached by a click: let their scripts run, so what they might breach is watched.
+    staff.wait_for_load_state("load")
     visit(staff, "/admin/auth/user/")
     staff.get_by_role("link", name=username).click()
     expect(staff.locator("#user_form")).to_be_visible()
+    staff.wait_for_load_state("load")
 
     assert breaches == []
     assert staff_breaches == []
