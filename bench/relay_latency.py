@@ -671,6 +671,9 @@ def app_env(args: argparse.Namespace, base_url: str, database_url: str) -> dict[
         "CHAT_DEFAULT_MONTHLY_BUDGET_USD": "unlimited",
         "CHAT_MAX_SOCKETS_PER_USER": "0",  # the idle-socket section opens several sockets per user
         "CHAT_LOG_LEVEL": "WARNING",
+        # Every bench reply opens a new conversation, which a real one does once: leave out the title
+        # call that the first exchange of each would add (one more Messages call, not relayed).
+        "CHAT_TITLE_MODEL": "off",
     }
     env.update(kv.split("=", 1) for kv in args.server_env)
     return env

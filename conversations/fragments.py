@@ -197,9 +197,10 @@ def send_button(*, busy: bool, budget_exhausted: bool = False) -> str:
     return _partial("send_button", busy=busy, budget_exhausted=budget_exhausted, oob=True)
 
 
-def budget(user) -> str:
-    """The budget banner brought up to date (after each reply: spend changes only then)."""
-    return _partial("budget", user=user, oob=True)
+def budget(user, status=None) -> str:
+    """The budget banner brought up to date (after each reply: spend changes only then); `status` is the
+    user's budget_status if the caller computed it already."""
+    return _partial("budget", user=user, budget_status=status, oob=True)
 
 
 def composer_cleared() -> str:

@@ -127,11 +127,11 @@ def _after_reply(conversation_id: int) -> str:
     """What a finished reply changes besides itself: the header's meter, the owner's budget banner and
     the send button (enabled, unless that reply used up the budget)."""
     conversation = Conversation.objects.select_related("owner").get(pk=conversation_id)
-    exhausted = budget_status(conversation.owner).level == "exhausted"
+    status = budget_status(conversation.owner)
     return (
-        fragments.send_button(busy=False, budget_exhausted=exhausted)
+        fragments.send_button(busy=False, budget_exhausted=status.level == "exhausted")
         + fragments.meter(meter_for(conversation))
-        + fragments.budget(conversation.owner)
+        + fragments.budget(conversation.owner, status)
     )
 
 

@@ -47,11 +47,12 @@ def intcomma_plain(value) -> str:
 
 
 @register.inclusion_tag("billing/budget_banner.html")
-def budget_banner(user) -> dict:
-    """Nothing under CHAT_BUDGET_WARNING_PERCENT (80 %) of the monthly budget; a warning from there; a stop at 100 %."""
+def budget_banner(user, status=None) -> dict:
+    """Nothing under CHAT_BUDGET_WARNING_PERCENT (80 %) of the monthly budget; a warning from there; a stop at 100 %.
+    `status`: the user's budget_status when the caller has it already."""
     if user is None or not getattr(user, "is_authenticated", False):
         return {"status": None, "user": user}
-    return {"status": budget_status(user), "user": user}
+    return {"status": status or budget_status(user), "user": user}
 
 
 @register.simple_tag
