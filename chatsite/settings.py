@@ -302,6 +302,9 @@ CHAT_MAX_PDF_PAGES = int(os.environ.get("CHAT_MAX_PDF_PAGES", "100"))
 CHAT_IMAGE_MAX_EDGE = int(os.environ.get("CHAT_IMAGE_MAX_EDGE", "1568"))
 # Deltas are coalesced into one websocket frame per this many milliseconds.
 CHAT_COALESCE_MS = int(os.environ.get("CHAT_COALESCE_MS", "40"))
+# ...and up to this many while the process is behind (many streams on one worker): fewer, fuller frames
+# cost less to send, so it catches up (see FramePace in conversations/generation.py). Equal: fixed.
+CHAT_COALESCE_MAX_MS = int(os.environ.get("CHAT_COALESCE_MAX_MS", "100"))
 # Partial reply text is saved to the database at most this often.
 CHAT_CHECKPOINT_SECONDS = float(os.environ.get("CHAT_CHECKPOINT_SECONDS", "1.0"))
 # The SDK's HTTP transport: "aiohttp" (its DefaultAioHttpClient, the anthropic[aiohttp] extra: about a

@@ -1,7 +1,8 @@
 """Server-owned generations: one asyncio task per streaming reply, independent of any socket.
 
 A generation streams from Claude, appends deltas to its text, and a flusher publishes what
-accumulated at most every CHAT_COALESCE_MS as one htmx fragment to the conversation's group.
+accumulated at most every CHAT_COALESCE_MS (wider under load, see FramePace) as one htmx fragment to
+the conversation's group.
 One checkpointer per process saves the partial text of all streaming replies at most every
 CHAT_CHECKPOINT_SECONDS; the final state and the ledger row are written once, at the end.
 Each generation also listens on its own channel, joined to the conversation's control group
@@ -48,6 +49,32 @@ logger = logging.getLogger(__name__)
 _running: dict[int, asyncio.Task] = {}
 # Set once this process is shutting down: it starts no new generation.
 _draining = False
+
+
+class FramePace:
+    """The coalescing window of this process's frames: CHAT_COALESCE_MS while the event loop keeps up,
+    wider (up to CHAT_COALESCE_MAX_MS) while it falls behind.
+
+    Every frame costs the same whatever it carries (markdown of the open block, the fragment, the
+    channel layer, a websocket send), so when there is more to relay than the process can send at the
+    base window, fewer and fuller frames are what keeps it up to date. Lateness is how much later than
+    due the flushers wake (their sleeps queue behind everything else on the loop), smoothed over
+    recent wakes; the window is the base plus twice that, so it narrows again as the load goes."""
+
+    SMOOTHING = 0.05  # weight of each wake in the running lateness (about the last 20 wakes)
+
+    def __init__(self) -> None:
+        self.lateness = 0.0  # seconds
+
+    def window(self) -> float:
+        base, widest = settings.CHAT_COALESCE_MS / 1000, settings.CHAT_COALESCE_MAX_MS / 1000
+        return min(max(base, widest), base + 2 * self.lateness)
+
+    def woke(self, late: float) -> None:
+        self.lateness += self.SMOOTHING * (max(late, 0.0) - self.lateness)
+
+
+frame_pace = FramePace()
 
 
 @dataclass(frozen=True)
@@ -293,15 +320,17 @@ class Generation:
             )
 
     async def _flush_periodically(self) -> None:
-        """Publish pending text at most every CHAT_COALESCE_MS; the first delta goes out at once."""
+        """Publish pending text at most once per window (CHAT_COALESCE_MS, wider while this process is
+        behind, see FramePace); the first delta goes out at once."""
         loop = asyncio.get_running_loop()
-        interval = settings.CHAT_COALESCE_MS / 1000
         last_flush = 0.0
         while not self._finishing:
             await self._has_pending.wait()
-            wait = last_flush + interval - loop.time()
+            due = last_flush + frame_pace.window()
+            wait = due - loop.time()
             if wait > 0 and not self._finishing:
                 await asyncio.sleep(wait)
+                frame_pace.woke(loop.time() - due)
             self._has_pending.clear()
             last_flush = loop.time()
             await self._flush()

@@ -18,6 +18,9 @@ def _chat_settings(settings):
     settings.ANTHROPIC_API_KEY = ""  # the app uses its in-process offline Claude
     settings.ANTHROPIC_BASE_URL = ""
     settings.CHAT_COALESCE_MS = 20
+    from conversations.generation import frame_pace
+
+    frame_pace.lateness = 0.0  # each test starts at the base window, whatever an earlier one left
     settings.CHAT_CHECKPOINT_SECONDS = 0.2
     settings.CHAT_READ_TIMEOUT_SECONDS = 5
     settings.CHAT_MAX_RETRIES = 2
