@@ -7,6 +7,8 @@ each load level ``K x rate`` (K concurrent replies, each `rate` deltas/s, or ``m
 * ``SDK helper`` / ``SDK raw``: a separate process runs K concurrent ``AsyncAnthropic`` consumers of
   the same requests (``messages.stream()`` helper / raw ``messages.create(stream=True)`` events),
   configured like conversations/claude.py: the anchors the app is measured against, in the same run.
+  ``SDK raw aiohttp``: the same raw events over the SDK's aiohttp transport, the app's default
+  (CHAT_HTTP_CLIENT); the app rows are compared with both.
 * ``app DEBUG=1`` / ``app DEBUG=0``: K websocket clients (this process, ``websockets``) each send one
   message to ONE daphne process started as ``make run`` starts it (``python -m chatsite.serve``: uvloop
   unless ``--server-env CHAT_EVENT_LOOP=asyncio``), SQLite, in-memory channel layer, and read the reply.
@@ -28,6 +30,8 @@ Run (about 6-8 minutes in full; needs the ``websockets`` package in the venv):
     .venv/bin/python bench/relay_latency.py --redis-url redis://127.0.0.1:6379/6
     .venv/bin/python bench/relay_latency.py --levels 100 --debug 1 --repeat 1 --sections streams  # quick
     .venv/bin/python bench/relay_latency.py --levels 1,50 --reply-tokens 150   # quicker still
+    .venv/bin/python bench/relay_latency.py --variant before:CHAT_HTTP_CLIENT=httpx,CHAT_COALESCE_MAX_MS=40
+        # one more app row with other settings (here: the SDK's httpx2 transport and a fixed window)
 
 ``--levels`` takes K (at ``--tps``), ``KxR`` (R deltas/s) or ``Kxmax`` (unpaced, ``--max-reply-tokens``).
 Everything listens on 127.0.0.1 ephemeral ports; every child process is stopped at the end.
@@ -760,6 +764,14 @@ def run(args: argparse.Namespace) -> None:
                 proc, port = start_daphne(tmp, server_env, f"debug{debug}-{loop}")
                 procs.append(proc)
                 servers[path] = (proc, port)
+        for n, variant in enumerate(args.variant):
+            # Another app row in the same run: LABEL:NAME=VALUE,NAME=VALUE (e.g. the earlier settings).
+            label, _, assignments = variant.partition(":")
+            extra = dict(kv.split("=", 1) for kv in assignments.split(",") if kv)
+            server_env = {**os.environ, **env, "DJANGO_DEBUG": debugs[0], "CHAT_EVENT_LOOP": loops[0], **extra}
+            proc, port = start_daphne(tmp, server_env, f"variant{n}")
+            procs.append(proc)
+            servers[f"app DEBUG={debugs[0]} {label}"] = (proc, port)
         django_setup(env)
         max_n = max([lv.n for lv in levels] + [1])
         users = make_users(max(max_n, min(args.idle_sockets, 200) if "idle" in sections else 1))
@@ -1039,6 +1051,13 @@ def main() -> None:
         default=[],
         metavar="NAME=VALUE",
         help="extra env for the app (repeat), e.g. CHAT_EVENT_LOOP=asyncio",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE,...",
+        help="one more app row with these settings, e.g. 'before:CHAT_HTTP_CLIENT=httpx,CHAT_COALESCE_MAX_MS=40'",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the tmp dir (daphne/offline logs)")
     parser.add_argument("--sdk-worker", action="store_true", help=argparse.SUPPRESS)

@@ -51,6 +51,11 @@ _running: dict[int, asyncio.Task] = {}
 _draining = False
 
 
+# A stream whose events are already buffered is read without a pause in between: it hands the event loop
+# back at least this often (seconds).
+YIELD_EVERY = 0.005
+
+
 class FramePace:
     """The coalescing window of this process's frames: CHAT_COALESCE_MS while the event loop keeps up,
     wider (up to CHAT_COALESCE_MAX_MS) while it falls behind.
@@ -271,11 +276,26 @@ class Generation:
     async def _consume(self) -> None:
         await self._fit()
         attempt, waited, refitted = 1, 0.0, False
+        loop = asyncio.get_running_loop()
         while True:
             try:
+                next_yield = loop.time() + YIELD_EVERY
                 async for kind, delta in self.stream.deltas():
-                    (self._pending_thinking if kind == THINKING else self._pending).append(delta)
+                    if kind == THINKING:
+                        self._pending_thinking.append(delta)
+                    elif self._sent or self._pending:
+                        self._pending.append(delta)
+                    else:
+                        # The answer's first words go out at once, like the first delta of all (the
+                        # flusher may be waiting out a window begun by the thinking before them).
+                        self._pending.append(delta)
+                        await self._flush()
                     self._has_pending.set()
+                    if loop.time() >= next_yield:
+                        # Events already read arrive without a pause: let the flusher and the other
+                        # replies run, so a fast stream is relayed as it goes and starves nobody.
+                        await asyncio.sleep(0)
+                        next_yield = loop.time() + YIELD_EVERY
                 return
             except ClaudeError as exc:
                 if self.stream.opened:

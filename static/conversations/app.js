@@ -247,6 +247,11 @@
     if (!target) return;
     if (target.id === "composer-input") focusComposer();
     if (target.id === "send-button" && !target.disabled) hint("");
+    // "Thought for N s": the answer has started, so the thinking above it folds away (a click opens it).
+    if (/-thinking-summary$/.test(target.id)) {
+      var summary = document.getElementById(target.id);
+      if (summary && !summary.querySelector(".working") && summary.parentElement) summary.parentElement.open = false;
+    }
   });
   // Whatever was clicked to send (the Send button), typing goes on in the composer.
   document.addEventListener("htmx:wsAfterSend", function () { focusComposer(); });

@@ -9,7 +9,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_e2e_chat import COMPLETE, REPLY_TIMEOUT, last_reply, start_conversation
+from tests.e2e.test_e2e_chat import COMPLETE, REPLY_TIMEOUT, STREAMING, last_reply, start_conversation
 
 PASTE = """([data, name]) => {
   const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
@@ -79,6 +79,10 @@ def test_thinking_streams_open_then_collapses_and_opens_and_closes(signed_up_pag
     expect(thinking).to_be_visible(timeout=REPLY_TIMEOUT)
     expect(thinking.locator("summary")).to_contain_text("Thinking…")
     assert thinking.evaluate("el => el.open")
+    # Once the answer starts, the thinking folds away while the answer goes on streaming below it.
+    expect(thinking.locator("summary")).to_have_text(re.compile(r"Thought for \d+ s"), timeout=REPLY_TIMEOUT)
+    expect(thinking.locator(".thinking-body")).to_be_hidden()
+    expect(last_reply(page)).to_have_class(STREAMING)
     expect(last_reply(page)).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
     thinking = last_reply(page).locator("details.thinking")
     expect(thinking.locator("summary")).to_have_text(re.compile(r"Thought for \d+ s"))
