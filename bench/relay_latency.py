@@ -64,7 +64,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODEL = "claude-sonnet-5-5"
 MAX_TOKENS = 4096  # the app's CHAT_MAX_TOKENS default: the SDK-alone requests use the same
 STAMP_RE = re.compile("\u27e6(\\d+\\.\\d+)\u27e7")
-DELTA_FRAME_RE = re.compile(r'^<div id="msg-\d+-body" hx-swap-oob="beforeend">')
+# A frame that appends text to a reply (the answer's first one starts with "Thought for N s"); the
+# appended source is the group: each delta's text is in exactly one of them (the rendered blocks and open
+# end of live markdown repeat it, so stamps are counted there only).
+DELTA_FRAME_RE = re.compile(r'<div id="msg-\d+-body" hx-swap-oob="beforeend">([^<]*)</div>')
 FINAL_RE = re.compile(r'class="message assistant status-(\w+)"')
 # The verb and the first table name after it (Django quotes names; billing's raw upserts do not).
 WRITE_RE = re.compile(
@@ -318,17 +321,13 @@ class Socket:
         frames = delta_frames = n = 0
         last = None
         status = None
-        seen: set[str] = set()  # a stamp rendered again (the open end of live markdown) counts once
         while status is None:
             frame = await self.ws.recv()
             now = time.time()
             frames += 1
-            if DELTA_FRAME_RE.match(frame):
+            if appended := DELTA_FRAME_RE.search(frame):
                 delta_frames += 1
-                for stamp in STAMP_RE.findall(frame):
-                    if stamp in seen:
-                        continue
-                    seen.add(stamp)
+                for stamp in STAMP_RE.findall(appended.group(1)):
                     if n == 0:
                         out["first"].append(now - float(stamp))
                     out["lat"].append(now - float(stamp))
