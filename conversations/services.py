@@ -802,12 +802,12 @@ def branch_delete(*, message: Message) -> Message:
 
 def title_wanted(*, conversation_id: int) -> bool:
     """Whether Claude should title the conversation now: its title is still the first line of its
-    first message, and its first exchange has just completed (one complete reply, on any branch)."""
+    first message, and its first exchange has just completed (the first complete reply, on any branch:
+    a first reply that failed and was retried as a new version still gets its title)."""
     conversation = Conversation.objects.filter(pk=conversation_id).first()
     if conversation is None or conversation.title_source != Conversation.TitleSource.FIRST_LINE:
         return False
-    replies = conversation.messages.filter(role=Message.Role.ASSISTANT)
-    return replies.count() == 1 and replies.filter(status=Message.Status.COMPLETE).exists()
+    return conversation.messages.filter(role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE).count() == 1
 
 
 def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None, str]], worker: str) -> None:

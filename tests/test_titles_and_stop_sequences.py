@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from conversations import services, titles
+from conversations.generation import generation_wait
 from conversations.models import Conversation, Message
 from conversations.rendering import clean_title
 from tests.helpers import make_conversation, make_user, open_socket
@@ -85,6 +86,28 @@ async def _second_reply(user, conversation):
     await titles.title_wait(conversation.pk)
     await socket.close()
     return result
+
+
+async def test_a_first_reply_that_failed_and_was_retried_as_a_new_version_still_gets_its_title(settings):
+    settings.CHAT_TITLE_MODEL = TITLE_MODEL
+    user, conversation = await priced_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    failed, _ = await send_and_finish(
+        socket, conversation, "Plan a trip to Porto [[offline fault=error fault_after=30 fault_times=1 reply_tokens=40]]"
+    )
+    assert failed.status == Message.Status.ERROR and failed.content  # text kept: Retry makes a new version
+    await socket.send(action="retry", message_id=failed.pk)
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    retried = await latest_assistant(conversation)
+    assert retried.pk != failed.pk
+    await socket.receive_until(final_frame_for(retried.pk))
+    await generation_wait(retried.pk)
+    await titles.title_wait(conversation.pk)
+    await socket.close()
+    conversation = await reload(conversation)
+    assert conversation.title_source == Conversation.TitleSource.CLAUDE
+    assert [r.purpose for r in await ledger(conversation.pk)] == ["reply", "reply", "title"]
 
 
 async def test_a_title_renamed_by_hand_wins(settings, async_client):

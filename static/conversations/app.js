@@ -85,6 +85,16 @@
     }
   });
 
+  // Forms that destroy something ask first (data-confirm). In the capture phase, so that a refusal
+  // also stops htmx's own listener on the form (ws-send) from sending it.
+  document.addEventListener("submit", function (event) {
+    var form = event.target, question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+
   // Without text the browser refuses to submit (required): say it in the page's words.
   document.addEventListener("invalid", function (event) {
     if (event.target.id === "composer-input") { event.preventDefault(); hint("Type a message first."); focusComposer(); }
@@ -247,6 +257,11 @@
     if (!target) return;
     if (target.id === "composer-input") focusComposer();
     if (target.id === "send-button" && !target.disabled) hint("");
+    // A title Claude wrote arrives over the socket as the heading: the tab follows it, as after a rename.
+    if (target.id === "conversation-title") {
+      var heading = document.getElementById("conversation-title");
+      if (heading) document.title = heading.textContent.trim() + " · Team chat";
+    }
     // "Thought for N s": the answer has started, so the thinking above it folds away (a click opens it).
     if (/-thinking-summary$/.test(target.id)) {
       var summary = document.getElementById(target.id);

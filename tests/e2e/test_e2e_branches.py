@@ -56,3 +56,18 @@ def test_edit_then_switch_versions_then_reload_keeps_both_branches(signed_up_pag
     expect(first_user_message(page).locator(".body")).to_have_text(
         "Tell me about herons instead [[offline reply_tokens=15]]"
     )
+
+    # Delete version asks first: "Cancel" keeps it; "OK" removes it and shows the other version.
+    delete = first_user_message(page).get_by_role("button", name="Delete version")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    delete.click()
+    page.wait_for_timeout(500)  # nothing is sent: give a wrong send the time to show
+    expect(first_user_message(page).locator(".branch-position")).to_have_text("2 / 2")
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    delete.click()
+    expect(first_user_message(page).locator(".body")).to_have_text(
+        "Tell me about owls [[offline reply_tokens=15]]", timeout=REPLY_TIMEOUT
+    )
+    assert "Delete this version" in questions[0]
+    expect(page.locator("#messages")).to_contain_text("And their eyes?")
