@@ -283,13 +283,13 @@ class Generation:
                 async for kind, delta in self.stream.deltas():
                     if kind == THINKING:
                         self._pending_thinking.append(delta)
-                    elif self._sent or self._pending:
-                        self._pending.append(delta)
                     else:
-                        # The answer's first words go out at once, like the first delta of all (the
-                        # flusher may be waiting out a window begun by the thinking before them).
+                        first_words = not self._sent and not self._pending
                         self._pending.append(delta)
-                        await self._flush()
+                        if first_words:
+                            # The answer's first words go out at once, like the first delta of all (the
+                            # flusher may be waiting out a window begun by the thinking before them).
+                            await self._flush()
                     self._has_pending.set()
                     if loop.time() >= next_yield:
                         # Events already read arrive without a pause: let the flusher and the other
