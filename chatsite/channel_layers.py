@@ -18,6 +18,7 @@ from copy import deepcopy
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
+from channels_redis.core import RedisChannelLayer as UpstreamRedisChannelLayer
 
 HOUSEKEEPING_INTERVAL_SECONDS = 1.0
 _IMMUTABLE = (str, int, float, bool, bytes, type(None))
@@ -63,6 +64,10 @@ class InProcessChannelLayer(InMemoryChannelLayer):
                 self.channels.pop(channel, None)
         return message
 
+    async def group_members(self, group: str) -> set[str]:
+        """The channels in `group` now (conversations.relay delivers to this process's own directly)."""
+        return set(self.groups.get(group, ()))
+
     async def group_send(self, group: str, message: dict) -> None:
         assert isinstance(message, dict), "Message is not a dict"
         self.require_valid_group_name(group)
@@ -72,3 +77,14 @@ class InProcessChannelLayer(InMemoryChannelLayer):
                 await self.send(channel, message)
             except ChannelFull:
                 pass  # a member too slow to keep up misses this message, as with upstream
+
+
+class RedisChannelLayer(UpstreamRedisChannelLayer):
+    """channels-redis's layer (several daphne workers, several machines), able to say who is in a group."""
+
+    async def group_members(self, group: str) -> set[str]:
+        """The channels in `group` now, by the same key and expiry as group_send reads them."""
+        assert self.require_valid_group_name(group), "Group name not valid"
+        connection = self.connection(self.consistent_hash(group))
+        members = await connection.zrangebyscore(self._group_key(group), int(time.time()) - self.group_expiry, "+inf")
+        return {member.decode("utf8") for member in members}

@@ -141,7 +141,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chatsite.channel_layers.RedisChannelLayer",
             # channels-redis blocks up to 5 s waiting for a message; redis-py 8's default socket
             # timeout is also 5 s, which would turn every quiet wait into a TimeoutError.
             "CONFIG": {

@@ -17,6 +17,7 @@ from . import fragments, replies, services
 from .control import request_snapshot
 from .leases import WORKER_GROUP
 from .models import Conversation
+from .relay import relay
 from .socket_limits import limits
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     _counted = False  # whether this socket counts against the user's socket limit
     _serving = True  # False once the user's sign-in ended: frames still queued are dropped
     _throttled = False  # whether the user was told about the frame limit since their last served frame
+    # Frames relayed to this socket while it connects, sent once the page is brought up to date.
+    _held: list[str] | None = None
+    _relayed_group = ""  # the conversation group this socket gets frames of through `relay`
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -53,6 +57,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # its socket stops counting against the user's limit.
             if self._counted:
                 limits.close(self.user.pk, self.channel_name)
+            self._relay_leave()
 
     async def connect(self) -> None:
         self.user = self.scope["user"]
@@ -81,7 +86,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._leave_groups()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        # Its conversation's frames, and this worker's notice when it shuts down.
+        # Its conversation's frames (from this process straight through `relay`, from others through
+        # the layer), and this worker's notice when it shuts down.
+        self._held = []
+        self._relayed_group = self.conversation.group_name
+        relay.join(self._relayed_group, self)
         await self._join(self.conversation.group_name)
         await self._join(WORKER_GROUP)
         await self.accept()
@@ -92,6 +101,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if streaming_id is not None:
             # Catch up: the generation answers with the text so far; live deltas follow it.
             await request_snapshot(self.conversation.pk, streaming_id, self.channel_name)
+        # Then what was relayed meanwhile, in order (as the layer's queue would have delivered it).
+        while self._held:
+            await self._send_html(self._held.pop(0))
+        self._held = None
 
     async def disconnect(self, code: int) -> None:
         # Leaving the groups is all: the generation belongs to the server and keeps going.
@@ -172,6 +185,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_frame(self, event: dict) -> None:
         await self._send_html(event["html"])
 
+    async def relay_frame(self, html: str) -> None:
+        """A frame of this socket's conversation published in this process (see relay.py)."""
+        if self._held is not None:
+            self._held.append(html)
+        else:
+            await self._send_html(html)
+
     async def auth_session_ended(self, event: dict) -> None:
         """A session was logged out (accounts.revocation): close if it is this socket's."""
         if event["session"] == self.session_digest:
@@ -208,7 +228,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Whether the session this socket was opened with still authenticates its (active) user."""
         return await database_sync_to_async(session_is_current)(self.session_key, self.user.pk)
 
+    def _relay_leave(self) -> None:
+        if self._relayed_group:
+            relay.leave(self._relayed_group, self)
+            self._relayed_group = ""
+
     async def _leave_groups(self) -> None:
+        self._relay_leave()
         joined, self._joined = self._joined, ()
         for group in joined:
             await self.channel_layer.group_discard(group, self.channel_name)

@@ -41,6 +41,7 @@ from .context import fit_request
 from .control import SNAPSHOT, STOP, control_group
 from .meters import meter_for
 from .models import Conversation, Message, conversation_group
+from .relay import MEMBERS_MAX_AGE, relay
 from .rendering import MarkdownStream
 
 logger = logging.getLogger(__name__)
@@ -252,6 +253,7 @@ class Generation:
             await flusher
             listener.cancel()
             await self.layer.group_discard(control_group(self.conversation_id), self.control_channel)
+            relay.forget(self.group)
         try:
             await asyncio.shield(self._finish(outcome))
         except Exception:
@@ -319,9 +321,7 @@ class Generation:
                     f"{RETRY_REASONS[exc.kind]} - retrying in {math.ceil(wait)} s "
                     f"(attempt {attempt} of {settings.CHAT_MAX_RETRIES + 1})"
                 )
-                await self.layer.group_send(
-                    self.group, {"type": "chat.frame", "html": fragments.retrying(self.message_id, notice)}
-                )
+                await relay.publish(self.group, fragments.retrying(self.message_id, notice))
                 await asyncio.sleep(wait)  # Stop cancels this wait like the stream
                 self.stream = self._new_stream(self.stream.request)
 
@@ -335,9 +335,7 @@ class Generation:
         )
         self.stream.request = request
         if cut is not None:
-            await self.layer.group_send(
-                self.group, {"type": "chat.frame", "html": fragments.context_marker(cut)}
-            )
+            await relay.publish(self.group, fragments.context_marker(cut))
 
     async def _flush_periodically(self) -> None:
         """Publish pending text at most once per window (CHAT_COALESCE_MS, wider while this process is
@@ -367,7 +365,7 @@ class Generation:
                 completed = self.markdown.feed(chunk)
                 html += fragments.delta(self.message_id, chunk, completed, self.markdown.open_html())
             checkpointer.mark(self)  # once per frame, not per delta
-            await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
+            await relay.publish(self.group, html, max_age=MEMBERS_MAX_AGE)
 
     def _thinking_html(self) -> str:
         """The thinking that arrived since the last frame, and "Thought for N s" once the answer starts."""
@@ -421,7 +419,7 @@ class Generation:
                         self.markdown.open_html(),
                     )
                     html += fragments.thinking_text(self.message_id, "".join(self._sent_thinking))
-                    await self.layer.send(event["reply_channel"], {"type": "chat.frame", "html": html})
+                    await relay.send(event["reply_channel"], html, group=self.group)
 
     def stop(self) -> None:
         """Close the upstream stream (ends billing) and finish the reply as stopped."""
@@ -460,7 +458,7 @@ class Generation:
         if message is None:
             return  # deleted meanwhile (its spend is in the ledger all the same), or ended by a sweep
         for html in fragments.message_frames(message, after=await _after_reply(self.conversation_id)):
-            await self.layer.group_send(self.group, {"type": "chat.frame", "html": html})
+            await relay.publish(self.group, html)
         if self.untitled and message.status == Message.Status.COMPLETE:
             titles.title_schedule(self.conversation_id)
 
@@ -505,29 +503,44 @@ class Checkpointer:
 checkpointer = Checkpointer()
 
 
-async def generation_start(message_id: int) -> Generation | None:
-    """Start generating the assistant message `message_id` (already committed as streaming).
+async def generation_start(message_id: int, *, conversation_id: int, announce: str) -> None:
+    """Show `announce` on every page of the conversation (the new reply's place, or the page with it),
+    then generate the assistant message `message_id` (already committed as streaming) in a task of its
+    own.
 
-    Returns None if the message was deleted before it started (nothing was called, nothing to bill).
+    The task is registered first, so generation_wait finds it from the moment any page hears of the
+    reply; it does nothing until the pages were told. A message deleted before it starts is left alone
+    (nothing was called, nothing to bill).
     """
-    try:
-        context = await _load_context(message_id)
-    except Message.DoesNotExist:
-        return None
-    layer = get_channel_layer()
-    control_channel = await layer.new_channel()
-    await layer.group_add(control_group(context.conversation_id), control_channel)
-    generation = Generation(context, control_channel=control_channel)
+    announced = asyncio.Event()
     # A fresh context: the generation must not inherit the request's or socket's context (asgiref's
     # per-request thread executor ends with the request; the generation outlives it).
     task = asyncio.get_running_loop().create_task(
-        generation.run(), name=f"generation-{message_id}", context=contextvars.Context()
+        _generate(message_id, announced), name=f"generation-{message_id}", context=contextvars.Context()
     )
     _running[message_id] = task
-    checkpointer.track(generation)
     task.add_done_callback(functools.partial(_forget, message_id))
     leases.sweeper_start()
-    return generation
+    try:
+        await relay.publish(conversation_group(conversation_id), announce)
+    finally:
+        announced.set()
+
+
+async def _generate(message_id: int, announced: asyncio.Event) -> None:
+    await announced.wait()  # the reply's frames come after the placeholder they fill
+    try:
+        context = await _load_context(message_id)
+    except Message.DoesNotExist:
+        return
+    layer = get_channel_layer()
+    control_channel = await layer.new_channel()
+    await layer.group_add(control_group(context.conversation_id), control_channel)
+    # Pages that opened elsewhere before this point are in the group; later ones ask for a snapshot.
+    relay.forget(conversation_group(context.conversation_id))
+    generation = Generation(context, control_channel=control_channel)
+    checkpointer.track(generation)
+    await generation.run()
 
 
 def _forget(message_id: int, task: asyncio.Task) -> None:

@@ -18,11 +18,11 @@ import secrets
 import socket
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import fragments, services
 from .models import conversation_group
+from .relay import relay
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +37,9 @@ _sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 async def end_expired(conversation_id: int | None = None) -> int:
     """End the replies whose lease expired (in one conversation, or all) and show their end."""
     ended = await database_sync_to_async(services.replies_end_expired)(conversation_id=conversation_id)
-    layer = get_channel_layer()
     for message in ended:
         html = fragments.message(message) + fragments.send_button(busy=False)
-        await layer.group_send(conversation_group(message.conversation_id), {"type": "chat.frame", "html": html})
+        await relay.publish(conversation_group(message.conversation_id), html)
     return len(ended)
 
 

@@ -1,7 +1,7 @@
 """One entry point per intent — send, regenerate (Retry), edit, switch branch, continue, stop — shared by the websocket and the form posts.
 
 Each stores what it must (a service, one transaction), tells every page viewing the conversation
-(fragments over the channel layer) and starts the generation, so the steps of starting a reply are
+(fragments through `relay`) and starts the generation, so the steps of starting a reply are
 written once. Callers authenticate and show errors: `services.InvalidInput` (with `NotFound` for
 someone else's or a missing message) and billing's `SpendRefused` say what went wrong; nothing was
 written then.
@@ -10,12 +10,12 @@ written then.
 from __future__ import annotations
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 
 from . import fragments, leases, services
 from .control import request_stop
 from .generation import draining, generation_start
 from .models import Conversation, Message, conversation_group
+from .relay import relay
 
 RESTARTING = "The server is restarting. Your message is kept here: send it again in a moment."
 
@@ -23,12 +23,6 @@ RESTARTING = "The server is restarting. Your message is kept here: send it again
 def _refuse_while_draining() -> None:
     if draining():
         raise services.InvalidInput(RESTARTING)
-
-
-async def _announce(conversation_id: int, html: str) -> None:
-    await get_channel_layer().group_send(
-        conversation_group(conversation_id), {"type": "chat.frame", "html": html}
-    )
 
 
 @database_sync_to_async
@@ -56,8 +50,9 @@ async def send(*, conversation: Conversation, text: object, attachment_ids: obje
     user_message, assistant = await database_sync_to_async(services.reply_start)(
         conversation=conversation, text=text, worker=leases.WORKER_ID, attachment_ids=attachment_ids
     )
-    await _announce(conversation.pk, fragments.new_turns([user_message, assistant]))
-    await generation_start(assistant.pk)
+    await generation_start(
+        assistant.pk, conversation_id=conversation.pk, announce=fragments.new_turns([user_message, assistant])
+    )
     return assistant
 
 
@@ -74,14 +69,18 @@ def _conversation_page(conversation_id: int) -> str:
     )
 
 
+async def _show_page(conversation_id: int) -> None:
+    await relay.publish(conversation_group(conversation_id), await _conversation_page(conversation_id))
+
+
 async def regenerate(*, user, message_id: object, conversation_id: int | None = None) -> Message:
     """Write one of `user`'s replies again as a new version (Retry and Regenerate): the earlier one stays."""
     _refuse_while_draining()
     message = await _owned_message(user, message_id, conversation_id)
     await leases.end_expired(message.conversation_id)
     reply = await database_sync_to_async(services.reply_regenerate)(message=message, worker=leases.WORKER_ID)
-    await _announce(message.conversation_id, await _conversation_page(message.conversation_id))
-    await generation_start(reply.pk)
+    page = await _conversation_page(message.conversation_id)
+    await generation_start(reply.pk, conversation_id=message.conversation_id, announce=page)
     return reply
 
 
@@ -93,8 +92,8 @@ async def edit(*, user, message_id: object, text: object, conversation_id: int |
     _, reply = await database_sync_to_async(services.message_edit)(
         message=message, text=text, worker=leases.WORKER_ID
     )
-    await _announce(message.conversation_id, await _conversation_page(message.conversation_id))
-    await generation_start(reply.pk)
+    page = await _conversation_page(message.conversation_id)
+    await generation_start(reply.pk, conversation_id=message.conversation_id, announce=page)
     return reply
 
 
@@ -102,7 +101,7 @@ async def branch(*, user, message_id: object, index: object, conversation_id: in
     """Show version `index` of one of `user`'s messages, and the branch below it."""
     message = await _owned_message(user, message_id, conversation_id)
     shown = await database_sync_to_async(services.branch_switch)(message=message, index=index)
-    await _announce(message.conversation_id, await _conversation_page(message.conversation_id))
+    await _show_page(message.conversation_id)
     return shown
 
 
@@ -110,7 +109,7 @@ async def delete_version(*, user, message_id: object, conversation_id: int | Non
     """Delete one version of one of `user`'s messages and what followed it (the ledger keeps its calls)."""
     message = await _owned_message(user, message_id, conversation_id)
     shown = await database_sync_to_async(services.branch_delete)(message=message)
-    await _announce(message.conversation_id, await _conversation_page(message.conversation_id))
+    await _show_page(message.conversation_id)
     return shown
 
 
@@ -120,8 +119,8 @@ async def continue_reply(*, user, message_id: object, conversation_id: int | Non
     message = await _owned_message(user, message_id, conversation_id)
     await leases.end_expired(message.conversation_id)
     message = await database_sync_to_async(services.reply_continue)(message=message, worker=leases.WORKER_ID)
-    await _announce(message.conversation_id, fragments.message(message) + fragments.send_button(busy=True))
-    await generation_start(message.pk)
+    html = fragments.message(message) + fragments.send_button(busy=True)
+    await generation_start(message.pk, conversation_id=message.conversation_id, announce=html)
     return message
 
 

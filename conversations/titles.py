@@ -14,7 +14,6 @@ import contextvars
 import logging
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from billing.services import SpendRefused
@@ -22,6 +21,7 @@ from billing.services import SpendRefused
 from . import fragments, services
 from .claude import ClaudeError, complete
 from .models import Conversation, conversation_group
+from .relay import relay
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,7 @@ async def title_write(conversation_id: int) -> Conversation | None:
         completion = None
     conversation = await database_sync_to_async(services.title_finish)(job=job, completion=completion)
     if conversation is not None:
-        await get_channel_layer().group_send(
-            conversation_group(conversation_id), {"type": "chat.frame", "html": fragments.title(conversation)}
-        )
+        await relay.publish(conversation_group(conversation_id), fragments.title(conversation))
     return conversation
 
 
