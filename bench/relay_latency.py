@@ -32,6 +32,8 @@ Run (about 6-8 minutes in full; needs the ``websockets`` package in the venv):
     .venv/bin/python bench/relay_latency.py --levels 1,50 --reply-tokens 150   # quicker still
     .venv/bin/python bench/relay_latency.py --variant before:CHAT_HTTP_CLIENT=httpx,CHAT_COALESCE_MAX_MS=40
         # one more app row with other settings (here: the SDK's httpx2 transport and a fixed window)
+    git worktree add /tmp/before <commit>
+    .venv/bin/python bench/relay_latency.py --variant before:APP_ROOT=/tmp/before  # that commit's code
 
 ``--levels`` takes K (at ``--tps``), ``KxR`` (R deltas/s) or ``Kxmax`` (unpaced, ``--max-reply-tokens``).
 Everything listens on 127.0.0.1 ephemeral ports; every child process is stopped at the end.
@@ -623,12 +625,13 @@ def start_offline(tmp: Path, tps: float) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_daphne(tmp: Path, env: dict[str, str], label: str) -> tuple[subprocess.Popen, int]:
-    """One worker, started as `make run` starts it (python -m chatsite.serve: daphne on uvloop)."""
+def start_daphne(tmp: Path, env: dict[str, str], label: str, root: Path = ROOT) -> tuple[subprocess.Popen, int]:
+    """One worker, started as `make run` starts it (python -m chatsite.serve: daphne on uvloop), from the
+    code in `root` (this checkout, or another one of the same schema: see --variant's APP_ROOT)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "chatsite.serve", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / f"daphne-{label}.log", "w"),  # noqa: SIM115 (closed with the process)
@@ -767,8 +770,10 @@ def run(args: argparse.Namespace) -> None:
             # Another app row in the same run: LABEL:NAME=VALUE,NAME=VALUE (e.g. the earlier settings).
             label, _, assignments = variant.partition(":")
             extra = dict(kv.split("=", 1) for kv in assignments.split(",") if kv)
+            root = Path(extra.pop("APP_ROOT", ROOT))  # e.g. a `git worktree` of an earlier commit
             server_env = {**os.environ, **env, "DJANGO_DEBUG": debugs[0], "CHAT_EVENT_LOOP": loops[0], **extra}
-            proc, port = start_daphne(tmp, server_env, f"variant{n}")
+            server_env["PYTHONPATH"] = str(root)  # before the venv's editable install of this checkout
+            proc, port = start_daphne(tmp, server_env, f"variant{n}", root)
             procs.append(proc)
             servers[f"app DEBUG={debugs[0]} {label}"] = (proc, port)
         django_setup(env)
@@ -886,6 +891,7 @@ def run(args: argparse.Namespace) -> None:
                     "repeat": args.repeat,
                     "debug": args.workers_debug,
                     "server_env": args.server_env,
+                    "root": args.workers_app_root or str(ROOT),
                 }
                 proc = subprocess.run(
                     [sys.executable, __file__, "--workers-child"],
@@ -971,7 +977,8 @@ def workers_child(spec: dict) -> list[dict]:
     try:
         servers = []
         for i in range(max(spec["workers"])):
-            proc, port = start_daphne(tmp, {**os.environ, **env}, f"worker{i + 1}")
+            root = Path(spec["root"])
+            proc, port = start_daphne(tmp, {**os.environ, **env, "PYTHONPATH": str(root)}, f"worker{i + 1}", root)
             procs.append(proc)
             servers.append((proc, port))
         django_setup(env)
@@ -1041,6 +1048,9 @@ def main() -> None:
     parser.add_argument("--workers-database-url", default="", help="database of the workers section (SQLite if unset)")
     parser.add_argument("--workers", default="1,2", help="worker counts to compare")
     parser.add_argument("--worker-streams", type=int, default=100, help="replies per worker in the workers section")
+    parser.add_argument(
+        "--workers-app-root", default="", help="run the workers section's daphnes from this checkout (default: this one)"
+    )
     parser.add_argument("--workers-debug", default="0", help="DJANGO_DEBUG of the workers section")
     parser.add_argument("--db-reply-tokens", type=int, default=2000, help="0 leaves the DB-writes section out")
     parser.add_argument("--db-tps", type=float, default=400.0)
@@ -1056,7 +1066,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="LABEL:NAME=VALUE,...",
-        help="one more app row with these settings, e.g. 'before:CHAT_HTTP_CLIENT=httpx,CHAT_COALESCE_MAX_MS=40'",
+        help="one more app row with these settings, e.g. 'before:CHAT_HTTP_CLIENT=httpx,CHAT_COALESCE_MAX_MS=40'; "
+        "APP_ROOT=DIR runs that row's daphne from another checkout (e.g. a git worktree of an earlier commit)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the tmp dir (daphne/offline logs)")
     parser.add_argument("--sdk-worker", action="store_true", help=argparse.SUPPRESS)

@@ -8,6 +8,7 @@ PostgreSQL and Redis (the scale-out), so they run in the `make test` pass that p
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import re
 import signal
@@ -179,6 +180,41 @@ async def test_two_workers_share_replies_stop_and_recover_each_others(database, 
     await on_b.send(message="Hello again [[offline reply_tokens=5]]")
     await on_b.until(lambda f: "status-complete" in f)
     assert ledger_rows(database, reply) == ledger_rows(database, second) == 1
+    await on_b.close()
+
+
+CATCH_UP = re.compile(r'<div id="msg-(\d+)-body" data-catch-up hx-swap-oob="innerHTML">(.*?)</div>', re.S)
+
+
+@scale_out
+async def test_a_tab_opened_on_another_worker_mid_reply_shows_the_whole_text_once(database, workers):
+    env = scale_out_env(database)
+    await asyncio.to_thread(migrate, env)
+    a = await asyncio.to_thread(workers, env)
+    b = await asyncio.to_thread(workers, env)
+    account = await asyncio.to_thread(Account, a)
+    conversation = await asyncio.to_thread(account.new_conversation, a)
+    on_a = await Chat.open(a, account, conversation)
+    await on_a.send(message="A long one [[offline tps=60 reply_tokens=300]]")
+    await on_a.until_streaming()
+    [reply] = on_a.replies_started()
+    await on_a.until(lambda f: len(on_a.text_of(reply)) > 40)
+
+    # Worker A relays the reply to its own tab without the channel layer; a tab that opens on B now
+    # gets the text so far (its catch-up), then every later frame through Redis, and nothing twice.
+    on_b = await Chat.open(b, account, conversation)
+    caught_up = await on_b.until(CATCH_UP.search)
+    [(caught_id, so_far)] = CATCH_UP.findall(caught_up)
+    assert int(caught_id) == reply and so_far
+    await on_b.until(final(reply))
+    await on_a.until(final(reply))
+    status, content = reply_row(database, reply)
+    assert status == "complete"
+    assert on_a.text_of(reply) == content
+    # (deltas B got before its catch-up, if any, are inside it: the page replaces its text with it)
+    after = on_b.frames[on_b.frames.index(caught_up) + 1 :]
+    assert html.unescape(so_far) + "".join(html.unescape(t) for f in after for _, t in DELTA.findall(f)) == content
+    await on_a.close()
     await on_b.close()
 
 
