@@ -71,6 +71,7 @@ STAMP_RE = re.compile("\u27e6(\\d+\\.\\d+)\u27e7")
 # end of live markdown repeat it, so stamps are counted there only).
 DELTA_FRAME_RE = re.compile(r'<div id="msg-\d+-body" hx-swap-oob="beforeend">([^<]*)</div>')
 FINAL_RE = re.compile(r'class="message assistant status-(\w+)"')
+SELECT_FROM_RE = re.compile(r'\bFROM\s+"?(\w+)', re.I)
 # The verb and the first table name after it (Django quotes names; billing's raw upserts do not).
 WRITE_RE = re.compile(
     r'^\s*(INSERT|UPDATE|DELETE|REPLACE)\s+(?:OR\s+\w+\s+)?(?:INTO\s+|FROM\s+)?"?(\w+)', re.I
@@ -488,7 +489,9 @@ class WriteCounter:
                     verb = "UPSERT" if upsert else match.group(1).upper()
                     self.writes[f"{verb} {match.group(2)}"] += 1
                 else:
-                    self.other[sql.lstrip().split(None, 1)[0].upper()] += 1
+                    verb = sql.lstrip().split(None, 1)[0].upper()
+                    table = SELECT_FROM_RE.search(sql) if verb == "SELECT" else None
+                    self.other[f"{verb} {table.group(1)}" if table else verb] += 1
         return execute(sql, params, many, context)
 
     def install(self) -> None:
