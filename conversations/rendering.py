@@ -158,6 +158,8 @@ class MarkdownStream:
         """Add `chunk`; returns the HTML of blocks it completed (to append after the earlier ones)."""
         self.open_text += chunk
         text = self.open_text
+        if "\n" not in text:
+            return ""  # one line is one block, the open one (the usual case: a paragraph being written)
         blocks = [t for t in _blocks(text) if t.level == 0 and t.nesting >= 0 and t.map]
         # A block is complete once the next one has started on a complete line (a half line can still
         # turn into something else: `-` into a list item or a heading underline), or, for blocks that
@@ -184,10 +186,13 @@ class MarkdownStream:
         finished sentences (no marker open at their end) are rendered once and kept, so an update
         renders only the sentence being written."""
         text = _display_tail(self.open_text)
-        blocks = _blocks(text)
-        if [t.type for t in blocks] != ["paragraph_open", "inline", "paragraph_close"]:
-            return _clean(_markdown().render(text))
-        content = blocks[1].content
+        if _ONE_LINE_PARAGRAPH.fullmatch(text):
+            content = text.strip()  # what the block parser would find, without running it on every frame
+        else:
+            blocks = _blocks(text)
+            if [t.type for t in blocks] != ["paragraph_open", "inline", "paragraph_close"]:
+                return _clean(_markdown().render(text))
+            content = blocks[1].content
         if not content.startswith(self._sentences_src):
             self._sentences_src, self._sentences_html = "", ""
         rest = content[len(self._sentences_src) :]
@@ -205,6 +210,10 @@ class MarkdownStream:
     def completed_html(self) -> str:
         return "".join(self.completed)
 
+
+# A line that can only be a paragraph: it starts with a letter (no block marker, indent, HTML or link
+# definition can), and nothing follows it.
+_ONE_LINE_PARAGRAPH = re.compile(r"[^\W\d_][^\n]*\n?")
 
 # Top-level blocks that nothing after a blank line can continue (lists and indented code can be).
 _ENDED_BY_A_BLANK_LINE = {"paragraph_open", "heading_open", "fence", "hr", "table_open", "blockquote_open"}

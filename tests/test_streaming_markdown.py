@@ -49,6 +49,29 @@ def test_appended_blocks_equal_the_full_render_for_random_chunkings(seed):
     assert stream_render(text, list(range(1, len(text)))) == render_markdown(text)
 
 
+PROSE = [
+    *DOCUMENTS,
+    "Émile wrote: it *works* here. Then `code` and **bold** text; a [link](https://example.org) too.  \n",
+    "Why? Because _this_ is ~~struck~~ and 3 < 4 > 2 & so on: done! Next sentence follows here.",
+    "Straße und Ärger. 日本語の文章です。 Last one with trailing spaces   ",
+]
+
+
+@pytest.mark.parametrize("text", PROSE)
+def test_the_one_line_shortcut_shows_the_open_end_exactly_as_parsing_it_would(text, monkeypatch):
+    from conversations import rendering
+
+    fast, parsed = MarkdownStream(), MarkdownStream()
+    for n, char in enumerate(text):
+        fast.feed(char)
+        parsed.feed(char)
+        expected = fast.open_html()
+        with monkeypatch.context() as patched:  # the same stream with every line left to the block parser
+            patched.setattr(rendering, "_ONE_LINE_PARAGRAPH", rendering.re.compile("(?!)"))
+            assert parsed.open_html() == expected, f"after {text[: n + 1]!r}"
+        assert fast.completed == parsed.completed
+
+
 def test_completed_blocks_leave_only_the_open_end_to_render_again():
     stream = MarkdownStream()
     for n in range(200):
