@@ -70,14 +70,8 @@ class Relay:
         """Show `html` on every page in `group`: this process's first, in publish order, then the rest."""
         for socket in list(self.local.get(group, {}).values()):
             await self._deliver(socket, html)
-        elsewhere = await self._members_elsewhere(group, max_age)
-        if elsewhere:
-            layer = get_channel_layer()
-            for channel in elsewhere:
-                try:
-                    await layer.send(channel, {"type": FRAME, "html": html})
-                except ChannelFull:
-                    pass  # a page too slow to keep up misses this frame, as with group_send
+        for channel in await self._members_elsewhere(group, max_age):
+            await _send_elsewhere(channel, html)
 
     async def send(self, channel: str, html: str, *, group: str) -> None:
         """Show `html` on the one page behind `channel`, a member of `group`, wherever it is served."""
@@ -87,17 +81,19 @@ class Relay:
             return
         read_at, members = self._elsewhere.get(group, (0.0, set()))
         self._elsewhere[group] = (read_at, members | {channel})  # frames for `group` go there from now on
-        try:
-            await get_channel_layer().send(channel, {"type": FRAME, "html": html})
-        except ChannelFull:
-            pass
+        await _send_elsewhere(channel, html)
 
     async def _members_elsewhere(self, group: str, max_age: float) -> set[str]:
         known = self._elsewhere.get(group)
         now = time.monotonic()
         if known is not None and now - known[0] <= max_age:
             return known[1]
-        members = await get_channel_layer().group_members(group)
+        try:
+            members = await get_channel_layer().group_members(group)
+        except Exception:
+            # The layer is unreachable (Redis restarting): this process's pages still get the frame.
+            logger.exception("Could not read who else shows %s; trying again at its next frame", group)
+            return known[1] if known is not None else set()
         elsewhere = members - self.local.get(group, {}).keys()
         if max_age:  # a streaming reply's frame: keep the list until it is too old, or the reply ends
             self._elsewhere[group] = (now, elsewhere)
@@ -111,6 +107,15 @@ class Relay:
                 asyncio.run_coroutine_threadsafe(_relay_frame(socket, html), loop)
             return
         await _relay_frame(socket, html)
+
+
+async def _send_elsewhere(channel: str, html: str) -> None:
+    try:
+        await get_channel_layer().send(channel, {"type": FRAME, "html": html})
+    except ChannelFull:
+        pass  # a page too slow to keep up misses this frame, as with group_send
+    except Exception:
+        logger.exception("Could not relay a frame to %s through the channel layer", channel)
 
 
 async def _relay_frame(socket: Socket, html: str) -> None:

@@ -93,3 +93,20 @@ async def test_one_failing_page_does_not_keep_a_frame_from_the_others(group):
     relay.join(group, fine)
     await relay.publish(group, "<p>hi</p>")
     assert fine.frames == ["<p>hi</p>"]
+
+
+async def test_pages_of_this_process_get_their_frames_while_the_layer_is_unreachable(group, monkeypatch):
+    layer, relay = get_channel_layer(), Relay()
+    page = Page(await layer.new_channel())
+    relay.join(group, page)
+
+    async def unreachable(*args, **kwargs):
+        raise ConnectionError("Redis is restarting")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(layer, "group_members", unreachable)
+        patched.setattr(layer, "send", unreachable)
+        await relay.publish(group, "<p>1</p>")
+        await relay.publish(group, "<p>2</p>", max_age=MEMBERS_MAX_AGE)
+        await relay.send("specific.elsewhere!1", "<p>snapshot</p>", group=group)
+    assert page.frames == ["<p>1</p>", "<p>2</p>"]
