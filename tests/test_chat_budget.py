@@ -108,7 +108,7 @@ async def test_the_banner_follows_each_reply_and_send_is_disabled_once_the_budge
     await socket.receive_until(lambda f: "status-streaming" in f)
     # Meanwhile an administrator lowers the budget below what this reply costs.
     await sync_to_async(UserBudget.objects.filter(user=user).update)(monthly_limit=1)
-    frames = await socket.receive_until(lambda f: "status-complete" in f, timeout=20)
+    frames = await socket.receive_until(lambda f: "assistant status-complete" in f, timeout=20)
     await socket.close()
     final = frames[-1]
     assert '<div class="chat-banners" id="chat-banners" hx-swap-oob="true">' in final

@@ -86,7 +86,7 @@ async def test_a_frame_flood_is_refused_before_any_database_work_and_other_users
         await flood.send(action="stop", message_id=999_999_999)
     # Another user chats as usual meanwhile: their frames come out of their own allowance.
     await bystander.send(message="Hello there", conversation=theirs.pk)
-    await bystander.receive_until(lambda frame: "status-complete" in frame, timeout=20)
+    await bystander.receive_until(lambda frame: "assistant status-complete" in frame, timeout=20)
 
     # A socket's frames are handled one after the other: once the limit has judged the 50th, the ones
     # before it are done.

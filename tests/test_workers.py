@@ -106,7 +106,7 @@ async def test_sigterm_lets_the_worker_finish_what_it_can_then_ends_the_rest_and
     chat = await Chat.open(worker, account, conversation)
     assert f'id="msg-{reply}" class="message assistant status-interrupted' in chat.frames[0]
     await chat.send(message="Still there? [[offline reply_tokens=5]]")
-    await chat.until(lambda f: "status-complete" in f)  # the conversation works again
+    await chat.until(lambda f: "assistant status-complete" in f)  # the conversation works again
     await chat.close()
     assert max(chat.replies_started()) > reply
 
@@ -134,7 +134,7 @@ async def test_after_sigkill_a_new_worker_ends_the_orphaned_reply_within_the_lea
 
     chat = await Chat.open(worker, account, conversation)
     await chat.send(message="And now? [[offline reply_tokens=5]]")
-    await chat.until(lambda f: "status-complete" in f)
+    await chat.until(lambda f: "assistant status-complete" in f)
     await chat.close()
 
 
@@ -178,7 +178,7 @@ async def test_two_workers_share_replies_stop_and_recover_each_others(database, 
     await asyncio.to_thread(a.wait, 30)
     assert "status-interrupted" in await on_b.until(final(second), timeout=30)
     await on_b.send(message="Hello again [[offline reply_tokens=5]]")
-    await on_b.until(lambda f: "status-complete" in f)
+    await on_b.until(lambda f: "assistant status-complete" in f)
     assert ledger_rows(database, reply) == ledger_rows(database, second) == 1
     await on_b.close()
 
@@ -297,14 +297,14 @@ async def test_behind_the_shipped_nginx_rules_a_restarted_worker_is_skipped_and_
         tabs = [await Chat.open(proxy, account, conversation) for _ in range(2)]  # one per worker (round robin)
         await tabs[0].send(message="Hello through the proxy [[offline tps=200 reply_tokens=60]]")
         for tab in tabs:
-            await tab.until(lambda f: "status-complete" in f)
+            await tab.until(lambda f: "assistant status-complete" in f)
 
         a.signal(signal.SIGTERM)  # one worker leaves; the proxy sends everyone to the other
         assert await asyncio.to_thread(a.wait, 60) == 0
         for _ in range(4):
             tab = await Chat.open(proxy, account, conversation)
             await tab.send(message="Still here? [[offline reply_tokens=5]]")
-            await tab.until(lambda f: "status-complete" in f)
+            await tab.until(lambda f: "assistant status-complete" in f)
             await tab.close()
     finally:
         proxy.stop()
