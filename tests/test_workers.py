@@ -50,6 +50,15 @@ def open_holds(db: ServerDatabase) -> int:
     return db.query("SELECT count(*) FROM billing_spendreservation WHERE settled_at IS NULL")[0][0]
 
 
+async def started_with_a_conversation(workers, env: dict[str, str], count: int = 1):
+    """Migrate, start `count` workers, and sign up on the first with one conversation there."""
+    await asyncio.to_thread(migrate, env)
+    started = [await asyncio.to_thread(workers, env) for _ in range(count)]
+    account = await asyncio.to_thread(Account, started[0])
+    conversation = await asyncio.to_thread(account.new_conversation, started[0])
+    return started, account, conversation
+
+
 async def poll(check, timeout: float = 60):
     """Wait until `check()` (run in a thread: it queries the database) returns something truthy."""
     return await eventually(lambda: asyncio.to_thread(check), timeout=timeout, interval=0.2)
@@ -79,10 +88,7 @@ def workers(tmp_path):
 
 async def test_sigterm_lets_the_worker_finish_what_it_can_then_ends_the_rest_and_exits(database, workers):
     env = server_env(database.url, CHAT_SHUTDOWN_GRACE_SECONDS="1")
-    await asyncio.to_thread(migrate, env)
-    worker = await asyncio.to_thread(workers, env)
-    account = await asyncio.to_thread(Account, worker)
-    conversation = await asyncio.to_thread(account.new_conversation, worker)
+    [worker], account, conversation = await started_with_a_conversation(workers, env)
     chat = await Chat.open(worker, account, conversation)
     await chat.send(message="A long saga, please [[offline tps=30 reply_tokens=3000]]")
     await chat.until_streaming()
@@ -113,10 +119,7 @@ async def test_sigterm_lets_the_worker_finish_what_it_can_then_ends_the_rest_and
 
 async def test_after_sigkill_a_new_worker_ends_the_orphaned_reply_within_the_lease(database, workers):
     env = server_env(database.url, CHAT_LEASE_SECONDS="3")
-    await asyncio.to_thread(migrate, env)
-    worker = await asyncio.to_thread(workers, env)
-    account = await asyncio.to_thread(Account, worker)
-    conversation = await asyncio.to_thread(account.new_conversation, worker)
+    [worker], account, conversation = await started_with_a_conversation(workers, env)
     chat = await Chat.open(worker, account, conversation)
     await chat.send(message="Keep going [[offline tps=30 reply_tokens=3000]]")
     await chat.until_streaming()
@@ -153,11 +156,7 @@ def scale_out_env(database: ServerDatabase, **settings: str) -> dict[str, str]:
 @scale_out
 async def test_two_workers_share_replies_stop_and_recover_each_others(database, workers):
     env = scale_out_env(database, CHAT_LEASE_SECONDS="3")
-    await asyncio.to_thread(migrate, env)
-    a = await asyncio.to_thread(workers, env)
-    b = await asyncio.to_thread(workers, env)
-    account = await asyncio.to_thread(Account, a)
-    conversation = await asyncio.to_thread(account.new_conversation, a)
+    (a, b), account, conversation = await started_with_a_conversation(workers, env, count=2)
     on_a = await Chat.open(a, account, conversation)
     on_b = await Chat.open(b, account, conversation)
 
@@ -189,11 +188,7 @@ CATCH_UP = re.compile(r'<div id="msg-(\d+)-body" data-catch-up hx-swap-oob="inne
 @scale_out
 async def test_a_tab_opened_on_another_worker_mid_reply_shows_the_whole_text_once(database, workers):
     env = scale_out_env(database)
-    await asyncio.to_thread(migrate, env)
-    a = await asyncio.to_thread(workers, env)
-    b = await asyncio.to_thread(workers, env)
-    account = await asyncio.to_thread(Account, a)
-    conversation = await asyncio.to_thread(account.new_conversation, a)
+    (a, b), account, conversation = await started_with_a_conversation(workers, env, count=2)
     on_a = await Chat.open(a, account, conversation)
     await on_a.send(message="A long one [[offline tps=60 reply_tokens=300]]")
     await on_a.until_streaming()
