@@ -77,7 +77,7 @@ def rollup_add(record: UsageRecord) -> None:
     )
     labelled = {**values, "username": record.username}
     month = day.replace(day=1)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # part of usage_record's transaction: no savepoint
         _upsert(UsageDaily, {"day": day, "user_id": record.user_id, "model": record.model}, labelled)
         _upsert(UsageMonthly, {"month": month, "user_id": record.user_id, "model": record.model}, labelled)
         _upsert(UsageDayModel, {"day": day, "model": record.model}, values)

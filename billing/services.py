@@ -29,7 +29,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BigIntegerField, F, Value
+from django.db.models import BigIntegerField, ExpressionWrapper, F, Subquery, Value
 from django.db.models.functions import Least
 from django.utils import timezone
 
@@ -161,6 +161,9 @@ def _affordable_max_tokens(
 
 def _lock_budget_row(user_id: int) -> UserBudget:
     """Create if needed, then lock, the user's budget row (held until the caller's transaction ends)."""
+    budget = UserBudget.objects.select_for_update().filter(user_id=user_id).first()
+    if budget is not None:
+        return budget
     UserBudget.objects.get_or_create(user_id=user_id)
     return UserBudget.objects.select_for_update().get(user_id=user_id)
 
@@ -255,25 +258,28 @@ def hold_prompt_known(*, message_id: int, model: str, usage: Usage) -> None:
     """Shrink the open hold of `message_id` once the API reported the prompt's counts (message_start):
     to the prompt's exact cost plus the granted `max_tokens` at the output rate. Only ever lowers it,
     so it needs no lock: a smaller hold can only let other calls of the user through sooner."""
-    reservation = (
-        SpendReservation.objects.filter(message_id=message_id, settled_at__isnull=True)
-        .order_by("-created_at")
-        .only("pk", "max_tokens")
-        .first()
-    )
     price = ModelPrice.objects.in_effect(model, timezone.now())
-    if reservation is None or price is None:
+    if price is None:
         return
     rates, _banded = price.rates_for(usage.prompt_tokens)
-    known = rates.cost(
+    prompt = rates.cost(
         input=usage.input_tokens,
-        output=reservation.max_tokens,
+        output=0,
         cache_write_5m=usage.cache_write_5m_tokens,
         cache_write_1h=usage.cache_write_1h_tokens,
         cache_read=usage.cache_read_tokens,
     )
-    SpendReservation.objects.filter(pk=reservation.pk, settled_at__isnull=True).update(
-        amount=Least(F("amount"), Value(known, output_field=BigIntegerField()))
+    # One statement: the latest open hold, priced with its own granted max_tokens in SQL.
+    latest = (
+        SpendReservation.objects.filter(message_id=message_id, settled_at__isnull=True)
+        .order_by("-created_at")
+        .values("pk")[:1]
+    )
+    known = ExpressionWrapper(
+        Value(prompt) + F("max_tokens") * Value(rates.output), output_field=BigIntegerField()
+    )
+    SpendReservation.objects.filter(pk=Subquery(latest), settled_at__isnull=True).update(
+        amount=Least(F("amount"), known)
     )
 
 
@@ -298,7 +304,9 @@ def usage_record(
     (a call about a conversation rather than one message, such as its title).
     """
     now = timezone.now()
-    with transaction.atomic():
+    # No savepoint: nothing here is meant to fail and be carried on from, inside or outside the
+    # caller's transaction (one that calls it has it all or nothing).
+    with transaction.atomic(savepoint=False):
         # Serialise with spend_reserve for this user, so a reserve never sees the reservation
         # released without the ledger row that replaces it (and two ends of one call see each other).
         UserBudget.objects.select_for_update().filter(user_id=labels.user_id).first()

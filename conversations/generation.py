@@ -141,6 +141,7 @@ def _load_context(message_id: int) -> ReplyContext:
         conversation.messages.active()
         .filter(role=Message.Role.ASSISTANT, pk__lt=message.pk)
         .order_by("-pk")
+        .only("stop_reason", "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
         .first()
     )
     if previous is not None and previous.stop_reason == "model_context_window_exceeded":

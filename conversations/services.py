@@ -522,7 +522,7 @@ def _reply_start(*, conversation: Conversation, text: object, worker: str, attac
             Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
         )
         _refuse_while_streaming(conversation, "sending another message")
-        tip = conversation.messages.active().order_by("-pk").first()
+        tip = conversation.messages.active().order_by("-pk").only("pk").first()  # the new turn's parent
         user_message = Message(conversation=conversation, role=Message.Role.USER, content=text, parent=tip)
         user_message.starts_conversation = tip is None
         user_message.save()
@@ -917,7 +917,7 @@ def reply_finish(
                 message.thinking_ms = end.thinking.ms
             message.lease_until = None
             message.set_usage(end.usage)
-            message.save()
+            message.save(update_fields=REPLY_END_FIELDS)
             annotate_branches([message])
         usage_record(
             labels=labels,
@@ -928,6 +928,13 @@ def reply_finish(
             attempt_id=attempt_id,
         )
     return message
+
+
+#: The columns reply_finish writes (the rest of a streaming reply is not its to change).
+REPLY_END_FIELDS = (
+    "content", "html", "status", "stop_reason", "stop_sequence", "error", "request_id",
+    "thinking", "thinking_blocks", "thinking_ms", "lease_until", *usage_fields(Usage()), "updated_at",
+)  # fmt: skip
 
 
 def reply_mark_failed(*, message_id: int, text: str) -> None:
