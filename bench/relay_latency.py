@@ -15,7 +15,9 @@ each load level ``K x rate`` (K concurrent replies, each `rate` deltas/s, or ``m
 
 Per delta: latency = receive wall time - the delta's stamp (for the app: the browser-like client's
 receive time, coalescing included). deltas/s delivered = the sum of per-stream rates (request sent to
-last delta). CPU µs per delta = the process's utime+stime over the level / deltas received. Each
+last delta). Start = from sending the message (or request) to receiving its first delta, the mean over the
+streams: what a reply waits for before it streams (the app's database work to start it, queued behind
+the other replies', counts here). CPU µs per delta = the process's utime+stime over the level / deltas received. Each
 configuration runs ``--repeat`` times (3) and the table shows medians; the machine's load average and the
 CPU other processes used are printed with it, since the machine may be shared.
 
@@ -202,6 +204,8 @@ async def sdk_worker(spec: dict) -> dict:
         def seen(chunk: str) -> None:
             nonlocal last, n, first
             now = time.time()
+            if n == 0:
+                out["start"].append(now - sent)
             for stamp in STAMP_RE.findall(chunk):
                 out["lat"].append(now - float(stamp))
                 if first is None:
@@ -225,7 +229,7 @@ async def sdk_worker(spec: dict) -> dict:
             out["first"].append(first)
 
     def fresh() -> dict:
-        return {"lat": [], "rates": [], "deltas": 0, "first": []}
+        return {"lat": [], "rates": [], "deltas": 0, "first": [], "start": []}
 
     # Warm up (imports, connection pool, first-call paths), as daphne is warmed up before it is measured.
     await one(prompt(0, 0, 0, 20).replace("stamp=1", "stamp=0"), 0, fresh())
@@ -245,6 +249,7 @@ async def sdk_worker(spec: dict) -> dict:
     await client.close()
     summary = summarize(out["lat"], out["rates"], out["deltas"], cpu, wall)
     summary["first"] = out["first"]
+    summary["start_mean"] = 1000 * statistics.mean(out["start"]) if out["start"] else float("nan")
     summary["errors"] = [repr(r) for r in results if isinstance(r, BaseException)][:3]
     summary["error_count"] = sum(isinstance(r, BaseException) for r in results)
     summary["cpu_total"] = time.process_time()
@@ -333,6 +338,7 @@ class Socket:
                 for stamp in STAMP_RE.findall(appended.group(1)):
                     if n == 0:
                         out["first"].append(now - float(stamp))
+                        out["start"].append(now - sent)
                     out["lat"].append(now - float(stamp))
                     n += 1
                 last = now
@@ -379,7 +385,7 @@ async def relay_level(
         sockets = [Socket(ports[0], *targets[0])]
     else:
         sockets = [Socket(ports[i % len(ports)], cid, key) for i, (cid, key) in enumerate(targets)]
-    out: dict = {"lat": [], "rates": [], "deltas": 0, "frames": [], "delta_frames": [], "bad_status": [], "first": []}
+    out: dict = {"lat": [], "rates": [], "deltas": 0, "frames": [], "delta_frames": [], "bad_status": [], "first": [], "start": []}
     try:
         await open_sockets(sockets)
         cpu0, own0, t0 = sum(map(cpu_seconds, pids)), time.process_time(), time.perf_counter()
@@ -400,6 +406,7 @@ async def relay_level(
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
     summary = summarize(out["lat"], out["rates"], out["deltas"], cpu, wall)
     summary["first"] = out["first"]
+    summary["start_mean"] = 1000 * statistics.mean(out["start"]) if out["start"] else float("nan")
     summary["frames_mean"] = statistics.mean(out["frames"]) if out["frames"] else float("nan")
     summary["frames_max"] = max(out["frames"], default=0)
     summary["delta_frames_mean"] = statistics.mean(out["delta_frames"]) if out["delta_frames"] else 0
@@ -554,7 +561,9 @@ async def db_writes_reply(conversation_id: int, session_key: str, text: str, cou
 # ------------------------------------------------------------------------------------------- main
 # DJANGO_DEBUG=0 needs a real-looking key; the bench's own process signs its sessions with the same one.
 BENCH_SECRET_KEY = "relay-bench-" + "".join(chr(c) for c in range(ord("a"), ord("z") + 1)) * 2
-SUMMARY_KEYS = ("rate", "p50", "p99", "max", "cpu_per_delta_us", "cpu_pct", "frames_mean", "delta_frames_mean")
+SUMMARY_KEYS = (
+    "rate", "p50", "p99", "max", "cpu_per_delta_us", "cpu_pct", "frames_mean", "delta_frames_mean", "start_mean",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -602,7 +611,8 @@ def print_row(label: str, path: str, r: dict, target: float) -> None:
     frames = f"{r['frames_mean']:.1f} / {r['frames_max']}" if "frames_max" in r else "-"
     print(
         f"{label:>11}  {path:20} {r['rate']:8.0f} / {target or float('nan'):<6.0f} {r['p50']:7.1f} {r['p99']:7.1f} "
-        f"{r['max']:7.1f} {r['cpu_per_delta_us']:8.1f} {r['cpu_pct']:6.0f}   {frames:13} {r['error_count']:3d}",
+        f"{r['max']:7.1f} {r['cpu_per_delta_us']:8.1f} {r['cpu_pct']:6.0f}   {frames:13} {r['error_count']:3d} "
+        f"{r.get('start_mean', float('nan')):8.0f}",
         flush=True,
     )
     for e in r["errors"]:
@@ -611,7 +621,7 @@ def print_row(label: str, path: str, r: dict, target: float) -> None:
 
 ROW_HEADER = (
     f"{'K x rate':>11}  {'path':20} {'deltas/s (target)':>17} {'p50 ms':>7} {'p99 ms':>7} "
-    f"{'max ms':>7} {'µs/delta':>8} {'CPU%':>6}   {'frames/reply':13} {'err':>3}"
+    f"{'max ms':>7} {'µs/delta':>8} {'CPU%':>6}   {'frames/reply':13} {'err':>3} {'start ms':>8}"
 )
 
 
@@ -718,10 +728,10 @@ def print_table(title: str, levels: list[Level], paths: list[str], results: dict
     print(f"### {title}")
     print()
     print(
-        "| K x rate | path | deltas/s delivered (target) | p99 ms | CPU µs per delta | replies not complete "
-        "| app vs SDK raw | app vs SDK raw aiohttp |"
+        "| K x rate | path | deltas/s delivered (target) | p99 ms | mean start ms | CPU µs per delta "
+        "| replies not complete | app vs SDK raw | app vs SDK raw aiohttp |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for level in levels:
         raw = results.get((level.key, "SDK raw"))
         raw_aiohttp = results.get((level.key, "SDK raw aiohttp"))
@@ -735,7 +745,8 @@ def print_table(title: str, levels: list[Level], paths: list[str], results: dict
             check_aiohttp = verdict(r, raw_aiohttp, window_ms) if raw_aiohttp is not None and app else ""
             print(
                 f"| {level.label if i == 0 else ''} | {path} | {r['rate']:,.0f} ({target}) | {r['p99']:,.0f} | "
-                f"{r['cpu_per_delta_us']:,.0f} | {r['error_count']} | {check} | {check_aiohttp} |"
+                f"{r.get('start_mean', float('nan')):,.0f} | {r['cpu_per_delta_us']:,.0f} | {r['error_count']} | "
+                f"{check} | {check_aiohttp} |"
             )
 
 
