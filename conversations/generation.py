@@ -112,8 +112,9 @@ class Outcome:
     error: str = ""
 
 
-@database_sync_to_async
-def _load_context(message_id: int) -> ReplyContext:
+def reply_context(message_id: int) -> ReplyContext:
+    """What the generation of the streaming reply `message_id` needs from the database (raises
+    Message.DoesNotExist if it is gone). Sync: call it in the database thread."""
     message = Message.objects.select_related("conversation__owner").get(pk=message_id)
     conversation = message.conversation
     turns, _ = services.reply_history(conversation, before=message)
@@ -154,6 +155,9 @@ def _load_context(message_id: int) -> ReplyContext:
     return ReplyContext(
         message.pk, message.attempt_id, conversation.pk, request, labels, window, continued, earlier_thinking, untitled
     )
+
+
+_load_context = database_sync_to_async(reply_context)
 
 
 @database_sync_to_async
@@ -504,10 +508,12 @@ class Checkpointer:
 checkpointer = Checkpointer()
 
 
-async def generation_start(message_id: int, *, conversation_id: int, announce: str) -> None:
+async def generation_start(
+    message_id: int, *, conversation_id: int, announce: str, context: ReplyContext | None = None
+) -> None:
     """Show `announce` on every page of the conversation (the new reply's place, or the page with it),
     then generate the assistant message `message_id` (already committed as streaming) in a task of its
-    own.
+    own, from `context` when the caller read it (`reply_context`) along with starting the reply.
 
     The task is registered first, so generation_wait finds it from the moment any page hears of the
     reply; it does nothing until the pages were told. A message deleted before it starts is left alone
@@ -517,7 +523,7 @@ async def generation_start(message_id: int, *, conversation_id: int, announce: s
     # A fresh context: the generation must not inherit the request's or socket's context (asgiref's
     # per-request thread executor ends with the request; the generation outlives it).
     task = asyncio.get_running_loop().create_task(
-        _generate(message_id, announced), name=f"generation-{message_id}", context=contextvars.Context()
+        _generate(message_id, announced, context), name=f"generation-{message_id}", context=contextvars.Context()
     )
     _running[message_id] = task
     task.add_done_callback(functools.partial(_forget, message_id))
@@ -528,12 +534,13 @@ async def generation_start(message_id: int, *, conversation_id: int, announce: s
         announced.set()
 
 
-async def _generate(message_id: int, announced: asyncio.Event) -> None:
+async def _generate(message_id: int, announced: asyncio.Event, context: ReplyContext | None) -> None:
     await announced.wait()  # the reply's frames come after the placeholder they fill
-    try:
-        context = await _load_context(message_id)
-    except Message.DoesNotExist:
-        return
+    if context is None:
+        try:
+            context = await _load_context(message_id)
+        except Message.DoesNotExist:
+            return
     layer = get_channel_layer()
     control_channel = await layer.new_channel()
     await layer.group_add(control_group(context.conversation_id), control_channel)

@@ -21,7 +21,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from . import fragments, services
-from .models import conversation_group
+from .models import Message, conversation_group
 from .relay import relay
 
 logger = logging.getLogger(__name__)
@@ -37,10 +37,15 @@ _sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 async def end_expired(conversation_id: int | None = None) -> int:
     """End the replies whose lease expired (in one conversation, or all) and show their end."""
     ended = await database_sync_to_async(services.replies_end_expired)(conversation_id=conversation_id)
+    await show_ended(ended)
+    return len(ended)
+
+
+async def show_ended(ended: list[Message]) -> None:
+    """Show the end of replies `services.replies_end_expired` ended on their conversations' pages."""
     for message in ended:
         html = fragments.message(message) + fragments.send_button(busy=False)
         await relay.publish(conversation_group(message.conversation_id), html)
-    return len(ended)
 
 
 def sweeper_start() -> None:

@@ -9,11 +9,15 @@ written then.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from channels.db import database_sync_to_async
 
 from . import fragments, leases, services
 from .control import request_stop
-from .generation import draining, generation_start
+from .generation import ReplyContext, draining, generation_start, reply_context
 from .models import Conversation, Message, conversation_group
 from .relay import relay
 
@@ -39,21 +43,69 @@ def _owned_message(user, message_id: object, conversation_id: int | None) -> Mes
     return message
 
 
-async def send(*, conversation: Conversation, text: object, attachment_ids: object = ()) -> Message:
+@dataclass
+class _Sent:
+    """What Send did in the database: replies it ended (their worker died), then either the new turns
+    and what the reply's call needs, or why nothing was stored."""
+
+    ended: list[Message]
+    user_message: Message | None = None
+    assistant: Message | None = None
+    context: ReplyContext | None = None
+    refused: Exception | None = None
+
+
+class SignedOut(Exception):
+    """The sender's sign-in has ended: nothing was stored."""
+
+
+@database_sync_to_async
+def _send_in_database(
+    conversation: Conversation, text: object, attachment_ids: object, signed_in: Callable[[], bool] | None
+) -> _Sent:
+    """Send's database work in one trip to the database thread, not one per step: the thread is one,
+    and under a burst of messages every trip waits behind the other replies' work. `signed_in` (the
+    sender's session check) comes first: nothing is done for a sign-in that has ended."""
+    if signed_in is not None and not signed_in():
+        raise SignedOut
+    sent = _Sent(ended=services.replies_end_expired(conversation_id=conversation.pk))  # a dead worker's
+    try:  # reply must not block this one
+        sent.user_message, sent.assistant = services.reply_start(
+            conversation=conversation, text=text, worker=leases.WORKER_ID, attachment_ids=attachment_ids
+        )
+    except Exception as exc:  # refused (InvalidInput, SpendRefused) or failed: shown after the ended
+        sent.refused = exc
+        return sent
+    with contextlib.suppress(Message.DoesNotExist):  # deleted already: the generation finds it gone
+        sent.context = reply_context(sent.assistant.pk)
+    return sent
+
+
+async def send(
+    *,
+    conversation: Conversation,
+    text: object,
+    attachment_ids: object = (),
+    signed_in: Callable[[], bool] | None = None,
+) -> Message:
     """Store the user's turn (with its pending attachments `attachment_ids`) and start Claude's reply in
-    `conversation` (the caller checked ownership).
+    `conversation` (the caller checked ownership; `signed_in`, when given, is checked first in the
+    database thread, and SignedOut raised if it says no).
 
     Returns the assistant message being written.
     """
     _refuse_while_draining()
-    await leases.end_expired(conversation.pk)  # a reply whose worker died must not block this one
-    user_message, assistant = await database_sync_to_async(services.reply_start)(
-        conversation=conversation, text=text, worker=leases.WORKER_ID, attachment_ids=attachment_ids
-    )
+    sent = await _send_in_database(conversation, text, attachment_ids, signed_in)
+    await leases.show_ended(sent.ended)
+    if sent.refused is not None:
+        raise sent.refused
     await generation_start(
-        assistant.pk, conversation_id=conversation.pk, announce=fragments.new_turns([user_message, assistant])
+        sent.assistant.pk,
+        conversation_id=conversation.pk,
+        announce=fragments.new_turns([sent.user_message, sent.assistant]),
+        context=sent.context,
     )
-    return assistant
+    return sent.assistant
 
 
 @database_sync_to_async

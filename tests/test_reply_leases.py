@@ -127,6 +127,18 @@ async def test_send_after_a_worker_died_ends_its_orphaned_reply_and_answers():
     assert (await fetch(newest)).status == Message.Status.COMPLETE
 
 
+async def test_a_refused_send_after_a_worker_died_still_shows_the_orphans_end_then_why():
+    user, conversation, orphan = await orphan_in_new_conversation()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="   ")  # empty: refused, nothing stored
+    frames = await socket.receive_until(lambda f: 'id="chat-errors"' in f and '<p class="error">' in f)
+    assert any(final_frame(orphan.pk)(f) for f in frames[:-1])  # the orphan's end came first
+    await socket.close()
+    assert (await fetch(orphan)).status == Message.Status.INTERRUPTED
+    assert await conversation.messages.acount() == 2  # the orphan and its question: nothing added
+
+
 async def test_stop_on_an_orphaned_reply_ends_it_at_once():
     user, conversation, orphan = await orphan_in_new_conversation()
     socket, _, _ = await open_socket(user, conversation.pk)

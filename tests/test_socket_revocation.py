@@ -157,8 +157,9 @@ async def test_a_staff_member_changing_a_users_password_in_the_admin_closes_thei
     assert await close_code(socket) == SIGNED_OUT
 
 
+@pytest.mark.parametrize("frame", ["send", "other action", "unreadable"])
 @pytest.mark.parametrize("revoke", ["deactivate", "end_session"])
-async def test_no_frame_is_served_once_the_sign_in_ended_even_without_a_revocation_event(revoke):
+async def test_no_frame_is_served_once_the_sign_in_ended_even_without_a_revocation_event(revoke, frame):
     user, conversation, laptop, _, _, _ = await two_browsers_and_a_stranger()
     socket = await laptop.open_socket(conversation)
 
@@ -170,6 +171,11 @@ async def test_no_frame_is_served_once_the_sign_in_ended_even_without_a_revocati
             Session.objects.filter(session_key=laptop.cookie).delete()
 
     await revoke_behind_the_sockets_back()
-    await socket.send(message="Bill this to me", conversation=conversation.pk)
+    if frame == "send":  # checked in the same trip to the database that would store it
+        await socket.send(message="Bill this to me", conversation=conversation.pk)
+    elif frame == "other action":
+        await socket.send(action="stop", message_id=1, conversation=conversation.pk)
+    else:  # not even an error message for a frame that cannot be read
+        await socket.communicator.send_to(text_data="{not json")
     assert await close_code(socket) == SIGNED_OUT
     assert not await Message.objects.filter(conversation=conversation).aexists()
