@@ -30,7 +30,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.db.models import BigIntegerField, ExpressionWrapper, F, Subquery, Value
-from django.db.models.functions import Least
+from django.db.models.functions import Cast, Least
 from django.utils import timezone
 
 from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
@@ -275,8 +275,12 @@ def hold_prompt_known(*, message_id: int, model: str, usage: Usage) -> None:
         .order_by("-created_at")
         .values("pk")[:1]
     )
+    # max_tokens is an integer column: widen it before the product, which overflows 32 bits on
+    # PostgreSQL (a 16,000-token grant at 10,000,000 pico-dollars a token is 1.6e11).
+    wide = BigIntegerField()
     known = ExpressionWrapper(
-        Value(prompt) + F("max_tokens") * Value(rates.output), output_field=BigIntegerField()
+        Value(prompt, output_field=wide) + Cast("max_tokens", wide) * Value(rates.output, output_field=wide),
+        output_field=wide,
     )
     SpendReservation.objects.filter(pk=Subquery(latest), settled_at__isnull=True).update(
         amount=Least(F("amount"), known)
