@@ -112,10 +112,12 @@ class Outcome:
     error: str = ""
 
 
-def reply_context(message_id: int) -> ReplyContext:
+def reply_context(message_id: int, *, started: Message | None = None) -> ReplyContext:
     """What the generation of the streaming reply `message_id` needs from the database (raises
-    Message.DoesNotExist if it is gone). Sync: call it in the database thread."""
-    message = Message.objects.select_related("conversation__owner").get(pk=message_id)
+    Message.DoesNotExist if it is gone). `started` is that reply as the transaction that started it
+    left it (with its conversation and owner, and the max_tokens its hold granted), which spares
+    reading them again. Sync: call it in the database thread."""
+    message = started or Message.objects.select_related("conversation__owner").get(pk=message_id)
     conversation = message.conversation
     turns, _ = services.reply_history(conversation, before=message)
     # A streaming reply that already has text is being continued (start and retry empty it first).

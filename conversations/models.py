@@ -209,6 +209,8 @@ class Message(models.Model):
     branch_count = 1
     # Set on an unsaved message that starts a new first turn: it gets no parent on save.
     starts_conversation = False
+    # Set by the budget hold that starts this message's call (in memory only): the max_tokens it granted.
+    max_tokens_granted: int | None = None
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"

@@ -77,7 +77,7 @@ def _send_in_database(
         sent.refused = exc
         return sent
     with contextlib.suppress(Message.DoesNotExist):  # deleted already: the generation finds it gone
-        sent.context = reply_context(sent.assistant.pk)
+        sent.context = reply_context(sent.assistant.pk, started=sent.assistant)
     return sent
 
 

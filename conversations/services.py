@@ -441,9 +441,11 @@ def _reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: i
     counts images and PDFs at their estimated tokens; the reply keeps that estimate for its receipt."""
     if prompt_tokens is None:
         prompt_tokens = prompt_tokens_bound(conversation, before=assistant)
-    assistant.media_tokens = attachments.tokens_before(conversation, before=assistant)
-    Message.objects.filter(pk=assistant.pk).update(media_tokens=assistant.media_tokens)
-    spend_reserve(
+    media_tokens = attachments.tokens_before(conversation, before=assistant)
+    if media_tokens != assistant.media_tokens:  # most turns have no files: nothing to write then
+        assistant.media_tokens = media_tokens
+        Message.objects.filter(pk=assistant.pk).update(media_tokens=media_tokens)
+    assistant.max_tokens_granted = spend_reserve(
         user=conversation.owner,
         model=conversation.model,
         prompt_tokens=prompt_tokens,
@@ -455,7 +457,7 @@ def _reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: i
 def reply_granted_max_tokens(message: Message) -> int:
     """`max_tokens` of the call a streaming reply makes: what its budget hold granted (less than the
     model's when the budget left was short), else the model's."""
-    return granted_max_tokens(message.pk) or reply_max_tokens(message.model)
+    return message.max_tokens_granted or granted_max_tokens(message.pk) or reply_max_tokens(message.model)
 
 
 def reply_prompt_known(*, message_id: int, model: str, usage: Usage) -> None:

@@ -115,3 +115,24 @@ async def test_the_banner_follows_each_reply_and_send_is_disabled_once_the_budge
     assert "Monthly budget reached" in final
     button = final[final.index('<button id="send-button"') :].split(">", 1)[0]
     assert "disabled" in button and "budget is used up" in button
+
+
+async def test_a_reply_the_budget_grants_less_is_asked_with_that_max_tokens_and_cut_off_there():
+    """When the budget left covers less than a full reply, the call is made with the max_tokens the hold
+    granted (not the model's), so the reply stops there, as Cut off, and its cost stays within the hold."""
+    text = "Write at length [[offline reply_tokens=12000]]"
+    user, [conversation], limit = await user_with_budget_for(0.5, text, conversations=1)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message=text)
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    await generation_wait(reply.pk)
+    await socket.close()
+    reply = await Message.objects.aget(pk=reply.pk)
+    granted = await SpendReservation.objects.filter(message_id=reply.pk).values_list("max_tokens", flat=True).aget()
+    assert MIN_REPLY_TOKENS <= granted < reply_max_tokens("claude-sonnet-5-5")
+    assert reply.status == Message.Status.CUT_OFF
+    assert reply.output_tokens == granted
+    spent = await sync_to_async(lambda: sum(UsageRecord.objects.filter(user_id=user.pk).values_list("cost", flat=True)))()
+    assert 0 < spent <= limit
