@@ -130,7 +130,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             frame = self._parse(text_data)
         except services.InvalidInput as exc:
             frame, unreadable = None, exc
-        action = frame.get("action") or "send" if frame is not None else ""
+        action = (frame.get("action") or "send") if frame is not None else ""
         if action != "send" and not await self._signed_in():
             await self._sign_out()
             return

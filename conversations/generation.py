@@ -112,12 +112,16 @@ class Outcome:
     error: str = ""
 
 
-def reply_context(message_id: int, *, started: Message | None = None) -> ReplyContext:
-    """What the generation of the streaming reply `message_id` needs from the database (raises
-    Message.DoesNotExist if it is gone). `started` is that reply as the transaction that started it
-    left it (with its conversation and owner, and the max_tokens its hold granted), which spares
-    reading them again. Sync: call it in the database thread."""
-    message = started or Message.objects.select_related("conversation__owner").get(pk=message_id)
+def reply_context(reply: int | Message) -> ReplyContext:
+    """What the generation of a streaming reply needs from the database. `reply` is its id (raises
+    Message.DoesNotExist if it is gone), or the reply as the transaction that started it left it (with
+    its conversation and owner, and the max_tokens its hold granted), which spares reading them again.
+    Sync: call it in the database thread."""
+    message = (
+        reply
+        if isinstance(reply, Message)
+        else Message.objects.select_related("conversation__owner").get(pk=reply)
+    )
     conversation = message.conversation
     turns, _ = services.reply_history(conversation, before=message)
     # A streaming reply that already has text is being continued (start and retry empty it first).

@@ -9,7 +9,6 @@ written then.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -76,8 +75,7 @@ def _send_in_database(
     except Exception as exc:  # refused (InvalidInput, SpendRefused) or failed: shown after the ended
         sent.refused = exc
         return sent
-    with contextlib.suppress(Message.DoesNotExist):  # deleted already: the generation finds it gone
-        sent.context = reply_context(sent.assistant.pk, started=sent.assistant)
+    sent.context = reply_context(sent.assistant)
     return sent
 
 
