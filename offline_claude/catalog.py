@@ -29,6 +29,14 @@ class ModelSpec:
     # The effort a request gets without `output_config.effort` (claude-api.md: Sonnet 5.5 high, Opus 5.5
     # and Haiku 5.5 medium); it sets how long the offline Claude thinks.
     default_effort: str = "high"
+    # Preserved thinking: thinking sent back is checked against its prefix (the docs' prefix-checks page).
+    prefix_checked: bool = False
+    # `role: "system"` entries in `messages` (mid-conversation system messages).
+    system_messages: bool = False
+    # On-demand compaction (`compaction: {"type": "summarize"}`, beta compact-2026-09-04).
+    compaction: bool = False
+    # The `thinking.type` values the model takes.
+    thinking_types: tuple[str, ...] = ("enabled", "adaptive", "disabled")
     lifecycle: str = "active"
     deprecated_at: str | None = None
     retires_at: str | None = None
@@ -64,6 +72,10 @@ MODELS: tuple[ModelSpec, ...] = (
         thinks_by_default=True,
         always_thinks=True,
         default_effort="medium",
+        prefix_checked=True,
+        system_messages=True,
+        compaction=True,
+        thinking_types=("adaptive",),
     ),
     ModelSpec(
         "claude-sonnet-5-5",
@@ -73,6 +85,10 @@ MODELS: tuple[ModelSpec, ...] = (
         _M,
         128 * _K,
         thinks_by_default=True,
+        prefix_checked=True,
+        system_messages=True,
+        compaction=True,
+        thinking_types=("adaptive", "between_tools"),
     ),
     ModelSpec(
         "claude-haiku-5-5",
@@ -83,6 +99,9 @@ MODELS: tuple[ModelSpec, ...] = (
         128 * _K,
         thinks_by_default=True,
         default_effort="medium",
+        prefix_checked=True,
+        system_messages=True,
+        thinking_types=("adaptive", "disabled"),
     ),
     ModelSpec(
         "claude-fable-5-2",
@@ -93,6 +112,10 @@ MODELS: tuple[ModelSpec, ...] = (
         128 * _K,
         thinks_by_default=True,
         always_thinks=True,
+        prefix_checked=True,
+        system_messages=True,
+        compaction=True,
+        thinking_types=("adaptive",),
     ),
     ModelSpec(
         "claude-fable-5-1",
@@ -103,10 +126,18 @@ MODELS: tuple[ModelSpec, ...] = (
         128 * _K,
         thinks_by_default=True,
         always_thinks=True,
+        prefix_checked=True,
+        system_messages=True,
+        compaction=True,
+        thinking_types=("adaptive",),
     ),
-    ModelSpec("claude-opus-5", "Claude Opus 5", "2026-05-05T00:00:00Z", "opus", _M, 128 * _K),
-    ModelSpec("claude-sonnet-5", "Claude Sonnet 5", "2026-05-05T00:00:00Z", "sonnet", _M, 128 * _K),
-    ModelSpec("claude-opus-4-8", "Claude Opus 4.8", "2026-03-24T00:00:00Z", "opus", _M, 128 * _K),
+    ModelSpec(
+        "claude-opus-5", "Claude Opus 5", "2026-05-05T00:00:00Z", "opus", _M, 128 * _K, system_messages=True, compaction=True
+    ),
+    ModelSpec("claude-sonnet-5", "Claude Sonnet 5", "2026-05-05T00:00:00Z", "sonnet", _M, 128 * _K, compaction=True),
+    ModelSpec(
+        "claude-opus-4-8", "Claude Opus 4.8", "2026-03-24T00:00:00Z", "opus", _M, 128 * _K, system_messages=True, compaction=True
+    ),
     ModelSpec("claude-opus-4-7", "Claude Opus 4.7", "2026-02-17T00:00:00Z", "opus", _M, 128 * _K),
     ModelSpec("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z", "sonnet", _M, 64 * _K),
     ModelSpec("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z", "opus", _M, 128 * _K),

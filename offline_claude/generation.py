@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import media, replies
+from .binding import Binding, new_block_prefix
 from .cache import CacheResult
 from .controls import extract_magic
-from .signatures import sign
+from .signatures import chain_start, sign, sign_compaction
 from .tokenizer import count_tokens, split_pieces
 
 
@@ -33,6 +34,10 @@ class ReplyPlan:
     stop_reason: str | None = "end_turn"
     stop_sequence: str | None = None
     stop_details: dict[str, Any] | None = None
+    # `input_transformations` (thinking blocks the checks dropped), sent when the binding beta is on.
+    transformations: list[dict[str, str]] | None = None
+    # On-demand compaction: the compaction block is the whole reply (its usage is an iteration).
+    compaction: dict[str, str] | None = None
 
     @property
     def output_tokens(self) -> int:
@@ -44,8 +49,30 @@ class ReplyPlan:
         """The full text of the reply."""
         return "".join(self.text_pieces)
 
+    def compaction_usage(self) -> dict[str, Any]:
+        """A compaction call's usage: zero at the top level, the call itself in ``iterations``."""
+        u = self.usage_in
+        return {
+            "input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 0,
+            "iterations": [
+                {
+                    "type": "compaction",
+                    "input_tokens": u.input_tokens,
+                    "cache_creation_input_tokens": u.cache_creation,
+                    "cache_read_input_tokens": u.cache_read,
+                    "output_tokens": self.output_tokens,
+                }
+            ],
+            "service_tier": "standard",
+        }
+
     def start_usage(self) -> dict[str, Any]:
         """The usage object of ``message_start`` (output_tokens is a placeholder 1, like the real API)."""
+        if self.compaction is not None:
+            return self.compaction_usage()
         u = self.usage_in
         return {
             "input_tokens": u.input_tokens,
@@ -64,6 +91,8 @@ class ReplyPlan:
         self, output_tokens: int | None = None, thinking_tokens: int | None = None
     ) -> dict[str, Any]:
         """The cumulative usage for ``message_delta`` (and, with start fields, the JSON reply)."""
+        if self.compaction is not None:
+            return self.compaction_usage()
         u = self.usage_in
         return {
             "input_tokens": u.input_tokens,
@@ -78,16 +107,23 @@ class ReplyPlan:
     def message_json(self, msg_id: str) -> dict[str, Any]:
         """The complete non-streaming Message object."""
         content: list[dict[str, Any]] = []
-        if self.thinking:
+        if self.compaction is not None:
+            content.append(dict(self.compaction))
+        elif self.thinking:
             content.append(
                 {"type": "thinking", "thinking": "".join(self.thinking_pieces), "signature": self.signature}
             )
-        if self.text_pieces or not self.thinking:
+        if self.compaction is None and (self.text_pieces or not self.thinking):
             content.append({"type": "text", "text": self.text})
-        usage = self.start_usage()
-        usage["output_tokens"] = self.output_tokens
-        usage["output_tokens_details"] = {"thinking_tokens": self.thinking_tokens}
+        if self.compaction is not None:
+            usage = self.compaction_usage()
+        else:
+            usage = self.start_usage()
+            usage["output_tokens"] = self.output_tokens
+            usage["output_tokens_details"] = {"thinking_tokens": self.thinking_tokens}
+        extra = {} if self.transformations is None else {"input_transformations": self.transformations}
         return {
+            **extra,
             "id": msg_id,
             "type": "message",
             "role": "assistant",
@@ -155,6 +191,8 @@ def plan_reply(
     default_effort: str = "high",
     refuse: bool = False,
     room: int | None = None,
+    binding: Binding | None = None,
+    show_transformations: bool = False,
 ) -> ReplyPlan:
     """Build the reply plan for a validated body.
 
@@ -164,6 +202,10 @@ def plan_reply(
     """
     seed = request_seed(body)
     messages = body["messages"]
+    if binding is None:
+        binding = Binding(state=chain_start(body), previous=b"\x00" * 8)
+    if body.get("compaction") is not None:
+        return plan_compaction(body, usage_in, binding)
     users = [extract_magic(message_text(m))[0] for m in messages if m.get("role") == "user"]
     user_text = users[-1] if users else ""
     previous = users[-2] if len(users) > 1 else None
@@ -171,6 +213,8 @@ def plan_reply(
     sys_text = system if isinstance(system, str) else message_text({"content": system or []})
 
     plan = ReplyPlan(model=body["model"], usage_in=usage_in)
+    if show_transformations:
+        plan.transformations = list(binding.transformations)
     max_tokens: int = body["max_tokens"]
     budget = max_tokens
     window_bound = room is not None and room < max_tokens
@@ -192,9 +236,15 @@ def plan_reply(
         think = "".join(pieces)
         if plan.thinking_visible:
             plan.thinking_pieces = pieces
-        # It signs the block as sent (its text, or "" when the display is omitted), so that block,
-        # sent back unmodified, checks out.
-        plan.signature = sign(think if plan.thinking_visible else "")
+        # It signs the block as sent (its text, or "" when the display is omitted), bound to the
+        # request's prefix and to the thinking block before it, so that block sent back unmodified
+        # after the same history checks out, and after a changed one does not.
+        plan.signature = sign(
+            think if plan.thinking_visible else "",
+            model=body["model"],
+            prefix=new_block_prefix(binding),
+            previous=binding.previous,
+        )
         budget -= plan.thinking_tokens
 
     text = replies.build_reply(user_text, seed=seed, previous_user_text=previous, context=sys_text)
@@ -226,4 +276,39 @@ def plan_reply(
             plan.stop_reason = "stop_sequence"
             plan.stop_sequence = seq
     plan.text_pieces = pieces
+    return plan
+
+
+SUMMARY_QUOTES = 12
+
+
+def plan_compaction(body: dict[str, Any], usage_in: CacheResult, binding: Binding) -> ReplyPlan:
+    """On-demand compaction: a deterministic summary of the request's messages, as one compaction
+    block signed with where they ended (the turns kept after it stay bound), stop_reason "compaction"."""
+    earlier = ""
+    quotes: list[str] = []
+    for message in body["messages"]:
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else []
+        if blocks and isinstance(blocks[0], dict) and blocks[0].get("type") == "compaction":
+            earlier = str(blocks[0].get("content") or "").split("\n", 1)[0]
+        if message.get("role") == "user":
+            text = extract_magic(message_text(message))[0].strip()
+            if text:
+                quotes.append(replies.quote_of(text, 10))
+    lines = ["Summary of the earlier conversation (written by the offline Claude)."]
+    if earlier:
+        lines.append(f"Before that: {earlier}")
+    shown = quotes[-SUMMARY_QUOTES:]
+    if len(quotes) > len(shown):
+        lines.append(f"The user asked {len(quotes) - len(shown)} earlier question(s) on related points.")
+    lines += [f"- The user asked: “{quote}”, and Claude answered it." for quote in shown]
+    summary = "\n".join(lines)
+    plan = ReplyPlan(model=body["model"], usage_in=usage_in, stop_reason="compaction")
+    plan.text_pieces = split_pieces(summary)  # counted as the call's output
+    plan.compaction = {
+        "type": "compaction",
+        "content": summary,
+        "signature": sign_compaction(summary, state=binding.state, start=chain_start(body)),
+    }
     return plan

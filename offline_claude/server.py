@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .binding import BINDING_BETA
 from .cache import PromptCache, build_segments, count_prompt_tokens
 from .catalog import MODELS, context_window, get_model
 from .controls import STATUS_FAULTS, STREAM_FAULTS, ControlError, Controls, parse_controls
@@ -416,7 +417,7 @@ class OfflineClaudeServer:
             return count_prompt_tokens(segments_box[0])
 
         window_override = controls.context_window if controls is not None else None
-        spec = validate_request(
+        spec, bound = validate_request(
             body,
             version=version,
             count_only=count_only,
@@ -441,6 +442,8 @@ class OfflineClaudeServer:
             default_effort=spec.default_effort,
             refuse=controls.refuse,
             room=room,
+            binding=bound,
+            show_transformations=BINDING_BETA in betas,
         )
         request_id = new_id("req_011C", 21)
         msg_id = new_id("msg_01", 22)
@@ -535,6 +538,7 @@ class OfflineClaudeServer:
                 "stop_sequence": None,
                 "stop_details": None,
                 "usage": plan.start_usage(),
+                **({} if plan.transformations is None else {"input_transformations": plan.transformations}),
             },
         }
 
@@ -544,7 +548,13 @@ class OfflineClaudeServer:
             offset = ttft
             index = 0
             tokens_done = 0
-            if plan.thinking:
+            if plan.compaction is not None:
+                # The whole block in its content_block_start, no deltas (compaction on demand).
+                tokens_done = plan.output_tokens
+                block = _dumps(plan.compaction)
+                yield offset, ev("content_block_start", f'{{"type":"content_block_start","index":0,"content_block":{block}}}'), "other"
+                yield offset, ev("content_block_stop", '{"type":"content_block_stop","index":0}'), "other"
+            elif plan.thinking:
                 yield (
                     0.0,
                     ev(
@@ -578,7 +588,7 @@ class OfflineClaudeServer:
                     "other",
                 )
                 index += 1
-            if plan.text_pieces or not plan.thinking:
+            if plan.compaction is None and (plan.text_pieces or not plan.thinking):
                 first = ev(
                     "content_block_start",
                     f'{{"type":"content_block_start","index":{index},"content_block":{{"type":"text","text":""}}}}',

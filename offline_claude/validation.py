@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import media
+from . import binding, media
 from .catalog import ModelSpec, context_window, get_model
-from .signatures import signature_valid
 
 
 class ApiError(Exception):
@@ -55,6 +54,7 @@ MESSAGES_KEYS = _COMMON_KEYS | {
     "diagnostics",
     "inference_geo",
     "service_tier",
+    "compaction",
 }
 COUNT_KEYS = _COMMON_KEYS
 _BLOCK_TYPES = {
@@ -70,6 +70,7 @@ _BLOCK_TYPES = {
     "web_search_tool_result",
     "web_fetch_tool_result",
     "container_upload",
+    "compaction",
 }
 MAX_BREAKPOINTS = 4
 
@@ -128,8 +129,29 @@ def _check_thinking(block: dict, role: str, where: str) -> None:
             raise bad(f"{where}.thinking: Field required")
         if not isinstance(block.get("signature"), str) or not block["signature"]:
             raise bad(f"{where}.signature: Field required")
-        if not signature_valid(block["thinking"], block["signature"]):
-            raise bad(f"{where}: Invalid `signature` in `thinking` block")
+        # Whether the signature holds, and for which prefix, is binding.check's (it needs the whole body).
+
+
+def _check_system_messages(messages: list, spec: ModelSpec) -> None:
+    """Mid-conversation system messages: on models that take them, right after a user turn and followed
+    by Claude's turn (or last), never first (the docs' "Mid-conversation system messages")."""
+    for i, msg in enumerate(messages):
+        if msg.get("role") != "system":
+            continue
+        if not spec.system_messages:
+            raise bad(f"messages.{i}.role: system messages are not supported on {spec.id}")
+        if i == 0:
+            raise bad(f"messages.{i}: a system message cannot be the first message")
+        before = i - 1
+        while before >= 0 and messages[before].get("role") == "system":
+            before -= 1  # consecutive system messages are one section
+        if before < 0 or messages[before].get("role") != "user":
+            raise bad(f"messages.{i}: a system message must immediately follow a user message")
+        after = i + 1
+        while after < len(messages) and messages[after].get("role") == "system":
+            after += 1
+        if after < len(messages) and messages[after].get("role") != "assistant":
+            raise bad(f"messages.{i}: a system message must be followed by an assistant message or end the messages")
 
 
 def _check_media_counts(messages: list) -> None:
@@ -156,8 +178,9 @@ def validate_request(
     betas: set[str],
     prompt_tokens: Any = None,
     window_override: int | None = None,
-) -> ModelSpec:
-    """Validate a /v1/messages (or count_tokens) body; return the model or raise ApiError.
+) -> tuple[ModelSpec, binding.Binding]:
+    """Validate a /v1/messages (or count_tokens) body; return the model and what the thinking checks
+    left (the blocks they dropped are removed from ``body``), or raise ApiError.
 
     ``prompt_tokens`` is a callable computing the prompt size, called last (only for valid bodies) so
     the context-window check sees a well-formed request.
@@ -226,8 +249,8 @@ def validate_request(
         if not isinstance(msg, dict):
             raise bad(f"messages.{i}: Input should be a valid dictionary")
         role = msg.get("role")
-        if role not in ("user", "assistant"):
-            raise bad(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        if role not in ("user", "assistant", "system"):
+            raise bad(f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'")
         extra = set(msg) - {"role", "content"}
         if extra:
             raise bad(f"messages.{i}.{sorted(extra)[0]}: Extra inputs are not permitted")
@@ -254,9 +277,13 @@ def validate_request(
         else:
             raise bad(f"messages.{i}.content: Field required")
     _check_media_counts(messages)
-    if messages[0].get("role") != "user":
+    _check_system_messages(messages, spec)
+    if messages[0].get("role") != "user" and not _leads_with_compaction(messages[0]):
         raise bad('messages: first message must use the "user" role')
-    if not count_only and messages[-1].get("role") == "assistant" and not spec.supports_prefill:
+    compaction = body.get("compaction")
+    if compaction is not None:
+        _check_compaction_request(body, compaction, spec, betas)
+    elif not count_only and messages[-1].get("role") == "assistant" and not spec.supports_prefill:
         raise bad(
             "This model does not support assistant message prefill. The conversation must end with a user message."
         )
@@ -297,13 +324,19 @@ def validate_request(
 
     thinking = body.get("thinking")
     if thinking is not None:
-        if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive", "disabled"):
-            raise bad("thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'")
+        if not isinstance(thinking, dict) or thinking.get("type") not in THINKING_TYPES:
+            raise bad("thinking.type: Input should be 'enabled', 'adaptive', 'disabled' or 'between_tools'")
         display = thinking.get("display")
         if display not in (None, "summarized", "omitted"):
             raise bad("thinking.display: Input should be 'summarized' or 'omitted'")
         if thinking["type"] == "disabled" and spec.always_thinks:
             raise bad(f"thinking.type: thinking cannot be disabled for {spec.id}")
+        if thinking["type"] not in spec.thinking_types:
+            accepted = " or ".join(f'"thinking.type.{kind}"' for kind in spec.thinking_types)
+            raise bad(f'"thinking.type.{thinking["type"]}" is not supported for this model. Use {accepted}.')
+        effort_asked = (body.get("output_config") or {}).get("effort") if isinstance(body.get("output_config"), dict) else None
+        if thinking["type"] in ("disabled", "between_tools") and effort_asked in ("xhigh", "max"):
+            raise bad(f'"thinking.type.{thinking["type"]}" is not supported with effort "{effort_asked}"')
         if thinking["type"] == "enabled":
             budget = thinking.get("budget_tokens")
             if not isinstance(budget, int) or isinstance(budget, bool):
@@ -321,9 +354,40 @@ def validate_request(
         if effort is not None and effort not in ("low", "medium", "high", "xhigh", "max"):
             raise bad("output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")
 
+    try:
+        bound = binding.check(body, spec, betas)
+    except binding.BindingError as exc:
+        raise bad(str(exc)) from None
+
     if prompt_tokens is not None:
         n = prompt_tokens()
         limit = context_window(spec, betas, window_override)
         if n > limit:
             raise bad(f"prompt is too long: {n} tokens > {limit} maximum")
-    return spec
+    return spec, bound
+
+
+THINKING_TYPES = ("enabled", "adaptive", "disabled", "between_tools")
+
+
+def _leads_with_compaction(message: dict) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and bool(content) and isinstance(content[0], dict) and content[0].get("type") == "compaction"
+
+
+def _check_compaction_request(body: dict, compaction: Any, spec: ModelSpec, betas: set[str]) -> None:
+    """On-demand compaction: `compaction: {"type": "summarize", "instructions"?}` with its beta header."""
+    if binding.COMPACTION_BETA not in betas:
+        raise bad(f"compaction: this parameter requires `anthropic-beta: {binding.COMPACTION_BETA}`")
+    if not isinstance(compaction, dict) or compaction.get("type") != "summarize":
+        raise bad("compaction.type: Input should be 'summarize'")
+    if set(compaction) - {"type", "instructions"}:
+        raise bad(f"compaction.{sorted(set(compaction) - {'type', 'instructions'})[0]}: Extra inputs are not permitted")
+    instructions = compaction.get("instructions")
+    if instructions is not None and (not isinstance(instructions, str) or not instructions.strip() or len(instructions) > 16384):
+        raise bad("compaction.instructions: must be non-blank and at most 16384 characters")
+    if not spec.compaction:
+        raise bad(f"compaction: on-demand compaction is not supported on {spec.id}")
+    for key in ("stop_sequences", "context_management"):
+        if key in body:
+            raise bad(f"{key}: cannot be used with compaction")

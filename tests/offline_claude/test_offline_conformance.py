@@ -296,13 +296,19 @@ def test_current_models_think_by_default_and_thinking_counts_toward_max_tokens(o
     assert short.stop_reason == "max_tokens" and short.usage.output_tokens == thinking + 3
 
 
-def test_models_that_always_think_reject_disabled_thinking(offline_claude):
+def test_each_model_takes_only_its_own_thinking_types(offline_claude):
+    """Opus 5.5 always thinks; Sonnet 5.5 takes adaptive or between_tools, never disabled; Haiku 5.5
+    may be told not to think (the docs' per-model thinking settings)."""
     client = sync_client(offline_claude)
-    with pytest.raises(anthropic.BadRequestError):
-        client.messages.create(
-            model="claude-opus-5-5", max_tokens=100, messages=user("hi"), thinking={"type": "disabled"}
-        )
+    for model, kind in (("claude-opus-5-5", "disabled"), ("claude-sonnet-5-5", "disabled"), ("claude-haiku-5-5", "between_tools")):
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            client.messages.create(model=model, max_tokens=100, messages=user("hi"), thinking={"type": kind})
+        assert f'"thinking.type.{kind}" is not supported' in caught.value.message or "cannot be disabled" in caught.value.message
+    quiet = client.messages.create(
+        model="claude-sonnet-5-5", max_tokens=500, messages=user("hi"), thinking={"type": "between_tools"}
+    )
+    assert [b.type for b in quiet.content] == ["text"]
     plain = client.messages.create(
-        model="claude-sonnet-5-5", max_tokens=500, messages=user("hi"), thinking={"type": "disabled"}
+        model="claude-haiku-5-5", max_tokens=500, messages=user("hi"), thinking={"type": "disabled"}
     )
     assert [b.type for b in plain.content] == ["text"]
