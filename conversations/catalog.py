@@ -31,6 +31,17 @@ class ModelInfo:
     # `output_config.effort` without which the model uses this level ("" where it takes no effort).
     default_effort: str = ""
     features: frozenset[str] = frozenset({"images", "pdf", "cache_1h"})
+    # `role: "system"` messages inside `messages`: how a system-prompt edit reaches Claude without
+    # changing the prefix earlier thinking is bound to. Without them the top-level prompt changes.
+    system_messages: bool = False
+    # On-demand compaction (beta): a conversation that outgrows the window is summarised by the API.
+    # Without it, the oldest turns are left out and the thinking of the turns kept is not sent back.
+    compaction: bool = False
+    # The `thinking` a small side call (a title) sends to think as little as the model allows:
+    # "disabled", "between_tools" (Sonnet 5.5 refuses "disabled"), or "" (it always thinks).
+    quiet_thinking: str = "disabled"
+    # The model the page offers to try after a refusal ("" for none).
+    fallback: str = ""
 
     @property
     def reply_max_tokens(self) -> int:
@@ -44,17 +55,33 @@ def _current(model_id: str, **kwargs) -> ModelInfo:
 MODELS: dict[str, ModelInfo] = {
     info.id: info
     for info in (
-        _current("claude-opus-5-5", thinks_by_default=True, always_thinks=True, default_effort="medium"),
-        _current("claude-sonnet-5-5", thinks_by_default=True, default_effort="high"),
-        _current("claude-haiku-5-5", thinks_by_default=True, default_effort="medium"),
-        _current("claude-fable-5-2", thinks_by_default=True, always_thinks=True, default_effort="high"),
-        _current("claude-fable-5-1", thinks_by_default=True, always_thinks=True, default_effort="high"),
-        _current("claude-opus-5"),
-        _current("claude-sonnet-5"),
-        _current("claude-opus-4-8"),
-        _current("claude-opus-4-7"),
-        _current("claude-opus-4-6"),
-        ModelInfo("claude-sonnet-4-6", context_window=_M, max_output=64 * _K),
+        _current(
+            "claude-opus-5-5", thinks_by_default=True, always_thinks=True, default_effort="medium",
+            system_messages=True, compaction=True, quiet_thinking="", fallback="claude-sonnet-5-5",
+        ),
+        _current(
+            "claude-sonnet-5-5", thinks_by_default=True, default_effort="high",
+            system_messages=True, compaction=True, quiet_thinking="between_tools", fallback="claude-opus-5-5",
+        ),
+        # Compaction is not listed for Haiku 5.5 (docs, 2026-09): its long conversations leave turns out.
+        _current(
+            "claude-haiku-5-5", thinks_by_default=True, default_effort="medium",
+            system_messages=True, fallback="claude-sonnet-5-5",
+        ),
+        _current(
+            "claude-fable-5-2", thinks_by_default=True, always_thinks=True, default_effort="high",
+            system_messages=True, compaction=True, quiet_thinking="",
+        ),
+        _current(
+            "claude-fable-5-1", thinks_by_default=True, always_thinks=True, default_effort="high",
+            system_messages=True, compaction=True, quiet_thinking="",
+        ),
+        _current("claude-opus-5", system_messages=True, compaction=True),
+        _current("claude-sonnet-5", compaction=True),
+        _current("claude-opus-4-8", system_messages=True, compaction=True),
+        _current("claude-opus-4-7", compaction=True),
+        _current("claude-opus-4-6", compaction=True),
+        ModelInfo("claude-sonnet-4-6", context_window=_M, max_output=64 * _K, compaction=True),
         ModelInfo("claude-opus-4-5", context_window=200 * _K, max_output=64 * _K),
         ModelInfo("claude-haiku-4-5", context_window=200 * _K, max_output=64 * _K),
         ModelInfo("claude-sonnet-4-5", context_window=200 * _K, max_output=64 * _K),

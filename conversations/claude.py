@@ -39,6 +39,19 @@ def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
     explain is billed as 5-minute writes, the cheaper assumption the API documents as the default.
     """
     previous = previous or Usage()
+    iterations = _field(api_usage, "iterations")
+    if iterations:
+        # A call with a compaction in it reports the compaction as an iteration of its own and leaves it
+        # out of the top-level counts: what is billed is the sum of the iterations.
+        api_usage = {
+            "input_tokens": sum(_count_of(it, "input_tokens") for it in iterations),
+            "output_tokens": sum(_count_of(it, "output_tokens") for it in iterations),
+            "cache_creation_input_tokens": sum(_count_of(it, "cache_creation_input_tokens") for it in iterations),
+            "cache_read_input_tokens": sum(_count_of(it, "cache_read_input_tokens") for it in iterations),
+            "service_tier": _field(api_usage, "service_tier"),
+            "inference_geo": _field(api_usage, "inference_geo"),
+            "speed": _field(api_usage, "speed"),
+        }
 
     def count(value, default: int) -> int:
         return default if value is None else max(0, int(value))
@@ -68,6 +81,11 @@ def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
         inference_geo=label("inference_geo", previous.inference_geo),
         speed=label("speed", previous.speed),
     )
+
+
+def _count_of(obj, name: str) -> int:
+    value = _field(obj, name)
+    return max(0, int(value)) if value is not None else 0
 
 
 def _field(obj, name: str):
@@ -112,6 +130,8 @@ class ClaudeError(Exception):
         self.window = window
         # For retryable kinds: how long the API asked us to wait (retry-after-ms / retry-after), if it did.
         self.retry_after: float | None = None
+        # What a call that answered but failed its purpose (a compaction with no summary) used.
+        self.usage: Usage | None = None
 
     @property
     def retryable(self) -> bool:
@@ -132,8 +152,12 @@ class ReplyRequest:
     # Ask models that think by default to stream a summary of their thinking: the page shows it above
     # the answer, and a reply stopped or dropped mid-thought is estimated from it.
     summarize_thinking: bool = False
-    # Ask for no thinking at all (small side calls such as titles, on models that allow it).
-    no_thinking: bool = False
+    # The `thinking.type` of a small side call (a title) that should think as little as the model allows:
+    # "disabled" or "between_tools" (catalog's quiet_thinking); "" leaves the model's default.
+    quiet_thinking: str = ""
+    # Send `thinking.block_binding.prefix_mismatch_behavior: "drop_block"` (a conversation stored before
+    # its history was append-only): thinking whose prefix changed is dropped instead of refused.
+    drop_mismatched_thinking: bool = False
     # The API's stop_sequences: the reply ends before the first of them it would write.
     stop_sequences: tuple[str, ...] = ()
     # `output_config.effort` ("low" ... "max"); "" leaves the model's default.
@@ -163,6 +187,8 @@ class ReplyStream:
     started: bool = False
     text_chars: int = 0
     thinking_chars: int = 0  # thinking streamed (billed as output, shown above the answer)
+    # On a refusal: Claude's explanation (`stop_details.explanation`), when it gave one.
+    refusal_explanation: str = ""
     # The thinking blocks as the API streamed them ({"thinking", "signature"}), to send back later.
     thinking_blocks: list[dict] = field(default_factory=list)
     # Milliseconds from the start of the first thinking block to the end of the last one.
@@ -233,6 +259,8 @@ class ReplyStream:
                     self.usage = usage_from_api(event.get("usage"), self.usage)
                     self.stop_reason = event["delta"].get("stop_reason")
                     self.stop_sequence = event["delta"].get("stop_sequence") or ""
+                    details = event["delta"].get("stop_details") or {}
+                    self.refusal_explanation = str(details.get("explanation") or "")[:2000]
                 # Other events (unknown future types) carry no reply text.
         except anthropic.APIStatusError as exc:
             error = _map_status_error(exc, self.request_id)
@@ -332,22 +360,90 @@ async def complete(request: ReplyRequest) -> Completion:
     return Completion(text=text, usage=usage_from_api(message.usage), request_id=message._request_id or "")
 
 
+@dataclass(frozen=True)
+class CompactionResult:
+    """An on-demand compaction: the block to send in place of the turns it summarises, its text, what
+    the call used, and its request id."""
+
+    block: dict
+    summary: str
+    usage: Usage
+    request_id: str
+
+
+async def compact(request: ReplyRequest) -> CompactionResult:
+    """Ask the API to summarise `request.messages` (on-demand compaction, beta): the same system prompt,
+    the summary as one compaction block. Raises ClaudeError, also when no summary came back."""
+    params = build_params(request)
+    params.pop("stop_sequences", None)  # not allowed beside compaction
+    params["extra_body"] = {"compaction": {"type": "summarize"}}
+    headers = params.setdefault("extra_headers", {})
+    betas = [b for b in headers.get("anthropic-beta", "").split(",") if b]
+    headers["anthropic-beta"] = ",".join(dict.fromkeys([*betas, COMPACTION_BETA]))
+    try:
+        raw = await client().messages.with_raw_response.create(**params)
+    except anthropic.APIStatusError as exc:
+        raise _map_status_error(exc, "") from exc
+    except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
+        raise ClaudeError("timeout", "Claude stopped responding.", repr(exc)) from exc
+    except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+        raise ClaudeError("connection", "Claude could not be reached.", repr(exc)) from exc
+    request_id = raw.http_response.headers.get("request-id", "")
+    try:
+        body = json.loads(raw.http_response.content)
+        usage = usage_from_api(body.get("usage"))
+        blocks = [b for b in body.get("content") or [] if b.get("type") == "compaction" and b.get("content")]
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ClaudeError("connection", "The connection to Claude was lost.", repr(exc), request_id) from exc
+    if not blocks:
+        error = ClaudeError(
+            "compaction_empty",
+            f"Claude wrote no summary (it stopped with {body.get('stop_reason') or 'no reason'}).",
+            f"compaction returned no block: {body.get('stop_reason')}",
+            request_id,
+        )
+        error.usage = usage
+        raise error
+    block = {k: v for k, v in blocks[0].items() if v is not None}
+    return CompactionResult(block=block, summary=str(block["content"]), usage=usage, request_id=request_id)
+
+
 def estimate_tokens_from_chars(chars: int) -> int:
     """A rough count for text whose tokens the API never reported (about four characters a token)."""
     return math.ceil(chars / 4)
 
 
+# Beta headers (claude-api.md, "Preserved thinking" and "Compaction on demand").
+BINDING_BETA = "thinking-binding-controls-2026-08-01"
+COMPACTION_BETA = "compact-2026-09-04"
+
+
+def _leads_with_compaction(messages: list[dict]) -> bool:
+    content = messages[0]["content"] if messages else ""
+    return isinstance(content, list) and bool(content) and content[0].get("type") == "compaction"
+
+
 def build_params(request: ReplyRequest) -> dict:
-    """Request body per API 2026-10-21: ends with a user turn, no sampling knobs, opaque user id."""
+    """Request body per API 2026-10-21: ends with a user turn, no sampling knobs, opaque user id; the
+    beta headers its history needs (a compaction block, drop_block) as `extra_headers`."""
     params: dict = {"model": request.model, "max_tokens": request.max_tokens, "messages": request.messages}
+    betas = []
     if request.system:
         params["system"] = request.system
     if request.user_id:
         params["metadata"] = {"user_id": request.user_id}
-    if request.no_thinking:
-        params["thinking"] = {"type": "disabled"}
+    if request.quiet_thinking:
+        params["thinking"] = {"type": request.quiet_thinking}
     elif request.summarize_thinking:
         params["thinking"] = {"type": "adaptive", "display": "summarized"}
+    if request.drop_mismatched_thinking and params.get("thinking", {}).get("type") in (None, "adaptive", "enabled"):
+        thinking = params.setdefault("thinking", {"type": "adaptive"})
+        thinking["block_binding"] = {"prefix_mismatch_behavior": "drop_block"}
+        betas.append(BINDING_BETA)
+    if _leads_with_compaction(request.messages):
+        betas.append(COMPACTION_BETA)
+    if betas:
+        params["extra_headers"] = {"anthropic-beta": ",".join(betas)}
     if request.stop_sequences:
         params["stop_sequences"] = list(request.stop_sequences)
     if request.effort:

@@ -1,26 +1,39 @@
-"""Fitting a reply's request into the model's context window.
+"""Fitting a reply's request into the model's context window, without changing what was sent before.
 
 Before each call the prompt's size is known: its UTF-8 bytes are an upper bound of its tokens (a
 token is at least one byte), so an ordinary conversation needs no count at all. Only when that bound
-plus `max_tokens` would not fit does the API count it exactly (count_tokens, free); if it really
-does not fit, the oldest turns are left out — the system prompt and the latest turns stay — down to
-half of what fits, so the cut (and with it the cached prompt prefix) then stays put for many turns.
-A conversation never becomes unusable: the latest user turn is always sent.
+plus `max_tokens` would not fit does the API count it exactly (count_tokens, free). If it really does
+not fit, the history is shortened the way the 5.5 models accept (their thinking is bound to what came
+before it, see services.reply_history):
+
+- on models with on-demand compaction, Claude summarises the older turns (one more ledgered call,
+  purpose "compaction"); the summary block stands in for them from then on and the newest turns,
+  about half of what fits, are kept with their thinking;
+- on others, the oldest turns are left out (down to half of what fits) and the turns kept go back
+  without their thinking, which was bound to the turns left out.
+
+Either way the cut then stays put for many turns, the stored messages stay whole, and the latest user
+turn is always sent.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from channels.db import database_sync_to_async
 
+from billing.services import SpendRefused
+from billing.usage import Usage
+
 from . import services
-from .claude import ReplyRequest, count_prompt_tokens
-from .models import Conversation, Message
+from .catalog import model_info
+from .claude import ClaudeError, ReplyRequest, compact, count_prompt_tokens
+from .models import Message
 from .services import TURN_OVERHEAD_TOKENS
 
 logger = logging.getLogger(__name__)
+
 
 def prompt_bytes_bound(request: ReplyRequest) -> int:
     """An upper bound of the request's prompt tokens, from its bytes (images and PDFs at their estimate)."""
@@ -34,15 +47,26 @@ def context_budget(request: ReplyRequest, window: int) -> int:
     return max(window - request.max_tokens, window // 2)
 
 
+@dataclass(frozen=True)
+class Shortened:
+    """How a request was shortened: the older turns summarised up to message `through` (`summary`), or
+    left out before message `left_out_before`."""
+
+    through: int = 0
+    summary: str = ""
+    left_out_before: int = 0
+
+
 @database_sync_to_async
-def _history(conversation_id: int, message_id: int) -> list[dict]:
-    conversation = Conversation.objects.get(pk=conversation_id)
-    return services.reply_history(conversation, before=Message(pk=message_id))[0]
+def _messages(message_id: int) -> list[dict]:
+    message = Message.objects.select_related("conversation").get(pk=message_id)
+    return services.reply_request_history(message).messages
 
 
 @database_sync_to_async
 def _cut(conversation_id: int, message_id: int, keep_tokens: int, tokens_per_byte: float) -> int | None:
-    """The id of the oldest message to keep so that about `keep_tokens` remain (a user turn)."""
+    """Leave out the oldest messages so that about `keep_tokens` remain (from a user turn); the id of the
+    oldest message kept, or None when only the latest turn is left."""
     sizes = services.context_sizes(conversation_id=conversation_id, before_id=message_id)
     if not sizes:
         return None
@@ -56,30 +80,74 @@ def _cut(conversation_id: int, message_id: int, keep_tokens: int, tokens_per_byt
             cut = pk
     if cut is None or cut == sizes[0][0]:
         return None
-    services.conversation_leave_out_before(conversation_id=conversation_id, message_id=cut)
+    services.conversation_leave_out_before(conversation_id=conversation_id, message_id=cut, reply_id=message_id)
     return cut
+
+
+async def _compact(
+    request: ReplyRequest, message_id: int, keep_tokens: int, tokens_per_byte: float, window: int
+) -> Shortened | None:
+    """Have Claude summarise the turns before the newest ones that fit in about `keep_tokens`. Raises
+    ClaudeError when the call fails or the budget refuses it (the conversation stays as it was)."""
+    try:
+        job = await database_sync_to_async(services.compaction_start)(
+            reply_id=message_id, keep_tokens=keep_tokens, tokens_per_byte=tokens_per_byte, request=request,
+            window=window,
+        )
+    except SpendRefused as exc:
+        raise ClaudeError(
+            "compaction_refused",
+            f"This conversation is too long for the model, and summarising its earlier messages was refused: {exc}",
+        ) from exc
+    if job is None:
+        return None
+    try:
+        result = await compact(job.request)
+    except ClaudeError as exc:
+        await database_sync_to_async(services.compaction_finish)(
+            job=job, block=None, summary="", usage=exc.usage or Usage(), request_id=exc.request_id
+        )
+        raise ClaudeError(
+            "compaction_failed",
+            "This conversation is too long for the model, and summarising its earlier messages failed "
+            f"({exc.user_message.rstrip('.')}). Nothing was lost: please retry.",
+            str(exc),
+            exc.request_id,
+        ) from exc
+    kept = await database_sync_to_async(services.compaction_finish)(
+        job=job, block=result.block, summary=result.summary, usage=result.usage, request_id=result.request_id
+    )
+    if not kept:
+        return None
+    logger.info("Reply %s: messages up to %s summarised by compaction", message_id, job.through)
+    return Shortened(through=job.through, summary=result.summary)
 
 
 async def fit_request(
     request: ReplyRequest, *, window: int, conversation_id: int, message_id: int
-) -> tuple[ReplyRequest, int | None]:
-    """`request` with its oldest turns left out if it would not fit a window of `window` tokens, and
-    the id of the first message still sent when the cut moved (None when nothing changed)."""
+) -> tuple[ReplyRequest, Shortened | None]:
+    """`request` shortened if it would not fit a window of `window` tokens (see the module's docstring),
+    and how, when it was (None when nothing changed). Raises ClaudeError when a compaction fails."""
     budget = context_budget(request, window)
     if prompt_bytes_bound(request) <= budget:
         return request, None
-    moved_to = None
+    shortened = None
     for _ in range(4):
         tokens = await count_prompt_tokens(request)
         if tokens <= budget:
-            return request, moved_to
+            return request, shortened
         system_tokens = len(request.system.encode())  # its share is never left out
         tokens_per_byte = tokens / max(1, prompt_bytes_bound(request))
         keep = max(0, budget // 2 - int(system_tokens * tokens_per_byte))
-        cut = await _cut(conversation_id, message_id, keep, tokens_per_byte)
-        if cut is None:
+        if model_info(request.model).compaction:
+            step = await _compact(request, message_id, keep, tokens_per_byte, window)
+        else:
+            cut = await _cut(conversation_id, message_id, keep, tokens_per_byte)
+            step = Shortened(left_out_before=cut) if cut is not None else None
+            if cut is not None:
+                logger.info("Conversation %s: messages before %s are no longer sent to Claude", conversation_id, cut)
+        if step is None:
             break  # only the latest turn is left: send it, the API says whether it fits
-        moved_to = cut
-        logger.info("Conversation %s: messages before %s are no longer sent to Claude", conversation_id, cut)
-        request = replace(request, messages=await _history(conversation_id, message_id))
-    return request, moved_to
+        shortened = step
+        request = replace(request, messages=await _messages(message_id))
+    return request, shortened

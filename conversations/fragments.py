@@ -180,6 +180,11 @@ def context_marker(message_id: int) -> str:
     return _partial("context_marker_move", context_from=message_id)
 
 
+def compaction_marker(message_id: int, summary: str) -> str:
+    """The marker under the last message a compaction summarised (with the summary, folded)."""
+    return _partial("compaction_marker_add", message_id=message_id, summary=summary)
+
+
 def retrying(message_id: int, notice: str) -> str:
     """A streaming reply's status line saying that it waits to retry, and why (Stop stays)."""
     return _partial(

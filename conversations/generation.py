@@ -123,37 +123,40 @@ def reply_context(reply: int | Message) -> ReplyContext:
         else Message.objects.select_related("conversation__owner").get(pk=reply)
     )
     conversation = message.conversation
-    turns, _ = services.reply_history(conversation, before=message)
-    # A streaming reply that already has text is being continued (start and retry empty it first).
+    history = services.reply_request_history(message)
     continued = message.content if message.content.strip() else ""
-    if continued and turns:
-        turns += [
-            {"role": Message.Role.ASSISTANT, "content": continued},
-            {"role": Message.Role.USER, "content": services.CONTINUE_PROMPT},
-        ]
     request = ReplyRequest(
         model=message.model,
-        messages=turns,
+        messages=history.messages,
         max_tokens=services.reply_granted_max_tokens(message),
-        system=conversation.system_prompt,
+        system=history.system,
         user_id=opaque_user_id(conversation.owner_id),
         cache_ttl="" if settings.CHAT_PROMPT_CACHE_TTL == "off" else settings.CHAT_PROMPT_CACHE_TTL,
         summarize_thinking=model_info(message.model).thinks_by_default,
         stop_sequences=tuple(conversation.stop_sequences),
         effort=effort_for(message.model, conversation.effort),
+        drop_mismatched_thinking=conversation.thinking_drop_mismatched,
     )
     labels = services.ledger_labels_for(conversation, model=message.model)
     window = context_window(message.model)
+    counts = ("stop_reason", "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
     previous = (
         conversation.messages.active()
         .filter(role=Message.Role.ASSISTANT, pk__lt=message.pk)
         .order_by("-pk")
-        .only("stop_reason", "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+        .only(*counts)
         .first()
     )
-    if previous is not None and previous.stop_reason == "model_context_window_exceeded":
-        # The previous reply ran into the window: that is where it really ends, so trim to fit it.
-        window = min(window, previous.prompt_tokens + previous.output_tokens)
+    # A reply that ran into the window shows where it really ends: the reply before this one, this
+    # reply itself being continued, or an earlier version of it being retried. Fit the request to it
+    # (never ask again with what already did not fit).
+    cut = [previous] if previous is not None else []
+    cut += conversation.messages.filter(
+        parent_id=message.parent_id, role=Message.Role.ASSISTANT, stop_reason="model_context_window_exceeded"
+    ).only(*counts)
+    for earlier in cut:
+        if earlier.stop_reason == "model_context_window_exceeded" and earlier.prompt_tokens:
+            window = min(window, earlier.prompt_tokens + earlier.output_tokens)
     earlier_thinking = (
         services.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms) if continued else None
     )
@@ -278,7 +281,8 @@ class Generation:
         if stop_reason in ("max_tokens", "model_context_window_exceeded"):
             return Outcome(Message.Status.CUT_OFF, stop_reason=stop_reason)
         if stop_reason == "refusal":
-            return Outcome(Message.Status.REFUSED, stop_reason=stop_reason)
+            # Claude's own explanation (stop_details), shown with the refusal, when it gave one.
+            return Outcome(Message.Status.REFUSED, stop_reason=stop_reason, error=self.stream.refusal_explanation)
         if stop_reason == "stop_sequence":
             return Outcome(Message.Status.COMPLETE, stop_reason=stop_reason, stop_sequence=self.stream.stop_sequence)
         if stop_reason is None:
@@ -337,16 +341,19 @@ class Generation:
                 self.stream = self._new_stream(self.stream.request)
 
     async def _fit(self) -> None:
-        """Leave the oldest turns out of the request if it would not fit; show where on every page."""
-        request, cut = await fit_request(
+        """Shorten the request if it would not fit (summarise or leave out older turns); show where on
+        every page."""
+        request, shortened = await fit_request(
             self.stream.request,
             window=self.context_window,
             conversation_id=self.conversation_id,
             message_id=self.message_id,
         )
         self.stream.request = request
-        if cut is not None:
-            await relay.publish(self.group, fragments.context_marker(cut))
+        if shortened is not None and shortened.through:
+            await relay.publish(self.group, fragments.compaction_marker(shortened.through, shortened.summary))
+        elif shortened is not None:
+            await relay.publish(self.group, fragments.context_marker(shortened.left_out_before))
 
     async def _flush_periodically(self) -> None:
         """Publish pending text at most once per window (CHAT_COALESCE_MS, wider while this process is

@@ -50,6 +50,21 @@ class Conversation(models.Model):
     title_source = models.CharField(max_length=16, choices=TitleSource.choices, blank=True, default="")
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True)
+    # The top-level `system` every call of this conversation sends: the system prompt as the first reply
+    # was asked for. Later edits are not written here (that would change the prefix every earlier
+    # thinking block is bound to) but added as `role: "system"` messages at the end (`system_messages`).
+    base_system_prompt = models.TextField(blank=True)
+    # Edits of the system prompt after the conversation started: [{"after": <newest message id then>,
+    # "text": <the new prompt>}], oldest first. Each is sent as a system message after the first user
+    # turn that came after it, every time from then on (append-only history, see services.history).
+    system_messages = models.JSONField(default=list, blank=True)
+    # Sent with `thinking.block_binding.prefix_mismatch_behavior: "drop_block"`: a conversation stored
+    # before history was append-only (trimmed, system prompt edited, continued) whose signed thinking may
+    # be bound to a prefix it no longer has; the API drops such blocks instead of refusing every call.
+    thinking_drop_mismatched = models.BooleanField(default=False)
+    # Thinking of replies with a lower id is not sent back: those replies were written before the oldest
+    # turns were left out (`context_from`, on models without compaction), so their prefix is gone.
+    thinking_from = models.PositiveBigIntegerField(default=0)
     # The API's `stop_sequences` for every reply in this conversation (a list of strings).
     stop_sequences = models.JSONField(default=list, blank=True)
     # How hard the model thinks (`output_config.effort`), for models that take it; "" is the model's default.
@@ -77,6 +92,12 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.display_title
+
+    def save(self, *args, **kwargs) -> None:
+        # A new conversation's calls send the system prompt it starts with at the top.
+        if self._state.adding and not self.base_system_prompt:
+            self.base_system_prompt = self.system_prompt
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("conversation", args=[self.pk])
@@ -173,6 +194,13 @@ class Message(models.Model):
     thinking = models.TextField(blank=True)
     thinking_blocks = models.JSONField(default=list, blank=True)
     thinking_ms = models.PositiveIntegerField(default=0)
+    # A reply continued after a cut-off was written by several calls: where each earlier call ended, as
+    # [characters of text, thinking blocks] so far, so the history replays the calls as they were sent.
+    call_ends = models.JSONField(default=list, blank=True)
+    # On the last message an on-demand compaction summarised: {"block": <the compaction block as the
+    # API returned it>, "summary": <its text>}. Later calls send the block in place of everything up
+    # to and including this message (on this branch); the messages themselves stay.
+    compaction = models.JSONField(null=True, blank=True)
     # Estimated tokens of the images and PDFs in this reply's request (in its input counts too).
     media_tokens = models.PositiveIntegerField(default=0)
     # The API call a streaming reply is making (new on every start and retry): the ledger row of that

@@ -178,6 +178,17 @@ def conversation_update_settings(
     if (model, system_prompt) != (conversation.model, conversation.system_prompt):
         conversation.prompt_changed_at = timezone.now()  # earlier calls' token counts no longer apply
         fields.append("prompt_changed_at")
+    if system_prompt != conversation.system_prompt:
+        newest = conversation.messages.order_by("-pk").values_list("pk", flat=True).first()
+        if newest is None:  # nothing sent yet: the conversation simply starts with this prompt
+            conversation.base_system_prompt = system_prompt
+            fields.append("base_system_prompt")
+        else:
+            # Earlier thinking is bound to the prompt it was written under: the edit goes to the end of
+            # the history, as a system message from the next reply on (see reply_history).
+            _refuse_while_streaming(conversation, "changing the system prompt")
+            conversation.system_messages = [*conversation.system_messages, {"after": newest, "text": system_prompt}]
+            fields.append("system_messages")
     conversation.model, conversation.system_prompt = model, system_prompt
     conversation.stop_sequences = sequences
     if effort is not None:
@@ -283,57 +294,191 @@ def content_size(content: str | list[dict]) -> int:
             size += len(block["text"].encode())
         elif block["type"] == "thinking":
             size += len(block["thinking"].encode())
+        elif block["type"] == "compaction":
+            size += len(str(block.get("content") or "").encode())
         else:
             size += attachments.block_tokens(block)
     return size
+
+
+@dataclass
+class Turn:
+    """One turn of the history sent to Claude, with the messages it came from (first and last id: a
+    turn may merge several messages, and a continued reply makes several turns of one message)."""
+
+    role: str
+    content: str | list[dict]
+    first_pk: int
+    last_pk: int
+
+
+@dataclass
+class History:
+    """What a reply's call sends: the top-level system prompt, and the turns after the newest compaction
+    (`compaction`, the block that stands for everything up to message `through`), with the system
+    prompt's later edits placed among them (`messages`)."""
+
+    system: str
+    turns: list[Turn]
+    changes: list[dict]
+    compaction: dict | None = None
+    through: int = 0
+
+    @property
+    def messages(self) -> list[dict]:
+        """The API's `messages`: the compaction block first (its own assistant turn), then the turns,
+        each system-prompt edit as a `role: "system"` message right after the user turn it first
+        reached."""
+        return _with_system_messages(self.turns, self.changes, self.compaction)
+
+
+def reply_turns(pk: int, content: str, blocks: list[dict], call_ends: list, with_thinking: bool) -> list[Turn]:
+    """A reply as the API returned it, call by call: [thinking..., text] per call, and between two calls
+    the continue instruction the later one answered (a continued reply). A call with no real text
+    goes back as nothing (the API rejects empty text); its thinking with it."""
+    signed = [{"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]} for b in blocks]
+    ends = [*call_ends, (len(content), len(blocks))]
+    turns: list[Turn] = []
+    text_start = block_start = 0
+    for n, (text_end, block_end) in enumerate(ends):
+        text = content[text_start:text_end]
+        if text.strip():
+            thinking = signed[block_start:block_end] if with_thinking else []
+            content_sent = [*thinking, {"type": "text", "text": text}] if thinking else text
+            turns.append(Turn(Message.Role.ASSISTANT, content_sent, pk, pk))
+        if n < len(ends) - 1:
+            turns.append(Turn(Message.Role.USER, CONTINUE_PROMPT, pk, pk))
+        text_start, block_start = text_end, block_end
+    return turns
+
+
+def turns_append(turns: list[Turn], turn: Turn) -> None:
+    """Add `turn`, merged into the last one when both are the same role (the API wants them alternating)."""
+    if turns and turns[-1].role == turn.role:
+        last = turns[-1]
+        turns[-1] = Turn(turn.role, _merged(last.content, turn.content), last.first_pk, turn.last_pk)
+    else:
+        turns.append(turn)
+
+
+def _history_turns(conversation: Conversation, rows) -> list[Turn]:
+    """The turns `rows` (the active branch's messages, oldest first) send: see reply_history."""
+    turns: list[Turn] = []
+    media_of = attachments.blocks_by_message([row[0] for row in rows if row[1] == Message.Role.USER])
+    for pk, role, content, status, thinking_blocks, call_ends, _compaction in rows:
+        if status == Message.Status.REFUSED:
+            while turns and turns[-1].role == Message.Role.USER:
+                turns.pop()
+            continue
+        if role == Message.Role.ASSISTANT:
+            pieces = reply_turns(pk, content, thinking_blocks or [], call_ends or [], pk >= conversation.thinking_from)
+        elif not content.strip() and pk not in media_of:
+            continue
+        elif pk in media_of:
+            # An empty text block is refused by the API: files alone are the whole turn.
+            blocks = media_of[pk]
+            pieces = [Turn(role, [*blocks, {"type": "text", "text": content}] if content.strip() else blocks, pk, pk)]
+        else:
+            pieces = [Turn(role, content, pk, pk)]
+        for turn in pieces:
+            turns_append(turns, turn)
+    return turns
+
+
+def _system_message_positions(turns: list[Turn], changes: list[dict]) -> list[tuple[int, str]]:
+    """Where each system-prompt edit goes: after the user turn that the first reply after the edit
+    answered (the user turn before the first turn newer than the edit, or that turn itself when it is
+    the user's), which stays the same place however the conversation goes on."""
+    placed = []
+    for change in changes:
+        index = next((i for i, turn in enumerate(turns) if turn.last_pk > change["after"]), len(turns))
+        position = index + 1 if index < len(turns) and turns[index].role == Message.Role.USER else index
+        placed.append((position, change["text"]))
+    return placed
+
+
+def _system_message_text(prompt: str) -> str:
+    if not prompt:
+        return "The system prompt was removed: the earlier system instructions no longer apply."
+    return f"The system prompt was changed. From now on, follow these instructions instead of the earlier ones:\n\n{prompt}"
+
+
+def _with_system_messages(turns: list[Turn], changes: list[dict], compaction: dict | None) -> list[dict]:
+    messages: list[dict] = [{"role": Message.Role.ASSISTANT, "content": [compaction]}] if compaction else []
+    placed = _system_message_positions(turns, changes)
+    for index, turn in enumerate(turns + [None]):
+        for position, text in placed:
+            if position == index and index > 0:
+                messages.append({"role": "system", "content": _system_message_text(text)})
+        if turn is not None:
+            messages.append({"role": turn.role, "content": turn.content})
+    return messages
+
+
+def history_for(conversation: Conversation, *, before: Message) -> History:
+    """The history a reply placed at `before` sends (see reply_history), as turns."""
+    rows = list(
+        _history_rows(conversation, before=before).values_list(
+            "pk", "role", "content", "status", "thinking_blocks", "call_ends", "compaction"
+        )
+    )
+    compaction, through = None, 0
+    for index in range(len(rows) - 1, -1, -1):
+        if rows[index][6]:
+            compaction, through = rows[index][6]["block"], rows[index][0]
+            rows = rows[index + 1 :]
+            break
+    turns = _history_turns(conversation, rows)
+    while turns and turns[0].role != Message.Role.USER:
+        turns.pop(0)
+    while turns and turns[-1].role != Message.Role.USER:
+        turns.pop()
+    if model_info(conversation.model).system_messages:
+        system = conversation.base_system_prompt
+        changes = [c for c in conversation.system_messages if c["after"] >= through]
+    else:  # no system messages on this model: the prompt in force goes on top (old models check no prefix)
+        system, changes = conversation.system_prompt, []
+    return History(system=system, turns=turns, changes=changes, compaction=compaction, through=through)
+
+
+def reply_request_history(message: Message) -> History:
+    """What the call of the streaming reply `message` sends: the history before it, and when it is being
+    continued, its earlier calls as they were sent with the continue instruction after them."""
+    conversation = message.conversation
+    history = history_for(conversation, before=message)
+    if message.content.strip() and history.turns:
+        for turn in reply_turns(
+            message.pk, message.content, message.thinking_blocks, message.call_ends,
+            message.pk >= conversation.thinking_from,
+        ):
+            turns_append(history.turns, turn)
+    return history
 
 
 def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[dict], int]:
     """The API `messages` for a reply placed at `before`, and the prompt's size (UTF-8 bytes of its
     text, plus the estimated tokens of its images and PDFs).
 
-    A user turn with attachments is a list of content blocks, images and PDFs first (base64). An
-    assistant turn whose call streamed signed thinking blocks sends them back first, unmodified, as
-    the API asks; thinking without a signature (a reply stopped mid-thought) is left out.
+    Append-only (the 5.5 models check it): every call of a conversation sends what the previous one
+    sent and adds to its end. A user turn with attachments is a list of content blocks, images and
+    PDFs first (base64). A reply goes back as the API returned it, its signed thinking blocks first
+    (thinking without a signature, a reply stopped mid-thought, is left out); a continued reply goes
+    back as its calls, with the continue instruction between them. The top-level system prompt stays
+    as the conversation started; each later edit is a `role: "system"` message after the user turn it
+    first reached. Once a conversation was compacted, the compaction block stands for everything up to
+    the message it summarised.
 
     Only the active branch is sent, and of it only messages from `conversation.context_from` on (older ones were left out to fit the
-    context window). Turns with no real text (empty or whitespace-only: the API rejects them) are
-    skipped; a refused exchange (the refusal and the user's turn it answered) is left out, since
-    sending it again keeps the conversation refused; consecutive same-role turns are merged, so the
-    list alternates, starts and ends with the user's turn (API 2026-10-21 rejects prefill).
+    context window on a model without compaction; replies written before that cut go back without
+    their thinking, `thinking_from`). Turns with no real text (empty or whitespace-only: the API
+    rejects them) are skipped; a refused exchange (the refusal and the user's turn it answered) is
+    left out, since sending it again keeps the conversation refused; consecutive same-role turns are
+    merged, so the list alternates and ends with the user's turn (API 2026-10-21 rejects prefill).
     """
-    turns: list[dict] = []
-    rows = list(
-        _history_rows(conversation, before=before).values_list("pk", "role", "content", "status", "thinking_blocks")
-    )
-    media_of = attachments.blocks_by_message([pk for pk, role, *_ in rows if role == Message.Role.USER])
-    for pk, role, content, status, thinking_blocks in rows:
-        if status == Message.Status.REFUSED:
-            while turns and turns[-1]["role"] == Message.Role.USER:
-                turns.pop()
-            continue
-        if not content.strip() and pk not in media_of:
-            continue
-        turn_content: str | list[dict] = content
-        if pk in media_of:
-            # An empty text block is refused by the API: files alone are the whole turn.
-            blocks = media_of[pk]
-            turn_content = [*blocks, {"type": "text", "text": content}] if content.strip() else blocks
-        elif role == Message.Role.ASSISTANT and thinking_blocks:
-            turn_content = [
-                {"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]}
-                for b in thinking_blocks
-            ] + [{"type": "text", "text": content}]
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] = _merged(turns[-1]["content"], turn_content)
-        else:
-            turns.append({"role": role, "content": turn_content})
-    while turns and turns[0]["role"] != Message.Role.USER:
-        turns.pop(0)
-    while turns and turns[-1]["role"] != Message.Role.USER:
-        turns.pop()
-    size = len(conversation.system_prompt.encode()) + sum(content_size(t["content"]) for t in turns)
-    return turns, size
+    history = history_for(conversation, before=before)
+    messages = history.messages
+    size = len(history.system.encode()) + sum(content_size(m["content"]) for m in messages)
+    return messages, size
 
 
 def _history_rows(conversation: Conversation, *, before: Message):
@@ -384,7 +529,13 @@ def prompt_tokens_bound(conversation: Conversation, *, before: Message) -> int:
         len(row.content.encode()) + len(row.thinking.encode()) + media.get(row.pk, 0) + TURN_OVERHEAD_TOKENS
         for row in rows
     ]
-    system = len(conversation.system_prompt.encode())
+    if model_info(conversation.model).system_messages:  # the first prompt on top, each edit a message
+        system = len(conversation.base_system_prompt.encode()) + sum(
+            len(_system_message_text(change["text"]).encode()) + TURN_OVERHEAD_TOKENS
+            for change in conversation.system_messages
+        )
+    else:
+        system = len(conversation.system_prompt.encode())
     continued = before.content if before.content.strip() else ""
     tail = (
         len(continued.encode()) + len(CONTINUE_PROMPT.encode()) + 2 * TURN_OVERHEAD_TOKENS if continued else 0
@@ -424,15 +575,112 @@ def context_sizes(*, conversation_id: int, before_id: int) -> list[tuple[int, st
     return [(pk, role, len(content.encode())) for pk, role, content in rows]
 
 
-def conversation_leave_out_before(*, conversation_id: int, message_id: int) -> bool:
-    """Stop sending the messages older than `message_id` to Claude (the cut only moves forward).
-
-    Returns whether it moved.
+def conversation_leave_out_before(*, conversation_id: int, message_id: int, reply_id: int) -> bool:
+    """Stop sending the messages older than `message_id` to Claude (the cut only moves forward), and the
+    thinking of replies older than `reply_id`, the reply whose call makes the cut: it was bound to the
+    turns left out. Returns whether it moved.
     """
     moved = Conversation.objects.filter(pk=conversation_id, context_from__lt=message_id).update(
-        context_from=message_id
+        context_from=message_id, thinking_from=reply_id
     )
     return bool(moved)
+
+
+#: The longest summary an on-demand compaction may write.
+COMPACTION_MAX_TOKENS = 8_000
+
+
+@dataclass(frozen=True)
+class CompactionJob:
+    """A compaction call about to be made for the reply `reply_id`: its request, the last message it
+    summarises, and the spend held for it under `hold_id`."""
+
+    reply_id: int
+    through: int
+    hold_id: int
+    attempt_id: uuid.UUID
+    request: ReplyRequest
+    labels: LedgerLabels
+
+
+def compaction_start(
+    *, reply_id: int, keep_tokens: int, tokens_per_byte: float, request: ReplyRequest, window: int
+) -> CompactionJob | None:
+    """Plan the compaction a reply's call needs: the newest turns that fit in about `keep_tokens` are kept
+    (at least the latest), everything before them is to be summarised, ending with one of Claude's
+    turns (so the kept turns, starting with the user's, keep their thinking); the compaction call
+    itself fits a window of `window` tokens. Holds the call's spend (raises SpendRefused). None when
+    there is nothing before the latest turn to summarise."""
+    with transaction.atomic():
+        message = Message.objects.select_related("conversation__owner").get(pk=reply_id)
+        conversation = message.conversation
+        history = reply_request_history(message)
+        turns = history.turns
+        sizes = [int(content_size(t.content) * tokens_per_byte) + TURN_OVERHEAD_TOKENS for t in turns]
+        cuts = [
+            c for c in range(1, len(turns))
+            if turns[c - 1].role == Message.Role.ASSISTANT and turns[c].role == Message.Role.USER
+            and turns[c].first_pk != turns[c - 1].last_pk and turns[c].first_pk < message.pk
+        ]
+        if not cuts:
+            return None
+        # The compaction call must fit the window itself: summarise what fits of the older turns now, and
+        # the rest in a next round (fit_request asks again), each from the summary before it.
+        max_tokens = min(COMPACTION_MAX_TOKENS, window // 4)
+        lead = content_size([history.compaction]) + TURN_OVERHEAD_TOKENS if history.compaction else 0
+        room = window - max_tokens - int((len(history.system.encode()) + lead) * tokens_per_byte)
+        summarisable = [c for c in cuts if sum(sizes[:c]) <= room]
+        if not summarisable:
+            return None
+        fitting = [c for c in summarisable if sum(sizes[c:]) <= keep_tokens]
+        cut = fitting[0] if fitting else summarisable[-1]
+        through = turns[cut - 1].last_pk
+        summarised = History(
+            system=history.system,
+            turns=turns[:cut],
+            changes=[c for c in history.changes if c["after"] < through],
+            compaction=history.compaction,
+        )
+        compaction_request = replace(
+            request,
+            messages=summarised.messages,
+            system=history.system,
+            max_tokens=max_tokens,
+            stop_sequences=(),
+            cache_ttl="",
+        )
+        prompt_bound = len(history.system.encode()) + sum(content_size(m["content"]) + TURN_OVERHEAD_TOKENS for m in summarised.messages)
+        hold_id = message.parent_id or message.pk
+        granted = spend_reserve(
+            user=conversation.owner,
+            model=message.model,
+            prompt_tokens=prompt_bound,
+            max_tokens=max_tokens,
+            message_id=hold_id,
+        )
+        compaction_request = replace(compaction_request, max_tokens=granted)
+        labels = ledger_labels_for(conversation, model=message.model)
+    return CompactionJob(message.pk, through, hold_id, uuid.uuid4(), compaction_request, labels)
+
+
+def compaction_finish(*, job: CompactionJob, block: dict | None, summary: str, usage: Usage, request_id: str) -> bool:
+    """Record the compaction call's ledger row (purpose "compaction", on the reply's receipt) and, when it
+    wrote a summary (`block`), keep it on the last message it summarises: later calls send it in place
+    of everything up to there. Returns whether the summary was kept (the message may be gone)."""
+    with transaction.atomic():
+        usage_record(
+            labels=job.labels,
+            message_id=job.reply_id,
+            hold_id=job.hold_id,
+            request_id=request_id,
+            usage=usage,
+            estimated=False,
+            attempt_id=job.attempt_id,
+            purpose="compaction",
+        )
+        if block is None:
+            return False
+        return bool(Message.objects.filter(pk=job.through).update(compaction={"block": block, "summary": summary}))
 
 
 def _reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: int | None = None) -> None:
@@ -555,7 +803,10 @@ def reply_continue(*, message: Message, worker: str) -> Message:
         if not message.content.strip():
             raise InvalidInput("This reply has no text to continue: retry it instead.")
         prompt_tokens = prompt_tokens_bound(conversation, before=message)  # from its cut-off call's counts
-        message.error = message.stop_reason = message.stop_sequence = ""
+        # Where this call's text and thinking begin: the history replays each call as it was sent.
+        message.call_ends = [*message.call_ends, [len(message.content), len(message.thinking_blocks)]]
+        # stop_reason stays until the end: a reply cut by the window is continued in a smaller one.
+        message.error = message.stop_sequence = ""
         _lease(message, worker)
         message.model = conversation.model
         message.save()
@@ -622,6 +873,7 @@ def reply_regenerate(*, message: Message, worker: str) -> Message:
             message.content = message.html = message.error = message.stop_reason = message.request_id = ""
             message.stop_sequence = ""
             message.thinking, message.thinking_blocks, message.thinking_ms = "", [], 0
+            message.call_ends = []
             _lease(message, worker)
             message.model = conversation.model
             message.set_usage(Usage())
@@ -732,14 +984,17 @@ def title_start(*, conversation_id: int) -> TitleJob | None:
             f"{without_control_words(reply.content).strip()[:TITLE_EXCERPT_CHARS]}"
         )
         model = settings.CHAT_TITLE_MODEL
-        thinks = model_info(model).always_thinks
+        # As little thinking as the model allows (catalog data: Sonnet 5.5 refuses "disabled", Opus 5.5
+        # always thinks, at low effort then).
+        quiet = model_info(model).quiet_thinking
         request = ReplyRequest(
             model=model,
             messages=[{"role": Message.Role.USER, "content": excerpt}],
             system=TITLE_PROMPT,
-            max_tokens=1024 if thinks else 40,
+            max_tokens=40 if quiet else 1024,
             user_id=opaque_user_id(conversation.owner_id),
-            no_thinking=not thinks,
+            quiet_thinking=quiet,
+            effort="" if quiet or not takes_effort(model) else "low",
         )
         granted = spend_reserve(
             user=conversation.owner,

@@ -6,6 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from conversations import services
+from billing.models import UsageRecord
 from conversations.models import Conversation, Message
 from tests.helpers import make_message, open_socket
 from tests.test_chat_streaming import send_and_finish, setup_chat
@@ -53,9 +54,7 @@ async def test_a_refusal_shows_a_notice_and_the_refused_exchange_is_left_out_aft
     assert [block["type"] for block in sent[1]["content"]] == ["thinking", "text"]
 
 
-async def test_a_conversation_that_outgrows_the_window_leaves_out_its_oldest_turns_and_goes_on(
-    settings, offline_claude
-):
+async def test_a_conversation_that_outgrows_the_window_is_summarised_and_goes_on(settings, offline_claude):
     settings.CHAT_CONTEXT_WINDOW = 3_000
     settings.CHAT_MAX_TOKENS = 400
     offline_claude.set_defaults(context_window=3_000, reply_tokens=300)
@@ -65,12 +64,42 @@ async def test_a_conversation_that_outgrows_the_window_leaves_out_its_oldest_tur
     marker_frames = []
     for turn in range(12):
         assistant, frames = await send_and_finish(socket, conversation, f"Question number {turn} about caching")
+        # Every request passes the offline Claude's prefix check: a trim would have failed it.
         assert assistant.status == Message.Status.COMPLETE, (turn, assistant.error)
         assert assistant.prompt_tokens + settings.CHAT_MAX_TOKENS <= 3_000
+        marker_frames += [f for f in frames if "Earlier messages were summarised" in f]
+    await socket.close()
+    summarised = await sync_to_async(list)(
+        Message.objects.filter(conversation=conversation, compaction__isnull=False).order_by("pk")
+    )
+    assert summarised and marker_frames and f"beforeend:#msg-{summarised[-1].pk}" in marker_frames[-1]
+    assert "Question number 0" in summarised[0].compaction["summary"]
+    sent = await history_for_next_reply(conversation)
+    assert sent[0]["content"][0]["type"] == "compaction"
+    assert "Question number 0 " not in str(sent[1:]) and "Question number 11 " in str(sent)
+    # The messages stay whole; each compaction call is one more ledger row on the reply's receipt.
+    assert await sync_to_async(Message.objects.filter(conversation=conversation).count)() == 24
+    rows = await sync_to_async(list)(UsageRecord.objects.filter(purpose="compaction"))
+    assert len(rows) >= len(summarised) and all(r.input_tokens > 0 and r.output_tokens > 0 for r in rows)
+
+
+async def test_on_a_model_without_compaction_old_turns_are_left_out_and_the_kept_ones_lose_their_thinking(
+    settings, offline_claude
+):
+    settings.CHAT_CONTEXT_WINDOW = 3_000
+    settings.CHAT_MAX_TOKENS = 400
+    offline_claude.set_defaults(context_window=3_000, reply_tokens=300)
+    user, conversation = await setup_chat(system_prompt="You are terse.", model="claude-haiku-5-5")
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    marker_frames = []
+    for turn in range(12):
+        assistant, frames = await send_and_finish(socket, conversation, f"Question number {turn} about caching")
+        assert assistant.status == Message.Status.COMPLETE, (turn, assistant.error)
         marker_frames += [f for f in frames if "Earlier messages are no longer sent to Claude" in f]
     await socket.close()
     await sync_to_async(conversation.refresh_from_db)()
-    assert conversation.context_from > 0
+    assert conversation.context_from > 0 and conversation.thinking_from > conversation.context_from
     assert marker_frames and f"beforebegin:#msg-{conversation.context_from}" in marker_frames[-1]
     sent = await history_for_next_reply(conversation)
     assert "Question number 0 " not in str(sent) and "Question number 11 " in str(sent)
@@ -95,8 +124,7 @@ async def test_a_reply_that_runs_into_the_window_says_so_and_the_next_one_is_tri
     await socket.close()
     assert "model_context_window_exceeded" in statuses
     assert statuses[-1] == "end_turn"
-    await sync_to_async(conversation.refresh_from_db)()
-    assert conversation.context_from > 0
+    assert await sync_to_async(Message.objects.filter(conversation=conversation, compaction__isnull=False).exists)()
 
 
 @pytest.mark.django_db
@@ -128,4 +156,4 @@ async def test_a_prompt_the_api_calls_too_long_is_trimmed_and_sent_again_instead
     await socket.close()
     assert assistant.status == Message.Status.COMPLETE, assistant.error
     assert assistant.prompt_tokens <= 2_000
-    assert any("Earlier messages are no longer sent to Claude" in f for f in frames)
+    assert any("Earlier messages were summarised" in f for f in frames)
