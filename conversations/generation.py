@@ -23,6 +23,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from billing.models import UsageRecord
 from billing.services import budget_status
 from billing.usage import LedgerLabels, Usage
 
@@ -155,8 +156,8 @@ def reply_context(reply: int | Message) -> ReplyContext:
         parent_id=message.parent_id, role=Message.Role.ASSISTANT, stop_reason="model_context_window_exceeded"
     ).only(*counts)
     for earlier in cut:
-        if earlier.stop_reason == "model_context_window_exceeded" and earlier.prompt_tokens:
-            window = min(window, earlier.prompt_tokens + earlier.output_tokens)
+        if earlier.stop_reason == "model_context_window_exceeded":
+            window = min(window, _tokens_used(earlier))
     earlier_thinking = (
         services.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms) if continued else None
     )
@@ -164,6 +165,17 @@ def reply_context(reply: int | Message) -> ReplyContext:
     return ReplyContext(
         message.pk, message.attempt_id, conversation.pk, request, labels, window, continued, earlier_thinking, untitled
     )
+
+
+def _tokens_used(reply: Message) -> int:
+    """Prompt and output tokens of a reply's last call (from the ledger when the reply is being retried
+    in place, which cleared its counts)."""
+    if reply.prompt_tokens:
+        return reply.prompt_tokens + reply.output_tokens
+    row = UsageRecord.objects.filter(message_id=reply.pk, purpose="reply").order_by("-pk").first()
+    if row is None:
+        return 10**9
+    return row.input_tokens + row.cache_write_5m_tokens + row.cache_write_1h_tokens + row.cache_read_tokens + row.output_tokens
 
 
 _load_context = database_sync_to_async(reply_context)

@@ -870,7 +870,8 @@ def reply_regenerate(*, message: Message, worker: str) -> Message:
             raise InvalidInput("That version is not the one shown: switch to it first.")
         _refuse_while_streaming(conversation, "retrying")
         if message.status in RETRYABLE and not message.content.strip():
-            message.content = message.html = message.error = message.stop_reason = message.request_id = ""
+            # stop_reason stays until the end: a reply cut by the window is retried in a smaller one.
+            message.content = message.html = message.error = message.request_id = ""
             message.stop_sequence = ""
             message.thinking, message.thinking_blocks, message.thinking_ms = "", [], 0
             message.call_ends = []
