@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from billing.models import UsageRecord
 from conversations import services, titles
-from conversations.claude import BINDING_BETA, COMPACTION_BETA, ReplyRequest, build_params
+from conversations.claude import BINDING_BETA, ReplyRequest, build_params
 from conversations.generation import generation_wait
 from conversations.models import Conversation, Message
 from offline_claude.testing import sync_client

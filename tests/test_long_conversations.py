@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations import services
 from billing.models import UsageRecord
+from conversations import services
 from conversations.models import Conversation, Message
 from tests.helpers import make_message, open_socket
 from tests.test_chat_streaming import send_and_finish, setup_chat
