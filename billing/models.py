@@ -119,6 +119,8 @@ class UsageRecord(models.Model):
     message_id = models.BigIntegerField(null=True, blank=True)
     model = models.CharField(max_length=100)
     purpose = models.CharField(max_length=32, default="reply")
+    # Which prompt-cache lifetime the call wrote and why (the app chooses it per conversation), for the receipt.
+    cache_note = models.CharField(max_length=200, blank=True, default="")
     request_id = models.CharField(max_length=128, blank=True)
     attempt_id = models.UUIDField(
         null=True, blank=True, unique=True, help_text="The API call this row bills: one row per call, by this key."

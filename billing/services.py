@@ -297,6 +297,7 @@ def usage_record(
     attempt_id: uuid.UUID | None = None,
     purpose: str = "reply",
     hold_id: int | None = None,
+    cache_note: str = "",
 ) -> UsageRecord:
     """Write one immutable ledger row for one API call and settle the message's open reservation.
 
@@ -368,6 +369,7 @@ def usage_record(
             service_tier=usage.service_tier[:32],
             inference_geo=usage.inference_geo[:32],
             speed=usage.speed[:32],
+            cache_note=cache_note[:200],
             **pricing,
         )
         rollup_add(record)

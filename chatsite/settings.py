@@ -279,9 +279,9 @@ CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS") or "0")
 # Prompt caching of every reply request (one rolling breakpoint): "1h", "5m" or "off". 1h by
 # measurement (bench/prompt_caching.py): 5m is cheaper only while every turn comes within 5 minutes,
 # and costs more than no caching once people pause longer; 1h stays near 22% of the uncached price.
-CHAT_PROMPT_CACHE_TTL = os.environ.get("CHAT_PROMPT_CACHE_TTL", "1h").strip().lower()
-if CHAT_PROMPT_CACHE_TTL not in ("5m", "1h", "off"):
-    raise ImproperlyConfigured(f"CHAT_PROMPT_CACHE_TTL must be 5m, 1h or off, not {CHAT_PROMPT_CACHE_TTL!r}")
+CHAT_PROMPT_CACHE_TTL = os.environ.get("CHAT_PROMPT_CACHE_TTL", "auto").strip().lower()
+if CHAT_PROMPT_CACHE_TTL not in ("auto", "5m", "1h", "off"):
+    raise ImproperlyConfigured(f"CHAT_PROMPT_CACHE_TTL must be auto, 5m, 1h or off, not {CHAT_PROMPT_CACHE_TTL!r}")
 # Largest prompt + reply sent per call, in tokens; unset (0): the model's whole context window.
 CHAT_CONTEXT_WINDOW = int(os.environ.get("CHAT_CONTEXT_WINDOW") or "0")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))

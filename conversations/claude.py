@@ -149,6 +149,8 @@ class ReplyRequest:
     # Prompt caching: "5m" or "1h" puts one automatic, rolling breakpoint at the end of the prompt
     # (each call reads what the previous one wrote and writes its own new turns); "" sends none.
     cache_ttl: str = ""
+    # Why that lifetime (for the receipt; not sent).
+    cache_note: str = ""
     # Ask models that think by default to stream a summary of their thinking: the page shows it above
     # the answer, and a reply stopped or dropped mid-thought is estimated from it.
     summarize_thinking: bool = False

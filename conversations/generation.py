@@ -28,6 +28,7 @@ from billing.services import budget_status
 from billing.usage import LedgerLabels, Usage
 
 from . import fragments, leases, services, titles
+from .caching import choose_cache_ttl
 from .catalog import context_window, effort_for, model_info
 from .claude import (
     NOT_CONFIGURED,
@@ -126,13 +127,15 @@ def reply_context(reply: int | Message) -> ReplyContext:
     conversation = message.conversation
     history = services.reply_request_history(message)
     continued = message.content if message.content.strip() else ""
+    cache = choose_cache_ttl(settings.CHAT_PROMPT_CACHE_TTL, history.pauses)
     request = ReplyRequest(
         model=message.model,
         messages=history.messages,
         max_tokens=services.reply_granted_max_tokens(message),
         system=history.system,
         user_id=opaque_user_id(conversation.owner_id),
-        cache_ttl="" if settings.CHAT_PROMPT_CACHE_TTL == "off" else settings.CHAT_PROMPT_CACHE_TTL,
+        cache_ttl=cache.ttl,
+        cache_note=cache.note,
         summarize_thinking=model_info(message.model).thinks_by_default,
         stop_sequences=tuple(conversation.stop_sequences),
         effort=effort_for(message.model, conversation.effort),
@@ -473,6 +476,7 @@ class Generation:
             stop_sequence=outcome.stop_sequence,
             error=outcome.error,
             request_id=stream.request_id,
+            cache_note=stream.request.cache_note,
             usage=stream.billable_usage(),
             usage_estimated=stream.usage_is_estimated,
             thinking=services.ReplyThinking(

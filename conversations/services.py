@@ -323,6 +323,8 @@ class History:
     changes: list[dict]
     compaction: dict | None = None
     through: int = 0
+    # The owner's pauses in this conversation: seconds from each reply's end to their next message.
+    pauses: list[float] = field(default_factory=list)
 
     @property
     def messages(self) -> list[dict]:
@@ -365,7 +367,7 @@ def _history_turns(conversation: Conversation, rows) -> list[Turn]:
     """The turns `rows` (the active branch's messages, oldest first) send: see reply_history."""
     turns: list[Turn] = []
     media_of = attachments.blocks_by_message([row[0] for row in rows if row[1] == Message.Role.USER])
-    for pk, role, content, status, thinking_blocks, call_ends, _compaction in rows:
+    for pk, role, content, status, thinking_blocks, call_ends, _compaction, *_times in rows:
         if status == Message.Status.REFUSED:
             while turns and turns[-1].role == Message.Role.USER:
                 turns.pop()
@@ -419,9 +421,14 @@ def history_for(conversation: Conversation, *, before: Message) -> History:
     """The history a reply placed at `before` sends (see reply_history), as turns."""
     rows = list(
         _history_rows(conversation, before=before).values_list(
-            "pk", "role", "content", "status", "thinking_blocks", "call_ends", "compaction"
+            "pk", "role", "content", "status", "thinking_blocks", "call_ends", "compaction", "created_at", "updated_at"
         )
     )
+    pauses = [
+        (row[7] - earlier[8]).total_seconds()
+        for earlier, row in zip(rows, rows[1:], strict=False)
+        if earlier[1] == Message.Role.ASSISTANT and row[1] == Message.Role.USER
+    ]
     compaction, through = None, 0
     for index in range(len(rows) - 1, -1, -1):
         if rows[index][6]:
@@ -438,7 +445,9 @@ def history_for(conversation: Conversation, *, before: Message) -> History:
         changes = [c for c in conversation.system_messages if c["after"] >= through]
     else:  # no system messages on this model: the prompt in force goes on top (old models check no prefix)
         system, changes = conversation.system_prompt, []
-    return History(system=system, turns=turns, changes=changes, compaction=compaction, through=through)
+    return History(
+        system=system, turns=turns, changes=changes, compaction=compaction, through=through, pauses=pauses
+    )
 
 
 def reply_request_history(message: Message) -> History:
@@ -1132,6 +1141,7 @@ class ReplyEnd:
     error: str = ""
     request_id: str = ""
     thinking: ReplyThinking | None = None  # None: keep what the checkpoint saved (a sweep)
+    cache_note: str = ""  # which prompt-cache lifetime the call wrote, and why (the receipt shows it)
 
 
 def reply_finish(
@@ -1184,6 +1194,7 @@ def reply_finish(
             usage=end.usage,
             estimated=end.usage_estimated,
             attempt_id=attempt_id,
+            cache_note=end.cache_note,
         )
     return message
 
