@@ -288,6 +288,8 @@ class OfflineClaudeServer:
                 )
             raise ApiError(404, "not_found_error", f"Not found: {method} {path}")
         except ApiError as err:
+            if "bound to a different conversation" in err.message:
+                self.stats["prefix check failed"] += 1  # benches and tests count what the 5.5 models refuse
             return await self._send_error(writer, err, keep_alive)
         finally:
             self.stats[f"{path} {entry[2]}"] += 1
