@@ -159,6 +159,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if action == "branch":
                 await replies.branch(**target, index=frame.get("index"))
                 return
+            if action in ("retry", "regenerate") and frame.get("model"):
+                await replies.regenerate(**target, model=frame.get("model"))
+                return
             intent = {
                 "stop": replies.stop,
                 "retry": replies.regenerate,

@@ -275,6 +275,14 @@ class Message(models.Model):
         return self.status == self.Status.STREAMING
 
     @property
+    def fallback_model(self) -> str:
+        """The offered model the page suggests trying after this reply was refused ("" for none)."""
+        from .catalog import model_info
+
+        fallback = model_info(self.model).fallback
+        return fallback if fallback in settings.CHAT_MODELS else ""
+
+    @property
     def is_final(self) -> bool:
         return self.status != self.Status.STREAMING
 

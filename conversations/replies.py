@@ -123,12 +123,17 @@ async def _show_page(conversation_id: int) -> None:
     await relay.publish(conversation_group(conversation_id), await _conversation_page(conversation_id))
 
 
-async def regenerate(*, user, message_id: object, conversation_id: int | None = None) -> Message:
-    """Write one of `user`'s replies again as a new version (Retry and Regenerate): the earlier one stays."""
+async def regenerate(
+    *, user, message_id: object, conversation_id: int | None = None, model: object = None
+) -> Message:
+    """Write one of `user`'s replies again as a new version (Retry and Regenerate): the earlier one
+    stays. With `model`, on that model (the conversation switches to it)."""
     _refuse_while_draining()
     message = await _owned_message(user, message_id, conversation_id)
     await leases.end_expired(message.conversation_id)
-    reply = await database_sync_to_async(services.reply_regenerate)(message=message, worker=leases.WORKER_ID)
+    reply = await database_sync_to_async(services.reply_regenerate)(
+        message=message, worker=leases.WORKER_ID, model=model
+    )
     page = await _conversation_page(message.conversation_id)
     await generation_start(reply.pk, conversation_id=message.conversation_id, announce=page)
     return reply

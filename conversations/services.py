@@ -863,16 +863,23 @@ def _locked_message(message: Message) -> Message:
 RETRYABLE = {Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STOPPED, Message.Status.CUT_OFF}
 
 
-def reply_regenerate(*, message: Message, worker: str) -> Message:
+def reply_regenerate(*, message: Message, worker: str, model: object = None) -> Message:
     """Write one of the active branch's replies again, as a new version of it (a new branch): the
     earlier version stays, with its text and its calls in the ledger, one "< 1 / 2 >" away.
 
     A failed reply with no text at all is written again in place instead (there is nothing to keep;
-    its receipt then lists both calls). Returns the reply being written.
+    its receipt then lists both calls). With `model` (one of the offered ones), the conversation
+    switches to it first ("Try with <model>" after a refusal). Returns the reply being written.
     """
     with transaction.atomic():
         message = _locked_message(message)
         conversation = message.conversation
+        if model is not None and model != "":
+            model = clean_model(model)
+            if model != conversation.model:
+                conversation.model = model
+                conversation.prompt_changed_at = timezone.now()  # earlier calls' token counts no longer apply
+                conversation.save(update_fields=["model", "prompt_changed_at"])
         if message.role != Message.Role.ASSISTANT or message.is_streaming:
             raise InvalidInput("Only a finished reply can be written again.")
         if not message.active:

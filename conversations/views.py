@@ -235,7 +235,7 @@ def _reply_action_view(intent, *fields: str):
 
 
 reply_stop_view = _reply_action_view(replies.stop)
-reply_retry_view = _reply_action_view(replies.regenerate)
+reply_retry_view = _reply_action_view(replies.regenerate, "model")
 reply_continue_view = _reply_action_view(replies.continue_reply)
 message_branch_view = _reply_action_view(replies.branch, "index")
 message_delete_version_view = _reply_action_view(replies.delete_version)

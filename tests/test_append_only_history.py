@@ -283,3 +283,24 @@ async def test_a_refusal_shows_claudes_explanation():
     assert refused.error == "The offline Claude was asked to refuse (control refuse=1)."
     assert "Claude&#x27;s explanation" in frames[-1] or "Claude's explanation" in frames[-1]
     assert "asked to refuse (control refuse=1)" in frames[-1]
+
+
+async def test_after_a_refusal_the_page_offers_another_model_and_trying_it_switches_the_conversation():
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    refused, frames = await send_and_finish(socket, conversation, "Something forbidden [[offline refuse=1]]")
+    assert "Try with claude-opus-5-5" in frames[-1]
+    await socket.send(action="retry", message_id=refused.pk, model="claude-opus-5-5")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    retried = await sync_to_async(lambda: conversation.messages.filter(role="assistant").order_by("-pk").first())()
+    await socket.receive_until(final_frame_for(retried.pk))
+    await generation_wait(retried.pk)
+    # A model nobody offered is refused with a sentence, and changes nothing.
+    await socket.send(action="retry", message_id=retried.pk, model="claude-made-up")
+    error = await socket.receive_until(lambda f: "chat-errors" in f)
+    await socket.close()
+    assert "Choose one of the offered models." in error[-1]
+    retried = await reload(retried)
+    await sync_to_async(conversation.refresh_from_db)()
+    assert retried.pk != refused.pk and retried.model == "claude-opus-5-5" == conversation.model
