@@ -5,8 +5,9 @@ replies plus the thinking the offline Claude does by default) is sent turn by tu
 `conversations.replies.send`, against an offline Claude, on a throwaway SQLite database with the
 shipped price list. For every turn it prints:
 
-- the hold taken when the message is sent (the prompt's token bound at the 1-hour cache-write rate,
-  plus max_tokens at the output rate), and the hold the earlier, byte-based bound would have taken;
+- the hold taken when the message is sent (the prompt's token bound at the write rate of the cache
+  lifetime the app chose for the call, plus max_tokens at the output rate), and the hold the earlier,
+  byte-based bound at the 1-hour rate would have taken;
 - the hold once message_start has reported the prompt (its exact cost plus max_tokens);
 - the call's real cost from the ledger, and each hold as a multiple of it.
 
@@ -85,7 +86,11 @@ def turn_figures(message_id: int) -> dict:
         "output": assistant.output_tokens,
         "bound": bound,
         "bytes": by_bytes,
-        "admission": worst_case_cost(model=MODEL, prompt_tokens=bound, max_tokens=reservation.max_tokens, at=at),
+        # At the rate of the cache lifetime the app chose for this call (the receipt's note says which).
+        "admission": worst_case_cost(
+            model=MODEL, prompt_tokens=bound, max_tokens=reservation.max_tokens, at=at,
+            cache_ttl="5m" if record.cache_note.startswith("5-minute") else "1h",
+        ),
         "old": worst_case_cost(model=MODEL, prompt_tokens=by_bytes, max_tokens=reservation.max_tokens, at=at),
         "after_start": reservation.amount,
         "cost": record.cost,

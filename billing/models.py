@@ -44,6 +44,12 @@ class Rates:
         """The dearest rate a prompt token can be billed at (it may be a cache write)."""
         return max(self.input, self.cache_write_5m, self.cache_write_1h, self.cache_read)
 
+    def prompt_rate(self, cache_ttl: str) -> int:
+        """The dearest rate a prompt token of a call writing the cache for `cache_ttl` ("5m", "1h", or ""
+        for no writes) can be billed at: it is read, written for that lifetime, or plain input."""
+        writes = {"5m": self.cache_write_5m, "1h": self.cache_write_1h}.get(cache_ttl, 0)
+        return max(self.input, writes, self.cache_read)
+
 
 RATE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 

@@ -135,25 +135,25 @@ def monthly_limit_for(user_id: int, budget: UserBudget | None = None) -> int | N
 MIN_REPLY_TOKENS = 2_048
 
 
-def worst_case_cost(*, model: str, prompt_tokens: int, max_tokens: int, at: datetime) -> int:
+def worst_case_cost(*, model: str, prompt_tokens: int, max_tokens: int, at: datetime, cache_ttl: str = "1h") -> int:
     """Upper bound in pUSD of what one call can cost (0 for an unpriced model), given an upper bound
-    of its prompt tokens."""
+    of its prompt tokens and the cache lifetime it writes (its prompt tokens cost at most that write)."""
     price = ModelPrice.objects.in_effect(model, at)
     if price is None:
         return 0
     rates, _banded = price.rates_for(prompt_tokens)  # the highest band the prompt can reach
-    return max(0, prompt_tokens) * rates.max_prompt_rate + max(0, max_tokens) * rates.output
+    return max(0, prompt_tokens) * rates.prompt_rate(cache_ttl) + max(0, max_tokens) * rates.output
 
 
 def _affordable_max_tokens(
-    *, model: str, prompt_tokens: int, max_tokens: int, at: datetime, available: int
+    *, model: str, prompt_tokens: int, max_tokens: int, at: datetime, available: int, cache_ttl: str = "1h"
 ) -> int:
     """The largest `max_tokens` <= `max_tokens` whose worst case fits in `available` pUSD (0 if none)."""
     price = ModelPrice.objects.in_effect(model, at)
     if price is None:
         return max_tokens
     rates, _banded = price.rates_for(prompt_tokens)
-    left = available - max(0, prompt_tokens) * rates.max_prompt_rate
+    left = available - max(0, prompt_tokens) * rates.prompt_rate(cache_ttl)
     if left < 0:
         return 0
     return max_tokens if rates.output == 0 else min(max_tokens, left // rates.output)
@@ -172,7 +172,9 @@ def _spent(user_id: int, period: Period) -> int:
     return UsageRecord.objects.for_user(user_id).for_period(period.start, period.end).total_cost()
 
 
-def spend_reserve(*, user, model: str, prompt_tokens: int, max_tokens: int, message_id: int) -> int:
+def spend_reserve(
+    *, user, model: str, prompt_tokens: int, max_tokens: int, message_id: int, cache_ttl: str = "1h"
+) -> int:
     """Check rate limit and budget, then hold this call's worst-case cost for `message_id`.
 
     `prompt_tokens` is an upper bound of the prompt's tokens. Returns the `max_tokens` granted: the
@@ -197,7 +199,9 @@ def spend_reserve(*, user, model: str, prompt_tokens: int, max_tokens: int, mess
                 )
 
         granted = max_tokens
-        worst = worst_case_cost(model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens, at=now)
+        worst = worst_case_cost(
+            model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens, at=now, cache_ttl=cache_ttl
+        )
         limit = monthly_limit_for(user.pk, budget)
         if limit is not None:
             period = current_month(now)
@@ -218,11 +222,12 @@ def spend_reserve(*, user, model: str, prompt_tokens: int, max_tokens: int, mess
                     max_tokens=max_tokens,
                     at=now,
                     available=available,
+                    cache_ttl=cache_ttl,
                 )
                 least = min(max_tokens, MIN_REPLY_TOKENS)
                 if granted < least:
                     smallest = worst_case_cost(
-                        model=model, prompt_tokens=prompt_tokens, max_tokens=least, at=now
+                        model=model, prompt_tokens=prompt_tokens, max_tokens=least, at=now, cache_ttl=cache_ttl
                     )
                     shown = format_money_together(smallest, available, limit)
                     raise BudgetExceeded(
@@ -231,7 +236,9 @@ def spend_reserve(*, user, model: str, prompt_tokens: int, max_tokens: int, mess
                         + (" (other replies in progress hold part of it)" if held else "")
                         + ". Try a shorter conversation, or ask an administrator for a higher budget."
                     )
-                worst = worst_case_cost(model=model, prompt_tokens=prompt_tokens, max_tokens=granted, at=now)
+                worst = worst_case_cost(
+                    model=model, prompt_tokens=prompt_tokens, max_tokens=granted, at=now, cache_ttl=cache_ttl
+                )
 
         SpendReservation.objects.create(
             user_id=user.pk,

@@ -18,6 +18,7 @@ from billing.services import granted_max_tokens, hold_prompt_known, spend_reserv
 from billing.usage import LedgerLabels, Usage
 
 from . import attachments
+from .caching import choose_cache_ttl
 from .catalog import EFFORTS, model_info, reply_max_tokens, takes_effort
 from .claude import Completion, ReplyRequest, estimate_tokens_from_chars, opaque_user_id
 from .control import request_stop
@@ -518,6 +519,11 @@ def _counted(message: Message, conversation: Conversation) -> bool:
 
 
 def prompt_tokens_bound(conversation: Conversation, *, before: Message) -> int:
+    """An upper bound of the prompt tokens of the call a reply at `before` makes (see _prompt_bound)."""
+    return _prompt_bound(conversation, before=before)[0]
+
+
+def _prompt_bound(conversation: Conversation, *, before: Message) -> tuple[int, list[float]]:
     """An upper bound of the prompt tokens of the call a reply at `before` makes (for the budget hold).
 
     A token is at least one UTF-8 byte, so bytes bound any text. Tighter, where the conversation has a
@@ -525,10 +531,11 @@ def prompt_tokens_bound(conversation: Conversation, *, before: Message) -> int:
     it is sent back) plus the bytes of everything after it. Later changes only shrink the prompt
     (older turns left out, a refused exchange dropped), and a new model or system prompt falls back
     to bytes. `before` being continued adds its own text and the continuation prompt. The smallest
-    of the bounds that apply is returned. Images and PDFs count at their estimated tokens.
+    of the bounds that apply is returned. Images and PDFs count at their estimated tokens. Also the
+    owner's pauses (seconds from each reply's end to their next message), which choose the cache lifetime.
     """
     fields = (
-        "pk", "role", "content", "status", "model", "created_at", "thinking",
+        "pk", "role", "content", "status", "model", "created_at", "updated_at", "thinking",
         "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
     )  # fmt: skip
     rows = list(_history_rows(conversation, before=before).only(*fields))
@@ -569,7 +576,12 @@ def prompt_tokens_bound(conversation: Conversation, *, before: Message) -> int:
             + len(CONTINUE_PROMPT.encode())
             + 2 * TURN_OVERHEAD_TOKENS
         )
-    return min(bounds)
+    pauses = [
+        (row.created_at - earlier.updated_at).total_seconds()
+        for earlier, row in zip(rows, rows[1:], strict=False)
+        if earlier.role == Message.Role.ASSISTANT and row.role == Message.Role.USER
+    ]
+    return min(bounds), pauses
 
 
 def context_sizes(*, conversation_id: int, before_id: int) -> list[tuple[int, str, int]]:
@@ -666,6 +678,7 @@ def compaction_start(
             prompt_tokens=prompt_bound,
             max_tokens=max_tokens,
             message_id=hold_id,
+            cache_ttl="",  # a compaction call writes no cache
         )
         compaction_request = replace(compaction_request, max_tokens=granted)
         labels = ledger_labels_for(conversation, model=message.model)
@@ -696,8 +709,9 @@ def _reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: i
     """Hold the worst case of the call a reply at `assistant` makes (its max_tokens may be lowered to
     what the budget left covers; the generation asks billing for the one granted). The prompt bound
     counts images and PDFs at their estimated tokens; the reply keeps that estimate for its receipt."""
+    bound, pauses = _prompt_bound(conversation, before=assistant)
     if prompt_tokens is None:
-        prompt_tokens = prompt_tokens_bound(conversation, before=assistant)
+        prompt_tokens = bound
     media_tokens = attachments.tokens_before(conversation, before=assistant)
     if media_tokens != assistant.media_tokens:  # most turns have no files: nothing to write then
         assistant.media_tokens = media_tokens
@@ -708,6 +722,9 @@ def _reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: i
         prompt_tokens=prompt_tokens,
         max_tokens=reply_max_tokens(conversation.model),
         message_id=assistant.pk,
+        # Prompt tokens at the dearest rate this call can bill them: a cache write of the lifetime it
+        # will write (the same choice the generation makes, from the same pauses).
+        cache_ttl=choose_cache_ttl(settings.CHAT_PROMPT_CACHE_TTL, pauses).ttl,
     )
 
 
@@ -1019,6 +1036,7 @@ def title_start(*, conversation_id: int) -> TitleJob | None:
             prompt_tokens=len(TITLE_PROMPT.encode()) + len(excerpt.encode()) + 2 * TURN_OVERHEAD_TOKENS,
             max_tokens=request.max_tokens,
             message_id=reply.pk,
+            cache_ttl="",  # a title call writes no cache
         )
         request = replace(request, max_tokens=granted)  # the call is made with what the hold covers
         labels = ledger_labels_for(conversation, model=model)
