@@ -8,6 +8,7 @@ own typed errors, to a `ClaudeError` the rest of the app can show a person. Noth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -348,16 +349,23 @@ class Completion:
     request_id: str
 
 
-async def complete(request: ReplyRequest) -> Completion:
-    """Ask for a short answer in one non-streamed call. Raises ClaudeError (nothing billable then)."""
+@contextlib.contextmanager
+def _one_call_errors():
+    """A non-streamed call's failures as ClaudeError (nothing billable then)."""
     try:
-        message = await client().messages.create(**build_params(request))
+        yield
     except anthropic.APIStatusError as exc:
         raise _map_status_error(exc, "") from exc
     except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
         raise ClaudeError("timeout", "Claude stopped responding.", repr(exc)) from exc
     except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
         raise ClaudeError("connection", "Claude could not be reached.", repr(exc)) from exc
+
+
+async def complete(request: ReplyRequest) -> Completion:
+    """Ask for a short answer in one non-streamed call. Raises ClaudeError (nothing billable then)."""
+    with _one_call_errors():
+        message = await client().messages.create(**build_params(request))
     text = "".join(block.text for block in message.content if block.type == "text")
     return Completion(text=text, usage=usage_from_api(message.usage), request_id=message._request_id or "")
 
@@ -382,14 +390,8 @@ async def compact(request: ReplyRequest) -> CompactionResult:
     headers = params.setdefault("extra_headers", {})
     betas = [b for b in headers.get("anthropic-beta", "").split(",") if b]
     headers["anthropic-beta"] = ",".join(dict.fromkeys([*betas, COMPACTION_BETA]))
-    try:
+    with _one_call_errors():
         raw = await client().messages.with_raw_response.create(**params)
-    except anthropic.APIStatusError as exc:
-        raise _map_status_error(exc, "") from exc
-    except (anthropic.APITimeoutError, httpx2.TimeoutException) as exc:
-        raise ClaudeError("timeout", "Claude stopped responding.", repr(exc)) from exc
-    except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
-        raise ClaudeError("connection", "Claude could not be reached.", repr(exc)) from exc
     request_id = raw.http_response.headers.get("request-id", "")
     try:
         body = json.loads(raw.http_response.content)

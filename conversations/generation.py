@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db.models import Q
 
 from billing.models import UsageRecord
 from billing.services import budget_status
@@ -143,24 +144,17 @@ def reply_context(reply: int | Message) -> ReplyContext:
     )
     labels = services.ledger_labels_for(conversation, model=message.model)
     window = context_window(message.model)
-    counts = ("stop_reason", "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
-    previous = (
-        conversation.messages.active()
-        .filter(role=Message.Role.ASSISTANT, pk__lt=message.pk)
-        .order_by("-pk")
-        .only(*counts)
-        .first()
-    )
-    # A reply that ran into the window shows where it really ends: the reply before this one, this
-    # reply itself being continued, or an earlier version of it being retried. Fit the request to it
-    # (never ask again with what already did not fit).
-    cut = [previous] if previous is not None else []
-    cut += conversation.messages.filter(
-        parent_id=message.parent_id, role=Message.Role.ASSISTANT, stop_reason="model_context_window_exceeded"
-    ).only(*counts)
+    # A reply that ran into the window shows where it really ends (prompt and output filled it): an
+    # earlier reply of the branch, this reply itself being continued, or an earlier version of it
+    # being retried. Fit the request to it (never ask again with what already did not fit).
+    cut = conversation.messages.filter(
+        Q(active=True, pk__lt=message.pk) | Q(parent_id=message.parent_id),
+        role=Message.Role.ASSISTANT,
+        model=message.model,
+        stop_reason="model_context_window_exceeded",
+    ).only("stop_reason", "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
     for earlier in cut:
-        if earlier.stop_reason == "model_context_window_exceeded":
-            window = min(window, _tokens_used(earlier))
+        window = min(window, _tokens_used(earlier))
     earlier_thinking = (
         services.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms) if continued else None
     )
