@@ -317,9 +317,12 @@ CHAT_READ_TIMEOUT_SECONDS = float(os.environ.get("CHAT_READ_TIMEOUT_SECONDS", "6
 CHAT_MAX_RETRIES = int(os.environ.get("CHAT_MAX_RETRIES", "2"))
 # A reply waits at most this long in all for its retries (however long retry-after asks), then fails with Retry.
 CHAT_RETRY_MAX_WAIT_SECONDS = float(os.environ.get("CHAT_RETRY_MAX_WAIT_SECONDS", "30"))
-# A streaming reply is leased to the worker writing it, which renews the lease with every checkpoint;
-# any worker ends a reply whose lease has not been renewed for this long (its worker died).
+# A streaming reply is leased to the worker writing it, which renews the lease every second from a
+# thread of its own (leases.heartbeat); any worker ends a reply whose lease has not been renewed for
+# this long (its worker died).
 CHAT_LEASE_SECONDS = float(os.environ.get("CHAT_LEASE_SECONDS", "10"))
+# How long a worker keeps trying to save a reply's end while the database cannot take it.
+CHAT_END_SAVE_SECONDS = float(os.environ.get("CHAT_END_SAVE_SECONDS", "60"))
 # On SIGTERM/SIGINT a worker takes no new replies and lets running ones finish for this long, then ends
 # the rest as interrupted (text saved, ledger rows written) before it exits.
 CHAT_SHUTDOWN_GRACE_SECONDS = float(os.environ.get("CHAT_SHUTDOWN_GRACE_SECONDS", "10"))

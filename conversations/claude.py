@@ -284,6 +284,8 @@ class ReplyStream:
             # A garbled event (not JSON, or not the shape the API documents) is a broken connection
             # for the person reading: the text so far stands, and Retry asks again.
             logger.warning("Malformed event from Claude (request %s): %r", self.request_id, exc)
+            if not self.started:  # nothing streamed: the answer itself could not be read
+                raise ClaudeError("unreadable", "Claude's reply could not be read. Please retry.", repr(exc), self.request_id) from exc
             raise ClaudeError(
                 "connection", "The connection to Claude was lost mid-reply.", repr(exc), self.request_id
             ) from exc

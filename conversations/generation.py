@@ -12,6 +12,7 @@ Each generation also listens on its own channel, joined to the conversation's co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -38,9 +39,10 @@ from .claude import (
     ClaudeError,
     ReplyRequest,
     ReplyStream,
+    count_prompt_tokens,
     opaque_user_id,
 )
-from .context import fit_request
+from .context import fit_request, prompt_bytes_bound
 from .control import SNAPSHOT, STOP, control_group
 from .meters import meter_for
 from .models import Conversation, Message, conversation_group
@@ -84,6 +86,26 @@ class FramePace:
 
 
 frame_pace = FramePace()
+
+
+class LayerOutage:
+    """Whether this process's control channels can reach the channel layer, logged once per outage."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def failed(self) -> None:
+        if not self.down:
+            self.down = True
+            logger.warning("The channel layer is unreachable (Redis down?): Stop and catch-up wait for it", exc_info=True)
+
+    def recovered(self) -> None:
+        if self.down:
+            self.down = False
+            logger.info("The channel layer is reachable again")
+
+
+layer_outage = LayerOutage()
 
 
 @dataclass(frozen=True)
@@ -275,15 +297,21 @@ class Generation:
             self._has_pending.set()
             await flusher
             listener.cancel()
-            await self.layer.group_discard(control_group(self.conversation_id), self.control_channel)
+            try:
+                await self.layer.group_discard(control_group(self.conversation_id), self.control_channel)
+            except Exception:  # the channel layer is unreachable (Redis restarting): the end comes first
+                logger.warning("Reply %s could not leave its control group (channel layer unreachable)", self.message_id)
             relay.forget(self.group)
         try:
             await asyncio.shield(self._finish(outcome))
         except Exception:
             logger.exception("Could not save the end of reply %s", self.message_id)
-            await database_sync_to_async(services.reply_mark_failed)(
-                message_id=self.message_id, text=self.text()
-            )
+            try:
+                await database_sync_to_async(services.reply_mark_failed)(message_id=self.message_id, text=self.text())
+            except Exception:
+                logger.exception("Could not mark reply %s as failed either; its lease will expire", self.message_id)
+        finally:
+            leases.heartbeat.release(self.message_id)
 
     def _outcome_complete(self) -> Outcome:
         stop_reason = self.stream.stop_reason
@@ -429,10 +457,12 @@ class Generation:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # A channel-layer hiccup (e.g. Redis restarting) must not make Stop stop working.
-                logger.exception("Control channel of reply %s failed; listening again", self.message_id)
+                # A channel-layer hiccup (e.g. Redis restarting) must not make Stop stop working: listen
+                # again; one log line per outage for the whole process, not one per reply per try.
+                layer_outage.failed()
                 await asyncio.sleep(0.5)
                 continue
+            layer_outage.recovered()
             if event.get("message_id") != self.message_id:
                 continue
             if event["type"] == STOP:
@@ -454,6 +484,36 @@ class Generation:
         if self._consume_task is not None:
             self._consume_task.cancel()
 
+    async def _save_end(self, end: services.ReplyEnd) -> Message | None:
+        """Write the reply's end and its ledger row; while the database cannot take it (unreachable,
+        locked), keep it here and try again with a growing pause, for up to CHAT_END_SAVE_SECONDS (its
+        lease is renewed meanwhile, so no other worker sweeps it as dead). Written once, under its
+        attempt id, whoever ends it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.CHAT_END_SAVE_SECONDS
+        pause = 0.25
+        while True:
+            try:
+                return await database_sync_to_async(services.reply_finish)(
+                    message_id=self.message_id, attempt_id=self.attempt_id, end=end, labels=self.labels
+                )
+            except Exception:
+                if loop.time() + pause > deadline:
+                    raise
+                if pause == 0.25:
+                    logger.warning(
+                        "Could not save the end of reply %s; keeping it and trying again", self.message_id, exc_info=True
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def lost(self) -> None:
+        """The heartbeat found this reply ended by another worker (it took this one for dead): stop the
+        upstream call; the end already written stands."""
+        if not self._finishing:
+            logger.warning("Reply %s was ended elsewhere; stopping its call", self.message_id)
+            self.stop()
+
     async def _finish(self, outcome: Outcome) -> None:
         await self._flush()
         for task in self._hold_tasks:  # a smaller hold only ever lets other calls through sooner
@@ -463,6 +523,11 @@ class Generation:
                 logger.exception("Could not lower the budget hold of reply %s", self.message_id)
         checkpointer.forget(self)
         stream = self.stream
+        usage = stream.billable_usage()
+        if stream.opened and not stream.started:
+            # The API took the request but its message_start could not be read: the prompt is billed
+            # all the same, so the row estimates it at its known size.
+            usage = replace(usage, input_tokens=await _prompt_size(stream.request))
         end = services.ReplyEnd(
             content=self.text(),
             status=outcome.status,
@@ -471,7 +536,7 @@ class Generation:
             error=outcome.error,
             request_id=stream.request_id,
             cache_note=stream.request.cache_note,
-            usage=stream.billable_usage(),
+            usage=usage,
             usage_estimated=stream.usage_is_estimated,
             thinking=services.ReplyThinking(
                 text=self.thinking(),
@@ -480,9 +545,7 @@ class Generation:
                 ms=self._earlier_thinking.ms + stream.thinking_elapsed_ms(),
             ),
         )
-        message = await database_sync_to_async(services.reply_finish)(
-            message_id=self.message_id, attempt_id=self.attempt_id, end=end, labels=self.labels
-        )
+        message = await self._save_end(end)
         if message is None:
             return  # deleted meanwhile (its spend is in the ledger all the same), or ended by a sweep
         for html in fragments.message_frames(message, after=await _after_reply(self.conversation_id)):
@@ -491,10 +554,19 @@ class Generation:
             titles.title_schedule(self.conversation_id)
 
 
+async def _prompt_size(request: ReplyRequest) -> int:
+    """The prompt's tokens: counted by the API (free), or its byte bound when that fails too."""
+    try:
+        return await count_prompt_tokens(request)
+    except ClaudeError:
+        return prompt_bytes_bound(request)
+
+
 class Checkpointer:
-    """Saves the partial text of every streaming reply of this process, and renews their leases, at
-    most every CHAT_CHECKPOINT_SECONDS in one transaction: DB writes per second stay O(1) in the
-    number of replies and never hold up a stream. It runs while this process has replies running."""
+    """Saves the partial text of every streaming reply of this process at most every
+    CHAT_CHECKPOINT_SECONDS in one statement: DB writes per second stay O(1) in the number of replies
+    and never hold up a stream. It runs while this process has replies running. (Their leases are
+    the heartbeat's, in leases.py: a checkpoint may wait behind Sends on the database thread.)"""
 
     def __init__(self) -> None:
         self.running: dict[int, Generation] = {}
@@ -571,6 +643,7 @@ async def _generate(message_id: int, announced: asyncio.Event, context: ReplyCon
     relay.forget(conversation_group(context.conversation_id))
     generation = Generation(context, control_channel=control_channel)
     checkpointer.track(generation)
+    leases.heartbeat.hold(generation.message_id, generation.lost)
     await generation.run()
 
 
@@ -592,15 +665,45 @@ def draining() -> bool:
     return _draining
 
 
+# Replies accepted but whose generation is not registered yet (see `accepted`).
+_accepted: set[object] = set()
+
+
+@contextlib.contextmanager
+def accepted():
+    """Mark a reply being accepted (from the draining check to its `generation_start`): the drain waits
+    for it."""
+    token = object()
+    _accepted.add(token)
+    try:
+        yield
+    finally:
+        _accepted.discard(token)
+
+
 async def generations_drain(grace: float) -> None:
     """Shut this process's replies down cleanly: take no new ones, let the running ones finish for up
-    to `grace` seconds, then end the rest as interrupted (text saved, ledger rows written)."""
+    to `grace` seconds, then end the rest as interrupted (text saved, ledger rows written).
+
+    A reply accepted just before the drain began (its Send passed the check and is still storing it)
+    starts its generation after that: the drain waits for those too, and for the generations they
+    start, not only for the ones running when it began."""
     global _draining
     _draining = True
-    running = list(_running.values())
-    if not running:
-        return
-    _, unfinished = await asyncio.wait(running, timeout=grace)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while True:
+        running = [task for task in _running.values() if not task.done()]
+        if not running and not _accepted:
+            return
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        if running:
+            await asyncio.wait(running, timeout=min(left, 0.25))  # looks again for late starters
+        else:
+            await asyncio.sleep(min(left, 0.05))
+    unfinished = [task for task in _running.values() if not task.done()]
     for task in unfinished:
         task.cancel()
     if unfinished:

@@ -1,10 +1,16 @@
-"""This worker's identity, and the sweep that ends replies whose worker died.
+"""This worker's identity, the heartbeat that keeps its replies' leases, and the sweep that ends
+replies whose worker died.
 
-A streaming reply is leased to the worker process writing it (`WORKER_ID`); the per-process
-checkpointer renews the leases of all its replies in one write a second (see generation.py). Every
-worker runs a sweeper that ends replies whose lease ran out, with their ledger row, and shows their
-end to every page viewing them. Send and Stop sweep their own conversation first, so an orphaned
-reply never blocks its conversation for longer than the lease.
+A streaming reply is leased to the worker process writing it (`WORKER_ID`). The `heartbeat` renews
+the leases of the replies this process is writing, once a second, from a thread of its own on a
+database connection of its own: a worker that is merely slow (a burst of Sends queued on its database
+thread, a lock held by someone else) keeps its leases, because the renewal never waits behind that
+queue. It renews only replies whose generation is running here, so a reply whose task is gone
+expires. When a renewal finds one of them ended by someone else (a sweep after a real stall), its
+generation is told to stop: the upstream call ends and nothing is written twice. Every worker runs a
+sweeper that ends replies whose lease ran out, with their ledger row, and shows their end to every
+page viewing them. Send and Stop sweep their own conversation first, so an orphaned reply never blocks
+its conversation for longer than the lease.
 """
 
 from __future__ import annotations
@@ -16,9 +22,13 @@ import os
 import re
 import secrets
 import socket
+import threading
+from collections.abc import Callable
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
 
 from . import fragments, services
 from .models import Message, conversation_group
@@ -65,3 +75,74 @@ async def _sweep_forever() -> None:
             await end_expired()
         except Exception:
             logger.exception("Sweeping expired reply leases failed; trying again shortly")
+
+
+class Heartbeat:
+    """Renews the leases of this process's running replies from its own thread and database connection."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self.failures = 0  # consecutive failed beats (logged once per outage)
+
+    def hold(self, message_id: int, on_lost: Callable[[], None]) -> None:
+        """Keep renewing `message_id`'s lease until `release`; `on_lost` is called on the running event
+        loop if the reply turns out to have been ended by someone else meanwhile."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._held[message_id] = (loop, on_lost)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+                self._thread.start()
+
+    def release(self, message_id: int) -> None:
+        with self._lock:
+            self._held.pop(message_id, None)
+
+    def held(self) -> list[int]:
+        with self._lock:
+            return list(self._held)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(settings.CHAT_CHECKPOINT_SECONDS)
+            self._wake.clear()
+            try:
+                self.beat()
+            except Exception:
+                self.failures += 1
+                if self.failures == 1:
+                    logger.exception("Renewing this worker's reply leases failed; retrying every second")
+                connection.close()  # a fresh connection next time
+            else:
+                if self.failures:
+                    logger.info("Renewing this worker's reply leases works again (after %d failed tries)", self.failures)
+                self.failures = 0
+            finally:
+                close_old_connections()
+
+    def beat(self) -> None:
+        """Renew the held replies' leases (one UPDATE); tell the generations of those ended elsewhere."""
+        ids = self.held()
+        if not ids:
+            return
+        with transaction.atomic():
+            mine = Message.objects.filter(pk__in=ids, worker=WORKER_ID, status=Message.Status.STREAMING)
+            renewed = mine.update(lease_until=services.lease_until(timezone.now()))
+            lost = set(ids) - set(mine.values_list("pk", flat=True)) if renewed < len(ids) else set()
+        for message_id in lost:
+            with self._lock:
+                held = self._held.pop(message_id, None)
+            if held is None:
+                continue  # it finished here meanwhile
+            loop, on_lost = held
+            logger.warning("Reply %s was ended by another worker while this one still wrote it; stopping it", message_id)
+            try:
+                loop.call_soon_threadsafe(on_lost)
+            except RuntimeError:
+                pass  # its event loop is gone
+
+
+heartbeat = Heartbeat()

@@ -9,6 +9,7 @@ written then.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,16 +17,21 @@ from channels.db import database_sync_to_async
 
 from . import fragments, leases, services
 from .control import request_stop
-from .generation import ReplyContext, draining, generation_start, reply_context
+from .generation import ReplyContext, accepted, draining, generation_start, reply_context
 from .models import Conversation, Message, conversation_group
 from .relay import relay
 
 RESTARTING = "The server is restarting. Your message is kept here: send it again in a moment."
 
 
-def _refuse_while_draining() -> None:
+@contextlib.contextmanager
+def _accepting():
+    """A new reply being accepted: refused once this process drains; while it runs (until its generation
+    is registered), the drain waits for it too, so nothing accepted is left behind."""
     if draining():
         raise services.InvalidInput(RESTARTING)
+    with accepted():
+        yield
 
 
 @database_sync_to_async
@@ -92,18 +98,18 @@ async def send(
 
     Returns the assistant message being written.
     """
-    _refuse_while_draining()
-    sent = await _send_in_database(conversation, text, attachment_ids, signed_in)
-    await leases.show_ended(sent.ended)
-    if sent.refused is not None:
-        raise sent.refused
-    await generation_start(
-        sent.assistant.pk,
-        conversation_id=conversation.pk,
-        announce=fragments.new_turns([sent.user_message, sent.assistant]),
-        context=sent.context,
-    )
-    return sent.assistant
+    with _accepting():
+        sent = await _send_in_database(conversation, text, attachment_ids, signed_in)
+        await leases.show_ended(sent.ended)
+        if sent.refused is not None:
+            raise sent.refused
+        await generation_start(
+            sent.assistant.pk,
+            conversation_id=conversation.pk,
+            announce=fragments.new_turns([sent.user_message, sent.assistant]),
+            context=sent.context,
+        )
+        return sent.assistant
 
 
 @database_sync_to_async
@@ -128,28 +134,28 @@ async def regenerate(
 ) -> Message:
     """Write one of `user`'s replies again as a new version (Retry and Regenerate): the earlier one
     stays. With `model`, on that model (the conversation switches to it)."""
-    _refuse_while_draining()
-    message = await _owned_message(user, message_id, conversation_id)
-    await leases.end_expired(message.conversation_id)
-    reply = await database_sync_to_async(services.reply_regenerate)(
-        message=message, worker=leases.WORKER_ID, model=model
-    )
-    page = await _conversation_page(message.conversation_id)
-    await generation_start(reply.pk, conversation_id=message.conversation_id, announce=page)
-    return reply
+    with _accepting():
+        message = await _owned_message(user, message_id, conversation_id)
+        await leases.end_expired(message.conversation_id)
+        reply = await database_sync_to_async(services.reply_regenerate)(
+            message=message, worker=leases.WORKER_ID, model=model
+        )
+        page = await _conversation_page(message.conversation_id)
+        await generation_start(reply.pk, conversation_id=message.conversation_id, announce=page)
+        return reply
 
 
 async def edit(*, user, message_id: object, text: object, conversation_id: int | None = None) -> Message:
     """Send an edited version of one of `user`'s messages and start Claude's reply to it (a new branch)."""
-    _refuse_while_draining()
-    message = await _owned_message(user, message_id, conversation_id)
-    await leases.end_expired(message.conversation_id)
-    _, reply = await database_sync_to_async(services.message_edit)(
-        message=message, text=text, worker=leases.WORKER_ID
-    )
-    page = await _conversation_page(message.conversation_id)
-    await generation_start(reply.pk, conversation_id=message.conversation_id, announce=page)
-    return reply
+    with _accepting():
+        message = await _owned_message(user, message_id, conversation_id)
+        await leases.end_expired(message.conversation_id)
+        _, reply = await database_sync_to_async(services.message_edit)(
+            message=message, text=text, worker=leases.WORKER_ID
+        )
+        page = await _conversation_page(message.conversation_id)
+        await generation_start(reply.pk, conversation_id=message.conversation_id, announce=page)
+        return reply
 
 
 async def branch(*, user, message_id: object, index: object, conversation_id: int | None = None) -> Message:
@@ -170,13 +176,13 @@ async def delete_version(*, user, message_id: object, conversation_id: int | Non
 
 async def continue_reply(*, user, message_id: object, conversation_id: int | None = None) -> Message:
     """Write the rest of one of `user`'s replies that was cut off by the length limit, into the same reply."""
-    _refuse_while_draining()
-    message = await _owned_message(user, message_id, conversation_id)
-    await leases.end_expired(message.conversation_id)
-    message = await database_sync_to_async(services.reply_continue)(message=message, worker=leases.WORKER_ID)
-    html = fragments.message(message) + fragments.send_button(busy=True)
-    await generation_start(message.pk, conversation_id=message.conversation_id, announce=html)
-    return message
+    with _accepting():
+        message = await _owned_message(user, message_id, conversation_id)
+        await leases.end_expired(message.conversation_id)
+        message = await database_sync_to_async(services.reply_continue)(message=message, worker=leases.WORKER_ID)
+        html = fragments.message(message) + fragments.send_button(busy=True)
+        await generation_start(message.pk, conversation_id=message.conversation_id, announce=html)
+        return message
 
 
 async def stop(*, user, message_id: object, conversation_id: int | None = None) -> Message:

@@ -1103,9 +1103,8 @@ def title_wanted(*, conversation_id: int) -> bool:
 
 
 def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None, str]], worker: str) -> None:
-    """Save partial text (and, once, the prompt counts message_start reported) of streaming replies, and
-    renew the lease of every reply `worker` is writing — one transaction of two statements, whatever
-    the number of replies.
+    """Save partial text (and, once, the prompt counts message_start reported) of streaming replies — one
+    statement, whatever the number of replies. (Leases are renewed by leases.heartbeat, apart.)
 
     The partial texts are one prepared UPDATE run for the whole batch (`executemany`: one driver call,
     one round trip on PostgreSQL). Building an ORM update per reply, or one CASE expression per field,
@@ -1131,13 +1130,9 @@ def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None, str]], worke
         for message_id, (content, usage, thinking) in batch.items():
             counts = usage_fields(usage) if usage is not None else dict.fromkeys(columns)
             rows.append([content, thinking, updated_at, *counts.values(), message_id, Message.Status.STREAMING])
-    with transaction.atomic():
-        if batch:
-            with connection.cursor() as cursor:
-                cursor.executemany(sql, rows)
-        Message.objects.filter(worker=worker, status=Message.Status.STREAMING).update(
-            lease_until=lease_until(now)
-        )
+    if batch:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
 
 
 def _column(field_name: str) -> str:

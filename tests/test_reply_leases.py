@@ -277,12 +277,12 @@ def _checkpoint_many_replies():
 
 async def test_checkpoint_saves_every_reply_of_a_batch_in_a_fixed_number_of_statements():
     ours, finished, elsewhere, writes = await _checkpoint_many_replies()
-    # 31 replies in the batch: one statement for their texts, one for the leases.
-    assert len(writes) == 2, writes
+    # 31 replies in the batch: one statement for their texts (the leases are the heartbeat's).
+    assert len(writes) == 1, writes
     for i, message in enumerate(ours):
         saved = await fetch(message)
         assert saved.content == f"Partial text {i} <b>&</b>" and saved.thinking == f"Thinking {i}"
-        assert saved.status == Message.Status.STREAMING and saved.lease_until is not None
+        assert saved.status == Message.Status.STREAMING
         if i % 2 == 0:
             assert (saved.input_tokens, saved.output_tokens) == (10 + i, i)
         else:
@@ -290,3 +290,197 @@ async def test_checkpoint_saves_every_reply_of_a_batch_in_a_fixed_number_of_stat
     # A reply that finished meanwhile keeps its end; another worker's lease is its own business.
     assert (await fetch(finished)).content == "Done."
     assert (await fetch(elsewhere)).lease_until is None
+
+
+async def test_a_worker_whose_database_thread_is_busy_past_the_lease_keeps_its_reply(settings):
+    # A burst of Sends (or a lock) holds this worker's database thread longer than a lease: its
+    # replies' leases are renewed apart from that queue, so another worker's sweep leaves them alone,
+    # and the reply ends with its whole text and its real usage.
+    import asyncio
+    import time
+
+    from channels.db import database_sync_to_async
+
+
+    settings.CHAT_LEASE_SECONDS = 1.5
+    settings.CHAT_CHECKPOINT_SECONDS = 0.2
+    user = await sync_to_async(make_user)()
+    conversation = await sync_to_async(make_conversation)(owner=user)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Slowly [[offline tps=100 reply_tokens=400]]")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    busy = asyncio.ensure_future(database_sync_to_async(time.sleep)(4.5))  # three leases long
+    swept = []
+    for _ in range(8):  # another worker sweeping, from its own thread and connection
+        await asyncio.sleep(0.5)
+        swept += await asyncio.to_thread(_sweep_elsewhere)
+    await busy
+    await generation.generation_wait(reply.pk)
+    await socket.close()
+    assert swept == []
+    done = await fetch(reply)
+    assert done.status == Message.Status.COMPLETE and done.output_tokens >= 400
+    [row] = await ledger_rows(reply)
+    assert not row.estimated and row.output_tokens == done.output_tokens
+    assert leases.heartbeat.held() == []
+
+
+def _sweep_elsewhere() -> list[int]:
+    from django.db import connection
+
+    from conversations import services
+
+    try:
+        return [m.pk for m in services.replies_end_expired()]
+    finally:
+        connection.close()
+
+
+async def test_a_reply_swept_while_its_worker_stalled_stops_its_call_when_the_worker_notices(settings):
+    settings.CHAT_CHECKPOINT_SECONDS = 0.2
+    user = await sync_to_async(make_user)()
+    conversation = await sync_to_async(make_conversation)(owner=user)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Go on [[offline tps=20 reply_tokens=2000]]")  # 100 s if nothing stops it
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+
+    @sync_to_async
+    def swept_by_another_worker():
+        Message.objects.filter(pk=reply.pk).update(worker="stalled", lease_until=timezone.now() - timedelta(seconds=1))
+
+    await swept_by_another_worker()
+    assert await leases.end_expired(conversation.pk) == 1
+    await generation.generation_wait(reply.pk, timeout=5)  # the heartbeat noticed and stopped the call
+    await socket.close()
+    after = await fetch(reply)
+    assert after.status == Message.Status.INTERRUPTED
+    assert len(await ledger_rows(reply)) == 1
+
+
+async def test_the_end_of_a_reply_is_kept_and_saved_once_the_database_takes_it_again(monkeypatch):
+    from django.db import OperationalError
+
+    from conversations import services
+
+    real = services.reply_finish
+    failures = []
+
+    def flaky(**kwargs):
+        if len(failures) < 3:
+            failures.append(1)
+            raise OperationalError("could not connect to server")
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "reply_finish", flaky)
+    user = await sync_to_async(make_user)()
+    conversation = await sync_to_async(make_conversation)(owner=user)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Tell me about rivers")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    await socket.receive_until(final_frame(reply.pk), timeout=20)
+    await generation.generation_wait(reply.pk)
+    await socket.close()
+    assert len(failures) == 3
+    done = await fetch(reply)
+    assert done.status == Message.Status.COMPLETE and done.content and done.output_tokens > 0
+    assert len(await ledger_rows(reply)) == 1
+
+
+async def test_a_channel_layer_that_fails_at_the_end_of_a_reply_does_not_keep_it_streaming(monkeypatch):
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+
+    async def unreachable(*args, **kwargs):
+        raise ConnectionError("Redis is restarting")
+
+    monkeypatch.setattr(layer, "group_discard", unreachable)
+    user = await sync_to_async(make_user)()
+    conversation = await sync_to_async(make_conversation)(owner=user)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Tell me about lakes")
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    await generation.generation_wait(reply.pk)
+    monkeypatch.undo()
+    await socket.close()
+    done = await fetch(reply)
+    assert done.status == Message.Status.COMPLETE and done.lease_until is None
+    assert len(await ledger_rows(reply)) == 1
+
+
+async def test_the_drain_waits_for_a_send_accepted_just_before_it_began():
+    # A Send passed the draining check and is storing its message (here: behind a busy database
+    # thread) when SIGTERM's drain begins: its reply must be written too, not left streaming.
+    import asyncio
+    import time
+
+    from channels.db import database_sync_to_async
+
+    from conversations import replies
+
+    user = await sync_to_async(make_user)()
+    conversation = await sync_to_async(make_conversation)(owner=user)
+    busy = asyncio.ensure_future(database_sync_to_async(time.sleep)(0.5))
+    await asyncio.sleep(0.05)
+    send = asyncio.ensure_future(replies.send(conversation=conversation, text="Tell me about seas"))
+    await asyncio.sleep(0.05)  # the Send is past the check, its database work queued
+    await generation.generations_drain(5)
+    await busy
+    reply = await send
+    done = await fetch(reply)
+    assert done.status == Message.Status.COMPLETE and done.content
+    assert len(await ledger_rows(reply)) == 1
+
+
+async def test_a_channel_layer_outage_is_logged_once_and_replies_still_end(monkeypatch):
+    import asyncio
+
+    warnings: list[str] = []
+    real_warning = generation.logger.warning
+    monkeypatch.setattr(generation.logger, "warning", lambda msg, *a, **k: warnings.append(msg) or real_warning(msg, *a, **k))
+    generation.layer_outage.down = False
+
+    from channels.layers import get_channel_layer
+
+    from conversations.control import control_group
+
+    layer = get_channel_layer()
+    real_receive = layer.receive
+    down = [True]
+    calls = []
+
+    async def receive(channel):
+        if down[0]:
+            calls.append(channel)
+            await asyncio.sleep(0.01)
+            raise ConnectionError("Redis is restarting")
+        return await real_receive(channel)
+
+    user = await sync_to_async(make_user)()
+    replies = []
+    for topic in ("rivers", "lakes"):
+        conversation = await sync_to_async(make_conversation)(owner=user)
+        socket, _, _ = await open_socket(user, conversation.pk)
+        await socket.receive()
+        await socket.send(message=f"Tell me about {topic} [[offline tps=50 reply_tokens=250]]")
+        await socket.receive_until(lambda f: "status-streaming" in f)
+        replies.append((socket, conversation, await sync_to_async(lambda c=conversation: c.messages.get(role="assistant"))()))
+    monkeypatch.setattr(layer, "receive", receive)
+    for _socket, conversation, _reply in replies:  # each listener takes an event, then finds the layer gone
+        await layer.group_send(control_group(conversation.pk), {"type": "control.nothing", "message_id": -1})
+    await asyncio.sleep(1.5)
+    down[0] = False
+    for socket, _conversation, reply in replies:
+        await generation.generation_wait(reply.pk)
+        await socket.close()
+        assert (await fetch(reply)).status == Message.Status.COMPLETE
+    assert len(calls) >= 4  # both replies' listeners met the outage, more than once each
+    assert len([w for w in warnings if "channel layer is unreachable" in w]) == 1
