@@ -300,6 +300,9 @@ CHAT_MAX_IMAGE_BYTES = int(os.environ.get("CHAT_MAX_IMAGE_MB", "5")) * 1024 * 10
 CHAT_MAX_PDF_BYTES = int(os.environ.get("CHAT_MAX_PDF_MB", "20")) * 1024 * 1024
 CHAT_MAX_PDF_PAGES = int(os.environ.get("CHAT_MAX_PDF_PAGES", "100"))
 CHAT_IMAGE_MAX_EDGE = int(os.environ.get("CHAT_IMAGE_MAX_EDGE", "1568"))
+# Largest image (in pixels) an upload may decode to: checked from its header before decoding, so a
+# small file that expands to a huge image cannot take a worker's memory.
+CHAT_MAX_IMAGE_MEGAPIXELS = int(os.environ.get("CHAT_MAX_IMAGE_MEGAPIXELS") or "36")
 # Deltas are coalesced into one websocket frame per this many milliseconds.
 CHAT_COALESCE_MS = int(os.environ.get("CHAT_COALESCE_MS", "40"))
 # ...and up to this many while the process is behind (many streams on one worker): fewer, fuller frames

@@ -17,6 +17,7 @@ import base64
 import io
 import logging
 import math
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -139,16 +140,31 @@ def _check_pdf(name: str, content: bytes) -> Checked:
     return Checked(name, Attachment.Kind.PDF, "application/pdf", ".pdf", content, pages=pages)
 
 
+# Images decoded at once in this process (each may take hundreds of MB at the largest size allowed).
+_decoding = threading.BoundedSemaphore(2)
+
+
 def _check_image(name: str, expected: str, extension: str, content: bytes) -> Checked:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(content)) as image:
+        with Image.open(io.BytesIO(content)) as image:  # reads the header only
             found = image.format
             width, height = image.size
+            if width * height > settings.CHAT_MAX_IMAGE_MEGAPIXELS * 1_000_000:
+                # A small file can hold a huge image (a "decompression bomb"): refused before decoding.
+                raise AttachmentError(
+                    f"“{name}” is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels); the limit is "
+                    f"{settings.CHAT_MAX_IMAGE_MEGAPIXELS} megapixels (Claude sees at most about 1.15)."
+                )
             if found == expected and max(width, height) <= IMAGE_MAX_DIMENSION:
-                image.load()  # decode it all: a truncated or corrupt body fails here
-                scaled = _scaled(image, expected)
+                with _decoding:  # a few decodes at a time: their memory is bounded per worker
+                    if found == "JPEG":
+                        image.draft("RGB", scaled_size(width, height))  # decode at a reduced size
+                    image.load()  # decode it all: a truncated or corrupt body fails here
+                    scaled = _scaled(image, expected)
+    except AttachmentError:
+        raise
     except (UnidentifiedImageError, Image.DecompressionBombError):
         raise AttachmentError(f"“{name}” is not an image Claude can read.") from None
     except (OSError, SyntaxError, ValueError):

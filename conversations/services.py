@@ -59,6 +59,18 @@ def clean_id(value: object) -> int:
     return value
 
 
+def refuse_unstorable(text: str, what: str) -> str:
+    """`text`, unless it holds characters no database stores as text: NUL (PostgreSQL refuses it) or a
+    lone surrogate (not valid UTF-8). InvalidInput names `what` then."""
+    if "\x00" in text:
+        raise InvalidInput(f"{what} contains a NUL character, which cannot be stored: remove it and try again.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (e.g. "\ud800" in a websocket frame's JSON)
+        raise InvalidInput(f"{what} contains characters that are not valid text.") from None
+    return text
+
+
 def clean_message_text(text: object, *, allow_empty: bool = False) -> str:
     """The message as stored; `allow_empty` when files go with it (an image may be the whole question)."""
     if text is None and allow_empty:
@@ -68,10 +80,7 @@ def clean_message_text(text: object, *, allow_empty: bool = False) -> str:
     text = text.replace("\r\n", "\n").strip()
     if not text and not allow_empty:
         raise InvalidInput("The message is empty.")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate (e.g. "\ud800" in a websocket frame's JSON)
-        raise InvalidInput("The message contains characters that are not valid text.") from None
+    refuse_unstorable(text, "The message")
     if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise InvalidInput(
             f"The message is too long ({len(text):,} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS:,})."
@@ -90,7 +99,7 @@ def clean_system_prompt(system_prompt: object) -> str:
         raise InvalidInput(
             f"The system prompt must be at most {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:,} characters."
         )
-    return system_prompt.replace("\r\n", "\n").strip()
+    return refuse_unstorable(system_prompt.replace("\r\n", "\n").strip(), "The system prompt")
 
 
 def preset_offered(*, user, preset_id: object) -> Preset | None:
@@ -136,6 +145,7 @@ def clean_stop_sequences(value: object) -> list[str]:
         return []
     if not isinstance(value, str):
         raise InvalidInput("Stop sequences must be text, one per line.")
+    refuse_unstorable(value, "The stop sequences")
     sequences: list[str] = []
     for line in value.replace("\r\n", "\n").split("\n"):
         if not line.strip():
@@ -202,6 +212,7 @@ def conversation_rename(*, conversation: Conversation, title: object) -> None:
     """Rename by hand: this title wins over any Claude writes later."""
     if not isinstance(title, str) or not title.strip():
         raise InvalidInput("The title cannot be empty.")
+    refuse_unstorable(title, "The title")
     conversation.title = title.strip()[:200]
     conversation.title_source = Conversation.TitleSource.USER
     conversation.save(update_fields=["title", "title_source", "updated_at"])
@@ -225,6 +236,7 @@ def preset_create(*, owner, name: object, system_prompt: object) -> Preset:
     """Save a system prompt as one of `owner`'s presets."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("Give the preset a name.")
+    refuse_unstorable(name, "The preset's name")
     if len(name.strip()) > 100:
         raise InvalidInput("The preset's name must be at most 100 characters.")
     prompt = clean_system_prompt(system_prompt)

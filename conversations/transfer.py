@@ -32,7 +32,7 @@ from django.utils.text import slugify
 from .catalog import EFFORTS, takes_effort
 from .models import Conversation, Message, Preset
 from .rendering import render_markdown
-from .services import InvalidInput, clean_model
+from .services import InvalidInput, clean_model, refuse_unstorable
 
 FORMAT = 1
 KIND = "teamchat.conversation"
@@ -177,7 +177,7 @@ def _text(value: object, what: str, limit: int) -> str:
         raise InvalidInput(f"The file is not a valid conversation export: {what} must be text.")
     if len(value) > limit:
         raise InvalidInput(f"The file is not a valid conversation export: {what} is too long.")
-    return value
+    return refuse_unstorable(value, f"The file's {what}")
 
 
 def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage], bool]:
@@ -194,6 +194,8 @@ def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage], bool]:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise InvalidInput(foreign + " It is not valid JSON.") from None
+    except ValueError:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise InvalidInput(foreign + " It holds a number too large to read.") from None
     if not isinstance(document, dict) or document.get("kind") != KIND:
         raise InvalidInput(foreign)
     version = document.get("format")

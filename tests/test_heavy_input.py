@@ -1,0 +1,77 @@
+"""Heavy or odd input from one user gets a sentence, stores nothing, and costs the worker little: a
+decompression bomb, NUL characters and lone surrogates in any text, numbers too large to read."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conversations import services, transfer
+from conversations.models import Attachment, Conversation, Preset
+from tests.helpers import make_conversation, make_user
+from tests.media_factories import image_bytes
+from tests.test_attachments import logged_in, post_file, private_media, stored_files  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_image_that_decodes_to_too_many_pixels_is_refused_before_it_is_decoded(private_media):
+    bomb = image_bytes(8000, 8000)  # a few hundred KB that would decode to 64 megapixels
+    assert len(bomb) < 1_000_000
+    user = make_user()
+    conversation = make_conversation(owner=user)
+    started = time.perf_counter()
+    response = post_file(logged_in(user), conversation, "bomb.png", bomb)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 400 and "64 megapixels" in response.text and "limit is 36" in response.text
+    assert not Attachment.objects.exists() and stored_files(private_media) == []
+    assert elapsed < 2  # the header is read, not the pixels (a decode took about 5 s here)
+
+
+def test_a_large_jpeg_within_the_budget_is_decoded_reduced_and_stored_at_the_models_size(private_media):
+    user = make_user()
+    conversation = make_conversation(owner=user)
+    response = post_file(logged_in(user), conversation, "photo.jpg", image_bytes(6000, 4000, "JPEG"))
+    assert response.status_code == 200, response.text
+    stored = Attachment.objects.get()
+    assert (stored.width, stored.height) == services.attachments.scaled_size(6000, 4000)
+
+
+@pytest.mark.parametrize("bad", ["nul\x00here", "lone \ud800 surrogate"])
+def test_text_no_database_can_store_is_refused_with_a_sentence_everywhere(bad):
+    user = make_user()
+    conversation = make_conversation(owner=user, system_prompt="Be brief.")
+    attempts = {
+        "message": lambda: services.clean_message_text(bad),
+        "system prompt": lambda: services.conversation_update_settings(
+            conversation=conversation, model=conversation.model, system_prompt=bad
+        ),
+        "title": lambda: services.conversation_rename(conversation=conversation, title=bad),
+        "preset": lambda: services.preset_create(owner=user, name=bad, system_prompt="Be kind."),
+        "stop sequences": lambda: services.conversation_update_settings(
+            conversation=conversation, model=conversation.model, system_prompt="Be brief.", stop_sequences=bad
+        ),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(services.InvalidInput) as caught:
+            attempt()
+        assert "NUL character" in str(caught.value) or "not valid text" in str(caught.value), what
+    conversation.refresh_from_db()
+    assert conversation.system_prompt == "Be brief." and conversation.title == "" and not Preset.objects.exists()
+
+
+def test_an_import_with_a_nul_a_lone_surrogate_or_a_huge_number_is_refused_with_a_sentence():
+    user = make_user()
+    original = make_conversation(owner=user, system_prompt="Be brief.")
+    good = transfer.conversation_json_text(original)
+    for data, words in (
+        (good.replace('"Be brief."', '"Be \\u0000brief."'), "NUL character"),
+        (good.replace('"Be brief."', '"Be \\ud800brief."'), "not valid text"),
+        (good.replace('"format": ', '"huge": ' + "9" * 5000 + ', "format": '), "number too large"),
+    ):
+        assert data != good
+        with pytest.raises(services.InvalidInput) as caught:
+            transfer.conversation_import(owner=user, data=data.encode())
+        assert words in str(caught.value)
+    assert Conversation.objects.count() == 1
