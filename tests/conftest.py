@@ -78,3 +78,15 @@ def pytest_collection_modifyitems(session, config, items):
     """Browser tests last: Playwright's sync API keeps an event loop running in the main thread until
     its session fixtures end, and async tests after it could not start their own."""
     items.sort(key=lambda item: "/e2e/" in str(item.path))
+
+
+@pytest.fixture
+def private_media(tmp_path, monkeypatch):
+    """Attachments stored in a directory of this test's own (the field's storage is built at import)."""
+    from django.core.files.storage import FileSystemStorage
+
+    from conversations.models import Attachment
+
+    field = Attachment._meta.get_field("file")
+    monkeypatch.setattr(field, "storage", FileSystemStorage(location=tmp_path, base_url=None))
+    return tmp_path

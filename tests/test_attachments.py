@@ -20,13 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def private_media(tmp_path, monkeypatch):
-    """Attachments stored in a directory of this test's own (the field's storage is built at import)."""
-    from django.core.files.storage import FileSystemStorage
-
-    field = Attachment._meta.get_field("file")
-    monkeypatch.setattr(field, "storage", FileSystemStorage(location=tmp_path, base_url=None))
-    return tmp_path
+def _media_of_this_test(private_media):
+    """Every test here stores attachments in a directory of its own (conftest's `private_media`)."""
 
 
 def stored_files(root) -> list:

@@ -11,7 +11,7 @@ from conversations import services, transfer
 from conversations.models import Attachment, Conversation, Preset
 from tests.helpers import make_conversation, make_user
 from tests.media_factories import image_bytes
-from tests.test_attachments import logged_in, post_file, private_media, stored_files  # noqa: F401
+from tests.test_attachments import logged_in, post_file, stored_files
 
 pytestmark = pytest.mark.django_db
 
