@@ -138,6 +138,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": f"/tmp/chat-test-{os.getpid()}.sqlite3"}
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Connections to Redis per worker and Redis host: when all are busy, a frame waits for one (up to 10 s).
+CHAT_REDIS_MAX_CONNECTIONS = int(os.environ.get("CHAT_REDIS_MAX_CONNECTIONS") or "200")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
