@@ -17,6 +17,7 @@ from billing.services import SpendRefused, budget_status
 
 from . import fragments, replies, services
 from .control import request_snapshot
+from .generation import writing_here
 from .leases import WORKER_GROUP
 from .models import Conversation
 from .relay import relay
@@ -228,9 +229,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_UNAUTHENTICATED, reason="Logged out")
 
     async def server_restarting(self, event: dict) -> None:
-        """This worker is shutting down: say so. The socket stays open while running replies finish;
-        when the server stops, the connection drops and the page reconnects and catches up."""
+        """This worker is shutting down: say so. A page whose conversation has no reply being written here
+        is let go at once (code 1012, service restart), so it reconnects (to another worker behind the
+        proxy) and can send there; one with a reply in flight stays while it finishes, and reconnects
+        and catches up when the server stops."""
         await self._send_html(fragments.error(SERVER_RESTARTING))
+        if not writing_here(self.conversation.pk):
+            await self.close(code=1012)
 
     async def _send_html(self, html: str) -> None:
         try:

@@ -660,6 +660,11 @@ async def generation_wait(message_id: int, timeout: float = 30) -> None:
         await asyncio.wait_for(asyncio.shield(task), timeout)
 
 
+def writing_here(conversation_id: int) -> bool:
+    """Whether this process is writing a reply of the conversation now."""
+    return any(g.conversation_id == conversation_id for g in list(checkpointer.running.values()))
+
+
 def draining() -> bool:
     """True once this process is shutting down (it takes no new replies)."""
     return _draining

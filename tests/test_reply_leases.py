@@ -222,6 +222,16 @@ async def test_draining_lets_short_replies_finish_and_ends_long_ones_as_interrup
     # The sockets were told at once (they stay open while replies finish; the server's stop drops them).
     frames = await slow.receive_until(lambda f: "restarting" in f)
     assert "reconnecting" in frames[-1]
+    # A page with nothing being written here was let go at once, to reconnect elsewhere.
+    idle_chat = await sync_to_async(make_conversation)(owner=user)
+    idle, _, _ = await open_socket(user, idle_chat.pk)
+    await idle.receive()
+    from channels.layers import get_channel_layer
+
+    await get_channel_layer().group_send(leases.WORKER_GROUP, {"type": "server.restarting"})
+    assert "restarting" in await idle.receive()
+    closed = await idle.communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 1012}
 
     short = await sync_to_async(lambda: quick_chat.messages.get(role="assistant"))()
     long = await sync_to_async(lambda: long_chat.messages.get(role="assistant"))()
