@@ -13,15 +13,20 @@ mutable value with the sender.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from copy import deepcopy
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer as UpstreamRedisChannelLayer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 HOUSEKEEPING_INTERVAL_SECONDS = 1.0
 _IMMUTABLE = (str, int, float, bool, bytes, type(None))
+
+logger = logging.getLogger(__name__)
 
 
 class InProcessChannelLayer(InMemoryChannelLayer):
@@ -79,12 +84,47 @@ class InProcessChannelLayer(InMemoryChannelLayer):
                 pass  # a member too slow to keep up misses this message, as with upstream
 
 
+class _Outage:
+    """Whether this process reaches Redis, logged once per outage."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.down:
+            self.down = True
+            logger.warning("Redis is unreachable (%s); the channel layer waits for it", exc)
+
+    def recovered(self) -> None:
+        if self.down:
+            self.down = False
+            logger.info("Redis is reachable again")
+
+
+_outage = _Outage()
+
+
 class RedisChannelLayer(UpstreamRedisChannelLayer):
     """channels-redis's layer (several daphne workers, several machines), able to say who is in a group.
 
     Its connection pool blocks when all its connections are busy (a burst of replies on one worker)
     instead of raising MaxConnectionsError: a frame waits a moment rather than being lost. Size it with
     CHAT_REDIS_MAX_CONNECTIONS."""
+
+    async def receive(self, channel: str) -> dict:
+        """The next message for `channel`. While Redis is unreachable (restarting, a network blip) this
+        keeps waiting and trying again each second instead of raising: a socket or a reply's control
+        channel waiting for messages just waits longer, and is not closed for it. One log line per
+        outage for the process."""
+        while True:
+            try:
+                message = await super().receive(channel)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                _outage.failed(exc)
+                await asyncio.sleep(1)
+                continue
+            _outage.recovered()
+            return message
 
     def create_pool(self, index):
         from django.conf import settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -17,7 +18,7 @@ from billing.services import SpendRefused, budget_status
 
 from . import fragments, replies, services
 from .control import request_snapshot
-from .generation import writing_here
+from .generation import layer_outage, snapshot_here, writing_here
 from .leases import WORKER_GROUP
 from .models import Conversation
 from .relay import relay
@@ -51,6 +52,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Frames relayed to this socket while it connects, sent once the page is brought up to date.
     _held: list[str] | None = None
     _relayed_group = ""  # the conversation group this socket gets frames of through `relay`
+    _rejoining: asyncio.Task | None = None  # joins the groups the channel layer refused while it was down
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._rejoin: set[str] = set()
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -101,9 +107,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # restart): bring the message list and the send button up to date first.
         html, streaming_id = await self._current_state()
         await self._send_html(html)
-        if streaming_id is not None:
-            # Catch up: the generation answers with the text so far; live deltas follow it.
-            await request_snapshot(self.conversation.pk, streaming_id, self.channel_name)
+        if streaming_id is not None and not await snapshot_here(streaming_id, self.channel_name):
+            # Catch up: the generation (in another worker) answers with the text so far; live deltas
+            # follow it. Without the channel layer the page has the text of the last checkpoint.
+            try:
+                await request_snapshot(self.conversation.pk, streaming_id, self.channel_name)
+            except Exception:
+                layer_outage.failed()
         # Then what was relayed meanwhile, in order (as the layer's queue would have delivered it).
         while self._held:
             await self._send_html(self._held.pop(0))
@@ -246,8 +256,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._leave_groups()
 
     async def _join(self, group: str) -> None:
+        """Join `group` on the channel layer. While the layer is unreachable (Redis restarting) the socket
+        opens all the same (frames of this process's replies reach it directly, see relay) and joins
+        in the background once the layer is back."""
         self._joined = (*self._joined, group)
-        await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+        except Exception:
+            layer_outage.failed()
+            self._rejoin.add(group)
+            if self._rejoining is None or self._rejoining.done():
+                self._rejoining = asyncio.get_running_loop().create_task(self._join_when_back())
+
+    async def _join_when_back(self) -> None:
+        while self._rejoin:
+            await asyncio.sleep(1)
+            for group in list(self._rejoin):
+                if group not in self._joined:
+                    self._rejoin.discard(group)  # left meanwhile
+                    continue
+                try:
+                    await self.channel_layer.group_add(group, self.channel_name)
+                except Exception:
+                    break
+                self._rejoin.discard(group)
+                layer_outage.recovered()
 
     async def _signed_in(self) -> bool:
         """Whether the session this socket was opened with still authenticates its (active) user."""
@@ -261,8 +294,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _leave_groups(self) -> None:
         self._relay_leave()
         joined, self._joined = self._joined, ()
+        self._rejoin.clear()
         for group in joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # the layer is unreachable: its group entries expire by themselves
+                layer_outage.failed()
 
     @database_sync_to_async
     def _owned_conversation(self, conversation_id: int) -> Conversation | None:

@@ -468,15 +468,19 @@ class Generation:
             if event["type"] == STOP:
                 self.stop()
             elif event["type"] == SNAPSHOT:
-                async with self._send_lock:
-                    html = fragments.body_text(
-                        self.message_id,
-                        self.sent_text(),
-                        self.markdown.completed_html(),
-                        self.markdown.open_html(),
-                    )
-                    html += fragments.thinking_text(self.message_id, "".join(self._sent_thinking))
-                    await relay.send(event["reply_channel"], html, group=self.group)
+                await self.send_snapshot(event["reply_channel"])
+
+    async def send_snapshot(self, reply_channel: str) -> None:
+        """Send the text published so far to one socket that (re)joined; live deltas follow it."""
+        async with self._send_lock:
+            html = fragments.body_text(
+                self.message_id,
+                self.sent_text(),
+                self.markdown.completed_html(),
+                self.markdown.open_html(),
+            )
+            html += fragments.thinking_text(self.message_id, "".join(self._sent_thinking))
+            await relay.send(reply_channel, html, group=self.group)
 
     def stop(self) -> None:
         """Close the upstream stream (ends billing) and finish the reply as stopped."""
@@ -658,6 +662,24 @@ async def generation_wait(message_id: int, timeout: float = 30) -> None:
     task = _running.get(message_id)
     if task is not None:
         await asyncio.wait_for(asyncio.shield(task), timeout)
+
+
+def stop_here(message_id: int) -> bool:
+    """Stop the reply `message_id` if this process writes it (no channel layer needed); whether it did."""
+    running = checkpointer.running.get(message_id)
+    if running is None:
+        return False
+    running.stop()
+    return True
+
+
+async def snapshot_here(message_id: int, reply_channel: str) -> bool:
+    """Send a socket the text so far of reply `message_id` if this process writes it; whether it did."""
+    running = checkpointer.running.get(message_id)
+    if running is None:
+        return False
+    await running.send_snapshot(reply_channel)
+    return True
 
 
 def writing_here(conversation_id: int) -> bool:

@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 
 from . import fragments, leases, services
 from .control import request_stop
-from .generation import ReplyContext, accepted, draining, generation_start, reply_context
+from .generation import ReplyContext, accepted, draining, generation_start, reply_context, stop_here
 from .models import Conversation, Message, conversation_group
 from .relay import relay
 
@@ -189,5 +189,6 @@ async def stop(*, user, message_id: object, conversation_id: int | None = None) 
     """Stop one of `user`'s replies if it is still being written (a finished one is left as it is)."""
     message = await _owned_message(user, message_id, conversation_id)
     if message.is_streaming and not await leases.end_expired(message.conversation_id):
-        await request_stop(message.conversation_id, message.pk)  # its worker is alive: it stops it
+        if not stop_here(message.pk):  # written here: stopped at once, with no channel layer in between
+            await request_stop(message.conversation_id, message.pk)  # its worker is alive: it stops it
     return message
