@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
+from django.db import OperationalError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -148,6 +149,8 @@ def conversation_import(request: HttpRequest) -> HttpResponse:
                 conversation = transfer.conversation_import(owner=request.user, data=upload.read())
             except services.InvalidInput as exc:
                 error = str(exc)
+            except OperationalError:  # the database stayed locked or unreachable: nothing was written
+                error = "The server is busy right now: nothing was imported. Try again in a moment."
             else:
                 flash.success(request, f"Imported “{conversation.display_title}”.")
                 return redirect(conversation)

@@ -16,9 +16,11 @@ export made before branches) is read as one branch in the file's order.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +40,9 @@ FORMAT = 1
 KIND = "teamchat.conversation"
 # An imported message may be longer than one a person types (a long reply); this bounds one row.
 IMPORT_MESSAGE_CHARS = 1_000_000
-IMPORT_MESSAGES = 100_000
+IMPORT_MESSAGES = 20_000
+# Characters of text (messages and thinking) one import may hold: rendering is bounded with it.
+IMPORT_CHARS = 5_000_000
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -212,6 +216,13 @@ def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage], bool]:
         raise InvalidInput(foreign + " It lacks its conversation or its messages.")
     if len(messages) > IMPORT_MESSAGES:
         raise InvalidInput(f"The conversation has too many messages to import (the limit is {IMPORT_MESSAGES:,}).")
+    characters = sum(
+        len(m[key]) for m in messages if isinstance(m, dict) for key in ("content", "thinking") if isinstance(m.get(key), str)
+    )
+    if characters > IMPORT_CHARS:
+        raise InvalidInput(
+            f"The conversation is too long to import ({characters:,} characters; the limit is {IMPORT_CHARS:,})."
+        )
     model = _text(conversation.get("model"), "the model", 100)
     try:
         model = clean_model(model)
@@ -333,13 +344,39 @@ def _branch_marks(parsed: list[_ImportedMessage]) -> list[tuple[int | None, bool
     return [(m.parent, i in chosen, i in active) for i, m in enumerate(parsed)]
 
 
+_importing: set[int] = set()
+_importing_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_import_at_a_time(user_id: int):
+    """One import per person at a time in this worker: a second is refused with a sentence."""
+    with _importing_lock:
+        if user_id in _importing:
+            raise InvalidInput("An import of yours is still running: wait for it to finish, then try again.")
+        _importing.add(user_id)
+    try:
+        yield
+    finally:
+        with _importing_lock:
+            _importing.discard(user_id)
+
+
 def conversation_import(*, owner, data: bytes) -> Conversation:
     """A new conversation of `owner` from a JSON export, in one transaction: everything or nothing.
 
     Ids in the file are never looked up (whose they were does not matter); the conversation and its
     messages get new ones. No usage is imported and the ledger is not touched.
     """
-    fields, parsed, tree = _parse(data)
+    with _one_import_at_a_time(owner.pk):
+        fields, parsed, tree = _parse(data)
+        # Rendered before the write transaction: on SQLite that transaction holds the whole database,
+        # so it must only write.
+        htmls = [render_markdown(m.content) if m.role == Message.Role.ASSISTANT else "" for m in parsed]
+        return _store(owner, fields, parsed, tree, htmls)
+
+
+def _store(owner, fields: dict, parsed: list[_ImportedMessage], tree: bool, htmls: list[str]) -> Conversation:
     with transaction.atomic():
         conversation = Conversation.objects.create(owner=owner, **fields)
         Message.objects.bulk_create(
@@ -351,13 +388,13 @@ def conversation_import(*, owner, data: bytes) -> Conversation:
                     # The summarized thinking is shown; its signed blocks are not imported, so it is
                     # never sent back to the API (a signature belongs to the call that made it).
                     thinking=m.thinking,
-                    html=render_markdown(m.content) if m.role == Message.Role.ASSISTANT else "",
+                    html=html,
                     status=m.status,
                     stop_reason=m.stop_reason,
                     error=m.error,
                     model=m.model,
                 )
-                for m in parsed
+                for m, html in zip(parsed, htmls, strict=True)
             ],
             batch_size=500,
         )

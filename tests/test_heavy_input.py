@@ -75,3 +75,52 @@ def test_an_import_with_a_nul_a_lone_surrogate_or_a_huge_number_is_refused_with_
             transfer.conversation_import(owner=user, data=data.encode())
         assert words in str(caught.value)
     assert Conversation.objects.count() == 1
+
+
+def test_an_import_too_long_to_render_is_refused_before_anything_is_rendered_or_written():
+    user = make_user()
+    original = make_conversation(owner=user)
+    from tests.helpers import make_message
+
+    make_message(original, content="x" * 1_000)
+    data = transfer.conversation_json_text(original).replace("x" * 1_000, "x" * 5_000_001).encode()
+    with pytest.raises(services.InvalidInput) as caught:
+        transfer.conversation_import(owner=user, data=data)
+    assert "too long to import" in str(caught.value) and "5,000,000" in str(caught.value)
+    assert Conversation.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_import_of_the_same_person_while_one_runs_is_refused(monkeypatch):
+    import threading
+
+    user = make_user()
+    data = transfer.conversation_json_text(make_conversation(owner=user, system_prompt="Be brief.")).encode()
+    started, release = threading.Event(), threading.Event()
+    real_store = transfer._store
+
+    def slow_store(*args):
+        started.set()
+        release.wait(5)
+        return real_store(*args)
+
+    monkeypatch.setattr(transfer, "_store", slow_store)
+    outcome = {}
+    first = threading.Thread(target=lambda: outcome.setdefault("first", _import_in_thread(user, data)))
+    first.start()
+    assert started.wait(5)
+    with pytest.raises(services.InvalidInput) as caught:
+        transfer.conversation_import(owner=user, data=data)
+    assert "still running" in str(caught.value)
+    release.set()
+    first.join(10)
+    assert isinstance(outcome["first"], Conversation)
+
+
+def _import_in_thread(user, data):
+    from django.db import connection
+
+    try:
+        return transfer.conversation_import(owner=user, data=data)
+    finally:
+        connection.close()
