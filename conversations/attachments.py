@@ -101,9 +101,11 @@ def _mb(size: int) -> str:
 
 def check_upload(upload) -> Checked:
     """Check one uploaded file (a Django UploadedFile) and scale an image down; AttachmentError if unusable."""
-    name = (upload.name or "file").rsplit("/", 1)[-1][:200]
-    dot = name.rfind(".")
-    extension = name[dot:].lower() if dot >= 0 else ""
+    full = (upload.name or "file").rsplit("/", 1)[-1]
+    dot = full.rfind(".")
+    extension = full[dot:].lower() if dot >= 0 else ""
+    # A long name is shortened before its extension, which says what the file is.
+    name = full if len(full) <= 200 else full[: 200 - len(extension[:20])] + extension[:20]
     expected = EXTENSIONS.get(extension)
     if expected is None:
         raise AttachmentError(f"“{name}”: only {ACCEPTED} can be attached.")

@@ -77,7 +77,8 @@ def clean_message_text(text: object, *, allow_empty: bool = False) -> str:
         text = ""
     if not isinstance(text, str):
         raise InvalidInput("The message must be text.")
-    text = text.replace("\r\n", "\n").strip()
+    # The search's highlight markers (private-use characters) never come from a person's text.
+    text = text.replace("\r\n", "\n").replace("\ue000", "").replace("\ue001", "").strip()
     if not text and not allow_empty:
         raise InvalidInput("The message is empty.")
     refuse_unstorable(text, "The message")

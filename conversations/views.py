@@ -207,7 +207,11 @@ def attachment_file(request: HttpRequest, pk: int) -> FileResponse:
     """An attachment's file, to its owner only (anyone else: 404), never cached by shared caches."""
     attachment = get_object_or_404(Attachment, pk=pk, owner=request.user)
     response = FileResponse(attachment.file.open("rb"), content_type=attachment.media_type)
-    response["Content-Disposition"] = f'inline; filename="{attachment.pk}{attachment.file.name[attachment.file.name.rfind("."):]}"'
+    # Images show inline (the page's thumbnails); a PDF downloads: no viewer of the browser's runs it
+    # on this origin.
+    disposition = "inline" if attachment.kind == Attachment.Kind.IMAGE else "attachment"
+    suffix = attachment.file.name[attachment.file.name.rfind(".") :]
+    response["Content-Disposition"] = f'{disposition}; filename="{attachment.pk}{suffix}"'
     response["Cache-Control"] = "private, max-age=3600"
     return response
 

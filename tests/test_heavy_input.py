@@ -124,3 +124,26 @@ def _import_in_thread(user, data):
         return transfer.conversation_import(owner=user, data=data)
     finally:
         connection.close()
+
+
+def test_a_long_file_name_keeps_its_extension_and_a_pdf_is_served_as_a_download(private_media):
+    from django.urls import reverse
+
+    from tests.media_factories import pdf_bytes
+
+    user = make_user()
+    conversation = make_conversation(owner=user)
+    client = logged_in(user)
+    response = post_file(client, conversation, "a" * 300 + ".pdf", pdf_bytes(1))
+    assert response.status_code == 200, response.text
+    stored = Attachment.objects.get()
+    assert stored.name.endswith(".pdf") and len(stored.name) == 200
+    served = client.get(reverse("attachment_file", args=[stored.pk]))
+    assert served["Content-Disposition"].startswith("attachment;")
+    post_file(client, conversation, "cat.png", image_bytes(40, 30))
+    image = Attachment.objects.get(kind=Attachment.Kind.IMAGE)
+    assert client.get(reverse("attachment_file", args=[image.pk]))["Content-Disposition"].startswith("inline;")
+
+
+def test_the_search_markers_never_come_from_what_a_person_typed():
+    assert services.clean_message_text("find \ue000me\ue001 here") == "find me here"
