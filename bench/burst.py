@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -26,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.restarts import lost_chars, wait_until_nothing_streams  # noqa: E402
-from tests.servers import Account, Chat, ServerDatabase, Worker, migrate, server_env  # noqa: E402
+from tests.servers import DELTA, Account, Chat, ServerDatabase, Worker, migrate, server_env  # noqa: E402
+
+# A reply that ended (any state) without a delta reaching the tab.
+ENDED = re.compile(r'class="message assistant status-(?:interrupted|error|stopped)')
 
 
 async def run(workdir: Path, replies: int, workers: int) -> dict:
@@ -46,14 +50,17 @@ async def run(workdir: Path, replies: int, workers: int) -> dict:
         t0 = time.monotonic()
         await asyncio.gather(*(chat.send(message="A story please [[offline tps=30 reply_tokens=300]]") for chat in chats))
 
-        async def first_delta(chat: Chat) -> float:
-            await chat.until_streaming(timeout=300)
-            return time.monotonic() - t0
+        async def first_delta(chat: Chat) -> float | None:
+            """Seconds from the Send to the reply's first delta (None: it ended without one, e.g. swept)."""
+            frame = await chat.until(lambda f: DELTA.search(f) or ENDED.search(f), timeout=600)
+            return time.monotonic() - t0 if DELTA.search(frame) else None
 
-        ttft = await asyncio.gather(*(first_delta(chat) for chat in chats))
+        firsts = await asyncio.gather(*(first_delta(chat) for chat in chats))
+        ttft = [t for t in firsts if t is not None]
         await asyncio.to_thread(wait_until_nothing_streams, db)
         await asyncio.sleep(1)  # the last frames
-        ids = [max(chat.replies_started()) for chat in chats]
+        ids = [max(chat.replies_started(), default=None) for chat in chats]
+        streamed = [(chat, reply) for chat, reply in zip(chats, ids, strict=True) if reply is not None]
         statuses = dict(db.query("SELECT status, count(*) FROM conversations_message WHERE role = 'assistant' GROUP BY status"))
         estimated = db.query("SELECT count(*) FROM billing_usagerecord WHERE estimated")[0][0]
         per_call = db.query(
@@ -61,7 +68,7 @@ async def run(workdir: Path, replies: int, workers: int) -> dict:
             "(SELECT count(*) FROM billing_usagerecord r WHERE r.attempt_id = m.attempt_id) <> 1"
         )[0][0]
         holds = db.query("SELECT count(*) FROM billing_spendreservation WHERE settled_at IS NULL")[0][0]
-        lost = lost_chars(db, chats, ids)
+        lost = lost_chars(db, [c for c, _ in streamed], [r for _, r in streamed])
         for chat in chats:
             await chat.close()
         ttft.sort()
@@ -69,7 +76,9 @@ async def run(workdir: Path, replies: int, workers: int) -> dict:
             "completed": statuses.get("complete", 0), "swept": statuses.get("interrupted", 0),
             "other": {k: v for k, v in statuses.items() if k not in ("complete", "interrupted")},
             "lost": sum(lost), "estimated": estimated, "not_once": per_call, "holds": holds,
-            "p50": statistics.median(ttft), "p99": ttft[min(len(ttft) - 1, int(len(ttft) * 0.99))],
+            "p50": statistics.median(ttft) if ttft else float("nan"),
+            "p99": ttft[min(len(ttft) - 1, int(len(ttft) * 0.99))] if ttft else float("nan"),
+            "no_delta": len(firsts) - len(ttft),
         }
     finally:
         for worker in started:
@@ -82,15 +91,15 @@ def main() -> None:
     parser.add_argument("--replies", type=int, nargs="+", default=[100, 200, 300])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    print("| replies at once | workers | completed | swept | other ends | chars lost | estimated rows | calls without one row | open holds | first delta p50 / p99 |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| replies at once | workers | completed | swept | other ends | chars lost | estimated rows | calls without one row | open holds | first delta p50 / p99 | ended without a delta |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for workers in args.workers:
             for replies in args.replies:
                 r = asyncio.run(run(Path(tmp), replies, workers))
                 print(
                     f"| {replies} | {workers} | {r['completed']} | {r['swept']} | {r['other'] or '-'} | {r['lost']:,} "
-                    f"| {r['estimated']} | {r['not_once']} | {r['holds']} | {r['p50']:.1f} s / {r['p99']:.1f} s |",
+                    f"| {r['estimated']} | {r['not_once']} | {r['holds']} | {r['p50']:.1f} s / {r['p99']:.1f} s | {r['no_delta']} |",
                     flush=True,
                 )
 

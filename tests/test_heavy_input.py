@@ -138,11 +138,11 @@ def test_a_long_file_name_keeps_its_extension_and_a_pdf_is_served_as_a_download(
     assert response.status_code == 200, response.text
     stored = Attachment.objects.get()
     assert stored.name.endswith(".pdf") and len(stored.name) == 200
-    served = client.get(reverse("attachment_file", args=[stored.pk]))
+    served = client.get(reverse("attachment", args=[stored.pk]))
     assert served["Content-Disposition"].startswith("attachment;")
     post_file(client, conversation, "cat.png", image_bytes(40, 30))
     image = Attachment.objects.get(kind=Attachment.Kind.IMAGE)
-    assert client.get(reverse("attachment_file", args=[image.pk]))["Content-Disposition"].startswith("inline;")
+    assert client.get(reverse("attachment", args=[image.pk]))["Content-Disposition"].startswith("inline;")
 
 
 def test_the_search_markers_never_come_from_what_a_person_typed():
