@@ -74,3 +74,21 @@ class Invite(models.Model):
             when = date_format(timezone.localtime(self.expires_at), "DATETIME_FORMAT")
             return f"This invite link expired on {when}. Ask whoever invited you for a new one."
         return None
+
+
+class SignupMail(models.Model):
+    """A confirmation mail sent in `domains` sign-up mode: the log that limits how often an address, and a
+    client address, can have one sent (accounts.services.account_request)."""
+
+    email = models.EmailField()
+    client = models.CharField(max_length=64, blank=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["email", "sent_at"], name="signupmail_email_sent"),
+            models.Index(fields=["client", "sent_at"], name="signupmail_client_sent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} at {self.sent_at:%Y-%m-%d %H:%M}"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.forms import SetPasswordForm
@@ -19,7 +22,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from .forms import SignupForm
-from .models import Invite
+from .models import Invite, SignupMail
 from .modes import email_domain_allowed
 
 logger = logging.getLogger(__name__)
@@ -76,13 +79,38 @@ def account_create_with_invite(*, form: SignupForm, token: str) -> AbstractBaseU
     return user
 
 
-def account_request(*, username: str, email: str, absolute_url: Callable[[str], str]) -> None:
+#: One confirmation mail per address this often, and at most CLIENT_MAILS_PER_HOUR per client address.
+MAIL_INTERVAL = timedelta(minutes=5)
+CLIENT_MAILS_PER_HOUR = 5
+
+
+def account_request(
+    *, username: str, email: str, absolute_url: Callable[[str], str], client: str = ""
+) -> None:
     """Mail `email` the link that lets its owner choose a password and so finish signing up.
 
     A new address gets an inactive account without a usable password; a pending one gets its link again;
     one that already has an account gets a note saying so. The caller shows the same page in every case,
-    so the form does not tell strangers which addresses have accounts.
+    so the form does not tell strangers which addresses have accounts. Mails are limited: one per address
+    per MAIL_INTERVAL and CLIENT_MAILS_PER_HOUR per `client` (its network address), else SignupRefused
+    says when to try again. A username held by a request never confirmed is free again once its link
+    has expired.
     """
+    now = timezone.now()
+    with transaction.atomic():
+        sent = SignupMail.objects.select_for_update()
+        recent = sent.filter(email__iexact=email, sent_at__gt=now - MAIL_INTERVAL).order_by("-sent_at").first()
+        if recent is not None:
+            wait = max(1, math.ceil((recent.sent_at + MAIL_INTERVAL - now).total_seconds() / 60))
+            raise SignupRefused(
+                f"A mail was sent to this address a moment ago: check your inbox (and spam folder), or ask "
+                f"again in {wait} minute{'s' if wait != 1 else ''}."
+            )
+        if client and sent.filter(client=client, sent_at__gt=now - timedelta(hours=1)).count() >= CLIENT_MAILS_PER_HOUR:
+            raise SignupRefused("Too many sign-up mails were asked for from your network: try again in an hour.")
+        SignupMail.objects.create(email=email, client=client[:64], sent_at=now)
+        SignupMail.objects.filter(sent_at__lt=now - timedelta(days=1)).delete()
+    expired_signups_delete(now)
     users = get_user_model().objects
     user = users.filter(email__iexact=email).order_by("pk").first()
     if user is None:
@@ -108,6 +136,15 @@ def account_request(*, username: str, email: str, absolute_url: Callable[[str], 
     except OSError:  # smtplib's errors included
         logger.exception("Could not mail %s", user.email)
         raise SignupRefused("The mail could not be sent just now. Try again in a few minutes.") from None
+
+
+def expired_signups_delete(now=None) -> None:
+    """Delete accounts whose sign-up was never confirmed and whose link has expired: their usernames and
+    addresses are free again (they never logged in and own nothing)."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT)
+    get_user_model().objects.filter(
+        is_active=False, last_login__isnull=True, password__startswith="!", date_joined__lt=cutoff
+    ).delete()
 
 
 def pending_account(uidb64: str, token: str) -> AbstractBaseUser:

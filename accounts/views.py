@@ -7,6 +7,8 @@ from django.contrib.auth.forms import SetPasswordForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from chatsite.logins import client_address
+
 from . import services
 from .forms import EmailSignupForm, SignupForm
 from .modes import SignupMode, signup_mode
@@ -60,6 +62,8 @@ def _signup_with_password(request: HttpRequest, *, token: str | None) -> HttpRes
 
 
 def _signup_with_email(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        services.expired_signups_delete()  # a username never confirmed is free again once its link expired
     form = EmailSignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -67,6 +71,7 @@ def _signup_with_email(request: HttpRequest) -> HttpResponse:
                 username=form.cleaned_data["username"],
                 email=form.cleaned_data["email"],
                 absolute_url=request.build_absolute_uri,
+                client=client_address(request) or "",
             )
         except services.SignupRefused as exc:
             form.add_error(None, str(exc))

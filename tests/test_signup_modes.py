@@ -224,6 +224,41 @@ def test_domains_mode_does_not_say_which_addresses_have_accounts(client, setting
     assert "already has an account" in mail.body and "/accounts/confirm/" not in mail.body
 
 
+def test_domains_mode_mails_an_address_once_in_five_minutes_and_a_network_five_times_an_hour(
+    client, settings, mailoutbox
+):
+    settings.CHAT_SIGNUP = "domains"
+    settings.CHAT_SIGNUP_DOMAINS = ["example.org"]
+    first = client.post(reverse("signup"), {"username": "ada", "email": "ada@example.org"})
+    assert "Check your inbox" in first.content.decode()
+    for _ in range(14):  # a flood of requests for one address
+        again = client.post(reverse("signup"), {"username": "ada", "email": "ada@example.org"})
+        assert "ask again in 5 minutes" in again.content.decode()
+    assert len(mailoutbox) == 1
+    for n in range(2, 10):  # other addresses from the same network
+        client.post(reverse("signup"), {"username": f"user{n}", "email": f"user{n}@example.org"})
+    assert len(mailoutbox) == 5
+    refused = client.post(reverse("signup"), {"username": "zed", "email": "zed@example.org"})
+    assert "Too many sign-up mails" in refused.content.decode()
+
+
+def test_a_username_never_confirmed_is_free_again_once_its_link_expired(client, settings, mailoutbox):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.CHAT_SIGNUP = "domains"
+    settings.CHAT_SIGNUP_DOMAINS = ["example.org"]
+    client.post(reverse("signup"), {"username": "ada", "email": "ada@example.org"})
+    taken = client.post(reverse("signup"), {"username": "ada", "email": "other@example.org"})
+    assert "already exists" in taken.content.decode()
+    expired = timezone.now() - timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT + 60)
+    User.objects.filter(username="ada").update(date_joined=expired)
+    free = client.post(reverse("signup"), {"username": "ada", "email": "other@example.org"})
+    assert "Check your inbox" in free.content.decode()
+    assert User.objects.get(username="ada").email == "other@example.org"
+
+
 # --- settings ---------------------------------------------------------------------------------------
 
 
