@@ -298,6 +298,9 @@ CHAT_IMPORT_MAX_BYTES = int(os.environ.get("CHAT_IMPORT_MAX_BYTES", str(20 * 102
 # image, 100 PDF pages per request). Images are scaled down to CHAT_IMAGE_MAX_EDGE on the long edge
 # (and about 1.15 megapixels), the size the model uses, before they are stored.
 CHAT_MAX_ATTACHMENTS = int(os.environ.get("CHAT_MAX_ATTACHMENTS", "10"))
+# Files a person may have uploaded but not sent yet, in all their conversations (unsent ones go after a day).
+CHAT_MAX_PENDING_FILES = int(os.environ.get("CHAT_MAX_PENDING_FILES") or "30")
+CHAT_MAX_PENDING_MB = int(os.environ.get("CHAT_MAX_PENDING_MB") or "100")
 CHAT_MAX_IMAGE_BYTES = int(os.environ.get("CHAT_MAX_IMAGE_MB", "5")) * 1024 * 1024
 CHAT_MAX_PDF_BYTES = int(os.environ.get("CHAT_MAX_PDF_MB", "20")) * 1024 * 1024
 CHAT_MAX_PDF_PAGES = int(os.environ.get("CHAT_MAX_PDF_PAGES", "100"))

@@ -20,14 +20,17 @@ import math
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Count, F, Sum
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
+from django.utils import timezone
 
 from .models import Attachment
 
@@ -211,13 +214,47 @@ def _scaled(image, image_format: str) -> tuple[bytes, tuple[int, int]] | None:
     return out.getvalue(), size
 
 
+#: Files uploaded but never sent are deleted after this long.
+UNSENT_FOR = timedelta(days=1)
+
+
 def attachment_add(*, owner, conversation, checked: Checked) -> Attachment:
     """Store a checked upload (`check_upload`) as a pending attachment of `conversation` (the caller
-    checked ownership). AttachmentError, with nothing stored, if the composer is full."""
-    pending = Attachment.objects.filter(owner=owner, conversation=conversation, message__isnull=True).count()
-    if pending >= settings.CHAT_MAX_ATTACHMENTS:
-        raise AttachmentError(f"At most {settings.CHAT_MAX_ATTACHMENTS} files can be attached to a message.")
-    return attachment_store(owner=owner, conversation=conversation, checked=checked)
+    checked ownership). AttachmentError, with nothing stored, if the composer is full or the person's
+    files not sent yet (in all conversations) reach CHAT_MAX_PENDING_FILES or CHAT_MAX_PENDING_MB.
+
+    The counts are taken under a write lock on the person's row, so concurrent uploads, on any number
+    of workers, are counted one after another."""
+    with transaction.atomic():
+        get_user_model().objects.filter(pk=owner.pk).update(last_login=F("last_login"))  # the lock
+        unsent_delete(owner=owner)
+        pending = Attachment.objects.filter(owner=owner, message__isnull=True)
+        if pending.filter(conversation=conversation).count() >= settings.CHAT_MAX_ATTACHMENTS:
+            raise AttachmentError(f"At most {settings.CHAT_MAX_ATTACHMENTS} files can be attached to a message.")
+        totals = pending.aggregate(files=Count("pk"), size=Sum("size"))
+        if totals["files"] >= settings.CHAT_MAX_PENDING_FILES:
+            raise AttachmentError(
+                f"You have {totals['files']} files uploaded but not sent yet (the limit is "
+                f"{settings.CHAT_MAX_PENDING_FILES}): send or remove some first."
+            )
+        if (totals["size"] or 0) + len(checked.content) > settings.CHAT_MAX_PENDING_MB * 1024 * 1024:
+            raise AttachmentError(
+                f"Your files not sent yet would pass {settings.CHAT_MAX_PENDING_MB} MB: send or remove some first."
+            )
+        return attachment_store(owner=owner, conversation=conversation, checked=checked)
+
+
+def unsent_delete(*, owner=None) -> int:
+    """Delete attachments uploaded more than UNSENT_FOR ago and never sent (of `owner`, or everyone's);
+    their files go with them. Returns how many."""
+    stale = Attachment.objects.filter(message__isnull=True, created_at__lt=timezone.now() - UNSENT_FOR)
+    if owner is not None:
+        stale = stale.filter(owner=owner)
+    deleted = 0
+    for attachment in stale.only("pk", "file"):
+        attachment.delete()
+        deleted += 1
+    return deleted
 
 
 def attachment_store(*, owner, conversation, checked: Checked) -> Attachment:

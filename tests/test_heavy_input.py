@@ -147,3 +147,26 @@ def test_a_long_file_name_keeps_its_extension_and_a_pdf_is_served_as_a_download(
 
 def test_the_search_markers_never_come_from_what_a_person_typed():
     assert services.clean_message_text("find \ue000me\ue001 here") == "find me here"
+
+
+def test_files_never_sent_have_a_quota_per_person_and_go_after_a_day(
+    private_media, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.CHAT_MAX_PENDING_FILES = 4
+    user = make_user()
+    client = logged_in(user)
+    chats = [make_conversation(owner=user) for _ in range(3)]
+    codes = [post_file(client, chats[n % 3], f"cat{n}.png", image_bytes(40, 30)).status_code for n in range(6)]
+    assert codes == [200, 200, 200, 200, 400, 400]
+    refused = post_file(client, chats[0], "more.png", image_bytes(40, 30))
+    assert "not sent yet" in refused.text and "the limit is 4" in refused.text
+    assert Attachment.objects.count() == 4 and len(stored_files(private_media)) == 4
+    # A day later the unsent files are gone (rows and files), and uploads work again.
+    Attachment.objects.update(created_at=timezone.now() - timedelta(days=1, minutes=1))
+    with django_capture_on_commit_callbacks(execute=True):  # files are removed once the rows' deletion commits
+        assert post_file(client, chats[0], "fresh.png", image_bytes(40, 30)).status_code == 200
+    assert Attachment.objects.count() == 1 and len(stored_files(private_media)) == 1
