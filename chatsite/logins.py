@@ -20,6 +20,7 @@ from asgiref.sync import sync_to_async
 from axes.helpers import get_cool_off
 from django.conf import settings
 from django.contrib import admin
+from django.contrib import messages as flash
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
@@ -85,10 +86,59 @@ def _posts_in_login_pool(view):
     show = sync_to_async(view)
 
     async def login_view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        run = check_in_pool if request.method == "POST" else show
-        return await run(request, *args, **kwargs)
+        if request.method != "POST":
+            return await show(request, *args, **kwargs)
+        client = client_address(request) or ""
+        if _queued.total >= _queue_limit() or _queued.per_client.get(client, 0) >= 1:
+            # Bounded and fair: one check per client address at a time, a short queue in all; the rest
+            # are told at once (a login behind forty guesses from forty addresses waited 27 s).
+            flash.error(request, BUSY)
+            request.method = "GET"  # the login page again, as its GET shows it
+            response = await show(request, *args, **kwargs)
+            if isinstance(response, SimpleTemplateResponse):
+                response.render()
+            response.status_code = 503
+            response["Retry-After"] = "5"
+            return response
+        _queued.enter(client)
+        try:
+            return await check_in_pool(request, *args, **kwargs)
+        finally:
+            _queued.leave(client)
 
     return login_view
+
+
+BUSY = "The server is busy checking other logins right now: try again in a few seconds."
+
+
+class _Queue:
+    """Password checks running or waiting in this worker, in all and per client address (touched only on
+    the event loop, so without a lock)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.per_client: dict[str, int] = {}
+
+    def enter(self, client: str) -> None:
+        self.total += 1
+        self.per_client[client] = self.per_client.get(client, 0) + 1
+
+    def leave(self, client: str) -> None:
+        self.total -= 1
+        left = self.per_client.get(client, 1) - 1
+        if left:
+            self.per_client[client] = left
+        else:
+            self.per_client.pop(client, None)
+
+
+_queued = _Queue()
+
+
+def _queue_limit() -> int:
+    """Checks that may run or wait at once: what the pool runs, and four times that waiting."""
+    return settings.CHAT_LOGIN_CONCURRENCY * 5
 
 
 _login_page = auth_views.LoginView.as_view(

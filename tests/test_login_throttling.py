@@ -278,7 +278,10 @@ def test_password_checks_run_a_few_at_a_time_and_other_pages_are_served_meanwhil
 
     async def scenario():
         attempts = [await login_form("alice", f"wrong-{n}") for n in range(allowed + 2)]
-        logins = [asyncio.create_task(asgi("POST", LOGIN, cookies=c, form=f)) for c, f in attempts]
+        logins = [
+            asyncio.create_task(asgi("POST", LOGIN, cookies=c, form=f, address=f"192.0.2.{20 + n}"))
+            for n, (c, f) in enumerate(attempts)
+        ]
         await eventually(lambda: gated_passwords.running >= allowed)
         usage = await asgi("GET", "/usage/", cookies={"sessionid": bob_cookie})
         running_meanwhile = gated_passwords.running
@@ -304,3 +307,33 @@ def test_a_locked_out_login_through_asgi_shows_the_page_saying_when(settings):
 
     status, _headers, page = async_to_sync(fail_until_locked_over_asgi)()
     assert status == 429 and LOCKED in page and 'id="id_password"' in page
+
+
+def test_the_wait_for_a_password_check_is_bounded_and_fair_busy_is_said_at_once(settings, gated_passwords):
+    # Many guesses queue behind the few checks that run at once: one address gets one check at a time,
+    # and past a short queue the page says the server is busy at once, instead of a real person's login
+    # waiting behind all of them.
+    make_user("alice")
+    allowed = settings.CHAT_LOGIN_CONCURRENCY
+    limit = allowed * 5
+
+    async def scenario():
+        attempts = [await login_form("alice", f"wrong-{n}") for n in range(limit + 3)]
+        queued = [
+            asyncio.create_task(asgi("POST", LOGIN, cookies=c, form=f, address=f"192.0.2.{20 + n}"))
+            for n, (c, f) in enumerate(attempts[:limit])
+        ]
+        await eventually(lambda: gated_passwords.running >= allowed)
+        await asyncio.sleep(0.2)  # the rest are waiting for the pool
+        cookies, form = attempts[limit]
+        over = await asgi("POST", LOGIN, cookies=cookies, form=form, address="192.0.2.200")
+        cookies, form = attempts[limit + 1]
+        same_address = await asgi("POST", LOGIN, cookies=cookies, form=form, address="192.0.2.20")
+        gated_passwords.gate.set()
+        return over, same_address, await asyncio.gather(*queued)
+
+    over, same_address, answers = async_to_sync(scenario)()
+    for status, headers, text in (over, same_address):
+        assert status == 503 and headers[b"retry-after"] == b"5"
+        assert "busy checking other logins" in text and 'name="password"' in text
+    assert [status for status, _h, _t in answers] == [200] * limit
