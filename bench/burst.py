@@ -26,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
 from bench.restarts import lost_chars, wait_until_nothing_streams  # noqa: E402
 from tests.servers import DELTA, Account, Chat, ServerDatabase, Worker, migrate, server_env  # noqa: E402
 
@@ -52,7 +54,10 @@ async def run(workdir: Path, replies: int, workers: int) -> dict:
 
         async def first_delta(chat: Chat) -> float | None:
             """Seconds from the Send to the reply's first delta (None: it ended without one, e.g. swept)."""
-            frame = await chat.until(lambda f: DELTA.search(f) or ENDED.search(f), timeout=600)
+            try:
+                frame = await chat.until(lambda f: DELTA.search(f) or ENDED.search(f), timeout=600)
+            except ConnectionClosed:
+                return None
             return time.monotonic() - t0 if DELTA.search(frame) else None
 
         firsts = await asyncio.gather(*(first_delta(chat) for chat in chats))

@@ -271,6 +271,7 @@ class Chat:
             additional_headers={"Cookie": f"sessionid={account.cookie('sessionid')}"},
             proxy=None,
             max_size=None,
+            ping_interval=None,  # as a browser: it answers pings, it sends none (a busy server is not dead)
         )
         chat = cls(ws, conversation_id)
         await chat.until(lambda f: 'id="messages"' in f)  # the state every socket gets on connect
