@@ -56,7 +56,7 @@ async def run(workdir: Path, replies: int, workers: int) -> dict:
             """Seconds from the Send to the reply's first delta (None: it ended without one, e.g. swept)."""
             try:
                 frame = await chat.until(lambda f: DELTA.search(f) or ENDED.search(f), timeout=600)
-            except ConnectionClosed:
+            except (ConnectionClosed, TimeoutError):  # its socket closed, or nothing came in ten minutes
                 return None
             return time.monotonic() - t0 if DELTA.search(frame) else None
 
