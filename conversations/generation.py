@@ -625,6 +625,9 @@ async def generation_start(
         _generate(message_id, announced, context), name=f"generation-{message_id}", context=contextvars.Context()
     )
     _running[message_id] = task
+    # Its lease is renewed from now on, apart from this event loop and the database thread: under a
+    # burst, the steps before the first token (its context, the channel layer) may take longer than it.
+    leases.heartbeat.hold(message_id, functools.partial(_lost, message_id))
     task.add_done_callback(functools.partial(_forget, message_id))
     leases.sweeper_start()
     try:
@@ -642,17 +645,31 @@ async def _generate(message_id: int, announced: asyncio.Event, context: ReplyCon
             return
     layer = get_channel_layer()
     control_channel = await layer.new_channel()
-    await layer.group_add(control_group(context.conversation_id), control_channel)
+    try:
+        await layer.group_add(control_group(context.conversation_id), control_channel)
+    except Exception:  # the layer is unreachable: Stop from this worker's pages still works (stop_here)
+        layer_outage.failed()
     # Pages that opened elsewhere before this point are in the group; later ones ask for a snapshot.
     relay.forget(conversation_group(context.conversation_id))
     generation = Generation(context, control_channel=control_channel)
     checkpointer.track(generation)
-    leases.heartbeat.hold(generation.message_id, generation.lost)
     await generation.run()
+
+
+def _lost(message_id: int) -> None:
+    """The heartbeat found reply `message_id` ended by another worker: stop writing it here."""
+    running = checkpointer.running.get(message_id)
+    if running is not None:
+        running.lost()
+        return
+    task = _running.get(message_id)
+    if task is not None:
+        task.cancel()  # not begun yet: nothing was called, the end written elsewhere stands
 
 
 def _forget(message_id: int, task: asyncio.Task) -> None:
     _running.pop(message_id, None)
+    leases.heartbeat.release(message_id)
     if not task.cancelled() and task.exception() is not None:
         logger.error("Generation of message %s crashed", message_id, exc_info=task.exception())
 
