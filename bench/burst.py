@@ -38,8 +38,9 @@ ENDED = re.compile(r'class="message assistant status-(?:interrupted|error|stoppe
 async def run(workdir: Path, replies: int, workers: int) -> dict:
     db = ServerDatabase(workdir, f"burst_{replies}_{workers}")
     extra = {"REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/7")} if workers > 1 else {}
+    # One account sends them all: no rate limit, and a budget that holds every reply's worst case.
     env = server_env(db.url, CHAT_RATE_LIMIT_PER_MINUTE="0", CHAT_MAX_SOCKETS_PER_USER="0",
-                     CHAT_MAX_FRAMES_PER_SECOND="0", **extra)
+                     CHAT_MAX_FRAMES_PER_SECOND="0", CHAT_DEFAULT_MONTHLY_BUDGET_USD="10000", **extra)
     started: list[Worker] = []
     try:
         migrate(env)

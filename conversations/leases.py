@@ -131,7 +131,13 @@ class Heartbeat:
         with transaction.atomic():
             mine = Message.objects.filter(pk__in=ids, worker=WORKER_ID, status=Message.Status.STREAMING)
             renewed = mine.update(lease_until=services.lease_until(timezone.now()))
-            lost = set(ids) - set(mine.values_list("pk", flat=True)) if renewed < len(ids) else set()
+            lost = set()
+            if renewed < len(ids):
+                # Not renewed: most have just ended here (their end is saved before they are released);
+                # lost are those another worker ended as interrupted, or took over.
+                for pk, status, worker in Message.objects.filter(pk__in=ids).values_list("pk", "status", "worker"):
+                    if status == Message.Status.INTERRUPTED or (status == Message.Status.STREAMING and worker != WORKER_ID):
+                        lost.add(pk)
         for message_id in lost:
             with self._lock:
                 held = self._held.pop(message_id, None)
