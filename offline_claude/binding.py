@@ -33,7 +33,8 @@ from .signatures import (
 )
 
 BINDING_BETA = "thinking-binding-controls-2026-08-01"
-COMPACTION_BETA = "compact-2026-09-04"
+COMPACTION_BETA = "compact-2026-09-04"  # on demand
+THRESHOLD_COMPACTION_BETA = "compact-2026-01-12"  # at a threshold (context_management)
 BEHAVIOURS = ("error", "drop_block")
 
 # Which other models' thinking each model reads (the docs' "Switching models mid-conversation"):
@@ -90,6 +91,22 @@ def behaviour(body: dict[str, Any], betas: set[str]) -> str:
     return value
 
 
+def drop_before_compaction(body: dict[str, Any], betas: set[str]) -> None:
+    """Compaction at a threshold: the client appends the reply that carries a compaction block as usual,
+    and the API drops every content block before the newest compaction block (in `body` itself)."""
+    if THRESHOLD_COMPACTION_BETA not in betas:
+        return
+    messages = body.get("messages") or []
+    for i in range(len(messages) - 1, -1, -1):
+        content = messages[i].get("content")
+        if not isinstance(content, list):
+            continue
+        for j in range(len(content) - 1, -1, -1):
+            if isinstance(content[j], dict) and content[j].get("type") == "compaction":
+                body["messages"] = [{**messages[i], "content": content[j:]}, *messages[i + 1 :]]
+                return
+
+
 def check(body: dict[str, Any], spec: ModelSpec, betas: set[str]) -> Binding:
     """Run the model, prefix and compaction checks on ``body`` (already well formed); drop what they
     drop from ``body`` itself (dropped blocks are not billed). Raises BindingError for a 400."""
@@ -101,7 +118,7 @@ def check(body: dict[str, Any], spec: ModelSpec, betas: set[str]) -> Binding:
     for i, message in enumerate(messages):
         for j, block in enumerate(content_blocks(message.get("content"))):
             if isinstance(block, dict) and block.get("type") == "compaction":
-                if COMPACTION_BETA not in betas:
+                if COMPACTION_BETA not in betas and THRESHOLD_COMPACTION_BETA not in betas:
                     raise BindingError(
                         f"messages.{i}.content.{j}: compaction blocks require `anthropic-beta: {COMPACTION_BETA}`"
                     )

@@ -38,6 +38,9 @@ class ReplyPlan:
     transformations: list[dict[str, str]] | None = None
     # On-demand compaction: the compaction block is the whole reply (its usage is an iteration).
     compaction: dict[str, str] | None = None
+    # Compaction at a threshold: the block that leads the reply, and the compaction's own iteration.
+    leading_compaction: dict[str, str] | None = None
+    compaction_iteration: dict[str, int] | None = None
 
     @property
     def output_tokens(self) -> int:
@@ -68,6 +71,21 @@ class ReplyPlan:
             ],
             "service_tier": "standard",
         }
+
+    def iterations(self, output_tokens: int | None = None) -> list[dict[str, Any]]:
+        """A reply after a compaction at a threshold: the compaction's sampling, then the message's (the
+        top-level counts are the message's only)."""
+        u = self.usage_in
+        return [
+            dict(self.compaction_iteration or {}),
+            {
+                "type": "message",
+                "input_tokens": u.input_tokens,
+                "cache_creation_input_tokens": u.cache_creation,
+                "cache_read_input_tokens": u.cache_read,
+                "output_tokens": self.output_tokens if output_tokens is None else output_tokens,
+            },
+        ]
 
     def start_usage(self) -> dict[str, Any]:
         """The usage object of ``message_start`` (output_tokens is a placeholder 1, like the real API)."""
@@ -102,11 +120,14 @@ class ReplyPlan:
             "output_tokens_details": {
                 "thinking_tokens": self.thinking_tokens if thinking_tokens is None else thinking_tokens
             },
+            **({"iterations": self.iterations(output_tokens)} if self.compaction_iteration is not None else {}),
         }
 
     def message_json(self, msg_id: str) -> dict[str, Any]:
         """The complete non-streaming Message object."""
         content: list[dict[str, Any]] = []
+        if self.leading_compaction is not None:
+            content.append(dict(self.leading_compaction))
         if self.compaction is not None:
             content.append(dict(self.compaction))
         elif self.thinking:
@@ -121,6 +142,8 @@ class ReplyPlan:
             usage = self.start_usage()
             usage["output_tokens"] = self.output_tokens
             usage["output_tokens_details"] = {"thinking_tokens": self.thinking_tokens}
+            if self.compaction_iteration is not None:
+                usage["iterations"] = self.iterations()
         extra = {} if self.transformations is None else {"input_transformations": self.transformations}
         return {
             **extra,
@@ -311,4 +334,29 @@ def plan_compaction(body: dict[str, Any], usage_in: CacheResult, binding: Bindin
         "content": summary,
         "signature": sign_compaction(summary, state=binding.state, start=chain_start(body)),
     }
+    return plan
+
+
+def plan_threshold_compaction(
+    body: dict[str, Any], usage_in: CacheResult, binding: Binding, *, pause: bool, system_tokens: int, **reply_options: Any
+) -> ReplyPlan:
+    """Compaction at a threshold: the prompt passed the trigger, so Claude first summarises everything
+    (one compaction block, leading the reply), then answers from the summary (or stops there with
+    stop_reason "compaction" when the edit asks to pause). The compaction is an iteration of its own in
+    the usage; the top-level counts are the answer's."""
+    summary = plan_compaction(body, usage_in, binding)
+    iteration = {
+        "type": "compaction",
+        "input_tokens": usage_in.input_tokens + usage_in.cache_read + usage_in.cache_creation,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": summary.output_tokens,
+    }
+    if pause:
+        summary.usage_in = usage_in
+        return summary
+    answered_from = CacheResult(system_tokens + summary.output_tokens, 0, 0, 0)
+    plan = plan_reply(body, answered_from, binding=binding, **reply_options)
+    plan.leading_compaction = summary.compaction
+    plan.compaction_iteration = iteration
     return plan

@@ -28,8 +28,8 @@ from .binding import BINDING_BETA
 from .cache import PromptCache, build_segments, count_prompt_tokens
 from .catalog import MODELS, context_window, get_model
 from .controls import STATUS_FAULTS, STREAM_FAULTS, ControlError, Controls, parse_controls
-from .generation import ReplyPlan, last_user_controls, plan_reply
-from .validation import KNOWN_VERSIONS, ApiError, bad, validate_request
+from .generation import ReplyPlan, last_user_controls, plan_reply, plan_threshold_compaction
+from .validation import KNOWN_VERSIONS, ApiError, bad, threshold_edit, validate_request
 
 log = logging.getLogger("offline_claude")
 
@@ -436,17 +436,23 @@ class OfflineClaudeServer:
         assert controls is not None
         usage_in = self.cache.apply(api_key, body["model"], segments)
         room = context_window(spec, betas, window_override) - count_prompt_tokens(segments)
-        plan = plan_reply(
-            body,
-            usage_in,
-            controls.reply_tokens,
-            thinks_by_default=spec.thinks_by_default,
-            default_effort=spec.default_effort,
-            refuse=controls.refuse,
-            room=room,
-            binding=bound,
-            show_transformations=BINDING_BETA in betas,
-        )
+        options = {
+            "thinks_by_default": spec.thinks_by_default,
+            "default_effort": spec.default_effort,
+            "refuse": controls.refuse,
+            "room": room,
+            "show_transformations": BINDING_BETA in betas,
+        }
+        edit = threshold_edit(body, spec, betas)
+        if edit is not None and count_prompt_tokens(segments) > edit["trigger"]:
+            system = body.get("system")
+            system_tokens = count_prompt_tokens(build_segments({"system": system, "messages": []})) if system else 0
+            plan = plan_threshold_compaction(
+                body, usage_in, bound, pause=edit["pause"], system_tokens=system_tokens,
+                reply_tokens=controls.reply_tokens, **options,
+            )
+        else:
+            plan = plan_reply(body, usage_in, controls.reply_tokens, binding=bound, **options)
         request_id = new_id("req_011C", 21)
         msg_id = new_id("msg_01", 22)
         if body.get("stream"):
@@ -550,6 +556,17 @@ class OfflineClaudeServer:
             offset = ttft
             index = 0
             tokens_done = 0
+            if plan.leading_compaction is not None:
+                # Compaction at a threshold: the block first, its summary in one compaction_delta.
+                block = plan.leading_compaction
+                start = _dumps({"type": "compaction", "content": "", "signature": block["signature"]})
+                yield offset, ev("content_block_start", f'{{"type":"content_block_start","index":0,"content_block":{start}}}'), "other"
+                yield offset, ev(
+                    "content_block_delta",
+                    f'{{"type":"content_block_delta","index":0,"delta":{{"type":"compaction_delta","content":{_dumps(block["content"])}}}}}',
+                ), "other"
+                yield offset, ev("content_block_stop", '{"type":"content_block_stop","index":0}'), "other"
+                index = 1
             if plan.compaction is not None:
                 # The whole block in its content_block_start, no deltas (compaction on demand).
                 tokens_done = plan.output_tokens

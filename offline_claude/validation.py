@@ -287,6 +287,7 @@ def validate_request(
         raise bad(
             "This model does not support assistant message prefill. The conversation must end with a user message."
         )
+    threshold_edit(body, spec, betas)  # checks context_management
 
     auto = body.get("cache_control")
     auto_ttl = _check_cache_control(auto, "cache_control") if auto is not None else None
@@ -355,6 +356,7 @@ def validate_request(
             raise bad("output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'")
 
     try:
+        binding.drop_before_compaction(body, betas)
         bound = binding.check(body, spec, betas)
     except binding.BindingError as exc:
         raise bad(str(exc)) from None
@@ -391,3 +393,42 @@ def _check_compaction_request(body: dict, compaction: Any, spec: ModelSpec, beta
     for key in ("stop_sequences", "context_management"):
         if key in body:
             raise bad(f"{key}: cannot be used with compaction")
+
+
+COMPACT_EDIT = "compact_20260112"
+MIN_TRIGGER = 50_000
+
+
+def threshold_edit(body: dict, spec: ModelSpec, betas: set[str]) -> dict | None:
+    """The `compact_20260112` edit of `context_management` (compaction at a threshold), checked, or None.
+    Shape (the docs' "Compaction at a token threshold"): {"type", "trigger": {"type": "input_tokens",
+    "value" >= 50,000} (default 150,000), "pause_after_compaction": bool, "instructions": str | null}."""
+    management = body.get("context_management")
+    if management is None:
+        return None
+    if not isinstance(management, dict) or not isinstance(management.get("edits"), list):
+        raise bad("context_management.edits: Field required")
+    found = None
+    for n, edit in enumerate(management["edits"]):
+        if not isinstance(edit, dict) or edit.get("type") != COMPACT_EDIT:
+            continue  # other edits (context editing) are the API's business, not simulated here
+        where = f"context_management.edits.{n}"
+        if binding.THRESHOLD_COMPACTION_BETA not in betas:
+            raise bad(f"{where}.type: {COMPACT_EDIT} requires `anthropic-beta: {binding.THRESHOLD_COMPACTION_BETA}`")
+        if body.get("compaction") is not None:
+            raise bad(f"{where}: compaction at a threshold cannot be combined with on-demand compaction")
+        if not spec.compaction:
+            raise bad(f"{where}: compaction is not supported on {spec.id}")
+        extra = set(edit) - {"type", "trigger", "pause_after_compaction", "instructions"}
+        if extra:
+            raise bad(f"{where}.{sorted(extra)[0]}: Extra inputs are not permitted")
+        trigger = edit.get("trigger", {"type": "input_tokens", "value": 150_000})
+        if not isinstance(trigger, dict) or trigger.get("type") != "input_tokens":
+            raise bad(f"{where}.trigger.type: Input should be 'input_tokens'")
+        value = trigger.get("value")
+        if not isinstance(value, int) or isinstance(value, bool) or value < MIN_TRIGGER:
+            raise bad(f"{where}.trigger.value: Input should be greater than or equal to {MIN_TRIGGER}")
+        if not isinstance(edit.get("pause_after_compaction", False), bool):
+            raise bad(f"{where}.pause_after_compaction: Input should be a valid boolean")
+        found = {"trigger": value, "pause": bool(edit.get("pause_after_compaction", False))}
+    return found

@@ -238,3 +238,63 @@ def test_refusals_carry_stop_details(offline_claude):
     )
     assert reply.stop_reason == "refusal"
     assert reply.stop_details.type == "refusal" and reply.stop_details.explanation
+
+
+THRESHOLD_BETA = "compact-2026-01-12"
+
+
+def _long_history(turns: int = 12, words: int = 4_500) -> list[dict]:
+    history = []
+    for n in range(turns):
+        history.append({"role": "user", "content": f"Question {n}: " + " ".join(f"w{n}x{k}" for k in range(words))})
+        history.append({"role": "assistant", "content": f"Answer {n}."})
+    return [*history, {"role": "user", "content": "And now?"}]
+
+
+def _threshold(client, messages, **edit):
+    raw = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=2000, system="Be brief.", messages=messages,
+        extra_body={"context_management": {"edits": [{"type": "compact_20260112", "trigger": {"type": "input_tokens", "value": 50_000}, **edit}]}},
+        extra_headers={"anthropic-beta": THRESHOLD_BETA},
+    )
+    return raw.http_response.json()
+
+
+def test_compaction_at_a_threshold_summarises_first_and_later_requests_start_from_the_block(offline_claude):
+    client = sync_client(offline_claude)
+    history = _long_history()
+    full = client.messages.count_tokens(model=MODEL, system="Be brief.", messages=history).input_tokens
+    assert full > 50_000
+    body = _threshold(client, history)
+    blocks = body["content"]
+    assert blocks[0]["type"] == "compaction" and "Question 11" in blocks[0]["content"]
+    assert blocks[-1]["type"] == "text" and body["stop_reason"] == "end_turn"
+    compaction, message = body["usage"]["iterations"]
+    assert compaction["type"] == "compaction" and compaction["input_tokens"] == full and compaction["output_tokens"] > 0
+    assert message["type"] == "message" and body["usage"]["input_tokens"] == message["input_tokens"] < 1_000
+    # The reply is appended as usual; the API drops everything before the block from then on.
+    later = [*history, {"role": "assistant", "content": blocks}, {"role": "user", "content": "Thanks"}]
+    again = _threshold(client, later)
+    assert again["content"][0]["type"] != "compaction" and again["usage"]["input_tokens"] < 2_000
+
+
+def test_compaction_at_a_threshold_can_pause_and_is_checked(offline_claude):
+    client = sync_client(offline_claude)
+    history = _long_history()
+    paused = _threshold(client, history, pause_after_compaction=True)
+    assert paused["stop_reason"] == "compaction" and [b["type"] for b in paused["content"]] == ["compaction"]
+    below = _threshold(client, [{"role": "user", "content": "Short"}])
+    assert [b["type"] for b in below["content"]] != ["compaction"] and "iterations" not in below["usage"]
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(
+            model=MODEL, max_tokens=100, messages=history,
+            extra_body={"context_management": {"edits": [{"type": "compact_20260112", "trigger": {"type": "input_tokens", "value": 1_000}}]}},
+            extra_headers={"anthropic-beta": THRESHOLD_BETA},
+        )
+    assert "greater than or equal to 50000" in caught.value.message
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(
+            model=MODEL, max_tokens=100, messages=history,
+            extra_body={"context_management": {"edits": [{"type": "compact_20260112"}]}},
+        )
+    assert THRESHOLD_BETA in caught.value.message
