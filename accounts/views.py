@@ -7,7 +7,7 @@ from django.contrib.auth.forms import SetPasswordForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from chatsite.logins import client_address
+from accounts.clients import client_address
 
 from . import services
 from .forms import EmailSignupForm, SignupForm

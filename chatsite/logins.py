@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from ipaddress import ip_address
 
 from asgiref.sync import sync_to_async
 from axes.helpers import get_cool_off
@@ -30,6 +29,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import SimpleTemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+
+from accounts.clients import client_address
 
 _password_checks = ThreadPoolExecutor(max_workers=settings.CHAT_LOGIN_CONCURRENCY, thread_name_prefix="login")
 
@@ -158,24 +159,3 @@ def lockout_response(request: HttpRequest, *_axes_arguments) -> HttpResponse:
         response.render()
         response.status_code = settings.AXES_HTTP_RESPONSE_CODE
     return response
-
-
-def client_address(request: HttpRequest) -> str | None:
-    """AXES_CLIENT_IP_CALLABLE: the client's address, as far as it can be trusted.
-
-    Without proxies, the TCP peer's. Behind CHAT_TRUSTED_PROXY_COUNT proxies that each append the address
-    they received from to X-Forwarded-For, the one the outermost proxy saw: that many entries from the
-    right. Entries further left were sent by the client and prove nothing. A request that did not come
-    through every proxy, or an entry that is not an address, gives the peer's (the proxy's) address.
-    """
-    peer = request.META.get("REMOTE_ADDR") or None
-    count = settings.CHAT_TRUSTED_PROXY_COUNT
-    if count <= 0:
-        return peer
-    forwarded = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-    if len(forwarded) < count:
-        return peer
-    try:
-        return str(ip_address(forwarded[-count]))
-    except ValueError:
-        return peer

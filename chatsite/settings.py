@@ -248,7 +248,7 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = int(os.environ.get("CHAT_LOGIN_FAILURE_LIMIT", "10"))
 AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("CHAT_LOGIN_COOLOFF_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_CLIENT_IP_CALLABLE = "chatsite.logins.client_address"
+AXES_CLIENT_IP_CALLABLE = "accounts.clients.client_address"
 AXES_LOCKOUT_CALLABLE = "chatsite.logins.lockout_response"
 # How many reverse proxies in front of the app append the client's address to X-Forwarded-For: the
 # client address is then the one the outermost of them saw. 0: the address of the TCP peer.

@@ -16,7 +16,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from chatsite.logins import client_address
+from accounts.clients import client_address
 from tests.helpers import eventually, make_user, session_cookie_for
 
 # The login views check passwords in a thread pool of their own: the data must be committed for them.
