@@ -102,11 +102,15 @@ class Heartbeat:
             self._held.pop(message_id, None)
 
     def held(self) -> list[int]:
+        """The replies held now (a reply whose event loop is gone, with its task, is let go)."""
         with self._lock:
+            for message_id, (loop, _on_lost) in list(self._held.items()):
+                if loop.is_closed():
+                    del self._held[message_id]
             return list(self._held)
 
     def _run(self) -> None:
-        while True:
+        while True:  # never ends: a failure is logged (once per outage) and the next beat tries again
             self._wake.wait(settings.CHAT_CHECKPOINT_SECONDS)
             self._wake.clear()
             try:
@@ -115,19 +119,27 @@ class Heartbeat:
                 self.failures += 1
                 if self.failures == 1:
                     logger.exception("Renewing this worker's reply leases failed; retrying every second")
-                connection.close()  # a fresh connection next time
+                try:
+                    connection.close()  # a fresh connection next time
+                except Exception:
+                    pass
             else:
                 if self.failures:
                     logger.info("Renewing this worker's reply leases works again (after %d failed tries)", self.failures)
                 self.failures = 0
-            finally:
-                close_old_connections()
 
     def beat(self) -> None:
         """Renew the held replies' leases (one UPDATE); tell the generations of those ended elsewhere."""
         ids = self.held()
         if not ids:
-            return
+            return  # nothing held: no database work at all
+        try:
+            lost = self._renew(ids)
+        finally:
+            close_old_connections()  # as a request's end would: this thread's connection is kept within its age
+        self._tell_lost(lost)
+
+    def _renew(self, ids: list[int]) -> set[int]:
         with transaction.atomic():
             mine = Message.objects.filter(pk__in=ids, worker=WORKER_ID, status=Message.Status.STREAMING)
             renewed = mine.update(lease_until=services.lease_until(timezone.now()))
@@ -138,6 +150,9 @@ class Heartbeat:
                 for pk, status, worker in Message.objects.filter(pk__in=ids).values_list("pk", "status", "worker"):
                     if status == Message.Status.INTERRUPTED or (status == Message.Status.STREAMING and worker != WORKER_ID):
                         lost.add(pk)
+        return lost
+
+    def _tell_lost(self, lost: set[int]) -> None:
         for message_id in lost:
             with self._lock:
                 held = self._held.pop(message_id, None)
