@@ -314,13 +314,7 @@ async def test_a_worker_whose_database_thread_is_busy_past_the_lease_keeps_its_r
 
     settings.CHAT_LEASE_SECONDS = 1.5
     settings.CHAT_CHECKPOINT_SECONDS = 0.2
-    user = await sync_to_async(make_user)()
-    conversation = await sync_to_async(make_conversation)(owner=user)
-    socket, _, _ = await open_socket(user, conversation.pk)
-    await socket.receive()
-    await socket.send(message="Slowly [[offline tps=100 reply_tokens=400]]")
-    await socket.receive_until(lambda f: "status-streaming" in f)
-    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    socket, conversation, reply = await streaming_reply("Slowly [[offline tps=100 reply_tokens=400]]")
     busy = asyncio.ensure_future(database_sync_to_async(time.sleep)(4.5))  # three leases long
     swept = []
     for _ in range(8):  # another worker sweeping, from its own thread and connection
@@ -337,6 +331,18 @@ async def test_a_worker_whose_database_thread_is_busy_past_the_lease_keeps_its_r
     assert leases.heartbeat.held() == []
 
 
+async def streaming_reply(text: str):
+    """A new person's conversation, a socket on it, and Claude's reply to `text` once it streams."""
+    user = await sync_to_async(make_user)()
+    conversation = await sync_to_async(make_conversation)(owner=user)
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message=text)
+    await socket.receive_until(lambda f: "status-streaming" in f)
+    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    return socket, conversation, reply
+
+
 def _sweep_elsewhere() -> list[int]:
     from django.db import connection
 
@@ -350,13 +356,7 @@ def _sweep_elsewhere() -> list[int]:
 
 async def test_a_reply_swept_while_its_worker_stalled_stops_its_call_when_the_worker_notices(settings):
     settings.CHAT_CHECKPOINT_SECONDS = 0.2
-    user = await sync_to_async(make_user)()
-    conversation = await sync_to_async(make_conversation)(owner=user)
-    socket, _, _ = await open_socket(user, conversation.pk)
-    await socket.receive()
-    await socket.send(message="Go on [[offline tps=20 reply_tokens=2000]]")  # 100 s if nothing stops it
-    await socket.receive_until(lambda f: "status-streaming" in f)
-    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    socket, conversation, reply = await streaming_reply("Go on [[offline tps=20 reply_tokens=2000]]")  # 100 s if nothing stops it
 
     @sync_to_async
     def swept_by_another_worker():
@@ -386,13 +386,7 @@ async def test_the_end_of_a_reply_is_kept_and_saved_once_the_database_takes_it_a
         return real(**kwargs)
 
     monkeypatch.setattr(services, "reply_finish", flaky)
-    user = await sync_to_async(make_user)()
-    conversation = await sync_to_async(make_conversation)(owner=user)
-    socket, _, _ = await open_socket(user, conversation.pk)
-    await socket.receive()
-    await socket.send(message="Tell me about rivers")
-    await socket.receive_until(lambda f: "status-streaming" in f)
-    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    socket, conversation, reply = await streaming_reply("Tell me about rivers")
     await socket.receive_until(final_frame(reply.pk), timeout=20)
     await generation.generation_wait(reply.pk)
     await socket.close()
@@ -411,13 +405,7 @@ async def test_a_channel_layer_that_fails_at_the_end_of_a_reply_does_not_keep_it
         raise ConnectionError("Redis is restarting")
 
     monkeypatch.setattr(layer, "group_discard", unreachable)
-    user = await sync_to_async(make_user)()
-    conversation = await sync_to_async(make_conversation)(owner=user)
-    socket, _, _ = await open_socket(user, conversation.pk)
-    await socket.receive()
-    await socket.send(message="Tell me about lakes")
-    await socket.receive_until(lambda f: "status-streaming" in f)
-    reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    socket, conversation, reply = await streaming_reply("Tell me about lakes")
     await generation.generation_wait(reply.pk)
     monkeypatch.undo()
     await socket.close()
