@@ -431,6 +431,16 @@ def _with_system_messages(turns: list[Turn], changes: list[dict], compaction: di
     return messages
 
 
+def owner_pauses(rows: list[tuple[str, datetime, datetime]]) -> list[float]:
+    """Seconds from each reply's end to the owner's next message, oldest first, from the branch's
+    (role, created_at, updated_at) in order: what chooses the cache lifetime (caching.choose_cache_ttl)."""
+    return [
+        (created - ended).total_seconds()
+        for (earlier, _, ended), (role, created, _) in zip(rows, rows[1:], strict=False)
+        if earlier == Message.Role.ASSISTANT and role == Message.Role.USER
+    ]
+
+
 def history_for(conversation: Conversation, *, before: Message) -> History:
     """The history a reply placed at `before` sends (see reply_history), as turns."""
     rows = list(
@@ -438,11 +448,7 @@ def history_for(conversation: Conversation, *, before: Message) -> History:
             "pk", "role", "content", "status", "thinking_blocks", "call_ends", "compaction", "created_at", "updated_at"
         )
     )
-    pauses = [
-        (row[7] - earlier[8]).total_seconds()
-        for earlier, row in zip(rows, rows[1:], strict=False)
-        if earlier[1] == Message.Role.ASSISTANT and row[1] == Message.Role.USER
-    ]
+    pauses = owner_pauses([(row[1], row[7], row[8]) for row in rows])
     compaction, through = None, 0
     for index in range(len(rows) - 1, -1, -1):
         if rows[index][6]:
@@ -589,12 +595,7 @@ def _prompt_bound(conversation: Conversation, *, before: Message) -> tuple[int, 
             + len(CONTINUE_PROMPT.encode())
             + 2 * TURN_OVERHEAD_TOKENS
         )
-    pauses = [
-        (row.created_at - earlier.updated_at).total_seconds()
-        for earlier, row in zip(rows, rows[1:], strict=False)
-        if earlier.role == Message.Role.ASSISTANT and row.role == Message.Role.USER
-    ]
-    return min(bounds), pauses
+    return min(bounds), owner_pauses([(row.role, row.created_at, row.updated_at) for row in rows])
 
 
 def context_sizes(*, conversation_id: int, before_id: int) -> list[tuple[int, str, int]]:
