@@ -16,6 +16,7 @@ from django.utils import timezone
 from billing.errors import LedgerImmutable
 from billing.money import format_money, rate_to_usd_per_mtok
 from billing.queries import ModelPriceQuerySet, ReservationQuerySet, RollupQuerySet, UsageRecordQuerySet
+from billing.usage import Usage
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ class ModelPrice(models.Model):
 class UsageRecord(models.Model):
     """One immutable ledger row per API call to Anthropic (reply, retry, title, anything).
 
+    Immutable with one exception, made once and traced in `replaced_at`/`replaced_cost`: the estimated
+    row a sweep wrote for a reply whose worker looked dead is replaced by that call's own count when the
+    worker, only slow, finishes it (one row per call stays; the estimate is never added to).
+
     People and conversations are kept as plain ids plus labels, not foreign keys, so deleting a
     conversation, its messages or a user never removes or alters spend history. The rates used are
     snapshotted next to the price version, so editing prices never changes a recorded cost.
@@ -144,6 +149,14 @@ class UsageRecord(models.Model):
     speed = models.CharField(max_length=32, blank=True)
     estimated = models.BooleanField(
         default=False, help_text="The stream died before final usage: output counted from text received."
+    )
+    # The one change a row may ever see: a sweep's estimate replaced by the call's own count, when the
+    # worker it took for dead turns out to have been only slow (see billing.services.usage_replace_estimate).
+    replaced_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a sweep's estimate was replaced by the call's own count."
+    )
+    replaced_cost = models.BigIntegerField(
+        null=True, blank=True, help_text="What the replaced estimate had billed, pUSD."
     )
 
     priced = models.BooleanField(
@@ -187,6 +200,20 @@ class UsageRecord(models.Model):
     @property
     def rates(self) -> Rates:
         return Rates(*(getattr(self, f"rate_{name}") for name in RATE_FIELDS))
+
+    def usage(self) -> Usage:
+        """The token counts this row bills."""
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_write_5m_tokens=self.cache_write_5m_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            thinking_tokens=self.thinking_tokens,
+            service_tier=self.service_tier,
+            inference_geo=self.inference_geo,
+            speed=self.speed,
+        )
 
     @property
     def prompt_tokens(self) -> int:

@@ -52,6 +52,12 @@ class UsageRecordQuerySet(models.QuerySet):
     def delete(self):
         raise LedgerImmutable("Usage ledger rows cannot be deleted.")
 
+    def replace_estimate(self, pk: int, **columns) -> int:
+        """The one change a ledger row may see, once: an estimate not yet replaced takes the call's own
+        count (see billing.services.usage_replace_estimate). Returns the rows changed (0 or 1)."""
+        rows = self.filter(pk=pk, estimated=True, replaced_at__isnull=True)
+        return super(UsageRecordQuerySet, rows).update(**columns)
+
     def for_period(self, start: datetime, end: datetime) -> UsageRecordQuerySet:
         """Calls made in [start, end) (aware datetimes)."""
         return self.filter(created_at__gte=start, created_at__lt=end)

@@ -67,7 +67,6 @@ def _upsert(model, keys: dict, values: dict) -> None:
 
 def rollup_add(record: UsageRecord) -> None:
     """Add one new ledger row to the rollups (call in the transaction that created it)."""
-    day = timezone.localtime(record.created_at).date()
     values = {name: getattr(record, name) for name in RECORD_SUMS}
     values.update(
         calls=1,
@@ -75,6 +74,24 @@ def rollup_add(record: UsageRecord) -> None:
         estimated_calls=1 if record.estimated else 0,
         last_activity=record.created_at,
     )
+    _rollups_add(record, values)
+
+
+def rollup_replace(old: UsageRecord, new: UsageRecord) -> None:
+    """Move the rollups from ledger row `old` to `new`, the same row after its estimate was replaced."""
+    values = {name: getattr(new, name) - getattr(old, name) for name in RECORD_SUMS}
+    values.update(
+        calls=0,
+        unpriced_calls=0,
+        estimated_calls=int(new.estimated) - int(old.estimated),
+        last_activity=old.created_at,
+    )
+    _rollups_add(old, values)
+
+
+def _rollups_add(record: UsageRecord, values: dict) -> None:
+    """Add `values` to the five rollup rows `record` counts in (its local day and month, user, model)."""
+    day = timezone.localtime(record.created_at).date()
     labelled = {**values, "username": record.username}
     month = day.replace(day=1)
     with transaction.atomic(savepoint=False):  # part of usage_record's transaction: no savepoint

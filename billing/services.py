@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -36,7 +36,7 @@ from django.utils import timezone
 from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
 from billing.money import InexactAmount, format_money_together, usd_to_pico
 from billing.periods import Period, current_month
-from billing.rollups import rollup_add
+from billing.rollups import rollup_add, rollup_replace
 from billing.usage import LedgerLabels, Usage
 
 logger = logging.getLogger(__name__)
@@ -294,6 +294,31 @@ def hold_prompt_known(*, message_id: int, model: str, usage: Usage) -> None:
     )
 
 
+def _pricing(price: ModelPrice | None, usage: Usage) -> dict:
+    """The ledger columns pricing `usage` at `price` (an unpriced model: cost 0, priced=False)."""
+    if price is None:
+        return {"priced": False}
+    rates, banded = price.rates_for(usage.prompt_tokens)
+    return {
+        "priced": True,
+        "price": price,
+        "banded": banded,
+        "rate_input": rates.input,
+        "rate_output": rates.output,
+        "rate_cache_write_5m": rates.cache_write_5m,
+        "rate_cache_write_1h": rates.cache_write_1h,
+        "rate_cache_read": rates.cache_read,
+        "cost": rates.cost(
+            input=usage.input_tokens,
+            output=usage.output_tokens,
+            cache_write_5m=usage.cache_write_5m_tokens,
+            cache_write_1h=usage.cache_write_1h_tokens,
+            cache_read=usage.cache_read_tokens,
+        ),
+        "cache_savings": usage.cache_read_tokens * max(0, rates.input - rates.cache_read),
+    }
+
+
 def usage_record(
     *,
     labels: LedgerLabels,
@@ -328,28 +353,8 @@ def usage_record(
                 return existing
 
         price = ModelPrice.objects.in_effect(labels.model, now)
-        pricing: dict = {"priced": False}
-        if price is not None:
-            rates, banded = price.rates_for(usage.prompt_tokens)
-            pricing = {
-                "priced": True,
-                "price": price,
-                "banded": banded,
-                "rate_input": rates.input,
-                "rate_output": rates.output,
-                "rate_cache_write_5m": rates.cache_write_5m,
-                "rate_cache_write_1h": rates.cache_write_1h,
-                "rate_cache_read": rates.cache_read,
-                "cost": rates.cost(
-                    input=usage.input_tokens,
-                    output=usage.output_tokens,
-                    cache_write_5m=usage.cache_write_5m_tokens,
-                    cache_write_1h=usage.cache_write_1h_tokens,
-                    cache_read=usage.cache_read_tokens,
-                ),
-                "cache_savings": usage.cache_read_tokens * max(0, rates.input - rates.cache_read),
-            }
-        else:
+        pricing = _pricing(price, usage)
+        if price is None:
             logger.warning(
                 "No price for model %s: call recorded unpriced (request %s)", labels.model, request_id
             )
@@ -386,6 +391,46 @@ def usage_record(
                 settled_at=now
             )
     return record
+
+
+def usage_replace_estimate(
+    *, attempt_id: uuid.UUID, request_id: str, usage: Usage, estimated: bool
+) -> UsageRecord | None:
+    """Replace the estimated ledger row of call `attempt_id` by the call's own count, once.
+
+    A sweep writes an estimate for a reply whose worker stopped renewing its lease. When that worker was
+    only slow, it finishes the call later knowing more than the sweep did: the whole text it received,
+    and the API's reported usage if the stream got that far. That count takes the estimate's place in
+    the same row (priced at the row's price version), the rollups move by the difference, and
+    `replaced_at`/`replaced_cost` keep the trace. Never below the estimate while it is still one (an
+    estimate only ever rounds up). Returns the row, or None when there is nothing to replace (no row,
+    or a row that is already the API's own count). Call inside the transaction that ends the message.
+    """
+    with transaction.atomic(savepoint=False):
+        row = UsageRecord.objects.select_for_update().filter(attempt_id=attempt_id, estimated=True).first()
+        if row is None or row.replaced_at is not None:
+            return None
+        UserBudget.objects.select_for_update().filter(user_id=row.user_id).first()  # as usage_record does
+        if estimated:
+            usage = replace(usage, output_tokens=max(usage.output_tokens, row.output_tokens))
+        columns = {
+            "request_id": (request_id or row.request_id)[:128],
+            "estimated": estimated,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_write_5m_tokens": usage.cache_write_5m_tokens,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "thinking_tokens": usage.thinking_tokens,
+            "replaced_at": timezone.now(),
+            "replaced_cost": row.cost,
+        }
+        if row.priced:
+            columns.update(_pricing(row.price, usage))
+        UsageRecord.objects.replace_estimate(row.pk, **columns)
+        new = UsageRecord.objects.get(pk=row.pk)
+        rollup_replace(row, new)
+    return new
 
 
 def budget_status(user) -> BudgetStatus:

@@ -14,7 +14,13 @@ from django.db import connection, transaction
 from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 
-from billing.services import granted_max_tokens, hold_prompt_known, spend_reserve, usage_record
+from billing.services import (
+    granted_max_tokens,
+    hold_prompt_known,
+    spend_reserve,
+    usage_record,
+    usage_replace_estimate,
+)
 from billing.usage import LedgerLabels, Usage
 
 from . import attachments
@@ -1190,15 +1196,21 @@ def reply_finish(
 
     The end is written once: only while the reply is still streaming that same call (and, with
     `expired_at`, only if its lease has run out by then). Otherwise nothing is written and None is
-    returned: whoever ended it first wrote its row. If the conversation was deleted while the reply
-    streamed, only the ledger row is written (with `labels`, captured when the reply started) and None
-    is returned.
+    returned: whoever ended it first wrote its row. One exception: the worker writing a reply that a
+    sweep ended as interrupted (it took the worker, only slow, for dead) brings the call's own end
+    later; that end keeps the text the page saw and replaces the sweep's estimate in the same ledger
+    row (see `_reply_keep_late_end`). If the conversation was deleted while the reply streamed, only
+    the ledger row is written (with `labels`, captured when the reply started) and None is returned.
     """
     html = render_markdown(end.content)
     with transaction.atomic():
         message = Message.objects.select_for_update().filter(pk=message_id).first()
         if message is not None:
-            if message.status != Message.Status.STREAMING or message.attempt_id != attempt_id:
+            if message.attempt_id != attempt_id:
+                return None
+            if message.status == Message.Status.INTERRUPTED and expired_at is None:
+                return _reply_keep_late_end(message, attempt_id=attempt_id, end=end, html=html)
+            if message.status != Message.Status.STREAMING:
                 return None
             if (
                 expired_at is not None
@@ -1232,6 +1244,35 @@ def reply_finish(
         )
     return message
 
+
+def _reply_keep_late_end(message: Message, *, attempt_id: uuid.UUID, end: ReplyEnd, html: str) -> Message | None:
+    """The end a slow worker brings for a reply a sweep already ended: the reply stays interrupted (its
+    conversation has moved on), keeps the longer text (what the page saw, not the last checkpoint), and
+    its ledger row takes the call's own count in place of the sweep's estimate. None when the sweep's row
+    was already exact or replaced (nothing changes)."""
+    row = usage_replace_estimate(
+        attempt_id=attempt_id, request_id=end.request_id, usage=end.usage, estimated=end.usage_estimated
+    )
+    if row is None:
+        return None
+    if len(end.content) > len(message.content):
+        message.content = end.content
+        message.html = html
+    if end.thinking is not None and len(end.thinking.text) >= len(message.thinking):
+        message.thinking = end.thinking.text
+        message.thinking_blocks = end.thinking.blocks
+        message.thinking_ms = end.thinking.ms
+    message.request_id = end.request_id or message.request_id
+    message.error = REPLY_STALLED
+    message.set_usage(row.usage())
+    message.save(update_fields=REPLY_END_FIELDS)
+    annotate_branches([message])
+    return message
+
+
+#: Why a reply whose worker stopped renewing its lease ended (dead, or stalled past the lease).
+REPLY_SWEPT = "The server stopped while writing this reply."
+REPLY_STALLED = "The server writing this reply stalled, so it was stopped here."
 
 #: The columns reply_finish writes (the rest of a streaming reply is not its to change).
 REPLY_END_FIELDS = (
@@ -1291,7 +1332,7 @@ def replies_end_expired(*, conversation_id: int | None = None) -> list[Message]:
             status=Message.Status.INTERRUPTED,
             usage=usage,
             usage_estimated=True,
-            error="The server stopped while writing this reply.",
+            error=REPLY_SWEPT,
             request_id=message.request_id,
         )
         finished = reply_finish(

@@ -150,14 +150,15 @@ async def test_stop_on_an_orphaned_reply_ends_it_at_once():
     assert len(await ledger_rows(orphan)) == 1
 
 
-async def test_a_reply_swept_while_its_worker_still_ran_is_billed_once_and_not_overwritten():
-    # A worker that stalled past its lease (so another worker swept its reply) finishes later:
-    # its end must not overwrite the swept state, nor bill the call a second time.
+async def test_a_reply_swept_while_its_worker_still_ran_keeps_the_pages_text_and_is_billed_once_by_its_own_count():
+    # A worker that stalled past its lease (so another worker swept its reply) notices, stops the call,
+    # and brings its end: the reply stays interrupted but keeps all the text the page was shown, and the
+    # one ledger row of the call takes the worker's count in place of the sweep's estimate.
     user = await sync_to_async(make_user)()
     conversation = await sync_to_async(make_conversation)(owner=user)
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
-    await socket.send(message="Go on [[offline tps=60 reply_tokens=120]]")
+    await socket.send(message="Go on [[offline tps=40 reply_tokens=400]]")
     await socket.receive_until(lambda f: "status-streaming" in f)
     reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
     await eventually(lambda: _content_saved(reply))
@@ -169,12 +170,19 @@ async def test_a_reply_swept_while_its_worker_still_ran_is_billed_once_and_not_o
     await steal_the_lease()
     assert await leases.end_expired(conversation.pk) == 1
     swept = await fetch(reply)
+    [estimate] = await ledger_rows(reply)
     await generation.generation_wait(reply.pk)
-    await socket.close()
     after = await fetch(reply)
-    assert after.status == Message.Status.INTERRUPTED and after.content == swept.content
+    assert after.status == Message.Status.INTERRUPTED and "stalled" in after.error
+    assert after.content.startswith(swept.content) and len(after.content) > len(swept.content)
+    # The page is shown the kept text in its final state, after the sweep's shorter checkpoint.
+    await socket.receive_until(lambda f: after.html in f and final_frame(reply.pk)(f), timeout=10)
+    await socket.close()
     [row] = await ledger_rows(reply)
-    assert row.estimated and row.attempt_id == reply.attempt_id
+    assert row.pk == estimate.pk and row.attempt_id == reply.attempt_id
+    assert row.replaced_at is not None and row.replaced_cost == estimate.cost
+    assert row.output_tokens >= estimate.output_tokens and row.cost >= estimate.cost
+    assert after.output_tokens == row.output_tokens
 
 
 @sync_to_async
@@ -482,3 +490,48 @@ async def test_a_channel_layer_outage_is_logged_once_and_replies_still_end(monke
         assert (await fetch(reply)).status == Message.Status.COMPLETE
     assert len(calls) >= 4  # both replies' listeners met the outage, more than once each
     assert len([w for w in warnings if "channel layer is unreachable" in w]) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_reported_usage_of_a_swept_call_replaces_its_estimate_once_and_moves_the_rollups():
+    from billing.models import UsageDailyUser, UsageRecord
+    from billing.usage import Usage
+    from conversations import services
+
+    user = make_user()
+    conversation = make_conversation(owner=user)
+    make_message(conversation, content="Tell me about tides")
+    attempt = uuid.uuid4()
+    reply = make_message(
+        conversation, role="assistant", content="Tides are", status=Message.Status.STREAMING,
+        model=conversation.model, input_tokens=40, output_tokens=3, attempt_id=attempt,
+        worker="slow-host:1:abc", lease_until=timezone.now() - timedelta(seconds=1),
+    )  # fmt: skip
+    [swept] = services.replies_end_expired()
+    estimate = UsageRecord.objects.get(attempt_id=attempt)
+    assert estimate.estimated and swept.error == services.REPLY_SWEPT
+
+    labels = services.ledger_labels_for(conversation, model=conversation.model)
+    reported = Usage(input_tokens=40, output_tokens=250, cache_read_tokens=1000)
+    end = services.ReplyEnd(
+        content="Tides are caused by the Moon.", status=Message.Status.COMPLETE, usage=reported,
+        usage_estimated=False, request_id="req_real",
+    )  # fmt: skip
+    kept = services.reply_finish(message_id=reply.pk, attempt_id=attempt, end=end, labels=labels)
+    assert kept.status == Message.Status.INTERRUPTED and kept.content == "Tides are caused by the Moon."
+    row = UsageRecord.objects.get(attempt_id=attempt)
+    assert not row.estimated and row.usage() == reported and row.request_id == "req_real"
+    assert row.cost == row.rates.cost(input=40, output=250, cache_write_5m=0, cache_write_1h=0, cache_read=1000)
+    assert row.replaced_cost == estimate.cost
+    [day] = UsageDailyUser.objects.filter(user_id=user.pk)
+    assert (day.calls, day.estimated_calls, day.cost, day.output_tokens) == (1, 0, row.cost, 250)
+
+    # A second late end (or a retried save) changes nothing: the row is the call's own count now.
+    again = services.ReplyEnd(content="x", status=Message.Status.COMPLETE, usage=Usage(output_tokens=9), usage_estimated=False)
+    assert services.reply_finish(message_id=reply.pk, attempt_id=attempt, end=again, labels=labels) is None
+    assert UsageRecord.objects.get(attempt_id=attempt).output_tokens == 250
+    assert Message.objects.get(pk=reply.pk).content == "Tides are caused by the Moon."
+    # And the rollups still equal the ledger.
+    call_command("rebuild_usage_rollups")
+    [day] = UsageDailyUser.objects.filter(user_id=user.pk)
+    assert (day.calls, day.estimated_calls, day.cost, day.output_tokens) == (1, 0, row.cost, 250)
