@@ -14,6 +14,7 @@ from html import escape
 from html.parser import HTMLParser
 
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 
 from .models import Message, message_dom_id
 
@@ -75,6 +76,30 @@ def attachment_chip(attachment) -> str:
 def message(message: Message) -> str:
     """The whole message in place of the one on the page."""
     return _partial("message", message=message, oob="outerHTML")
+
+
+#: How a reply ended, said while its end waits to be saved (see `reply_saving`).
+_ENDED = {
+    "complete": "Claude finished this reply",
+    "cut_off": "This reply reached its length limit",
+    "stopped": "Stopped",
+    "refused": "Claude declined to answer this",
+    "interrupted": "This reply was interrupted",
+    "error": "This reply failed",
+}
+
+
+def reply_saving(message_id: int, status: str) -> str:
+    """The status line of a reply that has ended while its end cannot be saved yet (the database is
+    unreachable or locked): how it ended, and that it is kept and will be saved."""
+    ended = _ENDED.get(status, "This reply has ended")
+    return format_html(
+        '<div class="status" id="{}" hx-swap-oob="outerHTML"><span class="working saving" role="status">{}. '
+        "Saving it: the database is not answering yet. Nothing is lost; it is kept on the server and "
+        "saved as soon as the database answers.</span></div>",
+        message_dom_id(message_id, "status"),
+        ended,
+    )
 
 
 #: Most bytes of HTML one websocket frame carries where the markup allows (the issue's bound is 64 KB).

@@ -508,8 +508,16 @@ class Generation:
                     logger.warning(
                         "Could not save the end of reply %s; keeping it and trying again", self.message_id, exc_info=True
                     )
+                    await self._show_saving(end.status)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
+
+    async def _show_saving(self, status: str) -> None:
+        """Tell the reply's pages how it ended while its end waits for the database."""
+        try:
+            await relay.publish(self.group, fragments.reply_saving(self.message_id, status))
+        except Exception:
+            logger.warning("Could not tell the pages of reply %s that its end is being saved", self.message_id)
 
     def lost(self) -> None:
         """The heartbeat found this reply ended by another worker (it took this one for dead): stop the

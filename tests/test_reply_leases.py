@@ -395,10 +395,13 @@ async def test_the_end_of_a_reply_is_kept_and_saved_once_the_database_takes_it_a
 
     monkeypatch.setattr(services, "reply_finish", flaky)
     socket, conversation, reply = await streaming_reply("Tell me about rivers")
-    await socket.receive_until(final_frame(reply.pk), timeout=20)
+    frames = await socket.receive_until(final_frame(reply.pk), timeout=20)
     await generation.generation_wait(reply.pk)
     await socket.close()
     assert len(failures) == 3
+    # Meanwhile the page was told how the reply ended and that it is being saved, before its final frame.
+    saving = [i for i, f in enumerate(frames) if "Claude finished this reply. Saving it" in f]
+    assert saving and saving[0] < len(frames) - 1 and "Writing…" not in "".join(frames[saving[0]:])
     done = await fetch(reply)
     assert done.status == Message.Status.COMPLETE and done.content and done.output_tokens > 0
     assert len(await ledger_rows(reply)) == 1
