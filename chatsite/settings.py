@@ -329,6 +329,8 @@ CHAT_RETRY_MAX_WAIT_SECONDS = float(os.environ.get("CHAT_RETRY_MAX_WAIT_SECONDS"
 # thread of its own (leases.heartbeat); any worker ends a reply whose lease has not been renewed for
 # this long (its worker died).
 CHAT_LEASE_SECONDS = float(os.environ.get("CHAT_LEASE_SECONDS", "10"))
+# A Send still waiting for the database after this long tells its page it is kept and will be sent.
+CHAT_BUSY_NOTICE_SECONDS = float(os.environ.get("CHAT_BUSY_NOTICE_SECONDS", "2"))
 # How long a worker keeps trying to save a reply's end while the database cannot take it.
 CHAT_END_SAVE_SECONDS = float(os.environ.get("CHAT_END_SAVE_SECONDS", "60"))
 # On SIGTERM/SIGINT a worker takes no new replies and lets running ones finish for this long, then ends

@@ -40,6 +40,7 @@ TOO_MANY_SOCKETS = (
     "Too many chat pages are open for your account (at most {limit}). Close some, then reload this one."
 )
 TOO_MANY_FRAMES = "Too many messages at once: wait a moment, then try again."
+BUSY = "Busy: your message is kept, sending in a few seconds…"
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -149,13 +150,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if frame is None:
                 raise unreadable
             if action == "send":
-                try:
-                    await replies.send(
+                sending = asyncio.ensure_future(
+                    replies.send(
                         conversation=self.conversation,
                         text=frame.get("message"),
                         attachment_ids=frame.get("attachments"),
                         signed_in=functools.partial(session_is_current, self.session_key, self.user.pk),
                     )
+                )
+                try:
+                    # Sends wait their turn for the database thread, in order; one that waits long
+                    # (a burst on this worker) says so rather than look lost. Its text stays in the box.
+                    try:
+                        done, _ = await asyncio.wait({sending}, timeout=settings.CHAT_BUSY_NOTICE_SECONDS)
+                    except asyncio.CancelledError:
+                        sending.cancel()  # as an awaited Send would be: the page keeps the text, unsent
+                        raise
+                    if not done:
+                        await self._send_html(fragments.notice(BUSY))
+                    await sending
                 except replies.SignedOut:
                     await self._sign_out()
                     return

@@ -247,6 +247,11 @@ def error(text: str) -> str:
     return _partial("chat_error", error=text)
 
 
+def notice(text: str) -> str:
+    """A passing notice above the composer, for one socket (cleared with the composer or by an error)."""
+    return _partial("chat_error", notice=text)
+
+
 def title(conversation) -> str:
     """The conversation's new title in the page's header and in its sidebar entry."""
     return _partial("heading", conversation=conversation, oob=True) + _partial(

@@ -295,6 +295,37 @@ async def test_a_second_message_while_a_reply_streams_is_refused_not_lost():
     assert await sync_to_async(conversation.messages.filter(role="user").count)() == 1
 
 
+async def test_a_send_that_waits_for_a_busy_database_says_so_then_is_stored_and_answered(monkeypatch, settings):
+    # A burst of Sends queues on the worker's database thread; one that waits past the notice delay tells
+    # its page it is kept, and is then stored and answered in order (its text stays in the box till then).
+    from conversations import services
+
+    settings.CHAT_BUSY_NOTICE_SECONDS = 0.2
+    real = services.reply_start
+
+    def slow(**kwargs):
+        import time
+
+        time.sleep(1)  # as if many Sends were ahead of this one on the database thread
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "reply_start", slow)
+    user, conversation = await setup_chat()
+    socket, _, _ = await open_socket(user, conversation.pk)
+    await socket.receive()
+    await socket.send(message="Hello there")
+    [busy] = await socket.receive_until(lambda f: "busy" in f)
+    assert "Busy: your message is kept, sending in a few seconds" in busy
+    assert 'id="composer-input"' not in busy  # the box is not emptied while the message is unsent
+    frames = await socket.receive_until(lambda f: 'id="chat-errors"' in f)  # cleared once it is stored
+    assert "Busy:" not in frames[-1] and any("Hello there" in f for f in frames)
+    assistant = await latest_assistant(conversation)
+    await socket.receive_until(final_frame_for(assistant.pk))
+    await generation_wait(assistant.pk)
+    await socket.close()
+    assert (await reload(assistant)).status == Message.Status.COMPLETE
+
+
 # The default model thinks first (about a dozen thinking deltas, streamed as a summary): each fault
 # below comes after it has begun to write text.
 @pytest.mark.parametrize(
