@@ -427,3 +427,15 @@ class Attachment(models.Model):
     @property
     def is_image(self) -> bool:
         return self.kind == self.Kind.IMAGE
+
+
+class ImportClaim(models.Model):
+    """An import running for a person, on any worker: one at a time each (see
+    conversations.transfer.conversation_import). A claim older than IMPORT_CLAIM_LIFETIME is a crashed
+    worker's, and is taken over."""
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    started_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"import by {self.owner_id} since {self.started_at:%H:%M:%S}"

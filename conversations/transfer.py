@@ -20,19 +20,18 @@ import contextlib
 import dataclasses
 import json
 import tempfile
-import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from .catalog import EFFORTS, takes_effort
-from .models import Conversation, Message, Preset
+from .models import Conversation, ImportClaim, Message, Preset
 from .rendering import render_markdown
 from .services import InvalidInput, clean_model, refuse_unstorable
 
@@ -344,22 +343,25 @@ def _branch_marks(parsed: list[_ImportedMessage]) -> list[tuple[int | None, bool
     return [(m.parent, i in chosen, i in active) for i, m in enumerate(parsed)]
 
 
-_importing: set[int] = set()
-_importing_lock = threading.Lock()
+#: Longer than any import runs (bounded by IMPORT_MAX_CHARS): a claim this old was left by a crashed worker.
+IMPORT_CLAIM_LIFETIME = timedelta(minutes=10)
 
 
 @contextlib.contextmanager
 def _one_import_at_a_time(user_id: int):
-    """One import per person at a time in this worker: a second is refused with a sentence."""
-    with _importing_lock:
-        if user_id in _importing:
-            raise InvalidInput("An import of yours is still running: wait for it to finish, then try again.")
-        _importing.add(user_id)
+    """One import per person at a time, on any number of workers (a row in ImportClaim, the person's id
+    its primary key): a second is refused with a sentence."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            ImportClaim.objects.filter(owner_id=user_id, started_at__lt=now - IMPORT_CLAIM_LIFETIME).delete()
+            ImportClaim.objects.create(owner_id=user_id, started_at=now)
+    except IntegrityError:
+        raise InvalidInput("An import of yours is still running: wait for it to finish, then try again.") from None
     try:
         yield
     finally:
-        with _importing_lock:
-            _importing.discard(user_id)
+        ImportClaim.objects.filter(owner_id=user_id, started_at=now).delete()
 
 
 def conversation_import(*, owner, data: bytes) -> Conversation:

@@ -117,6 +117,25 @@ def test_a_second_import_of_the_same_person_while_one_runs_is_refused(monkeypatc
     assert isinstance(outcome["first"], Conversation)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_import_running_on_another_worker_refuses_a_second_but_a_crashed_ones_claim_expires():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import ImportClaim
+
+    user, other = make_user(), make_user()
+    data = transfer.conversation_json_text(make_conversation(owner=user, system_prompt="Be brief.")).encode()
+    ImportClaim.objects.create(owner=user, started_at=timezone.now())  # another worker is importing for them
+    with pytest.raises(services.InvalidInput, match="still running"):
+        transfer.conversation_import(owner=user, data=data)
+    assert transfer.conversation_import(owner=other, data=data).owner == other  # others are not held up
+    ImportClaim.objects.filter(owner=user).update(started_at=timezone.now() - transfer.IMPORT_CLAIM_LIFETIME - timedelta(seconds=1))
+    assert transfer.conversation_import(owner=user, data=data).owner == user  # that worker crashed
+    assert not ImportClaim.objects.exists()  # a finished import lets go of its claim
+
+
 def _import_in_thread(user, data):
     from django.db import connection
 
