@@ -18,10 +18,10 @@ from billing.services import SpendRefused, budget_status
 
 from . import fragments, replies, services
 from .control import request_snapshot
-from .generation import layer_outage, snapshot_here, writing_here
+from .generation import snapshot_here, writing_here
 from .leases import WORKER_GROUP
 from .models import Conversation
-from .relay import relay
+from .relay import layer_outage, relay
 from .socket_limits import limits
 
 logger = logging.getLogger(__name__)

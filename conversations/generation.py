@@ -46,7 +46,7 @@ from .context import fit_request, prompt_bytes_bound
 from .control import SNAPSHOT, STOP, control_group
 from .meters import meter_for
 from .models import Conversation, Message, conversation_group
-from .relay import MEMBERS_MAX_AGE, relay
+from .relay import MEMBERS_MAX_AGE, layer_outage, relay
 from .rendering import MarkdownStream
 
 logger = logging.getLogger(__name__)
@@ -86,26 +86,6 @@ class FramePace:
 
 
 frame_pace = FramePace()
-
-
-class LayerOutage:
-    """Whether this process's control channels can reach the channel layer, logged once per outage."""
-
-    def __init__(self) -> None:
-        self.down = False
-
-    def failed(self) -> None:
-        if not self.down:
-            self.down = True
-            logger.warning("The channel layer is unreachable (Redis down?): Stop and catch-up wait for it", exc_info=True)
-
-    def recovered(self) -> None:
-        if self.down:
-            self.down = False
-            logger.info("The channel layer is reachable again")
-
-
-layer_outage = LayerOutage()
 
 
 @dataclass(frozen=True)

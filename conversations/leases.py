@@ -142,7 +142,11 @@ class Heartbeat:
     def _renew(self, ids: list[int]) -> set[int]:
         with transaction.atomic():
             mine = Message.objects.filter(pk__in=ids, worker=WORKER_ID, status=Message.Status.STREAMING)
-            renewed = mine.update(lease_until=services.lease_until(timezone.now()))
+            # Lock first (in id order), then date the new lease: a renewal that waited behind someone's
+            # row lock must not commit a lease that ran out while it waited (a sweep queued behind it
+            # would then take this live worker for dead).
+            locked = list(mine.select_for_update().order_by("pk").values_list("pk", flat=True))
+            renewed = Message.objects.filter(pk__in=locked).update(lease_until=services.lease_until(timezone.now()))
             lost = set()
             if renewed < len(ids):
                 # Not renewed: most have just ended here (their end is saved before they are released);

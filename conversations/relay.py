@@ -37,6 +37,35 @@ class Socket(Protocol):
     async def relay_frame(self, html: str) -> None: ...
 
 
+class LayerOutage:
+    """Whether this process can reach the channel layer: logged once per outage, and tried again at
+    most once a second meanwhile (not once per frame of every reply)."""
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self.down = False
+        self._retry_at = 0.0
+
+    def waiting(self, now: float) -> bool:
+        """True while a recent failure says not to try the layer yet."""
+        return self.down and now < self._retry_at
+
+    def failed(self) -> None:
+        self._retry_at = time.monotonic() + self.RETRY_SECONDS
+        if not self.down:
+            self.down = True
+            logger.warning("The channel layer is unreachable (Redis down?): pages elsewhere, Stop and catch-up wait for it", exc_info=True)
+
+    def recovered(self) -> None:
+        if self.down:
+            self.down = False
+            logger.info("The channel layer is reachable again")
+
+
+layer_outage = LayerOutage()
+
+
 class Relay:
     """This process's sockets by group, and what it last read of each group's other members."""
 
@@ -88,12 +117,15 @@ class Relay:
         now = time.monotonic()
         if known is not None and now - known[0] <= max_age:
             return known[1]
+        if layer_outage.waiting(now):  # the layer was unreachable a moment ago: no try per frame
+            return known[1] if known is not None else set()
         try:
             members = await get_channel_layer().group_members(group)
         except Exception:
             # The layer is unreachable (Redis restarting): this process's pages still get the frame.
-            logger.exception("Could not read who else shows %s; trying again at its next frame", group)
+            layer_outage.failed()
             return known[1] if known is not None else set()
+        layer_outage.recovered()
         elsewhere = members - self.local.get(group, {}).keys()
         if max_age:  # a streaming reply's frame: keep the list until it is too old, or the reply ends
             self._elsewhere[group] = (now, elsewhere)
@@ -115,7 +147,7 @@ async def _send_elsewhere(channel: str, html: str) -> None:
     except ChannelFull:
         pass  # a page too slow to keep up misses this frame, as with group_send
     except Exception:
-        logger.exception("Could not relay a frame to %s through the channel layer", channel)
+        layer_outage.failed()  # that page catches up when it reconnects (or at the reply's end)
 
 
 async def _relay_frame(socket: Socket, html: str) -> None:

@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from tests import servers
+
 # Anything that builds an SDK client from the environment instead of the app's settings would
 # try api.anthropic.com with this key and fail loudly (there is no network here anyway).
 os.environ["ANTHROPIC_API_KEY"] = "sk-ant-test-fake-key-never-valid"
@@ -90,3 +92,26 @@ def private_media(tmp_path, monkeypatch):
     field = Attachment._meta.get_field("file")
     monkeypatch.setattr(field, "storage", FileSystemStorage(location=tmp_path, base_url=None))
     return tmp_path
+
+
+# Real daphne workers (tests/servers.py), for the tests that start their own processes.
+@pytest.fixture
+def database(tmp_path):
+    db = servers.ServerDatabase(tmp_path, "workers")
+    yield db
+    db.drop()
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """`workers(env)` starts a daphne worker; every worker still running is stopped after the test."""
+    started: list[servers.Worker] = []
+
+    def start(env: dict[str, str]) -> servers.Worker:
+        worker = servers.Worker(env, tmp_path / f"worker-{len(started)}.log").start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

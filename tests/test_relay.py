@@ -110,3 +110,25 @@ async def test_pages_of_this_process_get_their_frames_while_the_layer_is_unreach
         await relay.publish(group, "<p>2</p>", max_age=MEMBERS_MAX_AGE)
         await relay.send("specific.elsewhere!1", "<p>snapshot</p>", group=group)
     assert page.frames == ["<p>1</p>", "<p>2</p>"]
+
+
+async def test_an_unreachable_layer_is_tried_at_most_once_a_second_and_logged_once(monkeypatch, caplog):
+    from conversations import relay as relay_module
+
+    monkeypatch.setattr(relay_module, "layer_outage", relay_module.LayerOutage())
+    layer = get_channel_layer()
+    tries = []
+
+    async def unreachable(group):
+        tries.append(group)
+        raise ConnectionError("Redis is restarting")
+
+    monkeypatch.setattr(layer, "group_members", unreachable, raising=False)
+    relay = Relay()
+    for _ in range(50):  # a streaming reply's frames, one after the other
+        await relay.publish("conversation-outage", "<p>frame</p>")
+    assert len(tries) == 1
+    assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1
+    relay_module.layer_outage._retry_at = 0  # a second later
+    await relay.publish("conversation-outage", "<p>frame</p>")
+    assert len(tries) == 2

@@ -452,10 +452,12 @@ async def test_the_drain_waits_for_a_send_accepted_just_before_it_began():
 async def test_a_channel_layer_outage_is_logged_once_and_replies_still_end(monkeypatch):
     import asyncio
 
+    from conversations import relay
+
     warnings: list[str] = []
-    real_warning = generation.logger.warning
-    monkeypatch.setattr(generation.logger, "warning", lambda msg, *a, **k: warnings.append(msg) or real_warning(msg, *a, **k))
-    generation.layer_outage.down = False
+    real_warning = relay.logger.warning
+    monkeypatch.setattr(relay.logger, "warning", lambda msg, *a, **k: warnings.append(msg) or real_warning(msg, *a, **k))
+    relay.layer_outage.down = False
 
     from channels.layers import get_channel_layer
 

@@ -25,7 +25,6 @@ from tests.servers import (
     Chat,
     Nginx,
     ServerDatabase,
-    Worker,
     migrate,
     server_env,
     uses_postgres,
@@ -62,28 +61,6 @@ async def started_with_a_conversation(workers, env: dict[str, str], count: int =
 async def poll(check, timeout: float = 60):
     """Wait until `check()` (run in a thread: it queries the database) returns something truthy."""
     return await eventually(lambda: asyncio.to_thread(check), timeout=timeout, interval=0.2)
-
-
-@pytest.fixture
-def database(tmp_path):
-    db = ServerDatabase(tmp_path, "workers")
-    yield db
-    db.drop()
-
-
-@pytest.fixture
-def workers(tmp_path):
-    """`workers(env)` starts a daphne worker; every worker still running is stopped after the test."""
-    started: list[Worker] = []
-
-    def start(env: dict[str, str]) -> Worker:
-        worker = Worker(env, tmp_path / f"worker-{len(started)}.log").start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 async def test_sigterm_lets_the_worker_finish_what_it_can_then_ends_the_rest_and_exits(database, workers):
