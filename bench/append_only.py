@@ -54,6 +54,8 @@ from channels.db import database_sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
+from conversations.replies import intents  # noqa: E402
+
 SONNET, HAIKU = "claude-sonnet-5-5", "claude-haiku-5-5"
 WORDS = ["cache", "prompt", "window", "token", "reply", "budget", "ledger", "stream", "model", "turn"]
 CLOCK = [0.0]
@@ -68,7 +70,7 @@ def text_of(tokens: int, seed: int) -> str:
 
 
 class Case:
-    """One scenario's conversation, driven through replies.send / continue_reply like a person would."""
+    """One scenario's conversation, driven through intents.send / continue_reply like a person would."""
 
     def __init__(self, name: str, model: str = SONNET) -> None:
         self.name, self.model = name, model
@@ -89,13 +91,12 @@ class Case:
         )
 
     async def turn(self, seed: int, *, pause: float = 5.0, controls: str = ""):
-        from conversations import replies
-        from conversations.generation import generation_wait
         from conversations.models import Message
+        from conversations.replies.generation import generation_wait
 
         await self.pause(pause)
         text = text_of(300, seed) + (f" [[offline {controls}]]" if controls else "")
-        assistant = await replies.send(conversation=self.conversation, text=text)
+        assistant = await intents.send(conversation=self.conversation, text=text)
         await generation_wait(assistant.pk, timeout=120)
         reply = await database_sync_to_async(Message.objects.get)(pk=assistant.pk)
         if reply.status == Message.Status.ERROR:
@@ -161,6 +162,7 @@ async def plain(pause: float) -> Case:
 async def system_edit() -> Case:
     from conversations import services
 
+
     case = Case("system edit")
     await case.start()
     for turn in range(20):
@@ -174,9 +176,8 @@ async def system_edit() -> Case:
 
 
 async def continued() -> Case:
-    from conversations import replies
-    from conversations.generation import generation_wait
     from conversations.models import Message
+    from conversations.replies.generation import generation_wait
 
     case = Case("continue")
     await case.start()
@@ -186,7 +187,7 @@ async def continued() -> Case:
     cut = await case.turn(5, controls="reply_tokens=600")
     assert cut.status == Message.Status.CUT_OFF, cut.status
     await case.pause(5)
-    await replies.continue_reply(user=case.user, message_id=cut.pk)
+    await intents.continue_reply(user=case.user, message_id=cut.pk)
     await generation_wait(cut.pk, timeout=60)
     settings.CHAT_MAX_TOKENS = 0
     for turn in range(6, 11):

@@ -2,7 +2,7 @@
 
 A 20-turn conversation on Sonnet 5.5 (2,000-token system prompt, 300-token user turns, 300-token
 replies plus the thinking the offline Claude does by default) is sent turn by turn with
-`conversations.replies.send`, against an offline Claude, on a throwaway SQLite database with the
+`conversations.replies.intents.send`, against an offline Claude, on a throwaway SQLite database with the
 shipped price list. For every turn it prints:
 
 - the hold taken when the message is sent (the prompt's token bound at the write rate of the cache
@@ -51,6 +51,8 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from conversations.replies import intents  # noqa: E402
+
 MODEL = "claude-sonnet-5-5"
 WORDS = ["cache", "prompt", "window", "token", "reply", "budget", "ledger", "stream", "model", "turn"]
 
@@ -70,17 +72,17 @@ def usd(pico: int) -> str:
 def turn_figures(message_id: int) -> dict:
     from billing.models import SpendReservation, UsageRecord
     from billing.services import MIN_REPLY_TOKENS, worst_case_cost
-    from conversations import services
     from conversations.models import Message
+    from conversations.replies import history
 
     assistant = Message.objects.select_related("conversation").get(pk=message_id)
     conversation = assistant.conversation
     reservation = SpendReservation.objects.get(message_id=message_id)
     [record] = UsageRecord.objects.filter(message_id=message_id)
     at = timezone.now()
-    bound = services.prompt_tokens_bound(conversation, before=Message(pk=message_id, content=""))
-    turns, size = services.reply_history(conversation, before=assistant)
-    by_bytes = size + services.TURN_OVERHEAD_TOKENS * len(turns)
+    bound = history.prompt_tokens_bound(conversation, before=Message(pk=message_id, content=""))
+    turns, size = history.reply_history(conversation, before=assistant)
+    by_bytes = size + history.TURN_OVERHEAD_TOKENS * len(turns)
     return {
         "prompt": assistant.prompt_tokens,
         "output": assistant.output_tokens,
@@ -104,9 +106,8 @@ def turn_figures(message_id: int) -> dict:
 async def conversation_run(turns: int, owner_name: str) -> list[dict]:
     from django.contrib.auth import get_user_model
 
-    from conversations import replies
-    from conversations.generation import generation_wait
     from conversations.models import Conversation
+    from conversations.replies.generation import generation_wait
 
     user = await database_sync_to_async(get_user_model().objects.create_user)(owner_name, password="pw-bench-123")
     conversation = await database_sync_to_async(Conversation.objects.create)(
@@ -114,7 +115,7 @@ async def conversation_run(turns: int, owner_name: str) -> list[dict]:
     )
     rows = []
     for turn in range(turns):
-        assistant = await replies.send(conversation=conversation, text=text_of(300, turn))
+        assistant = await intents.send(conversation=conversation, text=text_of(300, turn))
         await generation_wait(assistant.pk, timeout=60)
         rows.append(await turn_figures(assistant.pk))
     return rows

@@ -1,7 +1,7 @@
 """What prompt caching saves on a long conversation, measured against the offline Claude's cache simulation.
 
 A 20-turn conversation (2,000-token system prompt, 300-token user turns, 300-token replies) is sent
-turn by turn with the app's own request builder (`conversations.claude.build_params`), with no
+turn by turn with the app's own request builder (`conversations.replies.claude.build_params`), with no
 caching, with the app's rolling 5-minute breakpoint and with a 1-hour one, for several gaps between
 turns (the offline Claude's cache clock is advanced instead of waiting). It prints, per case, the
 input side's cost as a share of its uncached price (input + cache writes + cache reads, each at its
@@ -28,8 +28,8 @@ django.setup()
 
 import anthropic  # noqa: E402
 
-from conversations.caching import choose_cache_ttl  # noqa: E402
-from conversations.claude import ReplyRequest, build_params  # noqa: E402
+from conversations.replies.caching import choose_cache_ttl  # noqa: E402
+from conversations.replies.claude import ReplyRequest, build_params  # noqa: E402
 from offline_claude import start_in_background  # noqa: E402
 from offline_claude.tokenizer import count_tokens  # noqa: E402
 

@@ -6,7 +6,7 @@ each load level ``K x rate`` (K concurrent replies, each `rate` deltas/s, or ``m
 
 * ``SDK helper`` / ``SDK raw``: a separate process runs K concurrent ``AsyncAnthropic`` consumers of
   the same requests (``messages.stream()`` helper / raw ``messages.create(stream=True)`` events),
-  configured like conversations/claude.py: the anchors the app is measured against, in the same run.
+  configured like conversations/replies/claude.py: the anchors the app is measured against, in the same run.
   ``SDK raw aiohttp``: the same raw events over the SDK's aiohttp transport, the app's default
   (CHAT_HTTP_CLIENT); the app rows are compared with both.
 * ``app DEBUG=1`` / ``app DEBUG=0``: K websocket clients (this process, ``websockets``) each send one
@@ -171,7 +171,7 @@ async def gather_within(coros: list, timeout: float) -> list:
 
 # --------------------------------------------------------------------------------- SDK-alone worker
 async def sdk_worker(spec: dict) -> dict:
-    """K consumers in this (separate) process, configured like conversations/claude.py: raw
+    """K consumers in this (separate) process, configured like conversations/replies/claude.py: raw
     ``create(stream=True)`` events (mode "raw") or the ``messages.stream()`` helper (mode "helper");
     concurrently, or one after another (``sequential``, for the first-delta latency)."""
     import anthropic
@@ -519,7 +519,7 @@ async def db_writes_reply(conversation_id: int, session_key: str, text: str, cou
     from channels.testing import WebsocketCommunicator
 
     from chatsite.asgi import application
-    from conversations.generation import generation_wait
+    from conversations.replies.generation import generation_wait
 
     communicator = WebsocketCommunicator(
         application,

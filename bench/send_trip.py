@@ -1,4 +1,4 @@
-"""What one Send costs the database thread: the trip `replies._send_in_database` makes for a first turn.
+"""What one Send costs the database thread: the trip `intents._send_in_database` makes for a first turn.
 
 In a daphne process all database work runs in one thread, so under a burst of messages each reply
 starts only after the Send trips queued before it (the "start" column of bench/relay_latency.py).
@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from conversations.replies import intents
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "claude-sonnet-5-5"
@@ -77,9 +79,8 @@ def conversations(n: int, prefix: str) -> list:
 def one_round(sends: int, label: str) -> dict:
     from django.db import connection
 
-    from conversations import replies
 
-    trip = replies._send_in_database.func  # the function channels runs in its database thread
+    trip = intents._send_in_database.func  # the function channels runs in its database thread
     for conversation in conversations(10, f"{label}-warm"):
         trip(conversation, TEXT, (), None)
     targets = conversations(sends, label)

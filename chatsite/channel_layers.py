@@ -70,7 +70,7 @@ class InProcessChannelLayer(InMemoryChannelLayer):
         return message
 
     async def group_members(self, group: str) -> set[str]:
-        """The channels in `group` now (conversations.relay delivers to this process's own directly)."""
+        """The channels in `group` now (conversations.replies.relay delivers to this process's own directly)."""
         return set(self.groups.get(group, ()))
 
     async def group_send(self, group: str, message: dict) -> None:

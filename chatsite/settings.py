@@ -311,7 +311,7 @@ CHAT_MAX_IMAGE_MEGAPIXELS = int(os.environ.get("CHAT_MAX_IMAGE_MEGAPIXELS") or "
 # Deltas are coalesced into one websocket frame per this many milliseconds.
 CHAT_COALESCE_MS = int(os.environ.get("CHAT_COALESCE_MS", "40"))
 # ...and up to this many while the process is behind (many streams on one worker): fewer, fuller frames
-# cost less to send, so it catches up (see FramePace in conversations/generation.py). Equal: fixed.
+# cost less to send, so it catches up (see FramePace in conversations/replies/generation.py). Equal: fixed.
 CHAT_COALESCE_MAX_MS = int(os.environ.get("CHAT_COALESCE_MAX_MS", "100"))
 # Partial reply text is saved to the database at most this often.
 CHAT_CHECKPOINT_SECONDS = float(os.environ.get("CHAT_CHECKPOINT_SECONDS", "1.0"))

@@ -10,7 +10,7 @@ class ConversationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import attachments, checks  # noqa: F401  (registers the system checks, the file cleanup)
-        from .shutdown import install_under_daphne
+        from .replies.shutdown import install_under_daphne
 
         install_under_daphne()
         post_migrate.connect(_search_index_repair, sender=self)

@@ -14,8 +14,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from . import inputs, services, transfer
 from . import search as search_module
-from . import services, transfer
 from .models import Conversation, Preset, ShareLink, share_token_hash
 from .sidebar import sidebar_page
 
@@ -147,7 +147,7 @@ def conversation_import(request: HttpRequest) -> HttpResponse:
         else:
             try:
                 conversation = transfer.conversation_import(owner=request.user, data=upload.read())
-            except services.InvalidInput as exc:
+            except inputs.InvalidInput as exc:
                 error = str(exc)
             except OperationalError:  # the database stayed locked or unreachable: nothing was written
                 error = "The server is busy right now: nothing was imported. Try again in a moment."
@@ -171,7 +171,7 @@ def presets(request: HttpRequest) -> HttpResponse:
             services.preset_create(
                 owner=request.user, name=request.POST.get("name"), system_prompt=request.POST.get("system_prompt")
             )
-        except services.InvalidInput as exc:
+        except inputs.InvalidInput as exc:
             context |= {"error": str(exc), "name": request.POST.get("name", ""), "prompt": request.POST.get("system_prompt", "")}
             status = 400
         else:
@@ -211,7 +211,7 @@ def share_create(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _owned(request, pk)
     try:
         token = services.share_create(conversation=conversation)
-    except services.InvalidInput as exc:
+    except inputs.InvalidInput as exc:
         return _share_response(request, conversation, share_error=str(exc))
     url = request.build_absolute_uri(f"/s/{token}/")
     return _share_response(request, conversation, share_url=url)

@@ -2,6 +2,6 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .consumers import ChatConsumer
+from .replies.consumer import ChatConsumer
 
 websocket_urlpatterns = [path("ws/chat/<int:conversation_id>/", ChatConsumer.as_asgi())]

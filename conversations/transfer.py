@@ -31,9 +31,9 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from .catalog import EFFORTS, takes_effort
+from .inputs import InvalidInput, clean_model, refuse_unstorable
 from .models import Conversation, ImportClaim, Message, Preset
 from .rendering import render_markdown
-from .services import InvalidInput, clean_model, refuse_unstorable
 
 FORMAT = 1
 KIND = "teamchat.conversation"

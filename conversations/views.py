@@ -15,10 +15,11 @@ from django.views.decorators.http import require_POST
 
 from billing.services import SpendRefused, budget_status
 
-from . import attachments, fragments, replies, services
+from . import attachments, fragments, inputs, services
 from .catalog import EFFORTS, model_info, takes_effort
 from .meters import meter_for
 from .models import Attachment, Conversation, Message, Preset
+from .replies import intents
 from .sidebar import sidebar_page
 
 EMPTY_MESSAGE = "Type a message first."
@@ -49,8 +50,8 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, **ext
         "default_model": settings.CHAT_DEFAULT_MODEL,
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
         "max_system_chars": settings.CHAT_MAX_SYSTEM_PROMPT_CHARS,
-        "stop_sequences_text": services.stop_sequences_text(conversation.stop_sequences) if conversation else "",
-        "max_stop_sequences": services.MAX_STOP_SEQUENCES,
+        "stop_sequences_text": inputs.stop_sequences_text(conversation.stop_sequences) if conversation else "",
+        "max_stop_sequences": inputs.MAX_STOP_SEQUENCES,
         "effort_choices": EFFORTS if conversation and takes_effort(conversation.model) else (),
         "effort_default": model_info(conversation.model).default_effort if conversation else "",
         "attachment_limits": {
@@ -114,12 +115,12 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
         conversation = await sync_to_async(services.conversation_create)(
             owner=user, model=request.POST.get("model"), preset_id=request.POST.get("preset")
         )
-    except services.InvalidInput as exc:
+    except inputs.InvalidInput as exc:
         return await sync_to_async(_render_page_with_error)(request, None, str(exc), text)
     if text.strip():
         try:
-            await replies.send(conversation=conversation, text=text)
-        except (services.InvalidInput, SpendRefused) as exc:
+            await intents.send(conversation=conversation, text=text)
+        except (inputs.InvalidInput, SpendRefused) as exc:
             await sync_to_async(services.conversation_delete)(conversation=conversation)
             return await sync_to_async(_render_page_with_error)(request, None, str(exc), text)
     return redirect(conversation)
@@ -147,8 +148,8 @@ async def message_send(request: HttpRequest, pk: int) -> HttpResponse:
         # Files posted with the form (no JavaScript): all checked before any is stored.
         stored = await _store_posted_files(request, user, conversation)
         ids = request.POST.getlist("attachments") + [a.pk for a in stored]
-        await replies.send(conversation=conversation, text=text, attachment_ids=ids)
-    except (services.InvalidInput, SpendRefused, attachments.AttachmentError) as exc:
+        await intents.send(conversation=conversation, text=text, attachment_ids=ids)
+    except (inputs.InvalidInput, SpendRefused, attachments.AttachmentError) as exc:
         for attachment in stored:
             await sync_to_async(attachment.delete)()
         return await sync_to_async(_render_page_with_error)(request, conversation, str(exc), text)
@@ -226,9 +227,9 @@ def _reply_action_view(intent, *fields: str):
         user = await request.auser()
         try:
             message = await intent(user=user, message_id=pk, **{f: request.POST.get(f) for f in fields})
-        except services.NotFound:
+        except inputs.NotFound:
             raise Http404 from None
-        except (services.InvalidInput, SpendRefused) as exc:
+        except (inputs.InvalidInput, SpendRefused) as exc:
             flash.error(request, str(exc))
             message = await Message.objects.select_related("conversation").aget(
                 pk=pk, conversation__owner=user
@@ -238,11 +239,11 @@ def _reply_action_view(intent, *fields: str):
     return view
 
 
-reply_stop_view = _reply_action_view(replies.stop)
-reply_retry_view = _reply_action_view(replies.regenerate, "model")
-reply_continue_view = _reply_action_view(replies.continue_reply)
-message_branch_view = _reply_action_view(replies.branch, "index")
-message_delete_version_view = _reply_action_view(replies.delete_version)
+reply_stop_view = _reply_action_view(intents.stop)
+reply_retry_view = _reply_action_view(intents.regenerate, "model")
+reply_continue_view = _reply_action_view(intents.continue_reply)
+message_branch_view = _reply_action_view(intents.branch, "index")
+message_delete_version_view = _reply_action_view(intents.delete_version)
 
 
 @login_required
@@ -260,10 +261,10 @@ async def message_edit(request: HttpRequest, pk: int) -> HttpResponse:
         return await sync_to_async(_render_edit)(request, message, message.content)
     text = request.POST.get("message", "")
     try:
-        await replies.edit(user=user, message_id=pk, text=text)
-    except services.NotFound:
+        await intents.edit(user=user, message_id=pk, text=text)
+    except inputs.NotFound:
         raise Http404 from None
-    except (services.InvalidInput, SpendRefused) as exc:
+    except (inputs.InvalidInput, SpendRefused) as exc:
         return await sync_to_async(_render_edit)(request, message, text, error=str(exc), status=400)
     return redirect(message.conversation)
 
@@ -295,7 +296,7 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
             effort=request.POST.get("effort"),
         )
         extra["settings_saved"] = True
-    except services.InvalidInput as exc:
+    except inputs.InvalidInput as exc:
         extra["settings_error"] = str(exc)
     if request.htmx:
         context = _page_context(request, conversation, settings_open=True, **extra)
@@ -315,7 +316,7 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
     title = request.POST.get("title", "")
     try:
         services.conversation_rename(conversation=conversation, title=title)
-    except services.InvalidInput as exc:
+    except inputs.InvalidInput as exc:
         error = {"rename_error": str(exc), "rename_pk": conversation.pk, "rename_value": title}
         if request.htmx:
             context = {"item": conversation, "conversation": _current_conversation(request), **error}

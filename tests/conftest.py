@@ -20,7 +20,7 @@ def _chat_settings(settings):
     settings.ANTHROPIC_API_KEY = ""  # the app uses its in-process offline Claude
     settings.ANTHROPIC_BASE_URL = ""
     settings.CHAT_COALESCE_MS = 20
-    from conversations.generation import frame_pace
+    from conversations.replies.generation import frame_pace
 
     frame_pace.lateness = 0.0  # each test starts at the base window, whatever an earlier one left
     settings.CHAT_CHECKPOINT_SECONDS = 0.2
@@ -52,8 +52,8 @@ async def _generations_finished():
     deadlock with the flush, which then fails the next test's setup. (Browser tests override this:
     their replies run in a server process.)"""
     yield
-    from conversations.claude import client_close
-    from conversations.generation import _running
+    from conversations.replies.claude import client_close
+    from conversations.replies.generation import _running
 
     tasks = list(_running.values())
     if tasks:

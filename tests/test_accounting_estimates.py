@@ -10,9 +10,9 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.utils import timezone
 
-from conversations import services
-from conversations.claude import ClaudeError, ReplyRequest, ReplyStream
 from conversations.models import Message
+from conversations.replies import store
+from conversations.replies.claude import ClaudeError, ReplyRequest, ReplyStream
 from tests.helpers import make_conversation, make_message, make_user
 from tests.test_chat_budget import PRICES
 
@@ -67,7 +67,7 @@ async def test_a_swept_reply_prices_its_hour_long_cache_writes_at_the_hour_rate(
     from billing.models import UsageRecord
 
     orphan = await orphan_with_hour_long_cache_writes()
-    [ended] = await sync_to_async(services.replies_end_expired)(conversation_id=orphan.conversation_id)
+    [ended] = await sync_to_async(store.replies_end_expired)(conversation_id=orphan.conversation_id)
     assert ended.status == Message.Status.INTERRUPTED
     row = await UsageRecord.objects.aget(message_id=orphan.pk)
     assert (row.cache_write_1h_tokens, row.cache_write_5m_tokens) == (3_000, 0)

@@ -9,10 +9,11 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from billing.models import UsageRecord
-from conversations import services, titles
-from conversations.claude import BINDING_BETA, ReplyRequest, build_params
-from conversations.generation import generation_wait
+from conversations import inputs, services
 from conversations.models import Conversation, Message
+from conversations.replies import history, titles
+from conversations.replies.claude import BINDING_BETA, ReplyRequest, build_params
+from conversations.replies.generation import generation_wait
 from offline_claude.testing import sync_client
 from tests.helpers import make_message, open_socket
 from tests.test_chat_streaming import final_frame_for, ledger_rows_for, reload, send_and_finish, setup_chat
@@ -26,8 +27,8 @@ SONNET = "claude-sonnet-5-5"
 def next_history(conversation: Conversation) -> tuple[str, list[dict]]:
     """(top-level system, messages) of the conversation's next reply."""
     conversation.refresh_from_db()
-    history = services.history_for(conversation, before=Message(pk=2**62))
-    return history.system, history.messages
+    sent = history.history_for(conversation, before=Message(pk=2**62))
+    return sent.system, sent.messages
 
 
 def ask_offline(offline_claude, *, system: str, messages: list[dict], **extra):
@@ -76,7 +77,7 @@ async def test_a_system_prompt_edit_while_a_reply_streams_is_refused_with_a_sent
     _user, conversation = await setup_chat(system_prompt="Be brief.")
     await sync_to_async(make_message)(conversation, content="Hello")
     await sync_to_async(make_message)(conversation, role="assistant", content="", status=Message.Status.STREAMING)
-    with pytest.raises(services.InvalidInput) as caught:
+    with pytest.raises(inputs.InvalidInput) as caught:
         await sync_to_async(services.conversation_update_settings)(
             conversation=conversation, model=SONNET, system_prompt="Be long."
         )
@@ -105,7 +106,7 @@ async def test_continue_replays_both_calls_so_the_next_turn_passes_the_check_and
     _system, messages = await next_history(conversation)
     assert [m["role"] for m in messages[:5]] == ["user", "assistant", "user", "assistant", "user"]
     assert messages[1]["content"][-1]["text"] == first_part
-    assert messages[2]["content"] == services.CONTINUE_PROMPT
+    assert messages[2]["content"] == history.CONTINUE_PROMPT
     assert [b["type"] for b in messages[3]["content"]] == ["thinking", "text"]
     # The turn after Continue read the whole earlier prompt from the cache: nothing was written twice.
     second_call = (await ledger_rows_for(continued))[-1]

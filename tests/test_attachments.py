@@ -10,8 +10,8 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from django.urls import reverse
 
-from conversations import claude
 from conversations.models import Attachment, Message
+from conversations.replies import claude
 from tests.helpers import make_conversation, make_user, open_socket
 from tests.media_factories import image_bytes, pdf_bytes, upload
 from tests.test_chat_streaming import final_frame_for, latest_assistant, reload
@@ -253,10 +253,10 @@ def test_the_budget_hold_includes_the_attachments_estimated_tokens(private_media
     with_pdf = make_conversation(owner=user)
     client = logged_in(user)
     post_file(client, with_pdf, "a.pdf", pdf_bytes(10))
-    from conversations import services
+    from conversations.replies import store
 
-    _, without = services.reply_start(conversation=plain, text="Read this", worker="w")
-    _, withfile = services.reply_start(
+    _, without = store.reply_start(conversation=plain, text="Read this", worker="w")
+    _, withfile = store.reply_start(
         conversation=with_pdf, text="Read this", worker="w", attachment_ids=[Attachment.objects.get().pk]
     )
     held = {r.message_id: r.amount for r in SpendReservation.objects.all()}
@@ -266,7 +266,8 @@ def test_the_budget_hold_includes_the_attachments_estimated_tokens(private_media
 
 
 def test_files_too_large_together_for_one_request_are_refused(private_media, monkeypatch):
-    from conversations import attachments, services
+    from conversations import attachments, inputs
+    from conversations.replies import store
 
     monkeypatch.setattr(attachments, "MESSAGE_MAX_BYTES", 100)
     user = make_user()
@@ -275,8 +276,8 @@ def test_files_too_large_together_for_one_request_are_refused(private_media, mon
     post_file(client, conversation, "a.pdf", pdf_bytes(1))
     post_file(client, conversation, "b.pdf", pdf_bytes(1))
     ids = list(Attachment.objects.values_list("pk", flat=True))
-    with pytest.raises(services.InvalidInput, match="together; a message can carry at most"):
-        services.reply_start(conversation=conversation, text="Read", worker="w", attachment_ids=ids)
+    with pytest.raises(inputs.InvalidInput, match="together; a message can carry at most"):
+        store.reply_start(conversation=conversation, text="Read", worker="w", attachment_ids=ids)
     assert not Message.objects.exists() and Attachment.objects.filter(message__isnull=True).count() == 2
 
 

@@ -8,8 +8,9 @@ from asgiref.sync import sync_to_async
 from django.urls import reverse
 
 from conversations import services
-from conversations.generation import generation_wait
 from conversations.models import Message
+from conversations.replies import branches, history
+from conversations.replies.generation import generation_wait
 from tests.helpers import make_conversation, make_user, open_socket
 from tests.test_chat_streaming import final_frame_for, latest_assistant, reload, send_and_finish
 
@@ -31,7 +32,7 @@ def active_path(conversation) -> list[tuple[str, str]]:
 def sent_to_claude(conversation, reply: Message) -> list[dict]:
     """The `messages` the reply's request carries (its history, as context building makes it)."""
     conversation.refresh_from_db()
-    return services.reply_history(conversation, before=reply)[0]
+    return history.reply_history(conversation, before=reply)[0]
 
 
 @sync_to_async
@@ -89,7 +90,7 @@ async def test_regenerate_keeps_the_earlier_reply_and_claude_gets_only_the_activ
     await socket.close()
     ids = [
         pk
-        for pk, _, _ in await sync_to_async(services.context_sizes)(
+        for pk, _, _ in await sync_to_async(history.context_sizes)(
             conversation_id=conversation.pk, before_id=follow_up.pk
         )
     ]
@@ -325,7 +326,7 @@ async def test_an_edit_above_the_left_out_cut_sends_the_new_branch_whole():
     user, conversation, old_turn = await _branchy_conversation()
     later = await Message.objects.acreate(conversation=conversation, role="user", content="Later")
     await conversation.__class__.objects.filter(pk=conversation.pk).aupdate(context_from=later.pk)
-    _, reply = await sync_to_async(services.message_edit)(
+    _, reply = await sync_to_async(branches.message_edit)(
         message=old_turn, text="Again from the top", worker="w"
     )
     await sync_to_async(conversation.refresh_from_db)()
@@ -360,7 +361,7 @@ async def test_deleting_a_version_shows_its_neighbour_and_keeps_the_ledger(async
     assert await ledger_snapshot(conversation) == ledger_before  # the deleted version's call stays billed
 
     # As a plain form post, for an edited first turn (a version with everything below it).
-    await sync_to_async(services.message_edit)(message=turn, text="Name a fish", worker="w")
+    await sync_to_async(branches.message_edit)(message=turn, text="Name a fish", worker="w")
     await Message.objects.filter(status=Message.Status.STREAMING).aupdate(status=Message.Status.STOPPED)
     edited = await conversation.messages.active().in_order().afirst()
     stranger = await sync_to_async(make_user)()
@@ -377,7 +378,7 @@ async def test_deleting_a_version_shows_its_neighbour_and_keeps_the_ledger(async
 
 async def test_search_marks_hits_in_versions_off_the_active_branch(async_client):
     user, conversation, old_turn = await _branchy_conversation()
-    await sync_to_async(services.message_edit)(message=old_turn, text="Newer question about pelicans", worker="w")
+    await sync_to_async(branches.message_edit)(message=old_turn, text="Newer question about pelicans", worker="w")
     await Message.objects.filter(status=Message.Status.STREAMING).aupdate(status=Message.Status.STOPPED)
     await async_client.aforce_login(user)
     page = (await async_client.get(reverse("search"), {"q": "question"})).content.decode()

@@ -20,8 +20,9 @@ from billing.money import usd_to_pico
 from billing.services import MIN_REPLY_TOKENS, hold_prompt_known, spend_reserve, worst_case_cost
 from billing.usage import Usage
 from conversations import services
-from conversations.generation import generation_wait
 from conversations.models import Message
+from conversations.replies import history
+from conversations.replies.generation import generation_wait
 from tests.helpers import make_conversation, make_message, make_user, open_socket
 from tests.test_chat_streaming import final_frame_for, reload, send_and_finish, setup_chat
 
@@ -38,8 +39,8 @@ def _prices(settings):
 
 
 def bytes_bound(conversation, before: Message) -> int:
-    turns, size = services.reply_history(conversation, before=before)
-    return size + services.TURN_OVERHEAD_TOKENS * len(turns)
+    turns, size = history.reply_history(conversation, before=before)
+    return size + history.TURN_OVERHEAD_TOKENS * len(turns)
 
 
 @sync_to_async
@@ -47,7 +48,7 @@ def bound_at(assistant: Message) -> int:
     """The prompt bound the reply's hold was taken with (its history is unchanged since)."""
     conversation = assistant.conversation
     conversation.refresh_from_db()
-    return services.prompt_tokens_bound(conversation, before=Message(pk=assistant.pk, content=""))
+    return history.prompt_tokens_bound(conversation, before=Message(pk=assistant.pk, content=""))
 
 
 @sync_to_async
@@ -169,7 +170,7 @@ async def test_continuing_a_cut_off_reply_is_bounded_by_its_own_call(settings, o
     await socket.receive()
     cut, _ = await send_and_finish(socket, conversation, "A long answer, please")
     assert cut.status == Message.Status.CUT_OFF
-    bound = await sync_to_async(services.prompt_tokens_bound)(conversation, before=cut)
+    bound = await sync_to_async(history.prompt_tokens_bound)(conversation, before=cut)
     assert bound < await sync_to_async(bytes_bound)(conversation, cut) + len(cut.content.encode())
     await socket.send(action="continue", message_id=cut.pk)
     await socket.receive_until(final_frame_for(cut.pk), timeout=20)

@@ -13,8 +13,8 @@ from django.utils import timezone
 from billing.models import SpendReservation, UsageRecord
 from billing.services import MIN_REPLY_TOKENS
 from conversations.catalog import reply_max_tokens
-from conversations.generation import generation_wait
 from conversations.models import Message
+from conversations.replies.generation import generation_wait
 from tests.helpers import make_conversation, make_user, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]

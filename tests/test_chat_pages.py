@@ -141,7 +141,7 @@ async def test_first_message_without_javascript_creates_the_conversation_and_str
 ):
     from asgiref.sync import sync_to_async
 
-    from conversations.generation import generation_wait
+    from conversations.replies.generation import generation_wait
 
     me = await sync_to_async(make_user)()
     await async_client.aforce_login(me)
@@ -162,7 +162,7 @@ async def test_first_message_without_javascript_creates_the_conversation_and_str
 async def test_retry_and_continue_work_without_javascript(async_client, offline_claude):
     from asgiref.sync import sync_to_async
 
-    from conversations.generation import generation_wait
+    from conversations.replies.generation import generation_wait
 
     me = await sync_to_async(make_user)()
     conversation = await sync_to_async(make_conversation)(owner=me)

@@ -9,8 +9,8 @@ import re
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations.generation import generation_wait
 from conversations.models import Message
+from conversations.replies.generation import generation_wait
 from tests.helpers import eventually, make_conversation, make_user, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
@@ -298,10 +298,10 @@ async def test_a_second_message_while_a_reply_streams_is_refused_not_lost():
 async def test_a_send_that_waits_for_a_busy_database_says_so_then_is_stored_and_answered(monkeypatch, settings):
     # A burst of Sends queues on the worker's database thread; one that waits past the notice delay tells
     # its page it is kept, and is then stored and answered in order (its text stays in the box till then).
-    from conversations import services
+    from conversations.replies import store
 
     settings.CHAT_BUSY_NOTICE_SECONDS = 0.2
-    real = services.reply_start
+    real = store.reply_start
 
     def slow(**kwargs):
         import time
@@ -309,7 +309,7 @@ async def test_a_send_that_waits_for_a_busy_database_says_so_then_is_stored_and_
         time.sleep(1)  # as if many Sends were ahead of this one on the database thread
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "reply_start", slow)
+    monkeypatch.setattr(store, "reply_start", slow)
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
@@ -465,11 +465,11 @@ async def test_retry_regenerates_a_failed_reply_in_place():
 
 
 async def test_db_writes_and_frames_per_reply_are_bounded_by_time_not_tokens(monkeypatch):
-    from conversations import services
+    from conversations.replies import store
 
     checkpoints = []
-    original = services.replies_checkpoint
-    monkeypatch.setattr(services, "replies_checkpoint", lambda **kw: (checkpoints.append(1), original(**kw)))
+    original = store.replies_checkpoint
+    monkeypatch.setattr(store, "replies_checkpoint", lambda **kw: (checkpoints.append(1), original(**kw)))
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
@@ -525,14 +525,14 @@ async def test_partial_text_is_checkpointed_while_streaming_so_a_reload_shows_it
 
 
 async def test_a_reply_whose_final_save_fails_still_ends_in_a_visible_state_with_its_text(monkeypatch, settings):
-    from conversations import services
+    from conversations.replies import store
 
     def broken_finish(**kwargs):
         raise RuntimeError("database went away")
 
     settings.CHAT_END_SAVE_SECONDS = 1  # kept and tried again for a second, then the last resort
 
-    monkeypatch.setattr(services, "reply_finish", broken_finish)
+    monkeypatch.setattr(store, "reply_finish", broken_finish)
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()

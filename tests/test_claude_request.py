@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from conversations import services
-from conversations.claude import ReplyRequest, build_params, opaque_user_id
 from conversations.models import Message
+from conversations.replies import history
+from conversations.replies.claude import ReplyRequest, build_params, opaque_user_id
 from tests.helpers import make_conversation, make_message, make_user
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ def test_history_skips_empty_turns_merges_same_role_and_ends_with_the_user():
     make_message(conversation, content="Go on")
     placeholder = make_message(conversation, role="assistant", content="", status=Message.Status.STREAMING)
 
-    turns, prompt_bytes = services.reply_history(conversation, before=placeholder)
+    turns, prompt_bytes = history.reply_history(conversation, before=placeholder)
 
     assert turns == [
         {"role": "user", "content": "First question\n\nAsked again"},
@@ -53,7 +53,7 @@ def test_params_have_no_sampling_knobs_and_an_opaque_user_id():
 def test_api_usage_is_normalised_once_at_the_boundary():
     from types import SimpleNamespace as Obj
 
-    from conversations.claude import usage_from_api
+    from conversations.replies.claude import usage_from_api
 
     start = usage_from_api(
         Obj(
@@ -79,7 +79,7 @@ def test_usage_of_raw_json_events_is_read_like_the_sdks_objects():
     """The stream's events are read as plain JSON: the same usage comes out as from the SDK's models."""
     from types import SimpleNamespace as Obj
 
-    from conversations.claude import usage_from_api
+    from conversations.replies.claude import usage_from_api
 
     start_json = {
         "input_tokens": 12,

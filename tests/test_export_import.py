@@ -12,8 +12,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from billing.models import UsageRecord
-from conversations import services, transfer
+from conversations import inputs, services, transfer
 from conversations.models import Conversation, Message
+from conversations.replies import branches
 from tests.helpers import make_conversation, make_message, make_user
 
 pytestmark = pytest.mark.django_db
@@ -147,14 +148,14 @@ def test_a_bad_file_is_a_clear_error_and_nothing_is_created(data, says):
     data = data() if callable(data) else data
     importer = make_user()
     before = (Conversation.objects.count(), Message.objects.count(), UsageRecord.objects.count())
-    with pytest.raises(services.InvalidInput, match=says.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(inputs.InvalidInput, match=says.replace("(", r"\(").replace(")", r"\)")):
         transfer.conversation_import(owner=importer, data=data)
     assert (Conversation.objects.count(), Message.objects.count(), UsageRecord.objects.count()) == before
 
 
 def test_a_file_over_the_size_limit_is_refused(settings):
     settings.CHAT_IMPORT_MAX_BYTES = 100
-    with pytest.raises(services.InvalidInput, match="too large"):
+    with pytest.raises(inputs.InvalidInput, match="too large"):
         transfer.conversation_import(owner=make_user(), data=document())
 
 
@@ -294,13 +295,13 @@ def test_a_branched_conversation_round_trips_with_its_versions_and_active_branch
     # Switching to the other first message shows the branch remembered under it, on both.
     for each in (conversation, imported):
         first = each.messages.active().in_order().first()
-        services.branch_switch(message=first, index=1)
+        branches.branch_switch(message=first, index=1)
     assert shown(imported) == shown(conversation) == [
         ("Name a river", 1, 2), ("The Rhine", 2, 2), ("Where in Europe?", 2, 2), ("Central", 1, 1),
     ]
     # And one more level down: the older reply's own follow-up was kept as chosen there.
     reply = imported.messages.active().in_order()[1]
-    services.branch_switch(message=reply, index=1)
+    branches.branch_switch(message=reply, index=1)
     assert shown(imported) == [("Name a river", 1, 2), ("The Nile", 1, 2), ("Longer?", 1, 1), ("Yes", 1, 1)]
     # Markdown stays the active branch.
     assert "Where in Europe" not in transfer.conversation_markdown(imported) and "Longer?" in transfer.conversation_markdown(imported)
@@ -371,7 +372,7 @@ def _same_id(messages):
 def test_a_bad_reference_between_messages_is_a_clear_error_and_nothing_is_created(change, says):
     data = branched_document(change)
     before = (Conversation.objects.count(), Message.objects.count(), UsageRecord.objects.count())
-    with pytest.raises(services.InvalidInput, match=re.escape(says)):
+    with pytest.raises(inputs.InvalidInput, match=re.escape(says)):
         transfer.conversation_import(owner=make_user(), data=data)
     assert (Conversation.objects.count(), Message.objects.count(), UsageRecord.objects.count()) == before
 
@@ -383,7 +384,7 @@ def test_a_parent_in_another_conversation_is_refused_and_never_looked_up():
     document = json.loads(transfer.conversation_json_text(a_branched_conversation()))
     document["messages"][2]["parent"] = elsewhere.pk
     before = (Conversation.objects.count(), Message.objects.count())
-    with pytest.raises(services.InvalidInput, match=f"the parent of message 3 \\({elsewhere.pk}\\) is not a message"):
+    with pytest.raises(inputs.InvalidInput, match=f"the parent of message 3 \\({elsewhere.pk}\\) is not a message"):
         transfer.conversation_import(owner=importer, data=json.dumps(document).encode())
     assert (Conversation.objects.count(), Message.objects.count()) == before
     assert list(elsewhere.children.values_list("content", flat=True)) == ["A **lifetime** name.\n\n```rust\nfn f<'a>() {}\n```"]

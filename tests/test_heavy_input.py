@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conversations import services, transfer
+from conversations import attachments, inputs, services, transfer
 from conversations.models import Attachment, Conversation, Preset
 from tests.helpers import make_conversation, make_user
 from tests.media_factories import image_bytes
@@ -35,7 +35,7 @@ def test_a_large_jpeg_within_the_budget_is_decoded_reduced_and_stored_at_the_mod
     response = post_file(logged_in(user), conversation, "photo.jpg", image_bytes(6000, 4000, "JPEG"))
     assert response.status_code == 200, response.text
     stored = Attachment.objects.get()
-    assert (stored.width, stored.height) == services.attachments.scaled_size(6000, 4000)
+    assert (stored.width, stored.height) == attachments.scaled_size(6000, 4000)
 
 
 @pytest.mark.parametrize("bad", ["nul\x00here", "lone \ud800 surrogate"])
@@ -43,7 +43,7 @@ def test_text_no_database_can_store_is_refused_with_a_sentence_everywhere(bad):
     user = make_user()
     conversation = make_conversation(owner=user, system_prompt="Be brief.")
     attempts = {
-        "message": lambda: services.clean_message_text(bad),
+        "message": lambda: inputs.clean_message_text(bad),
         "system prompt": lambda: services.conversation_update_settings(
             conversation=conversation, model=conversation.model, system_prompt=bad
         ),
@@ -54,7 +54,7 @@ def test_text_no_database_can_store_is_refused_with_a_sentence_everywhere(bad):
         ),
     }
     for what, attempt in attempts.items():
-        with pytest.raises(services.InvalidInput) as caught:
+        with pytest.raises(inputs.InvalidInput) as caught:
             attempt()
         assert "NUL character" in str(caught.value) or "not valid text" in str(caught.value), what
     conversation.refresh_from_db()
@@ -71,7 +71,7 @@ def test_an_import_with_a_nul_a_lone_surrogate_or_a_huge_number_is_refused_with_
         (good.replace('"format": ', '"huge": ' + "9" * 5000 + ', "format": '), "number too large"),
     ):
         assert data != good
-        with pytest.raises(services.InvalidInput) as caught:
+        with pytest.raises(inputs.InvalidInput) as caught:
             transfer.conversation_import(owner=user, data=data.encode())
         assert words in str(caught.value)
     assert Conversation.objects.count() == 1
@@ -84,7 +84,7 @@ def test_an_import_too_long_to_render_is_refused_before_anything_is_rendered_or_
 
     make_message(original, content="x" * 1_000)
     data = transfer.conversation_json_text(original).replace("x" * 1_000, "x" * 5_000_001).encode()
-    with pytest.raises(services.InvalidInput) as caught:
+    with pytest.raises(inputs.InvalidInput) as caught:
         transfer.conversation_import(owner=user, data=data)
     assert "too long to import" in str(caught.value) and "5,000,000" in str(caught.value)
     assert Conversation.objects.count() == 1
@@ -109,7 +109,7 @@ def test_a_second_import_of_the_same_person_while_one_runs_is_refused(monkeypatc
     first = threading.Thread(target=lambda: outcome.setdefault("first", _import_in_thread(user, data)))
     first.start()
     assert started.wait(5)
-    with pytest.raises(services.InvalidInput) as caught:
+    with pytest.raises(inputs.InvalidInput) as caught:
         transfer.conversation_import(owner=user, data=data)
     assert "still running" in str(caught.value)
     release.set()
@@ -128,7 +128,7 @@ def test_an_import_running_on_another_worker_refuses_a_second_but_a_crashed_ones
     user, other = make_user(), make_user()
     data = transfer.conversation_json_text(make_conversation(owner=user, system_prompt="Be brief.")).encode()
     ImportClaim.objects.create(owner=user, started_at=timezone.now())  # another worker is importing for them
-    with pytest.raises(services.InvalidInput, match="still running"):
+    with pytest.raises(inputs.InvalidInput, match="still running"):
         transfer.conversation_import(owner=user, data=data)
     assert transfer.conversation_import(owner=other, data=data).owner == other  # others are not held up
     ImportClaim.objects.filter(owner=user).update(started_at=timezone.now() - transfer.IMPORT_CLAIM_LIFETIME - timedelta(seconds=1))
@@ -165,7 +165,7 @@ def test_a_long_file_name_keeps_its_extension_and_a_pdf_is_served_as_a_download(
 
 
 def test_the_search_markers_never_come_from_what_a_person_typed():
-    assert services.clean_message_text("find \ue000me\ue001 here") == "find me here"
+    assert inputs.clean_message_text("find \ue000me\ue001 here") == "find me here"
 
 
 def test_files_never_sent_have_a_quota_per_person_and_go_after_a_day(

@@ -6,8 +6,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from billing.models import UsageRecord
-from conversations import services
 from conversations.models import Conversation, Message
+from conversations.replies import history
 from tests.helpers import make_message, open_socket
 from tests.test_chat_streaming import send_and_finish, setup_chat
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 @sync_to_async
 def history_for_next_reply(conversation: Conversation) -> list[dict]:
     conversation.refresh_from_db()
-    return services.reply_history(conversation, before=Message(pk=2**62))[0]
+    return history.reply_history(conversation, before=Message(pk=2**62))[0]
 
 
 async def test_a_stopped_reply_of_only_whitespace_is_never_sent_back():

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from conversations import services
+from conversations import inputs, services
 from conversations.models import Conversation, Preset, ShareLink, share_token_hash
 from tests.helpers import make_conversation, make_message, make_user
 
@@ -38,10 +38,10 @@ def test_only_my_presets_and_published_site_wide_ones_are_offered():
     draft = Preset.objects.create(name="Draft", system_prompt="d", published=False)
     assert list(Preset.objects.offered_to(me)) == [published, mine]
     for preset in (theirs, draft):
-        with pytest.raises(services.InvalidInput, match="Choose one of the offered presets"):
+        with pytest.raises(inputs.InvalidInput, match="Choose one of the offered presets"):
             services.conversation_create(owner=me, preset_id=preset.pk)
     for bad in ("abc", "-1", "99999999999999999999999"):
-        with pytest.raises(services.InvalidInput):
+        with pytest.raises(inputs.InvalidInput):
             services.conversation_create(owner=me, preset_id=bad)
     assert not Conversation.objects.filter(owner=me).exists()
     assert services.conversation_create(owner=me, preset_id=published.pk).system_prompt == "e"
@@ -53,7 +53,7 @@ def test_only_my_presets_and_published_site_wide_ones_are_offered():
 )
 def test_a_bad_preset_is_a_clear_error(name, prompt, says):
     me = make_user()
-    with pytest.raises(services.InvalidInput, match=says):
+    with pytest.raises(inputs.InvalidInput, match=says):
         services.preset_create(owner=me, name=name, system_prompt=prompt)
     assert not Preset.objects.exists()
 
@@ -116,7 +116,7 @@ def shared_conversation():
 
 def test_sharing_is_off_by_default(client):
     me, conversation = shared_conversation()
-    with pytest.raises(services.InvalidInput, match="Sharing is turned off"):
+    with pytest.raises(inputs.InvalidInput, match="Sharing is turned off"):
         services.share_create(conversation=conversation)
     client.force_login(me)
     assert "Share</summary>" not in client.get(conversation.get_absolute_url()).content.decode()

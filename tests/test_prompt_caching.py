@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
-from conversations.claude import ReplyRequest, build_params
+from conversations.replies.claude import ReplyRequest, build_params
 from tests.helpers import open_socket
 from tests.test_chat_budget import PRICES
 from tests.test_chat_streaming import ledger_rows_for, send_and_finish, setup_chat

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from channels.layers import get_channel_layer
 
-from conversations.relay import MEMBERS_MAX_AGE, Relay
+from conversations.replies.relay import MEMBERS_MAX_AGE, Relay
 
 
 class Page:
@@ -113,7 +113,7 @@ async def test_pages_of_this_process_get_their_frames_while_the_layer_is_unreach
 
 
 async def test_an_unreachable_layer_is_tried_at_most_once_a_second_and_logged_once(monkeypatch, caplog):
-    from conversations import relay as relay_module
+    from conversations.replies import relay as relay_module
 
     monkeypatch.setattr(relay_module, "layer_outage", relay_module.LayerOutage())
     layer = get_channel_layer()

@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from conversations import generation, leases
 from conversations.models import Message
+from conversations.replies import generation, intents, leases
 from tests.helpers import eventually, make_conversation, make_message, make_user, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
@@ -208,7 +208,7 @@ def test_the_database_refuses_a_second_ledger_row_for_one_call():
 
 
 async def test_draining_lets_short_replies_finish_and_ends_long_ones_as_interrupted():
-    from conversations.shutdown import drain
+    from conversations.replies.shutdown import drain
 
     user = await sync_to_async(make_user)()
     quick_chat = await sync_to_async(make_conversation)(owner=user)
@@ -269,7 +269,7 @@ def _checkpoint_many_replies():
     from django.test.utils import CaptureQueriesContext
 
     from billing.usage import Usage
-    from conversations import services
+    from conversations.replies import store
 
     user = make_user()
     conversation = make_conversation(owner=user)
@@ -287,7 +287,7 @@ def _checkpoint_many_replies():
                     f"Thinking {i}") for i, m in enumerate(ours)}
     batch[finished.pk] = ("Overwritten?", Usage(input_tokens=1), "")
     with CaptureQueriesContext(connection) as queries:
-        services.replies_checkpoint(batch=batch, worker=leases.WORKER_ID)
+        store.replies_checkpoint(batch=batch, worker=leases.WORKER_ID)
     # A statement run for many rows at once is captured once, as "<n> times: UPDATE ...".
     writes = [q["sql"] for q in queries.captured_queries if "UPDATE" in q["sql"].upper()]
     return ours, finished, elsewhere, writes
@@ -354,10 +354,10 @@ async def streaming_reply(text: str):
 def _sweep_elsewhere() -> list[int]:
     from django.db import connection
 
-    from conversations import services
+    from conversations.replies import store
 
     try:
-        return [m.pk for m in services.replies_end_expired()]
+        return [m.pk for m in store.replies_end_expired()]
     finally:
         connection.close()
 
@@ -382,9 +382,9 @@ async def test_a_reply_swept_while_its_worker_stalled_stops_its_call_when_the_wo
 async def test_the_end_of_a_reply_is_kept_and_saved_once_the_database_takes_it_again(monkeypatch):
     from django.db import OperationalError
 
-    from conversations import services
+    from conversations.replies import store
 
-    real = services.reply_finish
+    real = store.reply_finish
     failures = []
 
     def flaky(**kwargs):
@@ -393,7 +393,7 @@ async def test_the_end_of_a_reply_is_kept_and_saved_once_the_database_takes_it_a
             raise OperationalError("could not connect to server")
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "reply_finish", flaky)
+    monkeypatch.setattr(store, "reply_finish", flaky)
     socket, conversation, reply = await streaming_reply("Tell me about rivers")
     frames = await socket.receive_until(final_frame(reply.pk), timeout=20)
     await generation.generation_wait(reply.pk)
@@ -433,13 +433,12 @@ async def test_the_drain_waits_for_a_send_accepted_just_before_it_began():
 
     from channels.db import database_sync_to_async
 
-    from conversations import replies
 
     user = await sync_to_async(make_user)()
     conversation = await sync_to_async(make_conversation)(owner=user)
     busy = asyncio.ensure_future(database_sync_to_async(time.sleep)(0.5))
     await asyncio.sleep(0.05)
-    send = asyncio.ensure_future(replies.send(conversation=conversation, text="Tell me about seas"))
+    send = asyncio.ensure_future(intents.send(conversation=conversation, text="Tell me about seas"))
     await asyncio.sleep(0.05)  # the Send is past the check, its database work queued
     await generation.generations_drain(5)
     await busy
@@ -452,7 +451,7 @@ async def test_the_drain_waits_for_a_send_accepted_just_before_it_began():
 async def test_a_channel_layer_outage_is_logged_once_and_replies_still_end(monkeypatch):
     import asyncio
 
-    from conversations import relay
+    from conversations.replies import relay
 
     warnings: list[str] = []
     real_warning = relay.logger.warning
@@ -501,7 +500,7 @@ async def test_a_channel_layer_outage_is_logged_once_and_replies_still_end(monke
 def test_the_reported_usage_of_a_swept_call_replaces_its_estimate_once_and_moves_the_rollups():
     from billing.models import UsageDailyUser, UsageRecord
     from billing.usage import Usage
-    from conversations import services
+    from conversations.replies import store
 
     user = make_user()
     conversation = make_conversation(owner=user)
@@ -512,17 +511,17 @@ def test_the_reported_usage_of_a_swept_call_replaces_its_estimate_once_and_moves
         model=conversation.model, input_tokens=40, output_tokens=3, attempt_id=attempt,
         worker="slow-host:1:abc", lease_until=timezone.now() - timedelta(seconds=1),
     )  # fmt: skip
-    [swept] = services.replies_end_expired()
+    [swept] = store.replies_end_expired()
     estimate = UsageRecord.objects.get(attempt_id=attempt)
-    assert estimate.estimated and swept.error == services.REPLY_SWEPT
+    assert estimate.estimated and swept.error == store.REPLY_SWEPT
 
-    labels = services.ledger_labels_for(conversation, model=conversation.model)
+    labels = store.ledger_labels_for(conversation, model=conversation.model)
     reported = Usage(input_tokens=40, output_tokens=250, cache_read_tokens=1000)
-    end = services.ReplyEnd(
+    end = store.ReplyEnd(
         content="Tides are caused by the Moon.", status=Message.Status.COMPLETE, usage=reported,
         usage_estimated=False, request_id="req_real",
     )  # fmt: skip
-    kept = services.reply_finish(message_id=reply.pk, attempt_id=attempt, end=end, labels=labels)
+    kept = store.reply_finish(message_id=reply.pk, attempt_id=attempt, end=end, labels=labels)
     assert kept.status == Message.Status.INTERRUPTED and kept.content == "Tides are caused by the Moon."
     row = UsageRecord.objects.get(attempt_id=attempt)
     assert not row.estimated and row.usage() == reported and row.request_id == "req_real"
@@ -532,8 +531,8 @@ def test_the_reported_usage_of_a_swept_call_replaces_its_estimate_once_and_moves
     assert (day.calls, day.estimated_calls, day.cost, day.output_tokens) == (1, 0, row.cost, 250)
 
     # A second late end (or a retried save) changes nothing: the row is the call's own count now.
-    again = services.ReplyEnd(content="x", status=Message.Status.COMPLETE, usage=Usage(output_tokens=9), usage_estimated=False)
-    assert services.reply_finish(message_id=reply.pk, attempt_id=attempt, end=again, labels=labels) is None
+    again = store.ReplyEnd(content="x", status=Message.Status.COMPLETE, usage=Usage(output_tokens=9), usage_estimated=False)
+    assert store.reply_finish(message_id=reply.pk, attempt_id=attempt, end=again, labels=labels) is None
     assert UsageRecord.objects.get(attempt_id=attempt).output_tokens == 250
     assert Message.objects.get(pk=reply.pk).content == "Tides are caused by the Moon."
     # And the rollups still equal the ledger.

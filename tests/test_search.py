@@ -11,8 +11,9 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.urls import reverse
 
-from conversations import replies, search, services
+from conversations import search, services
 from conversations.models import Message
+from conversations.replies import intents, store
 from tests.helpers import eventually, make_conversation, make_message, make_user
 
 pytestmark = pytest.mark.django_db
@@ -116,9 +117,9 @@ def test_text_checkpointed_while_a_reply_streams_is_searchable():
     me = make_user()
     conversation = make_conversation(owner=me)
     reply = make_message(conversation, role="assistant", content="", status=Message.Status.STREAMING)
-    services.replies_checkpoint(batch={reply.pk: ("partial answer about fjords", None, "")}, worker="w")
+    store.replies_checkpoint(batch={reply.pk: ("partial answer about fjords", None, "")}, worker="w")
     assert [h.message_id for h in hits(me, "fjords").messages] == [reply.pk]
-    services.replies_checkpoint(batch={reply.pk: ("partial answer about fjords and lakes", None, "")}, worker="w")
+    store.replies_checkpoint(batch={reply.pk: ("partial answer about fjords and lakes", None, "")}, worker="w")
     assert [h.message_id for h in hits(me, "lakes").messages] == [reply.pk]
 
 
@@ -127,7 +128,7 @@ def test_text_checkpointed_while_a_reply_streams_is_searchable():
 async def test_a_streamed_reply_is_found_by_its_words_once_it_ends():
     me = await sync_to_async(make_user)()
     conversation = await sync_to_async(make_conversation)(owner=me)
-    reply = await replies.send(conversation=conversation, text="Tell me about zebrafish")
+    reply = await intents.send(conversation=conversation, text="Tell me about zebrafish")
 
     @sync_to_async
     def ended():
@@ -149,7 +150,7 @@ async def test_a_streamed_reply_is_found_by_its_words_once_it_ends():
 async def test_a_reply_is_searchable_while_it_streams_from_its_checkpoints():
     me = await sync_to_async(make_user)()
     conversation = await sync_to_async(make_conversation)(owner=me)
-    reply = await replies.send(
+    reply = await intents.send(
         conversation=conversation, text="Tell me about narwhals [[offline tps=40 reply_tokens=2000]]"
     )
 
@@ -164,7 +165,7 @@ async def test_a_reply_is_searchable_while_it_streams_from_its_checkpoints():
 
     found = await eventually(checkpointed_hit, timeout=20)
     assert found.messages[0].message_id == reply.pk and "<mark>narwhals</mark>" in found.messages[0].snippet
-    await replies.stop(user=me, message_id=reply.pk)
+    await intents.stop(user=me, message_id=reply.pk)
     await eventually(sync_to_async(lambda: Message.objects.get(pk=reply.pk).is_final), timeout=20)
 
 

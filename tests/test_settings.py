@@ -69,7 +69,7 @@ def test_app_log_lines_are_printed_once_under_daphne():
         "import logging, django\n"
         "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
         "django.setup()\n"
-        "logging.getLogger('conversations.generation').warning('reply 42 stopped')\n"
+        "logging.getLogger('conversations.replies.generation').warning('reply 42 stopped')\n"
         "logging.getLogger('billing.services').warning('no price for model x')\n"
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))}
@@ -150,7 +150,7 @@ async def test_the_sdk_streams_over_the_configured_transport(settings):
     """aiohttp by default (less CPU per delta); httpx2, the SDK's own default, on request."""
     from anthropic._vendor.httpx_aiohttp import AiohttpTransport
 
-    from conversations import claude
+    from conversations.replies import claude
 
     assert settings.CHAT_HTTP_CLIENT == "aiohttp"
     assert isinstance(claude.client()._client._transport, AiohttpTransport)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations import consumers, fragments, replies
+from conversations import fragments
 from conversations.models import Message
-from conversations.socket_limits import UserSocketLimits
+from conversations.replies import consumer, intents
+from conversations.replies.socket_limits import UserSocketLimits
 from tests.helpers import eventually, make_conversation, make_user, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
@@ -74,13 +75,13 @@ async def test_a_frame_flood_is_refused_before_any_database_work_and_other_users
         return await real_stop(**kwargs)
 
     real_allow_frame, real_session_check, real_stop = (
-        consumers.limits.allow_frame,
-        consumers.session_is_current,
-        replies.stop,
+        consumer.limits.allow_frame,
+        consumer.session_is_current,
+        intents.stop,
     )
-    monkeypatch.setattr(consumers.limits, "allow_frame", recording_allow_frame)
-    monkeypatch.setattr(consumers, "session_is_current", counting_session_check)
-    monkeypatch.setattr(replies, "stop", counting_stop)
+    monkeypatch.setattr(consumer.limits, "allow_frame", recording_allow_frame)
+    monkeypatch.setattr(consumer, "session_is_current", counting_session_check)
+    monkeypatch.setattr(intents, "stop", counting_stop)
 
     for _ in range(50):
         await flood.send(action="stop", message_id=999_999_999)

@@ -11,8 +11,9 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from django.urls import reverse
 
-from conversations import claude, services
+from conversations import inputs, services
 from conversations.models import Conversation
+from conversations.replies import claude
 from tests.helpers import make_conversation, make_user, open_socket
 from tests.test_chat_streaming import final_frame_for, latest_assistant, reload, send_and_finish
 
@@ -141,7 +142,7 @@ def test_effort_is_a_setting_of_the_conversation_for_models_that_take_one():
     client.post(url, {"model": "claude-sonnet-5-5", "system_prompt": "", "effort": "extreme"})
     conversation.refresh_from_db()
     assert conversation.effort == "xhigh"  # refused, unchanged
-    with pytest.raises(services.InvalidInput):
+    with pytest.raises(inputs.InvalidInput):
         services.conversation_update_settings(conversation=conversation, model="claude-sonnet-5-5", system_prompt="", effort="extreme")
 
 

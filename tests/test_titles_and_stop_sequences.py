@@ -9,10 +9,11 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.urls import reverse
 
-from conversations import services, titles
-from conversations.generation import generation_wait
+from conversations import services
 from conversations.models import Conversation, Message
 from conversations.rendering import clean_title
+from conversations.replies import store, titles
+from conversations.replies.generation import generation_wait
 from tests.helpers import make_conversation, make_user, open_socket
 from tests.test_chat_streaming import final_frame_for, latest_assistant, reload, send_and_finish
 
@@ -135,11 +136,11 @@ async def test_renaming_while_the_title_is_written_still_wins(settings):
     await socket.close()
     # A second title call made before a rename landed: its answer is billed but does not replace it.
     await Conversation.objects.filter(pk=conversation.pk).aupdate(title_source="first_line")
-    job = await sync_to_async(services.title_start)(conversation_id=conversation.pk)
+    job = await sync_to_async(titles.title_start)(conversation_id=conversation.pk)
     await sync_to_async(services.conversation_rename)(conversation=await reload(conversation), title="Mine")
-    from conversations.claude import complete
+    from conversations.replies.claude import complete
 
-    assert await sync_to_async(services.title_finish)(job=job, completion=await complete(job.request)) is None
+    assert await sync_to_async(titles.title_finish)(job=job, completion=await complete(job.request)) is None
     conversation = await reload(conversation)
     assert (conversation.title, conversation.title_source) == ("Mine", "user")
     assert [r.purpose for r in await ledger(conversation.pk)] == ["reply", "title", "title"]
@@ -209,7 +210,7 @@ async def test_a_reply_ends_on_a_stop_sequence_and_says_so_with_its_ledger_row()
     await socket.receive_until(lambda f: "status-streaming" in f)
     stopped = await latest_assistant(conversation)
     frames = await socket.receive_until(final_frame_for(stopped.pk))
-    from conversations.generation import generation_wait
+    from conversations.replies.generation import generation_wait
 
     await generation_wait(stopped.pk)
     await socket.close()
@@ -255,12 +256,12 @@ async def test_stop_sequences_are_validated_in_the_settings_and_bad_ones_change_
 
 
 async def test_stop_sequences_go_to_the_api_with_every_reply():
-    from conversations.generation import _load_context
+    from conversations.replies.generation import _load_context
 
     user, conversation = await priced_chat(stop_sequences=["###"])
-    _, reply = await sync_to_async(services.reply_start)(conversation=conversation, text="Hi", worker="w")
+    _, reply = await sync_to_async(store.reply_start)(conversation=conversation, text="Hi", worker="w")
     context = await _load_context(reply.pk)
-    from conversations.claude import build_params
+    from conversations.replies.claude import build_params
 
     assert build_params(context.request)["stop_sequences"] == ["###"]
     await Message.objects.filter(pk=reply.pk).aupdate(status=Message.Status.STOPPED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from conversations.attachments import unsent_delete
-from conversations.services import replies_end_expired
+from conversations.replies.store import replies_end_expired
 
 
 class Command(BaseCommand):

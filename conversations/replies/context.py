@@ -4,7 +4,7 @@ Before each call the prompt's size is known: its UTF-8 bytes are an upper bound 
 token is at least one byte), so an ordinary conversation needs no count at all. Only when that bound
 plus `max_tokens` would not fit does the API count it exactly (count_tokens, free). If it really does
 not fit, the history is shortened the way the 5.5 models accept (their thinking is bound to what came
-before it, see services.reply_history):
+before it, see history.reply_history):
 
 - on models with on-demand compaction, Claude summarises the older turns (one more ledgered call,
   purpose "compaction"); the summary block stands in for them from then on and the newest turns,
@@ -26,11 +26,11 @@ from channels.db import database_sync_to_async
 from billing.services import SpendRefused
 from billing.usage import Usage
 
-from . import services
-from .catalog import model_info
+from ..catalog import model_info
+from ..models import Message
+from . import history, store
 from .claude import ClaudeError, ReplyRequest, compact, count_prompt_tokens
-from .models import Message
-from .services import TURN_OVERHEAD_TOKENS
+from .history import TURN_OVERHEAD_TOKENS
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 def prompt_bytes_bound(request: ReplyRequest) -> int:
     """An upper bound of the request's prompt tokens, from its bytes (images and PDFs at their estimate)."""
     return len(request.system.encode()) + sum(
-        services.content_size(turn["content"]) + TURN_OVERHEAD_TOKENS for turn in request.messages
+        history.content_size(turn["content"]) + TURN_OVERHEAD_TOKENS for turn in request.messages
     )
 
 
@@ -60,14 +60,14 @@ class Shortened:
 @database_sync_to_async
 def _messages(message_id: int) -> list[dict]:
     message = Message.objects.select_related("conversation").get(pk=message_id)
-    return services.reply_request_history(message).messages
+    return history.reply_request_history(message).messages
 
 
 @database_sync_to_async
 def _cut(conversation_id: int, message_id: int, keep_tokens: int, tokens_per_byte: float) -> int | None:
     """Leave out the oldest messages so that about `keep_tokens` remain (from a user turn); the id of the
     oldest message kept, or None when only the latest turn is left."""
-    sizes = services.context_sizes(conversation_id=conversation_id, before_id=message_id)
+    sizes = history.context_sizes(conversation_id=conversation_id, before_id=message_id)
     if not sizes:
         return None
     kept = 0
@@ -80,7 +80,7 @@ def _cut(conversation_id: int, message_id: int, keep_tokens: int, tokens_per_byt
             cut = pk
     if cut is None or cut == sizes[0][0]:
         return None
-    services.conversation_leave_out_before(conversation_id=conversation_id, message_id=cut, reply_id=message_id)
+    store.conversation_leave_out_before(conversation_id=conversation_id, message_id=cut, reply_id=message_id)
     return cut
 
 
@@ -90,7 +90,7 @@ async def _compact(
     """Have Claude summarise the turns before the newest ones that fit in about `keep_tokens`. Raises
     ClaudeError when the call fails or the budget refuses it (the conversation stays as it was)."""
     try:
-        job = await database_sync_to_async(services.compaction_start)(
+        job = await database_sync_to_async(store.compaction_start)(
             reply_id=message_id, keep_tokens=keep_tokens, tokens_per_byte=tokens_per_byte, request=request,
             window=window,
         )
@@ -104,7 +104,7 @@ async def _compact(
     try:
         result = await compact(job.request)
     except ClaudeError as exc:
-        await database_sync_to_async(services.compaction_finish)(
+        await database_sync_to_async(store.compaction_finish)(
             job=job, block=None, summary="", usage=exc.usage or Usage(), request_id=exc.request_id
         )
         raise ClaudeError(
@@ -114,7 +114,7 @@ async def _compact(
             str(exc),
             exc.request_id,
         ) from exc
-    kept = await database_sync_to_async(services.compaction_finish)(
+    kept = await database_sync_to_async(store.compaction_finish)(
         job=job, block=result.block, summary=result.summary, usage=result.usage, request_id=result.request_id
     )
     if not kept:

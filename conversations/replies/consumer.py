@@ -16,11 +16,12 @@ from django.conf import settings
 from accounts.revocation import session_digest, session_is_current, user_group
 from billing.services import SpendRefused, budget_status
 
-from . import fragments, replies, services
-from .control import request_snapshot
+from .. import fragments, inputs
+from ..control import request_snapshot
+from ..models import Conversation
+from . import intents
 from .generation import snapshot_here, writing_here
 from .leases import WORKER_GROUP
-from .models import Conversation
 from .relay import layer_outage, relay
 from .socket_limits import limits
 
@@ -140,7 +141,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # any other frame first.
         try:
             frame = self._parse(text_data)
-        except services.InvalidInput as exc:
+        except inputs.InvalidInput as exc:
             frame, unreadable = None, exc
         action = (frame.get("action") or "send") if frame is not None else ""
         if action != "send" and not await self._signed_in():
@@ -151,7 +152,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 raise unreadable
             if action == "send":
                 sending = asyncio.ensure_future(
-                    replies.send(
+                    intents.send(
                         conversation=self.conversation,
                         text=frame.get("message"),
                         attachment_ids=frame.get("attachments"),
@@ -169,7 +170,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     if not done:
                         await self._send_html(fragments.notice(BUSY))
                     await sending
-                except replies.SignedOut:
+                except intents.SignedOut:
                     await self._sign_out()
                     return
                 # Only the sender's composer is emptied (and an earlier error cleared), and only now
@@ -178,41 +179,41 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 return
             target = {"user": self.user, "message_id": frame.get("message_id"), "conversation_id": self.conversation.pk}
             if action == "edit":
-                await replies.edit(**target, text=frame.get("message"))
+                await intents.edit(**target, text=frame.get("message"))
                 return
             if action == "branch":
-                await replies.branch(**target, index=frame.get("index"))
+                await intents.branch(**target, index=frame.get("index"))
                 return
             if action in ("retry", "regenerate") and frame.get("model"):
-                await replies.regenerate(**target, model=frame.get("model"))
+                await intents.regenerate(**target, model=frame.get("model"))
                 return
             intent = {
-                "stop": replies.stop,
-                "retry": replies.regenerate,
-                "regenerate": replies.regenerate,
-                "continue": replies.continue_reply,
-                "delete_version": replies.delete_version,
+                "stop": intents.stop,
+                "retry": intents.regenerate,
+                "regenerate": intents.regenerate,
+                "continue": intents.continue_reply,
+                "delete_version": intents.delete_version,
             }
             await intent[action](**target)
-        except (services.InvalidInput, SpendRefused) as exc:
+        except (inputs.InvalidInput, SpendRefused) as exc:
             await self._send_html(fragments.error(str(exc)))
 
     def _parse(self, text_data: str | None) -> dict:
         """The frame as a dict with a known action, or InvalidInput saying why it cannot be read."""
         if text_data is None or len(text_data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
-            raise services.InvalidInput(f"{UNREADABLE} (too large or not text).")
+            raise inputs.InvalidInput(f"{UNREADABLE} (too large or not text).")
         try:
             frame = json.loads(text_data)
         except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python can parse
-            raise services.InvalidInput(f"{UNREADABLE} (not valid JSON).") from None
+            raise inputs.InvalidInput(f"{UNREADABLE} (not valid JSON).") from None
         if not isinstance(frame, dict):
-            raise services.InvalidInput(f"{UNREADABLE} (expected an object).")
+            raise inputs.InvalidInput(f"{UNREADABLE} (expected an object).")
         action = frame.get("action") or "send"
         if not isinstance(action, str) or action not in ACTIONS:
-            raise services.InvalidInput("Unknown action.")
+            raise inputs.InvalidInput("Unknown action.")
         conversation = frame.get("conversation")
         if conversation is not None and str(conversation) != str(self.conversation.pk):
-            raise services.InvalidInput("That message was sent for another conversation.")
+            raise inputs.InvalidInput("That message was sent for another conversation.")
         return frame
 
     async def dispatch(self, message: dict) -> None:

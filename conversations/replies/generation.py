@@ -29,9 +29,14 @@ from billing.models import UsageRecord
 from billing.services import budget_status
 from billing.usage import LedgerLabels, Usage
 
-from . import fragments, leases, services, titles
+from .. import fragments
+from ..catalog import context_window, effort_for, model_info
+from ..control import SNAPSHOT, STOP, control_group
+from ..meters import meter_for
+from ..models import Conversation, Message, conversation_group
+from ..rendering import MarkdownStream
+from . import history, leases, store, titles
 from .caching import choose_cache_ttl
-from .catalog import context_window, effort_for, model_info
 from .claude import (
     NOT_CONFIGURED,
     RETRY_REASONS,
@@ -43,11 +48,7 @@ from .claude import (
     opaque_user_id,
 )
 from .context import fit_request, prompt_bytes_bound
-from .control import SNAPSHOT, STOP, control_group
-from .meters import meter_for
-from .models import Conversation, Message, conversation_group
 from .relay import MEMBERS_MAX_AGE, layer_outage, relay
-from .rendering import MarkdownStream
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class ReplyContext:
     # The text so far of a cut-off reply being continued ("" for a new reply): new text is appended.
     continued: str = ""
     # Its thinking so far, to which the new call's thinking is added.
-    continued_thinking: services.ReplyThinking | None = None
+    continued_thinking: store.ReplyThinking | None = None
     # Whether the conversation still has its first-line title (Claude titles it once a reply completes).
     untitled: bool = False
 
@@ -128,14 +129,14 @@ def reply_context(reply: int | Message) -> ReplyContext:
         else Message.objects.select_related("conversation__owner").get(pk=reply)
     )
     conversation = message.conversation
-    history = services.reply_request_history(message)
+    sent = history.reply_request_history(message)
     continued = message.content if message.content.strip() else ""
-    cache = choose_cache_ttl(settings.CHAT_PROMPT_CACHE_TTL, history.pauses)
+    cache = choose_cache_ttl(settings.CHAT_PROMPT_CACHE_TTL, sent.pauses)
     request = ReplyRequest(
         model=message.model,
-        messages=history.messages,
-        max_tokens=services.reply_granted_max_tokens(message),
-        system=history.system,
+        messages=sent.messages,
+        max_tokens=store.reply_granted_max_tokens(message),
+        system=sent.system,
         user_id=opaque_user_id(conversation.owner_id),
         cache_ttl=cache.ttl,
         cache_note=cache.note,
@@ -144,7 +145,7 @@ def reply_context(reply: int | Message) -> ReplyContext:
         effort=effort_for(message.model, conversation.effort),
         drop_mismatched_thinking=conversation.thinking_drop_mismatched,
     )
-    labels = services.ledger_labels_for(conversation, model=message.model)
+    labels = store.ledger_labels_for(conversation, model=message.model)
     window = context_window(message.model)
     # A reply that ran into the window shows where it really ends (prompt and output filled it): an
     # earlier reply of the branch, this reply itself being continued, or an earlier version of it
@@ -158,7 +159,7 @@ def reply_context(reply: int | Message) -> ReplyContext:
     for earlier in cut:
         window = min(window, _tokens_used(earlier))
     earlier_thinking = (
-        services.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms) if continued else None
+        store.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms) if continued else None
     )
     untitled = conversation.title_source == Conversation.TitleSource.FIRST_LINE
     return ReplyContext(
@@ -216,7 +217,7 @@ class Generation:
         self.markdown = MarkdownStream(context.continued)
         self._pending: list[str] = []  # received, not yet published
         # Thinking, published the same way into the section above the answer (see _flush).
-        self._earlier_thinking = context.continued_thinking or services.ReplyThinking()
+        self._earlier_thinking = context.continued_thinking or store.ReplyThinking()
         self._sent_thinking: list[str] = [self._earlier_thinking.text] if self._earlier_thinking.text else []
         self._pending_thinking: list[str] = []
         self._thinking_announced = False  # whether pages were told "Thought for N s"
@@ -233,7 +234,7 @@ class Generation:
     def _prompt_known(self, usage: Usage) -> None:
         self._hold_tasks.append(
             asyncio.create_task(
-                database_sync_to_async(services.reply_prompt_known)(
+                database_sync_to_async(store.reply_prompt_known)(
                     message_id=self.message_id, model=self.model, usage=usage
                 )
             )
@@ -287,7 +288,7 @@ class Generation:
         except Exception:
             logger.exception("Could not save the end of reply %s", self.message_id)
             try:
-                await database_sync_to_async(services.reply_mark_failed)(message_id=self.message_id, text=self.text())
+                await database_sync_to_async(store.reply_mark_failed)(message_id=self.message_id, text=self.text())
             except Exception:
                 logger.exception("Could not mark reply %s as failed either; its lease will expire", self.message_id)
         finally:
@@ -468,7 +469,7 @@ class Generation:
         if self._consume_task is not None:
             self._consume_task.cancel()
 
-    async def _save_end(self, end: services.ReplyEnd) -> Message | None:
+    async def _save_end(self, end: store.ReplyEnd) -> Message | None:
         """Write the reply's end and its ledger row; while the database cannot take it (unreachable,
         locked), keep it here and try again with a growing pause, for up to CHAT_END_SAVE_SECONDS (its
         lease is renewed meanwhile, so no other worker sweeps it as dead). Written once, under its
@@ -478,7 +479,7 @@ class Generation:
         pause = 0.25
         while True:
             try:
-                return await database_sync_to_async(services.reply_finish)(
+                return await database_sync_to_async(store.reply_finish)(
                     message_id=self.message_id, attempt_id=self.attempt_id, end=end, labels=self.labels
                 )
             except Exception:
@@ -520,7 +521,7 @@ class Generation:
             # The API took the request but its message_start could not be read: the prompt is billed
             # all the same, so the row estimates it at its known size.
             usage = replace(usage, input_tokens=await _prompt_size(stream.request))
-        end = services.ReplyEnd(
+        end = store.ReplyEnd(
             content=self.text(),
             status=outcome.status,
             stop_reason=outcome.stop_reason,
@@ -530,7 +531,7 @@ class Generation:
             cache_note=stream.request.cache_note,
             usage=usage,
             usage_estimated=stream.usage_is_estimated,
-            thinking=services.ReplyThinking(
+            thinking=store.ReplyThinking(
                 text=self.thinking(),
                 blocks=self._earlier_thinking.blocks
                 + [block for block in stream.thinking_blocks if block["signature"]],
@@ -585,7 +586,7 @@ class Checkpointer:
             batch = {m: self.running[m].checkpoint_values() for m in self.dirty if m in self.running}
             self.dirty.clear()
             try:
-                await database_sync_to_async(services.replies_checkpoint)(
+                await database_sync_to_async(store.replies_checkpoint)(
                     batch=batch, worker=leases.WORKER_ID
                 )
             except Exception:

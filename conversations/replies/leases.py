@@ -30,8 +30,9 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from . import fragments, services
-from .models import Message, conversation_group
+from .. import fragments
+from ..models import Message, conversation_group
+from . import store
 from .relay import relay
 
 logger = logging.getLogger(__name__)
@@ -46,13 +47,13 @@ _sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
 async def end_expired(conversation_id: int | None = None) -> int:
     """End the replies whose lease expired (in one conversation, or all) and show their end."""
-    ended = await database_sync_to_async(services.replies_end_expired)(conversation_id=conversation_id)
+    ended = await database_sync_to_async(store.replies_end_expired)(conversation_id=conversation_id)
     await show_ended(ended)
     return len(ended)
 
 
 async def show_ended(ended: list[Message]) -> None:
-    """Show the end of replies `services.replies_end_expired` ended on their conversations' pages."""
+    """Show the end of replies `store.replies_end_expired` ended on their conversations' pages."""
     for message in ended:
         html = fragments.message(message) + fragments.send_button(busy=False)
         await relay.publish(conversation_group(message.conversation_id), html)
@@ -146,7 +147,7 @@ class Heartbeat:
             # row lock must not commit a lease that ran out while it waited (a sweep queued behind it
             # would then take this live worker for dead).
             locked = list(mine.select_for_update().order_by("pk").values_list("pk", flat=True))
-            renewed = Message.objects.filter(pk__in=locked).update(lease_until=services.lease_until(timezone.now()))
+            renewed = Message.objects.filter(pk__in=locked).update(lease_until=store.lease_until(timezone.now()))
             lost = set()
             if renewed < len(ids):
                 # Not renewed: most have just ended here (their end is saved before they are released);

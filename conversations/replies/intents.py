@@ -2,7 +2,7 @@
 
 Each stores what it must (a service, one transaction), tells every page viewing the conversation
 (fragments through `relay`) and starts the generation, so the steps of starting a reply are
-written once. Callers authenticate and show errors: `services.InvalidInput` (with `NotFound` for
+written once. Callers authenticate and show errors: `inputs.InvalidInput` (with `NotFound` for
 someone else's or a missing message) and billing's `SpendRefused` say what went wrong; nothing was
 written then.
 """
@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 
-from . import fragments, leases, services
-from .control import request_stop
+from .. import fragments, inputs
+from ..control import request_stop
+from ..models import Conversation, Message, conversation_group
+from . import branches, leases, store
 from .generation import ReplyContext, accepted, draining, generation_start, reply_context, stop_here
-from .models import Conversation, Message, conversation_group
 from .relay import relay
 
 RESTARTING = "The server is restarting. Your message is kept here: send it again in a moment."
@@ -29,7 +30,7 @@ def _accepting():
     """A new reply being accepted: refused once this process drains; while it runs (until its generation
     is registered), the drain waits for it too, so nothing accepted is left behind."""
     if draining():
-        raise services.InvalidInput(RESTARTING)
+        raise inputs.InvalidInput(RESTARTING)
     with accepted():
         yield
 
@@ -38,13 +39,13 @@ def _accepting():
 def _owned_message(user, message_id: object, conversation_id: int | None) -> Message:
     """One of `user`'s messages (in `conversation_id`, when given); anything else is NotFound."""
     query = Message.objects.select_related("conversation").filter(
-        pk=services.clean_id(message_id), conversation__owner=user
+        pk=inputs.clean_id(message_id), conversation__owner=user
     )
     if conversation_id is not None:
         query = query.filter(conversation_id=conversation_id)
     message = query.first()
     if message is None:
-        raise services.NotFound("No such message.")
+        raise inputs.NotFound("No such message.")
     return message
 
 
@@ -73,9 +74,9 @@ def _send_in_database(
     sender's session check) comes first: nothing is done for a sign-in that has ended."""
     if signed_in is not None and not signed_in():
         raise SignedOut
-    sent = _Sent(ended=services.replies_end_expired(conversation_id=conversation.pk))  # a dead worker's
+    sent = _Sent(ended=store.replies_end_expired(conversation_id=conversation.pk))  # a dead worker's
     try:  # reply must not block this one
-        sent.user_message, sent.assistant = services.reply_start(
+        sent.user_message, sent.assistant = store.reply_start(
             conversation=conversation, text=text, worker=leases.WORKER_ID, attachment_ids=attachment_ids
         )
     except Exception as exc:  # refused (InvalidInput, SpendRefused) or failed: shown after the ended
@@ -137,7 +138,7 @@ async def regenerate(
     with _accepting():
         message = await _owned_message(user, message_id, conversation_id)
         await leases.end_expired(message.conversation_id)
-        reply = await database_sync_to_async(services.reply_regenerate)(
+        reply = await database_sync_to_async(branches.reply_regenerate)(
             message=message, worker=leases.WORKER_ID, model=model
         )
         page = await _conversation_page(message.conversation_id)
@@ -150,7 +151,7 @@ async def edit(*, user, message_id: object, text: object, conversation_id: int |
     with _accepting():
         message = await _owned_message(user, message_id, conversation_id)
         await leases.end_expired(message.conversation_id)
-        _, reply = await database_sync_to_async(services.message_edit)(
+        _, reply = await database_sync_to_async(branches.message_edit)(
             message=message, text=text, worker=leases.WORKER_ID
         )
         page = await _conversation_page(message.conversation_id)
@@ -161,7 +162,7 @@ async def edit(*, user, message_id: object, text: object, conversation_id: int |
 async def branch(*, user, message_id: object, index: object, conversation_id: int | None = None) -> Message:
     """Show version `index` of one of `user`'s messages, and the branch below it."""
     message = await _owned_message(user, message_id, conversation_id)
-    shown = await database_sync_to_async(services.branch_switch)(message=message, index=index)
+    shown = await database_sync_to_async(branches.branch_switch)(message=message, index=index)
     await _show_page(message.conversation_id)
     return shown
 
@@ -169,7 +170,7 @@ async def branch(*, user, message_id: object, index: object, conversation_id: in
 async def delete_version(*, user, message_id: object, conversation_id: int | None = None) -> Message:
     """Delete one version of one of `user`'s messages and what followed it (the ledger keeps its calls)."""
     message = await _owned_message(user, message_id, conversation_id)
-    shown = await database_sync_to_async(services.branch_delete)(message=message)
+    shown = await database_sync_to_async(branches.branch_delete)(message=message)
     await _show_page(message.conversation_id)
     return shown
 
@@ -179,7 +180,7 @@ async def continue_reply(*, user, message_id: object, conversation_id: int | Non
     with _accepting():
         message = await _owned_message(user, message_id, conversation_id)
         await leases.end_expired(message.conversation_id)
-        message = await database_sync_to_async(services.reply_continue)(message=message, worker=leases.WORKER_ID)
+        message = await database_sync_to_async(store.reply_continue)(message=message, worker=leases.WORKER_ID)
         html = fragments.message(message) + fragments.send_button(busy=True)
         await generation_start(message.pk, conversation_id=message.conversation_id, announce=html)
         return message

@@ -1,0 +1,119 @@
+"""What people type, cleaned at the edge: ids, message text, model names, system prompts and stop
+sequences, and the guard that refuses a change while a reply is being written. Each function returns a
+typed value or raises InvalidInput (NotFound for someone else's or a missing id) with a sentence to show;
+nothing is written."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from .models import (
+    Conversation,
+    Message,
+)
+
+# Primary keys are 64-bit: anything larger can name no row (and would overflow the database's integer).
+MAX_ID = 2**63 - 1
+
+
+class InvalidInput(ValueError):
+    """Bad input from a person; str(exc) says what to fix. Nothing was written."""
+
+
+class NotFound(InvalidInput):
+    """The thing named does not exist or is not the person's; which of the two is never said."""
+
+
+def clean_id(value: object) -> int:
+    """A row id from a form or a websocket frame: a positive integer (or its digits), else NotFound."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if type(value) is not int or not 0 < value <= MAX_ID:
+        raise NotFound("No such message.")
+    return value
+
+
+def refuse_unstorable(text: str, what: str) -> str:
+    """`text`, unless it holds characters no database stores as text: NUL (PostgreSQL refuses it) or a
+    lone surrogate (not valid UTF-8). InvalidInput names `what` then."""
+    if "\x00" in text:
+        raise InvalidInput(f"{what} contains a NUL character, which cannot be stored: remove it and try again.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (e.g. "\ud800" in a websocket frame's JSON)
+        raise InvalidInput(f"{what} contains characters that are not valid text.") from None
+    return text
+
+
+def clean_message_text(text: object, *, allow_empty: bool = False) -> str:
+    """The message as stored; `allow_empty` when files go with it (an image may be the whole question)."""
+    if text is None and allow_empty:
+        text = ""
+    if not isinstance(text, str):
+        raise InvalidInput("The message must be text.")
+    # The search's highlight markers (private-use characters) never come from a person's text.
+    text = text.replace("\r\n", "\n").replace("\ue000", "").replace("\ue001", "").strip()
+    if not text and not allow_empty:
+        raise InvalidInput("The message is empty.")
+    refuse_unstorable(text, "The message")
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise InvalidInput(
+            f"The message is too long ({len(text):,} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS:,})."
+        )
+    return text
+
+
+def clean_model(model: object) -> str:
+    if model not in settings.CHAT_MODELS:
+        raise InvalidInput("Choose one of the offered models.")
+    return model
+
+
+def clean_system_prompt(system_prompt: object) -> str:
+    if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:
+        raise InvalidInput(
+            f"The system prompt must be at most {settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:,} characters."
+        )
+    return refuse_unstorable(system_prompt.replace("\r\n", "\n").strip(), "The system prompt")
+
+
+# Stop sequences per conversation. The API takes a list of strings, each with some non-whitespace
+# (it answers 400 otherwise); the count and length caps are this app's, to keep requests small.
+MAX_STOP_SEQUENCES = 8
+
+
+MAX_STOP_SEQUENCE_CHARS = 200
+
+
+def clean_stop_sequences(value: object) -> list[str]:
+    """Stop sequences from the settings form: one per line (a written "\\n" stands for a line break),
+    blank lines skipped, duplicates dropped. Raises InvalidInput naming what is wrong."""
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        raise InvalidInput("Stop sequences must be text, one per line.")
+    refuse_unstorable(value, "The stop sequences")
+    sequences: list[str] = []
+    for line in value.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            continue
+        sequence = line.replace("\\n", "\n")
+        if not sequence.strip():
+            raise InvalidInput("A stop sequence must contain something other than spaces and line breaks.")
+        if len(sequence) > MAX_STOP_SEQUENCE_CHARS:
+            raise InvalidInput(f"A stop sequence can be at most {MAX_STOP_SEQUENCE_CHARS} characters.")
+        if sequence not in sequences:
+            sequences.append(sequence)
+    if len(sequences) > MAX_STOP_SEQUENCES:
+        raise InvalidInput(f"At most {MAX_STOP_SEQUENCES} stop sequences ({len(sequences)} given).")
+    return sequences
+
+
+def stop_sequences_text(sequences: list[str]) -> str:
+    """The settings form's text for `sequences` (the inverse of `clean_stop_sequences`)."""
+    return "\n".join(s.replace("\n", "\\n") for s in sequences)
+
+
+def refuse_while_streaming(conversation: Conversation, what: str) -> None:
+    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+        raise InvalidInput(f"Wait for the current reply to finish, or stop it, before {what}.")

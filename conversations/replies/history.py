@@ -1,0 +1,344 @@
+"""What a reply's API call is sent: the conversation's turns as append-only history (the top-level
+system prompt, system messages where the prompt changed, each call's thinking as it was written,
+attachments), the owner's pauses (for the prompt cache's lifetime), and the bounds of a prompt's size
+that budget holds and context fitting use. Reads only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .. import attachments
+from ..catalog import model_info
+from ..models import (
+    Conversation,
+    Message,
+)
+
+CONTINUE_PROMPT = "Continue exactly where your last reply was cut off."
+
+
+def _blocks(content: str | list[dict]) -> list[dict]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _merged(earlier: str | list[dict], later: str | list[dict]) -> str | list[dict]:
+    """Two same-role turns as one (thinking blocks may only lead a turn: the later one's are dropped)."""
+    if isinstance(earlier, str) and isinstance(later, str):
+        return earlier + "\n\n" + later
+    return _blocks(earlier) + [b for b in _blocks(later) if b["type"] != "thinking"]
+
+
+def content_size(content: str | list[dict]) -> int:
+    """UTF-8 bytes of a turn's text and thinking, plus the estimated tokens of its images and PDFs
+    (either way an upper bound of its tokens, or the estimate the budget hold uses)."""
+    if isinstance(content, str):
+        return len(content.encode())
+    size = 0
+    for block in content:
+        if block["type"] == "text":
+            size += len(block["text"].encode())
+        elif block["type"] == "thinking":
+            size += len(block["thinking"].encode())
+        elif block["type"] == "compaction":
+            size += len(str(block.get("content") or "").encode())
+        else:
+            size += attachments.block_tokens(block)
+    return size
+
+
+@dataclass
+class Turn:
+    """One turn of the history sent to Claude, with the messages it came from (first and last id: a
+    turn may merge several messages, and a continued reply makes several turns of one message)."""
+
+    role: str
+    content: str | list[dict]
+    first_pk: int
+    last_pk: int
+
+
+@dataclass
+class History:
+    """What a reply's call sends: the top-level system prompt, and the turns after the newest compaction
+    (`compaction`, the block that stands for everything up to message `through`), with the system
+    prompt's later edits placed among them (`messages`)."""
+
+    system: str
+    turns: list[Turn]
+    changes: list[dict]
+    compaction: dict | None = None
+    through: int = 0
+    # The owner's pauses in this conversation: seconds from each reply's end to their next message.
+    pauses: list[float] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[dict]:
+        """The API's `messages`: the compaction block first (its own assistant turn), then the turns,
+        each system-prompt edit as a `role: "system"` message right after the user turn it first
+        reached."""
+        return _with_system_messages(self.turns, self.changes, self.compaction)
+
+
+def reply_turns(pk: int, content: str, blocks: list[dict], call_ends: list, with_thinking: bool) -> list[Turn]:
+    """A reply as the API returned it, call by call: [thinking..., text] per call, and between two calls
+    the continue instruction the later one answered (a continued reply). A call with no real text
+    goes back as nothing (the API rejects empty text); its thinking with it."""
+    signed = [{"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]} for b in blocks]
+    ends = [*call_ends, (len(content), len(blocks))]
+    turns: list[Turn] = []
+    text_start = block_start = 0
+    for n, (text_end, block_end) in enumerate(ends):
+        text = content[text_start:text_end]
+        if text.strip():
+            thinking = signed[block_start:block_end] if with_thinking else []
+            content_sent = [*thinking, {"type": "text", "text": text}] if thinking else text
+            turns.append(Turn(Message.Role.ASSISTANT, content_sent, pk, pk))
+        if n < len(ends) - 1:
+            turns.append(Turn(Message.Role.USER, CONTINUE_PROMPT, pk, pk))
+        text_start, block_start = text_end, block_end
+    return turns
+
+
+def turns_append(turns: list[Turn], turn: Turn) -> None:
+    """Add `turn`, merged into the last one when both are the same role (the API wants them alternating)."""
+    if turns and turns[-1].role == turn.role:
+        last = turns[-1]
+        turns[-1] = Turn(turn.role, _merged(last.content, turn.content), last.first_pk, turn.last_pk)
+    else:
+        turns.append(turn)
+
+
+def _history_turns(conversation: Conversation, rows) -> list[Turn]:
+    """The turns `rows` (the active branch's messages, oldest first) send: see reply_history."""
+    turns: list[Turn] = []
+    media_of = attachments.blocks_by_message([row[0] for row in rows if row[1] == Message.Role.USER])
+    for pk, role, content, status, thinking_blocks, call_ends, _compaction, *_times in rows:
+        if status == Message.Status.REFUSED:
+            while turns and turns[-1].role == Message.Role.USER:
+                turns.pop()
+            continue
+        if role == Message.Role.ASSISTANT:
+            pieces = reply_turns(pk, content, thinking_blocks or [], call_ends or [], pk >= conversation.thinking_from)
+        elif not content.strip() and pk not in media_of:
+            continue
+        elif pk in media_of:
+            # An empty text block is refused by the API: files alone are the whole turn.
+            blocks = media_of[pk]
+            pieces = [Turn(role, [*blocks, {"type": "text", "text": content}] if content.strip() else blocks, pk, pk)]
+        else:
+            pieces = [Turn(role, content, pk, pk)]
+        for turn in pieces:
+            turns_append(turns, turn)
+    return turns
+
+
+def _system_message_positions(turns: list[Turn], changes: list[dict]) -> list[tuple[int, str]]:
+    """Where each system-prompt edit goes: after the user turn that the first reply after the edit
+    answered (the user turn before the first turn newer than the edit, or that turn itself when it is
+    the user's), which stays the same place however the conversation goes on."""
+    placed = []
+    for change in changes:
+        index = next((i for i, turn in enumerate(turns) if turn.last_pk > change["after"]), len(turns))
+        position = index + 1 if index < len(turns) and turns[index].role == Message.Role.USER else index
+        placed.append((position, change["text"]))
+    return placed
+
+
+def _system_message_text(prompt: str) -> str:
+    if not prompt:
+        return "The system prompt was removed: the earlier system instructions no longer apply."
+    return f"The system prompt was changed. From now on, follow these instructions instead of the earlier ones:\n\n{prompt}"
+
+
+def _with_system_messages(turns: list[Turn], changes: list[dict], compaction: dict | None) -> list[dict]:
+    messages: list[dict] = [{"role": Message.Role.ASSISTANT, "content": [compaction]}] if compaction else []
+    placed = _system_message_positions(turns, changes)
+    for index, turn in enumerate(turns + [None]):
+        for position, text in placed:
+            if position == index and index > 0:
+                messages.append({"role": "system", "content": _system_message_text(text)})
+        if turn is not None:
+            messages.append({"role": turn.role, "content": turn.content})
+    return messages
+
+
+def owner_pauses(rows: list[tuple[str, datetime, datetime]]) -> list[float]:
+    """Seconds from each reply's end to the owner's next message, oldest first, from the branch's
+    (role, created_at, updated_at) in order: what chooses the cache lifetime (caching.choose_cache_ttl)."""
+    return [
+        (created - ended).total_seconds()
+        for (earlier, _, ended), (role, created, _) in zip(rows, rows[1:], strict=False)
+        if earlier == Message.Role.ASSISTANT and role == Message.Role.USER
+    ]
+
+
+def history_for(conversation: Conversation, *, before: Message) -> History:
+    """The history a reply placed at `before` sends (see reply_history), as turns."""
+    rows = list(
+        _history_rows(conversation, before=before).values_list(
+            "pk", "role", "content", "status", "thinking_blocks", "call_ends", "compaction", "created_at", "updated_at"
+        )
+    )
+    pauses = owner_pauses([(row[1], row[7], row[8]) for row in rows])
+    compaction, through = None, 0
+    for index in range(len(rows) - 1, -1, -1):
+        if rows[index][6]:
+            compaction, through = rows[index][6]["block"], rows[index][0]
+            rows = rows[index + 1 :]
+            break
+    turns = _history_turns(conversation, rows)
+    while turns and turns[0].role != Message.Role.USER:
+        turns.pop(0)
+    while turns and turns[-1].role != Message.Role.USER:
+        turns.pop()
+    if model_info(conversation.model).system_messages:
+        system = conversation.base_system_prompt
+        changes = [c for c in conversation.system_messages if c["after"] >= through]
+    else:  # no system messages on this model: the prompt in force goes on top (old models check no prefix)
+        system, changes = conversation.system_prompt, []
+    return History(
+        system=system, turns=turns, changes=changes, compaction=compaction, through=through, pauses=pauses
+    )
+
+
+def reply_request_history(message: Message) -> History:
+    """What the call of the streaming reply `message` sends: the history before it, and when it is being
+    continued, its earlier calls as they were sent with the continue instruction after them."""
+    conversation = message.conversation
+    history = history_for(conversation, before=message)
+    if message.content.strip() and history.turns:
+        for turn in reply_turns(
+            message.pk, message.content, message.thinking_blocks, message.call_ends,
+            message.pk >= conversation.thinking_from,
+        ):
+            turns_append(history.turns, turn)
+    return history
+
+
+def reply_history(conversation: Conversation, *, before: Message) -> tuple[list[dict], int]:
+    """The API `messages` for a reply placed at `before`, and the prompt's size (UTF-8 bytes of its
+    text, plus the estimated tokens of its images and PDFs).
+
+    Append-only (the 5.5 models check it): every call of a conversation sends what the previous one
+    sent and adds to its end. A user turn with attachments is a list of content blocks, images and
+    PDFs first (base64). A reply goes back as the API returned it, its signed thinking blocks first
+    (thinking without a signature, a reply stopped mid-thought, is left out); a continued reply goes
+    back as its calls, with the continue instruction between them. The top-level system prompt stays
+    as the conversation started; each later edit is a `role: "system"` message after the user turn it
+    first reached. Once a conversation was compacted, the compaction block stands for everything up to
+    the message it summarised.
+
+    Only the active branch is sent, and of it only messages from `conversation.context_from` on (older ones were left out to fit the
+    context window on a model without compaction; replies written before that cut go back without
+    their thinking, `thinking_from`). Turns with no real text (empty or whitespace-only: the API
+    rejects them) are skipped; a refused exchange (the refusal and the user's turn it answered) is
+    left out, since sending it again keeps the conversation refused; consecutive same-role turns are
+    merged, so the list alternates and ends with the user's turn (API 2026-10-21 rejects prefill).
+    """
+    history = history_for(conversation, before=before)
+    messages = history.messages
+    size = len(history.system.encode()) + sum(content_size(m["content"]) for m in messages)
+    return messages, size
+
+
+def _history_rows(conversation: Conversation, *, before: Message):
+    """The active branch's messages a reply placed at `before` may send (reply_history picks and merges
+    the turns)."""
+    return (
+        conversation.messages.active().filter(pk__lt=before.pk, pk__gte=conversation.context_from).in_order()
+    )
+
+
+#: Per message framing that UTF-8 bytes do not see (role markers and the like), in tokens.
+TURN_OVERHEAD_TOKENS = 8
+
+
+#: Replies whose call ended with the API's final usage (message_delta): their counts are exact.
+FINAL_USAGE = {Message.Status.COMPLETE, Message.Status.CUT_OFF, Message.Status.REFUSED}
+
+
+def _counted(message: Message, conversation: Conversation) -> bool:
+    """Whether `message`'s call reported a prompt the next call's prompt extends (same model, same
+    system prompt, final usage)."""
+    changed = conversation.prompt_changed_at
+    return (
+        message.role == Message.Role.ASSISTANT
+        and message.status in FINAL_USAGE
+        and message.prompt_tokens > 0
+        and message.model == conversation.model
+        and (changed is None or changed < message.created_at)
+    )
+
+
+def prompt_tokens_bound(conversation: Conversation, *, before: Message) -> int:
+    """An upper bound of the prompt tokens of the call a reply at `before` makes (see _prompt_bound)."""
+    return _prompt_bound(conversation, before=before)[0]
+
+
+def _prompt_bound(conversation: Conversation, *, before: Message) -> tuple[int, list[float]]:
+    """An upper bound of the prompt tokens of the call a reply at `before` makes (for the budget hold).
+
+    A token is at least one UTF-8 byte, so bytes bound any text. Tighter, where the conversation has a
+    reply whose call reported its prompt: that prompt (exact) plus that reply's output tokens (exact:
+    it is sent back) plus the bytes of everything after it. Later changes only shrink the prompt
+    (older turns left out, a refused exchange dropped), and a new model or system prompt falls back
+    to bytes. `before` being continued adds its own text and the continuation prompt. The smallest
+    of the bounds that apply is returned. Images and PDFs count at their estimated tokens. Also the
+    owner's pauses (seconds from each reply's end to their next message), which choose the cache lifetime.
+    """
+    fields = (
+        "pk", "role", "content", "status", "model", "created_at", "updated_at", "thinking",
+        "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+    )  # fmt: skip
+    rows = list(_history_rows(conversation, before=before).only(*fields))
+    # Images and PDFs at their estimated tokens; thinking is sent back with its reply.
+    media = attachments.tokens_by_message([row.pk for row in rows])
+    sizes = [
+        len(row.content.encode()) + len(row.thinking.encode()) + media.get(row.pk, 0) + TURN_OVERHEAD_TOKENS
+        for row in rows
+    ]
+    if model_info(conversation.model).system_messages:  # the first prompt on top, each edit a message
+        system = len(conversation.base_system_prompt.encode()) + sum(
+            len(_system_message_text(change["text"]).encode()) + TURN_OVERHEAD_TOKENS
+            for change in conversation.system_messages
+        )
+    else:
+        system = len(conversation.system_prompt.encode())
+    continued = before.content if before.content.strip() else ""
+    tail = (
+        len(continued.encode()) + len(CONTINUE_PROMPT.encode()) + 2 * TURN_OVERHEAD_TOKENS if continued else 0
+    )
+    bounds = [system + sum(sizes) + tail]
+    for index in range(len(rows) - 1, -1, -1):
+        if _counted(rows[index], conversation):
+            last = rows[index]
+            bounds.append(
+                last.prompt_tokens
+                + last.output_tokens
+                + TURN_OVERHEAD_TOKENS
+                + sum(sizes[index + 1 :])
+                + tail
+            )
+            break
+    if continued and _counted(before, conversation):
+        # A continued reply's own last call: its prompt and the part it wrote, plus the continuation prompt.
+        bounds.append(
+            before.prompt_tokens
+            + before.output_tokens
+            + len(CONTINUE_PROMPT.encode())
+            + 2 * TURN_OVERHEAD_TOKENS
+        )
+    return min(bounds), owner_pauses([(row.role, row.created_at, row.updated_at) for row in rows])
+
+
+def context_sizes(*, conversation_id: int, before_id: int) -> list[tuple[int, str, int]]:
+    """(id, role, UTF-8 bytes) of the active branch's messages still sent to Claude for a reply at `before_id`, oldest first."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    rows = (
+        conversation.messages.active()
+        .filter(pk__lt=before_id, pk__gte=conversation.context_from)
+        .in_order()
+        .values_list("pk", "role", "content")
+    )
+    return [(pk, role, len(content.encode())) for pk, role, content in rows]

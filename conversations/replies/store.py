@@ -1,0 +1,518 @@
+"""The reply store: every write in a reply's life, each in one transaction. Start (the user's turn, the
+assistant placeholder, its lease and budget hold), continue a cut-off reply, checkpoint streaming text,
+finish (the end and the call's one ledger row, written once whoever ends it), mark failed, and the
+sweep of replies whose worker stopped renewing its lease; the rows of compaction calls."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q, prefetch_related_objects
+from django.utils import timezone
+
+from billing.services import (
+    granted_max_tokens,
+    hold_prompt_known,
+    spend_reserve,
+    usage_record,
+    usage_replace_estimate,
+)
+from billing.usage import LedgerLabels, Usage
+
+from .. import attachments
+from ..catalog import reply_max_tokens
+from ..inputs import InvalidInput, clean_message_text, refuse_while_streaming
+from ..models import (
+    Conversation,
+    Message,
+    annotate_branches,
+    usage_fields,
+)
+from ..rendering import clean_title, render_markdown
+from .caching import choose_cache_ttl
+from .claude import ReplyRequest, estimate_tokens_from_chars
+from .history import (
+    TURN_OVERHEAD_TOKENS,
+    History,
+    _prompt_bound,
+    content_size,
+    prompt_tokens_bound,
+    reply_request_history,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def conversation_leave_out_before(*, conversation_id: int, message_id: int, reply_id: int) -> bool:
+    """Stop sending the messages older than `message_id` to Claude (the cut only moves forward), and the
+    thinking of replies older than `reply_id`, the reply whose call makes the cut: it was bound to the
+    turns left out. Returns whether it moved.
+    """
+    moved = Conversation.objects.filter(pk=conversation_id, context_from__lt=message_id).update(
+        context_from=message_id, thinking_from=reply_id
+    )
+    return bool(moved)
+
+
+#: The longest summary an on-demand compaction may write.
+COMPACTION_MAX_TOKENS = 8_000
+
+
+@dataclass(frozen=True)
+class CompactionJob:
+    """A compaction call about to be made for the reply `reply_id`: its request, the last message it
+    summarises, and the spend held for it under `hold_id`."""
+
+    reply_id: int
+    through: int
+    hold_id: int
+    attempt_id: uuid.UUID
+    request: ReplyRequest
+    labels: LedgerLabels
+
+
+def compaction_start(
+    *, reply_id: int, keep_tokens: int, tokens_per_byte: float, request: ReplyRequest, window: int
+) -> CompactionJob | None:
+    """Plan the compaction a reply's call needs: the newest turns that fit in about `keep_tokens` are kept
+    (at least the latest), everything before them is to be summarised, ending with one of Claude's
+    turns (so the kept turns, starting with the user's, keep their thinking); the compaction call
+    itself fits a window of `window` tokens. Holds the call's spend (raises SpendRefused). None when
+    there is nothing before the latest turn to summarise."""
+    with transaction.atomic():
+        message = Message.objects.select_related("conversation__owner").get(pk=reply_id)
+        conversation = message.conversation
+        history = reply_request_history(message)
+        turns = history.turns
+        sizes = [int(content_size(t.content) * tokens_per_byte) + TURN_OVERHEAD_TOKENS for t in turns]
+        cuts = [
+            c for c in range(1, len(turns))
+            if turns[c - 1].role == Message.Role.ASSISTANT and turns[c].role == Message.Role.USER
+            and turns[c].first_pk != turns[c - 1].last_pk and turns[c].first_pk < message.pk
+        ]
+        if not cuts:
+            return None
+        # The compaction call must fit the window itself: summarise what fits of the older turns now, and
+        # the rest in a next round (fit_request asks again), each from the summary before it.
+        max_tokens = min(COMPACTION_MAX_TOKENS, window // 4)
+        lead = content_size([history.compaction]) + TURN_OVERHEAD_TOKENS if history.compaction else 0
+        room = window - max_tokens - int((len(history.system.encode()) + lead) * tokens_per_byte)
+        summarisable = [c for c in cuts if sum(sizes[:c]) <= room]
+        if not summarisable:
+            return None
+        fitting = [c for c in summarisable if sum(sizes[c:]) <= keep_tokens]
+        cut = fitting[0] if fitting else summarisable[-1]
+        through = turns[cut - 1].last_pk
+        summarised = History(
+            system=history.system,
+            turns=turns[:cut],
+            changes=[c for c in history.changes if c["after"] < through],
+            compaction=history.compaction,
+        )
+        compaction_request = replace(
+            request,
+            messages=summarised.messages,
+            system=history.system,
+            max_tokens=max_tokens,
+            stop_sequences=(),
+            cache_ttl="",
+        )
+        prompt_bound = len(history.system.encode()) + sum(content_size(m["content"]) + TURN_OVERHEAD_TOKENS for m in summarised.messages)
+        hold_id = message.parent_id or message.pk
+        granted = spend_reserve(
+            user=conversation.owner,
+            model=message.model,
+            prompt_tokens=prompt_bound,
+            max_tokens=max_tokens,
+            message_id=hold_id,
+            cache_ttl="",  # a compaction call writes no cache
+        )
+        compaction_request = replace(compaction_request, max_tokens=granted)
+        labels = ledger_labels_for(conversation, model=message.model)
+    return CompactionJob(message.pk, through, hold_id, uuid.uuid4(), compaction_request, labels)
+
+
+def compaction_finish(*, job: CompactionJob, block: dict | None, summary: str, usage: Usage, request_id: str) -> bool:
+    """Record the compaction call's ledger row (purpose "compaction", on the reply's receipt) and, when it
+    wrote a summary (`block`), keep it on the last message it summarises: later calls send it in place
+    of everything up to there. Returns whether the summary was kept (the message may be gone)."""
+    with transaction.atomic():
+        usage_record(
+            labels=job.labels,
+            message_id=job.reply_id,
+            hold_id=job.hold_id,
+            request_id=request_id,
+            usage=usage,
+            estimated=False,
+            attempt_id=job.attempt_id,
+            purpose="compaction",
+        )
+        if block is None:
+            return False
+        return bool(Message.objects.filter(pk=job.through).update(compaction={"block": block, "summary": summary}))
+
+
+def reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: int | None = None) -> None:
+    """Hold the worst case of the call a reply at `assistant` makes (its max_tokens may be lowered to
+    what the budget left covers; the generation asks billing for the one granted). The prompt bound
+    counts images and PDFs at their estimated tokens; the reply keeps that estimate for its receipt."""
+    bound, pauses = _prompt_bound(conversation, before=assistant)
+    if prompt_tokens is None:
+        prompt_tokens = bound
+    media_tokens = attachments.tokens_before(conversation, before=assistant)
+    if media_tokens != assistant.media_tokens:  # most turns have no files: nothing to write then
+        assistant.media_tokens = media_tokens
+        Message.objects.filter(pk=assistant.pk).update(media_tokens=media_tokens)
+    assistant.max_tokens_granted = spend_reserve(
+        user=conversation.owner,
+        model=conversation.model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=reply_max_tokens(conversation.model),
+        message_id=assistant.pk,
+        # Prompt tokens at the dearest rate this call can bill them: a cache write of the lifetime it
+        # will write (the same choice the generation makes, from the same pauses).
+        cache_ttl=choose_cache_ttl(settings.CHAT_PROMPT_CACHE_TTL, pauses).ttl,
+    )
+
+
+def reply_granted_max_tokens(message: Message) -> int:
+    """`max_tokens` of the call a streaming reply makes: what its budget hold granted (less than the
+    model's when the budget left was short), else the model's."""
+    return message.max_tokens_granted or granted_max_tokens(message.pk) or reply_max_tokens(message.model)
+
+
+def reply_prompt_known(*, message_id: int, model: str, usage: Usage) -> None:
+    """The API reported the prompt's counts for a reply's call: its budget hold shrinks to them."""
+    hold_prompt_known(message_id=message_id, model=model, usage=usage)
+
+
+def lease_until(now: datetime | None = None) -> datetime:
+    """When a lease taken or renewed now runs out."""
+    return (now or timezone.now()) + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+
+
+def _expired(now: datetime) -> Q:
+    """Streaming replies whose worker stopped renewing their lease (or that never had one)."""
+    return Q(status=Message.Status.STREAMING) & (Q(lease_until__lt=now) | Q(lease_until__isnull=True))
+
+
+def lease(message: Message, worker: str) -> None:
+    """Make `message` a new API call held by `worker` (not saved)."""
+    message.status = Message.Status.STREAMING
+    message.attempt_id = uuid.uuid4()
+    message.worker = worker
+    message.lease_until = lease_until()
+
+
+def new_reply(conversation: Conversation, *, parent: Message, worker: str) -> Message:
+    """An assistant placeholder answering `parent`, leased to `worker`, with its spend reserved."""
+    assistant = Message(
+        conversation=conversation, role=Message.Role.ASSISTANT, model=conversation.model, parent=parent
+    )
+    lease(assistant, worker)
+    assistant.save()
+    reserve(conversation=conversation, assistant=assistant)
+    return assistant
+
+
+def reply_start(
+    *, conversation: Conversation, text: object, worker: str, attachment_ids: object = ()
+) -> tuple[Message, Message]:
+    """Persist the user's turn (with the pending attachments `attachment_ids`, the owner's, uploaded to
+    this conversation and not yet sent) and an assistant placeholder in one transaction, with the spend
+    reserved (the attachments' estimated tokens included).
+
+    The placeholder is leased to `worker`, the process that will write it. Raises InvalidInput or
+    billing's SpendRefused with nothing written. The caller starts the generation for the returned
+    assistant message once this has returned (i.e. after commit).
+    """
+    try:
+        return _reply_start(conversation=conversation, text=text, worker=worker, attachment_ids=attachment_ids)
+    except attachments.AttachmentError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _reply_start(*, conversation: Conversation, text: object, worker: str, attachment_ids: object):
+    attachment_ids = attachments.clean_ids(attachment_ids)
+    text = clean_message_text(text, allow_empty=bool(attachment_ids))
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
+        )
+        refuse_while_streaming(conversation, "sending another message")
+        tip = conversation.messages.active().order_by("-pk").only("pk").first()  # the new turn's parent
+        user_message = Message(conversation=conversation, role=Message.Role.USER, content=text, parent=tip)
+        user_message.starts_conversation = tip is None
+        user_message.save()
+        claimed = attachments.attachments_claim(
+            owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
+        )
+        assistant = new_reply(conversation, parent=user_message, worker=worker)
+        if not conversation.title:
+            conversation.title = clean_title(text.splitlines()[0] if text else ", ".join(a.name for a in claimed))
+            conversation.title_source = Conversation.TitleSource.FIRST_LINE
+        conversation.save(update_fields=["title", "title_source", "updated_at"])
+    prefetch_related_objects([user_message], "attachments")  # rendered next, outside any thread
+    return user_message, assistant
+
+
+def reply_continue(*, message: Message, worker: str) -> Message:
+    """Extend a reply cut off by max_tokens, in place: the next call gets the text so far as Claude's
+    turn and CONTINUE_PROMPT after it (prefill is rejected), and its text is appended to the same
+    message (one text, one Copy, one receipt listing both calls). Only the active branch's latest
+    reply can be continued."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update().select_related("conversation__owner").get(pk=message.pk)
+        conversation = message.conversation
+        if message.role != Message.Role.ASSISTANT or message.status != Message.Status.CUT_OFF:
+            raise InvalidInput("Only a reply that was cut off can be continued.")
+        if not message.active or conversation.messages.active().filter(pk__gt=message.pk).exists():
+            raise InvalidInput("Only the latest reply can be continued.")
+        if not message.content.strip():
+            raise InvalidInput("This reply has no text to continue: retry it instead.")
+        prompt_tokens = prompt_tokens_bound(conversation, before=message)  # from its cut-off call's counts
+        # Where this call's text and thinking begin: the history replays each call as it was sent.
+        message.call_ends = [*message.call_ends, [len(message.content), len(message.thinking_blocks)]]
+        # stop_reason stays until the end: a reply cut by the window is continued in a smaller one.
+        message.error = message.stop_sequence = ""
+        lease(message, worker)
+        message.model = conversation.model
+        message.save()
+        reserve(conversation=conversation, assistant=message, prompt_tokens=prompt_tokens)
+        conversation.save(update_fields=["updated_at"])
+    return annotate_branches([message])[0]
+
+
+def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None, str]], worker: str) -> None:
+    """Save partial text (and, once, the prompt counts message_start reported) of streaming replies — one
+    statement, whatever the number of replies. (Leases are renewed by leases.heartbeat, apart.)
+
+    The partial texts are one prepared UPDATE run for the whole batch (`executemany`: one driver call,
+    one round trip on PostgreSQL). Building an ORM update per reply, or one CASE expression per field,
+    cost more CPU than relaying the replies' deltas once a worker ran a hundred of them.
+
+    `batch` maps message id to (text so far, usage or None, thinking so far). Replies that finished meanwhile are left
+    alone: only rows still `streaming` are updated.
+    """
+    now = timezone.now()
+    if batch:
+        meta = Message._meta
+        columns = list(usage_fields(Usage()))
+        assignments = ", ".join(
+            [f"{_column('content')} = %s", f"{_column('thinking')} = %s", f"{_column('updated_at')} = %s"]
+            + [f"{_column(name)} = COALESCE(%s, {_column(name)})" for name in columns]
+        )
+        sql = (
+            f"UPDATE {connection.ops.quote_name(meta.db_table)} SET {assignments} "
+            f"WHERE {_column('id')} = %s AND {_column('status')} = %s"
+        )
+        updated_at = Message._meta.get_field("updated_at").get_db_prep_value(now, connection)
+        rows = []
+        for message_id, (content, usage, thinking) in batch.items():
+            counts = usage_fields(usage) if usage is not None else dict.fromkeys(columns)
+            rows.append([content, thinking, updated_at, *counts.values(), message_id, Message.Status.STREAMING])
+    if batch:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
+
+
+def _column(field_name: str) -> str:
+    return connection.ops.quote_name(Message._meta.get_field(field_name).column)
+
+
+@dataclass(frozen=True)
+class ReplyThinking:
+    """What a reply's calls thought: the summarized text shown, the signed blocks to send back, how long."""
+
+    text: str = ""
+    blocks: list[dict] = field(default_factory=list)
+    ms: int = 0
+
+
+@dataclass(frozen=True)
+class ReplyEnd:
+    """How a reply ended: its final text and state, and the usage its API call reported."""
+
+    content: str
+    status: str
+    usage: Usage
+    usage_estimated: bool
+    stop_reason: str = ""
+    stop_sequence: str = ""
+    error: str = ""
+    request_id: str = ""
+    thinking: ReplyThinking | None = None  # None: keep what the checkpoint saved (a sweep)
+    cache_note: str = ""  # which prompt-cache lifetime the call wrote, and why (the receipt shows it)
+
+
+def reply_finish(
+    *,
+    message_id: int,
+    attempt_id: uuid.UUID,
+    end: ReplyEnd,
+    labels: LedgerLabels,
+    expired_at: datetime | None = None,
+) -> Message | None:
+    """Final state of a reply and the ledger row of its API call `attempt_id`, in one transaction.
+
+    The end is written once: only while the reply is still streaming that same call (and, with
+    `expired_at`, only if its lease has run out by then). Otherwise nothing is written and None is
+    returned: whoever ended it first wrote its row. One exception: the worker writing a reply that a
+    sweep ended as interrupted (it took the worker, only slow, for dead) brings the call's own end
+    later; that end keeps the text the page saw and replaces the sweep's estimate in the same ledger
+    row (see `_reply_keep_late_end`). If the conversation was deleted while the reply streamed, only
+    the ledger row is written (with `labels`, captured when the reply started) and None is returned.
+    """
+    html = render_markdown(end.content)
+    with transaction.atomic():
+        message = Message.objects.select_for_update().filter(pk=message_id).first()
+        if message is not None:
+            if message.attempt_id != attempt_id:
+                return None
+            if message.status == Message.Status.INTERRUPTED and expired_at is None:
+                return _reply_keep_late_end(message, attempt_id=attempt_id, end=end, html=html)
+            if message.status != Message.Status.STREAMING:
+                return None
+            if (
+                expired_at is not None
+                and message.lease_until is not None
+                and message.lease_until >= expired_at
+            ):
+                return None  # its worker renewed the lease meanwhile: it is alive
+            message.content = end.content
+            message.html = html
+            message.status = end.status
+            message.stop_reason = end.stop_reason
+            message.stop_sequence = end.stop_sequence[:200]
+            message.error = end.error
+            message.request_id = end.request_id
+            if end.thinking is not None:
+                message.thinking = end.thinking.text
+                message.thinking_blocks = end.thinking.blocks
+                message.thinking_ms = end.thinking.ms
+            message.lease_until = None
+            message.set_usage(end.usage)
+            message.save(update_fields=REPLY_END_FIELDS)
+            annotate_branches([message])
+        usage_record(
+            labels=labels,
+            message_id=message_id,
+            request_id=end.request_id,
+            usage=end.usage,
+            estimated=end.usage_estimated,
+            attempt_id=attempt_id,
+            cache_note=end.cache_note,
+        )
+    return message
+
+
+def _reply_keep_late_end(message: Message, *, attempt_id: uuid.UUID, end: ReplyEnd, html: str) -> Message | None:
+    """The end a slow worker brings for a reply a sweep already ended: the reply stays interrupted (its
+    conversation has moved on), keeps the longer text (what the page saw, not the last checkpoint), and
+    its ledger row takes the call's own count in place of the sweep's estimate. None when the sweep's row
+    was already exact or replaced (nothing changes)."""
+    row = usage_replace_estimate(
+        attempt_id=attempt_id, request_id=end.request_id, usage=end.usage, estimated=end.usage_estimated
+    )
+    if row is None:
+        return None
+    if len(end.content) > len(message.content):
+        message.content = end.content
+        message.html = html
+    if end.thinking is not None and len(end.thinking.text) >= len(message.thinking):
+        message.thinking = end.thinking.text
+        message.thinking_blocks = end.thinking.blocks
+        message.thinking_ms = end.thinking.ms
+    message.request_id = end.request_id or message.request_id
+    message.error = REPLY_STALLED
+    message.set_usage(row.usage())
+    message.save(update_fields=REPLY_END_FIELDS)
+    annotate_branches([message])
+    return message
+
+
+#: Why a reply whose worker stopped renewing its lease ended (dead, or stalled past the lease).
+REPLY_SWEPT = "The server stopped while writing this reply."
+
+
+REPLY_STALLED = "The server writing this reply stalled, so it was stopped here."
+
+
+#: The columns reply_finish writes (the rest of a streaming reply is not its to change).
+REPLY_END_FIELDS = (
+    "content", "html", "status", "stop_reason", "stop_sequence", "error", "request_id",
+    "thinking", "thinking_blocks", "thinking_ms", "lease_until", *usage_fields(Usage()), "updated_at",
+)  # fmt: skip
+
+
+def reply_mark_failed(*, message_id: int, text: str) -> None:
+    """Last resort when a reply's final save failed: never leave it `streaming` with its text lost."""
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        content=text,
+        status=Message.Status.ERROR,
+        error="The reply could not be saved completely. Please retry.",
+        updated_at=timezone.now(),
+    )
+
+
+def ledger_labels_for(conversation: Conversation, *, model: str) -> LedgerLabels:
+    """Who and what a ledger row is about, as plain values that outlive the conversation."""
+    return LedgerLabels(
+        user_id=conversation.owner_id,
+        username=conversation.owner.get_username(),
+        conversation_id=conversation.pk,
+        conversation_title=conversation.display_title,
+        model=model,
+    )
+
+
+def replies_end_expired(*, conversation_id: int | None = None) -> list[Message]:
+    """End every streaming reply whose lease has expired (its worker died) as interrupted, keeping its
+    partial text, with one estimated ledger row for its call. Returns the replies it ended.
+
+    Safe at any time and in any worker: a reply whose worker is alive renews its lease and is never
+    touched, and a reply is ended once however many workers sweep at the same moment.
+    """
+    now = timezone.now()
+    expired = Message.objects.filter(_expired(now)).select_related("conversation__owner")
+    if conversation_id is not None:
+        expired = expired.filter(conversation_id=conversation_id)
+    ended = []
+    for message in expired:
+        write_1h = min(message.cache_creation_1h_input_tokens, message.cache_creation_input_tokens)
+        usage = Usage(
+            input_tokens=message.input_tokens,
+            # The checkpoint's estimate counts thinking too; the saved text and thinking are a floor.
+            output_tokens=max(
+                message.output_tokens, estimate_tokens_from_chars(len(message.content) + len(message.thinking))
+            ),
+            thinking_tokens=estimate_tokens_from_chars(len(message.thinking)),
+            cache_write_5m_tokens=message.cache_creation_input_tokens - write_1h,
+            cache_write_1h_tokens=write_1h,
+            cache_read_tokens=message.cache_read_input_tokens,
+        )
+        end = ReplyEnd(
+            content=message.content,
+            status=Message.Status.INTERRUPTED,
+            usage=usage,
+            usage_estimated=True,
+            error=REPLY_SWEPT,
+            request_id=message.request_id,
+        )
+        finished = reply_finish(
+            message_id=message.pk,
+            attempt_id=message.attempt_id,
+            end=end,
+            labels=ledger_labels_for(message.conversation, model=message.model),
+            expired_at=now,
+        )
+        if finished is not None:
+            ended.append(finished)
+    if ended:
+        logger.warning("Ended %d reply(ies) whose worker stopped renewing their lease", len(ended))
+    return ended
