@@ -32,6 +32,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
+from .inputs import parse_int
 from .models import Attachment
 
 logger = logging.getLogger(__name__)
@@ -292,15 +293,13 @@ def attachment_discard(*, owner, attachment_id: int) -> bool:
 
 
 GONE = "One of the attachments is no longer available: remove it and attach it again."
-MAX_ID = 2**63 - 1
 
 
 def _clean_id(value: object) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
-        value = int(value)
-    if type(value) is not int or not 0 < value <= MAX_ID:
+    parsed = parse_int(value)
+    if parsed is None:
         raise AttachmentError(GONE)
-    return value
+    return parsed
 
 
 def clean_ids(value: object) -> list[int]:

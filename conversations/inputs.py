@@ -24,13 +24,22 @@ class NotFound(InvalidInput):
     """The thing named does not exist or is not the person's; which of the two is never said."""
 
 
+def parse_int(value: object, *, most: int = MAX_ID) -> int | None:
+    """A positive integer up to `most` from a form, a query string, a cursor or a websocket frame (an
+    int, or its ASCII digits), else None. The one place such numbers are read."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= len(str(most)):
+        value = int(value)
+    if type(value) is not int or not 0 < value <= most:
+        return None
+    return value
+
+
 def clean_id(value: object) -> int:
     """A row id from a form or a websocket frame: a positive integer (or its digits), else NotFound."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    if type(value) is not int or not 0 < value <= MAX_ID:
+    parsed = parse_int(value)
+    if parsed is None:
         raise NotFound("No such message.")
-    return value
+    return parsed
 
 
 def refuse_unstorable(text: str, what: str) -> str:

@@ -23,7 +23,8 @@ def message_dom_id(message_id: int, part: str = "") -> str:
 
 class ConversationQuerySet(models.QuerySet):
     def owned_by(self, user) -> ConversationQuerySet:
-        """Conversations of `user`, most recently active first."""
+        """Conversations of `user`, most recently active first: the one way a person's conversations are
+        looked up (with `get_object_or_404` / `aget_object_or_404` for one of them)."""
         return self.filter(owner=user).order_by("-updated_at", "-id")
 
     def in_sidebar(self, user) -> ConversationQuerySet:
@@ -119,6 +120,10 @@ _MESSAGE_MARKUP_BYTES = 700  # about what the article, its status line and actio
 
 
 class MessageQuerySet(models.QuerySet):
+    def owned_by(self, user) -> MessageQuerySet:
+        """Messages in `user`'s conversations (with their conversation, which callers show or check)."""
+        return self.filter(conversation__owner=user).select_related("conversation")
+
     def active(self) -> MessageQuerySet:
         """Messages on the conversation's active branch: what the page shows and Claude receives."""
         return self.filter(active=True)

@@ -17,13 +17,13 @@ from django.views.decorators.http import require_GET, require_POST
 from . import inputs, services, transfer
 from . import search as search_module
 from .models import Conversation, Preset, ShareLink, share_token_hash
-from .sidebar import sidebar_page
+from .sidebar import current_conversation, sidebar_page
 
 SIDEBAR = "conversations/_sidebar_list.html"
 
 
 def _owned(request: HttpRequest, pk: int) -> Conversation:
-    return get_object_or_404(Conversation, pk=pk, owner=request.user)
+    return get_object_or_404(Conversation.objects.owned_by(request.user), pk=pk)
 
 
 def _back(request: HttpRequest, default: str) -> HttpResponse:
@@ -36,14 +36,6 @@ def _back(request: HttpRequest, default: str) -> HttpResponse:
 
 def _sidebar_fragment(request: HttpRequest, current: Conversation | None) -> HttpResponse:
     return render(request, SIDEBAR, {"sidebar": sidebar_page(request.user), "conversation": current})
-
-
-def _current(request: HttpRequest) -> Conversation | None:
-    """The conversation the page sending an htmx request shows (to mark it in a re-rendered sidebar)."""
-    value = request.POST.get("current", "")
-    if value.isascii() and value.isdigit() and len(value) < 19:
-        return Conversation.objects.filter(pk=int(value), owner=request.user).first()
-    return None
 
 
 def _list_page(request: HttpRequest, *, archived: bool) -> HttpResponse:
@@ -76,7 +68,7 @@ def conversation_pin(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _owned(request, pk)
     services.conversation_pin(conversation=conversation, pinned=request.POST.get("pinned") == "1")
     if request.htmx:
-        return _sidebar_fragment(request, _current(request))
+        return _sidebar_fragment(request, current_conversation(request))
     return _back(request, conversation.get_absolute_url())
 
 
@@ -91,7 +83,7 @@ def conversation_archive(request: HttpRequest, pk: int) -> HttpResponse:
         f"Archived “{conversation.display_title}”." if archived else f"“{conversation.display_title}” is back in the sidebar.",
     )
     if request.htmx:
-        return _sidebar_fragment(request, _current(request))
+        return _sidebar_fragment(request, current_conversation(request))
     return _back(request, conversation.get_absolute_url())
 
 

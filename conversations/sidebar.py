@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from .inputs import parse_int
 from .models import Conversation
 
 TODAY, WEEK, OLDER = "Today", "Previous 7 days", "Older"
@@ -45,18 +47,28 @@ def _cursor(conversation: Conversation) -> str:
     return f"{(conversation.updated_at - _EPOCH) // _MICRO}.{conversation.pk}"
 
 
+def current_conversation(request) -> Conversation | None:
+    """The person's conversation the request was made from (htmx's current URL, or the referring page):
+    to mark it in a sidebar rendered again, or to update its heading."""
+    url = (request.htmx.current_url_abs_path if request.htmx else None) or request.headers.get("Referer", "")
+    match = re.search(r"/c/(\d+)/", url or "")
+    pk = parse_int(match.group(1)) if match else None
+    return Conversation.objects.owned_by(request.user).filter(pk=pk).first() if pk else None
+
+
 def parse_cursor(value: object) -> tuple[datetime, int] | None:
     """(updated_at, id) of the last conversation a page showed, or None for a missing or bad cursor."""
     if not isinstance(value, str) or len(value) > 40:
         return None
     micros, _, pk = value.partition(".")
-    if not (micros.isascii() and micros.isdigit() and pk.isascii() and pk.isdigit()):
+    micros_n, pk_n = parse_int(micros), parse_int(pk)
+    if micros_n is None or pk_n is None:
         return None
     try:
-        moment = _EPOCH + int(micros) * _MICRO
+        moment = _EPOCH + micros_n * _MICRO
     except (OverflowError, OSError, ValueError):
         return None
-    return moment, int(pk)
+    return moment, pk_n
 
 
 def sidebar_page(user, *, after: object = None, archived: bool = False, now: datetime | None = None) -> SidebarPage:

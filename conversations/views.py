@@ -3,14 +3,12 @@ htmx and the websocket make it better."""
 
 from __future__ import annotations
 
-import re
-
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from billing.services import SpendRefused, budget_status
@@ -20,14 +18,13 @@ from .catalog import EFFORTS, model_info, takes_effort
 from .meters import meter_for
 from .models import Attachment, Conversation, Message, Preset
 from .replies import intents
-from .sidebar import sidebar_page
+from .sidebar import current_conversation, sidebar_page
 
 EMPTY_MESSAGE = "Type a message first."
 
 
 def _before(request: HttpRequest) -> int | None:
-    value = request.GET.get("before", "")
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+    return inputs.parse_int(request.GET.get("before"))
 
 
 def _page_context(request: HttpRequest, conversation: Conversation | None, **extra) -> dict:
@@ -70,7 +67,7 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, **ext
 
 
 def _owned_conversation(request: HttpRequest, pk: int) -> Conversation:
-    return get_object_or_404(Conversation, pk=pk, owner=request.user)
+    return get_object_or_404(Conversation.objects.owned_by(request.user), pk=pk)
 
 
 @login_required
@@ -139,9 +136,7 @@ def _render_page_with_error(
 async def message_send(request: HttpRequest, pk: int) -> HttpResponse:
     """The composer without JavaScript (with JS it goes over the websocket)."""
     user = await request.auser()
-    conversation = await Conversation.objects.filter(pk=pk, owner=user).afirst()
-    if conversation is None:
-        raise Http404
+    conversation = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk)
     text = request.POST.get("message", "")
     stored: list[Attachment] = []
     try:
@@ -178,9 +173,7 @@ async def _store_posted_files(request: HttpRequest, user, conversation: Conversa
 async def attachment_upload(request: HttpRequest, pk: int) -> HttpResponse:
     """One file from the composer (picker, drop or paste): its chip, or the reason it was refused (400)."""
     user = await request.auser()
-    conversation = await Conversation.objects.filter(pk=pk, owner=user).afirst()
-    if conversation is None:
-        raise Http404
+    conversation = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk)
     upload = request.FILES.get("file")
     if upload is None:
         return HttpResponse("Choose a file to attach.", status=400, content_type="text/plain; charset=utf-8")
@@ -231,9 +224,7 @@ def _reply_action_view(intent, *fields: str):
             raise Http404 from None
         except (inputs.InvalidInput, SpendRefused) as exc:
             flash.error(request, str(exc))
-            message = await Message.objects.select_related("conversation").aget(
-                pk=pk, conversation__owner=user
-            )
+            message = await Message.objects.owned_by(user).aget(pk=pk)
         return redirect(message.conversation)
 
     return view
@@ -252,11 +243,7 @@ async def message_edit(request: HttpRequest, pk: int) -> HttpResponse:
     own), POST sends the edited version (a new branch) without JavaScript. On an error the form comes
     back with what was typed in it."""
     user = await request.auser()
-    message = await Message.objects.select_related("conversation").filter(
-        pk=pk, conversation__owner=user, role=Message.Role.USER
-    ).afirst()
-    if message is None:
-        raise Http404
+    message = await aget_object_or_404(Message.objects.owned_by(user), pk=pk, role=Message.Role.USER)
     if request.method != "POST":
         return await sync_to_async(_render_edit)(request, message, message.content)
     text = request.POST.get("message", "")
@@ -319,13 +306,13 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
     except inputs.InvalidInput as exc:
         error = {"rename_error": str(exc), "rename_pk": conversation.pk, "rename_value": title}
         if request.htmx:
-            context = {"item": conversation, "conversation": _current_conversation(request), **error}
+            context = {"item": conversation, "conversation": current_conversation(request), **error}
             return render(request, "conversations/_sidebar_list.html#sidebar_item", context)
-        current = _current_conversation(request)
+        current = current_conversation(request)
         context = _page_context(request, current, **error)
         return render(request, "conversations/conversation.html", context, status=400)
     if request.htmx:
-        current = _current_conversation(request)
+        current = current_conversation(request)
         renamed = conversation if current is not None and current.pk == conversation.pk else None
         return render(
             request,
@@ -333,15 +320,6 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
             {"item": conversation, "conversation": renamed, "oob": True},
         )
     return redirect(conversation)
-
-
-def _current_conversation(request: HttpRequest) -> Conversation | None:
-    """The user's conversation the request was made from (htmx's current URL, or the referring page)."""
-    url = (request.htmx.current_url_abs_path if request.htmx else None) or request.headers.get("Referer", "")
-    match = re.search(r"/c/(\d+)/", url or "")
-    if match is None:
-        return None
-    return Conversation.objects.owned_by(request.user).filter(pk=int(match.group(1))).first()
 
 
 @login_required

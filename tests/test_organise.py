@@ -145,8 +145,8 @@ def test_pin_with_htmx_returns_the_sidebar(client):
     client.force_login(me)
     response = client.post(
         reverse("conversation_pin", args=[conversation.pk]),
-        {"pinned": "1", "current": str(conversation.pk)},
-        headers={"HX-Request": "true"},
+        {"pinned": "1"},
+        headers={"HX-Request": "true", "HX-Current-URL": f"http://testserver/c/{conversation.pk}/"},
     )
     html = response.content.decode()
     assert response.status_code == 200 and html.lstrip().startswith('<div id="sidebar-content"')

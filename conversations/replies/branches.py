@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from billing.usage import Usage
 
-from ..inputs import InvalidInput, clean_message_text, clean_model, refuse_while_streaming
+from ..inputs import InvalidInput, clean_message_text, clean_model, parse_int, refuse_while_streaming
 from ..models import (
     Conversation,
     Message,
@@ -132,8 +132,7 @@ def branch_switch(*, message: Message, index: object) -> Message:
     """Show version `index` (1-based) of the turn `message` is a version of, and the branch below it
     as it was last shown. Returns the version now shown. Raises InvalidInput (an index out of range,
     a reply being written) with nothing changed."""
-    if isinstance(index, str) and index.isascii() and index.isdigit() and len(index) < 10:
-        index = int(index)
+    index = parse_int(index, most=10_000) or index  # checked against the versions below
     with transaction.atomic():
         message = _locked_message(message)
         conversation = message.conversation

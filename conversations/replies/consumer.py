@@ -317,7 +317,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _owned_conversation(self, conversation_id: int) -> Conversation | None:
-        return Conversation.objects.filter(pk=conversation_id, owner=self.user).first()
+        return Conversation.objects.owned_by(self.user).filter(pk=conversation_id).first()
 
     @database_sync_to_async
     def _current_state(self) -> tuple[str, int | None]:

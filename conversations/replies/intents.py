@@ -38,9 +38,7 @@ def _accepting():
 @database_sync_to_async
 def _owned_message(user, message_id: object, conversation_id: int | None) -> Message:
     """One of `user`'s messages (in `conversation_id`, when given); anything else is NotFound."""
-    query = Message.objects.select_related("conversation").filter(
-        pk=inputs.clean_id(message_id), conversation__owner=user
-    )
+    query = Message.objects.owned_by(user).filter(pk=inputs.clean_id(message_id))
     if conversation_id is not None:
         query = query.filter(conversation_id=conversation_id)
     message = query.first()
