@@ -210,16 +210,17 @@ def attachment_file(request: HttpRequest, pk: int) -> FileResponse:
     return response
 
 
-def _reply_action_view(intent, *fields: str):
-    """A form-post view running one of `replies`' intents (stop, regenerate, continue, branch) on one
-    of the user's messages, with the named form `fields` as keyword arguments."""
+def _intent_view(action: str):
+    """A form-post view running one intent of `intents.INTENTS` (stop, retry, continue, branch, delete
+    version) on one of the user's messages, with the intent's form fields."""
+    intent = intents.INTENTS[action]
 
     @login_required
     @require_POST
     async def view(request: HttpRequest, pk: int) -> HttpResponse:
         user = await request.auser()
         try:
-            message = await intent(user=user, message_id=pk, **{f: request.POST.get(f) for f in fields})
+            message = await intent.run(user=user, message_id=pk, **intent.arguments(request.POST))
         except inputs.NotFound:
             raise Http404 from None
         except (inputs.InvalidInput, SpendRefused) as exc:
@@ -230,11 +231,11 @@ def _reply_action_view(intent, *fields: str):
     return view
 
 
-reply_stop_view = _reply_action_view(intents.stop)
-reply_retry_view = _reply_action_view(intents.regenerate, "model")
-reply_continue_view = _reply_action_view(intents.continue_reply)
-message_branch_view = _reply_action_view(intents.branch, "index")
-message_delete_version_view = _reply_action_view(intents.delete_version)
+reply_stop_view = _intent_view("stop")
+reply_retry_view = _intent_view("retry")
+reply_continue_view = _intent_view("continue")
+message_branch_view = _intent_view("branch")
+message_delete_version_view = _intent_view("delete_version")
 
 
 @login_required

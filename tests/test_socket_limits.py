@@ -81,7 +81,7 @@ async def test_a_frame_flood_is_refused_before_any_database_work_and_other_users
     )
     monkeypatch.setattr(consumer.limits, "allow_frame", recording_allow_frame)
     monkeypatch.setattr(consumer, "session_is_current", counting_session_check)
-    monkeypatch.setattr(intents, "stop", counting_stop)
+    monkeypatch.setitem(intents.INTENTS, "stop", intents.Intent(counting_stop))
 
     for _ in range(50):
         await flood.send(action="stop", message_id=999_999_999)

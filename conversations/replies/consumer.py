@@ -28,7 +28,6 @@ from .socket_limits import limits
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 256 * 1024
-ACTIONS = {"send", "stop", "retry", "regenerate", "continue", "edit", "branch", "delete_version"}
 # Close codes: 4401 not (or no longer) logged in: the page reloads, which lands on the login page;
 # 4404 no such conversation for this user; 4429 too many sockets for this user.
 CLOSE_UNAUTHENTICATED = 4401
@@ -140,63 +139,56 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # checked in the same trip to the database thread that stores it, before anything is written;
         # any other frame first.
         try:
-            frame = self._parse(text_data)
+            frame, problem = self._parse(text_data), ""
         except inputs.InvalidInput as exc:
-            frame, unreadable = None, exc
+            frame, problem = None, str(exc)
         action = (frame.get("action") or "send") if frame is not None else ""
         if action != "send" and not await self._signed_in():
             await self._sign_out()
             return
+        if frame is None:  # unreadable: the sender is told why, and nothing else happens
+            await self._send_html(fragments.error(problem))
+            return
         try:
-            if frame is None:
-                raise unreadable
             if action == "send":
-                sending = asyncio.ensure_future(
-                    intents.send(
-                        conversation=self.conversation,
-                        text=frame.get("message"),
-                        attachment_ids=frame.get("attachments"),
-                        signed_in=functools.partial(session_is_current, self.session_key, self.user.pk),
-                    )
-                )
-                try:
-                    # Sends wait their turn for the database thread, in order; one that waits long
-                    # (a burst on this worker) says so rather than look lost. Its text stays in the box.
-                    try:
-                        done, _ = await asyncio.wait({sending}, timeout=settings.CHAT_BUSY_NOTICE_SECONDS)
-                    except asyncio.CancelledError:
-                        sending.cancel()  # as an awaited Send would be: the page keeps the text, unsent
-                        raise
-                    if not done:
-                        await self._send_html(fragments.notice(BUSY))
-                    await sending
-                except intents.SignedOut:
-                    await self._sign_out()
-                    return
-                # Only the sender's composer is emptied (and an earlier error cleared), and only now
-                # that the message is safely stored.
-                await self._send_html(fragments.composer_cleared())
+                await self._send(frame)
                 return
-            target = {"user": self.user, "message_id": frame.get("message_id"), "conversation_id": self.conversation.pk}
-            if action == "edit":
-                await intents.edit(**target, text=frame.get("message"))
-                return
-            if action == "branch":
-                await intents.branch(**target, index=frame.get("index"))
-                return
-            if action in ("retry", "regenerate") and frame.get("model"):
-                await intents.regenerate(**target, model=frame.get("model"))
-                return
-            intent = {
-                "stop": intents.stop,
-                "retry": intents.regenerate,
-                "regenerate": intents.regenerate,
-                "continue": intents.continue_reply,
-                "delete_version": intents.delete_version,
-            }
-            await intent[action](**target)
+            intent = intents.INTENTS[action]
+            await intent.run(
+                user=self.user,
+                message_id=frame.get("message_id"),
+                conversation_id=self.conversation.pk,
+                **intent.arguments(frame),
+            )
         except (inputs.InvalidInput, SpendRefused) as exc:
             await self._send_html(fragments.error(str(exc)))
+
+    async def _send(self, frame: dict) -> None:
+        sending = asyncio.ensure_future(
+            intents.send(
+                conversation=self.conversation,
+                text=frame.get("message"),
+                attachment_ids=frame.get("attachments"),
+                signed_in=functools.partial(session_is_current, self.session_key, self.user.pk),
+            )
+        )
+        try:
+            # Sends wait their turn for the database thread, in order; one that waits long (a burst on
+            # this worker) says so rather than look lost. Its text stays in the box meanwhile.
+            try:
+                done, _ = await asyncio.wait({sending}, timeout=settings.CHAT_BUSY_NOTICE_SECONDS)
+            except asyncio.CancelledError:
+                sending.cancel()  # as an awaited Send would be: the page keeps the text, unsent
+                raise
+            if not done:
+                await self._send_html(fragments.notice(BUSY))
+            await sending
+        except intents.SignedOut:
+            await self._sign_out()
+            return
+        # Only the sender's composer is emptied (and an earlier error cleared), and only now that the
+        # message is safely stored.
+        await self._send_html(fragments.composer_cleared())
 
     def _parse(self, text_data: str | None) -> dict:
         """The frame as a dict with a known action, or InvalidInput saying why it cannot be read."""
@@ -209,7 +201,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not isinstance(frame, dict):
             raise inputs.InvalidInput(f"{UNREADABLE} (expected an object).")
         action = frame.get("action") or "send"
-        if not isinstance(action, str) or action not in ACTIONS:
+        if not isinstance(action, str) or action not in intents.ACTIONS:
             raise inputs.InvalidInput("Unknown action.")
         conversation = frame.get("conversation")
         if conversation is not None and str(conversation) != str(self.conversation.pk):

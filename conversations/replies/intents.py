@@ -191,3 +191,30 @@ async def stop(*, user, message_id: object, conversation_id: int | None = None) 
         if not stop_here(message.pk):  # written here: stopped at once, with no channel layer in between
             await request_stop(message.conversation_id, message.pk)  # its worker is alive: it stops it
     return message
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What a person can do to one of their messages: the entry point, and which fields of a websocket
+    frame or a form post it takes (keyword argument -> field name)."""
+
+    run: Callable
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def arguments(self, source) -> dict:
+        """The intent's keyword arguments read from a frame (a dict) or a form post (a QueryDict)."""
+        return {argument: source.get(field) for argument, field in self.fields}
+
+
+#: The intents on one message, by the action name the websocket and the form posts use. Send (which
+#: takes a conversation, not a message) is the one action outside it.
+INTENTS: dict[str, Intent] = {
+    "stop": Intent(stop),
+    "retry": Intent(regenerate, (("model", "model"),)),
+    "regenerate": Intent(regenerate, (("model", "model"),)),
+    "continue": Intent(continue_reply),
+    "edit": Intent(edit, (("text", "message"),)),
+    "branch": Intent(branch, (("index", "index"),)),
+    "delete_version": Intent(delete_version),
+}
+ACTIONS = frozenset({"send", *INTENTS})
