@@ -52,10 +52,10 @@ async def _generations_finished():
     deadlock with the flush, which then fails the next test's setup. (Browser tests override this:
     their replies run in a server process.)"""
     yield
+    from conversations.replies import tasks as server_tasks
     from conversations.replies.claude import client_close
-    from conversations.replies.generation import _running
 
-    tasks = list(_running.values())
+    tasks = server_tasks.running(("generation", "title"))
     if tasks:
         _done, pending = await asyncio.wait(tasks, timeout=30)
         for task in pending:

@@ -14,6 +14,7 @@ from django.utils import timezone
 from conversations.models import Message
 from conversations.replies import generation, intents, leases
 from tests.helpers import eventually, make_conversation, make_message, make_user, open_socket
+from tests.test_chat_streaming import deltas_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 
@@ -159,7 +160,7 @@ async def test_a_reply_swept_while_its_worker_still_ran_keeps_the_pages_text_and
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
     await socket.send(message="Go on [[offline tps=40 reply_tokens=400]]")
-    await socket.receive_until(lambda f: "status-streaming" in f)
+    frames = await socket.receive_until(lambda f: "status-streaming" in f)
     reply = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
     await eventually(lambda: _content_saved(reply))
 
@@ -174,10 +175,11 @@ async def test_a_reply_swept_while_its_worker_still_ran_keeps_the_pages_text_and
     await generation.generation_wait(reply.pk)
     after = await fetch(reply)
     assert after.status == Message.Status.INTERRUPTED and "stalled" in after.error
-    assert after.content.startswith(swept.content) and len(after.content) > len(swept.content)
-    # The page is shown the kept text in its final state, after the sweep's shorter checkpoint.
-    await socket.receive_until(lambda f: after.html in f and final_frame(reply.pk)(f), timeout=10)
+    # The page is shown the kept text in its final state, after the sweep's checkpoint; what is kept is
+    # every word the page was sent, not the checkpoint's (at most a second older).
+    frames += await socket.receive_until(lambda f: after.html in f and final_frame(reply.pk)(f), timeout=10)
     await socket.close()
+    assert after.content == deltas_in(frames, reply.pk) and after.content.startswith(swept.content)
     [row] = await ledger_rows(reply)
     assert row.pk == estimate.pk and row.attempt_id == reply.attempt_id
     assert row.replaced_at is not None and row.replaced_cost == estimate.cost
@@ -539,3 +541,25 @@ def test_the_reported_usage_of_a_swept_call_replaces_its_estimate_once_and_moves
     call_command("rebuild_usage_rollups")
     [day] = UsageDailyUser.objects.filter(user_id=user.pk)
     assert (day.calls, day.estimated_calls, day.cost, day.output_tokens) == (1, 0, row.cost, 250)
+
+
+async def test_the_drain_waits_for_titles_being_written_too_and_cancels_what_outlives_the_grace():
+    import asyncio
+
+    from conversations.replies import tasks
+
+    written, cut = [], []
+
+    async def title(seconds: float, into: list) -> None:
+        try:
+            await asyncio.sleep(seconds)
+            into.append("done")
+        except asyncio.CancelledError:
+            cut.append("cancelled")
+            raise
+
+    tasks.start("title", -1, title(0.3, written))  # a short title call: finished within the grace
+    tasks.start("title", -2, title(60, written))  # one that outlives it: cancelled at the deadline
+    await generation.generations_drain(1)
+    assert written == ["done"] and cut == ["cancelled"]
+    assert tasks.running(generation.DRAINED) == []

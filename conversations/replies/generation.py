@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 import math
@@ -35,7 +34,7 @@ from ..control import SNAPSHOT, STOP, control_group
 from ..meters import meter_for
 from ..models import Conversation, Message, conversation_group
 from ..rendering import MarkdownStream
-from . import history, leases, store, titles
+from . import history, leases, store, tasks, titles
 from .caching import choose_cache_ttl
 from .claude import (
     NOT_CONFIGURED,
@@ -53,7 +52,8 @@ from .relay import MEMBERS_MAX_AGE, layer_outage, relay
 logger = logging.getLogger(__name__)
 
 # The generation tasks of this process, by assistant message id.
-_running: dict[int, asyncio.Task] = {}
+#: The server's tasks the drain waits for (see tasks.py).
+DRAINED = ("generation", "title")
 # Set once this process is shutting down: it starts no new generation.
 _draining = False
 
@@ -564,14 +564,11 @@ class Checkpointer:
     def __init__(self) -> None:
         self.running: dict[int, Generation] = {}
         self.dirty: set[int] = set()
-        self.task: asyncio.Task | None = None
 
     def track(self, generation: Generation) -> None:
         self.running[generation.message_id] = generation
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(
-                self._run(), name="reply-checkpointer", context=contextvars.Context()
-            )
+        if tasks.get("checkpointer", "") is None:
+            tasks.start("checkpointer", "", self._run())
 
     def mark(self, generation: Generation) -> None:
         self.dirty.add(generation.message_id)
@@ -608,16 +605,15 @@ async def generation_start(
     (nothing was called, nothing to bill).
     """
     announced = asyncio.Event()
-    # A fresh context: the generation must not inherit the request's or socket's context (asgiref's
-    # per-request thread executor ends with the request; the generation outlives it).
-    task = asyncio.get_running_loop().create_task(
-        _generate(message_id, announced, context), name=f"generation-{message_id}", context=contextvars.Context()
+    tasks.start(
+        "generation",
+        message_id,
+        _generate(message_id, announced, context),
+        on_done=lambda _task: leases.heartbeat.release(message_id),
     )
-    _running[message_id] = task
     # Its lease is renewed from now on, apart from this event loop and the database thread: under a
     # burst, the steps before the first token (its context, the channel layer) may take longer than it.
     leases.heartbeat.hold(message_id, functools.partial(_lost, message_id))
-    task.add_done_callback(functools.partial(_forget, message_id))
     leases.sweeper_start()
     try:
         await relay.publish(conversation_group(conversation_id), announce)
@@ -651,23 +647,14 @@ def _lost(message_id: int) -> None:
     if running is not None:
         running.lost()
         return
-    task = _running.get(message_id)
+    task = tasks.get("generation", message_id)
     if task is not None:
         task.cancel()  # not begun yet: nothing was called, the end written elsewhere stands
 
 
-def _forget(message_id: int, task: asyncio.Task) -> None:
-    _running.pop(message_id, None)
-    leases.heartbeat.release(message_id)
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("Generation of message %s crashed", message_id, exc_info=task.exception())
-
-
 async def generation_wait(message_id: int, timeout: float = 30) -> None:
     """Wait until the generation of `message_id` in this process has finished (tests and shutdown)."""
-    task = _running.get(message_id)
-    if task is not None:
-        await asyncio.wait_for(asyncio.shield(task), timeout)
+    await tasks.wait("generation", message_id, timeout)
 
 
 def stop_here(message_id: int) -> bool:
@@ -718,6 +705,7 @@ async def generations_drain(grace: float) -> None:
     """Shut this process's replies down cleanly: take no new ones, let the running ones finish for up
     to `grace` seconds, then end the rest as interrupted (text saved, ledger rows written).
 
+    Titles being written are waited for too (a title call is short, and is billed like a reply).
     A reply accepted just before the drain began (its Send passed the check and is still storing it)
     starts its generation after that: the drain waits for those too, and for the generations they
     start, not only for the ones running when it began."""
@@ -726,7 +714,7 @@ async def generations_drain(grace: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
     while True:
-        running = [task for task in _running.values() if not task.done()]
+        running = tasks.running(DRAINED)
         if not running and not _accepted:
             return
         left = deadline - loop.time()
@@ -736,7 +724,7 @@ async def generations_drain(grace: float) -> None:
             await asyncio.wait(running, timeout=min(left, 0.25))  # looks again for late starters
         else:
             await asyncio.sleep(min(left, 0.05))
-    unfinished = [task for task in _running.values() if not task.done()]
+    unfinished = tasks.running(DRAINED)
     for task in unfinished:
         task.cancel()
     if unfinished:

@@ -16,7 +16,6 @@ its conversation for longer than the lease.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import re
@@ -32,7 +31,7 @@ from django.utils import timezone
 
 from .. import fragments
 from ..models import Message, conversation_group
-from . import store
+from . import store, tasks
 from .relay import relay
 
 logger = logging.getLogger(__name__)
@@ -41,9 +40,6 @@ logger = logging.getLogger(__name__)
 WORKER_ID = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
 #: Channel-layer group of every socket this process serves (told when the process shuts down).
 WORKER_GROUP = "worker-" + re.sub(r"[^A-Za-z0-9._-]", "-", WORKER_ID)[:90]
-
-_sweepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
-
 
 async def end_expired(conversation_id: int | None = None) -> int:
     """End the replies whose lease expired (in one conversation, or all) and show their end."""
@@ -62,11 +58,8 @@ async def show_ended(ended: list[Message]) -> None:
 def sweeper_start() -> None:
     """Make sure this process sweeps expired leases every fifth of a lease (idempotent, per event loop)."""
     loop = asyncio.get_running_loop()
-    task = _sweepers.get(loop)
-    if task is None or task.done():
-        for stale in [other for other in _sweepers if other.is_closed()]:
-            del _sweepers[stale]
-        _sweepers[loop] = loop.create_task(_sweep_forever(), name="lease-sweeper", context=contextvars.Context())
+    if tasks.get("sweeper", loop) is None:
+        tasks.start("sweeper", loop, _sweep_forever())
 
 
 async def _sweep_forever() -> None:

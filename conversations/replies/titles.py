@@ -10,8 +10,6 @@ zero-token ledger row, like any call).
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import uuid
 from dataclasses import dataclass, replace
@@ -35,6 +33,7 @@ from ..models import (
     conversation_group,
 )
 from ..rendering import clean_title, without_control_words
+from . import tasks
 from .claude import ClaudeError, Completion, ReplyRequest, complete, opaque_user_id
 from .history import TURN_OVERHEAD_TOKENS
 from .relay import relay
@@ -141,7 +140,6 @@ def title_wanted(*, conversation_id: int) -> bool:
 logger = logging.getLogger(__name__)
 
 # Title tasks of this process, by conversation id (for tests and shutdown).
-_running: dict[int, asyncio.Task] = {}
 
 
 async def title_write(conversation_id: int) -> Conversation | None:
@@ -167,13 +165,9 @@ async def title_write(conversation_id: int) -> Conversation | None:
 
 def title_schedule(conversation_id: int) -> None:
     """Start `title_write` as a task of its own (it outlives the reply and any socket)."""
-    if not settings.CHAT_TITLE_MODEL or conversation_id in _running:
+    if not settings.CHAT_TITLE_MODEL or tasks.get("title", conversation_id) is not None:
         return
-    task = asyncio.get_running_loop().create_task(
-        _guarded(conversation_id), name=f"title-{conversation_id}", context=contextvars.Context()
-    )
-    _running[conversation_id] = task
-    task.add_done_callback(lambda _task: _running.pop(conversation_id, None))
+    tasks.start("title", conversation_id, _guarded(conversation_id))
 
 
 async def _guarded(conversation_id: int) -> None:
@@ -185,6 +179,4 @@ async def _guarded(conversation_id: int) -> None:
 
 async def title_wait(conversation_id: int, timeout: float = 30) -> None:
     """Wait until the title task of `conversation_id` in this process has finished (tests)."""
-    task = _running.get(conversation_id)
-    if task is not None:
-        await asyncio.wait_for(asyncio.shield(task), timeout)
+    await tasks.wait("title", conversation_id, timeout)
