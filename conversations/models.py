@@ -242,8 +242,6 @@ class Message(models.Model):
     branch_count = 1
     # Set on an unsaved message that starts a new first turn: it gets no parent on save.
     starts_conversation = False
-    # Set by the budget hold that starts this message's call (in memory only): the max_tokens it granted.
-    max_tokens_granted: int | None = None
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"
@@ -264,6 +262,17 @@ class Message(models.Model):
         """Copy the counts shown on the message (the ledger row keeps the whole `usage`)."""
         for name, value in usage_fields(usage).items():
             setattr(self, name, value)
+
+    def usage(self) -> Usage:
+        """The counts `set_usage` copied, as a Usage again (cache writes split by lifetime)."""
+        write_1h = min(self.cache_creation_1h_input_tokens, self.cache_creation_input_tokens)
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_write_5m_tokens=self.cache_creation_input_tokens - write_1h,
+            cache_write_1h_tokens=write_1h,
+            cache_read_tokens=self.cache_read_input_tokens,
+        )
 
     @property
     def prompt_tokens(self) -> int:

@@ -73,3 +73,13 @@ async def test_a_swept_reply_prices_its_hour_long_cache_writes_at_the_hour_rate(
     assert (row.cache_write_1h_tokens, row.cache_write_5m_tokens) == (3_000, 0)
     assert row.output_tokens == 40 and row.estimated
     assert row.cost == 5 * row.rate_input + 3_000 * row.rate_cache_write_1h + 40 * row.rate_output
+
+
+def test_a_messages_usage_is_what_set_usage_copied():
+    from billing.usage import Usage
+    from conversations.models import Message
+
+    usage = Usage(input_tokens=12, output_tokens=340, cache_write_5m_tokens=5, cache_write_1h_tokens=700, cache_read_tokens=9000)
+    message = Message()
+    message.set_usage(usage)
+    assert message.usage() == usage

@@ -255,8 +255,8 @@ def test_the_budget_hold_includes_the_attachments_estimated_tokens(private_media
     post_file(client, with_pdf, "a.pdf", pdf_bytes(10))
     from conversations.replies import store
 
-    _, without = store.reply_start(conversation=plain, text="Read this", worker="w")
-    _, withfile = store.reply_start(
+    _, without, _ = store.reply_start(conversation=plain, text="Read this", worker="w")
+    _, withfile, _ = store.reply_start(
         conversation=with_pdf, text="Read this", worker="w", attachment_ids=[Attachment.objects.get().pk]
     )
     held = {r.message_id: r.amount for r in SpendReservation.objects.all()}

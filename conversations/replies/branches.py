@@ -123,7 +123,7 @@ def message_edit(*, message: Message, text: object, worker: str) -> tuple[Messag
         edited.starts_conversation = message.parent_id is None
         edited.save()
         _show_branch(conversation, leaving=message, entering=edited)
-        assistant = new_reply(conversation, parent=edited, worker=worker)
+        assistant, _max_tokens = new_reply(conversation, parent=edited, worker=worker)  # read again at its start
         conversation.save(update_fields=["updated_at"])
     return annotate_branches([edited])[0], assistant
 

@@ -118,11 +118,11 @@ class Outcome:
     error: str = ""
 
 
-def reply_context(reply: int | Message) -> ReplyContext:
+def reply_context(reply: int | Message, *, max_tokens: int | None = None) -> ReplyContext:
     """What the generation of a streaming reply needs from the database. `reply` is its id (raises
     Message.DoesNotExist if it is gone), or the reply as the transaction that started it left it (with
-    its conversation and owner, and the max_tokens its hold granted), which spares reading them again.
-    Sync: call it in the database thread."""
+    its conversation and owner) along with `max_tokens`, what its hold granted: that spares reading
+    them again. Sync: call it in the database thread."""
     message = (
         reply
         if isinstance(reply, Message)
@@ -135,7 +135,7 @@ def reply_context(reply: int | Message) -> ReplyContext:
     request = ReplyRequest(
         model=message.model,
         messages=sent.messages,
-        max_tokens=store.reply_granted_max_tokens(message),
+        max_tokens=max_tokens if max_tokens is not None else store.reply_held_max_tokens(message),
         system=sent.system,
         user_id=opaque_user_id(conversation.owner_id),
         cache_ttl=cache.ttl,

@@ -74,13 +74,13 @@ def _send_in_database(
         raise SignedOut
     sent = _Sent(ended=store.replies_end_expired(conversation_id=conversation.pk))  # a dead worker's
     try:  # reply must not block this one
-        sent.user_message, sent.assistant = store.reply_start(
+        sent.user_message, sent.assistant, max_tokens = store.reply_start(
             conversation=conversation, text=text, worker=leases.WORKER_ID, attachment_ids=attachment_ids
         )
     except Exception as exc:  # refused (InvalidInput, SpendRefused) or failed: shown after the ended
         sent.refused = exc
         return sent
-    sent.context = reply_context(sent.assistant)
+    sent.context = reply_context(sent.assistant, max_tokens=max_tokens)
     return sent
 
 

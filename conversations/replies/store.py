@@ -157,10 +157,11 @@ def compaction_finish(*, job: CompactionJob, block: dict | None, summary: str, u
         return bool(Message.objects.filter(pk=job.through).update(compaction={"block": block, "summary": summary}))
 
 
-def reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: int | None = None) -> None:
-    """Hold the worst case of the call a reply at `assistant` makes (its max_tokens may be lowered to
-    what the budget left covers; the generation asks billing for the one granted). The prompt bound
-    counts images and PDFs at their estimated tokens; the reply keeps that estimate for its receipt."""
+def reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: int | None = None) -> int:
+    """Hold the worst case of the call a reply at `assistant` makes, and return the `max_tokens` the
+    hold granted (less than the model's when the budget left covers only that): the call's own. The
+    prompt bound counts images and PDFs at their estimated tokens; the reply keeps that estimate for
+    its receipt."""
     bound, pauses = _prompt_bound(conversation, before=assistant)
     if prompt_tokens is None:
         prompt_tokens = bound
@@ -168,7 +169,7 @@ def reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: in
     if media_tokens != assistant.media_tokens:  # most turns have no files: nothing to write then
         assistant.media_tokens = media_tokens
         Message.objects.filter(pk=assistant.pk).update(media_tokens=media_tokens)
-    assistant.max_tokens_granted = spend_reserve(
+    return spend_reserve(
         user=conversation.owner,
         model=conversation.model,
         prompt_tokens=prompt_tokens,
@@ -180,10 +181,10 @@ def reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: in
     )
 
 
-def reply_granted_max_tokens(message: Message) -> int:
-    """`max_tokens` of the call a streaming reply makes: what its budget hold granted (less than the
-    model's when the budget left was short), else the model's."""
-    return message.max_tokens_granted or granted_max_tokens(message.pk) or reply_max_tokens(message.model)
+def reply_held_max_tokens(message: Message) -> int:
+    """`max_tokens` of the call a streaming reply makes, read from its open budget hold (every reply is
+    started with one; the model's own only for a reply that has none)."""
+    return granted_max_tokens(message.pk) or reply_max_tokens(message.model)
 
 
 def reply_prompt_known(*, message_id: int, model: str, usage: Usage) -> None:
@@ -209,23 +210,24 @@ def lease(message: Message, worker: str) -> None:
     message.lease_until = lease_until()
 
 
-def new_reply(conversation: Conversation, *, parent: Message, worker: str) -> Message:
-    """An assistant placeholder answering `parent`, leased to `worker`, with its spend reserved."""
+def new_reply(conversation: Conversation, *, parent: Message, worker: str) -> tuple[Message, int]:
+    """An assistant placeholder answering `parent`, leased to `worker`, with its spend reserved; and the
+    `max_tokens` its hold granted."""
     assistant = Message(
         conversation=conversation, role=Message.Role.ASSISTANT, model=conversation.model, parent=parent
     )
     lease(assistant, worker)
     assistant.save()
-    reserve(conversation=conversation, assistant=assistant)
-    return assistant
+    return assistant, reserve(conversation=conversation, assistant=assistant)
 
 
 def reply_start(
     *, conversation: Conversation, text: object, worker: str, attachment_ids: object = ()
-) -> tuple[Message, Message]:
+) -> tuple[Message, Message, int]:
     """Persist the user's turn (with the pending attachments `attachment_ids`, the owner's, uploaded to
     this conversation and not yet sent) and an assistant placeholder in one transaction, with the spend
-    reserved (the attachments' estimated tokens included).
+    reserved (the attachments' estimated tokens included). Returns both and the `max_tokens` the hold
+    granted the reply's call.
 
     The placeholder is leased to `worker`, the process that will write it. Raises InvalidInput or
     billing's SpendRefused with nothing written. The caller starts the generation for the returned
@@ -252,13 +254,13 @@ def _reply_start(*, conversation: Conversation, text: object, worker: str, attac
         claimed = attachments.attachments_claim(
             owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
         )
-        assistant = new_reply(conversation, parent=user_message, worker=worker)
+        assistant, max_tokens = new_reply(conversation, parent=user_message, worker=worker)
         if not conversation.title:
             conversation.title = clean_title(text.splitlines()[0] if text else ", ".join(a.name for a in claimed))
             conversation.title_source = Conversation.TitleSource.FIRST_LINE
         conversation.save(update_fields=["title", "title_source", "updated_at"])
     prefetch_related_objects([user_message], "attachments")  # rendered next, outside any thread
-    return user_message, assistant
+    return user_message, assistant, max_tokens
 
 
 def reply_continue(*, message: Message, worker: str) -> Message:
@@ -484,17 +486,13 @@ def replies_end_expired(*, conversation_id: int | None = None) -> list[Message]:
         expired = expired.filter(conversation_id=conversation_id)
     ended = []
     for message in expired:
-        write_1h = min(message.cache_creation_1h_input_tokens, message.cache_creation_input_tokens)
-        usage = Usage(
-            input_tokens=message.input_tokens,
+        usage = replace(
+            message.usage(),
             # The checkpoint's estimate counts thinking too; the saved text and thinking are a floor.
             output_tokens=max(
                 message.output_tokens, estimate_tokens_from_chars(len(message.content) + len(message.thinking))
             ),
             thinking_tokens=estimate_tokens_from_chars(len(message.thinking)),
-            cache_write_5m_tokens=message.cache_creation_input_tokens - write_1h,
-            cache_write_1h_tokens=write_1h,
-            cache_read_tokens=message.cache_read_input_tokens,
         )
         end = ReplyEnd(
             content=message.content,
