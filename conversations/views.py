@@ -108,18 +108,14 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
     if text and not text.strip():
         # Only spaces: nothing to send, and no empty conversation made for it.
         return await sync_to_async(_render_page_with_error)(request, None, EMPTY_MESSAGE, text)
+    model, preset = request.POST.get("model"), request.POST.get("preset")
     try:
-        conversation = await sync_to_async(services.conversation_create)(
-            owner=user, model=request.POST.get("model"), preset_id=request.POST.get("preset")
-        )
-    except inputs.InvalidInput as exc:
+        if text.strip():  # the conversation and its first message are stored together, or neither
+            reply = await intents.start_conversation(owner=user, text=text, model=model, preset_id=preset)
+            return redirect(reply.conversation)
+        conversation = await sync_to_async(services.conversation_create)(owner=user, model=model, preset_id=preset)
+    except (inputs.InvalidInput, SpendRefused) as exc:
         return await sync_to_async(_render_page_with_error)(request, None, str(exc), text)
-    if text.strip():
-        try:
-            await intents.send(conversation=conversation, text=text)
-        except (inputs.InvalidInput, SpendRefused) as exc:
-            await sync_to_async(services.conversation_delete)(conversation=conversation)
-            return await sync_to_async(_render_page_with_error)(request, None, str(exc), text)
     return redirect(conversation)
 
 

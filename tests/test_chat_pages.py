@@ -119,6 +119,34 @@ def test_too_long_first_message_keeps_the_draft_and_creates_nothing(client):
     assert not Conversation.objects.filter(owner=me).exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_first_message_over_budget_is_refused_and_no_conversation_is_ever_made(client):
+    from django.db.models.signals import post_delete
+
+    from django.core.management import call_command
+
+    from billing.models import BudgetPolicy, UserBudget
+    from tests.test_chat_budget import PRICES
+
+    call_command("load_prices", str(PRICES), verbosity=0)  # a flushed database has lost the seeded prices
+    me = make_user()
+    UserBudget.objects.create(user=me, policy=BudgetPolicy.LIMIT, monthly_limit=1)  # a millionth of a cent
+    client.force_login(me)
+    deleted = []
+
+    def conversation_deleted(sender, instance, **kwargs):
+        deleted.append(instance.pk)
+
+    post_delete.connect(conversation_deleted, sender=Conversation)
+    try:
+        response = client.post(reverse("conversation_create"), {"message": "Plan my week", "model": "claude-sonnet-5-5"})
+    finally:
+        post_delete.disconnect(conversation_deleted, sender=Conversation)
+    assert response.status_code == 400 and b"budget" in response.content and b"Plan my week" in response.content
+    assert not Conversation.objects.filter(owner=me).exists()
+    assert deleted == []  # it was never stored (one transaction), not made and then deleted again
+
+
 def test_the_api_key_never_reaches_the_page(client, settings):
     settings.ANTHROPIC_API_KEY = "sk-ant-secret-value"
     me = make_user()

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
+from django.db import transaction
 
-from .. import fragments, inputs
+from .. import fragments, inputs, services
 from ..control import request_stop
 from ..models import Conversation, Message, conversation_group
 from . import branches, leases, store
@@ -98,17 +99,48 @@ async def send(
     Returns the assistant message being written.
     """
     with _accepting():
-        sent = await _send_in_database(conversation, text, attachment_ids, signed_in)
-        await leases.show_ended(sent.ended)
-        if sent.refused is not None:
-            raise sent.refused
-        await generation_start(
-            sent.assistant.pk,
-            conversation_id=conversation.pk,
-            announce=fragments.new_turns([sent.user_message, sent.assistant]),
-            context=sent.context,
-        )
-        return sent.assistant
+        return await _started(await _send_in_database(conversation, text, attachment_ids, signed_in))
+
+
+@database_sync_to_async
+def _start_in_database(owner, text: object, model: object, preset_id: object) -> _Sent:
+    """A new conversation of `owner` and its first turn, in one transaction: if the message is refused
+    (empty, too long, over budget), neither exists."""
+    sent = _Sent(ended=[])
+    try:
+        with transaction.atomic():
+            conversation = services.conversation_create(owner=owner, model=model, preset_id=preset_id)
+            sent.user_message, sent.assistant, max_tokens = store.reply_start(
+                conversation=conversation, text=text, worker=leases.WORKER_ID
+            )
+    except Exception as exc:  # refused (InvalidInput, SpendRefused) or failed: nothing was written
+        sent.refused = exc
+        return sent
+    sent.context = reply_context(sent.assistant, max_tokens=max_tokens)
+    return sent
+
+
+async def start_conversation(*, owner, text: object, model: object = None, preset_id: object = None) -> Message:
+    """A new conversation of `owner` (on `model`, or from the preset `preset_id`) with `text` as its first
+    message, and Claude's reply to it started. Returns the reply being written (its conversation
+    attached)."""
+    with _accepting():
+        return await _started(await _start_in_database(owner, text, model, preset_id))
+
+
+async def _started(sent: _Sent) -> Message:
+    """After a Send's trip to the database: show the ends of replies it swept, raise its refusal, or
+    start its reply's generation (announcing the new turns)."""
+    await leases.show_ended(sent.ended)
+    if sent.refused is not None:
+        raise sent.refused
+    await generation_start(
+        sent.assistant.pk,
+        conversation_id=sent.assistant.conversation_id,
+        announce=fragments.new_turns([sent.user_message, sent.assistant]),
+        context=sent.context,
+    )
+    return sent.assistant
 
 
 @database_sync_to_async
