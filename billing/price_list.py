@@ -70,6 +70,21 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def _rates(raw: dict, prefix: str, where: str, errors: list[str], *, required_because: str) -> dict[str, int]:
+    """The five rates `prefix`+name of a row, in pUSD per token; each one missing or inexact is an error."""
+    rates: dict[str, int] = {}
+    for name in RATE_FIELDS:
+        value = raw.get(f"{prefix}{name}")
+        if _blank(value):
+            errors.append(f"{where}: {prefix}{name} is required{required_because}")
+            continue
+        try:
+            rates[name] = rate_from_usd_per_mtok(value)
+        except InexactAmount as exc:
+            errors.append(f"{where}: {prefix}{name}: {exc}")
+    return rates
+
+
 def _row(raw: dict, where: str, errors: list[str]) -> PriceRow | None:
     before = len(errors)
     model = str(raw.get("model") or "").strip()
@@ -80,18 +95,9 @@ def _row(raw: dict, where: str, errors: list[str]) -> PriceRow | None:
     except ValueError as exc:
         errors.append(f"{where}: {exc}")
         when = None
-    rates: dict[str, int] = {}
-    for name in RATE_FIELDS:
-        value = raw.get(name)
-        if _blank(value):
-            errors.append(f"{where}: {name} is required")
-            continue
-        try:
-            rates[name] = rate_from_usd_per_mtok(value)
-        except InexactAmount as exc:
-            errors.append(f"{where}: {name}: {exc}")
+    rates = _rates(raw, "", where, errors, required_because="")
     threshold = raw.get("band_threshold_tokens")
-    band_rates: dict[str, int | None] = {}
+    band_rates: dict[str, int] = {}
     if not _blank(threshold):
         try:
             threshold = int(str(threshold).strip())
@@ -100,15 +106,7 @@ def _row(raw: dict, where: str, errors: list[str]) -> PriceRow | None:
         except ValueError:
             errors.append(f"{where}: band_threshold_tokens must be a positive whole number")
             threshold = None
-        for name in RATE_FIELDS:
-            value = raw.get(f"band_{name}")
-            if _blank(value):
-                errors.append(f"{where}: band_{name} is required when band_threshold_tokens is set")
-                continue
-            try:
-                band_rates[name] = rate_from_usd_per_mtok(value)
-            except InexactAmount as exc:
-                errors.append(f"{where}: band_{name}: {exc}")
+        band_rates = _rates(raw, "band_", where, errors, required_because=" when band_threshold_tokens is set")
     else:
         threshold = None
         if any(not _blank(raw.get(f"band_{name}")) for name in RATE_FIELDS):
