@@ -300,6 +300,26 @@ class Message(models.Model):
     def is_final(self) -> bool:
         return self.status != self.Status.STREAMING
 
+    @property
+    def is_first_version(self) -> bool:
+        """Whether this is the first of its turn's versions (no "<")."""
+        return self.branch_index <= 1
+
+    @property
+    def is_last_version(self) -> bool:
+        """Whether this is the last of its turn's versions (no ">")."""
+        return self.branch_index >= self.branch_count
+
+    @property
+    def may_regenerate(self) -> bool:
+        """A finished reply that can be written again as a new version (Regenerate)."""
+        return self.status in (self.Status.COMPLETE, self.Status.REFUSED, self.Status.CUT_OFF)
+
+    @property
+    def cut_by_window(self) -> bool:
+        """A reply cut off because the conversation filled the model's context window."""
+        return self.status == self.Status.CUT_OFF and self.stop_reason == "model_context_window_exceeded"
+
 
 def usage_fields(usage: Usage) -> dict[str, int]:
     """The Message columns for `usage`, for `set_usage` and for bulk updates of streaming replies."""

@@ -259,7 +259,7 @@ async def test_stop_sequences_go_to_the_api_with_every_reply():
     from conversations.replies.generation import _load_context
 
     user, conversation = await priced_chat(stop_sequences=["###"])
-    _, reply = await sync_to_async(store.reply_start)(conversation=conversation, text="Hi", worker="w")
+    _, reply, _ = await sync_to_async(store.reply_start)(conversation=conversation, text="Hi", worker="w")
     context = await _load_context(reply.pk)
     from conversations.replies.claude import build_params
 
