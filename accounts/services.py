@@ -99,15 +99,23 @@ def account_request(
     now = timezone.now()
     with transaction.atomic():
         sent = SignupMail.objects.select_for_update()
-        recent = sent.filter(email__iexact=email, sent_at__gt=now - MAIL_INTERVAL).order_by("-sent_at").first()
+        recent = (
+            sent.filter(email__iexact=email, sent_at__gt=now - MAIL_INTERVAL).order_by("-sent_at").first()
+        )
         if recent is not None:
             wait = max(1, math.ceil((recent.sent_at + MAIL_INTERVAL - now).total_seconds() / 60))
             raise SignupRefused(
                 f"A mail was sent to this address a moment ago: check your inbox (and spam folder), or ask "
                 f"again in {wait} minute{'s' if wait != 1 else ''}."
             )
-        if client and sent.filter(client=client, sent_at__gt=now - timedelta(hours=1)).count() >= CLIENT_MAILS_PER_HOUR:
-            raise SignupRefused("Too many sign-up mails were asked for from your network: try again in an hour.")
+        if (
+            client
+            and sent.filter(client=client, sent_at__gt=now - timedelta(hours=1)).count()
+            >= CLIENT_MAILS_PER_HOUR
+        ):
+            raise SignupRefused(
+                "Too many sign-up mails were asked for from your network: try again in an hour."
+            )
         SignupMail.objects.create(email=email, client=client[:64], sent_at=now)
         SignupMail.objects.filter(sent_at__lt=now - timedelta(days=1)).delete()
     expired_signups_delete(now)

@@ -85,7 +85,9 @@ class Case:
         OFFLINE.reset()
         CLOCK[0] = 0.0
         username = self.name.replace(" ", "-")[:30]
-        self.user = await database_sync_to_async(get_user_model().objects.create_user)(username, password="pw-bench-123")
+        self.user = await database_sync_to_async(get_user_model().objects.create_user)(
+            username, password="pw-bench-123"
+        )
         self.conversation = await database_sync_to_async(Conversation.objects.create)(
             owner=self.user, model=self.model, system_prompt=text_of(2_000, 999)
         )
@@ -124,15 +126,21 @@ class Case:
         @database_sync_to_async
         def read() -> dict:
             rows = list(UsageRecord.objects.filter(conversation_id=self.conversation.pk))
-            prompt = sum(r.input_tokens + r.cache_write_5m_tokens + r.cache_write_1h_tokens + r.cache_read_tokens for r in rows)
+            prompt = sum(
+                r.input_tokens + r.cache_write_5m_tokens + r.cache_write_1h_tokens + r.cache_read_tokens
+                for r in rows
+            )
             rates = rows[0] if rows else None
             paid = sum(
-                r.input_tokens * r.rate_input + r.cache_write_5m_tokens * r.rate_cache_write_5m
-                + r.cache_write_1h_tokens * r.rate_cache_write_1h + r.cache_read_tokens * r.rate_cache_read
+                r.input_tokens * r.rate_input
+                + r.cache_write_5m_tokens * r.rate_cache_write_5m
+                + r.cache_write_1h_tokens * r.rate_cache_write_1h
+                + r.cache_read_tokens * r.rate_cache_read
                 for r in rows
             )
             uncached = sum(
-                (r.input_tokens + r.cache_write_5m_tokens + r.cache_write_1h_tokens + r.cache_read_tokens) * r.rate_input
+                (r.input_tokens + r.cache_write_5m_tokens + r.cache_write_1h_tokens + r.cache_read_tokens)
+                * r.rate_input
                 for r in rows
             )
             return {
@@ -161,7 +169,6 @@ async def plain(pause: float) -> Case:
 
 async def system_edit() -> Case:
     from conversations import services
-
 
     case = Case("system edit")
     await case.start()
@@ -226,10 +233,20 @@ async def main() -> None:
     await database_sync_to_async(call_command)("migrate", verbosity=0)
     settings.CHAT_MAX_TOKENS = 0
     results = []
-    for run in (lambda: plain(5), lambda: plain(360), system_edit, continued, lambda: long(SONNET), lambda: long(HAIKU), window_cut):
+    for run in (
+        lambda: plain(5),
+        lambda: plain(360),
+        system_edit,
+        continued,
+        lambda: long(SONNET),
+        lambda: long(HAIKU),
+        window_cut,
+    ):
         case = await run()
         results.append((case, await case.figures()))  # before the next case resets the server's counts
-    print("| case | replies | compactions | messages requests | count_tokens | refused by the prefix check | replies failed | cache read share | input cost / uncached |")
+    print(
+        "| case | replies | compactions | messages requests | count_tokens | refused by the prefix check | replies failed | cache read share | input cost / uncached |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for case, f in results:
         print(

@@ -51,7 +51,9 @@ def timed(name: str, content: bytes, repeats: int = 3):
 
 
 def main() -> None:
-    print(f"{'upload':<28}{'check+scale ms':>15}{'bytes in':>12}{'bytes out':>12}{'tokens full':>13}{'tokens sent':>13}")
+    print(
+        f"{'upload':<28}{'check+scale ms':>15}{'bytes in':>12}{'bytes out':>12}{'tokens full':>13}{'tokens sent':>13}"
+    )
     for name, width, height, image_format in [
         ("photo 12 MP.jpg", 4000, 3000, "JPEG"),
         ("photo 3 MP.jpg", 2048, 1536, "JPEG"),
@@ -70,7 +72,9 @@ def main() -> None:
     out = io.BytesIO()
     writer.write(out)
     checked, seconds = timed("report.pdf", out.getvalue())
-    print(f"{'PDF, 50 pages':<28}{seconds * 1000:>15.0f}{len(out.getvalue()):>12,}{len(checked.content):>12,}{'':>13}{checked.tokens:>13,}")
+    print(
+        f"{'PDF, 50 pages':<28}{seconds * 1000:>15.0f}{len(out.getvalue()):>12,}{len(checked.content):>12,}{'':>13}{checked.tokens:>13,}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,14 @@ async def run(workdir: Path, replies: int, workers: int) -> dict:
     db = ServerDatabase(workdir, f"burst_{replies}_{workers}")
     extra = {"REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/7")} if workers > 1 else {}
     # One account sends them all: no rate limit, and a budget that holds every reply's worst case.
-    env = server_env(db.url, CHAT_RATE_LIMIT_PER_MINUTE="0", CHAT_MAX_SOCKETS_PER_USER="0",
-                     CHAT_MAX_FRAMES_PER_SECOND="0", CHAT_DEFAULT_MONTHLY_BUDGET_USD="10000", **extra)
+    env = server_env(
+        db.url,
+        CHAT_RATE_LIMIT_PER_MINUTE="0",
+        CHAT_MAX_SOCKETS_PER_USER="0",
+        CHAT_MAX_FRAMES_PER_SECOND="0",
+        CHAT_DEFAULT_MONTHLY_BUDGET_USD="10000",
+        **extra,
+    )
     started: list[Worker] = []
     try:
         migrate(env)
@@ -51,7 +57,9 @@ async def run(workdir: Path, replies: int, workers: int) -> dict:
         conversations = [await asyncio.to_thread(account.new_conversation, front) for _ in range(replies)]
         chats = [await Chat.open(front, account, c) for c in conversations]
         t0 = time.monotonic()
-        await asyncio.gather(*(chat.send(message="A story please [[offline tps=30 reply_tokens=300]]") for chat in chats))
+        await asyncio.gather(
+            *(chat.send(message="A story please [[offline tps=30 reply_tokens=300]]") for chat in chats)
+        )
 
         async def first_delta(chat: Chat) -> float | None:
             """Seconds from the Send to the reply's first delta (None: it ended without one, e.g. swept)."""
@@ -67,7 +75,11 @@ async def run(workdir: Path, replies: int, workers: int) -> dict:
         await asyncio.sleep(1)  # the last frames
         ids = [max(chat.replies_started(), default=None) for chat in chats]
         streamed = [(chat, reply) for chat, reply in zip(chats, ids, strict=True) if reply is not None]
-        statuses = dict(db.query("SELECT status, count(*) FROM conversations_message WHERE role = 'assistant' GROUP BY status"))
+        statuses = dict(
+            db.query(
+                "SELECT status, count(*) FROM conversations_message WHERE role = 'assistant' GROUP BY status"
+            )
+        )
         estimated = db.query("SELECT count(*) FROM billing_usagerecord WHERE estimated")[0][0]
         per_call = db.query(
             "SELECT count(*) FROM conversations_message m WHERE m.role = 'assistant' AND "
@@ -79,9 +91,13 @@ async def run(workdir: Path, replies: int, workers: int) -> dict:
             await chat.close()
         ttft.sort()
         return {
-            "completed": statuses.get("complete", 0), "swept": statuses.get("interrupted", 0),
+            "completed": statuses.get("complete", 0),
+            "swept": statuses.get("interrupted", 0),
             "other": {k: v for k, v in statuses.items() if k not in ("complete", "interrupted")},
-            "lost": sum(lost), "estimated": estimated, "not_once": per_call, "holds": holds,
+            "lost": sum(lost),
+            "estimated": estimated,
+            "not_once": per_call,
+            "holds": holds,
             "p50": statistics.median(ttft) if ttft else float("nan"),
             "p99": ttft[min(len(ttft) - 1, int(len(ttft) * 0.99))] if ttft else float("nan"),
             "no_delta": len(firsts) - len(ttft),
@@ -97,7 +113,9 @@ def main() -> None:
     parser.add_argument("--replies", type=int, nargs="+", default=[100, 200, 300])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    print("| replies at once | workers | completed | swept | other ends | chars lost | estimated rows | calls without one row | open holds | first delta p50 / p99 | ended without a delta |")
+    print(
+        "| replies at once | workers | completed | swept | other ends | chars lost | estimated rows | calls without one row | open holds | first delta p50 / p99 | ended without a delta |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for workers in args.workers:

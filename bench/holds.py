@@ -90,7 +90,10 @@ def turn_figures(message_id: int) -> dict:
         "bytes": by_bytes,
         # At the rate of the cache lifetime the app chose for this call (the receipt's note says which).
         "admission": worst_case_cost(
-            model=MODEL, prompt_tokens=bound, max_tokens=reservation.max_tokens, at=at,
+            model=MODEL,
+            prompt_tokens=bound,
+            max_tokens=reservation.max_tokens,
+            at=at,
             cache_ttl="5m" if record.cache_note.startswith("5-minute") else "1h",
         ),
         "old": worst_case_cost(model=MODEL, prompt_tokens=by_bytes, max_tokens=reservation.max_tokens, at=at),
@@ -99,7 +102,9 @@ def turn_figures(message_id: int) -> dict:
         "max_tokens": reservation.max_tokens,
         # The least budget left with which this turn is still sent: a hold for the smallest reply.
         "needed": worst_case_cost(model=MODEL, prompt_tokens=bound, max_tokens=MIN_REPLY_TOKENS, at=at),
-        "needed_before": worst_case_cost(model=MODEL, prompt_tokens=by_bytes, max_tokens=reservation.max_tokens, at=at),
+        "needed_before": worst_case_cost(
+            model=MODEL, prompt_tokens=by_bytes, max_tokens=reservation.max_tokens, at=at
+        ),
     }
 
 
@@ -109,7 +114,9 @@ async def conversation_run(turns: int, owner_name: str) -> list[dict]:
     from conversations.models import Conversation
     from conversations.replies.generation import generation_wait
 
-    user = await database_sync_to_async(get_user_model().objects.create_user)(owner_name, password="pw-bench-123")
+    user = await database_sync_to_async(get_user_model().objects.create_user)(
+        owner_name, password="pw-bench-123"
+    )
     conversation = await database_sync_to_async(Conversation.objects.create)(
         owner=user, model=MODEL, system_prompt=text_of(2_000, 999)
     )
@@ -123,7 +130,9 @@ async def conversation_run(turns: int, owner_name: str) -> list[dict]:
 
 def table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
-    print("| turn | prompt tok | bound tok (bytes) | output tok | real cost | hold at send (x) | after message_start (x) | byte-based hold (x) |")
+    print(
+        "| turn | prompt tok | bound tok (bytes) | output tok | real cost | hold at send (x) | after message_start (x) | byte-based hold (x) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n, r in enumerate(rows, 1):
         print(
@@ -133,7 +142,11 @@ def table(title: str, rows: list[dict]) -> None:
             f"| {usd(r['old'])} ({r['old'] / r['cost']:.1f}) |"
         )
     ordinary = rows[1:] or rows
-    for key, label in (("admission", "hold at send"), ("after_start", "after message_start"), ("old", "byte-based")):
+    for key, label in (
+        ("admission", "hold at send"),
+        ("after_start", "after message_start"),
+        ("old", "byte-based"),
+    ):
         ratio = statistics.median(r[key] / r["cost"] for r in ordinary)
         print(f"median {label} / real cost over turns 2-{len(rows)}: {ratio:.2f}x")
     last = rows[-1]
@@ -141,7 +154,9 @@ def table(title: str, rows: list[dict]) -> None:
         f"budget left needed to send turn {len(rows)}: {usd(last['needed'])} "
         f"(byte-based holds without shorter grants: {usd(last['needed_before'])})"
     )
-    print(f"calls whose real cost exceeded the hold: {sum(r['cost'] > r['after_start'] for r in rows)} of {len(rows)}")
+    print(
+        f"calls whose real cost exceeded the hold: {sum(r['cost'] > r['after_start'] for r in rows)} of {len(rows)}"
+    )
 
 
 def main() -> None:

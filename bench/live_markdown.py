@@ -56,12 +56,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default="2000,8000,32000", help="reply lengths in characters")
     args = parser.parse_args()
-    print(f"{'chars':>7} {'frames':>7}  {'incremental µs/frame first/last 200':>36}  {'full re-render first/last 200':>30}")
+    print(
+        f"{'chars':>7} {'frames':>7}  {'incremental µs/frame first/last 200':>36}  {'full re-render first/last 200':>30}"
+    )
     for chars in (int(n) for n in args.lengths.split(",")):
         frames = frames_of(chars)
         inc = per_frame(frames, incremental=True)
         full = per_frame(frames, incremental=False)
-        print(f"{chars:>7} {len(frames):>7}  {inc[0]:>17.0f} / {inc[1]:<16.0f}  {full[0]:>14.0f} / {full[1]:<13.0f}")
+        print(
+            f"{chars:>7} {len(frames):>7}  {inc[0]:>17.0f} / {inc[1]:<16.0f}  {full[0]:>14.0f} / {full[1]:<13.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,10 @@ from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
 MESSAGES = 1_000
-CODE = "def handler(request, pk):\n    items = [x for x in range(pk) if x % 3]\n    return {'sum': sum(items)}\n" * 12
+CODE = (
+    "def handler(request, pk):\n    items = [x for x in range(pk) if x % 3]\n    return {'sum': sum(items)}\n"
+    * 12
+)
 
 
 def build():
@@ -43,7 +46,9 @@ def build():
     from conversations.rendering import render_markdown
 
     user = get_user_model().objects.create_user("bench", password="pw-bench-123")
-    conversation = Conversation.objects.create(owner=user, model=settings.CHAT_DEFAULT_MODEL, title="Long one")
+    conversation = Conversation.objects.create(
+        owner=user, model=settings.CHAT_DEFAULT_MODEL, title="Long one"
+    )
     reply = f"Here is the code:\n\n```python\n{CODE}```\n\nIt sums the items."
     reply_html = render_markdown(reply)
     Message.objects.bulk_create(
@@ -94,19 +99,33 @@ def main() -> None:
     long_source = "\n\n".join(
         f"Step {n}: the handler again, with **notes**.\n\n```python\n{CODE}```" for n in range(40)
     )
-    long_reply = Message(pk=last.pk, role="assistant", status="complete", content=long_source,
-                         html=render_markdown(long_source), model=conversation.model)
+    long_reply = Message(
+        pk=last.pk,
+        role="assistant",
+        status="complete",
+        content=long_source,
+        html=render_markdown(long_source),
+        model=conversation.model,
+    )
     long_frames = fragments.message_frames(long_reply, after=fragments.send_button(busy=False))
     total_html = sum(len((m.html or m.content).encode()) for m in conversation.messages.all())
     print(f"{MESSAGES:,}-message conversation, {total_html / 1e6:.1f} MB of message HTML in all")
-    print(f"page open: median {statistics.median(timings):.1f} ms, p90 {sorted(timings)[26]:.1f} ms "
-          f"(30 requests, Django test client, SQLite), page {len(response.content) / 1024:.1f} KB "
-          f"with {len(latest)} messages")
-    print(f"connect/catch-up frame: {len(connect.encode()) / 1024:.1f} KB; 'Show earlier' batch "
-          f"{len(batch) / 1024:.1f} KB; end-of-reply frame {len(end_frame.encode()) / 1024:.1f} KB")
-    print(f"end of a {len(long_source) / 1024:.0f} KB reply ({len(long_reply.html.encode()) / 1024:.0f} KB as HTML): "
-          f"{len(long_frames)} frames, largest {max(len(f.encode()) for f in long_frames) / 1024:.1f} KB")
-    largest = max(len(connect.encode()), len(batch), len(end_frame.encode()), *(len(f.encode()) for f in long_frames))
+    print(
+        f"page open: median {statistics.median(timings):.1f} ms, p90 {sorted(timings)[26]:.1f} ms "
+        f"(30 requests, Django test client, SQLite), page {len(response.content) / 1024:.1f} KB "
+        f"with {len(latest)} messages"
+    )
+    print(
+        f"connect/catch-up frame: {len(connect.encode()) / 1024:.1f} KB; 'Show earlier' batch "
+        f"{len(batch) / 1024:.1f} KB; end-of-reply frame {len(end_frame.encode()) / 1024:.1f} KB"
+    )
+    print(
+        f"end of a {len(long_source) / 1024:.0f} KB reply ({len(long_reply.html.encode()) / 1024:.0f} KB as HTML): "
+        f"{len(long_frames)} frames, largest {max(len(f.encode()) for f in long_frames) / 1024:.1f} KB"
+    )
+    largest = max(
+        len(connect.encode()), len(batch), len(end_frame.encode()), *(len(f.encode()) for f in long_frames)
+    )
     print(f"largest frame: {largest / 1024:.1f} KB (limit 64 KB)")
 
 

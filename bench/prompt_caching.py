@@ -99,7 +99,12 @@ def main() -> None:
     print(header)
     with start_in_background(ttft_ms=0, tps=0) as handle:
         table = {}
-        for label, ttl in (("none", ""), ("rolling 5m", "5m"), ("rolling 1h", "1h"), ("auto (per pauses)", "auto")):
+        for label, ttl in (
+            ("none", ""),
+            ("rolling 5m", "5m"),
+            ("rolling 1h", "1h"),
+            ("auto (per pauses)", "auto"),
+        ):
             table[ttl] = [run(handle, ttl, gap)[0] for gap in gaps]
             print(f"{label:<18}" + "".join(f"{float(s):>11.1%} " for s in table[ttl]))
         app_ttl = "" if settings.CHAT_PROMPT_CACHE_TTL == "off" else settings.CHAT_PROMPT_CACHE_TTL

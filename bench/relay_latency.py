@@ -164,7 +164,9 @@ async def gather_within(coros: list, timeout: float) -> list:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     return [
-        TimeoutError(f"not finished within {timeout:.0f} s") if t in pending else (t.exception() or t.result())
+        TimeoutError(f"not finished within {timeout:.0f} s")
+        if t in pending
+        else (t.exception() or t.result())
         for t in tasks
     ]
 
@@ -244,7 +246,9 @@ async def sdk_worker(spec: dict) -> dict:
             except Exception as exc:  # noqa: BLE001 (reported below)
                 results.append(exc)
     else:
-        results = await gather_within([one(t, d, out) for t, d in zip(texts, delays, strict=True)], spec["timeout"])
+        results = await gather_within(
+            [one(t, d, out) for t, d in zip(texts, delays, strict=True)], spec["timeout"]
+        )
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
     await client.close()
     summary = summarize(out["lat"], out["rates"], out["deltas"], cpu, wall)
@@ -385,7 +389,16 @@ async def relay_level(
         sockets = [Socket(ports[0], *targets[0])]
     else:
         sockets = [Socket(ports[i % len(ports)], cid, key) for i, (cid, key) in enumerate(targets)]
-    out: dict = {"lat": [], "rates": [], "deltas": 0, "frames": [], "delta_frames": [], "bad_status": [], "first": [], "start": []}
+    out: dict = {
+        "lat": [],
+        "rates": [],
+        "deltas": 0,
+        "frames": [],
+        "delta_frames": [],
+        "bad_status": [],
+        "first": [],
+        "start": [],
+    }
     try:
         await open_sockets(sockets)
         cpu0, own0, t0 = sum(map(cpu_seconds, pids)), time.process_time(), time.perf_counter()
@@ -435,7 +448,12 @@ async def idle_rss(port: int, pid: int, targets: list[tuple[int, str]], count: i
         during = rss_kb(pid)
     finally:
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
-    return {"sockets": count, "before_kb": before, "during_kb": during, "per_socket_kb": (during - before) / count}
+    return {
+        "sockets": count,
+        "before_kb": before,
+        "during_kb": during,
+        "per_socket_kb": (during - before) / count,
+    }
 
 
 # ------------------------------------------------------------------------------ Django (in-process)
@@ -638,12 +656,23 @@ def start_offline(tmp: Path, tps: float) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_daphne(tmp: Path, env: dict[str, str], label: str, root: Path = ROOT) -> tuple[subprocess.Popen, int]:
+def start_daphne(
+    tmp: Path, env: dict[str, str], label: str, root: Path = ROOT
+) -> tuple[subprocess.Popen, int]:
     """One worker, started as `make run` starts it (python -m chatsite.serve: daphne on uvloop), from the
     code in `root` (this checkout, or another one of the same schema: see --variant's APP_ROOT)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chatsite.serve", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "chatsite.serve",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "chatsite.asgi:application",
+        ],
         cwd=root,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -709,7 +738,11 @@ def coalesce_ms(args: argparse.Namespace) -> float:
 # The SDK-alone anchors: (mode, HTTP transport). "SDK raw" is the issue's anchor (the SDK's default
 # httpx2 transport); "SDK raw aiohttp" reads the same events over the SDK's aiohttp transport, as the app
 # does by default (CHAT_HTTP_CLIENT): the same client the app runs, alone.
-SDK_PATHS = {"SDK helper": ("helper", "httpx"), "SDK raw": ("raw", "httpx"), "SDK raw aiohttp": ("raw", "aiohttp")}
+SDK_PATHS = {
+    "SDK helper": ("helper", "httpx"),
+    "SDK raw": ("raw", "httpx"),
+    "SDK raw aiohttp": ("raw", "aiohttp"),
+}
 
 
 def verdict(app: dict, raw: dict, window_ms: float) -> str:
@@ -754,7 +787,9 @@ def first_delta_note(samples: list[float]) -> str:
     samples = sorted(1000 * x for x in samples)
     if not samples:
         return "no samples"
-    return f"median {statistics.median(samples):.1f} ms, p90 {percentile(samples, 0.9):.1f} ms, n={len(samples)}"
+    return (
+        f"median {statistics.median(samples):.1f} ms, p90 {percentile(samples, 0.9):.1f} ms, n={len(samples)}"
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -785,7 +820,13 @@ def run(args: argparse.Namespace) -> None:
             label, _, assignments = variant.partition(":")
             extra = dict(kv.split("=", 1) for kv in assignments.split(",") if kv)
             root = Path(extra.pop("APP_ROOT", ROOT))  # e.g. a `git worktree` of an earlier commit
-            server_env = {**os.environ, **env, "DJANGO_DEBUG": debugs[0], "CHAT_EVENT_LOOP": loops[0], **extra}
+            server_env = {
+                **os.environ,
+                **env,
+                "DJANGO_DEBUG": debugs[0],
+                "CHAT_EVENT_LOOP": loops[0],
+                **extra,
+            }
             server_env["PYTHONPATH"] = str(root)  # before the venv's editable install of this checkout
             proc, port = start_daphne(tmp, server_env, f"variant{n}", root)
             procs.append(proc)
@@ -793,7 +834,9 @@ def run(args: argparse.Namespace) -> None:
         django_setup(env)
         max_n = max([lv.n for lv in levels] + [1])
         users = make_users(max(max_n, min(args.idle_sockets, 200) if "idle" in sections else 1))
-        print(f"offline Claude pid {offline.pid} at {base_url}; SQLite {tmp / 'bench.sqlite3'}; in-memory channel layer")
+        print(
+            f"offline Claude pid {offline.pid} at {base_url}; SQLite {tmp / 'bench.sqlite3'}; in-memory channel layer"
+        )
         for path, (proc, port) in servers.items():
             print(f"{path}: daphne pid {proc.pid} on :{port} (python -m chatsite.serve)")
         server_env = " ".join(args.server_env) or "(none)"
@@ -805,7 +848,9 @@ def run(args: argparse.Namespace) -> None:
 
         if "idle" in sections and args.idle_sockets:
             print()
-            print(f"### RSS per idle open websocket ({args.idle_sockets:,} sockets, each on its own page's conversation)")
+            print(
+                f"### RSS per idle open websocket ({args.idle_sockets:,} sockets, each on its own page's conversation)"
+            )
             for path, (proc, port) in servers.items():
                 targets = make_conversations(users[: min(len(users), 200)])
                 r = asyncio.run(idle_rss(port, proc.pid, targets, args.idle_sockets))
@@ -844,26 +889,51 @@ def run(args: argparse.Namespace) -> None:
                 print(f"run {rep + 1} of {args.repeat}: {loads[-1]}")
                 print(ROW_HEADER)
                 for level in levels:
-                    texts = [prompt(f"{level.key}-{rep}", i, level.tps, level.reply_tokens) for i in range(level.n)]
+                    texts = [
+                        prompt(f"{level.key}-{rep}", i, level.tps, level.reply_tokens) for i in range(level.n)
+                    ]
                     delays = starts(level.n, args.seed + rep, args.stagger)
                     pace = level.reply_tokens / level.tps if level.tps else 10
                     timeout = args.stagger + 6 * pace + 120
                     for path, (proc, port) in servers.items():
                         targets = make_conversations(users[: level.n])
-                        busy0, own0, t0 = machine_busy_seconds(), cpu_seconds(proc.pid) + cpu_seconds(offline.pid), time.perf_counter()
+                        busy0, own0, t0 = (
+                            machine_busy_seconds(),
+                            cpu_seconds(proc.pid) + cpu_seconds(offline.pid),
+                            time.perf_counter(),
+                        )
                         own_client0 = time.process_time()
                         r = asyncio.run(relay_level(port, proc.pid, targets, texts, delays, timeout))
                         wall = time.perf_counter() - t0
-                        used = cpu_seconds(proc.pid) + cpu_seconds(offline.pid) - own0 + time.process_time() - own_client0
+                        used = (
+                            cpu_seconds(proc.pid)
+                            + cpu_seconds(offline.pid)
+                            - own0
+                            + time.process_time()
+                            - own_client0
+                        )
                         others.append(100 * (machine_busy_seconds() - busy0 - used) / wall)
                         runs.setdefault((level.key, path), []).append(r)
                         print_row(level.label, path, r, level.n * level.tps)
                     for path in sdk_paths:
                         mode, http = SDK_PATHS[path]
-                        busy0, off0, t0 = machine_busy_seconds(), cpu_seconds(offline.pid), time.perf_counter()
+                        busy0, off0, t0 = (
+                            machine_busy_seconds(),
+                            cpu_seconds(offline.pid),
+                            time.perf_counter(),
+                        )
                         r = run_sdk_alone(base_url, texts, delays, timeout, mode, http=http)
                         wall = time.perf_counter() - t0
-                        others.append(100 * (machine_busy_seconds() - busy0 - (cpu_seconds(offline.pid) - off0) - r["cpu_total"]) / wall)
+                        others.append(
+                            100
+                            * (
+                                machine_busy_seconds()
+                                - busy0
+                                - (cpu_seconds(offline.pid) - off0)
+                                - r["cpu_total"]
+                            )
+                            / wall
+                        )
                         runs.setdefault((level.key, path), []).append(r)
                         print_row(level.label, path, r, level.n * level.tps)
             results = {k: median_summary(v) for k, v in runs.items()}
@@ -889,7 +959,9 @@ def run(args: argparse.Namespace) -> None:
         if "workers" in sections:
             print()
             if not args.redis_url:
-                print("### Workers: skipped (give --redis-url redis://127.0.0.1:6379/N to measure 1 vs 2 workers)")
+                print(
+                    "### Workers: skipped (give --redis-url redis://127.0.0.1:6379/N to measure 1 vs 2 workers)"
+                )
             else:
                 spec = {
                     "base_url": base_url,
@@ -927,7 +999,9 @@ def run(args: argparse.Namespace) -> None:
                         f"DEBUG={spec['debug']}, {args.worker_streams} replies x {args.tps:g}/s per worker; medians of {args.repeat})"
                     )
                     print()
-                    print("| workers | replies | deltas/s delivered (target) | per worker | p99 ms | CPU µs per delta | replies not complete |")
+                    print(
+                        "| workers | replies | deltas/s delivered (target) | per worker | p99 ms | CPU µs per delta | replies not complete |"
+                    )
                     print("|---|---|---|---|---|---|---|")
                     for row in rows:
                         r = row["summary"]
@@ -946,7 +1020,9 @@ def run(args: argparse.Namespace) -> None:
             )
             db = asyncio.run(db_writes_reply(cid, key, text, counter))
             total = sum(counter.writes.values())
-            breakdown = ", ".join(f"{k} {v}" for k, v in sorted(counter.writes.items(), key=lambda kv: -kv[1]))
+            breakdown = ", ".join(
+                f"{k} {v}" for k, v in sorted(counter.writes.items(), key=lambda kv: -kv[1])
+            )
             print()
             print(
                 f"DB writes for one {db['output_tokens']:,}-token reply ({args.db_tps:g} tokens/s, "
@@ -992,15 +1068,22 @@ def workers_child(spec: dict) -> list[dict]:
         servers = []
         for i in range(max(spec["workers"])):
             root = Path(spec["root"])
-            proc, port = start_daphne(tmp, {**os.environ, **env, "PYTHONPATH": str(root)}, f"worker{i + 1}", root)
+            proc, port = start_daphne(
+                tmp, {**os.environ, **env, "PYTHONPATH": str(root)}, f"worker{i + 1}", root
+            )
             procs.append(proc)
             servers.append((proc, port))
         django_setup(env)
         most = max(spec["workers"]) * spec["streams"]
         users = make_users(most, prefix=f"bench-{uuid.uuid4().hex[:8]}")
         for proc, port in servers:
-            asyncio.run(relay_level(port, proc.pid, make_conversations(users[:1]), [prompt(0, 0, 0, 20)], [0.0], 60))
-        print(f"workers: {', '.join(f'pid {p.pid} on :{port}' for p, port in servers)}; {load_note()}", flush=True)
+            asyncio.run(
+                relay_level(port, proc.pid, make_conversations(users[:1]), [prompt(0, 0, 0, 20)], [0.0], 60)
+            )
+        print(
+            f"workers: {', '.join(f'pid {p.pid} on :{port}' for p, port in servers)}; {load_note()}",
+            flush=True,
+        )
         print(ROW_HEADER, flush=True)
         runs: dict[int, list[dict]] = {}
         for rep in range(spec["repeat"]):
@@ -1042,13 +1125,21 @@ def main() -> None:
     )
     parser.add_argument("--tps", type=float, default=50.0, help="deltas per second per stream")
     parser.add_argument("--reply-tokens", type=int, default=250, help="deltas per stream")
-    parser.add_argument("--max-reply-tokens", type=int, default=2000, help="deltas per unpaced (Kxmax) stream")
+    parser.add_argument(
+        "--max-reply-tokens", type=int, default=2000, help="deltas per unpaced (Kxmax) stream"
+    )
     parser.add_argument("--stagger", type=float, default=1.0, help="spread stream starts over this many s")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each configuration (the table shows medians)")
-    parser.add_argument("--debug", default="1,0", help="DJANGO_DEBUG values to run the app with (one daphne each)")
     parser.add_argument(
-        "--loops", default="uvloop", help="CHAT_EVENT_LOOP values to run the app with (uvloop,asyncio compares)"
+        "--repeat", type=int, default=3, help="runs of each configuration (the table shows medians)"
+    )
+    parser.add_argument(
+        "--debug", default="1,0", help="DJANGO_DEBUG values to run the app with (one daphne each)"
+    )
+    parser.add_argument(
+        "--loops",
+        default="uvloop",
+        help="CHAT_EVENT_LOOP values to run the app with (uvloop,asyncio compares)",
     )
     parser.add_argument("--no-helper", action="store_true", help="leave out the SDK stream-helper anchor")
     parser.add_argument(
@@ -1058,15 +1149,25 @@ def main() -> None:
     )
     parser.add_argument("--idle-sockets", type=int, default=1000)
     parser.add_argument("--first-replies", type=int, default=20)
-    parser.add_argument("--redis-url", default="", help="Redis for the workers section, e.g. redis://127.0.0.1:6379/6")
-    parser.add_argument("--workers-database-url", default="", help="database of the workers section (SQLite if unset)")
-    parser.add_argument("--workers", default="1,2", help="worker counts to compare")
-    parser.add_argument("--worker-streams", type=int, default=100, help="replies per worker in the workers section")
     parser.add_argument(
-        "--workers-app-root", default="", help="run the workers section's daphnes from this checkout (default: this one)"
+        "--redis-url", default="", help="Redis for the workers section, e.g. redis://127.0.0.1:6379/6"
+    )
+    parser.add_argument(
+        "--workers-database-url", default="", help="database of the workers section (SQLite if unset)"
+    )
+    parser.add_argument("--workers", default="1,2", help="worker counts to compare")
+    parser.add_argument(
+        "--worker-streams", type=int, default=100, help="replies per worker in the workers section"
+    )
+    parser.add_argument(
+        "--workers-app-root",
+        default="",
+        help="run the workers section's daphnes from this checkout (default: this one)",
     )
     parser.add_argument("--workers-debug", default="0", help="DJANGO_DEBUG of the workers section")
-    parser.add_argument("--db-reply-tokens", type=int, default=2000, help="0 leaves the DB-writes section out")
+    parser.add_argument(
+        "--db-reply-tokens", type=int, default=2000, help="0 leaves the DB-writes section out"
+    )
     parser.add_argument("--db-tps", type=float, default=400.0)
     parser.add_argument(
         "--server-env",

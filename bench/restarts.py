@@ -49,15 +49,23 @@ def lost_chars(db: ServerDatabase, chats: list[Chat], replies: list[int]) -> lis
     for chat, reply in zip(chats, replies, strict=True):
         [(saved,)] = db.query("SELECT content FROM conversations_message WHERE id = %s", (reply,))
         received = chat.text_of(reply)
-        common = len(received) if saved.startswith(received) else next(
-            (i for i, (a, b) in enumerate(zip(saved, received, strict=False)) if a != b), min(len(saved), len(received))
+        common = (
+            len(received)
+            if saved.startswith(received)
+            else next(
+                (i for i, (a, b) in enumerate(zip(saved, received, strict=False)) if a != b),
+                min(len(saved), len(received)),
+            )
         )
         lost.append(len(received) - common)
     return lost
 
 
 def ledger(db: ServerDatabase, replies: list[int]) -> tuple[int, int]:
-    rows = sum(db.query("SELECT count(*) FROM billing_usagerecord WHERE message_id = %s", (r,))[0][0] for r in replies)
+    rows = sum(
+        db.query("SELECT count(*) FROM billing_usagerecord WHERE message_id = %s", (r,))[0][0]
+        for r in replies
+    )
     holds = db.query("SELECT count(*) FROM billing_spendreservation WHERE settled_at IS NULL")[0][0]
     return rows, holds
 
@@ -87,8 +95,14 @@ async def scenario_sigterm(workdir: Path, n: int) -> dict:
         statuses = db.query(
             "SELECT status, count(*) FROM conversations_message WHERE role = 'assistant' GROUP BY status"
         )
-        return {"lost": lost_chars(db, chats, replies), "exit_s": exit_s, "rows": rows, "calls": n,
-                "holds": holds, "statuses": dict(statuses)}
+        return {
+            "lost": lost_chars(db, chats, replies),
+            "exit_s": exit_s,
+            "rows": rows,
+            "calls": n,
+            "holds": holds,
+            "statuses": dict(statuses),
+        }
     finally:
         db.drop()
 
@@ -114,8 +128,14 @@ async def scenario_sigkill(workdir: Path, n: int) -> dict:
         statuses = db.query(
             "SELECT status, count(*) FROM conversations_message WHERE role = 'assistant' GROUP BY status"
         )
-        return {"lost": lost_chars(db, chats, replies), "recovered_s": recovered_s, "rows": rows, "calls": n,
-                "holds": holds, "statuses": dict(statuses)}
+        return {
+            "lost": lost_chars(db, chats, replies),
+            "recovered_s": recovered_s,
+            "rows": rows,
+            "calls": n,
+            "holds": holds,
+            "statuses": dict(statuses),
+        }
     finally:
         db.drop()
 
@@ -128,13 +148,19 @@ def main() -> None:
         term = asyncio.run(scenario_sigterm(Path(tmp), args.replies))
         kill = asyncio.run(scenario_sigkill(Path(tmp), args.replies))
     print(f"{args.replies} replies streaming at 30 tokens/s on one worker\n")
-    print("| scenario | text lost per reply (chars: max, mean) | time | ledger rows / API calls | open holds | end states |")
+    print(
+        "| scenario | text lost per reply (chars: max, mean) | time | ledger rows / API calls | open holds | end states |"
+    )
     print("|---|---|---|---|---|---|")
-    for name, r, time_label in (("SIGTERM (grace 1 s)", term, f"exit {term['exit_s']:.1f} s after the signal"),
-                                ("SIGKILL + new worker", kill, f"recovered {kill['recovered_s']:.1f} s after the kill")):
+    for name, r, time_label in (
+        ("SIGTERM (grace 1 s)", term, f"exit {term['exit_s']:.1f} s after the signal"),
+        ("SIGKILL + new worker", kill, f"recovered {kill['recovered_s']:.1f} s after the kill"),
+    ):
         lost = r["lost"]
-        print(f"| {name} | {max(lost)}, {sum(lost) / len(lost):.0f} | {time_label} | {r['rows']} / {r['calls']} "
-              f"| {r['holds']} | {r['statuses']} |")
+        print(
+            f"| {name} | {max(lost)}, {sum(lost) / len(lost):.0f} | {time_label} | {r['rows']} / {r['calls']} "
+            f"| {r['holds']} | {r['statuses']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,24 @@ def setup_django(backend: str) -> None:
 
 
 def vocabulary(rng: random.Random, size: int = 6000) -> list[str]:
-    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pa", "qu", "do", "fe", "gi", "ha", "jo"]
+    syllables = [
+        "ka",
+        "lo",
+        "mi",
+        "ne",
+        "ru",
+        "sa",
+        "ti",
+        "vo",
+        "ze",
+        "pa",
+        "qu",
+        "do",
+        "fe",
+        "gi",
+        "ha",
+        "jo",
+    ]
     words = set()
     while len(words) < size:
         words.add("".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))))
@@ -83,7 +100,11 @@ def seed(messages: int) -> None:
             with transaction.atomic():
                 conversations = Conversation.objects.bulk_create(
                     [
-                        Conversation(owner=owner, model="claude-sonnet-5-5", title=" ".join(rng.choices(words[:2000], k=3)))
+                        Conversation(
+                            owner=owner,
+                            model="claude-sonnet-5-5",
+                            title=" ".join(rng.choices(words[:2000], k=3)),
+                        )
                         for _ in range(size // PER_CONVERSATION)
                     ]
                 )
@@ -96,10 +117,15 @@ def seed(messages: int) -> None:
                     if rng.random() < 0.001:
                         text += " quasar"  # a rare word: about one message in a thousand
                     batch.append(
-                        Message(conversation=conversation, role="assistant" if assistant else "user", content=text)
+                        Message(
+                            conversation=conversation, role="assistant" if assistant else "user", content=text
+                        )
                     )
                 Message.objects.bulk_create(batch, batch_size=1000)
-        print(f"   seeded {count:,} messages for {username} in {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"   seeded {count:,} messages for {username} in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     from django.db import connection
 
     if connection.vendor == "postgresql":
@@ -160,7 +186,9 @@ def run_backend(backend: str, messages: int, reseed: bool, repeat: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=7)

@@ -79,7 +79,6 @@ def conversations(n: int, prefix: str) -> list:
 def one_round(sends: int, label: str) -> dict:
     from django.db import connection
 
-
     trip = intents._send_in_database.func  # the function channels runs in its database thread
     for conversation in conversations(10, f"{label}-warm"):
         trip(conversation, TEXT, (), None)
@@ -120,7 +119,9 @@ def main() -> None:
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     spread = {key: (min(r[key] for r in rounds), max(r[key] for r in rounds)) for key in ("wall", "cpu")}
     backend = "PostgreSQL" if args.database_url.startswith("postgres") else "SQLite"
-    print(f"One Send's database trip, a first turn ({backend}, DEBUG={args.debug}, medians of {args.repeat} x {args.sends})")
+    print(
+        f"One Send's database trip, a first turn ({backend}, DEBUG={args.debug}, medians of {args.repeat} x {args.sends})"
+    )
     print()
     print("| statements | wall ms | CPU ms | ms in execute | share in execute |")
     print("|---|---|---|---|---|")

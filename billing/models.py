@@ -134,7 +134,10 @@ class UsageRecord(models.Model):
     cache_note = models.CharField(max_length=200, blank=True, default="")
     request_id = models.CharField(max_length=128, blank=True)
     attempt_id = models.UUIDField(
-        null=True, blank=True, unique=True, help_text="The API call this row bills: one row per call, by this key."
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="The API call this row bills: one row per call, by this key.",
     )
 
     input_tokens = models.BigIntegerField(default=0)
@@ -315,7 +318,8 @@ class SpendReservation(models.Model):
     model = models.CharField(max_length=100)
     amount = models.BigIntegerField(help_text="Worst-case cost held, pUSD.")
     max_tokens = models.PositiveIntegerField(
-        default=0, help_text="max_tokens granted to the call (less than the model's when the budget was short)."
+        default=0,
+        help_text="max_tokens granted to the call (less than the model's when the budget was short).",
     )
     created_at = models.DateTimeField(default=timezone.now)
     settled_at = models.DateTimeField(null=True, blank=True)

@@ -106,7 +106,9 @@ def _row(raw: dict, where: str, errors: list[str]) -> PriceRow | None:
         except ValueError:
             errors.append(f"{where}: band_threshold_tokens must be a positive whole number")
             threshold = None
-        band_rates = _rates(raw, "band_", where, errors, required_because=" when band_threshold_tokens is set")
+        band_rates = _rates(
+            raw, "band_", where, errors, required_because=" when band_threshold_tokens is set"
+        )
     else:
         threshold = None
         if any(not _blank(raw.get(f"band_{name}")) for name in RATE_FIELDS):

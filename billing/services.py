@@ -135,7 +135,9 @@ def monthly_limit_for(user_id: int, budget: UserBudget | None = None) -> int | N
 MIN_REPLY_TOKENS = 2_048
 
 
-def worst_case_cost(*, model: str, prompt_tokens: int, max_tokens: int, at: datetime, cache_ttl: str = "1h") -> int:
+def worst_case_cost(
+    *, model: str, prompt_tokens: int, max_tokens: int, at: datetime, cache_ttl: str = "1h"
+) -> int:
     """Upper bound in pUSD of what one call can cost (0 for an unpriced model), given an upper bound
     of its prompt tokens and the cache lifetime it writes (its prompt tokens cost at most that write)."""
     price = ModelPrice.objects.in_effect(model, at)
@@ -227,7 +229,11 @@ def spend_reserve(
                 least = min(max_tokens, MIN_REPLY_TOKENS)
                 if granted < least:
                     smallest = worst_case_cost(
-                        model=model, prompt_tokens=prompt_tokens, max_tokens=least, at=now, cache_ttl=cache_ttl
+                        model=model,
+                        prompt_tokens=prompt_tokens,
+                        max_tokens=least,
+                        at=now,
+                        cache_ttl=cache_ttl,
                     )
                     shown = format_money_together(smallest, available, limit)
                     raise BudgetExceeded(

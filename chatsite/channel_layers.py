@@ -142,5 +142,7 @@ class RedisChannelLayer(UpstreamRedisChannelLayer):
         """The channels in `group` now, by the same key and expiry as group_send reads them."""
         assert self.require_valid_group_name(group), "Group name not valid"
         connection = self.connection(self.consistent_hash(group))
-        members = await connection.zrangebyscore(self._group_key(group), int(time.time()) - self.group_expiry, "+inf")
+        members = await connection.zrangebyscore(
+            self._group_key(group), int(time.time()) - self.group_expiry, "+inf"
+        )
         return {member.decode("utf8") for member in members}

@@ -283,7 +283,9 @@ CHAT_MAX_TOKENS = int(os.environ.get("CHAT_MAX_TOKENS") or "0")
 # and costs more than no caching once people pause longer; 1h stays near 22% of the uncached price.
 CHAT_PROMPT_CACHE_TTL = os.environ.get("CHAT_PROMPT_CACHE_TTL", "auto").strip().lower()
 if CHAT_PROMPT_CACHE_TTL not in ("auto", "5m", "1h", "off"):
-    raise ImproperlyConfigured(f"CHAT_PROMPT_CACHE_TTL must be auto, 5m, 1h or off, not {CHAT_PROMPT_CACHE_TTL!r}")
+    raise ImproperlyConfigured(
+        f"CHAT_PROMPT_CACHE_TTL must be auto, 5m, 1h or off, not {CHAT_PROMPT_CACHE_TTL!r}"
+    )
 # Largest prompt + reply sent per call, in tokens; unset (0): the model's whole context window.
 CHAT_CONTEXT_WINDOW = int(os.environ.get("CHAT_CONTEXT_WINDOW") or "0")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))

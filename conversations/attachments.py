@@ -231,7 +231,9 @@ def attachment_add(*, owner, conversation, checked: Checked) -> Attachment:
         unsent_delete(owner=owner)
         pending = Attachment.objects.filter(owner=owner, message__isnull=True)
         if pending.filter(conversation=conversation).count() >= settings.CHAT_MAX_ATTACHMENTS:
-            raise AttachmentError(f"At most {settings.CHAT_MAX_ATTACHMENTS} files can be attached to a message.")
+            raise AttachmentError(
+                f"At most {settings.CHAT_MAX_ATTACHMENTS} files can be attached to a message."
+            )
         totals = pending.aggregate(files=Count("pk"), size=Sum("size"))
         if totals["files"] >= settings.CHAT_MAX_PENDING_FILES:
             raise AttachmentError(

@@ -1,6 +1,6 @@
 """What the app knows about each Claude model: its window, its output limit, whether it thinks by default.
 
-One place, data only (from ``/work/shared/reference/claude-api.md``), imported by whatever sizes a
+One place, data only (from Anthropic's public models overview, https://docs.claude.com/en/docs/about-claude/models/overview), imported by whatever sizes a
 request or a budget: `max_tokens` per reply and the context budget come from here. Prices are not here:
 they are effective-dated rows in billing, editable by staff.
 """
@@ -56,25 +56,49 @@ MODELS: dict[str, ModelInfo] = {
     info.id: info
     for info in (
         _current(
-            "claude-opus-5-5", thinks_by_default=True, always_thinks=True, default_effort="medium",
-            system_messages=True, compaction=True, quiet_thinking="", fallback="claude-sonnet-5-5",
+            "claude-opus-5-5",
+            thinks_by_default=True,
+            always_thinks=True,
+            default_effort="medium",
+            system_messages=True,
+            compaction=True,
+            quiet_thinking="",
+            fallback="claude-sonnet-5-5",
         ),
         _current(
-            "claude-sonnet-5-5", thinks_by_default=True, default_effort="high",
-            system_messages=True, compaction=True, quiet_thinking="between_tools", fallback="claude-opus-5-5",
+            "claude-sonnet-5-5",
+            thinks_by_default=True,
+            default_effort="high",
+            system_messages=True,
+            compaction=True,
+            quiet_thinking="between_tools",
+            fallback="claude-opus-5-5",
         ),
         # Compaction is not listed for Haiku 5.5 (docs, 2026-09): its long conversations leave turns out.
         _current(
-            "claude-haiku-5-5", thinks_by_default=True, default_effort="medium",
-            system_messages=True, fallback="claude-sonnet-5-5",
+            "claude-haiku-5-5",
+            thinks_by_default=True,
+            default_effort="medium",
+            system_messages=True,
+            fallback="claude-sonnet-5-5",
         ),
         _current(
-            "claude-fable-5-2", thinks_by_default=True, always_thinks=True, default_effort="high",
-            system_messages=True, compaction=True, quiet_thinking="",
+            "claude-fable-5-2",
+            thinks_by_default=True,
+            always_thinks=True,
+            default_effort="high",
+            system_messages=True,
+            compaction=True,
+            quiet_thinking="",
         ),
         _current(
-            "claude-fable-5-1", thinks_by_default=True, always_thinks=True, default_effort="high",
-            system_messages=True, compaction=True, quiet_thinking="",
+            "claude-fable-5-1",
+            thinks_by_default=True,
+            always_thinks=True,
+            default_effort="high",
+            system_messages=True,
+            compaction=True,
+            quiet_thinking="",
         ),
         _current("claude-opus-5", system_messages=True, compaction=True),
         _current("claude-sonnet-5", compaction=True),

@@ -46,7 +46,9 @@ def refuse_unstorable(text: str, what: str) -> str:
     """`text`, unless it holds characters no database stores as text: NUL (PostgreSQL refuses it) or a
     lone surrogate (not valid UTF-8). InvalidInput names `what` then."""
     if "\x00" in text:
-        raise InvalidInput(f"{what} contains a NUL character, which cannot be stored: remove it and try again.")
+        raise InvalidInput(
+            f"{what} contains a NUL character, which cannot be stored: remove it and try again."
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate (e.g. "\ud800" in a websocket frame's JSON)

@@ -116,7 +116,9 @@ class Conversation(models.Model):
 # messages and about this much HTML (always at least one message): "Show earlier" loads the rest.
 PAGE_MESSAGES = 50
 PAGE_BYTES = 48 * 1024
-_MESSAGE_MARKUP_BYTES = 700  # about what the article, its status line and action forms add (measured ~400-600)
+_MESSAGE_MARKUP_BYTES = (
+    700  # about what the article, its status line and action forms add (measured ~400-600)
+)
 
 
 class MessageQuerySet(models.QuerySet):
@@ -183,7 +185,9 @@ class Message(models.Model):
         REFUSED = "refused", "Refused"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     chosen = models.BooleanField(default=True)
     active = models.BooleanField(default=True)
     role = models.CharField(max_length=16, choices=Role.choices)
@@ -250,7 +254,9 @@ class Message(models.Model):
         # A message added without a parent follows the active branch's latest message.
         if self._state.adding and self.parent_id is None and not self.starts_conversation:
             self.parent = (
-                Message.objects.filter(conversation_id=self.conversation_id, active=True).order_by("-pk").first()
+                Message.objects.filter(conversation_id=self.conversation_id, active=True)
+                .order_by("-pk")
+                .first()
             )
         super().save(*args, **kwargs)
 
@@ -342,7 +348,9 @@ def annotate_branches(messages: list[Message]) -> list[Message]:
         models.Q(parent_id__in=parents) | models.Q(parent__isnull=True, conversation_id__in=roots)
     )
     groups: dict[tuple, list[int]] = {}
-    for pk, parent_id, conversation_id in siblings.order_by("pk").values_list("pk", "parent_id", "conversation_id"):
+    for pk, parent_id, conversation_id in siblings.order_by("pk").values_list(
+        "pk", "parent_id", "conversation_id"
+    ):
         groups.setdefault((parent_id, conversation_id if parent_id is None else None), []).append(pk)
     for message in messages:
         key = (message.parent_id, message.conversation_id if message.parent_id is None else None)
@@ -367,7 +375,11 @@ class Preset(models.Model):
     copies its text: changing or deleting the preset later leaves the conversation as it was."""
 
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="presets",
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="presets",
         help_text="Empty for a site-wide preset.",
     )
     name = models.CharField(max_length=100)
@@ -406,6 +418,8 @@ class ShareLink(models.Model):
 
     def __str__(self) -> str:
         return f"Share link of conversation {self.conversation_id}"
+
+
 def _attachment_storage():
     from django.core.files.storage import storages
 
@@ -416,7 +430,7 @@ def attachment_path(attachment: Attachment, filename: str) -> str:
     # A random name: nothing about the person or the file's original name is in the path.
     import uuid
 
-    return f"attachments/{attachment.owner_id}/{uuid.uuid4().hex}{filename[filename.rfind('.'):]}"
+    return f"attachments/{attachment.owner_id}/{uuid.uuid4().hex}{filename[filename.rfind('.') :]}"
 
 
 class Attachment(models.Model):
@@ -468,7 +482,9 @@ class ImportClaim(models.Model):
     conversations.transfer.conversation_import). A claim older than IMPORT_CLAIM_LIFETIME is a crashed
     worker's, and is taken over."""
 
-    owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
     started_at = models.DateTimeField()
 
     def __str__(self) -> str:

@@ -80,7 +80,9 @@ def conversation_archive(request: HttpRequest, pk: int) -> HttpResponse:
     services.conversation_archive(conversation=conversation, archived=archived)
     flash.success(
         request,
-        f"Archived “{conversation.display_title}”." if archived else f"“{conversation.display_title}” is back in the sidebar.",
+        f"Archived “{conversation.display_title}”."
+        if archived
+        else f"“{conversation.display_title}” is back in the sidebar.",
     )
     if request.htmx:
         return _sidebar_fragment(request, current_conversation(request))
@@ -115,7 +117,9 @@ def conversation_export(request: HttpRequest, pk: int, extension: str) -> HttpRe
     else:
         body, content_type = transfer.conversation_markdown(conversation), "text/markdown; charset=utf-8"
     response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{transfer.conversation_filename(conversation, extension)}"'
+    response["Content-Disposition"] = (
+        f'attachment; filename="{transfer.conversation_filename(conversation, extension)}"'
+    )
     return response
 
 
@@ -135,7 +139,9 @@ def conversation_import(request: HttpRequest) -> HttpResponse:
         if upload is None:
             error = "Choose a conversation file (.json) to import."
         elif upload.size > settings.CHAT_IMPORT_MAX_BYTES:
-            error = f"The file is too large to import (the limit is {settings.CHAT_IMPORT_MAX_BYTES:,} bytes)."
+            error = (
+                f"The file is too large to import (the limit is {settings.CHAT_IMPORT_MAX_BYTES:,} bytes)."
+            )
         else:
             try:
                 conversation = transfer.conversation_import(owner=request.user, data=upload.read())
@@ -161,10 +167,16 @@ def presets(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             services.preset_create(
-                owner=request.user, name=request.POST.get("name"), system_prompt=request.POST.get("system_prompt")
+                owner=request.user,
+                name=request.POST.get("name"),
+                system_prompt=request.POST.get("system_prompt"),
             )
         except inputs.InvalidInput as exc:
-            context |= {"error": str(exc), "name": request.POST.get("name", ""), "prompt": request.POST.get("system_prompt", "")}
+            context |= {
+                "error": str(exc),
+                "name": request.POST.get("name", ""),
+                "prompt": request.POST.get("system_prompt", ""),
+            }
             status = 400
         else:
             flash.success(request, "Preset saved. Pick it when you start a conversation.")
@@ -193,7 +205,9 @@ def _share_response(request: HttpRequest, conversation: Conversation, **context)
     context |= {"conversation": conversation, "sharing": settings.CHAT_SHARING}
     if request.htmx:
         return render(request, "conversations/_share.html", context)
-    return render(request, "conversations/share.html", context, status=400 if context.get("share_error") else 200)
+    return render(
+        request, "conversations/share.html", context, status=400 if context.get("share_error") else 200
+    )
 
 
 @login_required

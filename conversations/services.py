@@ -82,7 +82,9 @@ def conversation_update_settings(
     if effort is not None and effort not in ("", *EFFORTS):
         raise InvalidInput("Choose one of the offered effort levels.")
     model = clean_model(model)
-    sequences = conversation.stop_sequences if stop_sequences is None else clean_stop_sequences(stop_sequences)
+    sequences = (
+        conversation.stop_sequences if stop_sequences is None else clean_stop_sequences(stop_sequences)
+    )
     fields = ["model", "system_prompt", "stop_sequences", "updated_at"]
     if (model, system_prompt) != (conversation.model, conversation.system_prompt):
         conversation.prompt_changed_at = timezone.now()  # earlier calls' token counts no longer apply
@@ -96,7 +98,10 @@ def conversation_update_settings(
             # Earlier thinking is bound to the prompt it was written under: the edit goes to the end of
             # the history, as a system message from the next reply on (see reply_history).
             refuse_while_streaming(conversation, "changing the system prompt")
-            conversation.system_messages = [*conversation.system_messages, {"after": newest, "text": system_prompt}]
+            conversation.system_messages = [
+                *conversation.system_messages,
+                {"after": newest, "text": system_prompt},
+            ]
             fields.append("system_messages")
     conversation.model, conversation.system_prompt = model, system_prompt
     conversation.stop_sequences = sequences

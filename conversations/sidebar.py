@@ -71,7 +71,9 @@ def parse_cursor(value: object) -> tuple[datetime, int] | None:
     return moment, pk_n
 
 
-def sidebar_page(user, *, after: object = None, archived: bool = False, now: datetime | None = None) -> SidebarPage:
+def sidebar_page(
+    user, *, after: object = None, archived: bool = False, now: datetime | None = None
+) -> SidebarPage:
     """One page of `user`'s conversations for the sidebar (or, with `archived`, for the Archived list).
 
     The first page (no `after`) starts with every pinned conversation; the unpinned ones follow, most

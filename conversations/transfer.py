@@ -149,10 +149,12 @@ def user_archive(user) -> tempfile.SpooledTemporaryFile:
         archive.writestr("presets.json", json.dumps(presets, ensure_ascii=False, indent=2) + "\n")
         for conversation in Conversation.objects.owned_by(user).iterator(chunk_size=200):
             archive.writestr(
-                f"conversations/{conversation_filename(conversation, 'json')}", conversation_json_text(conversation)
+                f"conversations/{conversation_filename(conversation, 'json')}",
+                conversation_json_text(conversation),
             )
             archive.writestr(
-                f"conversations/{conversation_filename(conversation, 'md')}", conversation_markdown(conversation)
+                f"conversations/{conversation_filename(conversation, 'md')}",
+                conversation_markdown(conversation),
             )
     spool.seek(0)
     return spool
@@ -188,7 +190,9 @@ def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage], bool]:
     `parent` on any message), or InvalidInput saying what is wrong."""
     foreign = "This is not a conversation exported from this app (choose a .json file from its Export menu)."
     if len(data) > settings.CHAT_IMPORT_MAX_BYTES:
-        raise InvalidInput(f"The file is too large to import (the limit is {settings.CHAT_IMPORT_MAX_BYTES:,} bytes).")
+        raise InvalidInput(
+            f"The file is too large to import (the limit is {settings.CHAT_IMPORT_MAX_BYTES:,} bytes)."
+        )
     if data.startswith(b"PK\x03\x04"):
         raise InvalidInput(
             "This is a zip archive: unpack it and import one conversation's .json file from its conversations folder."
@@ -214,9 +218,15 @@ def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage], bool]:
     if not isinstance(conversation, dict) or not isinstance(messages, list):
         raise InvalidInput(foreign + " It lacks its conversation or its messages.")
     if len(messages) > IMPORT_MESSAGES:
-        raise InvalidInput(f"The conversation has too many messages to import (the limit is {IMPORT_MESSAGES:,}).")
+        raise InvalidInput(
+            f"The conversation has too many messages to import (the limit is {IMPORT_MESSAGES:,})."
+        )
     characters = sum(
-        len(m[key]) for m in messages if isinstance(m, dict) for key in ("content", "thinking") if isinstance(m.get(key), str)
+        len(m[key])
+        for m in messages
+        if isinstance(m, dict)
+        for key in ("content", "thinking")
+        if isinstance(m.get(key), str)
     )
     if characters > IMPORT_CHARS:
         raise InvalidInput(
@@ -357,7 +367,9 @@ def _one_import_at_a_time(user_id: int):
             ImportClaim.objects.filter(owner_id=user_id, started_at__lt=now - IMPORT_CLAIM_LIFETIME).delete()
             ImportClaim.objects.create(owner_id=user_id, started_at=now)
     except IntegrityError:
-        raise InvalidInput("An import of yours is still running: wait for it to finish, then try again.") from None
+        raise InvalidInput(
+            "An import of yours is still running: wait for it to finish, then try again."
+        ) from None
     try:
         yield
     finally:

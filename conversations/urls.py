@@ -16,7 +16,12 @@ urlpatterns = [
     path("c/<int:pk>/pin/", organise_views.conversation_pin, name="conversation_pin"),
     path("c/<int:pk>/archive/", organise_views.conversation_archive, name="conversation_archive"),
     path("c/<int:pk>/export.md", organise_views.conversation_export, {"extension": "md"}, name="export_md"),
-    path("c/<int:pk>/export.json", organise_views.conversation_export, {"extension": "json"}, name="export_json"),
+    path(
+        "c/<int:pk>/export.json",
+        organise_views.conversation_export,
+        {"extension": "json"},
+        name="export_json",
+    ),
     path("c/<int:pk>/share/", organise_views.share_create, name="share_create"),
     path("c/<int:pk>/share/revoke/", organise_views.share_revoke, name="share_revoke"),
     path("s/<str:token>/", organise_views.shared_conversation, name="shared_conversation"),

@@ -47,7 +47,9 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, **ext
         "default_model": settings.CHAT_DEFAULT_MODEL,
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
         "max_system_chars": settings.CHAT_MAX_SYSTEM_PROMPT_CHARS,
-        "stop_sequences_text": inputs.stop_sequences_text(conversation.stop_sequences) if conversation else "",
+        "stop_sequences_text": inputs.stop_sequences_text(conversation.stop_sequences)
+        if conversation
+        else "",
         "max_stop_sequences": inputs.MAX_STOP_SEQUENCES,
         "effort_choices": EFFORTS if conversation and takes_effort(conversation.model) else (),
         "effort_default": model_info(conversation.model).default_effort if conversation else "",
@@ -83,7 +85,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def conversation_earlier(request: HttpRequest, pk: int) -> HttpResponse:
-    """"Show earlier": the messages before `?before=`, with a link to the ones before those (htmx);
+    """ "Show earlier": the messages before `?before=`, with a link to the ones before those (htmx);
     without htmx, the whole page showing them."""
     conversation = _owned_conversation(request, pk)
     if not request.htmx:
@@ -113,7 +115,9 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
         if text.strip():  # the conversation and its first message are stored together, or neither
             reply = await intents.start_conversation(owner=user, text=text, model=model, preset_id=preset)
             return redirect(reply.conversation)
-        conversation = await sync_to_async(services.conversation_create)(owner=user, model=model, preset_id=preset)
+        conversation = await sync_to_async(services.conversation_create)(
+            owner=user, model=model, preset_id=preset
+        )
     except (inputs.InvalidInput, SpendRefused) as exc:
         return await sync_to_async(_render_page_with_error)(request, None, str(exc), text)
     return redirect(conversation)

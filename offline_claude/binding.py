@@ -87,7 +87,9 @@ def behaviour(body: dict[str, Any], betas: set[str]) -> str:
         raise BindingError("thinking.block_binding: only `prefix_mismatch_behavior` is allowed")
     value = binding.get("prefix_mismatch_behavior", "error")
     if value not in BEHAVIOURS:
-        raise BindingError("thinking.block_binding.prefix_mismatch_behavior: Input should be 'error' or 'drop_block'")
+        raise BindingError(
+            "thinking.block_binding.prefix_mismatch_behavior: Input should be 'error' or 'drop_block'"
+        )
     return value
 
 
@@ -134,7 +136,9 @@ def check(body: dict[str, Any], spec: ModelSpec, betas: set[str]) -> Binding:
                     )
                 recorded_state, recorded_start = recorded
                 # The summarised turns were bound to the system prompt and tools of their time.
-                state = recorded_state if recorded_start == start else hashlib.sha256(b"changed" + start).digest()
+                state = (
+                    recorded_state if recorded_start == start else hashlib.sha256(b"changed" + start).digest()
+                )
                 skip_first = 1
 
     dropped: list[tuple[int, int, str]] = []
@@ -159,7 +163,9 @@ def check(body: dict[str, Any], spec: ModelSpec, betas: set[str]) -> Binding:
                 if not failed:
                     prefix = chain_step(state, role, blocks[first:j])
                     expected_previous = parts.previous if previous is None else previous
-                    failed = not prefix_matches(parts, block["thinking"], prefix=prefix, previous=expected_previous)
+                    failed = not prefix_matches(
+                        parts, block["thinking"], prefix=prefix, previous=expected_previous
+                    )
                 if failed:
                     if on_mismatch == "error":
                         raise BindingError(_mismatch_message(where, betas))

@@ -1,6 +1,7 @@
 """Models the offline Claude knows, with their limits.
 
-The ids and limits follow ``/work/shared/reference/claude-api.md`` (price table). They are data, not
+The ids and limits follow Anthropic's public models overview and pricing pages
+(https://docs.claude.com/en/docs/about-claude/models/overview, https://www.anthropic.com/pricing). They are data, not
 behaviour: the server looks a model up here to validate ``max_tokens``, the context window and whether
 assistant prefill is allowed, and ``GET /v1/models`` lists them.
 """
@@ -132,11 +133,27 @@ MODELS: tuple[ModelSpec, ...] = (
         thinking_types=("adaptive",),
     ),
     ModelSpec(
-        "claude-opus-5", "Claude Opus 5", "2026-05-05T00:00:00Z", "opus", _M, 128 * _K, system_messages=True, compaction=True
+        "claude-opus-5",
+        "Claude Opus 5",
+        "2026-05-05T00:00:00Z",
+        "opus",
+        _M,
+        128 * _K,
+        system_messages=True,
+        compaction=True,
     ),
-    ModelSpec("claude-sonnet-5", "Claude Sonnet 5", "2026-05-05T00:00:00Z", "sonnet", _M, 128 * _K, compaction=True),
     ModelSpec(
-        "claude-opus-4-8", "Claude Opus 4.8", "2026-03-24T00:00:00Z", "opus", _M, 128 * _K, system_messages=True, compaction=True
+        "claude-sonnet-5", "Claude Sonnet 5", "2026-05-05T00:00:00Z", "sonnet", _M, 128 * _K, compaction=True
+    ),
+    ModelSpec(
+        "claude-opus-4-8",
+        "Claude Opus 4.8",
+        "2026-03-24T00:00:00Z",
+        "opus",
+        _M,
+        128 * _K,
+        system_messages=True,
+        compaction=True,
     ),
     ModelSpec("claude-opus-4-7", "Claude Opus 4.7", "2026-02-17T00:00:00Z", "opus", _M, 128 * _K),
     ModelSpec("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z", "sonnet", _M, 64 * _K),

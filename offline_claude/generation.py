@@ -120,7 +120,11 @@ class ReplyPlan:
             "output_tokens_details": {
                 "thinking_tokens": self.thinking_tokens if thinking_tokens is None else thinking_tokens
             },
-            **({"iterations": self.iterations(output_tokens)} if self.compaction_iteration is not None else {}),
+            **(
+                {"iterations": self.iterations(output_tokens)}
+                if self.compaction_iteration is not None
+                else {}
+            ),
         }
 
     def message_json(self, msg_id: str) -> dict[str, Any]:
@@ -338,7 +342,13 @@ def plan_compaction(body: dict[str, Any], usage_in: CacheResult, binding: Bindin
 
 
 def plan_threshold_compaction(
-    body: dict[str, Any], usage_in: CacheResult, binding: Binding, *, pause: bool, system_tokens: int, **reply_options: Any
+    body: dict[str, Any],
+    usage_in: CacheResult,
+    binding: Binding,
+    *,
+    pause: bool,
+    system_tokens: int,
+    **reply_options: Any,
 ) -> ReplyPlan:
     """Compaction at a threshold: the prompt passed the trigger, so Claude first summarises everything
     (one compaction block, leading the reply), then answers from the summary (or stops there with

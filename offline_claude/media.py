@@ -165,7 +165,9 @@ def describe(blocks: list[dict]) -> str:
                 info = image_info(block)
                 width, height = info.scaled
                 seen = f" (seen at {width}×{height})" if (width, height) != (info.width, info.height) else ""
-                parts.append(f"an image ({info.media_type}, {info.width}×{info.height} pixels{seen}, {info.tokens:,} tokens)")
+                parts.append(
+                    f"an image ({info.media_type}, {info.width}×{info.height} pixels{seen}, {info.tokens:,} tokens)"
+                )
             elif block.get("type") == "document":
                 info = document_info(block)
                 if isinstance(info, str):

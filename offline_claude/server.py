@@ -446,10 +446,17 @@ class OfflineClaudeServer:
         edit = threshold_edit(body, spec, betas)
         if edit is not None and count_prompt_tokens(segments) > edit["trigger"]:
             system = body.get("system")
-            system_tokens = count_prompt_tokens(build_segments({"system": system, "messages": []})) if system else 0
+            system_tokens = (
+                count_prompt_tokens(build_segments({"system": system, "messages": []})) if system else 0
+            )
             plan = plan_threshold_compaction(
-                body, usage_in, bound, pause=edit["pause"], system_tokens=system_tokens,
-                reply_tokens=controls.reply_tokens, **options,
+                body,
+                usage_in,
+                bound,
+                pause=edit["pause"],
+                system_tokens=system_tokens,
+                reply_tokens=controls.reply_tokens,
+                **options,
             )
         else:
             plan = plan_reply(body, usage_in, controls.reply_tokens, binding=bound, **options)
@@ -560,18 +567,36 @@ class OfflineClaudeServer:
                 # Compaction at a threshold: the block first, its summary in one compaction_delta.
                 block = plan.leading_compaction
                 start = _dumps({"type": "compaction", "content": "", "signature": block["signature"]})
-                yield offset, ev("content_block_start", f'{{"type":"content_block_start","index":0,"content_block":{start}}}'), "other"
-                yield offset, ev(
-                    "content_block_delta",
-                    f'{{"type":"content_block_delta","index":0,"delta":{{"type":"compaction_delta","content":{_dumps(block["content"])}}}}}',
-                ), "other"
+                yield (
+                    offset,
+                    ev(
+                        "content_block_start",
+                        f'{{"type":"content_block_start","index":0,"content_block":{start}}}',
+                    ),
+                    "other",
+                )
+                yield (
+                    offset,
+                    ev(
+                        "content_block_delta",
+                        f'{{"type":"content_block_delta","index":0,"delta":{{"type":"compaction_delta","content":{_dumps(block["content"])}}}}}',
+                    ),
+                    "other",
+                )
                 yield offset, ev("content_block_stop", '{"type":"content_block_stop","index":0}'), "other"
                 index = 1
             if plan.compaction is not None:
                 # The whole block in its content_block_start, no deltas (compaction on demand).
                 tokens_done = plan.output_tokens
                 block = _dumps(plan.compaction)
-                yield offset, ev("content_block_start", f'{{"type":"content_block_start","index":0,"content_block":{block}}}'), "other"
+                yield (
+                    offset,
+                    ev(
+                        "content_block_start",
+                        f'{{"type":"content_block_start","index":0,"content_block":{block}}}',
+                    ),
+                    "other",
+                )
                 yield offset, ev("content_block_stop", '{"type":"content_block_stop","index":0}'), "other"
             elif plan.thinking:
                 yield (

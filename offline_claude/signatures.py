@@ -65,7 +65,9 @@ def chain_start(body: dict[str, Any]) -> bytes:
     system = body.get("system")
     system_blocks = content_blocks(system) if system else []
     tools = body.get("tools") or []
-    return hashlib.sha256(_canon(["start", [_plain(b) for b in system_blocks], [_plain(t) for t in tools]])).digest()
+    return hashlib.sha256(
+        _canon(["start", [_plain(b) for b in system_blocks], [_plain(t) for t in tools]])
+    ).digest()
 
 
 def chain_step(state: bytes, role: str, blocks: list[Any]) -> bytes:

@@ -107,12 +107,16 @@ def _check_block(block: Any, where: str, ttls: list[str]) -> None:
         try:
             media.image_info(block)
         except media.MediaError as exc:
-            raise bad(f"{where}.image.{exc}" if str(exc).startswith("source") else f"{where}: {exc}") from None
+            raise bad(
+                f"{where}.image.{exc}" if str(exc).startswith("source") else f"{where}: {exc}"
+            ) from None
     elif kind == "document":
         try:
             media.document_info(block)
         except media.MediaError as exc:
-            raise bad(f"{where}.document.{exc}" if str(exc).startswith("source") else f"{where}: {exc}") from None
+            raise bad(
+                f"{where}.document.{exc}" if str(exc).startswith("source") else f"{where}: {exc}"
+            ) from None
     ttl = _check_cache_control(block.get("cache_control"), where)
     if ttl:
         ttls.append(ttl)
@@ -151,7 +155,9 @@ def _check_system_messages(messages: list, spec: ModelSpec) -> None:
         while after < len(messages) and messages[after].get("role") == "system":
             after += 1
         if after < len(messages) and messages[after].get("role") != "assistant":
-            raise bad(f"messages.{i}: a system message must be followed by an assistant message or end the messages")
+            raise bad(
+                f"messages.{i}: a system message must be followed by an assistant message or end the messages"
+            )
 
 
 def _check_media_counts(messages: list) -> None:
@@ -335,7 +341,11 @@ def validate_request(
         if thinking["type"] not in spec.thinking_types:
             accepted = " or ".join(f'"thinking.type.{kind}"' for kind in spec.thinking_types)
             raise bad(f'"thinking.type.{thinking["type"]}" is not supported for this model. Use {accepted}.')
-        effort_asked = (body.get("output_config") or {}).get("effort") if isinstance(body.get("output_config"), dict) else None
+        effort_asked = (
+            (body.get("output_config") or {}).get("effort")
+            if isinstance(body.get("output_config"), dict)
+            else None
+        )
         if thinking["type"] in ("disabled", "between_tools") and effort_asked in ("xhigh", "max"):
             raise bad(f'"thinking.type.{thinking["type"]}" is not supported with effort "{effort_asked}"')
         if thinking["type"] == "enabled":
@@ -374,7 +384,12 @@ THINKING_TYPES = ("enabled", "adaptive", "disabled", "between_tools")
 
 def _leads_with_compaction(message: dict) -> bool:
     content = message.get("content")
-    return isinstance(content, list) and bool(content) and isinstance(content[0], dict) and content[0].get("type") == "compaction"
+    return (
+        isinstance(content, list)
+        and bool(content)
+        and isinstance(content[0], dict)
+        and content[0].get("type") == "compaction"
+    )
 
 
 def _check_compaction_request(body: dict, compaction: Any, spec: ModelSpec, betas: set[str]) -> None:
@@ -384,9 +399,13 @@ def _check_compaction_request(body: dict, compaction: Any, spec: ModelSpec, beta
     if not isinstance(compaction, dict) or compaction.get("type") != "summarize":
         raise bad("compaction.type: Input should be 'summarize'")
     if set(compaction) - {"type", "instructions"}:
-        raise bad(f"compaction.{sorted(set(compaction) - {'type', 'instructions'})[0]}: Extra inputs are not permitted")
+        raise bad(
+            f"compaction.{sorted(set(compaction) - {'type', 'instructions'})[0]}: Extra inputs are not permitted"
+        )
     instructions = compaction.get("instructions")
-    if instructions is not None and (not isinstance(instructions, str) or not instructions.strip() or len(instructions) > 16384):
+    if instructions is not None and (
+        not isinstance(instructions, str) or not instructions.strip() or len(instructions) > 16384
+    ):
         raise bad("compaction.instructions: must be non-blank and at most 16384 characters")
     if not spec.compaction:
         raise bad(f"compaction: on-demand compaction is not supported on {spec.id}")
@@ -414,7 +433,9 @@ def threshold_edit(body: dict, spec: ModelSpec, betas: set[str]) -> dict | None:
             continue  # other edits (context editing) are the API's business, not simulated here
         where = f"context_management.edits.{n}"
         if binding.THRESHOLD_COMPACTION_BETA not in betas:
-            raise bad(f"{where}.type: {COMPACT_EDIT} requires `anthropic-beta: {binding.THRESHOLD_COMPACTION_BETA}`")
+            raise bad(
+                f"{where}.type: {COMPACT_EDIT} requires `anthropic-beta: {binding.THRESHOLD_COMPACTION_BETA}`"
+            )
         if body.get("compaction") is not None:
             raise bad(f"{where}: compaction at a threshold cannot be combined with on-demand compaction")
         if not spec.compaction:

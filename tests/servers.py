@@ -32,7 +32,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-VENV_BIN = PROJECT_DIR / ".venv" / "bin" if (PROJECT_DIR / ".venv" / "bin").is_dir() else Path(sys.executable).parent
+VENV_BIN = (
+    PROJECT_DIR / ".venv" / "bin" if (PROJECT_DIR / ".venv" / "bin").is_dir() else Path(sys.executable).parent
+)
 # Debian's Chromium (Playwright cannot download browsers here), headless, as the browser tests and the
 # browser benchmarks run it.
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
@@ -77,7 +79,9 @@ class ServerDatabase:
             self.name = f"chat_{label}_{os.getpid()}"
             self.admin_url = urlunsplit(parts._replace(path="/postgres"))
             with psycopg.connect(self.admin_url, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
+                )
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
             self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
         else:
@@ -165,7 +169,16 @@ class Worker:
         python = VENV_BIN / "python" if (VENV_BIN / "python").exists() else Path(sys.executable)
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
-                [str(python), "-m", "chatsite.serve", "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"],
+                [
+                    str(python),
+                    "-m",
+                    "chatsite.serve",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "chatsite.asgi:application",
+                ],
                 cwd=PROJECT_DIR,
                 env=self.env,
                 stdout=log,
@@ -179,7 +192,9 @@ class Worker:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServerError(f"daphne exited with {self.process.returncode} before serving:\n{self.log()}")
+                raise ServerError(
+                    f"daphne exited with {self.process.returncode} before serving:\n{self.log()}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2):
                     return
@@ -188,7 +203,9 @@ class Worker:
             except OSError as exc:
                 last_error = exc
             time.sleep(0.2)
-        raise ServerError(f"daphne did not serve {self.url} within {SERVER_START_TIMEOUT}s ({last_error}):\n{self.log()}")
+        raise ServerError(
+            f"daphne did not serve {self.url} within {SERVER_START_TIMEOUT}s ({last_error}):\n{self.log()}"
+        )
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
@@ -232,8 +249,12 @@ class Account:
         with self.opener.open(f"{worker.url}{path}", timeout=20) as page:
             html = page.read().decode()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
-        data = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token.group(1) if token else ""}).encode()
-        request = urllib.request.Request(f"{worker.url}{path}", data=data, headers={"Referer": f"{worker.url}{path}"})
+        data = urllib.parse.urlencode(
+            {**fields, "csrfmiddlewaretoken": token.group(1) if token else ""}
+        ).encode()
+        request = urllib.request.Request(
+            f"{worker.url}{path}", data=data, headers={"Referer": f"{worker.url}{path}"}
+        )
         with self.opener.open(request, timeout=20) as response:
             return response.geturl()
 
@@ -243,7 +264,9 @@ class Account:
             html = page.read().decode()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
         data = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "message": ""}).encode()
-        request = urllib.request.Request(f"{worker.url}/c/new/", data=data, headers={"Referer": f"{worker.url}/"})
+        request = urllib.request.Request(
+            f"{worker.url}/c/new/", data=data, headers={"Referer": f"{worker.url}/"}
+        )
         with self.opener.open(request, timeout=20) as response:
             return int(re.search(r"/c/(\d+)/", response.geturl()).group(1))
 
@@ -304,11 +327,19 @@ class Chat:
         return await self.until(DELTA.search, timeout)
 
     def replies_started(self) -> list[int]:
-        return sorted({int(m) for f in self.frames for m in re.findall(r'id="msg-(\d+)" class="message assistant status-streaming', f)})
+        return sorted(
+            {
+                int(m)
+                for f in self.frames
+                for m in re.findall(r'id="msg-(\d+)" class="message assistant status-streaming', f)
+            }
+        )
 
     def text_of(self, message_id: int) -> str:
         """The reply's text as this tab received it live."""
-        return "".join(html.unescape(t) for f in self.frames for m, t in DELTA.findall(f) if int(m) == message_id)
+        return "".join(
+            html.unescape(t) for f in self.frames for m, t in DELTA.findall(f) if int(m) == message_id
+        )
 
     async def close(self) -> None:
         await self.ws.close()
@@ -324,7 +355,9 @@ class Nginx:
     def __init__(self, workers: list[Worker], workdir: Path) -> None:
         self.port = free_port()
         self.workdir = workdir
-        servers = "\n".join(f"        server 127.0.0.1:{w.port} max_fails=1 fail_timeout=5s;" for w in workers)
+        servers = "\n".join(
+            f"        server 127.0.0.1:{w.port} max_fails=1 fail_timeout=5s;" for w in workers
+        )
         self.conf = workdir / "nginx.conf"
         self.conf.write_text(
             f"""daemon off;
@@ -348,7 +381,9 @@ http {{
 }}
 """
         )
-        self.process = subprocess.Popen([NGINX, "-p", str(workdir), "-c", str(self.conf)], stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [NGINX, "-p", str(workdir), "-c", str(self.conf)], stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 20
         while True:
             try:

@@ -79,7 +79,13 @@ def test_a_messages_usage_is_what_set_usage_copied():
     from billing.usage import Usage
     from conversations.models import Message
 
-    usage = Usage(input_tokens=12, output_tokens=340, cache_write_5m_tokens=5, cache_write_1h_tokens=700, cache_read_tokens=9000)
+    usage = Usage(
+        input_tokens=12,
+        output_tokens=340,
+        cache_write_5m_tokens=5,
+        cache_write_1h_tokens=700,
+        cache_read_tokens=9000,
+    )
     message = Message()
     message.set_usage(usage)
     assert message.usage() == usage

@@ -34,12 +34,18 @@ def next_history(conversation: Conversation) -> tuple[str, list[dict]]:
 def ask_offline(offline_claude, *, system: str, messages: list[dict], **extra):
     """Send a history to the offline Claude with the SDK, as the app would, plus a new user turn."""
     return sync_client(offline_claude).messages.create(
-        model=SONNET, max_tokens=2000, system=system, messages=[*messages, {"role": "user", "content": "And then?"}],
-        thinking={"type": "adaptive", "display": "summarized"}, **extra,
+        model=SONNET,
+        max_tokens=2000,
+        system=system,
+        messages=[*messages, {"role": "user", "content": "And then?"}],
+        thinking={"type": "adaptive", "display": "summarized"},
+        **extra,
     )
 
 
-async def test_a_system_prompt_edit_goes_in_at_the_end_and_every_later_turn_passes_the_prefix_check(offline_claude):
+async def test_a_system_prompt_edit_goes_in_at_the_end_and_every_later_turn_passes_the_prefix_check(
+    offline_claude,
+):
     user, conversation = await setup_chat(system_prompt="Answer in English.")
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
@@ -48,7 +54,9 @@ async def test_a_system_prompt_edit_goes_in_at_the_end_and_every_later_turn_pass
     await sync_to_async(services.conversation_update_settings)(
         conversation=conversation, model=SONNET, system_prompt="Answer in French."
     )
-    replies = [(await send_and_finish(socket, conversation, text))[0] for text in ("And frogs?", "And newts?")]
+    replies = [
+        (await send_and_finish(socket, conversation, text))[0] for text in ("And frogs?", "And newts?")
+    ]
     await socket.close()
     assert all(r.status == Message.Status.COMPLETE for r in replies), [r.error for r in replies]
     system, messages = await next_history(conversation)
@@ -58,7 +66,11 @@ async def test_a_system_prompt_edit_goes_in_at_the_end_and_every_later_turn_pass
     assert messages[4]["content"] == "And frogs?" and "Answer in French." in messages[5]["content"]
     # The old way (the new prompt on top) breaks every thinking block already sent.
     with pytest.raises(anthropic.BadRequestError) as caught:
-        ask_offline(offline_claude, system="Answer in French.", messages=[m for m in messages if m["role"] != "system"])
+        ask_offline(
+            offline_claude,
+            system="Answer in French.",
+            messages=[m for m in messages if m["role"] != "system"],
+        )
     assert "bound to a different conversation" in caught.value.message
     # The settings now say where the prompt sits in the conversation.
     page = await sync_to_async(_page_for)(user, conversation)
@@ -76,7 +88,9 @@ def _page_for(user, conversation) -> str:
 async def test_a_system_prompt_edit_while_a_reply_streams_is_refused_with_a_sentence():
     _user, conversation = await setup_chat(system_prompt="Be brief.")
     await sync_to_async(make_message)(conversation, content="Hello")
-    await sync_to_async(make_message)(conversation, role="assistant", content="", status=Message.Status.STREAMING)
+    await sync_to_async(make_message)(
+        conversation, role="assistant", content="", status=Message.Status.STREAMING
+    )
     with pytest.raises(inputs.InvalidInput) as caught:
         await sync_to_async(services.conversation_update_settings)(
             conversation=conversation, model=SONNET, system_prompt="Be long."
@@ -86,7 +100,9 @@ async def test_a_system_prompt_edit_while_a_reply_streams_is_refused_with_a_sent
     assert conversation.system_prompt == "Be brief." and conversation.system_messages == []
 
 
-async def test_continue_replays_both_calls_so_the_next_turn_passes_the_check_and_reads_the_cache(settings, offline_claude):
+async def test_continue_replays_both_calls_so_the_next_turn_passes_the_check_and_reads_the_cache(
+    settings, offline_claude
+):
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
@@ -110,9 +126,24 @@ async def test_continue_replays_both_calls_so_the_next_turn_passes_the_check_and
     assert [b["type"] for b in messages[3]["content"]] == ["thinking", "text"]
     # The turn after Continue read the whole earlier prompt from the cache: nothing was written twice.
     second_call = (await ledger_rows_for(continued))[-1]
-    assert after.cache_read_input_tokens >= second_call.input_tokens + second_call.cache_read_tokens + second_call.cache_write_5m_tokens + second_call.cache_write_1h_tokens
+    assert (
+        after.cache_read_input_tokens
+        >= second_call.input_tokens
+        + second_call.cache_read_tokens
+        + second_call.cache_write_5m_tokens
+        + second_call.cache_write_1h_tokens
+    )
     # The old way (both thinking blocks, then the whole text) is refused.
-    old = [*messages[:1], {"role": "assistant", "content": [*({"type": "thinking", **b} for b in continued.thinking_blocks), {"type": "text", "text": continued.content}]}]
+    old = [
+        *messages[:1],
+        {
+            "role": "assistant",
+            "content": [
+                *({"type": "thinking", **b} for b in continued.thinking_blocks),
+                {"type": "text", "text": continued.content},
+            ],
+        },
+    ]
     with pytest.raises(anthropic.BadRequestError) as caught:
         ask_offline(offline_claude, system="", messages=old)
     assert "bound to a different conversation" in caught.value.message
@@ -128,9 +159,7 @@ async def test_a_stored_conversation_whose_history_changed_keeps_working_with_dr
     for text in ("Tell me about owls", "And bats?", "And frogs?"):
         await send_and_finish(socket, conversation, text)
     # As an earlier version of the app left it: the oldest exchange no longer sent (a trim).
-    third_user = await sync_to_async(
-        lambda: conversation.messages.filter(role="user").order_by("pk")[1].pk
-    )()
+    third_user = await sync_to_async(lambda: conversation.messages.filter(role="user").order_by("pk")[1].pk)()
     await sync_to_async(Conversation.objects.filter(pk=conversation.pk).update)(context_from=third_user)
     failed, _ = await send_and_finish(socket, conversation, "Which sleeps longer?")
     assert failed.status == Message.Status.ERROR and "bound to a different conversation" in failed.error
@@ -138,7 +167,11 @@ async def test_a_stored_conversation_whose_history_changed_keeps_working_with_dr
     fixed, _ = await send_and_finish(socket, conversation, "Which sleeps longer, then?")
     await socket.close()
     assert fixed.status == Message.Status.COMPLETE, fixed.error
-    params = build_params(ReplyRequest(model=SONNET, messages=[], max_tokens=10, summarize_thinking=True, drop_mismatched_thinking=True))
+    params = build_params(
+        ReplyRequest(
+            model=SONNET, messages=[], max_tokens=10, summarize_thinking=True, drop_mismatched_thinking=True
+        )
+    )
     assert params["thinking"]["block_binding"] == {"prefix_mismatch_behavior": "drop_block"}
     assert BINDING_BETA in params["extra_headers"]["anthropic-beta"]
 
@@ -154,7 +187,9 @@ async def test_the_migration_marks_conversations_whose_history_changed():
     _user, continued = await setup_chat()
     await sync_to_async(Conversation.objects.filter(pk=trimmed.pk).update)(context_from=5)
     await sync_to_async(make_message)(
-        continued, role="assistant", content="x",
+        continued,
+        role="assistant",
+        content="x",
         thinking_blocks=[{"thinking": "", "signature": "a"}, {"thinking": "", "signature": "b"}],
     )
     await sync_to_async(migration.keep_stored_conversations_working)(apps, None)
@@ -162,7 +197,9 @@ async def test_the_migration_marks_conversations_whose_history_changed():
     assert flags[trimmed.pk] and flags[continued.pk] and not flags[plain.pk]
 
 
-async def test_compaction_that_fails_leaves_the_conversation_as_it_was_and_retry_works(settings, offline_claude):
+async def test_compaction_that_fails_leaves_the_conversation_as_it_was_and_retry_works(
+    settings, offline_claude
+):
     settings.CHAT_CONTEXT_WINDOW = 3_000
     settings.CHAT_MAX_TOKENS = 400
     offline_claude.set_defaults(context_window=3_000, reply_tokens=300)
@@ -181,7 +218,9 @@ async def test_compaction_that_fails_leaves_the_conversation_as_it_was_and_retry
     rehearsal_socket, _, _ = await open_socket(_user, rehearsal.pk)
     await rehearsal_socket.receive()
     turns = 0
-    while not await sync_to_async(Message.objects.filter(conversation=rehearsal, compaction__isnull=False).exists)():
+    while not await sync_to_async(
+        Message.objects.filter(conversation=rehearsal, compaction__isnull=False).exists
+    )():
         await send_and_finish(rehearsal_socket, rehearsal, f"Question {turns} about caching")
         turns += 1
         assert turns < 20
@@ -200,22 +239,30 @@ async def test_compaction_that_fails_leaves_the_conversation_as_it_was_and_retry
     assert failed is not None
     assert "summarising its earlier messages failed" in failed.error and "Retry" in frames[-1]
     assert await summaries() == 0  # the conversation is as it was
-    assert await sync_to_async(Message.objects.filter(conversation=conversation).count)() == 2 * sent  # nothing lost
+    assert (
+        await sync_to_async(Message.objects.filter(conversation=conversation).count)() == 2 * sent
+    )  # nothing lost
     await socket.send(action="retry", message_id=failed.pk)
     await socket.receive_until(lambda f: "status-streaming" in f)
-    latest = await sync_to_async(lambda: conversation.messages.filter(role="assistant").order_by("-pk").first())()
+    latest = await sync_to_async(
+        lambda: conversation.messages.filter(role="assistant").order_by("-pk").first()
+    )()
     await socket.receive_until(final_frame_for(latest.pk))
     await generation_wait(latest.pk)
     await socket.close()
     latest = await reload(latest)
     assert latest.status == Message.Status.COMPLETE, latest.error
     assert await summaries() == 1
-    rows = await sync_to_async(list)(UsageRecord.objects.filter(conversation_id=conversation.pk, purpose="compaction"))
+    rows = await sync_to_async(list)(
+        UsageRecord.objects.filter(conversation_id=conversation.pk, purpose="compaction")
+    )
     assert len(rows) == 2  # the one that failed and the one that worked, each one ledger row
     assert sum(1 for r in rows if r.output_tokens == 0) == 1
 
 
-async def test_retrying_a_reply_cut_by_the_window_compacts_first_instead_of_asking_again(settings, offline_claude):
+async def test_retrying_a_reply_cut_by_the_window_compacts_first_instead_of_asking_again(
+    settings, offline_claude
+):
     settings.CHAT_CONTEXT_WINDOW = 100_000  # the app believes in a larger window than the model has
     settings.CHAT_MAX_TOKENS = 400
     offline_claude.set_defaults(context_window=2_000, reply_tokens=350)
@@ -231,13 +278,17 @@ async def test_retrying_a_reply_cut_by_the_window_compacts_first_instead_of_aski
     assert cut is not None
     await socket.send(action="retry", message_id=cut.pk)
     await socket.receive_until(lambda f: "status-streaming" in f)
-    retried = await sync_to_async(lambda: conversation.messages.filter(role="assistant").order_by("-pk").first())()
+    retried = await sync_to_async(
+        lambda: conversation.messages.filter(role="assistant").order_by("-pk").first()
+    )()
     await socket.receive_until(final_frame_for(retried.pk))
     await generation_wait(retried.pk)
     await socket.close()
     retried = await reload(retried)  # a new version, or the same reply retried in place when it had no text
     assert retried.status == Message.Status.COMPLETE and retried.stop_reason == "end_turn", retried.error
-    assert await sync_to_async(Message.objects.filter(conversation=conversation, compaction__isnull=False).exists)()
+    assert await sync_to_async(
+        Message.objects.filter(conversation=conversation, compaction__isnull=False).exists
+    )()
 
 
 async def test_a_hundred_turns_on_a_small_window_keep_answering(settings, offline_claude):
@@ -254,12 +305,17 @@ async def test_a_hundred_turns_on_a_small_window_keep_answering(settings, offlin
         reply, _ = await send_and_finish(socket, conversation, f"Turn {turn}: tell me something new")
         assert reply.status == Message.Status.COMPLETE, (turn, reply.error)
     await socket.close()
-    summaries = await sync_to_async(Message.objects.filter(conversation=conversation, compaction__isnull=False).count)()
+    summaries = await sync_to_async(
+        Message.objects.filter(conversation=conversation, compaction__isnull=False).count
+    )()
     assert summaries >= 3
     assert await sync_to_async(Message.objects.filter(conversation=conversation).count)() == 200
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-opus-4-8", "claude-sonnet-4-6"])
+@pytest.mark.parametrize(
+    "model",
+    ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-opus-4-8", "claude-sonnet-4-6"],
+)
 async def test_the_title_call_works_on_every_model(settings, model):
     settings.CHAT_TITLE_MODEL = model
     user, conversation = await setup_chat()
@@ -270,7 +326,9 @@ async def test_the_title_call_works_on_every_model(settings, model):
     await socket.close()
     await sync_to_async(conversation.refresh_from_db)()
     assert conversation.title_source == Conversation.TitleSource.CLAUDE, conversation.title
-    [row] = await sync_to_async(list)(UsageRecord.objects.filter(conversation_id=conversation.pk, purpose="title"))
+    [row] = await sync_to_async(list)(
+        UsageRecord.objects.filter(conversation_id=conversation.pk, purpose="title")
+    )
     assert row.model == model and row.output_tokens > 0
 
 
@@ -294,7 +352,9 @@ async def test_after_a_refusal_the_page_offers_another_model_and_trying_it_switc
     assert "Try with claude-opus-5-5" in frames[-1]
     await socket.send(action="retry", message_id=refused.pk, model="claude-opus-5-5")
     await socket.receive_until(lambda f: "status-streaming" in f)
-    retried = await sync_to_async(lambda: conversation.messages.filter(role="assistant").order_by("-pk").first())()
+    retried = await sync_to_async(
+        lambda: conversation.messages.filter(role="assistant").order_by("-pk").first()
+    )()
     await socket.receive_until(final_frame_for(retried.pk))
     await generation_wait(retried.pk)
     # A model nobody offered is refused with a sentence, and changes nothing.

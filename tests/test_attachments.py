@@ -49,7 +49,9 @@ def test_an_uploaded_image_is_scaled_to_what_the_model_uses_and_stored_privately
     attachment = Attachment.objects.get()
     assert f'name="attachments" value="{attachment.pk}"' in response.text and "photo.jpg" in response.text
     assert (attachment.original_width, attachment.original_height) == (4000, 3000)
-    assert max(attachment.width, attachment.height) <= 1568 and attachment.width * attachment.height <= 1_150_000
+    assert (
+        max(attachment.width, attachment.height) <= 1568 and attachment.width * attachment.height <= 1_150_000
+    )
     assert attachment.tokens == math.ceil(attachment.width * attachment.height / 750)
     [path] = stored_files(private_media)
     assert "photo" not in path.name  # a random name, not the person's
@@ -134,7 +136,9 @@ def test_deleting_the_conversation_deletes_its_files_but_not_the_ledger(private_
     post_file(client, conversation, "x.png", image_bytes())
     post_file(client, conversation, "y.pdf", pdf_bytes(1))
     message = Message.objects.create(conversation=conversation, role="user", content="Look")
-    Attachment.objects.filter(pk=Attachment.objects.first().pk).update(message=message)  # one sent, one pending
+    Attachment.objects.filter(pk=Attachment.objects.first().pk).update(
+        message=message
+    )  # one sent, one pending
     from billing.services import usage_record
 
     usage_record(
@@ -210,7 +214,9 @@ def test_without_javascript_the_form_posts_the_files_and_a_bad_one_stores_nothin
     conversation = make_conversation(owner=user)
     client = logged_in(user)
     url = reverse("message_send", args=[conversation.pk])
-    bad = client.post(url, {"message": "Read these", "files": [upload("a.pdf", pdf_bytes(2)), upload("b.png", b"junk")]})
+    bad = client.post(
+        url, {"message": "Read these", "files": [upload("a.pdf", pdf_bytes(2)), upload("b.png", b"junk")]}
+    )
     assert bad.status_code == 400 and "b.png" in bad.text and "Read these" in bad.text
     assert not Attachment.objects.exists() and stored_files(private_media) == []
     assert not Message.objects.exists()
@@ -297,7 +303,10 @@ async def test_an_image_alone_is_a_message_and_an_empty_message_alone_is_not(mon
     await socket.receive_until(final_frame_for(assistant.pk))
     await socket.close()
     assistant = await reload(assistant)
-    assert assistant.status == "complete" and "I received an image (image/png, 150×100 pixels" in assistant.content
+    assert (
+        assistant.status == "complete"
+        and "I received an image (image/png, 150×100 pixels" in assistant.content
+    )
     [image] = sent[-1]["messages"][-1]["content"]  # no empty text block: the API refuses those
     assert image["type"] == "image"
     await conversation.arefresh_from_db()

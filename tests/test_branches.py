@@ -378,7 +378,9 @@ async def test_deleting_a_version_shows_its_neighbour_and_keeps_the_ledger(async
 
 async def test_search_marks_hits_in_versions_off_the_active_branch(async_client):
     user, conversation, old_turn = await _branchy_conversation()
-    await sync_to_async(branches.message_edit)(message=old_turn, text="Newer question about pelicans", worker="w")
+    await sync_to_async(branches.message_edit)(
+        message=old_turn, text="Newer question about pelicans", worker="w"
+    )
     await Message.objects.filter(status=Message.Status.STREAMING).aupdate(status=Message.Status.STOPPED)
     await async_client.aforce_login(user)
     page = (await async_client.get(reverse("search"), {"q": "question"})).content.decode()

@@ -136,10 +136,14 @@ def test_a_known_prompt_only_ever_lowers_the_hold():
     user = make_user()
     message = make_message(make_conversation(user), role="assistant")
     with transaction.atomic():
-        granted = spend_reserve(user=user, model=SONNET, prompt_tokens=1_000, max_tokens=4_000, message_id=message.pk)
+        granted = spend_reserve(
+            user=user, model=SONNET, prompt_tokens=1_000, max_tokens=4_000, message_id=message.pk
+        )
     assert granted == 4_000
     before = SpendReservation.objects.get(message_id=message.pk).amount
-    hold_prompt_known(message_id=message.pk, model=SONNET, usage=Usage(cache_read_tokens=900, input_tokens=50))
+    hold_prompt_known(
+        message_id=message.pk, model=SONNET, usage=Usage(cache_read_tokens=900, input_tokens=50)
+    )
     lowered = SpendReservation.objects.get(message_id=message.pk).amount
     assert lowered < before
     # A report larger than the bound (it cannot happen: the bound is an upper one) never raises it.

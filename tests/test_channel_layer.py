@@ -82,9 +82,21 @@ class _PrivateRedis:
         import time
 
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         import socket
 
@@ -113,7 +125,9 @@ async def test_a_redis_outage_makes_receivers_wait_not_fail(tmp_path):
     redis = _PrivateRedis(tmp_path)
     redis.start()
     try:
-        layer = RedisChannelLayer(hosts=[{"address": f"redis://127.0.0.1:{redis.port}/0", "socket_timeout": 30}])
+        layer = RedisChannelLayer(
+            hosts=[{"address": f"redis://127.0.0.1:{redis.port}/0", "socket_timeout": 30}]
+        )
         channel = await layer.new_channel()
         waiting = asyncio.ensure_future(layer.receive(channel))
         await asyncio.sleep(0.2)

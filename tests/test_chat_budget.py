@@ -130,9 +130,13 @@ async def test_a_reply_the_budget_grants_less_is_asked_with_that_max_tokens_and_
     await generation_wait(reply.pk)
     await socket.close()
     reply = await Message.objects.aget(pk=reply.pk)
-    granted = await SpendReservation.objects.filter(message_id=reply.pk).values_list("max_tokens", flat=True).aget()
+    granted = (
+        await SpendReservation.objects.filter(message_id=reply.pk).values_list("max_tokens", flat=True).aget()
+    )
     assert MIN_REPLY_TOKENS <= granted < reply_max_tokens("claude-sonnet-5-5")
     assert reply.status == Message.Status.CUT_OFF
     assert reply.output_tokens == granted
-    spent = await sync_to_async(lambda: sum(UsageRecord.objects.filter(user_id=user.pk).values_list("cost", flat=True)))()
+    spent = await sync_to_async(
+        lambda: sum(UsageRecord.objects.filter(user_id=user.pk).values_list("cost", flat=True))
+    )()
     assert 0 < spent <= limit

@@ -30,7 +30,7 @@ def test_a_rename_of_only_spaces_is_an_inline_error_in_the_sidebar_item(client):
     assert response.status_code == 200
     assert html.lstrip().startswith(f'<li id="conversation-{conversation.pk}"')  # the item, not a page
     assert 'role="alert">The title cannot be empty.</p>' in html
-    assert "<details class=\"item-actions\" open>" in html and "current" in html
+    assert '<details class="item-actions" open>' in html and "current" in html
     conversation.refresh_from_db()
     assert conversation.title == "Trip"
 
@@ -41,7 +41,9 @@ def test_a_rename_of_only_spaces_without_javascript_shows_the_page_with_the_erro
     make_message(conversation, role="user", content="Where to?")
     client.force_login(me)
     url = f"http://testserver/c/{conversation.pk}/"
-    response = client.post(reverse("conversation_rename", args=[conversation.pk]), {"title": "  "}, HTTP_REFERER=url)
+    response = client.post(
+        reverse("conversation_rename", args=[conversation.pk]), {"title": "  "}, HTTP_REFERER=url
+    )
     html = response.content.decode()
     assert response.status_code == 400
     assert "The title cannot be empty." in html and 'id="composer-input"' in html and "Where to?" in html
@@ -80,7 +82,9 @@ def test_a_streaming_reply_is_served_as_rendered_markdown_with_its_text_kept_alo
     me = make_user()
     conversation = make_conversation(owner=me)
     make_message(conversation, role="user", content="Hi")
-    reply = make_message(conversation, role="assistant", status="streaming", content="Para **one**.\n\n- **Meas")
+    reply = make_message(
+        conversation, role="assistant", status="streaming", content="Para **one**.\n\n- **Meas"
+    )
     client.force_login(me)
     html = client.get(conversation.get_absolute_url()).content.decode()
     assert f'<div id="msg-{reply.pk}-blocks"><p>Para <strong>one</strong>.</p>' in html

@@ -121,9 +121,8 @@ def test_too_long_first_message_keeps_the_draft_and_creates_nothing(client):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_first_message_over_budget_is_refused_and_no_conversation_is_ever_made(client):
-    from django.db.models.signals import post_delete
-
     from django.core.management import call_command
+    from django.db.models.signals import post_delete
 
     from billing.models import BudgetPolicy, UserBudget
     from tests.test_chat_budget import PRICES
@@ -139,10 +138,14 @@ def test_a_first_message_over_budget_is_refused_and_no_conversation_is_ever_made
 
     post_delete.connect(conversation_deleted, sender=Conversation)
     try:
-        response = client.post(reverse("conversation_create"), {"message": "Plan my week", "model": "claude-sonnet-5-5"})
+        response = client.post(
+            reverse("conversation_create"), {"message": "Plan my week", "model": "claude-sonnet-5-5"}
+        )
     finally:
         post_delete.disconnect(conversation_deleted, sender=Conversation)
-    assert response.status_code == 400 and b"budget" in response.content and b"Plan my week" in response.content
+    assert (
+        response.status_code == 400 and b"budget" in response.content and b"Plan my week" in response.content
+    )
     assert not Conversation.objects.filter(owner=me).exists()
     assert deleted == []  # it was never stored (one transaction), not made and then deleted again
 

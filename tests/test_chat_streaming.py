@@ -157,19 +157,16 @@ async def test_closing_the_socket_does_not_stop_the_reply_and_a_reconnect_catche
 
     # The reconnected socket got the text so far (one snapshot) and then only the rest, live.
     snapshot = re.search(
-        rf'<div id="msg-{assistant.pk}-body" data-catch-up hx-swap-oob="innerHTML">(.*?)</div>', "".join(frames), re.S
+        rf'<div id="msg-{assistant.pk}-body" data-catch-up hx-swap-oob="innerHTML">(.*?)</div>',
+        "".join(frames),
+        re.S,
     )
     assert snapshot, "no catch-up snapshot after reconnect"
     import html
 
     caught_up = html.unescape(snapshot.group(1))
     after = frames[
-        [
-            i
-            for i, f in enumerate(frames)
-            if f'id="msg-{assistant.pk}-body" data-catch-up' in f
-        ][-1]
-        + 1 :
+        [i for i, f in enumerate(frames) if f'id="msg-{assistant.pk}-body" data-catch-up' in f][-1] + 1 :
     ]
     assert caught_up and caught_up + deltas_in(after, assistant.pk) == assistant.content
 
@@ -295,7 +292,9 @@ async def test_a_second_message_while_a_reply_streams_is_refused_not_lost():
     assert await sync_to_async(conversation.messages.filter(role="user").count)() == 1
 
 
-async def test_a_send_that_waits_for_a_busy_database_says_so_then_is_stored_and_answered(monkeypatch, settings):
+async def test_a_send_that_waits_for_a_busy_database_says_so_then_is_stored_and_answered(
+    monkeypatch, settings
+):
     # A burst of Sends queues on the worker's database thread; one that waits past the notice delay tells
     # its page it is kept, and is then stored and answered in order (its text stays in the box till then).
     from conversations.replies import store
@@ -371,7 +370,9 @@ async def test_a_malformed_first_event_bills_an_estimated_row_and_claims_no_text
     assistant, frames = await send_and_finish(socket, conversation, "Hello [[offline fault=malformed_start]]")
     await socket.close()
     assert assistant.status == Message.Status.ERROR
-    assert assistant.error == "Claude's reply could not be read. Please retry."  # nothing was "lost mid-reply"
+    assert (
+        assistant.error == "Claude's reply could not be read. Please retry."
+    )  # nothing was "lost mid-reply"
     assert assistant.content == ""
     assert "Retry" in frames[-1] and "so far is kept" not in frames[-1]
     [row] = await ledger_rows_for(assistant)
@@ -413,7 +414,9 @@ async def test_continue_extends_the_same_reply_without_showing_the_instruction(s
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
     settings.CHAT_MAX_TOKENS = 90  # room for the default model's thinking and a little text
-    assistant, frames = await send_and_finish(socket, conversation, "Write an essay [[offline reply_tokens=400]]")
+    assistant, frames = await send_and_finish(
+        socket, conversation, "Write an essay [[offline reply_tokens=400]]"
+    )
     assert assistant.status == Message.Status.CUT_OFF and assistant.content.strip()
     assert "Continue" in frames[-1]
     first_part = assistant.content
@@ -524,7 +527,9 @@ async def test_partial_text_is_checkpointed_while_streaming_so_a_reload_shows_it
     await socket.close()
 
 
-async def test_a_reply_whose_final_save_fails_still_ends_in_a_visible_state_with_its_text(monkeypatch, settings):
+async def test_a_reply_whose_final_save_fails_still_ends_in_a_visible_state_with_its_text(
+    monkeypatch, settings
+):
     from conversations.replies import store
 
     def broken_finish(**kwargs):
@@ -582,7 +587,11 @@ async def test_a_socket_closed_while_a_frame_is_in_flight_leaves_its_group_quiet
     communicator = WebsocketCommunicator(
         daphne_like,
         f"/ws/chat/{conversation.pk}/",
-        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", f"sessionid={cookie}".encode())],
+        headers=[
+            (b"origin", b"http://localhost"),
+            (b"host", b"localhost"),
+            (b"cookie", f"sessionid={cookie}".encode()),
+        ],
     )
     connected, _ = await communicator.connect(timeout=5)
     assert connected
@@ -616,4 +625,3 @@ async def test_the_answers_first_words_go_out_at_once_after_the_thinking(setting
     appended = [text for text in (deltas_in([f], assistant.pk) for f in frames) if text]
     assert appended, "the answer's first words came in their own frame, before the reply ended"
     assert 0 < len(appended[0]) < len(assistant.content) / 4
-

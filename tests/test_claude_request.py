@@ -93,5 +93,10 @@ def test_usage_of_raw_json_events_is_read_like_the_sdks_objects():
     assert usage_from_api(start_json) == usage_from_api(start_obj)
     delta_json = {"output_tokens": 57, "output_tokens_details": {"thinking_tokens": 20}}
     end = usage_from_api(delta_json, usage_from_api(start_json))
-    assert (end.input_tokens, end.output_tokens, end.thinking_tokens, end.cache_write_1h_tokens) == (12, 57, 20, 200)
+    assert (end.input_tokens, end.output_tokens, end.thinking_tokens, end.cache_write_1h_tokens) == (
+        12,
+        57,
+        20,
+        200,
+    )
     assert usage_from_api(None, end) == end  # an event without usage changes nothing

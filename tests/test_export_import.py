@@ -21,19 +21,28 @@ pytestmark = pytest.mark.django_db
 
 
 def a_conversation(owner=None):
-    conversation = make_conversation(owner=owner or make_user(), title="Rust & <lifetimes>", system_prompt="Be brief.")
+    conversation = make_conversation(
+        owner=owner or make_user(), title="Rust & <lifetimes>", system_prompt="Be brief."
+    )
     make_message(conversation, content="What is 'a?")
     make_message(
-        conversation, role="assistant", content="A **lifetime** name.\n\n```rust\nfn f<'a>() {}\n```",
-        html="<p>A <strong>lifetime</strong> name.</p>", model="claude-sonnet-5-5",
+        conversation,
+        role="assistant",
+        content="A **lifetime** name.\n\n```rust\nfn f<'a>() {}\n```",
+        html="<p>A <strong>lifetime</strong> name.</p>",
+        model="claude-sonnet-5-5",
     )
     make_message(conversation, content="And <script>?")
-    make_message(conversation, role="assistant", content="Half an ans", status="stopped", model="claude-sonnet-5-5")
+    make_message(
+        conversation, role="assistant", content="Half an ans", status="stopped", model="claude-sonnet-5-5"
+    )
     return conversation
 
 
 def upload(data: bytes | str, name="conversation.json"):
-    return SimpleUploadedFile(name, data.encode() if isinstance(data, str) else data, content_type="application/json")
+    return SimpleUploadedFile(
+        name, data.encode() if isinstance(data, str) else data, content_type="application/json"
+    )
 
 
 def test_json_export_is_versioned_and_has_every_message_with_an_id():
@@ -85,7 +94,11 @@ def test_the_archive_holds_all_my_conversations_and_presets_and_nothing_of_other
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     names = set(archive.namelist())
     assert {"account.json", "presets.json"} <= names
-    assert {f"conversations/{transfer.conversation_filename(c, ext)}" for c in (first, second) for ext in ("json", "md")} <= names
+    assert {
+        f"conversations/{transfer.conversation_filename(c, ext)}"
+        for c in (first, second)
+        for ext in ("json", "md")
+    } <= names
     assert len([n for n in names if n.startswith("conversations/")]) == 4
     assert json.loads(archive.read("account.json"))["username"] == me.username
     assert json.loads(archive.read("presets.json"))[0]["name"] == "Reviewer"
@@ -135,7 +148,10 @@ def document(**changes) -> bytes:
         (b"PK\x03\x04\x14\x00", "This is a zip archive: unpack it"),
         (b"{not json", "not valid JSON"),
         (b"[1, 2, 3]", "not a conversation exported from this app"),
-        (json.dumps({"title": "ChatGPT export", "mapping": {}}).encode(), "not a conversation exported from this app"),
+        (
+            json.dumps({"title": "ChatGPT export", "mapping": {}}).encode(),
+            "not a conversation exported from this app",
+        ),
         (lambda: document(format=2), "newer version of the app (format 2)"),
         (lambda: document(format="1"), "no valid format version"),
         (lambda: document(messages=[{"role": "system", "content": "x"}]), "message 1 has no valid role"),
@@ -199,11 +215,17 @@ def test_deleting_a_conversation_keeps_its_ledger_rows():
     reply = conversation.messages.filter(role="assistant").first()
     usage_record(
         labels=LedgerLabels(
-            user_id=conversation.owner_id, username="x", conversation_id=conversation.pk,
-            conversation_title="t", model="claude-sonnet-5-5",
+            user_id=conversation.owner_id,
+            username="x",
+            conversation_id=conversation.pk,
+            conversation_title="t",
+            model="claude-sonnet-5-5",
         ),
-        message_id=reply.pk, request_id="req", usage=Usage(input_tokens=10, output_tokens=5),
-        estimated=False, attempt_id=None,
+        message_id=reply.pk,
+        request_id="req",
+        usage=Usage(input_tokens=10, output_tokens=5),
+        estimated=False,
+        attempt_id=None,
     )
     before = list(UsageRecord.objects.values_list("pk", "cost", "message_id"))
     services.conversation_delete(conversation=conversation)
@@ -214,10 +236,15 @@ def test_thinking_and_effort_travel_with_the_json_but_not_the_signed_blocks():
     conversation = make_conversation(effort="high")
     make_message(conversation, content="Think first")
     make_message(
-        conversation, role="assistant", content="Done.", thinking="Let me weigh it.",
+        conversation,
+        role="assistant",
+        content="Done.",
+        thinking="Let me weigh it.",
         thinking_blocks=[{"thinking": "Let me weigh it.", "signature": "sig"}],
     )
-    imported = transfer.conversation_import(owner=make_user(), data=transfer.conversation_json_text(conversation).encode())
+    imported = transfer.conversation_import(
+        owner=make_user(), data=transfer.conversation_json_text(conversation).encode()
+    )
     reply = imported.messages.in_order()[1]
     assert imported.effort == "high" and reply.thinking == "Let me weigh it." and reply.thinking_blocks == []
 
@@ -231,7 +258,9 @@ def a_branched_conversation(owner=None):
     one with a follow-up of its own, remembered as chosen there), and the second message edited."""
     conversation = make_conversation(owner=owner or make_user(), title="Branches")
     first = make_message(conversation, content="Name a river", active=False, chosen=False)
-    old_reply = make_message(conversation, role="assistant", content="The Nile", parent=first, active=False, chosen=False)
+    old_reply = make_message(
+        conversation, role="assistant", content="The Nile", parent=first, active=False, chosen=False
+    )
     longer = make_message(conversation, content="Longer?", parent=old_reply, active=False)
     make_message(conversation, role="assistant", content="Yes", parent=longer, active=False)
     reply = make_message(conversation, role="assistant", content="The Rhine", parent=first, active=False)
@@ -270,7 +299,10 @@ def test_the_json_export_carries_the_tree():
     assert rhine["chosen"] is True and rhine["active"] is False
     assert [m["content"] for m in messages if m["parent"] is None] == ["Name a river", "Name a long river"]
     assert [m["content"] for m in messages if m["active"]] == [
-        "Name a long river", "The Amazon", "How long?", "About 6,400 km",
+        "Name a long river",
+        "The Amazon",
+        "How long?",
+        "About 6,400 km",
     ]
     # Every parent is an earlier message of the same file.
     seen = set()
@@ -282,29 +314,45 @@ def test_the_json_export_carries_the_tree():
 def test_a_branched_conversation_round_trips_with_its_versions_and_active_branch():
     conversation = a_branched_conversation()
     assert shown(conversation) == [
-        ("Name a long river", 2, 2), ("The Amazon", 1, 1), ("How long?", 1, 1), ("About 6,400 km", 1, 1),
+        ("Name a long river", 2, 2),
+        ("The Amazon", 1, 1),
+        ("How long?", 1, 1),
+        ("About 6,400 km", 1, 1),
     ]
     ledger_before = list(UsageRecord.objects.values_list("pk", "cost"))
-    imported = transfer.conversation_import(owner=make_user(), data=transfer.conversation_json_text(conversation).encode())
+    imported = transfer.conversation_import(
+        owner=make_user(), data=transfer.conversation_json_text(conversation).encode()
+    )
     assert imported.messages.count() == conversation.messages.count() == 13
     assert tree_of(imported) == tree_of(conversation)
     assert shown(imported) == shown(conversation)
-    assert not set(imported.messages.values_list("pk", flat=True)) & set(conversation.messages.values_list("pk", flat=True))
+    assert not set(imported.messages.values_list("pk", flat=True)) & set(
+        conversation.messages.values_list("pk", flat=True)
+    )
     assert list(UsageRecord.objects.values_list("pk", "cost")) == ledger_before
 
     # Switching to the other first message shows the branch remembered under it, on both.
     for each in (conversation, imported):
         first = each.messages.active().in_order().first()
         branches.branch_switch(message=first, index=1)
-    assert shown(imported) == shown(conversation) == [
-        ("Name a river", 1, 2), ("The Rhine", 2, 2), ("Where in Europe?", 2, 2), ("Central", 1, 1),
-    ]
+    assert (
+        shown(imported)
+        == shown(conversation)
+        == [
+            ("Name a river", 1, 2),
+            ("The Rhine", 2, 2),
+            ("Where in Europe?", 2, 2),
+            ("Central", 1, 1),
+        ]
+    )
     # And one more level down: the older reply's own follow-up was kept as chosen there.
     reply = imported.messages.active().in_order()[1]
     branches.branch_switch(message=reply, index=1)
     assert shown(imported) == [("Name a river", 1, 2), ("The Nile", 1, 2), ("Longer?", 1, 1), ("Yes", 1, 1)]
     # Markdown stays the active branch.
-    assert "Where in Europe" not in transfer.conversation_markdown(imported) and "Longer?" in transfer.conversation_markdown(imported)
+    assert "Where in Europe" not in transfer.conversation_markdown(
+        imported
+    ) and "Longer?" in transfer.conversation_markdown(imported)
 
 
 def test_an_export_from_before_branches_imports_as_one_branch():
@@ -314,19 +362,27 @@ def test_an_export_from_before_branches_imports_as_one_branch():
             del message[key]
     imported = transfer.conversation_import(owner=make_user(), data=json.dumps(old).encode())
     assert shown(imported) == [
-        ("What is 'a?", 1, 1), ("A **lifetime** name.\n\n```rust\nfn f<'a>() {}\n```", 1, 1),
-        ("And <script>?", 1, 1), ("Half an ans", 1, 1),
+        ("What is 'a?", 1, 1),
+        ("A **lifetime** name.\n\n```rust\nfn f<'a>() {}\n```", 1, 1),
+        ("And <script>?", 1, 1),
+        ("Half an ans", 1, 1),
     ]
     rows = list(imported.messages.order_by("pk"))
-    assert rows[0].parent_id is None and all(m.parent_id == p.pk for p, m in zip(rows, rows[1:], strict=False))
+    assert rows[0].parent_id is None and all(
+        m.parent_id == p.pk for p, m in zip(rows, rows[1:], strict=False)
+    )
     assert all(m.active and m.chosen for m in rows)
 
 
 def test_a_minimal_hand_written_old_file_without_ids_still_imports():
-    data = json.dumps({
-        "format": 1, "kind": "teamchat.conversation", "conversation": {"title": "Old"},
-        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
-    }).encode()
+    data = json.dumps(
+        {
+            "format": 1,
+            "kind": "teamchat.conversation",
+            "conversation": {"title": "Old"},
+            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        }
+    ).encode()
     imported = transfer.conversation_import(owner=make_user(), data=data)
     assert shown(imported) == [("hi", 1, 1), ("hello", 1, 1)]
 
@@ -357,7 +413,10 @@ def _same_id(messages):
 @pytest.mark.parametrize(
     "change, says",
     [
-        (_set(2, parent=987654321), "the parent of message 3 (987654321) is not a message of this conversation's file"),
+        (
+            _set(2, parent=987654321),
+            "the parent of message 3 (987654321) is not a message of this conversation's file",
+        ),
         (_set(2, parent=True), "the parent of message 3 is not a message id"),
         (_parent_is(1, 4), "message 2 names itself or a later message"),
         (_parent_is(1, 1), "message 2 names itself or a later message"),
@@ -384,10 +443,14 @@ def test_a_parent_in_another_conversation_is_refused_and_never_looked_up():
     document = json.loads(transfer.conversation_json_text(a_branched_conversation()))
     document["messages"][2]["parent"] = elsewhere.pk
     before = (Conversation.objects.count(), Message.objects.count())
-    with pytest.raises(inputs.InvalidInput, match=f"the parent of message 3 \\({elsewhere.pk}\\) is not a message"):
+    with pytest.raises(
+        inputs.InvalidInput, match=f"the parent of message 3 \\({elsewhere.pk}\\) is not a message"
+    ):
         transfer.conversation_import(owner=importer, data=json.dumps(document).encode())
     assert (Conversation.objects.count(), Message.objects.count()) == before
-    assert list(elsewhere.children.values_list("content", flat=True)) == ["A **lifetime** name.\n\n```rust\nfn f<'a>() {}\n```"]
+    assert list(elsewhere.children.values_list("content", flat=True)) == [
+        "A **lifetime** name.\n\n```rust\nfn f<'a>() {}\n```"
+    ]
 
 
 def test_a_bad_reference_is_shown_on_the_import_form(client):

@@ -13,13 +13,17 @@ from tests.test_chat_streaming import final_frame_for, reload, setup_chat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 
-CODE = "def handler(request, pk):\n    items = [x for x in range(pk) if x % 3]\n    return {'sum': sum(items)}\n"
+CODE = (
+    "def handler(request, pk):\n    items = [x for x in range(pk) if x % 3]\n    return {'sum': sum(items)}\n"
+)
 
 
 def long_reply_markdown(sections: int) -> str:
     parts = []
     for n in range(sections):
-        parts.append(f"## Part {n}\n\nSome **bold** prose about part {n}, with `code` and a [link](https://example.org/{n}).")
+        parts.append(
+            f"## Part {n}\n\nSome **bold** prose about part {n}, with `code` and a [link](https://example.org/{n})."
+        )
         parts.append(f"- item one of {n}\n- item two of {n}\n  - nested under {n}")
         parts.append(f"```python\n{CODE * 3}```")
         parts.append(f"| a | b |\n|---|---|\n| {n} | {n * 2} |")
@@ -29,7 +33,9 @@ def long_reply_markdown(sections: int) -> str:
 def test_a_long_finished_reply_goes_out_in_frames_under_the_bound_that_add_up_to_its_body():
     html = render_markdown(long_reply_markdown(120))
     assert len(html.encode()) > 4 * fragments.FRAME_BYTES
-    reply = Message(pk=7, role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE, content="x", html=html, model="m")
+    reply = Message(
+        pk=7, role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE, content="x", html=html, model="m"
+    )
     frames = fragments.message_frames(reply, after=fragments.send_button(busy=False))
     assert len(frames) >= 4
     assert all(len(f.encode()) <= fragments.FRAME_BYTES for f in frames)
@@ -42,7 +48,9 @@ def test_a_long_finished_reply_goes_out_in_frames_under_the_bound_that_add_up_to
 
 
 def test_a_short_reply_is_one_frame():
-    reply = Message(pk=8, role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE, content="hi", html="<p>hi</p>")
+    reply = Message(
+        pk=8, role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE, content="hi", html="<p>hi</p>"
+    )
     assert fragments.message_frames(reply) == [fragments.message(reply)]
 
 

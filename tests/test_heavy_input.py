@@ -58,7 +58,9 @@ def test_text_no_database_can_store_is_refused_with_a_sentence_everywhere(bad):
             attempt()
         assert "NUL character" in str(caught.value) or "not valid text" in str(caught.value), what
     conversation.refresh_from_db()
-    assert conversation.system_prompt == "Be brief." and conversation.title == "" and not Preset.objects.exists()
+    assert (
+        conversation.system_prompt == "Be brief." and conversation.title == "" and not Preset.objects.exists()
+    )
 
 
 def test_an_import_with_a_nul_a_lone_surrogate_or_a_huge_number_is_refused_with_a_sentence():
@@ -131,7 +133,9 @@ def test_an_import_running_on_another_worker_refuses_a_second_but_a_crashed_ones
     with pytest.raises(inputs.InvalidInput, match="still running"):
         transfer.conversation_import(owner=user, data=data)
     assert transfer.conversation_import(owner=other, data=data).owner == other  # others are not held up
-    ImportClaim.objects.filter(owner=user).update(started_at=timezone.now() - transfer.IMPORT_CLAIM_LIFETIME - timedelta(seconds=1))
+    ImportClaim.objects.filter(owner=user).update(
+        started_at=timezone.now() - transfer.IMPORT_CLAIM_LIFETIME - timedelta(seconds=1)
+    )
     assert transfer.conversation_import(owner=user, data=data).owner == user  # that worker crashed
     assert not ImportClaim.objects.exists()  # a finished import lets go of its claim
 
@@ -179,13 +183,17 @@ def test_files_never_sent_have_a_quota_per_person_and_go_after_a_day(
     user = make_user()
     client = logged_in(user)
     chats = [make_conversation(owner=user) for _ in range(3)]
-    codes = [post_file(client, chats[n % 3], f"cat{n}.png", image_bytes(40, 30)).status_code for n in range(6)]
+    codes = [
+        post_file(client, chats[n % 3], f"cat{n}.png", image_bytes(40, 30)).status_code for n in range(6)
+    ]
     assert codes == [200, 200, 200, 200, 400, 400]
     refused = post_file(client, chats[0], "more.png", image_bytes(40, 30))
     assert "not sent yet" in refused.text and "the limit is 4" in refused.text
     assert Attachment.objects.count() == 4 and len(stored_files(private_media)) == 4
     # A day later the unsent files are gone (rows and files), and uploads work again.
     Attachment.objects.update(created_at=timezone.now() - timedelta(days=1, minutes=1))
-    with django_capture_on_commit_callbacks(execute=True):  # files are removed once the rows' deletion commits
+    with django_capture_on_commit_callbacks(
+        execute=True
+    ):  # files are removed once the rows' deletion commits
         assert post_file(client, chats[0], "fresh.png", image_bytes(40, 30)).status_code == 200
     assert Attachment.objects.count() == 1 and len(stored_files(private_media)) == 1

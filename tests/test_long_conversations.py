@@ -63,7 +63,9 @@ async def test_a_conversation_that_outgrows_the_window_is_summarised_and_goes_on
     await socket.receive()
     marker_frames = []
     for turn in range(12):
-        assistant, frames = await send_and_finish(socket, conversation, f"Question number {turn} about caching")
+        assistant, frames = await send_and_finish(
+            socket, conversation, f"Question number {turn} about caching"
+        )
         # Every request passes the offline Claude's prefix check: a trim would have failed it.
         assert assistant.status == Message.Status.COMPLETE, (turn, assistant.error)
         assert assistant.prompt_tokens + settings.CHAT_MAX_TOKENS <= 3_000
@@ -94,7 +96,9 @@ async def test_on_a_model_without_compaction_old_turns_are_left_out_and_the_kept
     await socket.receive()
     marker_frames = []
     for turn in range(12):
-        assistant, frames = await send_and_finish(socket, conversation, f"Question number {turn} about caching")
+        assistant, frames = await send_and_finish(
+            socket, conversation, f"Question number {turn} about caching"
+        )
         assert assistant.status == Message.Status.COMPLETE, (turn, assistant.error)
         marker_frames += [f for f in frames if "Earlier messages are no longer sent to Claude" in f]
     await socket.close()
@@ -105,7 +109,9 @@ async def test_on_a_model_without_compaction_old_turns_are_left_out_and_the_kept
     assert "Question number 0 " not in str(sent) and "Question number 11 " in str(sent)
 
 
-async def test_a_reply_that_runs_into_the_window_says_so_and_the_next_one_is_trimmed_to_fit(settings, offline_claude):
+async def test_a_reply_that_runs_into_the_window_says_so_and_the_next_one_is_trimmed_to_fit(
+    settings, offline_claude
+):
     # The app believes the window is larger than it is (e.g. a wrong catalog entry): the API stops
     # the reply at the window; the next request leaves old turns out instead of failing for good.
     settings.CHAT_CONTEXT_WINDOW = 100_000
@@ -124,7 +130,9 @@ async def test_a_reply_that_runs_into_the_window_says_so_and_the_next_one_is_tri
     await socket.close()
     assert "model_context_window_exceeded" in statuses
     assert statuses[-1] == "end_turn"
-    assert await sync_to_async(Message.objects.filter(conversation=conversation, compaction__isnull=False).exists)()
+    assert await sync_to_async(
+        Message.objects.filter(conversation=conversation, compaction__isnull=False).exists
+    )()
 
 
 @pytest.mark.django_db
@@ -142,14 +150,18 @@ def test_the_page_shows_where_earlier_messages_stop_being_sent(client):
     assert page.index(">old<") < marker < page.index(">new<")
 
 
-async def test_a_prompt_the_api_calls_too_long_is_trimmed_and_sent_again_instead_of_failing(settings, offline_claude):
+async def test_a_prompt_the_api_calls_too_long_is_trimmed_and_sent_again_instead_of_failing(
+    settings, offline_claude
+):
     settings.CHAT_CONTEXT_WINDOW = 100_000  # the app believes in a far larger window than the model has
     settings.CHAT_MAX_TOKENS = 300
     offline_claude.set_defaults(context_window=2_000, reply_tokens=100)
     user, conversation = await setup_chat()
     for turn in range(10):
         await sync_to_async(make_message)(conversation, content=f"old question {turn} " + "word " * 150)
-        await sync_to_async(make_message)(conversation, role="assistant", content="old answer " + "word " * 150)
+        await sync_to_async(make_message)(
+            conversation, role="assistant", content="old answer " + "word " * 150
+        )
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
     assistant, frames = await send_and_finish(socket, conversation, "A new question")

@@ -71,7 +71,9 @@ def test_pages_cover_every_conversation_once_past_200(settings):
     me = make_user()
     created = [make_conversation(owner=me, title=f"c{n}") for n in range(230)]
     # Several share one timestamp: the cursor orders by id among them.
-    Conversation.objects.filter(pk__in=[c.pk for c in created[100:110]]).update(updated_at=created[100].updated_at)
+    Conversation.objects.filter(pk__in=[c.pk for c in created[100:110]]).update(
+        updated_at=created[100].updated_at
+    )
     seen, after, pages = [], None, 0
     while True:
         page = sidebar_page(me, after=after)
@@ -111,7 +113,10 @@ def test_the_sidebar_loads_more_on_scroll_and_has_a_plain_more_link(client, sett
     assert "conv 2" in page and "conv 3" not in page
     first = sidebar_page(me)
     more_url = f"{reverse('sidebar_more')}?after={first.next_cursor}"
-    assert f'hx-get="{more_url}" hx-trigger="intersect once"' in page and f'<a href="{more_url}">More</a>' in page
+    assert (
+        f'hx-get="{more_url}" hx-trigger="intersect once"' in page
+        and f'<a href="{more_url}">More</a>' in page
+    )
     fragment = client.get(more_url, headers={"HX-Request": "true"}).content.decode()
     assert "conv 3" in fragment and "conv 4" in fragment and "<html" not in fragment
     plain = client.get(more_url).content.decode()
@@ -129,7 +134,10 @@ def test_pin_and_archive_as_plain_form_posts(client):
     conversation.refresh_from_db()
     assert conversation.pinned
     assert "Unpin" in client.get(reverse("home")).content.decode()
-    response = client.post(reverse("conversation_archive", args=[conversation.pk]), {"archived": "1", "next": "https://evil.example/"})
+    response = client.post(
+        reverse("conversation_archive", args=[conversation.pk]),
+        {"archived": "1", "next": "https://evil.example/"},
+    )
     assert response.status_code == 302 and response.url == conversation.get_absolute_url()  # no open redirect
     home = client.get(reverse("home")).content.decode()
     assert 'id="conversation-' + str(conversation.pk) + '"' not in home
@@ -165,12 +173,17 @@ def test_someone_elses_conversation_cannot_be_pinned_or_archived(client):
 def test_organise_actions_need_login_post_and_csrf(client):
     me = make_user()
     conversation = make_conversation(owner=me)
-    assert client.post(reverse("conversation_pin", args=[conversation.pk]), {"pinned": "1"}).status_code == 302
+    assert (
+        client.post(reverse("conversation_pin", args=[conversation.pk]), {"pinned": "1"}).status_code == 302
+    )
     client.force_login(me)
     assert client.get(reverse("conversation_pin", args=[conversation.pk])).status_code == 405
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(me)
-    assert strict.post(reverse("conversation_archive", args=[conversation.pk]), {"archived": "1"}).status_code == 403
+    assert (
+        strict.post(reverse("conversation_archive", args=[conversation.pk]), {"archived": "1"}).status_code
+        == 403
+    )
     conversation.refresh_from_db()
     assert not conversation.pinned and not conversation.archived
     for name in ("archived", "sidebar_more"):

@@ -49,7 +49,12 @@ def test_only_my_presets_and_published_site_wide_ones_are_offered():
 
 @pytest.mark.parametrize(
     "name, prompt, says",
-    [("", "x", "Give the preset a name"), ("n", "   ", "is empty"), ("n" * 101, "x", "at most 100"), ("n", "x" * 16001, "at most 16,000")],
+    [
+        ("", "x", "Give the preset a name"),
+        ("n", "   ", "is empty"),
+        ("n" * 101, "x", "at most 100"),
+        ("n", "x" * 16001, "at most 16,000"),
+    ],
 )
 def test_a_bad_preset_is_a_clear_error(name, prompt, says):
     me = make_user()
@@ -68,11 +73,17 @@ def test_presets_page_and_the_home_composer_without_javascript(client):
     page = client.get(reverse("presets")).content.decode()
     assert "Reviewer" in page and "Site style" in page
     bad = client.post(reverse("presets"), {"name": "", "system_prompt": "kept text"})
-    assert bad.status_code == 400 and "Give the preset a name" in bad.content.decode() and "kept text" in bad.content.decode()
+    assert (
+        bad.status_code == 400
+        and "Give the preset a name" in bad.content.decode()
+        and "kept text" in bad.content.decode()
+    )
     home = client.get(reverse("home")).content.decode()
     mine = Preset.objects.get(owner=me)
     assert f'<option value="{mine.pk}">Reviewer</option>' in home and "Site style (everyone)" in home
-    response = client.post(reverse("conversation_create"), {"model": "claude-sonnet-5-5", "preset": mine.pk, "message": ""})
+    response = client.post(
+        reverse("conversation_create"), {"model": "claude-sonnet-5-5", "preset": mine.pk, "message": ""}
+    )
     conversation = Conversation.objects.get(owner=me)
     assert response.url == conversation.get_absolute_url() and conversation.system_prompt == "Review my code."
     other = services.preset_create(owner=make_user(), name="x", system_prompt="y")
@@ -133,7 +144,11 @@ def test_a_share_link_shows_the_messages_only_without_login_and_is_stored_hashed
     page = Client().get(f"/s/{token}/")
     html = page.content.decode()
     assert page.status_code == 200 and page["X-Robots-Tag"] == "noindex, nofollow"
-    assert "Shared &lt;title&gt;" in html and "my question &lt;b&gt;" in html and "<strong>answer</strong>" in html
+    assert (
+        "Shared &lt;title&gt;" in html
+        and "my question &lt;b&gt;" in html
+        and "<strong>answer</strong>" in html
+    )
     assert "Private other conversation" not in html and me.username not in html
     assert "Receipt" not in html and "$" not in html and "Cost" not in html and "ws-connect" not in html
     assert "csrfmiddlewaretoken" not in html and "<form" not in html
@@ -161,10 +176,17 @@ def test_share_and_revoke_as_plain_form_posts_and_with_htmx(client):
     client.force_login(me)
     assert "Share</summary>" in client.get(conversation.get_absolute_url()).content.decode()
     html = client.post(reverse("share_create", args=[conversation.pk])).content.decode()
-    token = re.search(r'id="share-url" type="text" readonly value="http://testserver/s/([^"/]+)/"', html).group(1)
+    token = re.search(
+        r'id="share-url" type="text" readonly value="http://testserver/s/([^"/]+)/"', html
+    ).group(1)
     assert Client().get(f"/s/{token}/").status_code == 200
-    assert "A read-only link to this conversation is active." in client.get(conversation.get_absolute_url()).content.decode()
-    fragment = client.post(reverse("share_revoke", args=[conversation.pk]), headers={"HX-Request": "true"}).content.decode()
+    assert (
+        "A read-only link to this conversation is active."
+        in client.get(conversation.get_absolute_url()).content.decode()
+    )
+    fragment = client.post(
+        reverse("share_revoke", args=[conversation.pk]), headers={"HX-Request": "true"}
+    ).content.decode()
     assert fragment.startswith('<details class="share"') and "The link no longer works." in fragment
     assert Client().get(f"/s/{token}/").status_code == 404
 

@@ -34,7 +34,10 @@ async def test_the_second_turn_reads_the_cached_prompt_and_the_receipt_and_heade
     [first_row] = await ledger_rows_for(first)
     [row] = await ledger_rows_for(second)
     # The start of the conversation is kept an hour; the turns that follow quickly, five minutes.
-    assert first_row.cache_write_1h_tokens > 0 and "1-hour cache: the start of a conversation" in first_row.cache_note
+    assert (
+        first_row.cache_write_1h_tokens > 0
+        and "1-hour cache: the start of a conversation" in first_row.cache_note
+    )
     assert row.cache_write_5m_tokens > 0 and row.cache_write_1h_tokens == 0
     assert row.cache_note == "5-minute cache: your recent replies came within minutes"
     assert row.cache_savings > 0
@@ -42,7 +45,10 @@ async def test_the_second_turn_reads_the_cached_prompt_and_the_receipt_and_heade
 
     await sync_to_async(client.force_login)(user)
     receipt = (await sync_to_async(client.get)(f"/usage/receipt/{second.pk}/")).content.decode()
-    assert "Prompt caching saved" in receipt and "5-minute cache: your recent replies came within minutes" in receipt
+    assert (
+        "Prompt caching saved" in receipt
+        and "5-minute cache: your recent replies came within minutes" in receipt
+    )
     page = (await sync_to_async(client.get)(conversation.get_absolute_url())).content.decode()
     assert "Cost so far $" in page and "prompt caching saved" in page
     assert f"Context {second.prompt_tokens + second.output_tokens:,} of 1,000,000 tokens" in page
@@ -61,7 +67,9 @@ async def test_after_a_long_pause_the_next_reply_writes_the_cache_for_an_hour():
     first, _ = await send_and_finish(socket, conversation, "What is a cache?")
     quick, _ = await send_and_finish(socket, conversation, "And a cache line?")
     # The person came back ten minutes after the last reply: a 5-minute entry would be gone next time too.
-    await sync_to_async(Message.objects.filter(pk=quick.pk).update)(updated_at=timezone.now() - timedelta(minutes=10))
+    await sync_to_async(Message.objects.filter(pk=quick.pk).update)(
+        updated_at=timezone.now() - timedelta(minutes=10)
+    )
     later, _ = await send_and_finish(socket, conversation, "And eviction?")
     await socket.close()
     [row] = await ledger_rows_for(later)

@@ -53,7 +53,11 @@ async def test_frames_reach_local_pages_directly_and_pages_elsewhere_through_the
         await relay.publish(group, f"<p>{n}</p>")
 
     assert [page.frames for page in here] == [["<p>0</p>", "<p>1</p>", "<p>2</p>"]] * 2
-    assert [(await layer.receive(elsewhere))["html"] for _ in range(3)] == ["<p>0</p>", "<p>1</p>", "<p>2</p>"]
+    assert [(await layer.receive(elsewhere))["html"] for _ in range(3)] == [
+        "<p>0</p>",
+        "<p>1</p>",
+        "<p>2</p>",
+    ]
     for page in here:  # no second copy through the layer
         assert await nothing_for(page.channel_name)
 

@@ -166,7 +166,9 @@ async def test_a_reply_swept_while_its_worker_still_ran_keeps_the_pages_text_and
 
     @sync_to_async
     def steal_the_lease():  # what a stalled worker looks like to everyone else
-        Message.objects.filter(pk=reply.pk).update(worker="stalled", lease_until=timezone.now() - timedelta(seconds=1))
+        Message.objects.filter(pk=reply.pk).update(
+            worker="stalled", lease_until=timezone.now() - timedelta(seconds=1)
+        )
 
     await steal_the_lease()
     assert await leases.end_expired(conversation.pk) == 1
@@ -197,10 +199,26 @@ def test_the_database_refuses_a_second_ledger_row_for_one_call():
     from billing.services import usage_record
     from billing.usage import LedgerLabels, Usage
 
-    labels = LedgerLabels(user_id=1, username="ada", conversation_id=1, conversation_title="t", model="claude-sonnet-5-5")
+    labels = LedgerLabels(
+        user_id=1, username="ada", conversation_id=1, conversation_title="t", model="claude-sonnet-5-5"
+    )
     attempt = uuid.uuid4()
-    first = usage_record(labels=labels, message_id=1, request_id="r", usage=Usage(input_tokens=5), estimated=False, attempt_id=attempt)
-    again = usage_record(labels=labels, message_id=1, request_id="r", usage=Usage(input_tokens=9), estimated=True, attempt_id=attempt)
+    first = usage_record(
+        labels=labels,
+        message_id=1,
+        request_id="r",
+        usage=Usage(input_tokens=5),
+        estimated=False,
+        attempt_id=attempt,
+    )
+    again = usage_record(
+        labels=labels,
+        message_id=1,
+        request_id="r",
+        usage=Usage(input_tokens=9),
+        estimated=True,
+        attempt_id=attempt,
+    )
     assert again.pk == first.pk  # the second end of the same call writes nothing
     from billing.models import UsageRecord
 
@@ -285,8 +303,14 @@ def _checkpoint_many_replies():
     ours = [streaming(leases.WORKER_ID) for _ in range(30)]
     finished = make_message(conversation, role="assistant", content="Done.", status=Message.Status.COMPLETE)
     elsewhere = streaming("another-worker")
-    batch = {m.pk: (f"Partial text {i} <b>&</b>", None if i % 2 else Usage(input_tokens=10 + i, output_tokens=i),
-                    f"Thinking {i}") for i, m in enumerate(ours)}
+    batch = {
+        m.pk: (
+            f"Partial text {i} <b>&</b>",
+            None if i % 2 else Usage(input_tokens=10 + i, output_tokens=i),
+            f"Thinking {i}",
+        )
+        for i, m in enumerate(ours)
+    }
     batch[finished.pk] = ("Overwritten?", Usage(input_tokens=1), "")
     with CaptureQueriesContext(connection) as queries:
         store.replies_checkpoint(batch=batch, worker=leases.WORKER_ID)
@@ -320,7 +344,6 @@ async def test_a_worker_whose_database_thread_is_busy_past_the_lease_keeps_its_r
     import time
 
     from channels.db import database_sync_to_async
-
 
     settings.CHAT_LEASE_SECONDS = 1.5
     settings.CHAT_CHECKPOINT_SECONDS = 0.2
@@ -366,11 +389,15 @@ def _sweep_elsewhere() -> list[int]:
 
 async def test_a_reply_swept_while_its_worker_stalled_stops_its_call_when_the_worker_notices(settings):
     settings.CHAT_CHECKPOINT_SECONDS = 0.2
-    socket, conversation, reply = await streaming_reply("Go on [[offline tps=20 reply_tokens=2000]]")  # 100 s if nothing stops it
+    socket, conversation, reply = await streaming_reply(
+        "Go on [[offline tps=20 reply_tokens=2000]]"
+    )  # 100 s if nothing stops it
 
     @sync_to_async
     def swept_by_another_worker():
-        Message.objects.filter(pk=reply.pk).update(worker="stalled", lease_until=timezone.now() - timedelta(seconds=1))
+        Message.objects.filter(pk=reply.pk).update(
+            worker="stalled", lease_until=timezone.now() - timedelta(seconds=1)
+        )
 
     await swept_by_another_worker()
     assert await leases.end_expired(conversation.pk) == 1
@@ -403,7 +430,7 @@ async def test_the_end_of_a_reply_is_kept_and_saved_once_the_database_takes_it_a
     assert len(failures) == 3
     # Meanwhile the page was told how the reply ended and that it is being saved, before its final frame.
     saving = [i for i, f in enumerate(frames) if "Claude finished this reply. Saving it" in f]
-    assert saving and saving[0] < len(frames) - 1 and "Writing…" not in "".join(frames[saving[0]:])
+    assert saving and saving[0] < len(frames) - 1 and "Writing…" not in "".join(frames[saving[0] :])
     done = await fetch(reply)
     assert done.status == Message.Status.COMPLETE and done.content and done.output_tokens > 0
     assert len(await ledger_rows(reply)) == 1
@@ -435,7 +462,6 @@ async def test_the_drain_waits_for_a_send_accepted_just_before_it_began():
 
     from channels.db import database_sync_to_async
 
-
     user = await sync_to_async(make_user)()
     conversation = await sync_to_async(make_conversation)(owner=user)
     busy = asyncio.ensure_future(database_sync_to_async(time.sleep)(0.5))
@@ -457,7 +483,9 @@ async def test_a_channel_layer_outage_is_logged_once_and_replies_still_end(monke
 
     warnings: list[str] = []
     real_warning = relay.logger.warning
-    monkeypatch.setattr(relay.logger, "warning", lambda msg, *a, **k: warnings.append(msg) or real_warning(msg, *a, **k))
+    monkeypatch.setattr(
+        relay.logger, "warning", lambda msg, *a, **k: warnings.append(msg) or real_warning(msg, *a, **k)
+    )
     relay.layer_outage.down = False
 
     from channels.layers import get_channel_layer
@@ -484,7 +512,13 @@ async def test_a_channel_layer_outage_is_logged_once_and_replies_still_end(monke
         await socket.receive()
         await socket.send(message=f"Tell me about {topic} [[offline tps=50 reply_tokens=250]]")
         await socket.receive_until(lambda f: "status-streaming" in f)
-        replies.append((socket, conversation, await sync_to_async(lambda c=conversation: c.messages.get(role="assistant"))()))
+        replies.append(
+            (
+                socket,
+                conversation,
+                await sync_to_async(lambda c=conversation: c.messages.get(role="assistant"))(),
+            )
+        )
     monkeypatch.setattr(layer, "receive", receive)
     for _socket, conversation, _reply in replies:  # each listener takes an event, then finds the layer gone
         await layer.group_send(control_group(conversation.pk), {"type": "control.nothing", "message_id": -1})
@@ -527,13 +561,17 @@ def test_the_reported_usage_of_a_swept_call_replaces_its_estimate_once_and_moves
     assert kept.status == Message.Status.INTERRUPTED and kept.content == "Tides are caused by the Moon."
     row = UsageRecord.objects.get(attempt_id=attempt)
     assert not row.estimated and row.usage() == reported and row.request_id == "req_real"
-    assert row.cost == row.rates.cost(input=40, output=250, cache_write_5m=0, cache_write_1h=0, cache_read=1000)
+    assert row.cost == row.rates.cost(
+        input=40, output=250, cache_write_5m=0, cache_write_1h=0, cache_read=1000
+    )
     assert row.replaced_cost == estimate.cost
     [day] = UsageDailyUser.objects.filter(user_id=user.pk)
     assert (day.calls, day.estimated_calls, day.cost, day.output_tokens) == (1, 0, row.cost, 250)
 
     # A second late end (or a retried save) changes nothing: the row is the call's own count now.
-    again = store.ReplyEnd(content="x", status=Message.Status.COMPLETE, usage=Usage(output_tokens=9), usage_estimated=False)
+    again = store.ReplyEnd(
+        content="x", status=Message.Status.COMPLETE, usage=Usage(output_tokens=9), usage_estimated=False
+    )
     assert store.reply_finish(message_id=reply.pk, attempt_id=attempt, end=again, labels=labels) is None
     assert UsageRecord.objects.get(attempt_id=attempt).output_tokens == 250
     assert Message.objects.get(pk=reply.pk).content == "Tides are caused by the Moon."

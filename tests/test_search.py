@@ -119,7 +119,9 @@ def test_text_checkpointed_while_a_reply_streams_is_searchable():
     reply = make_message(conversation, role="assistant", content="", status=Message.Status.STREAMING)
     store.replies_checkpoint(batch={reply.pk: ("partial answer about fjords", None, "")}, worker="w")
     assert [h.message_id for h in hits(me, "fjords").messages] == [reply.pk]
-    store.replies_checkpoint(batch={reply.pk: ("partial answer about fjords and lakes", None, "")}, worker="w")
+    store.replies_checkpoint(
+        batch={reply.pk: ("partial answer about fjords and lakes", None, "")}, worker="w"
+    )
     assert [h.message_id for h in hits(me, "lakes").messages] == [reply.pk]
 
 
@@ -198,7 +200,9 @@ def test_search_page_works_without_javascript_and_with_htmx(client):
     page = client.get(reverse("search"), {"q": "whiskers"}).content.decode()
     assert "<mark>whiskers</mark> &amp; &lt;paws&gt;" in page and "someone else" not in page
     assert 'id="conversation-list"' in page  # the sidebar is there too
-    fragment = client.get(reverse("search"), {"q": "whiskers"}, headers={"HX-Request": "true"}).content.decode()
+    fragment = client.get(
+        reverse("search"), {"q": "whiskers"}, headers={"HX-Request": "true"}
+    ).content.decode()
     assert "<mark>whiskers</mark>" in fragment and 'id="conversation-list"' not in fragment
     error = client.get(reverse("search"), {"q": "???"}).content.decode()
     assert "Type a word to search for." in error

@@ -136,7 +136,9 @@ def test_a_production_response_carries_the_security_headers():
     assert headers["Content-Security-Policy"].startswith("default-src 'self'; script-src 'self' 'nonce-")
     assert "camera=()" in headers["Permissions-Policy"]
     assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
-    assert headers["Referrer-Policy"] == "same-origin" and headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert (
+        headers["Referrer-Policy"] == "same-origin" and headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    )
     assert headers["Set-Cookie"].startswith("csrftoken=") and "; Secure" in headers["Set-Cookie"]
 
 

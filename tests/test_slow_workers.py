@@ -26,7 +26,9 @@ pytestmark = scale_out
 
 def ledger_row(db, message_id: int) -> tuple[bool, int]:
     """(estimated, output tokens) of the reply's one ledger row."""
-    [row] = db.query("SELECT estimated, output_tokens FROM billing_usagerecord WHERE message_id = %s", (message_id,))
+    [row] = db.query(
+        "SELECT estimated, output_tokens FROM billing_usagerecord WHERE message_id = %s", (message_id,)
+    )
     return row
 
 
@@ -35,7 +37,9 @@ def page_opens(worker, account: Account, conversation: int) -> int:
         return page.status
 
 
-async def test_a_redis_outage_mid_reply_keeps_the_page_streaming_and_the_reply_whole(database, workers, tmp_path):
+async def test_a_redis_outage_mid_reply_keeps_the_page_streaming_and_the_reply_whole(
+    database, workers, tmp_path
+):
     redis = RedisServer(tmp_path).start()
     try:
         env = {**scale_out_env(database), "REDIS_URL": redis.url}
@@ -56,7 +60,11 @@ async def test_a_redis_outage_mid_reply_keeps_the_page_streaming_and_the_reply_w
         assert chat.ws.close_code is None  # the socket was never closed for the outage
         status, saved = reply_row(database, reply)
         assert status == "complete" and saved == chat.text_of(reply)
-        assert ledger_rows(database, reply) == 1 and not ledger_row(database, reply)[0] and open_holds(database) == 0
+        assert (
+            ledger_rows(database, reply) == 1
+            and not ledger_row(database, reply)[0]
+            and open_holds(database) == 0
+        )
         # Once Redis is back the other worker's pages see the end too, and the conversation goes on.
         on_b = await Chat.open(b, account, conversation)
         assert f'id="msg-{reply}" class="message assistant status-complete' in on_b.frames[0]
@@ -70,7 +78,9 @@ async def test_a_redis_outage_mid_reply_keeps_the_page_streaming_and_the_reply_w
         redis.stop()
 
 
-async def test_the_database_unreachable_from_one_worker_keeps_the_end_and_saves_it_when_back(database, workers):
+async def test_the_database_unreachable_from_one_worker_keeps_the_end_and_saves_it_when_back(
+    database, workers
+):
     proxy = await TcpProxy(*_database_host(database)).start()
     env_b = scale_out_env(database)
     env_a = {**env_b, "DATABASE_URL": proxy.url_for(database.url)}
@@ -119,7 +129,9 @@ async def test_a_row_lock_held_past_the_lease_does_not_get_a_live_reply_swept(da
     await chat.close()
     status, saved = reply_row(database, reply)
     assert status == "complete" and saved == chat.text_of(reply)
-    assert ledger_rows(database, reply) == 1 and not ledger_row(database, reply)[0] and open_holds(database) == 0
+    assert (
+        ledger_rows(database, reply) == 1 and not ledger_row(database, reply)[0] and open_holds(database) == 0
+    )
     assert "whose worker stopped renewing their lease" not in a.log() + b.log()
 
 
@@ -166,7 +178,9 @@ async def test_sends_just_after_sigterm_are_refused_or_finished_never_left_strea
 
 
 def _complete_replies(db) -> int:
-    return db.query("SELECT count(*) FROM conversations_message WHERE role = 'assistant' AND status = 'complete'")[0][0]
+    return db.query(
+        "SELECT count(*) FROM conversations_message WHERE role = 'assistant' AND status = 'complete'"
+    )[0][0]
 
 
 def _database_host(db) -> tuple[str, int]:
@@ -174,4 +188,3 @@ def _database_host(db) -> tuple[str, int]:
 
     parts = urlsplit(db.url)
     return parts.hostname, parts.port or 5432
-

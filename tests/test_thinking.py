@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 def thinking_in(frames: list[str], message_id: int) -> str:
-    pattern = re.compile(rf'<div id="msg-{message_id}-thinking-body" hx-swap-oob="beforeend">(.*?)</div>', re.S)
+    pattern = re.compile(
+        rf'<div id="msg-{message_id}-thinking-body" hx-swap-oob="beforeend">(.*?)</div>', re.S
+    )
     return "".join(html.unescape(m) for f in frames for m in pattern.findall(f))
 
 
@@ -35,7 +37,9 @@ async def test_thinking_streams_above_the_answer_is_kept_and_shows_again_on_relo
     user, conversation = await setup_chat()
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
-    assistant, frames = await send_and_finish(socket, conversation, "Explain tides [[offline tokens_per_delta=1]]")
+    assistant, frames = await send_and_finish(
+        socket, conversation, "Explain tides [[offline tokens_per_delta=1]]"
+    )
     await socket.close()
     streamed = thinking_in(frames, assistant.pk)
     assert streamed.startswith("The user asks “Explain tides”")
@@ -43,8 +47,12 @@ async def test_thinking_streams_above_the_answer_is_kept_and_shows_again_on_relo
     # While it streamed, the section said "Thinking…" and was open; once the answer began: "Thought for".
     first = next(f for f in socket.frames if f'id="msg-{assistant.pk}"' in f)
     assert "Thinking…" in first and f'id="msg-{assistant.pk}-thinking" class="thinking" open' in first
-    assert any(f'id="msg-{assistant.pk}-thinking-summary" hx-swap-oob="outerHTML">Thought for' in f for f in frames)
-    assert re.search(rf'id="msg-{assistant.pk}-thinking" class="thinking">\s*<summary[^>]*>Thought for \d+ s', frames[-1])
+    assert any(
+        f'id="msg-{assistant.pk}-thinking-summary" hx-swap-oob="outerHTML">Thought for' in f for f in frames
+    )
+    assert re.search(
+        rf'id="msg-{assistant.pk}-thinking" class="thinking">\s*<summary[^>]*>Thought for \d+ s', frames[-1]
+    )
     assert len(assistant.thinking_blocks) == 1 and assistant.thinking_blocks[0]["signature"]
     page = await sync_to_async(_page_of)(user, conversation)
     assert f'id="msg-{assistant.pk}-thinking"' in page and html.escape(streamed, quote=False)[:40] in page
@@ -88,7 +96,11 @@ async def test_the_next_request_sends_the_signed_thinking_back_first(monkeypatch
     await socket.close()
     assert second.status == "complete", second.error  # the offline Claude checked the signature
     earlier = sent[-1]["messages"][1]["content"]
-    assert earlier[0] == {"type": "thinking", "thinking": first.thinking, "signature": first.thinking_blocks[0]["signature"]}
+    assert earlier[0] == {
+        "type": "thinking",
+        "thinking": first.thinking,
+        "signature": first.thinking_blocks[0]["signature"],
+    }
     assert earlier[-1] == {"type": "text", "text": first.content}
 
 
@@ -143,7 +155,9 @@ def test_effort_is_a_setting_of_the_conversation_for_models_that_take_one():
     conversation.refresh_from_db()
     assert conversation.effort == "xhigh"  # refused, unchanged
     with pytest.raises(inputs.InvalidInput):
-        services.conversation_update_settings(conversation=conversation, model="claude-sonnet-5-5", system_prompt="", effort="extreme")
+        services.conversation_update_settings(
+            conversation=conversation, model="claude-sonnet-5-5", system_prompt="", effort="extreme"
+        )
 
 
 async def test_a_page_that_reconnects_while_claude_thinks_catches_up_on_the_thinking():
@@ -155,7 +169,9 @@ async def test_a_page_that_reconnects_while_claude_thinks_catches_up_on_the_thin
     assistant = await latest_assistant(conversation)
     await socket.receive_until(lambda f: len(thinking_in(socket.frames, assistant.pk)) > 20)
     late, _, _ = await open_socket(user, conversation.pk)
-    frames = await late.receive_until(lambda f: f'id="msg-{assistant.pk}-thinking-body" hx-swap-oob="innerHTML"' in f)
+    frames = await late.receive_until(
+        lambda f: f'id="msg-{assistant.pk}-thinking-body" hx-swap-oob="innerHTML"' in f
+    )
     caught_up = re.search(r'-thinking-body" hx-swap-oob="innerHTML">(.*?)</div>', frames[-1], re.S).group(1)
     assert len(caught_up) > 20 and html.unescape(caught_up).startswith("The user asks “Plan a")
     await socket.send(action="stop", message_id=assistant.pk)

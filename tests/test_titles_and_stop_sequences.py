@@ -95,7 +95,9 @@ async def test_a_first_reply_that_failed_and_was_retried_as_a_new_version_still_
     socket, _, _ = await open_socket(user, conversation.pk)
     await socket.receive()
     failed, _ = await send_and_finish(
-        socket, conversation, "Plan a trip to Porto [[offline fault=error fault_after=30 fault_times=1 reply_tokens=40]]"
+        socket,
+        conversation,
+        "Plan a trip to Porto [[offline fault=error fault_after=30 fault_times=1 reply_tokens=40]]",
     )
     assert failed.status == Message.Status.ERROR and failed.content  # text kept: Retry makes a new version
     await socket.send(action="retry", message_id=failed.pk)

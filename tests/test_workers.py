@@ -108,7 +108,9 @@ async def test_after_sigkill_a_new_worker_ends_the_orphaned_reply_within_the_lea
     await chat.until_closed()
 
     worker = await asyncio.to_thread(workers, env)  # nobody runs recover_replies by hand
-    status, saved = await poll(lambda: (row := reply_row(database, reply))[0] != "streaming" and row, timeout=30)
+    status, saved = await poll(
+        lambda: (row := reply_row(database, reply))[0] != "streaming" and row, timeout=30
+    )
     assert status == "interrupted" and saved and chat.text_of(reply).startswith(saved)
     assert ledger_rows(database, reply) == 1 and open_holds(database) == 0
 
@@ -120,7 +122,8 @@ async def test_after_sigkill_a_new_worker_ends_the_orphaned_reply_within_the_lea
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 scale_out = pytest.mark.skipif(
-    not (uses_postgres() and REDIS_URL), reason="the scale-out runs on PostgreSQL + Redis (make test-postgres)"
+    not (uses_postgres() and REDIS_URL),
+    reason="the scale-out runs on PostgreSQL + Redis (make test-postgres)",
 )
 
 
@@ -185,13 +188,18 @@ async def test_a_tab_opened_on_another_worker_mid_reply_shows_the_whole_text_onc
     assert on_a.text_of(reply) == content
     # (deltas B got before its catch-up, if any, are inside it: the page replaces its text with it)
     after = on_b.frames[on_b.frames.index(caught_up) + 1 :]
-    assert html.unescape(so_far) + "".join(html.unescape(t) for f in after for _, t in DELTA.findall(f)) == content
+    assert (
+        html.unescape(so_far) + "".join(html.unescape(t) for f in after for _, t in DELTA.findall(f))
+        == content
+    )
     await on_a.close()
     await on_b.close()
 
 
 @scale_out
-async def test_restarting_both_workers_during_twenty_replies_loses_nothing_and_bills_each_call_once(database, workers):
+async def test_restarting_both_workers_during_twenty_replies_loses_nothing_and_bills_each_call_once(
+    database, workers
+):
     env = scale_out_env(database, CHAT_SHUTDOWN_GRACE_SECONDS="2")
     await asyncio.to_thread(migrate, env)
     a = await asyncio.to_thread(workers, env)
@@ -214,7 +222,9 @@ async def test_restarting_both_workers_during_twenty_replies_loses_nothing_and_b
         await asyncio.to_thread(workers, env)
 
     def settled():
-        return database.query("SELECT count(*) FROM conversations_message WHERE status = 'streaming'")[0][0] == 0
+        return (
+            database.query("SELECT count(*) FROM conversations_message WHERE status = 'streaming'")[0][0] == 0
+        )
 
     await poll(settled, timeout=60)
     users = database.query("SELECT content FROM conversations_message WHERE role = 'user' ORDER BY id")
@@ -250,14 +260,18 @@ def test_the_shipped_nginx_site_is_valid_nginx(tmp_path):
         f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
         f"http {{ access_log off; include {tmp_path}/site.conf; }}\n"
     )
-    result = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True)
+    result = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr
 
 
 @needs_nginx
 @scale_out
-async def test_behind_the_shipped_nginx_rules_a_restarted_worker_is_skipped_and_chats_go_on(database, workers, tmp_path):
+async def test_behind_the_shipped_nginx_rules_a_restarted_worker_is_skipped_and_chats_go_on(
+    database, workers, tmp_path
+):
     env = scale_out_env(database, CHAT_SHUTDOWN_GRACE_SECONDS="1")
     await asyncio.to_thread(migrate, env)
     a = await asyncio.to_thread(workers, env)
@@ -266,7 +280,9 @@ async def test_behind_the_shipped_nginx_rules_a_restarted_worker_is_skipped_and_
     try:
         account = await asyncio.to_thread(Account, proxy)  # sign-up and its CSRF through the proxy
         conversation = await asyncio.to_thread(account.new_conversation, proxy)
-        tabs = [await Chat.open(proxy, account, conversation) for _ in range(2)]  # one per worker (round robin)
+        tabs = [
+            await Chat.open(proxy, account, conversation) for _ in range(2)
+        ]  # one per worker (round robin)
         await tabs[0].send(message="Hello through the proxy [[offline tps=200 reply_tokens=60]]")
         for tab in tabs:
             await tab.until(lambda f: "assistant status-complete" in f)

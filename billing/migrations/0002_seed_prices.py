@@ -1,4 +1,4 @@
-"""Seed the price table with the Anthropic list prices of reference/claude-api.md (2026-11).
+"""Seed the price table with Anthropic's list prices (https://www.anthropic.com/pricing, 2026-11).
 
 Rates are USD per million tokens, stored as integer pico-dollars per token (× 1,000,000).
 The same list ships as billing/prices/anthropic-2026-11.json for `manage.py load_prices`.

@@ -45,7 +45,10 @@ def _show_branch(conversation: Conversation, *, leaving: Message | None, enterin
     Message.objects.filter(pk__in=path).update(active=True)
     Message.objects.filter(pk=entering.pk).update(chosen=True)
     entering.active = entering.chosen = True
-    if conversation.context_from and not conversation.messages.active().filter(pk=conversation.context_from).exists():
+    if (
+        conversation.context_from
+        and not conversation.messages.active().filter(pk=conversation.context_from).exists()
+    ):
         Conversation.objects.filter(pk=conversation.pk).update(context_from=0)
         conversation.context_from = 0
 
@@ -94,7 +97,10 @@ def reply_regenerate(*, message: Message, worker: str, model: object = None) -> 
         else:
             parent = message.parent
             regenerated = Message(
-                conversation=conversation, role=Message.Role.ASSISTANT, model=conversation.model, parent=parent
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                model=conversation.model,
+                parent=parent,
             )
             regenerated.starts_conversation = parent is None
             lease(regenerated, worker)
@@ -119,11 +125,15 @@ def message_edit(*, message: Message, text: object, worker: str) -> tuple[Messag
         if not message.active:
             raise InvalidInput("That version is not the one shown: switch to it first.")
         refuse_while_streaming(conversation, "editing a message")
-        edited = Message(conversation=conversation, role=Message.Role.USER, content=text, parent=message.parent)
+        edited = Message(
+            conversation=conversation, role=Message.Role.USER, content=text, parent=message.parent
+        )
         edited.starts_conversation = message.parent_id is None
         edited.save()
         _show_branch(conversation, leaving=message, entering=edited)
-        assistant, _max_tokens = new_reply(conversation, parent=edited, worker=worker)  # read again at its start
+        assistant, _max_tokens = new_reply(
+            conversation, parent=edited, worker=worker
+        )  # read again at its start
         conversation.save(update_fields=["updated_at"])
     return annotate_branches([edited])[0], assistant
 

@@ -47,7 +47,9 @@ def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
         api_usage = {
             "input_tokens": sum(_count_of(it, "input_tokens") for it in iterations),
             "output_tokens": sum(_count_of(it, "output_tokens") for it in iterations),
-            "cache_creation_input_tokens": sum(_count_of(it, "cache_creation_input_tokens") for it in iterations),
+            "cache_creation_input_tokens": sum(
+                _count_of(it, "cache_creation_input_tokens") for it in iterations
+            ),
             "cache_read_input_tokens": sum(_count_of(it, "cache_read_input_tokens") for it in iterations),
             "service_tier": _field(api_usage, "service_tier"),
             "inference_geo": _field(api_usage, "inference_geo"),
@@ -285,7 +287,12 @@ class ReplyStream:
             # for the person reading: the text so far stands, and Retry asks again.
             logger.warning("Malformed event from Claude (request %s): %r", self.request_id, exc)
             if not self.started:  # nothing streamed: the answer itself could not be read
-                raise ClaudeError("unreadable", "Claude's reply could not be read. Please retry.", repr(exc), self.request_id) from exc
+                raise ClaudeError(
+                    "unreadable",
+                    "Claude's reply could not be read. Please retry.",
+                    repr(exc),
+                    self.request_id,
+                ) from exc
             raise ClaudeError(
                 "connection", "The connection to Claude was lost mid-reply.", repr(exc), self.request_id
             ) from exc
@@ -442,7 +449,11 @@ def build_params(request: ReplyRequest) -> dict:
         params["thinking"] = {"type": request.quiet_thinking}
     elif request.summarize_thinking:
         params["thinking"] = {"type": "adaptive", "display": "summarized"}
-    if request.drop_mismatched_thinking and params.get("thinking", {}).get("type") in (None, "adaptive", "enabled"):
+    if request.drop_mismatched_thinking and params.get("thinking", {}).get("type") in (
+        None,
+        "adaptive",
+        "enabled",
+    ):
         thinking = params.setdefault("thinking", {"type": "adaptive"})
         thinking["block_binding"] = {"prefix_mismatch_behavior": "drop_block"}
         betas.append(BINDING_BETA)
@@ -529,7 +540,11 @@ def client() -> anthropic.AsyncAnthropic:
         # retries are silent and honour any retry-after).
         max_retries=0,
         timeout=httpx2.Timeout(settings.CHAT_READ_TIMEOUT_SECONDS, connect=5.0),
-        **({"http_client": anthropic.DefaultAioHttpClient()} if settings.CHAT_HTTP_CLIENT == "aiohttp" else {}),
+        **(
+            {"http_client": anthropic.DefaultAioHttpClient()}
+            if settings.CHAT_HTTP_CLIENT == "aiohttp"
+            else {}
+        ),
     )
     _clients[loop] = made
     return made

@@ -315,7 +315,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _current_state(self) -> tuple[str, int | None]:
         chat_messages, earlier_before = self.conversation.messages.page()
         streaming_id = next((m.pk for m in chat_messages if m.is_streaming), None)
-        context_from = Conversation.objects.values_list("context_from", flat=True).get(pk=self.conversation.pk)
+        context_from = Conversation.objects.values_list("context_from", flat=True).get(
+            pk=self.conversation.pk
+        )
         return (
             fragments.message_list(
                 chat_messages,

@@ -91,7 +91,10 @@ async def _compact(
     ClaudeError when the call fails or the budget refuses it (the conversation stays as it was)."""
     try:
         job = await database_sync_to_async(store.compaction_start)(
-            reply_id=message_id, keep_tokens=keep_tokens, tokens_per_byte=tokens_per_byte, request=request,
+            reply_id=message_id,
+            keep_tokens=keep_tokens,
+            tokens_per_byte=tokens_per_byte,
+            request=request,
             window=window,
         )
     except SpendRefused as exc:
@@ -145,7 +148,9 @@ async def fit_request(
             cut = await _cut(conversation_id, message_id, keep, tokens_per_byte)
             step = Shortened(left_out_before=cut) if cut is not None else None
             if cut is not None:
-                logger.info("Conversation %s: messages before %s are no longer sent to Claude", conversation_id, cut)
+                logger.info(
+                    "Conversation %s: messages before %s are no longer sent to Claude", conversation_id, cut
+                )
         if step is None:
             break  # only the latest turn is left: send it, the API says whether it fits
         shortened = step

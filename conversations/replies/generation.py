@@ -155,15 +155,31 @@ def reply_context(reply: int | Message, *, max_tokens: int | None = None) -> Rep
         role=Message.Role.ASSISTANT,
         model=message.model,
         stop_reason="model_context_window_exceeded",
-    ).only("stop_reason", "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+    ).only(
+        "stop_reason",
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "output_tokens",
+    )
     for earlier in cut:
         window = min(window, _tokens_used(earlier))
     earlier_thinking = (
-        store.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms) if continued else None
+        store.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms)
+        if continued
+        else None
     )
     untitled = conversation.title_source == Conversation.TitleSource.FIRST_LINE
     return ReplyContext(
-        message.pk, message.attempt_id, conversation.pk, request, labels, window, continued, earlier_thinking, untitled
+        message.pk,
+        message.attempt_id,
+        conversation.pk,
+        request,
+        labels,
+        window,
+        continued,
+        earlier_thinking,
+        untitled,
     )
 
 
@@ -175,7 +191,13 @@ def _tokens_used(reply: Message) -> int:
     row = UsageRecord.objects.filter(message_id=reply.pk, purpose="reply").order_by("-pk").first()
     if row is None:
         return 10**9
-    return row.input_tokens + row.cache_write_5m_tokens + row.cache_write_1h_tokens + row.cache_read_tokens + row.output_tokens
+    return (
+        row.input_tokens
+        + row.cache_write_5m_tokens
+        + row.cache_write_1h_tokens
+        + row.cache_read_tokens
+        + row.output_tokens
+    )
 
 
 _load_context = database_sync_to_async(reply_context)
@@ -281,16 +303,22 @@ class Generation:
             try:
                 await self.layer.group_discard(control_group(self.conversation_id), self.control_channel)
             except Exception:  # the channel layer is unreachable (Redis restarting): the end comes first
-                logger.warning("Reply %s could not leave its control group (channel layer unreachable)", self.message_id)
+                logger.warning(
+                    "Reply %s could not leave its control group (channel layer unreachable)", self.message_id
+                )
             relay.forget(self.group)
         try:
             await asyncio.shield(self._finish(outcome))
         except Exception:
             logger.exception("Could not save the end of reply %s", self.message_id)
             try:
-                await database_sync_to_async(store.reply_mark_failed)(message_id=self.message_id, text=self.text())
+                await database_sync_to_async(store.reply_mark_failed)(
+                    message_id=self.message_id, text=self.text()
+                )
             except Exception:
-                logger.exception("Could not mark reply %s as failed either; its lease will expire", self.message_id)
+                logger.exception(
+                    "Could not mark reply %s as failed either; its lease will expire", self.message_id
+                )
         finally:
             leases.heartbeat.release(self.message_id)
 
@@ -300,9 +328,13 @@ class Generation:
             return Outcome(Message.Status.CUT_OFF, stop_reason=stop_reason)
         if stop_reason == "refusal":
             # Claude's own explanation (stop_details), shown with the refusal, when it gave one.
-            return Outcome(Message.Status.REFUSED, stop_reason=stop_reason, error=self.stream.refusal_explanation)
+            return Outcome(
+                Message.Status.REFUSED, stop_reason=stop_reason, error=self.stream.refusal_explanation
+            )
         if stop_reason == "stop_sequence":
-            return Outcome(Message.Status.COMPLETE, stop_reason=stop_reason, stop_sequence=self.stream.stop_sequence)
+            return Outcome(
+                Message.Status.COMPLETE, stop_reason=stop_reason, stop_sequence=self.stream.stop_sequence
+            )
         if stop_reason is None:
             # Clean end without message_delta: the reply is incomplete, its text kept.
             return Outcome(Message.Status.ERROR, error="Claude's reply ended early.")
@@ -339,7 +371,9 @@ class Generation:
                     # The model's window is smaller than we thought (the API named it, or halve ours):
                     # leave more out and ask again, rather than fail this and every later message.
                     refitted = True
-                    self.context_window = min(exc.window or self.context_window // 2, self.context_window // 2 + 1)
+                    self.context_window = min(
+                        exc.window or self.context_window // 2, self.context_window // 2 + 1
+                    )
                     self.stream = self._new_stream(self.stream.request)
                     await self._fit()
                     continue
@@ -487,7 +521,9 @@ class Generation:
                     raise
                 if pause == 0.25:
                     logger.warning(
-                        "Could not save the end of reply %s; keeping it and trying again", self.message_id, exc_info=True
+                        "Could not save the end of reply %s; keeping it and trying again",
+                        self.message_id,
+                        exc_info=True,
                     )
                     await self._show_saving(end.status)
                 await asyncio.sleep(pause)
@@ -498,7 +534,9 @@ class Generation:
         try:
             await relay.publish(self.group, fragments.reply_saving(self.message_id, status))
         except Exception:
-            logger.warning("Could not tell the pages of reply %s that its end is being saved", self.message_id)
+            logger.warning(
+                "Could not tell the pages of reply %s that its end is being saved", self.message_id
+            )
 
     def lost(self) -> None:
         """The heartbeat found this reply ended by another worker (it took this one for dead): stop the
@@ -583,9 +621,7 @@ class Checkpointer:
             batch = {m: self.running[m].checkpoint_values() for m in self.dirty if m in self.running}
             self.dirty.clear()
             try:
-                await database_sync_to_async(store.replies_checkpoint)(
-                    batch=batch, worker=leases.WORKER_ID
-                )
+                await database_sync_to_async(store.replies_checkpoint)(batch=batch, worker=leases.WORKER_ID)
             except Exception:
                 logger.exception("Saving partial replies failed; they are saved at the end regardless")
 

@@ -80,7 +80,9 @@ class History:
         return _with_system_messages(self.turns, self.changes, self.compaction)
 
 
-def reply_turns(pk: int, content: str, blocks: list[dict], call_ends: list, with_thinking: bool) -> list[Turn]:
+def reply_turns(
+    pk: int, content: str, blocks: list[dict], call_ends: list, with_thinking: bool
+) -> list[Turn]:
     """A reply as the API returned it, call by call: [thinking..., text] per call, and between two calls
     the continue instruction the later one answered (a continued reply). A call with no real text
     goes back as nothing (the API rejects empty text); its thinking with it."""
@@ -119,13 +121,19 @@ def _history_turns(conversation: Conversation, rows) -> list[Turn]:
                 turns.pop()
             continue
         if role == Message.Role.ASSISTANT:
-            pieces = reply_turns(pk, content, thinking_blocks or [], call_ends or [], pk >= conversation.thinking_from)
+            pieces = reply_turns(
+                pk, content, thinking_blocks or [], call_ends or [], pk >= conversation.thinking_from
+            )
         elif not content.strip() and pk not in media_of:
             continue
         elif pk in media_of:
             # An empty text block is refused by the API: files alone are the whole turn.
             blocks = media_of[pk]
-            pieces = [Turn(role, [*blocks, {"type": "text", "text": content}] if content.strip() else blocks, pk, pk)]
+            pieces = [
+                Turn(
+                    role, [*blocks, {"type": "text", "text": content}] if content.strip() else blocks, pk, pk
+                )
+            ]
         else:
             pieces = [Turn(role, content, pk, pk)]
         for turn in pieces:
@@ -177,7 +185,15 @@ def history_for(conversation: Conversation, *, before: Message) -> History:
     """The history a reply placed at `before` sends (see reply_history), as turns."""
     rows = list(
         _history_rows(conversation, before=before).values_list(
-            "pk", "role", "content", "status", "thinking_blocks", "call_ends", "compaction", "created_at", "updated_at"
+            "pk",
+            "role",
+            "content",
+            "status",
+            "thinking_blocks",
+            "call_ends",
+            "compaction",
+            "created_at",
+            "updated_at",
         )
     )
     pauses = owner_pauses([(row[1], row[7], row[8]) for row in rows])
@@ -209,7 +225,10 @@ def reply_request_history(message: Message) -> History:
     history = history_for(conversation, before=message)
     if message.content.strip() and history.turns:
         for turn in reply_turns(
-            message.pk, message.content, message.thinking_blocks, message.call_ends,
+            message.pk,
+            message.content,
+            message.thinking_blocks,
+            message.call_ends,
             message.pk >= conversation.thinking_from,
         ):
             turns_append(history.turns, turn)

@@ -120,7 +120,9 @@ def _start_in_database(owner, text: object, model: object, preset_id: object) ->
     return sent
 
 
-async def start_conversation(*, owner, text: object, model: object = None, preset_id: object = None) -> Message:
+async def start_conversation(
+    *, owner, text: object, model: object = None, preset_id: object = None
+) -> Message:
     """A new conversation of `owner` (on `model`, or from the preset `preset_id`) with `text` as its first
     message, and Claude's reply to it started. Returns the reply being written (its conversation
     attached)."""

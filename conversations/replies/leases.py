@@ -41,6 +41,7 @@ WORKER_ID = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
 #: Channel-layer group of every socket this process serves (told when the process shuts down).
 WORKER_GROUP = "worker-" + re.sub(r"[^A-Za-z0-9._-]", "-", WORKER_ID)[:90]
 
+
 async def end_expired(conversation_id: int | None = None) -> int:
     """End the replies whose lease expired (in one conversation, or all) and show their end."""
     ended = await database_sync_to_async(store.replies_end_expired)(conversation_id=conversation_id)
@@ -119,7 +120,10 @@ class Heartbeat:
                     pass
             else:
                 if self.failures:
-                    logger.info("Renewing this worker's reply leases works again (after %d failed tries)", self.failures)
+                    logger.info(
+                        "Renewing this worker's reply leases works again (after %d failed tries)",
+                        self.failures,
+                    )
                 self.failures = 0
 
     def beat(self) -> None:
@@ -140,13 +144,19 @@ class Heartbeat:
             # row lock must not commit a lease that ran out while it waited (a sweep queued behind it
             # would then take this live worker for dead).
             locked = list(mine.select_for_update().order_by("pk").values_list("pk", flat=True))
-            renewed = Message.objects.filter(pk__in=locked).update(lease_until=store.lease_until(timezone.now()))
+            renewed = Message.objects.filter(pk__in=locked).update(
+                lease_until=store.lease_until(timezone.now())
+            )
             lost = set()
             if renewed < len(ids):
                 # Not renewed: most have just ended here (their end is saved before they are released);
                 # lost are those another worker ended as interrupted, or took over.
-                for pk, status, worker in Message.objects.filter(pk__in=ids).values_list("pk", "status", "worker"):
-                    if status == Message.Status.INTERRUPTED or (status == Message.Status.STREAMING and worker != WORKER_ID):
+                for pk, status, worker in Message.objects.filter(pk__in=ids).values_list(
+                    "pk", "status", "worker"
+                ):
+                    if status == Message.Status.INTERRUPTED or (
+                        status == Message.Status.STREAMING and worker != WORKER_ID
+                    ):
                         lost.add(pk)
         return lost
 
@@ -157,7 +167,9 @@ class Heartbeat:
             if held is None:
                 continue  # it finished here meanwhile
             loop, on_lost = held
-            logger.warning("Reply %s was ended by another worker while this one still wrote it; stopping it", message_id)
+            logger.warning(
+                "Reply %s was ended by another worker while this one still wrote it; stopping it", message_id
+            )
             try:
                 loop.call_soon_threadsafe(on_lost)
             except RuntimeError:

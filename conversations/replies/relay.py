@@ -55,7 +55,10 @@ class LayerOutage:
         self._retry_at = time.monotonic() + self.RETRY_SECONDS
         if not self.down:
             self.down = True
-            logger.warning("The channel layer is unreachable (Redis down?): pages elsewhere, Stop and catch-up wait for it", exc_info=True)
+            logger.warning(
+                "The channel layer is unreachable (Redis down?): pages elsewhere, Stop and catch-up wait for it",
+                exc_info=True,
+            )
 
     def recovered(self) -> None:
         if self.down:

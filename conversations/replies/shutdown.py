@@ -42,7 +42,11 @@ def _on_start(reactor) -> None:
             reactor.stop()
             return
         stopping = True
-        logger.warning("Signal %s: draining replies for up to %s s, then stopping", signum, settings.CHAT_SHUTDOWN_GRACE_SECONDS)
+        logger.warning(
+            "Signal %s: draining replies for up to %s s, then stopping",
+            signum,
+            settings.CHAT_SHUTDOWN_GRACE_SECONDS,
+        )
         loop.create_task(_drain_then_stop(reactor))
 
     # Twisted installed its own handlers (stop at once) before calling us: these replace them.

@@ -91,9 +91,12 @@ def compaction_start(
         turns = history.turns
         sizes = [int(content_size(t.content) * tokens_per_byte) + TURN_OVERHEAD_TOKENS for t in turns]
         cuts = [
-            c for c in range(1, len(turns))
-            if turns[c - 1].role == Message.Role.ASSISTANT and turns[c].role == Message.Role.USER
-            and turns[c].first_pk != turns[c - 1].last_pk and turns[c].first_pk < message.pk
+            c
+            for c in range(1, len(turns))
+            if turns[c - 1].role == Message.Role.ASSISTANT
+            and turns[c].role == Message.Role.USER
+            and turns[c].first_pk != turns[c - 1].last_pk
+            and turns[c].first_pk < message.pk
         ]
         if not cuts:
             return None
@@ -122,7 +125,9 @@ def compaction_start(
             stop_sequences=(),
             cache_ttl="",
         )
-        prompt_bound = len(history.system.encode()) + sum(content_size(m["content"]) + TURN_OVERHEAD_TOKENS for m in summarised.messages)
+        prompt_bound = len(history.system.encode()) + sum(
+            content_size(m["content"]) + TURN_OVERHEAD_TOKENS for m in summarised.messages
+        )
         hold_id = message.parent_id or message.pk
         granted = spend_reserve(
             user=conversation.owner,
@@ -137,7 +142,9 @@ def compaction_start(
     return CompactionJob(message.pk, through, hold_id, uuid.uuid4(), compaction_request, labels)
 
 
-def compaction_finish(*, job: CompactionJob, block: dict | None, summary: str, usage: Usage, request_id: str) -> bool:
+def compaction_finish(
+    *, job: CompactionJob, block: dict | None, summary: str, usage: Usage, request_id: str
+) -> bool:
     """Record the compaction call's ledger row (purpose "compaction", on the reply's receipt) and, when it
     wrote a summary (`block`), keep it on the last message it summarises: later calls send it in place
     of everything up to there. Returns whether the summary was kept (the message may be gone)."""
@@ -154,7 +161,9 @@ def compaction_finish(*, job: CompactionJob, block: dict | None, summary: str, u
         )
         if block is None:
             return False
-        return bool(Message.objects.filter(pk=job.through).update(compaction={"block": block, "summary": summary}))
+        return bool(
+            Message.objects.filter(pk=job.through).update(compaction={"block": block, "summary": summary})
+        )
 
 
 def reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: int | None = None) -> int:
@@ -234,7 +243,9 @@ def reply_start(
     assistant message once this has returned (i.e. after commit).
     """
     try:
-        return _reply_start(conversation=conversation, text=text, worker=worker, attachment_ids=attachment_ids)
+        return _reply_start(
+            conversation=conversation, text=text, worker=worker, attachment_ids=attachment_ids
+        )
     except attachments.AttachmentError as exc:
         raise InvalidInput(str(exc)) from None
 
@@ -256,7 +267,9 @@ def _reply_start(*, conversation: Conversation, text: object, worker: str, attac
         )
         assistant, max_tokens = new_reply(conversation, parent=user_message, worker=worker)
         if not conversation.title:
-            conversation.title = clean_title(text.splitlines()[0] if text else ", ".join(a.name for a in claimed))
+            conversation.title = clean_title(
+                text.splitlines()[0] if text else ", ".join(a.name for a in claimed)
+            )
             conversation.title_source = Conversation.TitleSource.FIRST_LINE
         conversation.save(update_fields=["title", "title_source", "updated_at"])
     prefetch_related_objects([user_message], "attachments")  # rendered next, outside any thread
@@ -317,7 +330,9 @@ def replies_checkpoint(*, batch: dict[int, tuple[str, Usage | None, str]], worke
         rows = []
         for message_id, (content, usage, thinking) in batch.items():
             counts = usage_fields(usage) if usage is not None else dict.fromkeys(columns)
-            rows.append([content, thinking, updated_at, *counts.values(), message_id, Message.Status.STREAMING])
+            rows.append(
+                [content, thinking, updated_at, *counts.values(), message_id, Message.Status.STREAMING]
+            )
     if batch:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(sql, rows)
@@ -413,7 +428,9 @@ def reply_finish(
     return message
 
 
-def _reply_keep_late_end(message: Message, *, attempt_id: uuid.UUID, end: ReplyEnd, html: str) -> Message | None:
+def _reply_keep_late_end(
+    message: Message, *, attempt_id: uuid.UUID, end: ReplyEnd, html: str
+) -> Message | None:
     """The end a slow worker brings for a reply a sweep already ended: the reply stays interrupted (its
     conversation has moved on), keeps the longer text (what the page saw, not the last checkpoint), and
     its ledger row takes the call's own count in place of the sweep's estimate. None when the sweep's row
@@ -490,7 +507,8 @@ def replies_end_expired(*, conversation_id: int | None = None) -> list[Message]:
             message.usage(),
             # The checkpoint's estimate counts thinking too; the saved text and thinking are a floor.
             output_tokens=max(
-                message.output_tokens, estimate_tokens_from_chars(len(message.content) + len(message.thinking))
+                message.output_tokens,
+                estimate_tokens_from_chars(len(message.content) + len(message.thinking)),
             ),
             thinking_tokens=estimate_tokens_from_chars(len(message.thinking)),
         )

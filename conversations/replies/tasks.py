@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 _tasks: dict[tuple[str, Hashable], asyncio.Task] = {}
 
 
-def start(kind: str, key: Hashable, coro: Coroutine, *, on_done: Callable[[asyncio.Task], None] | None = None) -> asyncio.Task:
+def start(
+    kind: str, key: Hashable, coro: Coroutine, *, on_done: Callable[[asyncio.Task], None] | None = None
+) -> asyncio.Task:
     """Run `coro` as the server's task `kind` `key` on the running loop (the caller checked that no such
     task runs, if that matters to it). `on_done` runs when it ends, however it ends."""
     for stale in [k for k, t in _tasks.items() if t.get_loop().is_closed()]:

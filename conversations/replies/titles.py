@@ -7,7 +7,6 @@ the budget refuses or the call fails, the first-line title stays (a failed call 
 zero-token ledger row, like any call).
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -65,7 +64,10 @@ def title_start(*, conversation_id: int) -> TitleJob | None:
     build its request. None when no title is wanted; raises SpendRefused when the budget refuses."""
     with transaction.atomic():
         conversation = (
-            Conversation.objects.select_for_update().select_related("owner").filter(pk=conversation_id).first()
+            Conversation.objects.select_for_update()
+            .select_related("owner")
+            .filter(pk=conversation_id)
+            .first()
         )
         if conversation is None or not title_wanted(conversation_id=conversation_id):
             return None
@@ -134,7 +136,9 @@ def title_wanted(*, conversation_id: int) -> bool:
     conversation = Conversation.objects.filter(pk=conversation_id).first()
     if conversation is None or conversation.title_source != Conversation.TitleSource.FIRST_LINE:
         return False
-    return conversation.messages.filter(role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE).count() == 1
+    return (
+        conversation.messages.filter(role=Message.Role.ASSISTANT, status=Message.Status.COMPLETE).count() == 1
+    )
 
 
 logger = logging.getLogger(__name__)

@@ -212,7 +212,12 @@ def test_a_deleted_users_ledger_is_still_shown(client):
 
 @pytest.mark.parametrize(
     "start, end",
-    [("9999-12-01", "9999-12-31"), ("9999-12-31", "9999-12-31"), ("1969-12-31", "1970-01-05"), ("99999-01-01", "99999-01-02")],
+    [
+        ("9999-12-01", "9999-12-31"),
+        ("9999-12-31", "9999-12-31"),
+        ("1969-12-31", "1970-01-05"),
+        ("99999-01-01", "99999-01-02"),
+    ],
 )
 def test_a_custom_period_out_of_range_is_400_on_the_dashboard_the_csv_and_the_user_page(client, start, end):
     alice, _bob = seed_usage()
@@ -222,7 +227,10 @@ def test_a_custom_period_out_of_range_is_400_on_the_dashboard_the_csv_and_the_us
         assert client.get(url, query).status_code == 400, url
     if not start.startswith("99999"):
         assert b"Choose dates between 1970-01-01 and 9998-12-31." in client.get(DASHBOARD, query).content
-        assert client.get(DASHBOARD + "export.csv", query).content == b"Choose dates between 1970-01-01 and 9998-12-31."
+        assert (
+            client.get(DASHBOARD + "export.csv", query).content
+            == b"Choose dates between 1970-01-01 and 9998-12-31."
+        )
 
 
 def test_the_first_and_last_days_a_period_may_have_are_shown(client):

@@ -90,7 +90,9 @@ def test_the_chart_has_axes_a_bar_per_day_split_by_model_and_a_legend(client):
     today = chart["bars"][-1]
     assert [part["colour"] for part in today["segments"]] == ["0", "1"]  # stacked: one colour per model
     assert [item["model"] for item in chart["legend"]] == ["claude-sonnet-5-5", "claude-haiku-5-5"]
-    assert chart["ticks"][-1]["label"] == "$0.00" and chart["ticks"][0]["y"] == "0"  # y axis from $0 to the top
+    assert (
+        chart["ticks"][-1]["label"] == "$0.00" and chart["ticks"][0]["y"] == "0"
+    )  # y axis from $0 to the top
     html = response.content.decode().split('id="panel-chart"')[1].split("</section>")[0]
     assert 'class="billing-chart-y"' in html and 'class="billing-chart-x"' in html
     assert "claude-haiku-5-5" in html and 'class="swatch c1"' in html

@@ -49,7 +49,9 @@ def test_paste_an_image_send_it_and_see_the_thumbnail_again_after_a_reload(signe
     thumbnail = page.locator("#messages article.message.user").last.locator(".message-attachments img")
     expect(thumbnail).to_be_visible()
     expect(last_reply(page)).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
-    expect(last_reply(page).locator(".body")).to_contain_text("I received an image (image/png, 640×480 pixels, 410 tokens)")
+    expect(last_reply(page).locator(".body")).to_contain_text(
+        "I received an image (image/png, 640×480 pixels, 410 tokens)"
+    )
     expect(page.locator("#attachment-chips .attachment-chip")).to_have_count(0)
     expect_loaded(thumbnail)
     page.reload()

@@ -99,7 +99,9 @@ def test_fifty_messages_open_at_the_newest_and_a_streaming_reply_is_followed(bro
     assert page.evaluate(SCROLL_STATE)["pageWidth"] <= viewport["width"], "the page scrolls sideways"
 
 
-def test_markdown_renders_while_streaming_without_literal_markers_or_a_reflow_at_the_end(signed_up_page: Page):
+def test_markdown_renders_while_streaming_without_literal_markers_or_a_reflow_at_the_end(
+    signed_up_page: Page,
+):
     page = signed_up_page
     start_conversation(page, "Explain **websockets** briefly [[offline tps=25 reply_tokens=260]]")
     reply = last_reply(page)
@@ -250,7 +252,9 @@ def test_phone_has_one_top_row_a_drawer_and_no_sideways_scrolling(new_context, s
     page.goto(path)
     receipt = last_reply(page).get_by_role("link", name="Receipt")
     page.goto(receipt.get_attribute("href"))
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "the receipt scrolls sideways"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], (
+        "the receipt scrolls sideways"
+    )
     page.screenshot(path=f"/tmp/shots8/receipt-phone-{scheme}.png", full_page=True)
 
 
@@ -289,7 +293,9 @@ def signed_up_on(browser, worker: Worker, **options) -> Page:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "restarted"])
-def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_backwards(browser, own_worker, stop):
+def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_backwards(
+    browser, own_worker, stop
+):
     """Killed: the reply's text after its last checkpoint died with the worker; the page keeps what it
     showed (the list it gets on reconnect is that older checkpoint). Restarted: the worker ends its
     replies with all their text before it goes."""
@@ -345,7 +351,9 @@ def test_axe_finds_nothing_serious_on_the_chat_page_and_a_receipt(new_context, s
     page = new_context(viewport=DESKTOP, color_scheme=scheme).new_page()
     sign_up(page)
     assert serious_violations(page) == [], "home page"
-    start_conversation(page, f"Write a Python function to sort a list and compare Go vs Rust {QUICK.replace('40', '400')}")
+    start_conversation(
+        page, f"Write a Python function to sort a list and compare Go vs Rust {QUICK.replace('40', '400')}"
+    )
     expect(last_reply(page)).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
     assert serious_violations(page) == [], "chat page with a reply"
     page.screenshot(path=f"/tmp/shots8/chat-desktop-{scheme}.png")

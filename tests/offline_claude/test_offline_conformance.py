@@ -284,7 +284,9 @@ def test_haiku_4_5_has_a_200k_window(offline_claude):
     assert "200000 maximum" in caught.value.message
 
 
-@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-fable-5-1"])
+@pytest.mark.parametrize(
+    "model", ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5", "claude-fable-5-1"]
+)
 def test_current_models_think_by_default_and_thinking_counts_toward_max_tokens(offline_claude, model):
     client = sync_client(offline_claude)
     final = client.messages.create(model=model, max_tokens=2000, messages=user("Plan a weekend trip"))
@@ -300,10 +302,17 @@ def test_each_model_takes_only_its_own_thinking_types(offline_claude):
     """Opus 5.5 always thinks; Sonnet 5.5 takes adaptive or between_tools, never disabled; Haiku 5.5
     may be told not to think (the docs' per-model thinking settings)."""
     client = sync_client(offline_claude)
-    for model, kind in (("claude-opus-5-5", "disabled"), ("claude-sonnet-5-5", "disabled"), ("claude-haiku-5-5", "between_tools")):
+    for model, kind in (
+        ("claude-opus-5-5", "disabled"),
+        ("claude-sonnet-5-5", "disabled"),
+        ("claude-haiku-5-5", "between_tools"),
+    ):
         with pytest.raises(anthropic.BadRequestError) as caught:
             client.messages.create(model=model, max_tokens=100, messages=user("hi"), thinking={"type": kind})
-        assert f'"thinking.type.{kind}" is not supported' in caught.value.message or "cannot be disabled" in caught.value.message
+        assert (
+            f'"thinking.type.{kind}" is not supported' in caught.value.message
+            or "cannot be disabled" in caught.value.message
+        )
     quiet = client.messages.create(
         model="claude-sonnet-5-5", max_tokens=500, messages=user("hi"), thinking={"type": "between_tools"}
     )

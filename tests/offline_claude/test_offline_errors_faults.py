@@ -225,7 +225,9 @@ def test_random_fault_rate_is_seeded():
 
 
 @pytest.mark.parametrize(("fault", "deltas_before"), [("malformed fault_after=3", 3), ("malformed_start", 0)])
-async def test_malformed_chunk_fails_the_stream_after_the_deltas_before_it(offline_claude, fault, deltas_before):
+async def test_malformed_chunk_fails_the_stream_after_the_deltas_before_it(
+    offline_claude, fault, deltas_before
+):
     client = async_client(offline_claude)
     stream = await client.messages.create(**OK, stream=True, extra_headers=_ctl(f"fault={fault}"))
     seen = 0

@@ -16,13 +16,20 @@ MODEL = "claude-sonnet-5-5"
 
 
 def image_block(data: bytes, media_type: str = "image/png") -> dict:
-    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": base64.b64encode(data).decode()}}
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": media_type, "data": base64.b64encode(data).decode()},
+    }
 
 
 def pdf_block(data: bytes) -> dict:
     return {
         "type": "document",
-        "source": {"type": "base64", "media_type": "application/pdf", "data": base64.b64encode(data).decode()},
+        "source": {
+            "type": "base64",
+            "media_type": "application/pdf",
+            "data": base64.b64encode(data).decode(),
+        },
     }
 
 
@@ -30,9 +37,13 @@ def test_an_image_costs_width_times_height_over_750_and_the_reply_describes_it(o
     client = sync_client(offline_claude)
     content = [image_block(image_bytes(800, 600)), {"type": "text", "text": "What is this?"}]
     counted = client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": content}])
-    text_only = client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "What is this?"}])
+    text_only = client.messages.count_tokens(
+        model=MODEL, messages=[{"role": "user", "content": "What is this?"}]
+    )
     assert counted.input_tokens - text_only.input_tokens == math.ceil(800 * 600 / 750) == 640
-    reply = client.messages.create(model=MODEL, max_tokens=4000, messages=[{"role": "user", "content": content}])
+    reply = client.messages.create(
+        model=MODEL, max_tokens=4000, messages=[{"role": "user", "content": content}]
+    )
     assert reply.usage.input_tokens == counted.input_tokens
     text = reply.content[-1].text
     assert "I received an image (image/png, 800×600 pixels, 640 tokens)" in text
@@ -51,7 +62,9 @@ def test_a_pdf_costs_3000_tokens_a_page_and_the_reply_counts_its_pages(offline_c
     content = [pdf_block(pdf_bytes(3)), {"type": "text", "text": "Summarise"}]
     counted = client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": content}])
     assert counted.input_tokens == 9000 + 1
-    reply = client.messages.create(model=MODEL, max_tokens=4000, messages=[{"role": "user", "content": content}])
+    reply = client.messages.create(
+        model=MODEL, max_tokens=4000, messages=[{"role": "user", "content": content}]
+    )
     assert "a PDF (3 pages, 9,000 tokens)" in reply.content[-1].text
 
 
