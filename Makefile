@@ -15,7 +15,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 # What a browser should open: a wildcard address is reached through the loopback one.
 URL_HOST := $(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(if $(findstring :,$(HOST)),[$(HOST)],$(HOST)))
 
-.PHONY: run test test-sqlite test-postgres lint chromium services bench install install-test clean
+.PHONY: run test test-fast test-sqlite test-postgres lint chromium services bench install install-test clean
 
 $(VENV)/bin/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is required (Django 6)."; exit 1; }
@@ -63,15 +63,27 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# PostgreSQL and Redis for the scale-out test pass; start them if they are installed but stopped.
+# PostgreSQL and Redis for the scale-out test pass: installed from Debian if missing (PostgreSQL then
+# trusts the postgres user on 127.0.0.1 only, as the tests connect: a test machine's setting), and
+# started if stopped. A machine that already runs them (CI, a developer's) is left as it is.
 services:
+	@if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null && ! ls /etc/postgresql/*/main >/dev/null 2>&1; then \
+		echo "Installing PostgreSQL for the scale-out tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		hba=$$(ls /etc/postgresql/*/main/pg_hba.conf | head -1); \
+		sed -i '1i host all postgres 127.0.0.1/32 trust' "$$hba"; \
+	fi
 	@pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null || \
 		{ pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start && sleep 2; }
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "Installing Redis for the scale-out tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || \
 		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-sqlite: install-test chromium
 	$(BIN)/pytest
@@ -80,6 +92,11 @@ test-postgres: install-test chromium services
 	DATABASE_URL=$(PG_TEST_URL) REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest
 
 test: lint test-sqlite test-postgres
+
+# For everyday work: every test but the browser ones, on SQLite and the in-memory channel layer (no
+# PostgreSQL, Redis or chromium needed). `make test` stays the whole suite.
+test-fast: install-test
+	$(BIN)/pytest --ignore=tests/e2e
 
 bench: install
 	$(BIN)/python bench/relay_latency.py
