@@ -77,6 +77,8 @@ def live_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     report = yield
+    if report.when == "call":
+        item.call_failed = report.failed  # read by new_context: screenshots only of a failed test
     # On a failing browser test, show what the server said: tracebacks live there, not in the browser.
     if report.failed and "live_server_url" in getattr(item, "fixturenames", ()):
         for log_path in _server_log:
@@ -99,8 +101,10 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
-def new_context(browser, live_server_url: str) -> Iterator:
-    """Factory for isolated browser contexts (separate cookies: separate users); all closed after the test."""
+def new_context(browser, live_server_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
+    """Factory for isolated browser contexts (separate cookies: separate users); all closed after the test.
+    When the test failed, a screenshot of each page it left open goes into its `tmp_path` first (the
+    failure report names the files)."""
     contexts = []
 
     def make(**options):
@@ -110,6 +114,14 @@ def new_context(browser, live_server_url: str) -> Iterator:
         return context
 
     yield make
+    if getattr(request.node, "call_failed", False):
+        for n, shown in enumerate(page for context in contexts for page in context.pages):
+            path = tmp_path / f"failed-{n}.png"
+            try:
+                shown.screenshot(path=str(path), full_page=True)
+                print(f"Screenshot of the failed test's page {shown.url}: {path}")
+            except Exception as exc:  # a page that crashed cannot be shot: the report says so
+                print(f"No screenshot of {shown.url}: {exc}")
     for context in contexts:
         context.close()
 

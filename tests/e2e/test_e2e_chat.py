@@ -312,7 +312,6 @@ def test_phone_sized_screen_and_dark_mode_render(new_context, sign_up):
     expect(page.locator("#messages article.message.assistant")).to_have_count(2)
     expect(last_reply(page)).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
     expect(composer).to_have_value("")
-    page.screenshot(path="/tmp/e2e-phone-dark.png")
 
 
 def test_offline_badge_and_no_api_key_in_the_page(new_context, sign_up):
@@ -331,7 +330,6 @@ def test_offline_badge_and_no_api_key_in_the_page(new_context, sign_up):
     sources.append(page.content())
     page.reload()
     sources.append(page.content())
-    page.screenshot(path="/tmp/e2e-desktop.png")
 
     assert frames, "the conversation page should have received websocket frames"
     for text in [*sources, *frames]:

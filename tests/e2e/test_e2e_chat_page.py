@@ -116,8 +116,6 @@ def test_markdown_renders_while_streaming_without_literal_markers_or_a_reflow_at
             break
         samples.append(text)
         saw_rendered = saw_rendered or rendered > 0
-        if len(samples) == 40:
-            page.screenshot(path="/tmp/shots8/streaming-desktop-light.png")
         page.wait_for_timeout(60)
     assert len(samples) >= 5, "the reply should have been seen streaming"
     assert saw_rendered, "no paragraph, list or bold text while streaming: markdown is not rendered live"
@@ -235,12 +233,9 @@ def test_phone_has_one_top_row_a_drawer_and_no_sideways_scrolling(new_context, s
     sidebar = page.locator("#sidebar")
     expect(sidebar).not_to_be_in_viewport()
     assert page.evaluate(SCROLL_STATE)["pageWidth"] <= PHONE["width"]
-    page.screenshot(path=f"/tmp/shots8/chat-phone-{scheme}.png")
 
     page.locator("[data-drawer-toggle]").tap()
     expect(sidebar).to_be_in_viewport()
-    page.wait_for_timeout(300)  # the slide-in
-    page.screenshot(path=f"/tmp/shots8/drawer-phone-{scheme}.png")
     expect(page.locator("[data-drawer-toggle]")).to_have_attribute("aria-expanded", "true")
     page.keyboard.press("Escape")
     expect(sidebar).not_to_be_in_viewport()
@@ -255,7 +250,6 @@ def test_phone_has_one_top_row_a_drawer_and_no_sideways_scrolling(new_context, s
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], (
         "the receipt scrolls sideways"
     )
-    page.screenshot(path=f"/tmp/shots8/receipt-phone-{scheme}.png", full_page=True)
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +312,6 @@ def test_a_dropped_connection_is_shown_the_draft_kept_and_the_text_never_goes_ba
     expect(reply.locator("button.stop")).to_be_hidden()
     shown_while_down = last_reply(page).locator(".body").inner_text()
     assert len(shown_while_down) >= 120
-    page.screenshot(path=f"/tmp/shots8/reconnecting-{signal.Signals(stop).name}-desktop-light.png")
 
     own_worker.start(port=port)
     expect(status).to_be_hidden(timeout=60_000)
@@ -356,7 +349,6 @@ def test_axe_finds_nothing_serious_on_the_chat_page_and_a_receipt(new_context, s
     )
     expect(last_reply(page)).to_have_class(COMPLETE, timeout=REPLY_TIMEOUT)
     assert serious_violations(page) == [], "chat page with a reply"
-    page.screenshot(path=f"/tmp/shots8/chat-desktop-{scheme}.png")
     receipt_link = last_reply(page).get_by_role("link", name="Receipt")
     receipt_link.click()
     expect(last_reply(page).locator(".receipt table")).to_be_visible()
