@@ -125,7 +125,7 @@ def server_env(database_url: str, **settings: str) -> dict[str, str]:
         # Attachments of test servers go to a directory of their own, never the project's.
         CHAT_MEDIA_ROOT=tempfile.mkdtemp(prefix="chat-test-media-"),
         # Conversations keep the first-line titles the tests typed (titles by Claude are tested in
-        # process, tests/test_titles_and_stop_sequences.py); a test may turn them on.
+        # process, tests/conversations/replies/test_titles_and_stop_sequences.py); a test may turn them on.
         CHAT_TITLE_MODEL="off",
     )
     env.update(settings)

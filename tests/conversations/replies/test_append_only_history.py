@@ -15,8 +15,14 @@ from conversations.replies import history, titles
 from conversations.replies.claude import BINDING_BETA, ReplyRequest, build_params
 from conversations.replies.generation import generation_wait
 from offline_claude.testing import sync_client
+from tests.conversations.replies.test_chat_streaming import (
+    final_frame_for,
+    ledger_rows_for,
+    reload,
+    send_and_finish,
+    setup_chat,
+)
 from tests.helpers import make_message, open_socket
-from tests.test_chat_streaming import final_frame_for, ledger_rows_for, reload, send_and_finish, setup_chat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 

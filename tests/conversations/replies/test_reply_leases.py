@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from conversations.models import Message
 from conversations.replies import generation, intents, leases
+from tests.conversations.replies.test_chat_streaming import deltas_in
 from tests.helpers import eventually, make_conversation, make_message, make_user, open_socket
-from tests.test_chat_streaming import deltas_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 

@@ -8,8 +8,8 @@ from asgiref.sync import sync_to_async
 from conversations import fragments
 from conversations.models import Message
 from conversations.rendering import render_markdown
+from tests.conversations.replies.test_chat_streaming import final_frame_for, reload, setup_chat
 from tests.helpers import open_socket
-from tests.test_chat_streaming import final_frame_for, reload, setup_chat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 

@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Invite, token_digest
+from tests.chatsite.test_settings import run_manage
 from tests.helpers import make_user
-from tests.test_settings import run_manage
 
 pytestmark = pytest.mark.django_db
 

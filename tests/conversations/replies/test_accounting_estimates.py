@@ -13,8 +13,8 @@ from django.utils import timezone
 from conversations.models import Message
 from conversations.replies import store
 from conversations.replies.claude import ClaudeError, ReplyRequest, ReplyStream
+from tests.conversations.replies.test_chat_budget import PRICES
 from tests.helpers import make_conversation, make_message, make_user
-from tests.test_chat_budget import PRICES
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 

@@ -13,7 +13,7 @@ from conversations.models import Conversation
 from tests.helpers import make_conversation, make_message, make_user
 
 pytestmark = pytest.mark.django_db
-APP_CSS = Path(__file__).resolve().parents[1] / "static" / "conversations" / "app.css"
+APP_CSS = Path(__file__).resolve().parents[2] / "static" / "conversations" / "app.css"
 
 
 def test_a_rename_of_only_spaces_is_an_inline_error_in_the_sidebar_item(client):

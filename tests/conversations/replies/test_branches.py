@@ -11,8 +11,13 @@ from conversations import services
 from conversations.models import Message
 from conversations.replies import branches, history
 from conversations.replies.generation import generation_wait
+from tests.conversations.replies.test_chat_streaming import (
+    final_frame_for,
+    latest_assistant,
+    reload,
+    send_and_finish,
+)
 from tests.helpers import make_conversation, make_user, open_socket
-from tests.test_chat_streaming import final_frame_for, latest_assistant, reload, send_and_finish
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 

@@ -9,9 +9,9 @@ import pytest
 
 from conversations import attachments, inputs, services, transfer
 from conversations.models import Attachment, Conversation, Preset
+from tests.conversations.test_attachments import logged_in, post_file, stored_files
 from tests.helpers import make_conversation, make_user
 from tests.media_factories import image_bytes
-from tests.test_attachments import logged_in, post_file, stored_files
 
 pytestmark = pytest.mark.django_db
 

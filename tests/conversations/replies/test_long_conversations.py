@@ -8,8 +8,8 @@ from asgiref.sync import sync_to_async
 from billing.models import UsageRecord
 from conversations.models import Conversation, Message
 from conversations.replies import history
+from tests.conversations.replies.test_chat_streaming import send_and_finish, setup_chat
 from tests.helpers import make_message, open_socket
-from tests.test_chat_streaming import send_and_finish, setup_chat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 

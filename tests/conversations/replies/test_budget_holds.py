@@ -23,12 +23,17 @@ from conversations import services
 from conversations.models import Message
 from conversations.replies import history
 from conversations.replies.generation import generation_wait
+from tests.conversations.replies.test_chat_streaming import (
+    final_frame_for,
+    reload,
+    send_and_finish,
+    setup_chat,
+)
 from tests.helpers import make_conversation, make_message, make_user, open_socket
-from tests.test_chat_streaming import final_frame_for, reload, send_and_finish, setup_chat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 
-PRICES = Path(__file__).resolve().parent.parent / "billing" / "prices" / "anthropic-2026-11.json"
+PRICES = Path(__file__).resolve().parents[3] / "billing" / "prices" / "anthropic-2026-11.json"
 SONNET = "claude-sonnet-5-5"
 
 

@@ -12,9 +12,9 @@ from django.urls import reverse
 
 from conversations.models import Attachment, Message
 from conversations.replies import claude
+from tests.conversations.replies.test_chat_streaming import final_frame_for, latest_assistant, reload
 from tests.helpers import make_conversation, make_user, open_socket
 from tests.media_factories import image_bytes, pdf_bytes, upload
-from tests.test_chat_streaming import final_frame_for, latest_assistant, reload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -251,7 +251,7 @@ def test_the_budget_hold_includes_the_attachments_estimated_tokens(private_media
     from django.core.management import call_command
 
     from billing.models import SpendReservation
-    from tests.test_chat_budget import PRICES
+    from tests.conversations.replies.test_chat_budget import PRICES
 
     call_command("load_prices", str(PRICES), verbosity=0)
     user = make_user()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # What `python -m chatsite.serve` does before daphne's CLI runs, then the loop daphne's reactor got.
 PROBE = (
     "from chatsite.serve import install_event_loop; print(install_event_loop()); "

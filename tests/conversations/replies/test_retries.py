@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conversations.models import Message
+from tests.conversations.replies.test_chat_streaming import ledger_rows_for, send_and_finish, setup_chat
 from tests.helpers import open_socket
-from tests.test_chat_streaming import ledger_rows_for, send_and_finish, setup_chat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 

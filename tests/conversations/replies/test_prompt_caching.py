@@ -7,9 +7,9 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
 from conversations.replies.claude import ReplyRequest, build_params
+from tests.conversations.replies.test_chat_budget import PRICES
+from tests.conversations.replies.test_chat_streaming import ledger_rows_for, send_and_finish, setup_chat
 from tests.helpers import open_socket
-from tests.test_chat_budget import PRICES
-from tests.test_chat_streaming import ledger_rows_for, send_and_finish, setup_chat
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 

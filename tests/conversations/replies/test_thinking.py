@@ -14,8 +14,13 @@ from django.urls import reverse
 from conversations import inputs, services
 from conversations.models import Conversation
 from conversations.replies import claude
+from tests.conversations.replies.test_chat_streaming import (
+    final_frame_for,
+    latest_assistant,
+    reload,
+    send_and_finish,
+)
 from tests.helpers import make_conversation, make_user, open_socket
-from tests.test_chat_streaming import final_frame_for, latest_assistant, reload, send_and_finish
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 

@@ -125,7 +125,7 @@ def test_a_first_message_over_budget_is_refused_and_no_conversation_is_ever_made
     from django.db.models.signals import post_delete
 
     from billing.models import BudgetPolicy, UserBudget
-    from tests.test_chat_budget import PRICES
+    from tests.conversations.replies.test_chat_budget import PRICES
 
     call_command("load_prices", str(PRICES), verbosity=0)  # a flushed database has lost the seeded prices
     me = make_user()

@@ -19,7 +19,7 @@ from tests.helpers import make_conversation, make_user, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 
-PRICES = Path(__file__).resolve().parent.parent / "billing" / "prices" / "anthropic-2026-11.json"
+PRICES = Path(__file__).resolve().parents[3] / "billing" / "prices" / "anthropic-2026-11.json"
 
 
 @sync_to_async

@@ -14,12 +14,17 @@ from conversations.models import Conversation, Message
 from conversations.rendering import clean_title
 from conversations.replies import store, titles
 from conversations.replies.generation import generation_wait
+from tests.conversations.replies.test_chat_streaming import (
+    final_frame_for,
+    latest_assistant,
+    reload,
+    send_and_finish,
+)
 from tests.helpers import make_conversation, make_user, open_socket
-from tests.test_chat_streaming import final_frame_for, latest_assistant, reload, send_and_finish
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_claude")]
 
-PRICES = Path(__file__).resolve().parent.parent / "billing" / "prices" / "anthropic-2026-11.json"
+PRICES = Path(__file__).resolve().parents[3] / "billing" / "prices" / "anthropic-2026-11.json"
 TITLE_MODEL = "claude-haiku-5-5"
 
 

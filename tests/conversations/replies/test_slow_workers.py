@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from tests.servers import Account, Chat, RedisServer, TcpProxy, migrate
-from tests.test_workers import (
+from tests.conversations.replies.test_workers import (
     final,
     ledger_rows,
     open_holds,
@@ -20,6 +19,7 @@ from tests.test_workers import (
     scale_out_env,
     started_with_a_conversation,
 )
+from tests.servers import Account, Chat, RedisServer, TcpProxy, migrate
 
 pytestmark = scale_out
 
