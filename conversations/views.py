@@ -190,10 +190,11 @@ async def attachment_upload(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def attachment_discard(request: HttpRequest, pk: int) -> HttpResponse:
-    """A chip's remove button: the pending attachment and its file are deleted."""
+    """A chip's remove button (htmx deletes the chip on this empty 200): the pending attachment and its
+    file are deleted."""
     if not attachments.attachment_discard(owner=request.user, attachment_id=pk):
         raise Http404
-    return HttpResponse(status=204)
+    return HttpResponse()
 
 
 @login_required

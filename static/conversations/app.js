@@ -335,8 +335,12 @@
         headers: { "X-CSRFToken": csrf(), "X-Requested-With": "fetch" },
       }).then(function (response) {
         return response.text().then(function (body) {
-          if (response.ok) placeholder.outerHTML = body;
-          else { placeholder.remove(); count -= 1; showError(body || "The file could not be attached."); }
+          if (response.ok) {
+            placeholder.insertAdjacentHTML("afterend", body);
+            var chip = placeholder.nextElementSibling;
+            placeholder.remove();
+            htmx.process(chip);  // its remove button is htmx's
+          } else { placeholder.remove(); count -= 1; showError(body || "The file could not be attached."); }
         });
       }).catch(function () {
         placeholder.remove(); count -= 1; showError("The file could not be uploaded: check the connection and try again.");
@@ -376,13 +380,13 @@
     upload(event.dataTransfer.files);
   });
 
-  // A chip's remove button deletes the pending upload on the server, then the chip.
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest(".remove-attachment");
-    if (!button) return;
+  // A chip's remove button is htmx's (hx-post, then the chip is deleted); an upload the server no longer
+  // has (sent elsewhere, or expired after a day) is a 404: its chip goes all the same.
+  document.addEventListener("htmx:responseError", function removeGoneChip(event) {
+    var button = event.detail.elt;
+    if (!button.classList || !button.classList.contains("remove-attachment") || event.detail.xhr.status !== 404) return;
     var chip = button.closest(".attachment-chip");
-    fetch(button.dataset.removeUrl, { method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrf() } })
-      .then(function (response) { if (response.ok || response.status === 404) chip.remove(); });
+    if (chip) chip.remove();
   });
 
   // Over the websocket the message names its attachments by id; the file input never goes along.
