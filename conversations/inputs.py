@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from .catalog import EFFORTS
 from .models import (
     Conversation,
     Message,
@@ -24,12 +25,13 @@ class NotFound(InvalidInput):
     """The thing named does not exist or is not the person's; which of the two is never said."""
 
 
-def parse_int(value: object, *, most: int = MAX_ID) -> int | None:
-    """A positive integer up to `most` from a form, a query string, a cursor or a websocket frame (an
-    int, or its ASCII digits), else None. The one place such numbers are read."""
+def parse_int(value: object, *, least: int = 1, most: int = MAX_ID) -> int | None:
+    """An integer from `least` (a positive one by default) up to `most`, from a form, a query string, a
+    cursor or a websocket frame (an int, or its ASCII digits), else None. The one place such numbers
+    are read."""
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= len(str(most)):
         value = int(value)
-    if type(value) is not int or not 0 < value <= most:
+    if type(value) is not int or not least <= value <= most:
         return None
     return value
 
@@ -80,6 +82,50 @@ def clean_model(model: object) -> str:
     return model
 
 
+def clean_optional_model(model: object) -> str | None:
+    """A model chosen in a form that may leave it out (None, or "": keep the conversation's)."""
+    return None if model in (None, "") else clean_model(model)
+
+
+def clean_version(value: object) -> int:
+    """Which version of a turn to show, counted from 1."""
+    index = parse_int(value, least=0, most=10_000)  # 0 is a number: "there is no version 0" then
+    if index is None:
+        raise InvalidInput("Choose a version by its number.")
+    return index
+
+
+def clean_title(value: object) -> str:
+    """A title given by hand."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("The title cannot be empty.")
+    return refuse_unstorable(value, "The title").strip()[:200]
+
+
+def clean_effort(value: object) -> str | None:
+    """A thinking effort from the settings form: one of EFFORTS, "" for the model's default, None when
+    the form has no such field."""
+    if value is not None and value not in ("", *EFFORTS):
+        raise InvalidInput("Choose one of the offered effort levels.")
+    return value
+
+
+def clean_preset_name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("Give the preset a name.")
+    refuse_unstorable(value, "The preset's name")
+    if len(value.strip()) > 100:
+        raise InvalidInput("The preset's name must be at most 100 characters.")
+    return value.strip()
+
+
+def clean_preset_prompt(value: object) -> str:
+    prompt = clean_system_prompt(value)
+    if not prompt:
+        raise InvalidInput("The preset's system prompt is empty.")
+    return prompt
+
+
 def clean_system_prompt(system_prompt: object) -> str:
     if not isinstance(system_prompt, str) or len(system_prompt) > settings.CHAT_MAX_SYSTEM_PROMPT_CHARS:
         raise InvalidInput(
@@ -118,6 +164,19 @@ def clean_stop_sequences(value: object) -> list[str]:
     if len(sequences) > MAX_STOP_SEQUENCES:
         raise InvalidInput(f"At most {MAX_STOP_SEQUENCES} stop sequences ({len(sequences)} given).")
     return sequences
+
+
+def clean_settings(form) -> dict:
+    """The conversation settings form (a QueryDict or a dict), cleaned into the keyword arguments of
+    `services.conversation_update_settings`; InvalidInput names the first field that is wrong. Fields
+    the form leaves out (effort, stop sequences) are None: unchanged."""
+    stop_sequences = form.get("stop_sequences")
+    return {
+        "system_prompt": clean_system_prompt(form.get("system_prompt", "")),
+        "effort": clean_effort(form.get("effort")),
+        "model": clean_model(form.get("model")),
+        "stop_sequences": None if stop_sequences is None else clean_stop_sequences(stop_sequences),
+    }
 
 
 def stop_sequences_text(sequences: list[str]) -> str:

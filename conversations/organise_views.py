@@ -168,8 +168,8 @@ def presets(request: HttpRequest) -> HttpResponse:
         try:
             services.preset_create(
                 owner=request.user,
-                name=request.POST.get("name"),
-                system_prompt=request.POST.get("system_prompt"),
+                name=inputs.clean_preset_name(request.POST.get("name")),
+                system_prompt=inputs.clean_preset_prompt(request.POST.get("system_prompt")),
             )
         except inputs.InvalidInput as exc:
             context |= {

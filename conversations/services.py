@@ -12,16 +12,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .catalog import EFFORTS, takes_effort
+from .catalog import takes_effort
 from .control import request_stop
 from .inputs import (
     InvalidInput,
     NotFound,
     clean_id,
-    clean_model,
-    clean_stop_sequences,
-    clean_system_prompt,
-    refuse_unstorable,
     refuse_while_streaming,
 )
 from .models import (
@@ -50,41 +46,32 @@ def preset_offered(*, user, preset_id: object) -> Preset | None:
     return preset
 
 
-def conversation_create(
-    *, owner, model: str | None = None, system_prompt: str = "", preset_id: object = None
-) -> Conversation:
-    """A new, empty conversation with the default model unless one is given. With a preset, the
-    conversation gets a copy of its system prompt (later changes to the preset do not reach it)."""
-    preset = preset_offered(user=owner, preset_id=preset_id)
-    if preset is not None:
-        system_prompt = preset.system_prompt
+def conversation_create(*, owner, model: str | None = None, preset: Preset | None = None) -> Conversation:
+    """A new, empty conversation on `model` (cleaned by the caller; the default one when None). With a
+    preset (`preset_offered`), the conversation gets a copy of its system prompt: later changes to the
+    preset do not reach it."""
     return Conversation.objects.create(
         owner=owner,
-        model=clean_model(model or settings.CHAT_DEFAULT_MODEL),
-        system_prompt=clean_system_prompt(system_prompt),
+        model=model or settings.CHAT_DEFAULT_MODEL,
+        system_prompt=preset.system_prompt if preset is not None else "",
     )
 
 
 def conversation_update_settings(
     *,
     conversation: Conversation,
-    model: object,
-    system_prompt: object,
-    effort: object = None,
-    stop_sequences: object = None,
+    model: str,
+    system_prompt: str,
+    effort: str | None = None,
+    stop_sequences: list[str] | None = None,
 ) -> None:
     """Change the model, system prompt and (when given) thinking effort and stop sequences of the
-    conversation's next replies. Raises InvalidInput with nothing changed.
+    conversation's next replies, all cleaned by the caller (`inputs`). Raises InvalidInput (a reply is
+    being written) with nothing changed.
 
     `effort` is one of EFFORTS or "" for the model's default; a model that takes none keeps "".
     """
-    system_prompt = clean_system_prompt(system_prompt)
-    if effort is not None and effort not in ("", *EFFORTS):
-        raise InvalidInput("Choose one of the offered effort levels.")
-    model = clean_model(model)
-    sequences = (
-        conversation.stop_sequences if stop_sequences is None else clean_stop_sequences(stop_sequences)
-    )
+    sequences = conversation.stop_sequences if stop_sequences is None else stop_sequences
     fields = ["model", "system_prompt", "stop_sequences", "updated_at"]
     if (model, system_prompt) != (conversation.model, conversation.system_prompt):
         conversation.prompt_changed_at = timezone.now()  # earlier calls' token counts no longer apply
@@ -111,12 +98,10 @@ def conversation_update_settings(
     conversation.save(update_fields=fields)
 
 
-def conversation_rename(*, conversation: Conversation, title: object) -> None:
-    """Rename by hand: this title wins over any Claude writes later."""
-    if not isinstance(title, str) or not title.strip():
-        raise InvalidInput("The title cannot be empty.")
-    refuse_unstorable(title, "The title")
-    conversation.title = title.strip()[:200]
+def conversation_rename(*, conversation: Conversation, title: str) -> None:
+    """Rename by hand (`title` cleaned by `inputs.clean_title`): this title wins over any Claude writes
+    later."""
+    conversation.title = title
     conversation.title_source = Conversation.TitleSource.USER
     conversation.save(update_fields=["title", "title_source", "updated_at"])
 
@@ -135,17 +120,9 @@ def conversation_archive(*, conversation: Conversation, archived: bool) -> None:
         setattr(conversation, name, value)
 
 
-def preset_create(*, owner, name: object, system_prompt: object) -> Preset:
-    """Save a system prompt as one of `owner`'s presets."""
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput("Give the preset a name.")
-    refuse_unstorable(name, "The preset's name")
-    if len(name.strip()) > 100:
-        raise InvalidInput("The preset's name must be at most 100 characters.")
-    prompt = clean_system_prompt(system_prompt)
-    if not prompt:
-        raise InvalidInput("The preset's system prompt is empty.")
-    return Preset.objects.create(owner=owner, name=name.strip(), system_prompt=prompt)
+def preset_create(*, owner, name: str, system_prompt: str) -> Preset:
+    """Save a system prompt as one of `owner`'s presets (both cleaned by `inputs`)."""
+    return Preset.objects.create(owner=owner, name=name, system_prompt=system_prompt)
 
 
 def preset_delete(*, preset: Preset) -> None:

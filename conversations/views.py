@@ -101,6 +101,12 @@ def conversation_earlier(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "conversations/conversation.html#message_list", context)
 
 
+def _conversation_create(user, model: object, preset_id: object) -> Conversation:
+    """An empty conversation from the home page's choices (checked here, at the edge)."""
+    preset = services.preset_offered(user=user, preset_id=preset_id)
+    return services.conversation_create(owner=user, model=inputs.clean_optional_model(model), preset=preset)
+
+
 @login_required
 @require_POST
 async def conversation_create(request: HttpRequest) -> HttpResponse:
@@ -115,9 +121,7 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
         if text.strip():  # the conversation and its first message are stored together, or neither
             reply = await intents.start_conversation(owner=user, text=text, model=model, preset_id=preset)
             return redirect(reply.conversation)
-        conversation = await sync_to_async(services.conversation_create)(
-            owner=user, model=model, preset_id=preset
-        )
+        conversation = await sync_to_async(_conversation_create)(user, model, preset)
     except (inputs.InvalidInput, SpendRefused) as exc:
         return await sync_to_async(_render_page_with_error)(request, None, str(exc), text)
     return redirect(conversation)
@@ -250,7 +254,7 @@ async def message_edit(request: HttpRequest, pk: int) -> HttpResponse:
         return await sync_to_async(_render_edit)(request, message, message.content)
     text = request.POST.get("message", "")
     try:
-        await intents.edit(user=user, message_id=pk, text=text)
+        await intents.edit(user=user, message_id=pk, text=inputs.clean_message_text(text))
     except inputs.NotFound:
         raise Http404 from None
     except (inputs.InvalidInput, SpendRefused) as exc:
@@ -278,11 +282,7 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
     extra: dict = {}
     try:
         services.conversation_update_settings(
-            conversation=conversation,
-            model=request.POST.get("model"),
-            system_prompt=request.POST.get("system_prompt", ""),
-            stop_sequences=request.POST.get("stop_sequences"),
-            effort=request.POST.get("effort"),
+            conversation=conversation, **inputs.clean_settings(request.POST)
         )
         extra["settings_saved"] = True
     except inputs.InvalidInput as exc:
@@ -304,7 +304,7 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _owned_conversation(request, pk)
     title = request.POST.get("title", "")
     try:
-        services.conversation_rename(conversation=conversation, title=title)
+        services.conversation_rename(conversation=conversation, title=inputs.clean_title(title))
     except inputs.InvalidInput as exc:
         error = {"rename_error": str(exc), "rename_pk": conversation.pk, "rename_value": title}
         if request.htmx:

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from billing.usage import Usage
 
-from ..inputs import InvalidInput, clean_message_text, clean_model, parse_int, refuse_while_streaming
+from ..inputs import InvalidInput, refuse_while_streaming
 from ..models import (
     Conversation,
     Message,
@@ -60,7 +60,7 @@ def _locked_message(message: Message) -> Message:
 RETRYABLE = {Message.Status.ERROR, Message.Status.INTERRUPTED, Message.Status.STOPPED, Message.Status.CUT_OFF}
 
 
-def reply_regenerate(*, message: Message, worker: str, model: object = None) -> Message:
+def reply_regenerate(*, message: Message, worker: str, model: str | None = None) -> Message:
     """Write one of the active branch's replies again, as a new version of it (a new branch): the
     earlier version stays, with its text and its calls in the ledger, one "< 1 / 2 >" away.
 
@@ -71,8 +71,7 @@ def reply_regenerate(*, message: Message, worker: str, model: object = None) -> 
     with transaction.atomic():
         message = _locked_message(message)
         conversation = message.conversation
-        if model is not None and model != "":
-            model = clean_model(model)
+        if model is not None:
             if model != conversation.model:
                 conversation.model = model
                 conversation.prompt_changed_at = timezone.now()  # earlier calls' token counts no longer apply
@@ -111,12 +110,11 @@ def reply_regenerate(*, message: Message, worker: str, model: object = None) -> 
     return annotate_branches([regenerated])[0]
 
 
-def message_edit(*, message: Message, text: object, worker: str) -> tuple[Message, Message]:
+def message_edit(*, message: Message, text: str, worker: str) -> tuple[Message, Message]:
     """Send an edited version of one of the active branch's user turns: a new version of that turn (a
     new branch from there, the earlier one kept) and a reply to it, with the spend reserved.
     Returns (the new user turn, the reply being written). Raises InvalidInput or SpendRefused with
-    nothing written."""
-    text = clean_message_text(text)
+    nothing written. `text` is cleaned by the caller (`inputs.clean_message_text`)."""
     with transaction.atomic():
         message = _locked_message(message)
         conversation = message.conversation
@@ -138,11 +136,10 @@ def message_edit(*, message: Message, text: object, worker: str) -> tuple[Messag
     return annotate_branches([edited])[0], assistant
 
 
-def branch_switch(*, message: Message, index: object) -> Message:
+def branch_switch(*, message: Message, index: int) -> Message:
     """Show version `index` (1-based) of the turn `message` is a version of, and the branch below it
     as it was last shown. Returns the version now shown. Raises InvalidInput (an index out of range,
     a reply being written) with nothing changed."""
-    index = parse_int(index, most=10_000) or index  # checked against the versions below
     with transaction.atomic():
         message = _locked_message(message)
         conversation = message.conversation
@@ -151,12 +148,8 @@ def branch_switch(*, message: Message, index: object) -> Message:
             if message.parent_id is not None
             else conversation.messages.filter(parent__isnull=True).order_by("pk")
         )
-        if type(index) is not int or not 1 <= index <= len(versions):
-            raise InvalidInput(
-                f"There is no version {index} of this message: it has {len(versions)}."
-                if type(index) is int
-                else "Choose a version by its number."
-            )
+        if not 1 <= index <= len(versions):
+            raise InvalidInput(f"There is no version {index} of this message: it has {len(versions)}.")
         target = versions[index - 1]
         shown = next((v for v in versions if v.active), None)
         if shown is None:

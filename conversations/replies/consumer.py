@@ -156,7 +156,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             intent = intents.INTENTS[action]
             await intent.run(
                 user=self.user,
-                message_id=frame.get("message_id"),
+                message_id=inputs.clean_id(frame.get("message_id")),
                 conversation_id=self.conversation.pk,
                 **intent.arguments(frame),
             )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.db import transaction
 
-from .. import fragments, inputs, services
+from .. import attachments, fragments, inputs, services
 from ..control import request_stop
 from ..models import Conversation, Message, conversation_group
 from . import branches, leases, store
@@ -37,9 +37,9 @@ def _accepting():
 
 
 @database_sync_to_async
-def _owned_message(user, message_id: object, conversation_id: int | None) -> Message:
+def _owned_message(user, message_id: int, conversation_id: int | None) -> Message:
     """One of `user`'s messages (in `conversation_id`, when given); anything else is NotFound."""
-    query = Message.objects.owned_by(user).filter(pk=inputs.clean_id(message_id))
+    query = Message.objects.owned_by(user).filter(pk=message_id)
     if conversation_id is not None:
         query = query.filter(conversation_id=conversation_id)
     message = query.first()
@@ -75,9 +75,16 @@ def _send_in_database(
         raise SignedOut
     sent = _Sent(ended=store.replies_end_expired(conversation_id=conversation.pk))  # a dead worker's
     try:  # reply must not block this one
+        ids = attachments.clean_ids(attachment_ids)
         sent.user_message, sent.assistant, max_tokens = store.reply_start(
-            conversation=conversation, text=text, worker=leases.WORKER_ID, attachment_ids=attachment_ids
+            conversation=conversation,
+            text=inputs.clean_message_text(text, allow_empty=bool(ids)),
+            worker=leases.WORKER_ID,
+            attachment_ids=ids,
         )
+    except attachments.AttachmentError as exc:
+        sent.refused = inputs.InvalidInput(str(exc))
+        return sent
     except Exception as exc:  # refused (InvalidInput, SpendRefused) or failed: shown after the ended
         sent.refused = exc
         return sent
@@ -108,8 +115,12 @@ def _start_in_database(owner, text: object, model: object, preset_id: object) ->
     (empty, too long, over budget), neither exists."""
     sent = _Sent(ended=[])
     try:
+        text = inputs.clean_message_text(text)
         with transaction.atomic():
-            conversation = services.conversation_create(owner=owner, model=model, preset_id=preset_id)
+            preset = services.preset_offered(user=owner, preset_id=preset_id)
+            conversation = services.conversation_create(
+                owner=owner, model=inputs.clean_optional_model(model), preset=preset
+            )
             sent.user_message, sent.assistant, max_tokens = store.reply_start(
                 conversation=conversation, text=text, worker=leases.WORKER_ID
             )
@@ -163,7 +174,7 @@ async def _show_page(conversation_id: int) -> None:
 
 
 async def regenerate(
-    *, user, message_id: object, conversation_id: int | None = None, model: object = None
+    *, user, message_id: int, conversation_id: int | None = None, model: str | None = None
 ) -> Message:
     """Write one of `user`'s replies again as a new version (Retry and Regenerate): the earlier one
     stays. With `model`, on that model (the conversation switches to it)."""
@@ -178,7 +189,7 @@ async def regenerate(
         return reply
 
 
-async def edit(*, user, message_id: object, text: object, conversation_id: int | None = None) -> Message:
+async def edit(*, user, message_id: int, text: str, conversation_id: int | None = None) -> Message:
     """Send an edited version of one of `user`'s messages and start Claude's reply to it (a new branch)."""
     with _accepting():
         message = await _owned_message(user, message_id, conversation_id)
@@ -191,7 +202,7 @@ async def edit(*, user, message_id: object, text: object, conversation_id: int |
         return reply
 
 
-async def branch(*, user, message_id: object, index: object, conversation_id: int | None = None) -> Message:
+async def branch(*, user, message_id: int, index: int, conversation_id: int | None = None) -> Message:
     """Show version `index` of one of `user`'s messages, and the branch below it."""
     message = await _owned_message(user, message_id, conversation_id)
     shown = await database_sync_to_async(branches.branch_switch)(message=message, index=index)
@@ -199,7 +210,7 @@ async def branch(*, user, message_id: object, index: object, conversation_id: in
     return shown
 
 
-async def delete_version(*, user, message_id: object, conversation_id: int | None = None) -> Message:
+async def delete_version(*, user, message_id: int, conversation_id: int | None = None) -> Message:
     """Delete one version of one of `user`'s messages and what followed it (the ledger keeps its calls)."""
     message = await _owned_message(user, message_id, conversation_id)
     shown = await database_sync_to_async(branches.branch_delete)(message=message)
@@ -207,7 +218,7 @@ async def delete_version(*, user, message_id: object, conversation_id: int | Non
     return shown
 
 
-async def continue_reply(*, user, message_id: object, conversation_id: int | None = None) -> Message:
+async def continue_reply(*, user, message_id: int, conversation_id: int | None = None) -> Message:
     """Write the rest of one of `user`'s replies that was cut off by the length limit, into the same reply."""
     with _accepting():
         message = await _owned_message(user, message_id, conversation_id)
@@ -218,7 +229,7 @@ async def continue_reply(*, user, message_id: object, conversation_id: int | Non
         return message
 
 
-async def stop(*, user, message_id: object, conversation_id: int | None = None) -> Message:
+async def stop(*, user, message_id: int, conversation_id: int | None = None) -> Message:
     """Stop one of `user`'s replies if it is still being written (a finished one is left as it is)."""
     message = await _owned_message(user, message_id, conversation_id)
     if message.is_streaming and not await leases.end_expired(message.conversation_id):
@@ -233,22 +244,23 @@ class Intent:
     frame or a form post it takes (keyword argument -> field name)."""
 
     run: Callable
-    fields: tuple[tuple[str, str], ...] = ()
+    fields: tuple[tuple[str, str, Callable[[object], object]], ...] = ()
 
     def arguments(self, source) -> dict:
-        """The intent's keyword arguments read from a frame (a dict) or a form post (a QueryDict)."""
-        return {argument: source.get(field) for argument, field in self.fields}
+        """The intent's keyword arguments read from a frame (a dict) or a form post (a QueryDict), each
+        cleaned (InvalidInput says which is wrong)."""
+        return {argument: clean(source.get(field)) for argument, field, clean in self.fields}
 
 
 #: The intents on one message, by the action name the websocket and the form posts use. Send (which
 #: takes a conversation, not a message) is the one action outside it.
 INTENTS: dict[str, Intent] = {
     "stop": Intent(stop),
-    "retry": Intent(regenerate, (("model", "model"),)),
-    "regenerate": Intent(regenerate, (("model", "model"),)),
+    "retry": Intent(regenerate, (("model", "model", inputs.clean_optional_model),)),
+    "regenerate": Intent(regenerate, (("model", "model", inputs.clean_optional_model),)),
     "continue": Intent(continue_reply),
-    "edit": Intent(edit, (("text", "message"),)),
-    "branch": Intent(branch, (("index", "index"),)),
+    "edit": Intent(edit, (("text", "message", inputs.clean_message_text),)),
+    "branch": Intent(branch, (("index", "index", inputs.clean_version),)),
     "delete_version": Intent(delete_version),
 }
 ACTIONS = frozenset({"send", *INTENTS})

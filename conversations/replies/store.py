@@ -26,7 +26,7 @@ from billing.usage import LedgerLabels, Usage
 
 from .. import attachments
 from ..catalog import reply_max_tokens
-from ..inputs import InvalidInput, clean_message_text, refuse_while_streaming
+from ..inputs import InvalidInput, refuse_while_streaming
 from ..models import (
     Conversation,
     Message,
@@ -231,12 +231,13 @@ def new_reply(conversation: Conversation, *, parent: Message, worker: str) -> tu
 
 
 def reply_start(
-    *, conversation: Conversation, text: object, worker: str, attachment_ids: object = ()
+    *, conversation: Conversation, text: str, worker: str, attachment_ids: list[int] = ()
 ) -> tuple[Message, Message, int]:
     """Persist the user's turn (with the pending attachments `attachment_ids`, the owner's, uploaded to
     this conversation and not yet sent) and an assistant placeholder in one transaction, with the spend
     reserved (the attachments' estimated tokens included). Returns both and the `max_tokens` the hold
-    granted the reply's call.
+    granted the reply's call. `text` and `attachment_ids` are cleaned by the caller (`inputs`,
+    `attachments.clean_ids`).
 
     The placeholder is leased to `worker`, the process that will write it. Raises InvalidInput or
     billing's SpendRefused with nothing written. The caller starts the generation for the returned
@@ -250,9 +251,7 @@ def reply_start(
         raise InvalidInput(str(exc)) from None
 
 
-def _reply_start(*, conversation: Conversation, text: object, worker: str, attachment_ids: object):
-    attachment_ids = attachments.clean_ids(attachment_ids)
-    text = clean_message_text(text, allow_empty=bool(attachment_ids))
+def _reply_start(*, conversation: Conversation, text: str, worker: str, attachment_ids: list[int]):
     with transaction.atomic():
         conversation = (
             Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)

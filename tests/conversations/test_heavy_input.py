@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.urls import reverse
 
-from conversations import attachments, inputs, services, transfer
+from conversations import attachments, inputs, transfer
 from conversations.models import Attachment, Conversation, Preset
 from tests.conversations.test_attachments import logged_in, post_file, stored_files
 from tests.helpers import make_conversation, make_user
@@ -42,25 +43,49 @@ def test_a_large_jpeg_within_the_budget_is_decoded_reduced_and_stored_at_the_mod
 def test_text_no_database_can_store_is_refused_with_a_sentence_everywhere(bad):
     user = make_user()
     conversation = make_conversation(owner=user, system_prompt="Be brief.")
-    attempts = {
-        "message": lambda: inputs.clean_message_text(bad),
-        "system prompt": lambda: services.conversation_update_settings(
-            conversation=conversation, model=conversation.model, system_prompt=bad
+    client = logged_in(user)
+    htmx = {"HX-Request": "true"}
+    settings_url = reverse("conversation_settings", args=[conversation.pk])
+    posts = {  # each form as a browser posts it: refused at the edge, with a sentence
+        "system prompt": (settings_url, {"model": conversation.model, "system_prompt": bad}),
+        "stop sequences": (
+            settings_url,
+            {"model": conversation.model, "system_prompt": "Be brief.", "stop_sequences": bad},
         ),
-        "title": lambda: services.conversation_rename(conversation=conversation, title=bad),
-        "preset": lambda: services.preset_create(owner=user, name=bad, system_prompt="Be kind."),
-        "stop sequences": lambda: services.conversation_update_settings(
-            conversation=conversation, model=conversation.model, system_prompt="Be brief.", stop_sequences=bad
-        ),
+        "title": (reverse("conversation_rename", args=[conversation.pk]), {"title": bad}),
+        "preset": (reverse("presets"), {"name": bad, "system_prompt": "Be kind."}),
     }
-    for what, attempt in attempts.items():
-        with pytest.raises(inputs.InvalidInput) as caught:
-            attempt()
-        assert "NUL character" in str(caught.value) or "not valid text" in str(caught.value), what
+    for what, (url, form) in posts.items():
+        if bad.isascii():  # a NUL: a browser's form post can carry it
+            page = client.post(url, form, headers=htmx).content.decode()
+        else:  # a lone surrogate reaches the server only in JSON (a frame, an import): the same cleaners
+            page = _refusal(what, form)
+        assert "NUL character" in page or "not valid text" in page, what
+    with pytest.raises(inputs.InvalidInput) as caught:  # a message (the websocket's and the form's path)
+        inputs.clean_message_text(bad)
+    assert "NUL character" in str(caught.value) or "not valid text" in str(caught.value)
     conversation.refresh_from_db()
     assert (
-        conversation.system_prompt == "Be brief." and conversation.title == "" and not Preset.objects.exists()
+        conversation.system_prompt == "Be brief."
+        and conversation.title == ""
+        and conversation.stop_sequences == []
+        and not Preset.objects.exists()
     )
+
+
+def _refusal(what: str, form: dict) -> str:
+    """What the edge's cleaner for `what` says about `form` ("" if it takes it)."""
+    clean = {
+        "system prompt": inputs.clean_settings,
+        "stop sequences": inputs.clean_settings,
+        "title": lambda form: inputs.clean_title(form.get("title")),
+        "preset": lambda form: inputs.clean_preset_name(form.get("name")),
+    }[what]
+    try:
+        clean(form)
+    except inputs.InvalidInput as exc:
+        return str(exc)
+    return ""
 
 
 def test_an_import_with_a_nul_a_lone_surrogate_or_a_huge_number_is_refused_with_a_sentence():

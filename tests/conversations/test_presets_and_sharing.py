@@ -21,7 +21,8 @@ pytestmark = pytest.mark.django_db
 def test_a_conversation_started_from_a_preset_copies_its_prompt():
     me = make_user()
     preset = services.preset_create(owner=me, name="Terse", system_prompt="Answer in one line.")
-    conversation = services.conversation_create(owner=me, preset_id=str(preset.pk))
+    chosen = services.preset_offered(user=me, preset_id=str(preset.pk))  # as the home page's form names it
+    conversation = services.conversation_create(owner=me, preset=chosen)
     assert conversation.system_prompt == "Answer in one line."
     preset.system_prompt = "Changed later"
     preset.save()
@@ -39,12 +40,13 @@ def test_only_my_presets_and_published_site_wide_ones_are_offered():
     assert list(Preset.objects.offered_to(me)) == [published, mine]
     for preset in (theirs, draft):
         with pytest.raises(inputs.InvalidInput, match="Choose one of the offered presets"):
-            services.conversation_create(owner=me, preset_id=preset.pk)
+            services.preset_offered(user=me, preset_id=preset.pk)
     for bad in ("abc", "-1", "99999999999999999999999"):
         with pytest.raises(inputs.InvalidInput):
-            services.conversation_create(owner=me, preset_id=bad)
+            services.preset_offered(user=me, preset_id=bad)
     assert not Conversation.objects.filter(owner=me).exists()
-    assert services.conversation_create(owner=me, preset_id=published.pk).system_prompt == "e"
+    chosen = services.preset_offered(user=me, preset_id=published.pk)
+    assert services.conversation_create(owner=me, preset=chosen).system_prompt == "e"
 
 
 @pytest.mark.parametrize(
@@ -56,10 +58,10 @@ def test_only_my_presets_and_published_site_wide_ones_are_offered():
         ("n", "x" * 16001, "at most 16,000"),
     ],
 )
-def test_a_bad_preset_is_a_clear_error(name, prompt, says):
-    me = make_user()
-    with pytest.raises(inputs.InvalidInput, match=says):
-        services.preset_create(owner=me, name=name, system_prompt=prompt)
+def test_a_bad_preset_is_a_clear_error(client, name, prompt, says):
+    client.force_login(make_user())
+    page = client.post(reverse("presets"), {"name": name, "system_prompt": prompt})
+    assert says in page.content.decode()
     assert not Preset.objects.exists()
 
 

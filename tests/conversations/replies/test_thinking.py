@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from django.urls import reverse
 
-from conversations import inputs, services
+from conversations import inputs
 from conversations.models import Conversation
 from conversations.replies import claude
 from tests.conversations.replies.test_chat_streaming import (
@@ -159,10 +159,8 @@ def test_effort_is_a_setting_of_the_conversation_for_models_that_take_one():
     client.post(url, {"model": "claude-sonnet-5-5", "system_prompt": "", "effort": "extreme"})
     conversation.refresh_from_db()
     assert conversation.effort == "xhigh"  # refused, unchanged
-    with pytest.raises(inputs.InvalidInput):
-        services.conversation_update_settings(
-            conversation=conversation, model="claude-sonnet-5-5", system_prompt="", effort="extreme"
-        )
+    with pytest.raises(inputs.InvalidInput, match="effort"):  # the edge that refused it
+        inputs.clean_settings({"model": "claude-sonnet-5-5", "system_prompt": "", "effort": "extreme"})
 
 
 async def test_a_page_that_reconnects_while_claude_thinks_catches_up_on_the_thinking():

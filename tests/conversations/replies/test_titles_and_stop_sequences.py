@@ -209,7 +209,7 @@ async def test_a_reply_ends_on_a_stop_sequence_and_says_so_with_its_ledger_row()
     words = full.content.split()
     stop = next(w for w in words[len(words) // 2 :] if w.isalpha() and len(w) > 3)
     await sync_to_async(services.conversation_update_settings)(
-        conversation=conversation, model=conversation.model, system_prompt="", stop_sequences=stop
+        conversation=conversation, model=conversation.model, system_prompt="", stop_sequences=[stop]
     )
 
     # The same request again (Regenerate), now with the stop sequence: it ends just before it.
