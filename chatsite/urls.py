@@ -22,7 +22,7 @@ urlpatterns = [
     path("admin/login/", logins.admin_login),
     path("admin/", admin.site.urls),
     path("accounts/login/", logins.login, name="login"),
-    path("accounts/", include("conversations.account_urls")),
+    path("accounts/", include("accounts.urls")),
     path("usage/", include("billing.urls")),
     path("", include("conversations.urls")),
     path("favicon.ico", favicon),

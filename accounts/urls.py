@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import views as accounts_views
+from . import views as accounts_views
 
 urlpatterns = [
     path("signup/", accounts_views.signup, name="signup"),
