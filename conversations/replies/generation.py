@@ -16,26 +16,21 @@ import contextlib
 import functools
 import logging
 import math
-import uuid
 from dataclasses import dataclass, replace
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db.models import Q
 
-from billing.models import UsageRecord
 from billing.services import budget_status
-from billing.usage import LedgerLabels, Usage
+from billing.usage import Usage
 
 from .. import fragments
-from ..catalog import context_window, effort_for, model_info
 from ..control import SNAPSHOT, STOP, control_group
 from ..meters import meter_for
 from ..models import Conversation, Message, conversation_group
 from ..rendering import MarkdownStream
-from . import history, leases, store, tasks, titles
-from .caching import choose_cache_ttl
+from . import leases, store, tasks, titles
 from .claude import (
     NOT_CONFIGURED,
     RETRY_REASONS,
@@ -44,10 +39,10 @@ from .claude import (
     ReplyRequest,
     ReplyStream,
     count_prompt_tokens,
-    opaque_user_id,
 )
 from .context import fit_request, prompt_bytes_bound
 from .relay import MEMBERS_MAX_AGE, layer_outage, relay
+from .request import ReplyContext, load_context
 
 logger = logging.getLogger(__name__)
 
@@ -90,25 +85,6 @@ frame_pace = FramePace()
 
 
 @dataclass(frozen=True)
-class ReplyContext:
-    """What a generation needs from the database, read once when it starts."""
-
-    message_id: int
-    attempt_id: uuid.UUID
-    conversation_id: int
-    request: ReplyRequest
-    labels: LedgerLabels
-    # Tokens the prompt and reply must fit in: the model's window, or less where the API said so.
-    context_window: int
-    # The text so far of a cut-off reply being continued ("" for a new reply): new text is appended.
-    continued: str = ""
-    # Its thinking so far, to which the new call's thinking is added.
-    continued_thinking: store.ReplyThinking | None = None
-    # Whether the conversation still has its first-line title (Claude titles it once a reply completes).
-    untitled: bool = False
-
-
-@dataclass(frozen=True)
 class Outcome:
     """The visible end state of a reply (Message.Status), with its stop reason or error line."""
 
@@ -116,91 +92,6 @@ class Outcome:
     stop_reason: str = ""
     stop_sequence: str = ""
     error: str = ""
-
-
-def reply_context(reply: int | Message, *, max_tokens: int | None = None) -> ReplyContext:
-    """What the generation of a streaming reply needs from the database. `reply` is its id (raises
-    Message.DoesNotExist if it is gone), or the reply as the transaction that started it left it (with
-    its conversation and owner) along with `max_tokens`, what its hold granted: that spares reading
-    them again. Sync: call it in the database thread."""
-    message = (
-        reply
-        if isinstance(reply, Message)
-        else Message.objects.select_related("conversation__owner").get(pk=reply)
-    )
-    conversation = message.conversation
-    sent = history.reply_request_history(message)
-    continued = message.content if message.content.strip() else ""
-    cache = choose_cache_ttl(settings.CHAT_PROMPT_CACHE_TTL, sent.pauses)
-    request = ReplyRequest(
-        model=message.model,
-        messages=sent.messages,
-        max_tokens=max_tokens if max_tokens is not None else store.reply_held_max_tokens(message),
-        system=sent.system,
-        user_id=opaque_user_id(conversation.owner_id),
-        cache_ttl=cache.ttl,
-        cache_note=cache.note,
-        summarize_thinking=model_info(message.model).thinks_by_default,
-        stop_sequences=tuple(conversation.stop_sequences),
-        effort=effort_for(message.model, conversation.effort),
-        drop_mismatched_thinking=conversation.thinking_drop_mismatched,
-    )
-    labels = store.ledger_labels_for(conversation, model=message.model)
-    window = context_window(message.model)
-    # A reply that ran into the window shows where it really ends (prompt and output filled it): an
-    # earlier reply of the branch, this reply itself being continued, or an earlier version of it
-    # being retried. Fit the request to it (never ask again with what already did not fit).
-    cut = conversation.messages.filter(
-        Q(active=True, pk__lt=message.pk) | Q(parent_id=message.parent_id),
-        role=Message.Role.ASSISTANT,
-        model=message.model,
-        stop_reason="model_context_window_exceeded",
-    ).only(
-        "stop_reason",
-        "input_tokens",
-        "cache_creation_input_tokens",
-        "cache_read_input_tokens",
-        "output_tokens",
-    )
-    for earlier in cut:
-        window = min(window, _tokens_used(earlier))
-    earlier_thinking = (
-        store.ReplyThinking(message.thinking, message.thinking_blocks, message.thinking_ms)
-        if continued
-        else None
-    )
-    untitled = conversation.title_source == Conversation.TitleSource.FIRST_LINE
-    return ReplyContext(
-        message.pk,
-        message.attempt_id,
-        conversation.pk,
-        request,
-        labels,
-        window,
-        continued,
-        earlier_thinking,
-        untitled,
-    )
-
-
-def _tokens_used(reply: Message) -> int:
-    """Prompt and output tokens of a reply's last call (from the ledger when the reply is being retried
-    in place, which cleared its counts)."""
-    if reply.prompt_tokens:
-        return reply.prompt_tokens + reply.output_tokens
-    row = UsageRecord.objects.filter(message_id=reply.pk, purpose="reply").order_by("-pk").first()
-    if row is None:
-        return 10**9
-    return (
-        row.input_tokens
-        + row.cache_write_5m_tokens
-        + row.cache_write_1h_tokens
-        + row.cache_read_tokens
-        + row.output_tokens
-    )
-
-
-_load_context = database_sync_to_async(reply_context)
 
 
 @database_sync_to_async
@@ -661,7 +552,7 @@ async def _generate(message_id: int, announced: asyncio.Event, context: ReplyCon
     await announced.wait()  # the reply's frames come after the placeholder they fill
     if context is None:
         try:
-            context = await _load_context(message_id)
+            context = await load_context(message_id)
         except Message.DoesNotExist:
             return
     layer = get_channel_layer()

@@ -20,8 +20,9 @@ from .. import attachments, fragments, inputs, services
 from ..control import request_stop
 from ..models import Conversation, Message, conversation_group
 from . import branches, leases, store
-from .generation import ReplyContext, accepted, draining, generation_start, reply_context, stop_here
+from .generation import accepted, draining, generation_start, stop_here
 from .relay import relay
+from .request import ReplyContext, reply_context
 
 RESTARTING = "The server is restarting. Your message is kept here: send it again in a moment."
 

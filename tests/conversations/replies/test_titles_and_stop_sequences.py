@@ -263,11 +263,11 @@ async def test_stop_sequences_are_validated_in_the_settings_and_bad_ones_change_
 
 
 async def test_stop_sequences_go_to_the_api_with_every_reply():
-    from conversations.replies.generation import _load_context
+    from conversations.replies.request import load_context
 
     user, conversation = await priced_chat(stop_sequences=["###"])
     _, reply, _ = await sync_to_async(store.reply_start)(conversation=conversation, text="Hi", worker="w")
-    context = await _load_context(reply.pk)
+    context = await load_context(reply.pk)
     from conversations.replies.claude import build_params
 
     assert build_params(context.request)["stop_sequences"] == ["###"]
