@@ -50,7 +50,7 @@
     if (stop && connected) stop.click();
   }
 
-  document.addEventListener("keydown", function (event) {
+  document.addEventListener("keydown", function composerKeys(event) {
     var target = event.target;
     if (event.key === "Escape") {
       var drawer = $("sidebar");
@@ -71,12 +71,12 @@
     }
   });
 
-  document.addEventListener("input", function (event) {
+  document.addEventListener("input", function clearHintWhenTyping(event) {
     if (event.target.id === "composer-input" && event.target.value.trim()) hint("");
   });
 
   // The home page's Send with nothing typed: say so instead of making an empty conversation.
-  document.addEventListener("submit", function (event) {
+  document.addEventListener("submit", function refuseEmptyFirstMessage(event) {
     var form = event.target;
     if (form.id === "composer" && form.hasAttribute("data-needs-text") && input() && input().value.trim() === "") {
       event.preventDefault();
@@ -87,7 +87,7 @@
 
   // Forms that destroy something ask first (data-confirm). In the capture phase, so that a refusal
   // also stops htmx's own listener on the form (ws-send) from sending it.
-  document.addEventListener("submit", function (event) {
+  document.addEventListener("submit", function confirmDestructiveForms(event) {
     var form = event.target, question = form.getAttribute && form.getAttribute("data-confirm");
     if (question && !window.confirm(question)) {
       event.preventDefault();
@@ -96,12 +96,12 @@
   }, true);
 
   // Without text the browser refuses to submit (required): say it in the page's words.
-  document.addEventListener("invalid", function (event) {
+  document.addEventListener("invalid", function explainMissingText(event) {
     if (event.target.id === "composer-input") { event.preventDefault(); hint("Type a message first."); focusComposer(); }
   }, true);
 
   // Copy a code block, or a whole reply as plain text; dismiss a notice or a receipt.
-  document.addEventListener("click", function (event) {
+  document.addEventListener("click", function copyAndDismiss(event) {
     var dismiss = event.target.closest("[data-dismiss]");
     if (dismiss) {
       var box = dismiss.closest("[data-dismissable], .flash");
@@ -168,7 +168,7 @@
     stickToBottom = true;
     showJump();
   }
-  document.addEventListener("scroll", function (event) {
+  document.addEventListener("scroll", function trackScrollPosition(event) {
     var list = messages();
     if (event.target === list) { stickToBottom = atBottom(list); showJump(); }
   }, true);
@@ -185,7 +185,7 @@
     var el = root.querySelector ? root.querySelector("#" + id + "-body.source") : null;
     return el ? el.textContent : null;
   }
-  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+  document.addEventListener("htmx:oobBeforeSwap", function keepStreamingTextInPlace(event) {
     var target = event.detail.target, fragment = event.detail.fragment;
     if (!target || !fragment) return;
     if (target.id === "messages") {
@@ -215,7 +215,7 @@
   var skipping = {};
 
   document.addEventListener("htmx:wsAfterMessage", follow);
-  document.addEventListener("DOMContentLoaded", function () {
+  document.addEventListener("DOMContentLoaded", function openAtNewest() {
     toBottom();
     // The composer is where typing goes, unless the page opened somewhere else on purpose (#fragment).
     if (!location.hash || location.hash === "#composer-input") focusComposer();
@@ -241,18 +241,18 @@
     }
     if (state) { hint(""); focusComposer(); }
   }
-  document.addEventListener("htmx:wsOpen", function () { setConnected(true); });
-  document.addEventListener("htmx:wsClose", function (event) {
+  document.addEventListener("htmx:wsOpen", function connectionOpen() { setConnected(true); });
+  document.addEventListener("htmx:wsClose", function connectionClosed(event) {
     // The server closes a socket with 4401 when its sign-in ended (logged out, password changed, account
     // deactivated): reload, which lands on the login page (or, after a password change in this browser,
     // back here with the new session).
     if (event.detail && event.detail.event && event.detail.event.code === 4401) { window.location.reload(); return; }
     setConnected(false);
   });
-  document.addEventListener("htmx:wsError", function () { setConnected(false); });
+  document.addEventListener("htmx:wsError", function connectionFailed() { setConnected(false); });
 
   // After the server stored a sent message it replaces the input: put the cursor back in it.
-  document.addEventListener("htmx:oobAfterSwap", function (event) {
+  document.addEventListener("htmx:oobAfterSwap", function focusAfterSwap(event) {
     var target = event.detail && event.detail.target;
     if (!target) return;
     if (target.id === "composer-input") focusComposer();
@@ -269,7 +269,7 @@
     }
   });
   // Whatever was clicked to send (the Send button), typing goes on in the composer.
-  document.addEventListener("htmx:wsAfterSend", function () { focusComposer(); });
+  document.addEventListener("htmx:wsAfterSend", function focusAfterSend() { focusComposer(); });
 })();
 
 // Attachments: the file picker, drag and drop and paste upload each file to the conversation's pending
@@ -348,13 +348,13 @@
     });
   }
 
-  document.addEventListener("change", function (event) {
+  document.addEventListener("change", function uploadPicked(event) {
     if (event.target.id !== "attachment-input") return;
     upload(event.target.files);
     event.target.value = "";  // the files went up already; the form must not carry them again
   });
 
-  document.addEventListener("paste", function (event) {
+  document.addEventListener("paste", function uploadPasted(event) {
     if (!box() || !event.clipboardData) return;
     var files = Array.prototype.filter.call(event.clipboardData.files || [], function (f) { return f.type in TYPES; });
     if (!files.length) return;  // ordinary text: pasted as usual
@@ -362,17 +362,17 @@
     upload(files);
   });
 
-  document.addEventListener("dragover", function (event) {
+  document.addEventListener("dragover", function showDropTarget(event) {
     var composer = event.target.closest && event.target.closest("#composer");
     if (!composer || !box()) return;
     event.preventDefault();
     composer.classList.add("dropping");
   });
-  document.addEventListener("dragleave", function (event) {
+  document.addEventListener("dragleave", function hideDropTarget(event) {
     var composer = event.target.closest && event.target.closest("#composer");
     if (composer) composer.classList.remove("dropping");
   });
-  document.addEventListener("drop", function (event) {
+  document.addEventListener("drop", function uploadDropped(event) {
     var composer = event.target.closest && event.target.closest("#composer");
     if (!composer || !box() || !event.dataTransfer || !event.dataTransfer.files.length) return;
     event.preventDefault();
@@ -390,7 +390,7 @@
   });
 
   // Over the websocket the message names its attachments by id; the file input never goes along.
-  document.addEventListener("htmx:wsConfigSend", function (event) {
+  document.addEventListener("htmx:wsConfigSend", function sendAttachmentIds(event) {
     var parameters = event.detail.parameters;
     if (!parameters || !("message" in parameters)) return;
     if (document.querySelector("#attachment-chips .uploading")) {
