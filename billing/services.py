@@ -413,10 +413,14 @@ def usage_replace_estimate(
     or a row that is already the API's own count). Call inside the transaction that ends the message.
     """
     with transaction.atomic(savepoint=False):
+        owner = UsageRecord.objects.filter(attempt_id=attempt_id).values_list("user_id", flat=True).first()
+        if owner is None:
+            return None
+        # The person's budget row first, then the ledger row: the order usage_record and spend_reserve lock in.
+        UserBudget.objects.select_for_update().filter(user_id=owner).first()
         row = UsageRecord.objects.select_for_update().filter(attempt_id=attempt_id, estimated=True).first()
         if row is None or row.replaced_at is not None:
             return None
-        UserBudget.objects.select_for_update().filter(user_id=row.user_id).first()  # as usage_record does
         if estimated:
             usage = replace(usage, output_tokens=max(usage.output_tokens, row.output_tokens))
         columns = {
