@@ -7,6 +7,7 @@ already-grouped rows. Totals and tables come from the same filtered queryset, so
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
@@ -18,7 +19,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from billing import rollups
-from billing.models import BudgetPolicy, UsageMonthlyUser, UsageRecord, UserBudget, policy_limit
+from billing.levels import user_limits
+from billing.models import BudgetPolicy, UsageMonthlyUser, UsageRecord, UserBudget
 from billing.money import format_money, pico_to_usd
 from billing.periods import PRESETS, Period, current_month, preset
 from billing.queries import ROLLUP_SUMS
@@ -107,15 +109,14 @@ def _budget_used(user_ids: list[int]) -> dict[int, tuple[int, int | None]]:
     monthly = UsageMonthlyUser.objects.filter(month=month.first_day)
     if len(user_ids) <= 50:
         monthly = monthly.filter(user_id__in=user_ids)
-    spent = dict(monthly.values_list("user_id", "cost"))
+    spent: dict[int, int] = defaultdict(int)
+    for user_id, cost in monthly.values_list("user_id", "cost"):  # a row per team the user spent under
+        spent[user_id] += cost
     default = site_default_limit()
-    overrides = UserBudget.objects.exclude(policy=BudgetPolicy.DEFAULT)
+    overrides = UserBudget.objects.exclude(policy=BudgetPolicy.DEFAULT, personal_limit__isnull=True)
     if len(user_ids) <= 50:
         overrides = overrides.filter(user_id__in=user_ids)
-    limits = {
-        budget.user_id: policy_limit(budget.policy, budget.monthly_limit, lambda: default)
-        for budget in overrides
-    }
+    limits = {budget.user_id: user_limits(budget.user_id, budget, lambda: default)[0] for budget in overrides}
     return {user_id: (spent.get(user_id, 0), limits.get(user_id, default)) for user_id in user_ids}
 
 

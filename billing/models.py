@@ -125,6 +125,9 @@ class UsageRecord(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     user_id = models.BigIntegerField()
     username = models.CharField(max_length=150)
+    # The team (cost centre) the call was made under, from its hold: set at call time, never rewritten.
+    team_id = models.BigIntegerField(null=True, blank=True)
+    team_name = models.CharField(max_length=100, blank=True)
     conversation_id = models.BigIntegerField(null=True, blank=True)
     conversation_title = models.CharField(max_length=200, blank=True)
     message_id = models.BigIntegerField(null=True, blank=True)
@@ -187,6 +190,7 @@ class UsageRecord(models.Model):
             models.Index(fields=["model", "created_at"], name="usage_model_created"),
             models.Index(fields=["message_id"], name="usage_message"),
             models.Index(fields=["conversation_id"], name="usage_conversation"),
+            models.Index(fields=["team_id", "created_at"], name="usage_team_created"),
         ]
 
     def __str__(self) -> str:
@@ -300,10 +304,73 @@ class UserBudget(models.Model):
     )
     policy = models.CharField(max_length=16, choices=BudgetPolicy.choices, default=BudgetPolicy.DEFAULT)
     monthly_limit = models.BigIntegerField(null=True, blank=True, help_text="pUSD, with policy 'limit'.")
+    personal_limit = models.BigIntegerField(
+        null=True, blank=True, help_text="pUSD: the lower monthly limit the user set for themselves."
+    )
+    warning_percent = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Alert at this share of the limit; empty: CHAT_BUDGET_WARNING_PERCENT."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return f"Budget of {self.user}"
+
+
+class OrganisationBudget(models.Model):
+    """The organisation's monthly cap on everyone's spend together (a single row, pk=1; none: no cap)."""
+
+    monthly_limit = models.BigIntegerField(
+        null=True, blank=True, help_text="pUSD; empty: the organisation has no cap."
+    )
+    warning_percent = models.PositiveSmallIntegerField(
+        default=80, help_text="Staff are alerted when this month's spend crosses this share of the cap."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "organisation budget"
+        verbose_name_plural = "organisation budget"
+
+    def __str__(self) -> str:
+        return "Organisation budget"
+
+    @classmethod
+    def load(cls) -> OrganisationBudget:
+        return cls.objects.get_or_create(pk=1)[0]
+
+
+class AlertScope(models.TextChoices):
+    ORGANISATION = "organisation", "Organisation"
+    TEAM = "team", "Team"
+    USER = "user", "User"
+
+
+class BudgetAlert(models.Model):
+    """A budget crossed its warning threshold (or was used up) in one month: stored once, so no alert is
+    sent twice, whichever worker noticed it. `notified_at` is claimed by the one that sends the e-mail."""
+
+    scope = models.CharField(max_length=16, choices=AlertScope.choices)
+    subject_id = models.BigIntegerField(help_text="The team's or user's id (0 for the organisation).")
+    subject_name = models.CharField(max_length=150)
+    month = models.DateField(help_text="First day of the budget's month.")
+    percent = models.PositiveSmallIntegerField(help_text="The threshold crossed: the warning's, or 100.")
+    limit = models.BigIntegerField(help_text="The budget at the time, pUSD.")
+    spent = models.BigIntegerField(help_text="Spent this month when it was noticed, pUSD.")
+    created_at = models.DateTimeField(default=timezone.now)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    recipients = models.TextField(blank=True, help_text="Who was e-mailed.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "subject_id", "month", "percent"], name="budgetalert_once_per_period"
+            )
+        ]
+        indexes = [models.Index(fields=["month", "scope"], name="budgetalert_month")]
+
+    def __str__(self) -> str:
+        return f"{self.get_scope_display()} {self.subject_name}: {self.percent}% of {self.month:%B %Y}"
 
 
 class SpendReservation(models.Model):
@@ -314,6 +381,9 @@ class SpendReservation(models.Model):
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # The team the call is held under (plain id: a team deleted mid-reply still settles against it).
+    team_id = models.BigIntegerField(null=True, blank=True)
+    team_name = models.CharField(max_length=100, blank=True)
     message_id = models.BigIntegerField()
     model = models.CharField(max_length=100)
     amount = models.BigIntegerField(help_text="Worst-case cost held, pUSD.")
@@ -330,6 +400,8 @@ class SpendReservation(models.Model):
         indexes = [
             models.Index(fields=["user", "created_at"], name="reservation_user_created"),
             models.Index(fields=["message_id"], name="reservation_message"),
+            models.Index(fields=["team_id", "settled_at"], name="reservation_team_open"),
+            models.Index(fields=["settled_at", "created_at"], name="reservation_open"),
         ]
 
     def __str__(self) -> str:
@@ -360,6 +432,7 @@ class UsageDaily(UsageTotals):
     """Ledger sums per (local day in TIME_ZONE, user, model); maintained by usage_record()."""
 
     day = models.DateField()
+    team_id = models.BigIntegerField(default=0, help_text="The ledger rows' team; 0: no team.")
     user_id = models.BigIntegerField()
     username = models.CharField(max_length=150)
     model = models.CharField(max_length=100)
@@ -367,7 +440,9 @@ class UsageDaily(UsageTotals):
     objects = RollupQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["day", "user_id", "model"], name="usagedaily_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "team_id", "user_id", "model"], name="usagedaily_team_key")
+        ]
         indexes = [models.Index(fields=["user_id", "day"], name="usagedaily_user_day")]
 
     def __str__(self) -> str:
@@ -378,6 +453,7 @@ class UsageMonthly(UsageTotals):
     """Ledger sums per (local calendar month — its first day, user, model); maintained by usage_record()."""
 
     month = models.DateField()
+    team_id = models.BigIntegerField(default=0, help_text="The ledger rows' team; 0: no team.")
     user_id = models.BigIntegerField()
     username = models.CharField(max_length=150)
     model = models.CharField(max_length=100)
@@ -385,7 +461,11 @@ class UsageMonthly(UsageTotals):
     objects = RollupQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["month", "user_id", "model"], name="usagemonthly_key")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["month", "team_id", "user_id", "model"], name="usagemonthly_team_key"
+            )
+        ]
         indexes = [models.Index(fields=["user_id", "month"], name="usagemonthly_user_month")]
 
     def __str__(self) -> str:
@@ -411,13 +491,17 @@ class UsageDailyUser(UsageTotals):
     """Ledger sums per (local day, user): the dashboard's per-user table over edge days."""
 
     day = models.DateField()
+    team_id = models.BigIntegerField(default=0, help_text="The ledger rows' team; 0: no team.")
     user_id = models.BigIntegerField()
     username = models.CharField(max_length=150)
 
     objects = RollupQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["day", "user_id"], name="usagedailyuser_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "team_id", "user_id"], name="usagedailyuser_team_key")
+        ]
+        indexes = [models.Index(fields=["team_id", "day"], name="usagedailyuser_team_day")]
 
     def __str__(self) -> str:
         return f"{self.day} {self.username}"
@@ -427,13 +511,37 @@ class UsageMonthlyUser(UsageTotals):
     """Ledger sums per (local month, user): the dashboard's per-user table over whole months."""
 
     month = models.DateField()
+    team_id = models.BigIntegerField(default=0, help_text="The ledger rows' team; 0: no team.")
     user_id = models.BigIntegerField()
     username = models.CharField(max_length=150)
 
     objects = RollupQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["month", "user_id"], name="usagemonthlyuser_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["month", "team_id", "user_id"], name="usagemonthlyuser_team_key")
+        ]
+        indexes = [
+            models.Index(fields=["user_id", "month"], name="usagemonthlyuser_user_month"),
+            models.Index(fields=["team_id", "month"], name="usagemonthlyuser_team_month"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m} {self.username}"
+
+
+class UsageMonthlyTeam(UsageTotals):
+    """Ledger sums per (local month, team; 0: no team): a team's spend, and the organisation's as the sum
+    of a month's few rows, read by every budget hold."""
+
+    month = models.DateField()
+    team_id = models.BigIntegerField()
+    team_name = models.CharField(max_length=100, blank=True)
+
+    objects = RollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["month", "team_id"], name="usagemonthlyteam_key")]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.team_name or 'no team'}"

@@ -3,8 +3,10 @@
 The ledger (UsageRecord) is the source of truth. usage_record() adds each new row to five rollups in
 the same transaction, with one `INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x` each (atomic
 on SQLite and PostgreSQL alike, so concurrent calls never lose an increment):
-  UsageDaily (local day, user, model) · UsageMonthly (local month, user, model)
-  UsageDailyUser (local day, user) · UsageMonthlyUser (local month, user) · UsageDayModel (local day, model)
+  UsageDaily (local day, team, user, model) · UsageMonthly (local month, team, user, model)
+  UsageDailyUser (local day, team, user) · UsageMonthlyUser (local month, team, user)
+  UsageDayModel (local day, model) · UsageMonthlyTeam (local month, team)
+"Team" is the team the call was made under (0: none), so a person who moved mid-month has a row per team.
 "Local" is TIME_ZONE at the time of the call: after changing TIME_ZONE, run
 `manage.py rebuild_usage_rollups` (also the repair tool; it recomputes everything from the ledger).
 
@@ -22,7 +24,7 @@ from datetime import date, timedelta
 
 from django.db import connection, transaction
 from django.db.models import Max, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from billing.models import (
@@ -30,6 +32,7 @@ from billing.models import (
     UsageDailyUser,
     UsageDayModel,
     UsageMonthly,
+    UsageMonthlyTeam,
     UsageMonthlyUser,
     UsageRecord,
 )
@@ -55,8 +58,9 @@ def _upsert(model, keys: dict, values: dict) -> None:
         f"last_activity = CASE WHEN excluded.last_activity > {table}.last_activity "
         f"THEN excluded.last_activity ELSE {table}.last_activity END"
     )
-    if "username" in values:
-        assignments.append("username = excluded.username")
+    for label in ("username", "team_name"):
+        if label in values:
+            assignments.append(f"{label} = excluded.{label}")
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(assignments)}"
@@ -90,16 +94,18 @@ def rollup_replace(old: UsageRecord, new: UsageRecord) -> None:
 
 
 def _rollups_add(record: UsageRecord, values: dict) -> None:
-    """Add `values` to the five rollup rows `record` counts in (its local day and month, user, model)."""
+    """Add `values` to the six rollup rows `record` counts in (its local day and month, team, user, model)."""
     day = timezone.localtime(record.created_at).date()
     labelled = {**values, "username": record.username}
     month = day.replace(day=1)
+    team, user, model = record.team_id or 0, record.user_id, record.model
     with transaction.atomic(savepoint=False):  # part of usage_record's transaction: no savepoint
-        _upsert(UsageDaily, {"day": day, "user_id": record.user_id, "model": record.model}, labelled)
-        _upsert(UsageMonthly, {"month": month, "user_id": record.user_id, "model": record.model}, labelled)
-        _upsert(UsageDayModel, {"day": day, "model": record.model}, values)
-        _upsert(UsageDailyUser, {"day": day, "user_id": record.user_id}, labelled)
-        _upsert(UsageMonthlyUser, {"month": month, "user_id": record.user_id}, labelled)
+        _upsert(UsageDaily, {"day": day, "team_id": team, "user_id": user, "model": model}, labelled)
+        _upsert(UsageMonthly, {"month": month, "team_id": team, "user_id": user, "model": model}, labelled)
+        _upsert(UsageDayModel, {"day": day, "model": model}, values)
+        _upsert(UsageDailyUser, {"day": day, "team_id": team, "user_id": user}, labelled)
+        _upsert(UsageMonthlyUser, {"month": month, "team_id": team, "user_id": user}, labelled)
+        _upsert(UsageMonthlyTeam, {"month": month, "team_id": team}, {**values, "team_name": record.team_name})
 
 
 def rollup_rebuild(batch_size: int = 5000) -> int:
@@ -107,21 +113,26 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
     tz = timezone.get_current_timezone()
     daily = list(
         UsageRecord.objects.order_by()
-        .annotate(day=TruncDate("created_at", tzinfo=tz))
-        .values("day", "user_id", "model")
-        .annotate(**_sums(), username=Max("username"), last_activity=Max("created_at"))
+        .annotate(day=TruncDate("created_at", tzinfo=tz), team=Coalesce("team_id", 0))
+        .values("day", "team", "user_id", "model")
+        .annotate(
+            **_sums(), username=Max("username"), team_name=Max("team_name"), last_activity=Max("created_at")
+        )
     )
     monthly: dict = defaultdict(lambda: defaultdict(int))
     per_day_model: dict = defaultdict(lambda: defaultdict(int))
     per_day_user: dict = defaultdict(lambda: defaultdict(int))
     per_month_user: dict = defaultdict(lambda: defaultdict(int))
-    for row in daily:  # grouped rows (one per day × user × model), not ledger rows
+    per_month_team: dict = defaultdict(lambda: defaultdict(int))
+    for row in daily:  # grouped rows (one per day × team × user × model), not ledger rows
         month = row["day"].replace(day=1)
+        team = row["team"]
         for bucket in (
-            monthly[(month, row["user_id"], row["model"])],
+            monthly[(month, team, row["user_id"], row["model"])],
             per_day_model[(row["day"], row["model"])],
-            per_day_user[(row["day"], row["user_id"])],
-            per_month_user[(month, row["user_id"])],
+            per_day_user[(row["day"], team, row["user_id"])],
+            per_month_user[(month, team, row["user_id"])],
+            per_month_team[(month, team)],
         ):
             for name in ROLLUP_SUMS:
                 bucket[name] += int(row[name])
@@ -129,17 +140,30 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
                 bucket.get("last_activity") or row["last_activity"], row["last_activity"]
             )
             bucket["username"] = row["username"]
+            bucket["team_name"] = max(bucket.get("team_name") or "", row["team_name"] or "")
 
     def sums(row) -> dict:
         return {name: int(row[name]) for name in ROLLUP_SUMS} | {"last_activity": row["last_activity"]}
 
     with transaction.atomic():
-        for model in (UsageDaily, UsageMonthly, UsageDayModel, UsageDailyUser, UsageMonthlyUser):
+        for model in (
+            UsageDaily,
+            UsageMonthly,
+            UsageDayModel,
+            UsageDailyUser,
+            UsageMonthlyUser,
+            UsageMonthlyTeam,
+        ):
             model.objects.all().delete()
         UsageDaily.objects.bulk_create(
             [
                 UsageDaily(
-                    day=r["day"], user_id=r["user_id"], model=r["model"], username=r["username"], **sums(r)
+                    day=r["day"],
+                    team_id=r["team"],
+                    user_id=r["user_id"],
+                    model=r["model"],
+                    username=r["username"],
+                    **sums(r),
                 )
                 for r in daily
             ],
@@ -147,8 +171,8 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
         )
         UsageMonthly.objects.bulk_create(
             [
-                UsageMonthly(month=m, user_id=u, model=mod, username=b["username"], **sums(b))
-                for (m, u, mod), b in monthly.items()
+                UsageMonthly(month=m, team_id=t, user_id=u, model=mod, username=b["username"], **sums(b))
+                for (m, t, u, mod), b in monthly.items()
             ],
             batch_size=batch_size,
         )
@@ -158,15 +182,22 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
         )
         UsageDailyUser.objects.bulk_create(
             [
-                UsageDailyUser(day=d, user_id=u, username=b["username"], **sums(b))
-                for (d, u), b in per_day_user.items()
+                UsageDailyUser(day=d, team_id=t, user_id=u, username=b["username"], **sums(b))
+                for (d, t, u), b in per_day_user.items()
             ],
             batch_size=batch_size,
         )
         UsageMonthlyUser.objects.bulk_create(
             [
-                UsageMonthlyUser(month=m, user_id=u, username=b["username"], **sums(b))
-                for (m, u), b in per_month_user.items()
+                UsageMonthlyUser(month=m, team_id=t, user_id=u, username=b["username"], **sums(b))
+                for (m, t, u), b in per_month_user.items()
+            ],
+            batch_size=batch_size,
+        )
+        UsageMonthlyTeam.objects.bulk_create(
+            [
+                UsageMonthlyTeam(month=m, team_id=t, team_name=b["team_name"], **sums(b))
+                for (m, t), b in per_month_team.items()
             ],
             batch_size=batch_size,
         )
@@ -202,24 +233,25 @@ def _plan(period: Period, today: date) -> tuple[list[date], list[tuple[date, dat
     return months, plus, minus
 
 
-def _read(period: Period, daily, monthly, keys: tuple[str, ...], user_id: int | None) -> list[dict]:
-    """Exact sums per `keys` over `period`, following _plan; rows without calls are dropped."""
+def _read(
+    period: Period, daily, monthly, keys: tuple[str, ...], user_id: int | None, team_id: int | None = None
+) -> list[dict]:
+    """Exact sums per `keys` over `period`, following _plan; rows without calls are dropped. `team_id`
+    keeps the calls made under that team (0: under none)."""
     months, plus, minus = _plan(period, timezone.localtime().date())
+    only = {
+        name: value for name, value in (("user_id", user_id), ("team_id", team_id)) if value is not None
+    }
 
     def days(ranges: list[tuple[date, date]]) -> list[dict]:
         if not ranges:
             return []
         rows = daily.objects.filter(Q(*[Q(day__gte=a, day__lte=b) for a, b in ranges], _connector=Q.OR))
-        if user_id is not None:
-            rows = rows.filter(user_id=user_id)
-        return rows.grouped(*keys)
+        return rows.filter(**only).grouped(*keys)
 
     parts = days(plus)
     if months:
-        whole = monthly.objects.filter(month__in=months)
-        if user_id is not None:
-            whole = whole.filter(user_id=user_id)
-        parts += whole.grouped(*keys)
+        parts += monthly.objects.filter(month__in=months, **only).grouped(*keys)
     merged: dict = {}
     for row in parts:  # grouped rows, not ledger rows
         key = tuple(row[k] for k in keys)
@@ -230,7 +262,8 @@ def _read(period: Period, daily, monthly, keys: tuple[str, ...], user_id: int | 
         for name in ROLLUP_SUMS:
             target[name] += row[name]
         target["last_activity"] = max(target["last_activity"], row["last_activity"])
-        target["username_label"] = max(target["username_label"], row["username_label"])
+        if "username_label" in row:
+            target["username_label"] = max(target["username_label"], row["username_label"])
     for row in days(minus):
         target = merged[tuple(row[k] for k in keys)]
         for name in ROLLUP_SUMS:
@@ -238,14 +271,21 @@ def _read(period: Period, daily, monthly, keys: tuple[str, ...], user_id: int | 
     return [row for row in merged.values() if row["calls"]]
 
 
-def period_by_user(period: Period) -> list[dict]:
+def period_by_user(period: Period, team_id: int | None = None) -> list[dict]:
     """Sums per user_id over the whole days of `period` (the dashboard's per-user table)."""
-    return _read(period, UsageDailyUser, UsageMonthlyUser, ("user_id",), None)
+    return _read(period, UsageDailyUser, UsageMonthlyUser, ("user_id",), None, team_id)
 
 
-def period_by_user_model(period: Period, user_id: int | None = None) -> list[dict]:
-    """Sums per (user_id, model) over the whole days of `period` (optionally one user's)."""
-    return _read(period, UsageDaily, UsageMonthly, ("user_id", "model"), user_id)
+def period_by_team(period: Period) -> list[dict]:
+    """Sums per team_id (0: no team) over the whole days of `period` (the dashboard's teams table)."""
+    return _read(period, UsageDailyUser, UsageMonthlyUser, ("team_id",), None)
+
+
+def period_by_user_model(
+    period: Period, user_id: int | None = None, team_id: int | None = None
+) -> list[dict]:
+    """Sums per (user_id, model) over the whole days of `period` (optionally one user's, one team's)."""
+    return _read(period, UsageDaily, UsageMonthly, ("user_id", "model"), user_id, team_id)
 
 
 def period_by_model(period: Period) -> list[dict]:
@@ -253,21 +293,28 @@ def period_by_model(period: Period) -> list[dict]:
     return UsageDayModel.objects.for_days(period.first_day, period.last_day).grouped("model")
 
 
-def period_by_day(period: Period, user_id: int | None = None) -> list[dict]:
+def _daily(period: Period, user_id: int | None, team_id: int | None):
+    """The day rows of `period`: site-wide per model, or one user's or one team's per user and model."""
+    if user_id is None and team_id is None:
+        return UsageDayModel.objects.for_days(period.first_day, period.last_day)
+    rows = UsageDaily.objects.for_days(period.first_day, period.last_day)
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    if team_id is not None:
+        rows = rows.filter(team_id=team_id)
+    return rows
+
+
+def period_by_day(period: Period, user_id: int | None = None, team_id: int | None = None) -> list[dict]:
     """Sums per local day over `period` (days without calls omitted)."""
-    if user_id is None:
-        return UsageDayModel.objects.for_days(period.first_day, period.last_day).grouped("day")
-    return (
-        UsageDaily.objects.for_days(period.first_day, period.last_day).filter(user_id=user_id).grouped("day")
-    )
+    return _daily(period, user_id, team_id).grouped("day")
 
 
-def period_cost_by_day_model(period: Period, user_id: int | None = None) -> list[dict]:
+def period_cost_by_day_model(
+    period: Period, user_id: int | None = None, team_id: int | None = None
+) -> list[dict]:
     """Cost and calls per (local day, model) over `period` (days without calls omitted): the chart's
     split by model. Only the two sums it draws, so a year of days stays a light read."""
-    if user_id is None:
-        rows = UsageDayModel.objects.for_days(period.first_day, period.last_day)
-    else:
-        rows = UsageDaily.objects.for_days(period.first_day, period.last_day).filter(user_id=user_id)
+    rows = _daily(period, user_id, team_id)
     rows = rows.order_by().values("day", "model").annotate(cost=Sum("cost"), calls=Sum("calls"))
     return [{**row, "cost": int(row["cost"]), "calls": int(row["calls"])} for row in rows]

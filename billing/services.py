@@ -33,11 +33,14 @@ from django.db.models import BigIntegerField, ExpressionWrapper, F, Subquery, Va
 from django.db.models.functions import Cast, Least
 from django.utils import timezone
 
+from billing.alerts import note_crossings
+from billing.levels import ORGANISATION, TEAM, USER, Level, Levels, levels_for, read_standing, user_limits
 from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
 from billing.money import InexactAmount, format_money_together, usd_to_pico
 from billing.periods import Period, current_month
 from billing.rollups import rollup_add, rollup_replace
 from billing.usage import LedgerLabels, Usage
+from teams.models import Membership
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,11 @@ class SpendRefused(Exception):
 
 
 class BudgetExceeded(SpendRefused):
-    pass
+    """A budget level cannot hold the call; `level` is the one that refused (for its alert)."""
+
+    def __init__(self, message: str, level: Level | None = None) -> None:
+        super().__init__(message)
+        self.level = level
 
 
 class RateLimited(SpendRefused):
@@ -59,12 +66,38 @@ class RateLimited(SpendRefused):
 
 @dataclass(frozen=True)
 class BudgetStatus:
-    """A user's spend this month (pUSD) against their limit (None = unlimited)."""
+    """A user's spend this month (pUSD) against their limit (None = unlimited), and where their team's
+    and the organisation's budgets stand (`levels`)."""
 
     spent: int
     limit: int | None
     held: int
     period: Period
+    levels: Levels | None = None
+    warning_percent: int = 80
+
+    @property
+    def personal(self) -> bool:
+        """The limit in force is the user's own cap."""
+        return bool(self.levels and self.levels.user.personal)
+
+    @property
+    def binding(self) -> Level | None:
+        """The level the banner speaks of: the first used up, else the first past its warning (outermost
+        first), else None."""
+        if self.levels is None:
+            return None
+        for state in ("exhausted", "warning"):
+            for level in self.levels.all:
+                if level.state == state:
+                    return level
+        return None
+
+    @property
+    def state(self) -> str:
+        """The worst level's state: 'ok', 'warning' or 'exhausted' (nothing can be sent)."""
+        binding = self.binding
+        return binding.state if binding is not None else self.level
 
     @property
     def fraction(self) -> Decimal | None:
@@ -86,7 +119,7 @@ class BudgetStatus:
             return "ok"
         if self.spent >= self.limit:
             return "exhausted"
-        if self.spent * 100 >= self.limit * settings.CHAT_BUDGET_WARNING_PERCENT:
+        if self.spent * 100 >= self.limit * self.warning_percent:
             return "warning"
         return "ok"
 
@@ -123,12 +156,11 @@ def site_default_limit() -> int | None:
 
 
 def monthly_limit_for(user_id: int, budget: UserBudget | None = None) -> int | None:
-    """The user's monthly limit in pUSD (None = unlimited): their override, else the site default."""
+    """The user's monthly limit in pUSD (None = unlimited): their override (or their own lower cap), else
+    the site default."""
     if budget is None:
         budget = UserBudget.objects.filter(user_id=user_id).first()
-    if budget is None:
-        return site_default_limit()
-    return policy_limit(budget.policy, budget.monthly_limit, site_default_limit)
+    return user_limits(user_id, budget, site_default_limit)[0]
 
 
 #: The smallest `max_tokens` a reply is granted when the budget left cannot cover the model's full one.
@@ -170,23 +202,87 @@ def _lock_budget_row(user_id: int) -> UserBudget:
     return UserBudget.objects.select_for_update().get(user_id=user_id)
 
 
-def _spent(user_id: int, period: Period) -> int:
-    return UsageRecord.objects.for_user(user_id).for_period(period.start, period.end).total_cost()
+def _month_name(period: Period) -> str:
+    return f"{period.first_day:%B}"
+
+
+def _who_to_ask(level: Level) -> str:
+    if level.scope == ORGANISATION:
+        return "ask an administrator"
+    if level.scope == TEAM:
+        names = level.team.manager_names() if level.team is not None else []
+        return f"ask {_joined(names)}" if names else "ask an administrator"
+    if level.personal:
+        return "you can raise your own limit on your usage page"
+    return "ask an administrator if you need more"
+
+
+def _joined(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _whose(level: Level) -> str:
+    if level.scope == ORGANISATION:
+        return "the organisation's"
+    if level.scope == TEAM:
+        return "your team's"
+    return "your own" if level.personal else "your"
+
+
+def used_up_message(level: Level, period: Period) -> str:
+    """Why nothing more can be sent this month, naming the level and whom to ask."""
+    shown_limit, shown_spent = format_money_together(level.limit, level.spent)
+    resets = f"{period.last_day + timedelta(days=1):%B %-d}"
+    if level.scope == USER and not level.personal:
+        return (
+            f"You've reached your monthly budget of {shown_limit} ({shown_spent} spent). "
+            f"It resets on {resets}; ask an administrator if you need more."
+        )
+    if level.scope == USER:
+        return (
+            f"You've reached the monthly limit you set yourself ({shown_limit}, {shown_spent} spent). "
+            f"It resets on {resets}; you can raise it on your usage page."
+        )
+    owner = "Your team's" if level.scope == TEAM else "The organisation's"
+    return (
+        f"{owner} budget for {_month_name(period)} is used up ({shown_spent} of {shown_limit}): "
+        f"{_who_to_ask(level)}. It resets on {resets}."
+    )
+
+
+def too_dear_message(level: Level, smallest: int, period: Period) -> str:
+    """Why this message cannot be afforded although the level is not used up."""
+    shown = format_money_together(smallest, level.available, level.limit)
+    held = " (other replies in progress hold part of it)" if level.held else ""
+    if level.scope == USER and not level.personal:
+        return (
+            f"This message could cost up to {shown[0]}, but only {shown[1]} of your {shown[2]} monthly "
+            f"budget is left{held}. Try a shorter conversation, or ask an administrator for a higher budget."
+        )
+    return (
+        f"This message could cost up to {shown[0]}, but only {shown[1]} of {_whose(level)} {shown[2]} "
+        f"budget for {_month_name(period)} is left{held}. Try a shorter conversation, or "
+        f"{_who_to_ask(level)}."
+    )
 
 
 def spend_reserve(
     *, user, model: str, prompt_tokens: int, max_tokens: int, message_id: int, cache_ttl: str = "1h"
 ) -> int:
-    """Check rate limit and budget, then hold this call's worst-case cost for `message_id`.
+    """Check rate limit and every budget level, then hold this call's worst-case cost for `message_id`.
 
     `prompt_tokens` is an upper bound of the prompt's tokens. Returns the `max_tokens` granted: the
-    requested one, or less (at least MIN_REPLY_TOKENS, or the request if smaller) when the budget left
-    cannot cover it; the call must be made with it. Call inside the caller's transaction.atomic().
-    Raises RateLimited / BudgetExceeded, writing nothing the caller's rollback would keep.
+    requested one, or less (at least MIN_REPLY_TOKENS, or the request if smaller) when what is left at
+    the shortest level (organisation, team or user) cannot cover it; the call must be made with it.
+    Call inside the caller's transaction.atomic(). Raises RateLimited / BudgetExceeded (naming the level
+    that refused), writing nothing the caller's rollback would keep.
     """
     now = timezone.now()
     with transaction.atomic():
+        # Lock order: organisation, team, user (levels_for takes the first two).
+        levels = levels_for(user.pk, None, site_default_limit, lock=True)
         budget = _lock_budget_row(user.pk)
+        levels.user.limit, levels.user.personal = user_limits(user.pk, budget, site_default_limit)
         SpendReservation.objects.filter(user_id=user.pk).expired(now).delete()
 
         per_minute = max(0, settings.CHAT_RATE_LIMIT_PER_MINUTE)  # 0 disables the limit
@@ -204,26 +300,21 @@ def spend_reserve(
         worst = worst_case_cost(
             model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens, at=now, cache_ttl=cache_ttl
         )
-        limit = monthly_limit_for(user.pk, budget)
-        if limit is not None:
+        limited = levels.limited()
+        if limited:
             period = current_month(now)
-            spent = _spent(user.pk, period)
-            held = SpendReservation.objects.filter(user_id=user.pk).held(now)
-            if spent >= limit:
-                shown_limit, shown_spent = format_money_together(limit, spent)
-                raise BudgetExceeded(
-                    f"You've reached your monthly budget of {shown_limit} "
-                    f"({shown_spent} spent). It resets on {period.last_day + timedelta(days=1):%B %-d}; "
-                    "ask an administrator if you need more."
-                )
-            available = max(0, limit - spent - held)
-            if worst > available:
+            read_standing(levels, period, now)
+            for level in limited:
+                if level.exhausted:
+                    raise BudgetExceeded(used_up_message(level, period), level=level)
+            shortest = min(limited, key=lambda level: level.available)
+            if worst > shortest.available:
                 granted = _affordable_max_tokens(
                     model=model,
                     prompt_tokens=prompt_tokens,
                     max_tokens=max_tokens,
                     at=now,
-                    available=available,
+                    available=shortest.available,
                     cache_ttl=cache_ttl,
                 )
                 least = min(max_tokens, MIN_REPLY_TOKENS)
@@ -235,19 +326,15 @@ def spend_reserve(
                         at=now,
                         cache_ttl=cache_ttl,
                     )
-                    shown = format_money_together(smallest, available, limit)
-                    raise BudgetExceeded(
-                        f"This message could cost up to {shown[0]}, but only {shown[1]} "
-                        f"of your {shown[2]} monthly budget is left"
-                        + (" (other replies in progress hold part of it)" if held else "")
-                        + ". Try a shorter conversation, or ask an administrator for a higher budget."
-                    )
+                    raise BudgetExceeded(too_dear_message(shortest, smallest, period), level=shortest)
                 worst = worst_case_cost(
                     model=model, prompt_tokens=prompt_tokens, max_tokens=granted, at=now, cache_ttl=cache_ttl
                 )
 
         SpendReservation.objects.create(
             user_id=user.pk,
+            team_id=levels.team_id,
+            team_name=levels.team_name[:100],
             message_id=message_id,
             model=model,
             amount=worst,
@@ -352,7 +439,7 @@ def usage_record(
     with transaction.atomic(savepoint=False):
         # Serialise with spend_reserve for this user, so a reserve never sees the reservation
         # released without the ledger row that replaces it (and two ends of one call see each other).
-        UserBudget.objects.select_for_update().filter(user_id=labels.user_id).first()
+        budget = UserBudget.objects.select_for_update().filter(user_id=labels.user_id).first()
         if attempt_id is not None:
             existing = UsageRecord.objects.filter(attempt_id=attempt_id).first()
             if existing is not None:
@@ -365,11 +452,15 @@ def usage_record(
                 "No price for model %s: call recorded unpriced (request %s)", labels.model, request_id
             )
 
+        settles = hold_id if hold_id is not None else message_id
+        team_id, team_name = _call_team(settles, labels.user_id)
         # Labels are truncated to their column sizes (PostgreSQL would refuse a longer value).
         record = UsageRecord.objects.create(
             created_at=now,
             user_id=labels.user_id,
             username=labels.username[:150],
+            team_id=team_id,
+            team_name=team_name[:100],
             conversation_id=labels.conversation_id,
             conversation_title=(labels.conversation_title or "")[:200],
             message_id=message_id,
@@ -391,12 +482,28 @@ def usage_record(
             **pricing,
         )
         rollup_add(record)
-        settles = hold_id if hold_id is not None else message_id
+        note_crossings(record, budget, site_default_limit)
         if settles is not None:
             SpendReservation.objects.filter(message_id=settles, settled_at__isnull=True).update(
                 settled_at=now
             )
     return record
+
+
+def _call_team(hold_message_id: int | None, user_id: int) -> tuple[int | None, str]:
+    """The team a call was made under: its hold's (taken when the call started, so a person moved or a
+    team deleted meanwhile changes nothing), else the user's team now (a call that held nothing)."""
+    if hold_message_id is not None:
+        hold = (
+            SpendReservation.objects.filter(message_id=hold_message_id, user_id=user_id)
+            .order_by("-created_at")  # the latest hold of the message: this call's
+            .values_list("team_id", "team_name")
+            .first()
+        )
+        if hold is not None:
+            return hold
+    membership = Membership.objects.filter(user_id=user_id).select_related("team").first()
+    return (membership.team_id, membership.team.name) if membership else (None, "")
 
 
 def usage_replace_estimate(
@@ -444,12 +551,19 @@ def usage_replace_estimate(
 
 
 def budget_status(user) -> BudgetStatus:
-    """This month's spend (in TIME_ZONE), limit (None = unlimited), open reservations, level."""
+    """This month's spend (in TIME_ZONE), limit (None = unlimited), open reservations and state, at the
+    user's level and (in `levels`) at their team's and the organisation's."""
     now = timezone.now()
     period = current_month(now)
+    budget = UserBudget.objects.filter(user_id=user.pk).first()
+    levels = levels_for(user.pk, budget, site_default_limit, lock=False)
+    read_standing(levels, period, now)
+    mine = levels.user
     return BudgetStatus(
-        spent=_spent(user.pk, period),
-        limit=monthly_limit_for(user.pk),
-        held=SpendReservation.objects.filter(user_id=user.pk).held(now),
+        spent=mine.spent,
+        limit=mine.limit,
+        held=mine.held,
         period=period,
+        levels=levels,
+        warning_percent=mine.warning_percent,
     )

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "conversations",
     "billing",
     "accounts",
+    "teams",
 ]
 
 MIDDLEWARE = [
