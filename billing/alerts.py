@@ -156,4 +156,3 @@ def month_alerts(period: Period, *, team_id: int | None = None, member_ids=None)
             scope=USER, subject_id__in=list(member_ids or [])
         )
     return alerts.order_by("-created_at", "-id")
-

@@ -133,7 +133,9 @@ def levels_for(
     return Levels(
         user=Level(USER, limit, warning, personal=personal, subject_id=user_id),
         team=(
-            Level(TEAM, team.monthly_limit, team.warning_percent, name=team.name, team=team, subject_id=team.pk)
+            Level(
+                TEAM, team.monthly_limit, team.warning_percent, name=team.name, team=team, subject_id=team.pk
+            )
             if team is not None
             else None
         ),
@@ -209,5 +211,7 @@ def read_standing(levels: Levels, period: Period, now: datetime, *, with_holds: 
 
 def team_spent(team_id: int, period: Period) -> int:
     """What was spent under the team in `period`'s month (its monthly rollup)."""
-    row = UsageMonthlyTeam.objects.filter(month=period.first_day, team_id=team_id).values_list("cost", flat=True)
+    row = UsageMonthlyTeam.objects.filter(month=period.first_day, team_id=team_id).values_list(
+        "cost", flat=True
+    )
     return int(row.first() or 0)

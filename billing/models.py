@@ -308,7 +308,9 @@ class UserBudget(models.Model):
         null=True, blank=True, help_text="pUSD: the lower monthly limit the user set for themselves."
     )
     warning_percent = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Alert at this share of the limit; empty: CHAT_BUDGET_WARNING_PERCENT."
+        null=True,
+        blank=True,
+        help_text="Alert at this share of the limit; empty: CHAT_BUDGET_WARNING_PERCENT.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

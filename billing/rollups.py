@@ -105,7 +105,9 @@ def _rollups_add(record: UsageRecord, values: dict) -> None:
         _upsert(UsageDayModel, {"day": day, "model": model}, values)
         _upsert(UsageDailyUser, {"day": day, "team_id": team, "user_id": user}, labelled)
         _upsert(UsageMonthlyUser, {"month": month, "team_id": team, "user_id": user}, labelled)
-        _upsert(UsageMonthlyTeam, {"month": month, "team_id": team}, {**values, "team_name": record.team_name})
+        _upsert(
+            UsageMonthlyTeam, {"month": month, "team_id": team}, {**values, "team_name": record.team_name}
+        )
 
 
 def rollup_rebuild(batch_size: int = 5000) -> int:
@@ -239,9 +241,7 @@ def _read(
     """Exact sums per `keys` over `period`, following _plan; rows without calls are dropped. `team_id`
     keeps the calls made under that team (0: under none)."""
     months, plus, minus = _plan(period, timezone.localtime().date())
-    only = {
-        name: value for name, value in (("user_id", user_id), ("team_id", team_id)) if value is not None
-    }
+    only = {name: value for name, value in (("user_id", user_id), ("team_id", team_id)) if value is not None}
 
     def days(ranges: list[tuple[date, date]]) -> list[dict]:
         if not ranges:
