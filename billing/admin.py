@@ -14,10 +14,13 @@ from django.utils.cache import patch_vary_headers
 from django.utils.html import format_html
 
 from billing import dashboard
+from billing.forms import below_spent_note, monthly_usd_field, to_pico
 from billing.models import (
     RATE_FIELDS,
+    BudgetAlert,
     BudgetPolicy,
     ModelPrice,
+    OrganisationBudget,
     SiteBudget,
     SpendReservation,
     UsageRecord,
@@ -32,6 +35,8 @@ from billing.money import (
     rate_to_usd_per_mtok,
     usd_to_pico,
 )
+from billing.periods import current_month
+from billing.rollups import organisation_spent as month_spent
 from billing.services import configured_default_limit, site_default_limit
 
 RATE_LABELS = {
@@ -313,9 +318,7 @@ def _status(context: dict) -> int:
 class BudgetForm(forms.ModelForm):
     """The monthly limit is typed in USD and stored as exact pUSD."""
 
-    monthly_limit_usd = forms.DecimalField(
-        label="Monthly limit (USD)", required=False, min_value=Decimal(0), max_digits=14, decimal_places=6
-    )
+    monthly_limit_usd = monthly_usd_field("Monthly limit (USD)")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -378,7 +381,7 @@ class SiteBudgetForm(BudgetForm):
 @admin.register(UserBudget)
 class UserBudgetAdmin(admin.ModelAdmin):
     form = UserBudgetForm
-    list_display = ["user", "policy", "limit"]
+    list_display = ["user", "policy", "limit", "personal_cap"]
     list_filter = ["policy"]
     search_fields = ["user__username"]
     list_select_related = ["user"]
@@ -389,6 +392,10 @@ class UserBudgetAdmin(admin.ModelAdmin):
         if obj.policy == BudgetPolicy.DEFAULT:
             return "site default"  # named rather than looked up for every row of the list
         return _limit_text(policy_limit(obj.policy, obj.monthly_limit, site_default_limit))
+
+    @admin.display(description="Own cap")
+    def personal_cap(self, obj: UserBudget) -> str:
+        return "—" if obj.personal_limit is None else format_money(obj.personal_limit)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         extra = {
@@ -443,6 +450,82 @@ class SiteBudgetAdmin(admin.ModelAdmin):
         # ("0 site default budget") hid. Open the row itself, made from the setting when missing.
         site = SiteBudget.load()
         return HttpResponseRedirect(reverse("admin:billing_sitebudget_change", args=[site.pk]))
+
+
+class OrganisationBudgetForm(forms.ModelForm):
+    monthly_limit_usd = monthly_usd_field(
+        "Monthly cap (USD)", help_text="Everyone's spend together this month; empty: no organisation cap."
+    )
+    warning_percent = forms.IntegerField(
+        min_value=1,
+        max_value=99,
+        initial=80,
+        help_text="Staff are alerted (e-mail and the dashboard) when the month's spend crosses this share.",
+    )
+
+    class Meta:
+        model = OrganisationBudget
+        fields = ["warning_percent"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.monthly_limit is not None:
+            self.initial["monthly_limit_usd"] = pico_to_usd(self.instance.monthly_limit)
+
+    def save(self, commit: bool = True):
+        budget = super().save(commit=False)
+        budget.monthly_limit = to_pico(self.cleaned_data.get("monthly_limit_usd"))
+        if commit:
+            budget.save()
+        return budget
+
+
+@admin.register(OrganisationBudget)
+class OrganisationBudgetAdmin(admin.ModelAdmin):
+    """The organisation's cap on everyone's spend together (one row; no cap until a figure is set)."""
+
+    form = OrganisationBudgetForm
+    readonly_fields = ["spent_this_month"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Spent this month")
+    def spent_this_month(self, obj: OrganisationBudget) -> str:
+        return format_money(month_spent(current_month()))
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.pk = 1
+        super().save_model(request, obj, form, change)
+        note = below_spent_note(obj.monthly_limit, month_spent(current_month()), "Everyone together")
+        if note:
+            self.message_user(request, note)
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        budget = OrganisationBudget.load()
+        return HttpResponseRedirect(reverse("admin:billing_organisationbudget_change", args=[budget.pk]))
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(admin.ModelAdmin):
+    """Budget alerts as stored (each once per budget, month and threshold): read only."""
+
+    list_display = ["created_at", "scope", "subject_name", "month", "percent", "spent_usd", "notified_at"]
+    list_filter = ["scope", "month"]
+    search_fields = ["subject_name"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Spent")
+    def spent_usd(self, obj: BudgetAlert) -> str:
+        return format_money(obj.spent)
 
 
 @admin.register(SpendReservation)

@@ -318,3 +318,9 @@ def period_cost_by_day_model(
     rows = _daily(period, user_id, team_id)
     rows = rows.order_by().values("day", "model").annotate(cost=Sum("cost"), calls=Sum("calls"))
     return [{**row, "cost": int(row["cost"]), "calls": int(row["calls"])} for row in rows]
+
+
+def organisation_spent(period: Period) -> int:
+    """What everyone together spent in `period`'s month (the monthly team rollup, every team and none)."""
+    total = UsageMonthlyTeam.objects.filter(month=period.first_day).aggregate(cost=Sum("cost"))["cost"]
+    return int(total or 0)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from django.apps import apps
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
-from billing.models import UsageRecord
+from billing import rollups
+from billing.forecast import forecast
+from billing.forms import PersonalCapForm, below_spent_note
+from billing.levels import TEAM, USER
+from billing.models import UsageRecord, UserBudget
+from billing.money import format_money, pico_to_usd
 from billing.periods import preset
 from billing.services import budget_status
 
@@ -27,7 +34,34 @@ def open_conversation_ids(user, conversation_ids: list[int]) -> set[int]:
     return set(conversation.objects.filter(pk__in=ids, owner_id=user.pk).values_list("pk", flat=True))
 
 
-def my_usage_context(user, period_key: str) -> dict:
+def level_forecasts(status) -> list[dict]:
+    """Each limited level's standing and forecast this month, outermost first (the user's own last)."""
+    month = status.period
+    rows = []
+    for level in status.levels.all:
+        if not level.limited:
+            continue
+        if level.scope == USER:
+            days = rollups.period_by_day(month, user_id=level.subject_id)
+            label = "Your own cap" if level.personal else "Your budget"
+        elif level.scope == TEAM:
+            days = rollups.period_by_day(month, team_id=level.subject_id)
+            label = f"Your team's budget ({level.name})"
+        else:
+            days = rollups.period_by_day(month)
+            label = "The organisation's budget"
+        daily = [(row["day"], row["cost"]) for row in days]
+        rows.append(
+            {
+                "label": label,
+                "level": level,
+                "forecast": forecast(level.spent, level.limit, month, None, daily),
+            }
+        )
+    return rows
+
+
+def my_usage_context(user, period_key: str, cap_form: PersonalCapForm | None = None) -> dict:
     """Everything the user's usage page shows (aggregate queries on the user's own ledger rows)."""
     if period_key not in PERIODS:
         period_key = "month"
@@ -37,11 +71,15 @@ def my_usage_context(user, period_key: str) -> dict:
     linked = open_conversation_ids(user, [row["conversation_id"] for row in conversations])
     for row in conversations:
         row["open"] = row["conversation_id"] in linked
+    status = budget_status(user)
+    own_cap = UserBudget.objects.filter(user_id=user.pk).values_list("personal_limit", flat=True).first()
     return {
         "period": period,
         "period_key": period_key,
         "periods": PERIODS,
-        "status": budget_status(user),
+        "status": status,
+        "forecasts": level_forecasts(status),
+        "cap_form": cap_form or PersonalCapForm(initial={"personal_limit_usd": pico_to_usd(own_cap)}),
         "totals": mine.totals(),
         "models": mine.by_model(),
         "conversations": conversations,
@@ -54,6 +92,26 @@ def my_usage(request: HttpRequest) -> HttpResponse:
     return render(
         request, "billing/my_usage.html", my_usage_context(request.user, request.GET.get("period", "month"))
     )
+
+
+@login_required
+@require_POST
+def personal_cap(request: HttpRequest) -> HttpResponse:
+    """The user sets (or removes) their own monthly cap, below whatever staff or a manager set."""
+    form = PersonalCapForm(request.POST)
+    if not form.is_valid():
+        context = my_usage_context(request.user, "month", cap_form=form)
+        return render(request, "billing/my_usage.html", context, status=400)
+    budget = form.save(request.user)
+    if budget.personal_limit is None:
+        messages.success(request, "Your own cap is removed.")
+    else:
+        status = budget_status(request.user)
+        note = below_spent_note(budget.personal_limit, status.spent, "You have")
+        messages.success(
+            request, note or f"Your own cap is now {format_money(budget.personal_limit)} a month."
+        )
+    return redirect("billing:my_usage")
 
 
 @login_required

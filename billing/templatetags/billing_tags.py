@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django import template
 
+from billing.levels import ORGANISATION, TEAM, USER
 from billing.money import format_money, format_money_exact, format_money_pair
-from billing.services import budget_status
+from billing.services import budget_status, used_up_message
 
 register = template.Library()
 
@@ -46,13 +47,33 @@ def intcomma_plain(value) -> str:
         return ""
 
 
+def _banner_words(status) -> str:
+    """The banner's sentence for a level other than the user's own staff-set budget (which the
+    template words itself): the refusal's own words once used up, a share of it while warning."""
+    level = status.binding
+    if level is None or (level.scope == USER and not level.personal):
+        return ""
+    if level.state == "exhausted":
+        return used_up_message(level, status.period)
+    spent, limit = format_money_pair(level.spent, level.limit)
+    whose = {
+        ORGANISATION: f"the organisation's budget for {status.period.first_day:%B}",
+        TEAM: f"your team's budget for {status.period.first_day:%B}",
+        USER: "the monthly limit you set yourself",
+    }[level.scope]
+    return f"{level.percent}% of {whose} used: {spent} of {limit}."
+
+
 @register.inclusion_tag("billing/budget_banner.html")
 def budget_banner(user, status=None) -> dict:
-    """Nothing under CHAT_BUDGET_WARNING_PERCENT (80 %) of the monthly budget; a warning from there; a stop at 100 %.
-    `status`: the user's budget_status when the caller has it already."""
+    """Nothing while every level is under its warning threshold (80 % unless set otherwise); a warning
+    from there; a stop once a level is used up. The level spoken of is the first used up, else the first
+    warning, outermost first (organisation, team, user). `status`: the user's budget_status when the
+    caller has it already."""
     if user is None or not getattr(user, "is_authenticated", False):
         return {"status": None, "user": user}
-    return {"status": status or budget_status(user), "user": user}
+    status = status or budget_status(user)
+    return {"status": status, "user": user, "words": _banner_words(status)}
 
 
 @register.simple_tag
