@@ -18,7 +18,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from billing import rollups
+from billing import rollups, team_panel
 from billing.levels import user_limits
 from billing.models import BudgetPolicy, UsageMonthlyUser, UsageRecord, UserBudget
 from billing.money import format_money, pico_to_usd
@@ -57,6 +57,8 @@ class PeriodForm(forms.Form):
     preset = forms.ChoiceField(choices=[*PRESETS.items(), ("custom", "Custom")], required=False)
     start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    # The team filter: a team's id, 0 for calls made under no team; empty: everyone.
+    team = forms.IntegerField(required=False, min_value=0, max_value=2**62)
 
     def clean(self):
         data = super().clean()
@@ -81,6 +83,10 @@ class PeriodForm(forms.Form):
             return Period(data["start"], data["end"], f"{data['start']:%Y-%m-%d} – {data['end']:%Y-%m-%d}")
         return preset(data.get("preset") or "month")
 
+    def team_id(self) -> int | None:
+        """The team filter (0: no team), None for everyone (also when the form is invalid)."""
+        return self.cleaned_data.get("team") if self.is_valid() else None
+
 
 def period_from(request: HttpRequest) -> tuple[PeriodForm, Period]:
     form = PeriodForm(request.GET or None)
@@ -88,7 +94,13 @@ def period_from(request: HttpRequest) -> tuple[PeriodForm, Period]:
 
 
 def period_query(form: PeriodForm) -> str:
-    """The query string that selects the same period (for sort links)."""
+    """The query string that selects the same period and team (for sort links)."""
+    team = form.team_id()
+    period = _period_only_query(form)
+    return period if team is None else f"{period}&{urlencode({'team': team})}"
+
+
+def _period_only_query(form: PeriodForm) -> str:
     if form.is_bound and form.is_valid() and form.cleaned_data.get("preset") == "custom":
         data = form.cleaned_data
         return urlencode(
@@ -335,9 +347,14 @@ def dashboard_context(request: HttpRequest) -> dict:
         sort = "cost"
     descending = request.GET.get("dir", "desc") != "asc"
     search = request.GET.get("q", "").strip()[:MAX_SEARCH_CHARS]
-    per_user = rollups.period_by_user(period)
-    models = model_rows(rollups.period_by_model(period))
-    days = day_rows(rollups.period_by_day(period), period)
+    team_id = form.team_id()
+    now = timezone.now()
+    per_user = rollups.period_by_user(period, team_id)
+    if team_id is None:
+        models = model_rows(rollups.period_by_model(period))
+    else:
+        models = model_rows(rollups.period_by_user_model(period, team_id=team_id))
+    days = day_rows(rollups.period_by_day(period, team_id=team_id), period)
     users = user_rows(per_user, sort, descending)
     if search:
         needle = search.casefold()
@@ -360,9 +377,16 @@ def dashboard_context(request: HttpRequest) -> dict:
         "user_page": page,
         "models": models,
         "days": days,
-        "chart": chart(rollups.period_cost_by_day_model(period), period, models),
+        "chart": chart(rollups.period_cost_by_day_model(period, team_id=team_id), period, models),
+        "team_id": team_id,
+        "team_choices": team_panel.team_choices(),
+        "teams": team_panel.team_rows(period, now),
+        "organisation": team_panel.organisation_row(now),
+        "alerts": team_panel.alert_rows(now),
+        "organisation_month": f"{current_month(now).first_day:%Y-%m}",
         "query": request.GET.urlencode(),
         "period_query": period_part,
+        "preset_team_query": "" if team_id is None else f"&{urlencode({'team': team_id})}",
         "search_query": "&".join(filter(None, [period_part, _query(q=search)])),
         "table_query": table_query,
         "subject_id": None,
