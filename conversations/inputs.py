@@ -5,7 +5,11 @@ nothing is written."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
+
+from teams import access
 
 from .catalog import EFFORTS
 from .models import (
@@ -77,6 +81,7 @@ def clean_message_text(text: object, *, allow_empty: bool = False) -> str:
 
 
 def clean_model(model: object) -> str:
+    """One of the models the site offers (whoever asks: a team's narrower choice is `ModelChoice`'s)."""
     if model not in settings.CHAT_MODELS:
         raise InvalidInput("Choose one of the offered models.")
     return model
@@ -85,6 +90,51 @@ def clean_model(model: object) -> str:
 def clean_optional_model(model: object) -> str | None:
     """A model chosen in a form that may leave it out (None, or "": keep the conversation's)."""
     return None if model in (None, "") else clean_model(model)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The models one person may use and the one their new conversations start on: their team's, else
+    the site's (`teams.access`). Read once per request or Send (`model_choice`): staff may change a
+    team's list at any time, so it is never kept longer."""
+
+    offered: tuple[str, ...]
+    default: str
+    #: Whether their team chose its own list (else every model the site offers, and its side calls').
+    restricted: bool = False
+
+    def clean(self, model: object) -> str:
+        """`model`, when the person may choose it; else InvalidInput naming what they may choose."""
+        if model in self.offered:
+            return model
+        if self.restricted and model in settings.CHAT_MODELS:
+            raise InvalidInput(f"Your team may not use {model}; choose one of {', '.join(self.offered)}.")
+        raise InvalidInput("Choose one of the offered models.")
+
+    def clean_optional(self, model: object) -> str | None:
+        """A model chosen in a form that may leave it out (None, or "": keep the conversation's)."""
+        return None if model in (None, "") else self.clean(model)
+
+    def allowed_or_default(self, model: str) -> str:
+        """`model` while the person may use it, else their default: what a reply (or an import) on a
+        model their team no longer allows goes on with, unasked."""
+        return model if model in self.offered else self.default
+
+    def allows_side_model(self, model: str) -> bool:
+        """Whether a call the site makes on its own choice of model (a title) may run on `model` for this
+        person: any model unless their team chose a list, then only one in it."""
+        return not self.restricted or model in self.offered
+
+
+def model_choice(user_id: int | None) -> ModelChoice:
+    """What `user_id` (a conversation's owner; None: nobody signed in) may choose: one query for their
+    membership and team."""
+    team = access.team_of(user_id) if user_id is not None else None
+    return ModelChoice(
+        offered=tuple(access.allowed_models(team)),
+        default=access.default_model(team),
+        restricted=bool(team and team.allowed_models),
+    )
 
 
 def clean_version(value: object) -> int:
@@ -166,15 +216,16 @@ def clean_stop_sequences(value: object) -> list[str]:
     return sequences
 
 
-def clean_settings(form) -> dict:
+def clean_settings(form, models: ModelChoice) -> dict:
     """The conversation settings form (a QueryDict or a dict), cleaned into the keyword arguments of
-    `services.conversation_update_settings`; InvalidInput names the first field that is wrong. Fields
-    the form leaves out (effort, stop sequences) are None: unchanged."""
+    `services.conversation_update_settings`, the model among the owner's `models`; InvalidInput names
+    the first field that is wrong. Fields the form leaves out (effort, stop sequences) are None:
+    unchanged."""
     stop_sequences = form.get("stop_sequences")
     return {
         "system_prompt": clean_system_prompt(form.get("system_prompt", "")),
         "effort": clean_effort(form.get("effort")),
-        "model": clean_model(form.get("model")),
+        "model": models.clean(form.get("model")),
         "stop_sequences": None if stop_sequences is None else clean_stop_sequences(stop_sequences),
     }
 

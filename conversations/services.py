@@ -18,6 +18,7 @@ from .inputs import (
     InvalidInput,
     NotFound,
     clean_id,
+    model_choice,
     refuse_while_streaming,
 )
 from .models import (
@@ -47,12 +48,12 @@ def preset_offered(*, user, preset_id: object) -> Preset | None:
 
 
 def conversation_create(*, owner, model: str | None = None, preset: Preset | None = None) -> Conversation:
-    """A new, empty conversation on `model` (cleaned by the caller; the default one when None). With a
-    preset (`preset_offered`), the conversation gets a copy of its system prompt: later changes to the
-    preset do not reach it."""
+    """A new, empty conversation on `model` (cleaned by the caller among the owner's `ModelChoice`; the
+    owner's default when None). With a preset (`preset_offered`), the conversation gets a copy of its
+    system prompt: later changes to the preset do not reach it."""
     return Conversation.objects.create(
         owner=owner,
-        model=model or settings.CHAT_DEFAULT_MODEL,
+        model=model or model_choice(owner.pk).default,
         system_prompt=preset.system_prompt if preset is not None else "",
     )
 
@@ -66,8 +67,8 @@ def conversation_update_settings(
     stop_sequences: list[str] | None = None,
 ) -> None:
     """Change the model, system prompt and (when given) thinking effort and stop sequences of the
-    conversation's next replies, all cleaned by the caller (`inputs`). Raises InvalidInput (a reply is
-    being written) with nothing changed.
+    conversation's next replies, all cleaned by the caller (`inputs.clean_settings`, the model among
+    the owner's choice). Raises InvalidInput (a reply is being written) with nothing changed.
 
     `effort` is one of EFFORTS or "" for the model's default; a model that takes none keeps "".
     """

@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from .catalog import EFFORTS, takes_effort
-from .inputs import InvalidInput, clean_model, refuse_unstorable
+from .inputs import InvalidInput, ModelChoice, model_choice, refuse_unstorable
 from .models import Conversation, ImportClaim, Message, Preset
 from .rendering import render_markdown
 
@@ -185,9 +185,9 @@ def _text(value: object, what: str, limit: int) -> str:
     return refuse_unstorable(value, f"The file's {what}")
 
 
-def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage], bool]:
-    """The conversation fields and messages of an export file, and whether they carry branches (a
-    `parent` on any message), or InvalidInput saying what is wrong."""
+def _parse(data: bytes, models: ModelChoice) -> tuple[dict, list[_ImportedMessage], bool]:
+    """The conversation fields and messages of an export file (on one of the importer's `models`), and
+    whether they carry branches (a `parent` on any message), or InvalidInput saying what is wrong."""
     foreign = "This is not a conversation exported from this app (choose a .json file from its Export menu)."
     if len(data) > settings.CHAT_IMPORT_MAX_BYTES:
         raise InvalidInput(
@@ -232,11 +232,9 @@ def _parse(data: bytes) -> tuple[dict, list[_ImportedMessage], bool]:
         raise InvalidInput(
             f"The conversation is too long to import ({characters:,} characters; the limit is {IMPORT_CHARS:,})."
         )
-    model = _text(conversation.get("model"), "the model", 100)
-    try:
-        model = clean_model(model)
-    except InvalidInput:
-        model = settings.CHAT_DEFAULT_MODEL  # a model this server does not offer: go on with the default
+    # A model this server does not offer, or the importer's team does not allow: the conversation goes
+    # on with their default (its messages keep naming the models that wrote them).
+    model = models.allowed_or_default(_text(conversation.get("model"), "the model", 100))
     fields = {
         "title": _text(conversation.get("title"), "the title", 200).strip(),
         "model": model,
@@ -383,7 +381,7 @@ def conversation_import(*, owner, data: bytes) -> Conversation:
     messages get new ones. No usage is imported and the ledger is not touched.
     """
     with _one_import_at_a_time(owner.pk):
-        fields, parsed, tree = _parse(data)
+        fields, parsed, tree = _parse(data, model_choice(owner.pk))
         # Rendered before the write transaction: on SQLite that transaction holds the whole database,
         # so it must only write.
         htmls = [render_markdown(m.content) if m.role == Message.Role.ASSISTANT else "" for m in parsed]

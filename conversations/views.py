@@ -27,10 +27,21 @@ def _before(request: HttpRequest) -> int | None:
     return inputs.parse_int(request.GET.get("before"))
 
 
-def _page_context(request: HttpRequest, conversation: Conversation | None, **extra) -> dict:
+def _page_context(
+    request: HttpRequest,
+    conversation: Conversation | None,
+    *,
+    models: inputs.ModelChoice | None = None,
+    **extra,
+) -> dict:
+    """The page's context; `models` is the user's model choice when the caller read it already."""
     chat_messages, earlier_before = (
         conversation.messages.page(before=_before(request)) if conversation else ([], None)
     )
+    models = models or inputs.model_choice(request.user.pk)
+    # A conversation on a model the owner's team no longer allows replies on their default next
+    # (`store.reply_model`): the picker shows that one already.
+    model = models.allowed_or_default(conversation.model) if conversation else models.default
     return {
         "conversation": conversation,
         "sidebar": sidebar_page(request.user),
@@ -43,16 +54,17 @@ def _page_context(request: HttpRequest, conversation: Conversation | None, **ext
         "meter": meter_for(conversation) if conversation else None,
         "busy": bool(conversation) and conversation.messages.filter(status=Message.Status.STREAMING).exists(),
         "budget_exhausted": budget_status(request.user).level == "exhausted",
-        "models": settings.CHAT_MODELS,
-        "default_model": settings.CHAT_DEFAULT_MODEL,
+        "models": models.offered,
+        "default_model": models.default,
+        "conversation_model": model,
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
         "max_system_chars": settings.CHAT_MAX_SYSTEM_PROMPT_CHARS,
         "stop_sequences_text": inputs.stop_sequences_text(conversation.stop_sequences)
         if conversation
         else "",
         "max_stop_sequences": inputs.MAX_STOP_SEQUENCES,
-        "effort_choices": EFFORTS if conversation and takes_effort(conversation.model) else (),
-        "effort_default": model_info(conversation.model).default_effort if conversation else "",
+        "effort_choices": EFFORTS if conversation and takes_effort(model) else (),
+        "effort_default": model_info(model).default_effort if conversation else "",
         "attachment_limits": {
             "files": settings.CHAT_MAX_ATTACHMENTS,
             "image_bytes": settings.CHAT_MAX_IMAGE_BYTES,
@@ -102,9 +114,13 @@ def conversation_earlier(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _conversation_create(user, model: object, preset_id: object) -> Conversation:
-    """An empty conversation from the home page's choices (checked here, at the edge)."""
+    """An empty conversation from the home page's choices (checked here, at the edge: the model among
+    the ones the user's team allows)."""
     preset = services.preset_offered(user=user, preset_id=preset_id)
-    return services.conversation_create(owner=user, model=inputs.clean_optional_model(model), preset=preset)
+    models = inputs.model_choice(user.pk)
+    return services.conversation_create(
+        owner=user, model=models.clean_optional(model) or models.default, preset=preset
+    )
 
 
 @login_required
@@ -279,16 +295,17 @@ def _render_edit(request: HttpRequest, message: Message, draft: str, *, error: s
 @require_POST
 def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _owned_conversation(request, pk)
+    models = inputs.model_choice(request.user.pk)  # the owner's: the conversation is theirs
     extra: dict = {}
     try:
         services.conversation_update_settings(
-            conversation=conversation, **inputs.clean_settings(request.POST)
+            conversation=conversation, **inputs.clean_settings(request.POST, models)
         )
         extra["settings_saved"] = True
     except inputs.InvalidInput as exc:
         extra["settings_error"] = str(exc)
     if request.htmx:
-        context = _page_context(request, conversation, settings_open=True, **extra)
+        context = _page_context(request, conversation, models=models, settings_open=True, **extra)
         return render(request, "conversations/conversation.html#settings", context)
     if "settings_error" in extra:
         flash.error(request, extra["settings_error"])

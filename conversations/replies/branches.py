@@ -9,13 +9,13 @@ from django.utils import timezone
 
 from billing.usage import Usage
 
-from ..inputs import InvalidInput, refuse_while_streaming
+from ..inputs import InvalidInput, model_choice, refuse_while_streaming
 from ..models import (
     Conversation,
     Message,
     annotate_branches,
 )
-from .store import lease, new_reply, reserve
+from .store import lease, new_reply, reply_model, reserve
 
 
 def _show_branch(conversation: Conversation, *, leaving: Message | None, entering: Message) -> None:
@@ -65,17 +65,22 @@ def reply_regenerate(*, message: Message, worker: str, model: str | None = None)
     earlier version stays, with its text and its calls in the ledger, one "< 1 / 2 >" away.
 
     A failed reply with no text at all is written again in place instead (there is nothing to keep;
-    its receipt then lists both calls). With `model` (one of the offered ones), the conversation
-    switches to it first ("Try with <model>" after a refusal). Returns the reply being written.
+    its receipt then lists both calls). With `model` (one of the site's), the conversation switches to
+    it first ("Try with <model>" after a refusal); a model the owner's team does not allow is refused
+    (InvalidInput) with nothing written. Without, the reply is on the conversation's model while the
+    owner may use it, else on their default (`reply_model`). Returns the reply being written.
     """
     with transaction.atomic():
         message = _locked_message(message)
         conversation = message.conversation
+        models = model_choice(conversation.owner_id)
         if model is not None:
+            model = models.clean(model)  # asked for by name: refused, never replaced
             if model != conversation.model:
                 conversation.model = model
                 conversation.prompt_changed_at = timezone.now()  # earlier calls' token counts no longer apply
                 conversation.save(update_fields=["model", "prompt_changed_at"])
+        reply_model(conversation, models)
         if message.role != Message.Role.ASSISTANT or message.is_streaming:
             raise InvalidInput("Only a finished reply can be written again.")
         if not message.active:
@@ -88,7 +93,7 @@ def reply_regenerate(*, message: Message, worker: str, model: str | None = None)
             message.thinking, message.thinking_blocks, message.thinking_ms = "", [], 0
             message.call_ends = []
             lease(message, worker)
-            message.model = conversation.model
+            message.model = conversation.model  # an allowed one (`reply_model` above)
             message.set_usage(Usage())
             message.save()
             reserve(conversation=conversation, assistant=message)

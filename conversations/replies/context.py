@@ -84,13 +84,28 @@ def _cut(conversation_id: int, message_id: int, keep_tokens: int, tokens_per_byt
     return cut
 
 
+@database_sync_to_async
+def _compaction_start(*, reply_id: int, **kwargs) -> store.CompactionJob | None:
+    """`store.compaction_start`; when the budget refuses it, the alert is noted too (in the database
+    thread, once the hold's transaction rolled back)."""
+    try:
+        return store.compaction_start(reply_id=reply_id, **kwargs)
+    except SpendRefused as exc:
+        owner_id = (
+            Message.objects.filter(pk=reply_id).values_list("conversation__owner_id", flat=True).first()
+        )
+        if owner_id is not None:
+            store.budget_refusal_note(exc, owner_id=owner_id)
+        raise
+
+
 async def _compact(
     request: ReplyRequest, message_id: int, keep_tokens: int, tokens_per_byte: float, window: int
 ) -> Shortened | None:
     """Have Claude summarise the turns before the newest ones that fit in about `keep_tokens`. Raises
     ClaudeError when the call fails or the budget refuses it (the conversation stays as it was)."""
     try:
-        job = await database_sync_to_async(store.compaction_start)(
+        job = await _compaction_start(
             reply_id=message_id,
             keep_tokens=keep_tokens,
             tokens_per_byte=tokens_per_byte,

@@ -10,11 +10,13 @@ written then.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.db import transaction
+
+from billing.services import SpendRefused
 
 from .. import attachments, fragments, inputs, services
 from ..control import request_stop
@@ -87,6 +89,7 @@ def _send_in_database(
         sent.refused = inputs.InvalidInput(str(exc))
         return sent
     except Exception as exc:  # refused (InvalidInput, SpendRefused) or failed: shown after the ended
+        store.budget_refusal_note(exc, owner_id=conversation.owner_id)  # its transaction rolled back
         sent.refused = exc
         return sent
     sent.context = reply_context(sent.assistant, max_tokens=max_tokens)
@@ -113,19 +116,21 @@ async def send(
 @database_sync_to_async
 def _start_in_database(owner, text: object, model: object, preset_id: object) -> _Sent:
     """A new conversation of `owner` and its first turn, in one transaction: if the message is refused
-    (empty, too long, over budget), neither exists."""
+    (empty, too long, a model their team does not allow, over budget), neither exists."""
     sent = _Sent(ended=[])
     try:
         text = inputs.clean_message_text(text)
+        models = inputs.model_choice(owner.pk)  # read once for the conversation and its first reply
         with transaction.atomic():
             preset = services.preset_offered(user=owner, preset_id=preset_id)
             conversation = services.conversation_create(
-                owner=owner, model=inputs.clean_optional_model(model), preset=preset
+                owner=owner, model=models.clean_optional(model) or models.default, preset=preset
             )
             sent.user_message, sent.assistant, max_tokens = store.reply_start(
-                conversation=conversation, text=text, worker=leases.WORKER_ID
+                conversation=conversation, text=text, worker=leases.WORKER_ID, models=models
             )
     except Exception as exc:  # refused (InvalidInput, SpendRefused) or failed: nothing was written
+        store.budget_refusal_note(exc, owner_id=owner.pk)  # outside the transaction that rolled back
         sent.refused = exc
         return sent
     sent.context = reply_context(sent.assistant, max_tokens=max_tokens)
@@ -174,6 +179,20 @@ async def _show_page(conversation_id: int) -> None:
     await relay.publish(conversation_group(conversation_id), await _conversation_page(conversation_id))
 
 
+def _starting_reply[T](write: Callable[..., T], owner_id: int) -> Callable[..., Awaitable[T]]:
+    """`write` (a service that starts a reply in a transaction of its own) run in the database thread;
+    when the budget refuses it, the alert is noted there too, once its transaction rolled back."""
+
+    def run(**kwargs) -> T:
+        try:
+            return write(**kwargs)
+        except SpendRefused as exc:
+            store.budget_refusal_note(exc, owner_id=owner_id)
+            raise
+
+    return database_sync_to_async(run)
+
+
 async def regenerate(
     *, user, message_id: int, conversation_id: int | None = None, model: str | None = None
 ) -> Message:
@@ -182,7 +201,7 @@ async def regenerate(
     with _accepting():
         message = await _owned_message(user, message_id, conversation_id)
         await leases.end_expired(message.conversation_id)
-        reply = await database_sync_to_async(branches.reply_regenerate)(
+        reply = await _starting_reply(branches.reply_regenerate, user.pk)(
             message=message, worker=leases.WORKER_ID, model=model
         )
         page = await _conversation_page(message.conversation_id)
@@ -195,7 +214,7 @@ async def edit(*, user, message_id: int, text: str, conversation_id: int | None 
     with _accepting():
         message = await _owned_message(user, message_id, conversation_id)
         await leases.end_expired(message.conversation_id)
-        _, reply = await database_sync_to_async(branches.message_edit)(
+        _, reply = await _starting_reply(branches.message_edit, user.pk)(
             message=message, text=text, worker=leases.WORKER_ID
         )
         page = await _conversation_page(message.conversation_id)
@@ -224,7 +243,9 @@ async def continue_reply(*, user, message_id: int, conversation_id: int | None =
     with _accepting():
         message = await _owned_message(user, message_id, conversation_id)
         await leases.end_expired(message.conversation_id)
-        message = await database_sync_to_async(store.reply_continue)(message=message, worker=leases.WORKER_ID)
+        message = await _starting_reply(store.reply_continue, user.pk)(
+            message=message, worker=leases.WORKER_ID
+        )
         html = fragments.message(message) + fragments.send_button(busy=True)
         await generation_start(message.pk, conversation_id=message.conversation_id, announce=html)
         return message

@@ -11,11 +11,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 
+from billing.alerts import note_refusal
 from billing.services import (
+    BudgetExceeded,
     granted_max_tokens,
     hold_prompt_known,
     spend_reserve,
@@ -26,7 +29,7 @@ from billing.usage import LedgerLabels, Usage
 
 from .. import attachments
 from ..catalog import reply_max_tokens
-from ..inputs import InvalidInput, refuse_while_streaming
+from ..inputs import InvalidInput, ModelChoice, model_choice, refuse_while_streaming
 from ..models import (
     Conversation,
     Message,
@@ -219,19 +222,57 @@ def lease(message: Message, worker: str) -> None:
     message.lease_until = lease_until()
 
 
-def new_reply(conversation: Conversation, *, parent: Message, worker: str) -> tuple[Message, int]:
-    """An assistant placeholder answering `parent`, leased to `worker`, with its spend reserved; and the
+def reply_model(conversation: Conversation, models: ModelChoice | None = None) -> str:
+    """The model the conversation's next reply is written on: its own while the owner may use it, else
+    the owner's default, which the conversation switches to (so the page, the history's thinking and
+    every later reply agree). Never a model the owner's team does not allow, however old the
+    conversation. `models` is the owner's choice when the caller read it already (else one query).
+    Call in the reply's transaction."""
+    models = models or model_choice(conversation.owner_id)
+    model = models.allowed_or_default(conversation.model)
+    if model != conversation.model:
+        conversation.model = model
+        conversation.prompt_changed_at = timezone.now()  # earlier calls' token counts no longer apply
+        conversation.save(update_fields=["model", "prompt_changed_at"])
+    return model
+
+
+def budget_refusal_note(exc: BaseException, *, owner_id: int) -> None:
+    """After a call of `owner_id`'s was refused and its transaction rolled back (the alert must outlive
+    it): when a budget level was used up, its alert is stored and mailed, once per level and month. A
+    rate limit, or any other refusal, is no budget's: nothing then."""
+    if not isinstance(exc, BudgetExceeded):
+        return
+    try:
+        # Read only now: a refusal is rare, and the name is only needed for it.
+        owner = get_user_model().objects.filter(pk=owner_id).first()
+        note_refusal(exc.level, username=owner.get_username() if owner else "")
+    except Exception:
+        # The person must still see why their message was refused: an alert that cannot be stored now
+        # is logged instead of replacing that sentence with a failure.
+        logger.exception("The budget alert of a refusal for user %s could not be stored", owner_id)
+
+
+def new_reply(
+    conversation: Conversation, *, parent: Message, worker: str, models: ModelChoice | None = None
+) -> tuple[Message, int]:
+    """An assistant placeholder answering `parent`, leased to `worker`, on the model the owner may use
+    (`reply_model`, with their `models` when read already), with its spend reserved; and the
     `max_tokens` its hold granted."""
-    assistant = Message(
-        conversation=conversation, role=Message.Role.ASSISTANT, model=conversation.model, parent=parent
-    )
+    model = reply_model(conversation, models)
+    assistant = Message(conversation=conversation, role=Message.Role.ASSISTANT, model=model, parent=parent)
     lease(assistant, worker)
     assistant.save()
     return assistant, reserve(conversation=conversation, assistant=assistant)
 
 
 def reply_start(
-    *, conversation: Conversation, text: str, worker: str, attachment_ids: list[int] = ()
+    *,
+    conversation: Conversation,
+    text: str,
+    worker: str,
+    attachment_ids: list[int] = (),
+    models: ModelChoice | None = None,
 ) -> tuple[Message, Message, int]:
     """Persist the user's turn (with the pending attachments `attachment_ids`, the owner's, uploaded to
     this conversation and not yet sent) and an assistant placeholder in one transaction, with the spend
@@ -239,19 +280,27 @@ def reply_start(
     granted the reply's call. `text` and `attachment_ids` are cleaned by the caller (`inputs`,
     `attachments.clean_ids`).
 
-    The placeholder is leased to `worker`, the process that will write it. Raises InvalidInput or
+    The placeholder is leased to `worker`, the process that will write it, and written on a model the
+    owner may use (`reply_model`; `models` is their choice when the caller read it). Raises InvalidInput or
     billing's SpendRefused with nothing written. The caller starts the generation for the returned
     assistant message once this has returned (i.e. after commit).
     """
     try:
         return _reply_start(
-            conversation=conversation, text=text, worker=worker, attachment_ids=attachment_ids
+            conversation=conversation, text=text, worker=worker, attachment_ids=attachment_ids, models=models
         )
     except attachments.AttachmentError as exc:
         raise InvalidInput(str(exc)) from None
 
 
-def _reply_start(*, conversation: Conversation, text: str, worker: str, attachment_ids: list[int]):
+def _reply_start(
+    *,
+    conversation: Conversation,
+    text: str,
+    worker: str,
+    attachment_ids: list[int],
+    models: ModelChoice | None,
+):
     with transaction.atomic():
         conversation = (
             Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
@@ -264,7 +313,7 @@ def _reply_start(*, conversation: Conversation, text: str, worker: str, attachme
         claimed = attachments.attachments_claim(
             owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
         )
-        assistant, max_tokens = new_reply(conversation, parent=user_message, worker=worker)
+        assistant, max_tokens = new_reply(conversation, parent=user_message, worker=worker, models=models)
         if not conversation.title:
             conversation.title = clean_title(
                 text.splitlines()[0] if text else ", ".join(a.name for a in claimed)
@@ -295,7 +344,7 @@ def reply_continue(*, message: Message, worker: str) -> Message:
         # stop_reason stays until the end: a reply cut by the window is continued in a smaller one.
         message.error = message.stop_sequence = ""
         lease(message, worker)
-        message.model = conversation.model
+        message.model = reply_model(conversation)
         message.save()
         reserve(conversation=conversation, assistant=message, prompt_tokens=prompt_tokens)
         conversation.save(update_fields=["updated_at"])

@@ -26,17 +26,17 @@ from billing.usage import LedgerLabels, Usage
 
 from .. import fragments
 from ..catalog import model_info, takes_effort
+from ..inputs import model_choice
 from ..models import (
     Conversation,
     Message,
     conversation_group,
 )
 from ..rendering import clean_title, without_control_words
-from . import tasks
+from . import store, tasks
 from .claude import ClaudeError, Completion, ReplyRequest, complete, opaque_user_id
 from .history import TURN_OVERHEAD_TOKENS
 from .relay import relay
-from .store import ledger_labels_for
 
 TITLE_PROMPT = (
     "You name conversations. The user gives you a conversation's first message and, after a rule, the "
@@ -61,7 +61,29 @@ class TitleJob:
 
 def title_start(*, conversation_id: int) -> TitleJob | None:
     """Hold the spend of a title call for a conversation that wants one (see `title_wanted`), and
-    build its request. None when no title is wanted; raises SpendRefused when the budget refuses."""
+    build its request. None when no title is wanted; raises SpendRefused when the budget refuses (a
+    used-up budget's alert noted, once the hold's transaction rolled back)."""
+    try:
+        return _title_start(conversation_id)
+    except SpendRefused as exc:
+        owner_id = Conversation.objects.filter(pk=conversation_id).values_list("owner_id", flat=True).first()
+        if owner_id is not None:
+            store.budget_refusal_note(exc, owner_id=owner_id)
+        raise
+
+
+def title_model(conversation: Conversation) -> str:
+    """The model a title of `conversation` is written on: the site's CHAT_TITLE_MODEL, a side call the
+    site chooses for everyone, unless the owner's team keeps a list of models without it; then the
+    conversation's own model (one the owner may use), so a title never runs on a model their team
+    does not allow, and the conversation still gets its title."""
+    models = model_choice(conversation.owner_id)
+    if models.allows_side_model(settings.CHAT_TITLE_MODEL):
+        return settings.CHAT_TITLE_MODEL
+    return models.allowed_or_default(conversation.model)
+
+
+def _title_start(conversation_id: int) -> TitleJob | None:
     with transaction.atomic():
         conversation = (
             Conversation.objects.select_for_update()
@@ -78,7 +100,7 @@ def title_start(*, conversation_id: int) -> TitleJob | None:
             f"{without_control_words(first.content if first else '').strip()[:TITLE_EXCERPT_CHARS]}\n\n---\n\n"
             f"{without_control_words(reply.content).strip()[:TITLE_EXCERPT_CHARS]}"
         )
-        model = settings.CHAT_TITLE_MODEL
+        model = title_model(conversation)
         # As little thinking as the model allows (catalog data: Sonnet 5.5 refuses "disabled", Opus 5.5
         # always thinks, at low effort then).
         quiet = model_info(model).quiet_thinking
@@ -100,7 +122,7 @@ def title_start(*, conversation_id: int) -> TitleJob | None:
             cache_ttl="",  # a title call writes no cache
         )
         request = replace(request, max_tokens=granted)  # the call is made with what the hold covers
-        labels = ledger_labels_for(conversation, model=model)
+        labels = store.ledger_labels_for(conversation, model=model)
     return TitleJob(conversation.pk, reply.pk, uuid.uuid4(), request, labels)
 
 

@@ -76,8 +76,8 @@ def test_text_no_database_can_store_is_refused_with_a_sentence_everywhere(bad):
 def _refusal(what: str, form: dict) -> str:
     """What the edge's cleaner for `what` says about `form` ("" if it takes it)."""
     clean = {
-        "system prompt": inputs.clean_settings,
-        "stop sequences": inputs.clean_settings,
+        "system prompt": lambda form: inputs.clean_settings(form, inputs.model_choice(None)),
+        "stop sequences": lambda form: inputs.clean_settings(form, inputs.model_choice(None)),
         "title": lambda form: inputs.clean_title(form.get("title")),
         "preset": lambda form: inputs.clean_preset_name(form.get("name")),
     }[what]

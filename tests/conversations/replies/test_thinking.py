@@ -160,7 +160,10 @@ def test_effort_is_a_setting_of_the_conversation_for_models_that_take_one():
     conversation.refresh_from_db()
     assert conversation.effort == "xhigh"  # refused, unchanged
     with pytest.raises(inputs.InvalidInput, match="effort"):  # the edge that refused it
-        inputs.clean_settings({"model": "claude-sonnet-5-5", "system_prompt": "", "effort": "extreme"})
+        inputs.clean_settings(
+            {"model": "claude-sonnet-5-5", "system_prompt": "", "effort": "extreme"},
+            inputs.model_choice(None),
+        )
 
 
 async def test_a_page_that_reconnects_while_claude_thinks_catches_up_on_the_thinking():
