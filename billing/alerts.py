@@ -2,10 +2,13 @@
 
 Crossings are noticed where spend changes: `note_crossings` runs in the transaction that writes a ledger
 row (that row's cost is what crossed), and `note_refusal` after a call was refused because a level was
-used up. Each alert is a row whose key (scope, subject, month, threshold) is unique, so two workers
-noticing the same crossing store it once; `deliver_pending` claims a row (`notified_at`) before mailing
-it, so it is mailed once. Team alerts go to the team's managers, the organisation's to staff, a member's
-own budget to their team's managers; the person sees their state as a banner.
+used up. The write whose cost crosses sees every other write's cost at that level, because two ledger
+writes at one level lock a row in common before the check: the person's budget row, the team's monthly
+rollup, the organisation's budget row (usage_record takes it first when it has a cap). Each alert is a
+row whose key (scope, subject, month, threshold) is unique, so two workers noticing the same crossing
+store it once; `deliver_pending` claims a row (`notified_at`) before mailing it, so it is mailed once.
+Team alerts go to the team's managers, the organisation's to staff, a member's own budget to their
+team's managers; the person sees their state as a banner.
 """
 
 from __future__ import annotations

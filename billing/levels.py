@@ -9,6 +9,11 @@ Why one statement: a call's end writes its ledger row, its rollups and settles i
 transaction. A statement sees all of that or none of it (one snapshot, on PostgreSQL under READ
 COMMITTED too), so "spent + held" is never read between the two and never counts a call twice or not
 at all. The locks then only need to serialise holds at the same level against each other.
+
+A ledger write (`usage_record`) takes the organisation's lock first too when it has a cap
+(`organisation_lock`), then the person's: the same order. It needs no lock to stay within a budget, but
+its alert check must see every other write's cost at each level (billing/alerts.py), and writes under
+two teams on two models share no other row.
 """
 
 from __future__ import annotations
@@ -147,6 +152,13 @@ def levels_for(
         team_id=team.pk if team is not None else None,
         team_name=team.name if team is not None else "",
     )
+
+
+def organisation_lock() -> None:
+    """Lock the organisation's budget row until the transaction ends, when it has a cap (the first lock
+    taken, before any team's or person's). SQLite serialises writers already: nothing to lock there."""
+    if connection.features.has_select_for_update:
+        OrganisationBudget.objects.select_for_update().filter(pk=1, monthly_limit__isnull=False).first()
 
 
 def _table(model) -> str:

@@ -1,22 +1,27 @@
 """Write side of billing: reserve spend before a call, record every call, report budget status.
 
 How a reply is billed:
-1. `spend_reserve()` — inside the chat's reply_start transaction, with the user's UserBudget row locked
-   (SELECT … FOR UPDATE on PostgreSQL; SQLite serialises writers with BEGIN IMMEDIATE) — checks the rate
-   limit and that spent this month + open reservations + this call's worst case <= the monthly limit,
-   then holds the worst case as an open reservation. The worst case is an upper bound: the caller's
-   bound of the prompt's tokens (the previous call's reported prompt plus what was added since, see
-   conversations.services.prompt_tokens_bound) billed at the dearest prompt rate (cache write 1h) of the
-   band it could fall in, plus `max_tokens` at that band's output rate. When the budget left cannot
-   cover the reply's full `max_tokens` but can cover at least MIN_REPLY_TOKENS, the call is granted a
-   smaller `max_tokens` (the API enforces it, so the bound still holds) instead of being refused.
+1. `spend_reserve()` — inside the chat's reply_start transaction, with the rows of the organisation and
+   the user's team (those with a limit) and the user's UserBudget row locked in that order (SELECT … FOR
+   UPDATE on PostgreSQL; SQLite serialises writers with BEGIN IMMEDIATE) — checks the rate limit and,
+   at every level (billing/levels.py), that spent this month + open reservations + this call's worst
+   case <= its monthly limit, then holds the worst case as an open reservation under the user's team.
+   The worst case is an upper bound: the caller's bound of the prompt's tokens (the previous call's
+   reported prompt plus what was added since, see conversations.services.prompt_tokens_bound) billed at
+   the dearest prompt rate (cache write 1h) of the band it could fall in, plus `max_tokens` at that
+   band's output rate. When what is left at the shortest level cannot cover the reply's full
+   `max_tokens` but can cover at least MIN_REPLY_TOKENS, the call is granted a smaller `max_tokens` (the
+   API enforces it, so the bound still holds) instead of being refused.
 2. `hold_prompt_known()` — when the API's message_start reports the prompt's real counts (before any
    output is generated), the hold shrinks to the prompt's exact cost plus `max_tokens` at the output
    rate, so a cached prompt no longer holds budget at the cache-write rate while the reply streams.
 3. `usage_record()` — one immutable ledger row with the tokens the API reported, priced with the version
-   in force now, and settles the reservation in the same transaction.
+   in force now, and settles the reservation in the same transaction. It locks in spend_reserve's order
+   (the organisation's row when it has a cap, then the person's), so the write that passes a budget's
+   alert threshold sees every other write's cost (billing/alerts.py).
 Because the real cost of a call never exceeds what was held for it at any moment, the monthly spend of a
-user whose calls all go through spend_reserve never exceeds the limit: the overshoot bound is zero.
+user, a team or the organisation whose calls all go through spend_reserve never exceeds its limit: the
+overshoot bound is zero at every level.
 """
 
 from __future__ import annotations
@@ -34,7 +39,17 @@ from django.db.models.functions import Cast, Least
 from django.utils import timezone
 
 from billing.alerts import note_crossings
-from billing.levels import ORGANISATION, TEAM, USER, Level, Levels, levels_for, read_standing, user_limits
+from billing.levels import (
+    ORGANISATION,
+    TEAM,
+    USER,
+    Level,
+    Levels,
+    levels_for,
+    organisation_lock,
+    read_standing,
+    user_limits,
+)
 from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
 from billing.money import InexactAmount, format_money_together, usd_to_pico
 from billing.periods import Period, current_month
@@ -437,6 +452,10 @@ def usage_record(
     # No savepoint: nothing here is meant to fail and be carried on from, inside or outside the
     # caller's transaction (one that calls it has it all or nothing).
     with transaction.atomic(savepoint=False):
+        # Lock order: the organisation, then the person (spend_reserve's). The organisation's lock (when
+        # it has a cap) serialises every ledger write under it, so the one whose cost passes one of its
+        # alert thresholds sees every other's: calls of two teams on two models share no other row.
+        organisation_lock()
         # Serialise with spend_reserve for this user, so a reserve never sees the reservation
         # released without the ledger row that replaces it (and two ends of one call see each other).
         budget = UserBudget.objects.select_for_update().filter(user_id=labels.user_id).first()

@@ -1,20 +1,81 @@
-"""Factory functions for the billing tests: the shared ones from tests.helpers, plus ledger rows."""
+"""Factory functions for the billing tests: the shared ones from tests.helpers, plus ledger rows, teams
+and the organisation's cap."""
 
 from __future__ import annotations
+
+import itertools
 
 from billing.services import usage_record
 from billing.usage import LedgerLabels, Usage
 from tests import helpers
 from tests.helpers import make_conversation, make_user  # re-exported: the billing tests import them from here
 
-__all__ = ["MODEL", "make_conversation", "make_message", "make_staff", "make_user", "record_call"]
+__all__ = [
+    "MODEL",
+    "join_team",
+    "make_conversation",
+    "make_manager",
+    "make_message",
+    "make_staff",
+    "make_team",
+    "make_user",
+    "record_call",
+    "set_organisation_cap",
+]
 
 #: The model of tests.helpers.make_conversation, so a conversation and its ledger rows agree by default.
 MODEL = "claude-sonnet-5-5"
 
+_team_numbers = itertools.count(1)
+
 
 def make_staff(username: str | None = None):
     return make_user(username, is_staff=True, is_superuser=True)
+
+
+def make_manager(first_name: str, last_name: str, **fields):
+    """A person with a name a member would be told to ask, and an address budget alerts are mailed to."""
+    username = f"{first_name}.{last_name}".lower()
+    return make_user(
+        username, first_name=first_name, last_name=last_name, email=f"{username}@example.org", **fields
+    )
+
+
+def make_team(
+    name: str | None = None,
+    *,
+    limit: int | None = None,
+    managers=(),
+    members=(),
+    warning_percent: int = 80,
+):
+    """A team with a monthly budget of `limit` pUSD (None: no team budget), its managers and members."""
+    from teams.models import Team
+
+    team = Team.objects.create(
+        name=name or f"Team {next(_team_numbers)}", monthly_limit=limit, warning_percent=warning_percent
+    )
+    team.managers.add(*managers)
+    for user in members:
+        join_team(user, team)
+    return team
+
+
+def join_team(user, team) -> None:
+    """Put `user` in `team`, out of the one they were in (a user is in at most one team)."""
+    from teams.models import Membership
+
+    Membership.objects.update_or_create(user=user, defaults={"team": team})
+
+
+def set_organisation_cap(limit: int | None, *, warning_percent: int = 80):
+    """The organisation's monthly cap on everyone's spend together, in pUSD (None: no cap)."""
+    from billing.models import OrganisationBudget
+
+    budget, _created = OrganisationBudget.objects.update_or_create(
+        pk=1, defaults={"monthly_limit": limit, "warning_percent": warning_percent}
+    )
+    return budget
 
 
 def make_message(conversation, role: str = "assistant", content: str = "Hello"):
