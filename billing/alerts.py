@@ -14,10 +14,12 @@ team's managers; the person sees their state as a banner.
 from __future__ import annotations
 
 import logging
+import threading
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.levels import ORGANISATION, TEAM, USER, Level, levels_for, read_standing
@@ -80,16 +82,79 @@ def note_crossings(record: UsageRecord, budget: UserBudget | None, site_default)
             _store(level, period, percent, _name(level, record.username))
             stored = True
     if stored:
-        transaction.on_commit(deliver_pending)
+        transaction.on_commit(deliver_soon)
 
 
 def note_refusal(level: Level | None, *, username: str) -> None:
-    """A call was refused because `level` could not hold it: its budget counts as reached for the month
-    (stored once, mailed once). Call outside the refused transaction (its writes were rolled back)."""
-    if level is None or level.limit is None:
+    """A call was refused because `level` is used up: its 100 % alert (stored once, mailed once), which
+    no ledger row stored when the budget was lowered below what was already spent. A refusal because
+    the call was too dear for what is left (other replies' holds, a long prompt) alerts nothing: the
+    budget is not reached. Call outside the refused transaction (its writes were rolled back)."""
+    if level is None or not level.exhausted:
         return
     _store(level, current_month(), 100, _name(level, username))
-    deliver_pending()
+    deliver_soon()
+
+
+class _Mailer:
+    """One thread per process that mails stored alerts when told there may be some: an SMTP server that
+    is slow or down (up to the mail timeout per attempt) never holds the thread that noticed the alert,
+    which is a worker's database thread. A failed send is tried again at the next alert."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        with self._lock:
+            self._idle.clear()
+            self._wake.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="budget-alert-mail", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            if not self._wake.wait(timeout=60):
+                with self._lock:  # idle for a minute: end, unless woken meanwhile
+                    if not self._wake.is_set():
+                        self._thread = None
+                        return
+                continue
+            self._wake.clear()
+            try:
+                deliver_pending()
+            except Exception:
+                logger.exception("Budget alerts could not be delivered; they will be tried again")
+            finally:
+                connection.close()  # this thread's own connection, never shared
+            with self._lock:
+                if not self._wake.is_set():
+                    self._idle.set()
+
+    def wait(self, timeout: float = 10) -> bool:
+        """Until every alert noticed so far was handled (tests, management commands)."""
+        return self._idle.wait(timeout)
+
+
+_mailer = _Mailer()
+
+
+def deliver_soon() -> None:
+    """Mail the stored alerts nobody has mailed yet: on the mailer thread, or here and now with
+    CHAT_BUDGET_ALERTS_INLINE (a single-threaded script, or a test reading the outbox of its own
+    uncommitted transaction)."""
+    if settings.CHAT_BUDGET_ALERTS_INLINE:
+        deliver_pending()
+    else:
+        _mailer.wake()
+
+
+def wait_for_delivery(timeout: float = 10) -> bool:
+    return _mailer.wait(timeout)
 
 
 def _recipients(alert: BudgetAlert) -> list[str]:

@@ -346,6 +346,9 @@ CHAT_SHUTDOWN_GRACE_SECONDS = float(os.environ.get("CHAT_SHUTDOWN_GRACE_SECONDS"
 CHAT_DEFAULT_MONTHLY_BUDGET_USD = os.environ.get("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "20")
 CHAT_RATE_LIMIT_PER_MINUTE = int(os.environ.get("CHAT_RATE_LIMIT_PER_MINUTE", "20") or 0)
 CHAT_BUDGET_WARNING_PERCENT = int(os.environ.get("CHAT_BUDGET_WARNING_PERCENT", "80"))
+# Budget alerts are mailed from a thread of their own (a slow SMTP server never holds a reply); on: by
+# the thread that noticed them (tests that read the outbox inside their own transaction).
+CHAT_BUDGET_ALERTS_INLINE = env_bool("CHAT_BUDGET_ALERTS_INLINE", False)
 
 # --- Accounts and sockets -------------------------------------------------------------------------
 # Who may create an account: open (anyone who can reach the server), invite (a link staff create in

@@ -53,7 +53,7 @@ def _page_context(
         "context_from": conversation.context_from if conversation else 0,
         "meter": meter_for(conversation) if conversation else None,
         "busy": bool(conversation) and conversation.messages.filter(status=Message.Status.STREAMING).exists(),
-        "budget_exhausted": budget_status(request.user).level == "exhausted",
+        "budget_exhausted": budget_status(request.user).state == "exhausted",
         "models": models.offered,
         "default_model": models.default,
         "conversation_model": model,

@@ -18,6 +18,9 @@ os.environ.pop("ANTHROPIC_BASE_URL", None)
 @pytest.fixture(autouse=True)
 def _chat_settings(settings):
     settings.ANTHROPIC_API_KEY = ""  # the app uses its in-process offline Claude
+    # Budget alerts mailed by the thread that noticed them, so a test reads them in its outbox at once
+    # (test_budget_alert_mail.py covers the mailer thread).
+    settings.CHAT_BUDGET_ALERTS_INLINE = True
     settings.ANTHROPIC_BASE_URL = ""
     settings.CHAT_COALESCE_MS = 20
     from conversations.replies.generation import frame_pace

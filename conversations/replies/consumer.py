@@ -324,7 +324,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 conversation=self.conversation,
                 context_from=context_from,
                 earlier_before=earlier_before,
-                budget_exhausted=budget_status(self.user).level == "exhausted",
+                budget_exhausted=budget_status(self.user).state == "exhausted",
             ),
             streaming_id,
         )

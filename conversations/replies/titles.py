@@ -131,6 +131,9 @@ def title_finish(*, job: TitleJob, completion: Completion | None) -> Conversatio
     title Claude wrote, unless the conversation was renamed by hand meanwhile or the answer holds no
     usable title (the first-line title stays). Returns the conversation when its title changed."""
     with transaction.atomic():
+        # The conversation first, then the budget rows usage_record locks: the order a Send takes them
+        # in (reply_start), so a Send and this title's end never wait on each other in a circle.
+        conversation = Conversation.objects.select_for_update().filter(pk=job.conversation_id).first()
         usage_record(
             labels=job.labels,
             message_id=None,
@@ -141,7 +144,6 @@ def title_finish(*, job: TitleJob, completion: Completion | None) -> Conversatio
             attempt_id=job.attempt_id,
             purpose="title",
         )
-        conversation = Conversation.objects.select_for_update().filter(pk=job.conversation_id).first()
         title = clean_title(completion.text) if completion else ""
         if conversation is None or not title or conversation.title_source == Conversation.TitleSource.USER:
             return None
