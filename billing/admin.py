@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.html import format_html
 
-from billing import dashboard
+from billing import dashboard, team_admin  # noqa: F401 - team_admin registers the teams' admin
 from billing.forms import below_spent_note, monthly_usd_field, to_pico
 from billing.models import (
     RATE_FIELDS,

@@ -24,7 +24,7 @@ urlpatterns = [
     path("accounts/login/", logins.login, name="login"),
     path("accounts/", include("accounts.urls")),
     path("usage/", include("billing.urls")),
-    path("teams/", include("teams.urls")),
+    path("teams/", include("billing.team_urls")),
     path("", include("conversations.urls")),
     path("favicon.ico", favicon),
 ]

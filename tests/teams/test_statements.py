@@ -17,7 +17,7 @@ from teams_factories import join, make_conversation, make_team, make_user, recor
 from billing.models import UsageRecord
 from billing.money import format_money, pico_to_usd
 from billing.periods import current_month, local_midnight, month_of
-from teams.statements import exact_usd
+from billing.statements import exact_usd
 
 pytestmark = pytest.mark.django_db
 

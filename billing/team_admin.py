@@ -1,4 +1,7 @@
-"""Admin for teams: staff create teams, set their budget and models, name managers and move people."""
+"""Admin for teams: staff create teams, set their budget and models, name managers and move people.
+
+It lives in billing, with the budgets it sets, and billing/admin.py registers it: the teams app holds
+only the data (teams/models.py) and who may use what (teams/access.py), below billing."""
 
 from __future__ import annotations
 

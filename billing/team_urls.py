@@ -1,8 +1,11 @@
+"""The team pages and statements, under /teams/ (URL names `teams:…`)."""
+
 from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from teams import statements, views
+from billing import statements
+from billing import team_views as views
 
 
 class MonthConverter:

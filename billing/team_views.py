@@ -15,9 +15,9 @@ from billing.forms import MemberBudgetForm, below_spent_note
 from billing.money import pico_to_usd
 from billing.periods import current_month
 from billing.services import budget_status, monthly_limit_for
+from billing.team_page import team_page_context
 from teams.access import managed_teams, may_manage
 from teams.models import Membership, Team
-from teams.pages import team_page_context
 
 
 def _managed_team(user, team_id: int) -> Team:
