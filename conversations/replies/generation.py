@@ -101,7 +101,7 @@ def _after_reply(conversation_id: int) -> str:
     conversation = Conversation.objects.select_related("owner").get(pk=conversation_id)
     status = budget_status(conversation.owner)
     return (
-        fragments.send_button(busy=False, budget_exhausted=status.level == "exhausted")
+        fragments.send_button(busy=False, budget_exhausted=status.state == "exhausted")
         + fragments.meter(meter_for(conversation))
         + fragments.budget(conversation.owner, status)
     )
