@@ -22,7 +22,7 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing.levels import ORGANISATION, TEAM, USER, Level, levels_for, read_standing
+from billing.levels import ORGANISATION, TEAM, UNREAD, USER, Level, levels_for, read_standing
 from billing.models import AlertScope, BudgetAlert, UsageRecord, UserBudget
 from billing.money import format_money_together
 from billing.periods import Period, current_month
@@ -66,12 +66,16 @@ def _name(level: Level, username: str) -> str:
     return level.name or ("organisation" if level.scope == ORGANISATION else "team")
 
 
-def note_crossings(record: UsageRecord, budget: UserBudget | None, site_default) -> None:
+def note_crossings(
+    record: UsageRecord, budget: UserBudget | None, site_default, *, organisation=UNREAD
+) -> None:
     """Store the alerts a new ledger row's cost made its levels cross (call in the row's transaction);
     they are mailed once it commits. Reads spend in one statement, only when some level has a limit."""
     if record.cost <= 0:
         return
-    levels = levels_for(record.user_id, budget, site_default, lock=False, team_id=record.team_id)
+    levels = levels_for(
+        record.user_id, budget, site_default, lock=False, team_id=record.team_id, organisation=organisation
+    )
     if not levels.limited():
         return
     period = current_month(record.created_at)

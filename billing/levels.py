@@ -113,26 +113,43 @@ def user_limits(user_id: int, budget: UserBudget | None, site_default) -> tuple[
     return assigned, False
 
 
-#: levels_for's default: the team the user is in now.
+#: levels_for's defaults: the team the user is in now; the organisation's row, read here.
 CURRENT_TEAM = object()
+UNREAD = object()
+
+
+def _capped_organisation(*, lock: bool) -> OrganisationBudget | None:
+    """The organisation's budget row when it has a cap (else None: no organisation level), locked until
+    the transaction ends with `lock` (PostgreSQL; SQLite serialises writers already): one statement."""
+    rows = OrganisationBudget.objects.filter(pk=1, monthly_limit__isnull=False)
+    return (rows.select_for_update() if lock else rows).first()
 
 
 def levels_for(
-    user_id: int, budget: UserBudget | None, site_default, *, lock: bool, team_id=CURRENT_TEAM
+    user_id: int,
+    budget: UserBudget | None,
+    site_default,
+    *,
+    lock: bool,
+    team_id=CURRENT_TEAM,
+    organisation=UNREAD,
 ) -> Levels:
     """The user's three levels with their limits (not yet their standing): the team is the one they are
     in now, or `team_id` (a call's own team; None: no team). With `lock`, the rows of the limited
     organisation and team levels are locked, in that order, until the transaction ends (the caller has
-    locked, or locks next, the user's row)."""
-    org = OrganisationBudget.objects.filter(pk=1).first()
-    if lock and org is not None and org.monthly_limit is not None:
-        org = OrganisationBudget.objects.select_for_update().get(pk=1)
+    locked, or locks next, the user's row); each is read and locked in one statement. `organisation` is
+    the capped organisation row when the caller read it already (`organisation_lock`)."""
+    org = _capped_organisation(lock=lock) if organisation is UNREAD else organisation
     if team_id is CURRENT_TEAM:
-        team = Team.objects.filter(memberships__user_id=user_id).first()
+        teams = Team.objects.filter(memberships__user_id=user_id)
     else:
-        team = Team.objects.filter(pk=team_id).first() if team_id else None
-    if lock and team is not None and team.monthly_limit is not None:
-        team = Team.objects.select_for_update().filter(pk=team.pk).first()  # may be gone by now
+        teams = Team.objects.filter(pk=team_id) if team_id else Team.objects.none()
+    team = None
+    if lock:
+        # The team's row locked only when it has a budget (only the team's own row: not the membership).
+        team = teams.filter(monthly_limit__isnull=False).select_for_update(of=("self",)).first()
+    if team is None:
+        team = teams.first()  # no team, a team without a budget, or not locking
     limit, personal = user_limits(user_id, budget, site_default)
     warning = (budget.warning_percent if budget else None) or settings.CHAT_BUDGET_WARNING_PERCENT
     return Levels(
@@ -146,7 +163,7 @@ def levels_for(
         ),
         organisation=(
             Level(ORGANISATION, org.monthly_limit, org.warning_percent, name="organisation")
-            if org is not None and org.monthly_limit is not None
+            if org is not None
             else None
         ),
         team_id=team.pk if team is not None else None,
@@ -154,11 +171,11 @@ def levels_for(
     )
 
 
-def organisation_lock() -> None:
+def organisation_lock() -> OrganisationBudget | None:
     """Lock the organisation's budget row until the transaction ends, when it has a cap (the first lock
-    taken, before any team's or person's). SQLite serialises writers already: nothing to lock there."""
-    if connection.features.has_select_for_update:
-        OrganisationBudget.objects.select_for_update().filter(pk=1, monthly_limit__isnull=False).first()
+    taken, before any team's or person's), and return it (None: no cap). SQLite serialises writers
+    already: there it is only read."""
+    return _capped_organisation(lock=True)
 
 
 def _table(model) -> str:

@@ -455,7 +455,7 @@ def usage_record(
         # Lock order: the organisation, then the person (spend_reserve's). The organisation's lock (when
         # it has a cap) serialises every ledger write under it, so the one whose cost passes one of its
         # alert thresholds sees every other's: calls of two teams on two models share no other row.
-        organisation_lock()
+        organisation = organisation_lock()
         # Serialise with spend_reserve for this user, so a reserve never sees the reservation
         # released without the ledger row that replaces it (and two ends of one call see each other).
         budget = UserBudget.objects.select_for_update().filter(user_id=labels.user_id).first()
@@ -501,7 +501,7 @@ def usage_record(
             **pricing,
         )
         rollup_add(record)
-        note_crossings(record, budget, site_default_limit)
+        note_crossings(record, budget, site_default_limit, organisation=organisation)
         if settles is not None:
             SpendReservation.objects.filter(message_id=settles, settled_at__isnull=True).update(
                 settled_at=now
