@@ -1,7 +1,9 @@
 """The staff usage dashboard: period selection, panels, per-user detail and CSV export.
 
 Every figure comes from one aggregate query per panel (billing/queries.py); Python only shapes the
-already-grouped rows. Totals and tables come from the same filtered queryset, so they reconcile.
+already-grouped rows. Totals come from the smallest rollups that hold them, the tables from others: every
+rollup is written in the ledger row's own transaction, so they reconcile. The per-user table reads every
+user of the period only to order them; its page's 50 rows are read in full (user_page).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -176,9 +178,27 @@ def totals_of(pairs: list[dict]) -> dict:
     return totals
 
 
-def user_rows(pairs: list[dict], sort: str = "cost", descending: bool = True) -> list[dict]:
-    """Per-user rows for the period, each with tokens and this month's budget use; sorted."""
-    rows = _combine(pairs, "user_id")
+# Sort keys of the per-user table; ties in user id order, ascending or descending.
+_SORT_KEYS = {
+    "cost": lambda r: r["cost"],
+    "tokens": lambda r: r["tokens"],
+    "calls": lambda r: r["calls"],
+    "last_activity": lambda r: r["last_activity"],
+    "budget_used": lambda r: _fraction_key(r["month_spent"], r["limit"]),
+    "username": lambda r: r["username_label"].lower(),
+}
+# What ordering every user of the period needs to read (besides calls and, with `latest`, the name
+# and last activity): the sorted column's sums only.
+_SORT_SUMS = {"cost": ("cost",), "tokens": TOKEN_FIELDS}
+
+
+def _sorted(rows: list[dict], sort: str, descending: bool) -> list[dict]:
+    rows.sort(key=lambda r: r["user_id"])
+    rows.sort(key=_SORT_KEYS.get(sort, _SORT_KEYS["cost"]), reverse=descending)
+    return rows
+
+
+def _with_budget(rows: list[dict]) -> list[dict]:
     budgets = _budget_used([row["user_id"] for row in rows])
     for row in rows:
         row["month_spent"], row["limit"] = budgets[row["user_id"]]
@@ -187,22 +207,73 @@ def user_rows(pairs: list[dict], sort: str = "cost", descending: bool = True) ->
             if row["limit"] is None
             else (100 if row["limit"] == 0 else row["month_spent"] * 100 // row["limit"])
         )
-    keys = {
-        "cost": lambda r: r["cost"],
-        "tokens": lambda r: r["tokens"],
-        "calls": lambda r: r["calls"],
-        "last_activity": lambda r: r["last_activity"],
-        "budget_used": lambda r: _fraction_key(r["month_spent"], r["limit"]),
-        "username": lambda r: r["username_label"].lower(),
-    }
-    rows.sort(key=lambda r: r["user_id"])
-    rows.sort(key=keys.get(sort, keys["cost"]), reverse=descending)
     return rows
+
+
+def user_rows(pairs: list[dict], sort: str = "cost", descending: bool = True) -> list[dict]:
+    """Per-user rows for the period, each with tokens and this month's budget use; sorted."""
+    return _sorted(_with_budget(_combine(pairs, "user_id")), sort, descending)
+
+
+def _matching(rows: list[dict], search: str) -> list[dict]:
+    needle = search.casefold()
+    return [row for row in rows if needle in row["username_label"].casefold()] if search else rows
+
+
+def all_user_rows(
+    period: Period, team_id: int | None, sort: str, descending: bool, search: str
+) -> list[dict]:
+    """Every row of the per-user table (matching `search`), sorted: what the CSV export writes."""
+    return _matching(user_rows(rollups.period_by_user(period, team_id), sort, descending), search)
+
+
+def user_page(
+    period: Period, team_id: int | None, sort: str, descending: bool, search: str, number
+) -> tuple[Page, int]:
+    """The per-user table's page `number` (its rows as user_rows makes them) and how many users made
+    calls in the period, whatever the search.
+
+    Ordering every user of the period reads only what the sort and the search need (calls, the sorted
+    column's sums, names and last activity only to sort or search by them); the full figures and budgets
+    are then read for the page's users alone. Sorting by budget used reads this month's spend and limit
+    of every user of the period (the slower path: limits follow each user's budget policy, in Python).
+    Both reads sort in Python with the same keys, so the order is the one user_rows gives."""
+    latest = search != "" or sort in ("username", "last_activity")
+    keys = rollups.period_user_keys(period, team_id, sums=_SORT_SUMS.get(sort, ()), latest=latest)
+    active_users = len(keys)
+    keys = _matching(keys, search)
+    if sort == "tokens":
+        for row in keys:
+            row["tokens"] = _tokens(row)
+    if sort == "budget_used":
+        _with_budget(keys)
+    page = Paginator([row["user_id"] for row in _sorted(keys, sort, descending)], USERS_PER_PAGE).get_page(
+        number
+    )
+    shown = {
+        row["user_id"]: row for row in user_rows(rollups.period_by_user(period, team_id, user_ids=list(page)))
+    }
+    page.object_list = [shown[user_id] for user_id in page.object_list if user_id in shown]
+    return page, active_users
 
 
 def model_rows(pairs: list[dict]) -> list[dict]:
     """Per-model rows (with distinct users), dearest first."""
     return sorted(_combine(pairs, "model"), key=lambda r: (-r["cost"], r["model"]))
+
+
+def _per_day(pairs: list[dict]) -> list[dict]:
+    """Sum grouped (day, model) rows per day: the rows period_by_day gives."""
+    days: dict = {}
+    for pair in pairs:  # grouped rows, at most days × models
+        target = days.get(pair["day"])
+        if target is None:
+            days[pair["day"]] = {name: pair[name] for name in ("day", *ROLLUP_SUMS, "last_activity")}
+            continue
+        for name in ROLLUP_SUMS:
+            target[name] += pair[name]
+        target["last_activity"] = max(target["last_activity"], pair["last_activity"])
+    return list(days.values())
 
 
 def day_rows(found_rows: list[dict], period: Period) -> list[dict]:
@@ -349,17 +420,17 @@ def dashboard_context(request: HttpRequest) -> dict:
     search = request.GET.get("q", "").strip()[:MAX_SEARCH_CHARS]
     team_id = form.team_id()
     now = timezone.now()
-    per_user = rollups.period_by_user(period, team_id)
+    page, active_users = user_page(period, team_id, sort, descending, search, request.GET.get("page"))
+    totals = rollups.period_totals(period, team_id)
+    totals.update(active_users=active_users, tokens=_tokens(totals))
+    # One read of the period's days per model draws the chart and the per-day table, and site-wide the
+    # per-model table (a team's counts its users, so it reads per user and model).
+    by_day_model = rollups.period_by_day_model(period, team_id=team_id)
     if team_id is None:
-        models = model_rows(rollups.period_by_model(period))
+        models = model_rows(by_day_model)
     else:
         models = model_rows(rollups.period_by_user_model(period, team_id=team_id))
-    days = day_rows(rollups.period_by_day(period, team_id=team_id), period)
-    users = user_rows(per_user, sort, descending)
-    if search:
-        needle = search.casefold()
-        users = [row for row in users if needle in row["username_label"].casefold()]
-    page = Paginator(users, USERS_PER_PAGE).get_page(request.GET.get("page"))
+    days = day_rows(_per_day(by_day_model), period)
     period_part = period_query(form)
     table_query = "&".join(
         filter(None, [period_part, _query(sort=sort, dir="desc" if descending else "asc", q=search)])
@@ -372,12 +443,12 @@ def dashboard_context(request: HttpRequest) -> dict:
         "descending": descending,
         "user_sorts": USER_SORTS,
         "search": search,
-        "totals": totals_of(per_user),
-        "users": users,
+        "totals": totals,
+        "users": page.object_list,  # the page's rows (the CSV writes every row: all_user_rows)
         "user_page": page,
         "models": models,
         "days": days,
-        "chart": chart(rollups.period_cost_by_day_model(period, team_id=team_id), period, models),
+        "chart": chart(by_day_model, period, models),
         "team_id": team_id,
         "team_choices": team_panel.team_choices(),
         "teams": team_panel.team_rows(period, now),
@@ -409,7 +480,8 @@ def user_detail_context(request: HttpRequest, user_id: int) -> dict:
     qs = UsageRecord.objects.for_user(user_id).for_period(period.start, period.end)
     pairs = rollups.period_by_user_model(period, user_id=user_id)
     models = model_rows(pairs)
-    days = day_rows(rollups.period_by_day(period, user_id=user_id), period)
+    by_day_model = rollups.period_by_day_model(period, user_id=user_id)
+    days = day_rows(_per_day(by_day_model), period)
     latest = UsageRecord.objects.for_user(user_id).order_by("-created_at").values("username").first()
     budget = _budget_used([user_id])[user_id]
     return {
@@ -421,7 +493,7 @@ def user_detail_context(request: HttpRequest, user_id: int) -> dict:
         "totals": totals_of(pairs),
         "models": models,
         "days": days,
-        "chart": chart(rollups.period_cost_by_day_model(period, user_id=user_id), period, models),
+        "chart": chart(by_day_model, period, models),
         "conversations": qs.by_conversation(limit=20),
         "recent": qs.order_by("-created_at", "-id")[:50],
         "month_spent": budget[0],
@@ -472,7 +544,12 @@ TABLES = {
 def table_rows(context: dict, table: str) -> tuple[list[str], list[list]]:
     """Header and rows of one dashboard table, plus a final TOTAL row (what the page shows)."""
     columns = TABLES[table]
-    source = {"users": context["users"], "models": context["models"], "days": context["days"]}[table]
+    if table == "users":
+        source = all_user_rows(
+            context["period"], context["team_id"], context["sort"], context["descending"], context["search"]
+        )
+    else:
+        source = context[table]
     header = [label for label, _ in columns]
     rows = [[cell(row) for _, cell in columns] for row in source]
     totals = context["totals"]

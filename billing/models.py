@@ -445,7 +445,11 @@ class UsageDaily(UsageTotals):
         constraints = [
             models.UniqueConstraint(fields=["day", "team_id", "user_id", "model"], name="usagedaily_team_key")
         ]
-        indexes = [models.Index(fields=["user_id", "day"], name="usagedaily_user_day")]
+        indexes = [
+            models.Index(fields=["user_id", "day"], name="usagedaily_user_day"),
+            # One team's days (the dashboard's team filter, the team page's chart).
+            models.Index(fields=["team_id", "day"], name="usagedaily_team_day"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day} {self.username} {self.model}"
@@ -503,7 +507,17 @@ class UsageDailyUser(UsageTotals):
         constraints = [
             models.UniqueConstraint(fields=["day", "team_id", "user_id"], name="usagedailyuser_team_key")
         ]
-        indexes = [models.Index(fields=["team_id", "day"], name="usagedailyuser_team_day")]
+        indexes = [
+            models.Index(fields=["team_id", "day"], name="usagedailyuser_team_day"),
+            # Some people's days (the team page's members, the dashboard's page of users).
+            models.Index(fields=["user_id", "day"], name="usagedailyuser_user_day"),
+            # Cost and calls per day, team and user, read from the index alone on PostgreSQL: a period's
+            # edge days for the teams panel and for ordering the per-user table, the recent days of the
+            # team forecasts. Key columns, not INCLUDE: SQLite has no INCLUDE.
+            models.Index(
+                fields=["day", "team_id", "user_id", "cost", "calls"], name="usagedailyuser_day_cost_calls"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day} {self.username}"

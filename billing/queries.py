@@ -153,10 +153,11 @@ class RollupQuerySet(models.QuerySet):
         """Rows of days first..last inclusive (UsageDaily, UsageDayModel)."""
         return self.filter(day__gte=first, day__lte=last)
 
-    def grouped(self, *keys: str) -> list[dict]:
-        """Sums per `keys`, plus last activity and (where the table has it) the latest username."""
-        extra = {"last_activity": Max("last_activity")}
-        if "user_id" in keys:
+    def grouped(self, *keys: str, sums: tuple[str, ...] = ROLLUP_SUMS, latest: bool = True) -> list[dict]:
+        """Sums (`sums`, default all) per `keys`, plus, with `latest`, last activity and (where the
+        table has it) the latest username."""
+        extra = {"last_activity": Max("last_activity")} if latest else {}
+        if latest and "user_id" in keys:
             extra["username_label"] = Max("username")
-        rows = self.order_by().values(*keys).annotate(**{n: Sum(n) for n in ROLLUP_SUMS}, **extra)
+        rows = self.order_by().values(*keys).annotate(**{n: Sum(n) for n in sums}, **extra)
         return [_as_ints(row) for row in rows]

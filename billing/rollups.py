@@ -23,7 +23,7 @@ from collections import defaultdict
 from datetime import date, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Max, Q, Sum
+from django.db.models import CharField, DateTimeField, Max, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -235,23 +235,39 @@ def _plan(period: Period, today: date) -> tuple[list[date], list[tuple[date, dat
     return months, plus, minus
 
 
+def _days(ranges: list[tuple[date, date]]) -> Q:
+    """Rows of any of the inclusive day ranges."""
+    return Q(*[Q(day__gte=a, day__lte=b) for a, b in ranges], _connector=Q.OR)
+
+
 def _read(
-    period: Period, daily, monthly, keys: tuple[str, ...], user_id: int | None, team_id: int | None = None
+    period: Period,
+    daily,
+    monthly,
+    keys: tuple[str, ...],
+    user_id: int | None,
+    team_id: int | None = None,
+    *,
+    user_ids: list[int] | None = None,
+    sums: tuple[str, ...] = ROLLUP_SUMS,
+    latest: bool = True,
 ) -> list[dict]:
     """Exact sums per `keys` over `period`, following _plan; rows without calls are dropped. `team_id`
-    keeps the calls made under that team (0: under none)."""
+    keeps the calls made under that team (0: under none), `user_ids` those people's; `sums` names the
+    figures to add up (calls among them), `latest` adds last activity (and the latest username)."""
     months, plus, minus = _plan(period, timezone.localtime().date())
     only = {name: value for name, value in (("user_id", user_id), ("team_id", team_id)) if value is not None}
+    if user_ids is not None:
+        only["user_id__in"] = user_ids
 
     def days(ranges: list[tuple[date, date]]) -> list[dict]:
         if not ranges:
             return []
-        rows = daily.objects.filter(Q(*[Q(day__gte=a, day__lte=b) for a, b in ranges], _connector=Q.OR))
-        return rows.filter(**only).grouped(*keys)
+        return daily.objects.filter(_days(ranges)).filter(**only).grouped(*keys, sums=sums, latest=latest)
 
     parts = days(plus)
     if months:
-        parts += monthly.objects.filter(month__in=months, **only).grouped(*keys)
+        parts += monthly.objects.filter(month__in=months, **only).grouped(*keys, sums=sums, latest=latest)
     merged: dict = {}
     for row in parts:  # grouped rows, not ledger rows
         key = tuple(row[k] for k in keys)
@@ -259,26 +275,103 @@ def _read(
         if target is None:
             merged[key] = dict(row)
             continue
-        for name in ROLLUP_SUMS:
+        for name in sums:
             target[name] += row[name]
-        target["last_activity"] = max(target["last_activity"], row["last_activity"])
+        if latest:
+            target["last_activity"] = max(target["last_activity"], row["last_activity"])
         if "username_label" in row:
             target["username_label"] = max(target["username_label"], row["username_label"])
     for row in days(minus):
         target = merged[tuple(row[k] for k in keys)]
-        for name in ROLLUP_SUMS:
+        for name in sums:
             target[name] -= row[name]
     return [row for row in merged.values() if row["calls"]]
 
 
-def period_by_user(period: Period, team_id: int | None = None) -> list[dict]:
-    """Sums per user_id over the whole days of `period` (the dashboard's per-user table)."""
-    return _read(period, UsageDailyUser, UsageMonthlyUser, ("user_id",), None, team_id)
+def period_by_user(
+    period: Period, team_id: int | None = None, user_ids: list[int] | None = None
+) -> list[dict]:
+    """Sums per user_id over the whole days of `period` (the dashboard's per-user table), with the latest
+    username and last activity; only `user_ids`' when given."""
+    return _read(period, UsageDailyUser, UsageMonthlyUser, ("user_id",), None, team_id, user_ids=user_ids)
+
+
+def period_user_keys(
+    period: Period, team_id: int | None = None, *, sums: tuple[str, ...] = (), latest: bool = False
+) -> list[dict]:
+    """Per user with calls in the whole days of `period` (one team's: `team_id`): user_id, calls, the
+    `sums` named and, with `latest`, last_activity and username_label (as period_by_user gives them).
+
+    The light read that orders every user of the period: _plan's parts are grouped in one statement
+    (UNION ALL, then GROUP BY user), so the database returns one small row per user. last_activity is
+    what the database returns (a string on SQLite): fit to compare, not to show."""
+    months, plus, minus = _plan(period, timezone.localtime().date())
+    only = {} if team_id is None else {"team_id": team_id}
+    names = ("calls", *(name for name in sums if name != "calls"))
+    labels = {
+        True: {"last_activity": Max("last_activity"), "username_label": Max("username")},
+        False: {
+            "last_activity": Value(None, output_field=DateTimeField()),
+            "username_label": Value(None, output_field=CharField()),
+        },
+    }
+
+    def part(rows, sign: int) -> tuple[str, tuple]:
+        figures = {name: Sum(name) if sign > 0 else -Sum(name) for name in names}
+        grouped = rows.filter(**only).order_by().values("user_id").annotate(**figures)
+        if latest:
+            grouped = grouped.annotate(**labels[sign > 0])
+        return grouped.query.sql_with_params()
+
+    parts = [part(UsageMonthlyUser.objects.filter(month__in=months), 1)] if months else []
+    parts += [
+        part(UsageDailyUser.objects.filter(_days(ranges)), sign)
+        for ranges, sign in ((plus, 1), (minus, -1))
+        if ranges
+    ]
+    if not parts:
+        return []
+    # Integer sums, exact (a sum past the column's range would fail, never round).
+    columns = ["user_id", *(f"CAST(SUM({name}) AS BIGINT)" for name in names)]
+    if latest:
+        columns += ["MAX(last_activity)", "MAX(username_label)"]
+    sql = (
+        f"SELECT {', '.join(columns)} FROM ({' UNION ALL '.join(sql for sql, _ in parts)}) parts "
+        "GROUP BY user_id HAVING SUM(calls) <> 0"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [param for _, params in parts for param in params])
+        found = cursor.fetchall()
+    keys = ["user_id", *names, *(["last_activity", "username_label"] if latest else [])]
+    return [dict(zip(keys, row, strict=True)) for row in found]
 
 
 def period_by_team(period: Period) -> list[dict]:
-    """Sums per team_id (0: no team) over the whole days of `period` (the dashboard's teams table)."""
-    return _read(period, UsageDailyUser, UsageMonthlyUser, ("team_id",), None)
+    """Cost and calls per team_id (0: no team) over the whole days of `period` (the dashboard's teams
+    table): whole months from the small per-team table, edge days from the per-user one's index."""
+    return _read(
+        period, UsageDailyUser, UsageMonthlyTeam, ("team_id",), None, sums=("calls", "cost"), latest=False
+    )
+
+
+def period_totals(period: Period, team_id: int | None = None) -> dict:
+    """Every summed figure over the whole days of `period`, everyone's or one team's (0: no team), from
+    the smallest tables that hold them: whole months per team, days per model (a team's: per user)."""
+    months, plus, minus = _plan(period, timezone.localtime().date())
+    only = {} if team_id is None else {"team_id": team_id}
+    daily = UsageDayModel if team_id is None else UsageDailyUser
+    sums = {name: Coalesce(Sum(name), 0) for name in ROLLUP_SUMS}
+    totals = dict.fromkeys(ROLLUP_SUMS, 0)
+    parts = [(UsageMonthlyTeam.objects.filter(month__in=months, **only), 1)] if months else []
+    parts += [
+        (daily.objects.filter(_days(ranges), **only), sign)
+        for ranges, sign in ((plus, 1), (minus, -1))
+        if ranges
+    ]
+    for rows, sign in parts:
+        for name, value in rows.aggregate(**sums).items():
+            totals[name] += sign * int(value)
+    return totals
 
 
 def period_by_user_model(
@@ -303,6 +396,12 @@ def _daily(period: Period, user_id: int | None, team_id: int | None):
     if team_id is not None:
         rows = rows.filter(team_id=team_id)
     return rows
+
+
+def period_by_day_model(period: Period, user_id: int | None = None, team_id: int | None = None) -> list[dict]:
+    """Sums per (local day, model) over `period` (days without calls omitted): site-wide, one user's or
+    one team's. Enough for the chart, the per-day table and, site-wide, the per-model table."""
+    return _daily(period, user_id, team_id).grouped("day", "model")
 
 
 def period_by_day(period: Period, user_id: int | None = None, team_id: int | None = None) -> list[dict]:

@@ -3,7 +3,7 @@ usage by model and by day, and the month's alerts. Costs and names only, never c
 
 Every figure comes from the rollups (a fixed number of queries, whatever the team's size or the
 ledger's): the month's spend under the team per member, each member's spend under any team (their own
-budget counts all of it), the month's days for the forecasts and the chart.
+budget counts all of it), the last complete days for the forecasts, the month's days for the chart.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from billing.models import SpendReservation, UsageDailyUser, UsageMonthlyUser, U
 from billing.money import format_money_together
 from billing.periods import Period, current_month
 from billing.services import site_default_limit
+from billing.team_panel import recent_days
 from teams.models import Membership, Team
 
 
@@ -52,12 +53,13 @@ def member_rows(team: Team, period: Period, now: datetime) -> list[dict]:
     ):
         month_spent[user_id] += cost  # a row per team the person spent under this month
     daily: dict[int, list] = defaultdict(list)
+    first, last = recent_days(period, now)
     days = (
-        UsageDailyUser.objects.filter(day__gte=period.first_day, day__lte=period.last_day, user_id__in=ids)
+        UsageDailyUser.objects.filter(day__gte=first, day__lte=last, user_id__in=ids)
         .values("user_id", "day")
         .annotate(cost=Sum("cost"))
     )
-    for row in days:
+    for row in days if first <= last else []:
         daily[row["user_id"]].append((row["day"], int(row["cost"])))
     budgets = {budget.user_id: budget for budget in UserBudget.objects.filter(user_id__in=ids)}
     default = site_default_limit()

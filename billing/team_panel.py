@@ -2,22 +2,22 @@
 its members; the organisation's cap; the month's budget alerts.
 
 All from the rollups in a fixed number of queries, whatever the number of teams: the period's spend per
-team, this month's spend per team, this month's spend per team and day (the forecasts), the teams with
-their member counts, and the names recorded for teams since deleted.
+team, this month's spend per team, the last complete days' spend per team and day (the forecasts), the
+teams with their member counts, and the names recorded for teams since deleted.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from django.db.models import Count, Sum
 
 from billing import rollups
 from billing.alerts import describe, month_alerts
-from billing.forecast import forecast
+from billing.forecast import RECENT_DAYS, forecast
 from billing.models import OrganisationBudget, UsageDailyUser, UsageMonthlyTeam
-from billing.periods import Period, current_month
+from billing.periods import Period, current_month, local_today
 from teams.models import Team
 
 NO_TEAM = 0
@@ -28,6 +28,13 @@ def team_choices() -> list[tuple[int, str]]:
     return list(Team.objects.order_by("name").values_list("pk", "name"))
 
 
+def recent_days(month: Period, now: datetime) -> tuple[date, date]:
+    """The days of `month` a forecast reads besides the month's total: the last complete ones (see
+    billing/forecast.py), so a forecast never reads the whole month's days. Empty when first > last."""
+    today = local_today(now)
+    return max(month.first_day, today - timedelta(days=RECENT_DAYS)), today - timedelta(days=1)
+
+
 def team_rows(period: Period, now: datetime) -> list[dict]:
     """One row per team (and one for calls made under no team): spend in `period`, this month's spend,
     budget and forecast, members. A deleted team with spend in the period is listed by its recorded name."""
@@ -35,12 +42,13 @@ def team_rows(period: Period, now: datetime) -> list[dict]:
     in_period = {row["team_id"]: row for row in rollups.period_by_team(period)}
     this_month = dict(UsageMonthlyTeam.objects.filter(month=month.first_day).values_list("team_id", "cost"))
     daily: dict[int, list] = defaultdict(list)
+    first, last = recent_days(month, now)
     days = (
-        UsageDailyUser.objects.filter(day__gte=month.first_day, day__lte=month.last_day)
+        UsageDailyUser.objects.filter(day__gte=first, day__lte=last)
         .values("team_id", "day")
         .annotate(cost=Sum("cost"))
     )
-    for row in days:
+    for row in days if first <= last else []:
         daily[row["team_id"]].append((row["day"], int(row["cost"])))
     teams = {team.pk: team for team in Team.objects.annotate(members=Count("memberships"))}
     gone = [team_id for team_id in in_period if team_id != NO_TEAM and team_id not in teams]

@@ -51,6 +51,35 @@ def test_the_user_table_is_paged_and_each_page_links_to_the_next(client):
     assert client.get(DASHBOARD, {"page": "x"}).status_code == 200
 
 
+def test_every_sort_pages_through_the_same_order_as_the_full_table(client):
+    from billing.dashboard import USER_SORTS, all_user_rows
+    from billing.models import BudgetPolicy, UserBudget
+    from billing.periods import preset
+
+    users = many_users(
+        [f"Sorter{n:03d}" if n % 4 == 0 else f"sorter{n:03d}" for n in range(USERS_PER_PAGE + 12)]
+    )
+    for n, user in enumerate(users):
+        # Equal costs, calls and tokens for many, so ties show their order too.
+        for _ in range(1 + n % 3):
+            record_call(user, input_tokens=1000 * (1 + n % 5), output_tokens=n % 2)
+        if n % 7 == 0:
+            UserBudget.objects.create(user=user, policy=BudgetPolicy.LIMIT, monthly_limit=10**9 * (1 + n % 3))
+        elif n % 7 == 1:
+            UserBudget.objects.create(user=user, policy=BudgetPolicy.UNLIMITED)
+    client.force_login(make_staff())
+    for sort in USER_SORTS:
+        for direction in ("desc", "asc"):
+            for search in ("", "ORTER0"):
+                expected = all_user_rows(preset("month"), None, sort, direction == "desc", search)
+                params = {"preset": "month", "sort": sort, "dir": direction, "q": search}
+                shown = []
+                for number in (1, 2):
+                    page = client.get(DASHBOARD, {**params, "page": number}).context["user_page"]
+                    shown += [] if number > page.paginator.num_pages else list(page)
+                assert shown == expected, (sort, direction, search)
+
+
 def test_search_finds_users_by_part_of_their_name_and_says_when_none_match(client):
     for name in ("alice", "malice", "bob"):
         record_call(make_user(name), input_tokens=100)

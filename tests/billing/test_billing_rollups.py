@@ -72,6 +72,18 @@ def assert_rollups_match_ledger(period: Period) -> None:
     for rows in (dashboard.user_rows(pairs), dashboard.user_rows(per_user)):
         assert keyed(rows, "user_id") == keyed(by_user, "user_id")
         assert {row["user_id"]: row["last_activity"] for row in rows} == ledger_last_seen
+    assert rollups.period_totals(period) == {name: totals[name] for name in ROLLUP_SUMS}
+    light = rollups.period_user_keys(period, sums=("cost", *dashboard.TOKEN_FIELDS), latest=True)
+    figures = ("calls", "cost", *dashboard.TOKEN_FIELDS)
+    assert {row["user_id"]: tuple(row[name] for name in figures) for row in light} == {
+        row["user_id"]: tuple(row[name] for name in figures) for row in by_user
+    }
+    assert {row["user_id"]: row["username_label"] for row in light} == {
+        row["user_id"]: row["username_label"] for row in by_user
+    }
+    by_team = rollups.period_by_team(period)
+    assert sum(row["cost"] for row in by_team) == totals["cost"]
+    assert sum(row["calls"] for row in by_team) == totals["calls"]
     assert keyed(dashboard.model_rows(pairs), "model") == keyed(by_model, "model")
     assert keyed(dashboard.model_rows(rollups.period_by_model(period)), "model") == keyed(by_model, "model")
     days = [row for row in dashboard.day_rows(rollups.period_by_day(period), period) if row["calls"]]
