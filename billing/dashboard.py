@@ -45,6 +45,7 @@ USER_SORTS = {
     "last_activity": "Last activity",
 }
 USERS_PER_PAGE = 50
+TEAMS_SHOWN = 20  # the teams panel's rows until "Show all teams"
 MAX_SEARCH_CHARS = 150  # a username is at most 150 characters
 CHART_COLOURS = 6  # distinct model colours (static/billing/dashboard.css); more models share "other"
 CHART_WIDTH, CHART_HEIGHT = 600, 180
@@ -411,6 +412,12 @@ def _query(**params) -> str:
     return urlencode({key: value for key, value in params.items() if value not in (None, "")})
 
 
+def _teams_shown(rows: list[dict], every: bool) -> dict:
+    """The teams panel's rows: the first TEAMS_SHOWN (those needing attention, then the dearest), or
+    every team when asked; and how many there are."""
+    return {"teams": rows if every else rows[:TEAMS_SHOWN], "teams_count": len(rows), "teams_all": every}
+
+
 def dashboard_context(request: HttpRequest) -> dict:
     form, period = period_from(request)
     sort = request.GET.get("sort", "cost")
@@ -451,7 +458,7 @@ def dashboard_context(request: HttpRequest) -> dict:
         "chart": chart(by_day_model, period, models),
         "team_id": team_id,
         "team_choices": team_panel.team_choices(),
-        "teams": team_panel.team_rows(period, now),
+        **_teams_shown(team_panel.team_rows(period, now), request.GET.get("teams") == "all"),
         "organisation": team_panel.organisation_row(now),
         "alerts": team_panel.alert_rows(now),
         "organisation_month": f"{current_month(now).first_day:%Y-%m}",

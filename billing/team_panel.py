@@ -78,7 +78,15 @@ def team_rows(period: Period, now: datetime) -> list[dict]:
                 "forecast": forecast(spent, limit, month, now, daily.get(team_id)),
             }
         )
-    rows.sort(key=lambda row: (row["no_team"], -row["cost"], row["name"].lower()))
+    # Teams needing attention first (used up, or running out this month), then the dearest; no team last.
+    rows.sort(
+        key=lambda row: (
+            row["no_team"],
+            row["forecast"].state not in ("used_up", "runs_out"),
+            -row["cost"],
+            row["name"].lower(),
+        )
+    )
     return rows
 
 

@@ -320,3 +320,25 @@ def test_a_recent_burst_brings_the_forecast_forward():
     result = forecast(14 * USD, 30 * USD, month, now, daily)
     assert result.runs_out and result.basis == "the last 7 days' pace"
     assert result.day == now.date() + timedelta(days=8)
+
+
+def test_the_teams_panel_shows_teams_needing_attention_first_and_all_teams_on_request():
+    staff = make_user("root", is_staff=True, is_superuser=True)
+    teams = [make_team(f"Team {n:02d}") for n in range(25)]
+    spender, runner = make_user("spender"), make_user("runner")
+    join(spender, teams[3])
+    join(runner, teams[24])
+    teams[24].monthly_limit = USD
+    teams[24].save()
+    record_call_at(timezone.now(), spender, output_tokens=500_000)  # $5: the dearest team
+    record_call_at(timezone.now(), runner, output_tokens=105_000)  # $1.05 of $1: used up
+    client = client_for(staff)
+
+    first = client.get("/admin/billing/usagerecord/dashboard/", {"preset": "month"})
+    every = client.get("/admin/billing/usagerecord/dashboard/", {"preset": "month", "teams": "all"})
+
+    shown = [row["name"] for row in first.context["teams"]]
+    assert len(shown) == 20 and first.context["teams_count"] == 25
+    assert shown[:2] == ["Team 24", "Team 03"]  # used up first, then the dearest
+    assert "Show all teams" in first.content.decode()
+    assert len(every.context["teams"]) == 25 and "Show all teams" not in every.content.decode()
