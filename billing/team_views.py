@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from billing.forms import MemberBudgetForm, below_spent_note
 from billing.money import pico_to_usd
 from billing.periods import current_month
-from billing.services import budget_status, monthly_limit_for
+from billing.services import budget_status
 from billing.team_page import team_page_context
 from teams.access import managed_teams, may_manage
 from teams.models import Membership, Team
@@ -76,9 +76,9 @@ def member_budget(request: HttpRequest, team_id: int, user_id: int) -> HttpRespo
     form = MemberBudgetForm(request.POST, prefix=f"m{user_id}")
     if not form.is_valid():
         return _render_team(request, team, {user_id: form}, status=400)
-    budget = form.save(user_id)
-    limit = monthly_limit_for(user_id, budget)
+    form.save(user_id)
     name = membership.user.get_full_name() or membership.user.get_username()
-    note = below_spent_note(limit, budget_status(membership.user).spent, name)
+    status = budget_status(membership.user)  # the limit now in force (their own cap may be lower)
+    note = below_spent_note(status.limit, status.spent, name)
     messages.success(request, note or f"{name}'s budget is saved.")
     return redirect("teams:detail", team_id=team.pk)

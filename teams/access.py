@@ -33,12 +33,6 @@ def default_model(team: Team | None) -> str:
     return models[0]
 
 
-def models_for(user) -> tuple[list[str], str]:
-    """(the models `user` may choose, the default one)."""
-    team = team_of(user.pk) if user is not None and user.is_authenticated else None
-    return allowed_models(team), default_model(team)
-
-
 def managed_teams(user):
     """The teams whose pages `user` may see: every team for staff, else the ones they manage."""
     if user.is_staff:

@@ -4,6 +4,9 @@ and the organisation's cap."""
 from __future__ import annotations
 
 import itertools
+import threading
+
+from django.db import close_old_connections, connection
 
 from billing.services import usage_record
 from billing.usage import LedgerLabels, Usage
@@ -20,6 +23,7 @@ __all__ = [
     "make_team",
     "make_user",
     "record_call",
+    "run_in_threads",
     "set_organisation_cap",
 ]
 
@@ -108,3 +112,27 @@ def record_call(
         estimated=estimated,
         purpose=purpose,
     )
+
+
+def run_in_threads(work, count: int) -> list:
+    """`work(index)` in `count` threads released at once (a barrier); each outcome, or the exception it
+    raised. Every thread closes its own database connection."""
+    barrier = threading.Barrier(count)
+    outcomes: list = [None] * count
+
+    def runner(index: int) -> None:
+        try:
+            barrier.wait()
+            outcomes[index] = work(index)
+        except Exception as exc:  # noqa: BLE001 - the test inspects every outcome
+            outcomes[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    close_old_connections()
+    return outcomes

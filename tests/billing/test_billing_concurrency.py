@@ -6,13 +6,12 @@ Runs against the configured database: SQLite (writers serialised by BEGIN IMMEDI
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
-from billing_factories import make_conversation, make_message, make_user, record_call
+from billing_factories import make_conversation, make_message, make_user, record_call, run_in_threads
 from django.core.management import call_command
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from billing.models import SpendReservation, UsageRecord
@@ -32,28 +31,6 @@ def _knobs(settings):
     # The prices the migrations seed are flushed by earlier transactional tests: load them here
     # (serialized_rollback would restore them, but collides with what post_migrate re-creates).
     call_command("load_prices", str(PRICES), verbosity=0)
-
-
-def run_in_threads(work, count: int) -> list:
-    barrier = threading.Barrier(count)
-    outcomes: list = [None] * count
-
-    def runner(index: int) -> None:
-        try:
-            barrier.wait()
-            outcomes[index] = work(index)
-        except Exception as exc:  # noqa: BLE001 - the test inspects every outcome
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    close_old_connections()
-    return outcomes
 
 
 def test_concurrent_reservations_never_overshoot_the_budget(settings):

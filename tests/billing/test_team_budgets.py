@@ -22,10 +22,11 @@ from billing_factories import (
     make_team,
     make_user,
     record_call,
+    run_in_threads,
     set_organisation_cap,
 )
 from django.core.management import call_command
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -62,28 +63,6 @@ def _knobs(settings):
     settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD = "unlimited"  # only the team and organisation levels bind
     # The prices the migrations seed are flushed by earlier transactional tests: load them here.
     call_command("load_prices", str(PRICES), verbosity=0)
-
-
-def run_in_threads(work, count: int) -> list:
-    barrier = threading.Barrier(count)
-    outcomes: list = [None] * count
-
-    def runner(index: int) -> None:
-        try:
-            barrier.wait()
-            outcomes[index] = work(index)
-        except Exception as exc:  # noqa: BLE001 - the test inspects every outcome
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    close_old_connections()
-    return outcomes
 
 
 def full_call() -> int:
