@@ -66,7 +66,7 @@ ROLLUPS = {
         "month, team_id, user_id",
     ),
 }
-ROLLUP_TABLES = ("billing_usagedaily", *ROLLUPS, "billing_usagemonthlyteam")
+ROLLUP_TABLES = ("billing_usagedaily", *ROLLUPS, "billing_usagedailyteam", "billing_usagemonthlyteam")
 SMALL_TABLES = (
     "auth_user",
     "teams_team",
@@ -381,13 +381,17 @@ def rollups_build(cursor, tz: str, since=None) -> float:
             f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}",
             params,
         )
-    cursor.execute(
-        f"INSERT INTO billing_usagemonthlyteam (month, team_id, team_name, {columns})"
-        f" SELECT u.month, u.team_id, COALESCE(max(t.name), ''), {exprs.replace('sum(', 'sum(u.')}"
-        f" FROM billing_usagemonthlyuser u LEFT JOIN teams_team t ON t.id = u.team_id"
-        f"{month_after.replace('month', 'u.month')} GROUP BY 1, 2",
-        params,
-    )
+    for table, (key, source, after) in {
+        "billing_usagedailyteam": ("day", "billing_usagedailyuser", day_after),
+        "billing_usagemonthlyteam": ("month", "billing_usagemonthlyuser", month_after),
+    }.items():
+        cursor.execute(
+            f"INSERT INTO {table} ({key}, team_id, team_name, {columns})"
+            f" SELECT u.{key}, u.team_id, COALESCE(max(t.name), ''), {exprs.replace('sum(', 'sum(u.')}"
+            f" FROM {source} u LEFT JOIN teams_team t ON t.id = u.team_id"
+            f"{after.replace(key, 'u.' + key)} GROUP BY 1, 2",
+            params,
+        )
     for statement in remake:
         cursor.execute(statement)
     return time.perf_counter() - started

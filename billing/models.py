@@ -523,6 +523,23 @@ class UsageDailyUser(UsageTotals):
         return f"{self.day} {self.username}"
 
 
+class UsageDailyTeam(UsageTotals):
+    """Ledger sums per (local day, team; 0: no team): the teams panel's edge days and forecasts, and a
+    team's spend per day, without reading every member's day."""
+
+    day = models.DateField()
+    team_id = models.BigIntegerField()
+    team_name = models.CharField(max_length=100, blank=True)
+
+    objects = RollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "team_id"], name="usagedailyteam_key")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.team_name or 'no team'}"
+
+
 class UsageMonthlyUser(UsageTotals):
     """Ledger sums per (local month, user): the dashboard's per-user table over whole months."""
 

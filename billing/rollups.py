@@ -1,11 +1,11 @@
 """Daily and monthly rollups of the ledger, so a year of dashboard stays fast. Exact: integer sums.
 
-The ledger (UsageRecord) is the source of truth. usage_record() adds each new row to five rollups in
+The ledger (UsageRecord) is the source of truth. usage_record() adds each new row to seven rollups in
 the same transaction, with one `INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x` each (atomic
 on SQLite and PostgreSQL alike, so concurrent calls never lose an increment):
   UsageDaily (local day, team, user, model) · UsageMonthly (local month, team, user, model)
   UsageDailyUser (local day, team, user) · UsageMonthlyUser (local month, team, user)
-  UsageDayModel (local day, model) · UsageMonthlyTeam (local month, team)
+  UsageDayModel (local day, model) · UsageDailyTeam (local day, team) · UsageMonthlyTeam (local month, team)
 "Team" is the team the call was made under (0: none), so a person who moved mid-month has a row per team.
 "Local" is TIME_ZONE at the time of the call: after changing TIME_ZONE, run
 `manage.py rebuild_usage_rollups` (also the repair tool; it recomputes everything from the ledger).
@@ -23,12 +23,13 @@ from collections import defaultdict
 from datetime import date, timedelta
 
 from django.db import connection, transaction
-from django.db.models import CharField, DateTimeField, Max, Q, Sum, Value
+from django.db.models import CharField, DateTimeField, F, Max, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from billing.models import (
     UsageDaily,
+    UsageDailyTeam,
     UsageDailyUser,
     UsageDayModel,
     UsageMonthly,
@@ -94,7 +95,7 @@ def rollup_replace(old: UsageRecord, new: UsageRecord) -> None:
 
 
 def _rollups_add(record: UsageRecord, values: dict) -> None:
-    """Add `values` to the six rollup rows `record` counts in (its local day and month, team, user, model)."""
+    """Add `values` to the seven rollup rows `record` counts in (its local day and month, team, user, model)."""
     day = timezone.localtime(record.created_at).date()
     labelled = {**values, "username": record.username}
     month = day.replace(day=1)
@@ -105,9 +106,9 @@ def _rollups_add(record: UsageRecord, values: dict) -> None:
         _upsert(UsageDayModel, {"day": day, "model": model}, values)
         _upsert(UsageDailyUser, {"day": day, "team_id": team, "user_id": user}, labelled)
         _upsert(UsageMonthlyUser, {"month": month, "team_id": team, "user_id": user}, labelled)
-        _upsert(
-            UsageMonthlyTeam, {"month": month, "team_id": team}, {**values, "team_name": record.team_name}
-        )
+        named = {**values, "team_name": record.team_name}
+        _upsert(UsageDailyTeam, {"day": day, "team_id": team}, named)
+        _upsert(UsageMonthlyTeam, {"month": month, "team_id": team}, named)
 
 
 def rollup_rebuild(batch_size: int = 5000) -> int:
@@ -126,6 +127,7 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
     per_day_user: dict = defaultdict(lambda: defaultdict(int))
     per_month_user: dict = defaultdict(lambda: defaultdict(int))
     per_month_team: dict = defaultdict(lambda: defaultdict(int))
+    per_day_team: dict = defaultdict(lambda: defaultdict(int))
     for row in daily:  # grouped rows (one per day × team × user × model), not ledger rows
         month = row["day"].replace(day=1)
         team = row["team"]
@@ -135,6 +137,7 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
             per_day_user[(row["day"], team, row["user_id"])],
             per_month_user[(month, team, row["user_id"])],
             per_month_team[(month, team)],
+            per_day_team[(row["day"], team)],
         ):
             for name in ROLLUP_SUMS:
                 bucket[name] += int(row[name])
@@ -154,6 +157,7 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
             UsageDayModel,
             UsageDailyUser,
             UsageMonthlyUser,
+            UsageDailyTeam,
             UsageMonthlyTeam,
         ):
             model.objects.all().delete()
@@ -200,6 +204,13 @@ def rollup_rebuild(batch_size: int = 5000) -> int:
             [
                 UsageMonthlyTeam(month=m, team_id=t, team_name=b["team_name"], **sums(b))
                 for (m, t), b in per_month_team.items()
+            ],
+            batch_size=batch_size,
+        )
+        UsageDailyTeam.objects.bulk_create(
+            [
+                UsageDailyTeam(day=d, team_id=t, team_name=b["team_name"], **sums(b))
+                for (d, t), b in per_day_team.items()
             ],
             batch_size=batch_size,
         )
@@ -302,26 +313,21 @@ def period_user_keys(
     """Per user with calls in the whole days of `period` (one team's: `team_id`): user_id, calls, the
     `sums` named and, with `latest`, last_activity and username_label (as period_by_user gives them).
 
-    The light read that orders every user of the period: _plan's parts are grouped in one statement
-    (UNION ALL, then GROUP BY user), so the database returns one small row per user. last_activity is
-    what the database returns (a string on SQLite): fit to compare, not to show."""
+    The light read that orders every user of the period: the rows of _plan's parts (subtracted days
+    negated) are put together with UNION ALL and grouped once by user, so the database returns one small
+    row per user. last_activity is what the database returns (a string on SQLite): fit to compare, not
+    to show."""
     months, plus, minus = _plan(period, timezone.localtime().date())
     only = {} if team_id is None else {"team_id": team_id}
     names = ("calls", *(name for name in sums if name != "calls"))
-    labels = {
-        True: {"last_activity": Max("last_activity"), "username_label": Max("username")},
-        False: {
-            "last_activity": Value(None, output_field=DateTimeField()),
-            "username_label": Value(None, output_field=CharField()),
-        },
-    }
 
     def part(rows, sign: int) -> tuple[str, tuple]:
-        figures = {name: Sum(name) if sign > 0 else -Sum(name) for name in names}
-        grouped = rows.filter(**only).order_by().values("user_id").annotate(**figures)
-        if latest:
-            grouped = grouped.annotate(**labels[sign > 0])
-        return grouped.query.sql_with_params()
+        figures = {f"s_{name}": F(name) if sign > 0 else -F(name) for name in names}
+        if latest:  # subtracted days never make the latest activity or name
+            figures["s_last"] = F("last_activity") if sign > 0 else Value(None, output_field=DateTimeField())
+            figures["s_name"] = F("username") if sign > 0 else Value(None, output_field=CharField())
+        picked = rows.filter(**only).order_by().annotate(**figures).values_list("user_id", *figures)
+        return picked.query.sql_with_params()
 
     parts = [part(UsageMonthlyUser.objects.filter(month__in=months), 1)] if months else []
     parts += [
@@ -332,12 +338,12 @@ def period_user_keys(
     if not parts:
         return []
     # Integer sums, exact (a sum past the column's range would fail, never round).
-    columns = ["user_id", *(f"CAST(SUM({name}) AS BIGINT)" for name in names)]
+    columns = ["user_id", *(f"CAST(SUM(s_{name}) AS BIGINT)" for name in names)]
     if latest:
-        columns += ["MAX(last_activity)", "MAX(username_label)"]
+        columns += ["MAX(s_last)", "MAX(s_name)"]
     sql = (
         f"SELECT {', '.join(columns)} FROM ({' UNION ALL '.join(sql for sql, _ in parts)}) parts "
-        "GROUP BY user_id HAVING SUM(calls) <> 0"
+        "GROUP BY user_id HAVING SUM(s_calls) <> 0"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [param for _, params in parts for param in params])
@@ -348,18 +354,18 @@ def period_user_keys(
 
 def period_by_team(period: Period) -> list[dict]:
     """Cost and calls per team_id (0: no team) over the whole days of `period` (the dashboard's teams
-    table): whole months from the small per-team table, edge days from the per-user one's index."""
+    table): whole months and edge days from the small per-team tables."""
     return _read(
-        period, UsageDailyUser, UsageMonthlyTeam, ("team_id",), None, sums=("calls", "cost"), latest=False
+        period, UsageDailyTeam, UsageMonthlyTeam, ("team_id",), None, sums=("calls", "cost"), latest=False
     )
 
 
 def period_totals(period: Period, team_id: int | None = None) -> dict:
     """Every summed figure over the whole days of `period`, everyone's or one team's (0: no team), from
-    the smallest tables that hold them: whole months per team, days per model (a team's: per user)."""
+    the smallest tables that hold them: whole months per team, days per model (a team's: per team)."""
     months, plus, minus = _plan(period, timezone.localtime().date())
     only = {} if team_id is None else {"team_id": team_id}
-    daily = UsageDayModel if team_id is None else UsageDailyUser
+    daily = UsageDayModel if team_id is None else UsageDailyTeam
     sums = {name: Coalesce(Sum(name), 0) for name in ROLLUP_SUMS}
     totals = dict.fromkeys(ROLLUP_SUMS, 0)
     parts = [(UsageMonthlyTeam.objects.filter(month__in=months, **only), 1)] if months else []
@@ -401,11 +407,17 @@ def _daily(period: Period, user_id: int | None, team_id: int | None):
 def period_by_day_model(period: Period, user_id: int | None = None, team_id: int | None = None) -> list[dict]:
     """Sums per (local day, model) over `period` (days without calls omitted): site-wide, one user's or
     one team's. Enough for the chart, the per-day table and, site-wide, the per-model table."""
-    return _daily(period, user_id, team_id).grouped("day", "model")
+    rows = _daily(period, user_id, team_id)
+    if user_id is None and team_id is None:  # one row per day and model already: read, not grouped
+        return list(rows.order_by().values("day", "model", *ROLLUP_SUMS, "last_activity"))
+    return rows.grouped("day", "model")
 
 
 def period_by_day(period: Period, user_id: int | None = None, team_id: int | None = None) -> list[dict]:
     """Sums per local day over `period` (days without calls omitted)."""
+    if user_id is None and team_id is not None:  # a team's days: its own small table
+        days = UsageDailyTeam.objects.for_days(period.first_day, period.last_day).filter(team_id=team_id)
+        return days.grouped("day")
     return _daily(period, user_id, team_id).grouped("day")
 
 

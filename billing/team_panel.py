@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Sum
+from django.db.models import Count
 
 from billing import rollups
 from billing.alerts import describe, month_alerts
 from billing.forecast import RECENT_DAYS, forecast
-from billing.models import OrganisationBudget, UsageDailyUser, UsageMonthlyTeam
+from billing.models import OrganisationBudget, UsageDailyTeam, UsageMonthlyTeam
 from billing.periods import Period, current_month, local_today
 from teams.models import Team
 
@@ -43,13 +43,9 @@ def team_rows(period: Period, now: datetime) -> list[dict]:
     this_month = dict(UsageMonthlyTeam.objects.filter(month=month.first_day).values_list("team_id", "cost"))
     daily: dict[int, list] = defaultdict(list)
     first, last = recent_days(month, now)
-    days = (
-        UsageDailyUser.objects.filter(day__gte=first, day__lte=last)
-        .values("team_id", "day")
-        .annotate(cost=Sum("cost"))
-    )
-    for row in days if first <= last else []:
-        daily[row["team_id"]].append((row["day"], int(row["cost"])))
+    days = UsageDailyTeam.objects.filter(day__gte=first, day__lte=last).values_list("team_id", "day", "cost")
+    for team_id, day, cost in days if first <= last else []:
+        daily[team_id].append((day, cost))
     teams = {team.pk: team for team in Team.objects.annotate(members=Count("memberships"))}
     gone = [team_id for team_id in in_period if team_id != NO_TEAM and team_id not in teams]
     recorded = dict(

@@ -12,9 +12,11 @@ from django.utils import timezone
 from billing import dashboard, rollups
 from billing.models import (
     UsageDaily,
+    UsageDailyTeam,
     UsageDailyUser,
     UsageDayModel,
     UsageMonthly,
+    UsageMonthlyTeam,
     UsageMonthlyUser,
     UsageRecord,
 )
@@ -88,6 +90,10 @@ def assert_rollups_match_ledger(period: Period) -> None:
     assert keyed(dashboard.model_rows(rollups.period_by_model(period)), "model") == keyed(by_model, "model")
     days = [row for row in dashboard.day_rows(rollups.period_by_day(period), period) if row["calls"]]
     assert keyed(days, "day") == keyed(by_day, "day")
+    # Every call here was made under no team (0): that team's days and totals are everyone's.
+    team_days = rollups.period_by_day(period, team_id=0)
+    assert keyed(team_days, "day") == keyed(by_day, "day")
+    assert rollups.period_totals(period, team_id=0) == {name: totals[name] for name in ROLLUP_SUMS}
 
 
 def test_incremental_rollups_equal_the_ledger_for_every_kind_of_period(monkeypatch):
@@ -115,6 +121,8 @@ def test_rebuild_reproduces_the_incremental_rollups(monkeypatch):
             sorted(UsageDayModel.objects.values_list("day", "model", *ROLLUP_SUMS)),
             sorted(UsageDailyUser.objects.values_list("day", "user_id", *ROLLUP_SUMS)),
             sorted(UsageMonthlyUser.objects.values_list("month", "user_id", *ROLLUP_SUMS)),
+            sorted(UsageDailyTeam.objects.values_list("day", "team_id", "team_name", *ROLLUP_SUMS)),
+            sorted(UsageMonthlyTeam.objects.values_list("month", "team_id", "team_name", *ROLLUP_SUMS)),
         )
 
     incremental = snapshot()

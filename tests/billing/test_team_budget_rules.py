@@ -31,6 +31,7 @@ from billing.models import (
     BudgetPolicy,
     ModelPrice,
     SpendReservation,
+    UsageDailyTeam,
     UsageMonthlyTeam,
     UsageRecord,
     UserBudget,
@@ -287,6 +288,9 @@ def test_a_member_moved_to_another_team_mid_reply_is_billed_to_the_team_of_the_h
     month = current_month(timezone.now()).first_day
     assert UsageMonthlyTeam.objects.get(month=month, team_id=compilers.pk).cost == record.cost
     assert not UsageMonthlyTeam.objects.filter(month=month, team_id=kernel.pk).exists()
+    day = timezone.localtime(record.created_at).date()
+    assert UsageDailyTeam.objects.get(day=day, team_id=compilers.pk).cost == record.cost
+    assert not UsageDailyTeam.objects.filter(team_id=kernel.pk).exists()
     assert SpendReservation.objects.get(message_id=message.pk).settled_at is not None
     # The next call is the new team's; the first team's budget keeps what was spent under it.
     assert budget_status(member).levels.team.subject_id == kernel.pk
