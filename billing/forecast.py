@@ -60,8 +60,9 @@ def forecast(
     """The forecast for a budget of `limit` (None: no budget) with `spent` so far in `period` (a month),
     given the month's spend per local day (`daily`, any order; optional)."""
     now = now or timezone.now()
-    elapsed = int((min(now, period.end) - period.start).total_seconds())
-    month_seconds = int((period.end - period.start).total_seconds())
+    start, end = period.start, period.end  # each reads the current time zone: once
+    elapsed = int((min(now, end) - start).total_seconds())
+    month_seconds = int((end - start).total_seconds())
     if limit is not None and spent >= limit:
         return Forecast("used_up", month_total=spent)
     if spent <= 0 or elapsed <= 0:
