@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from datetime import date, timedelta
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from django import forms
@@ -587,7 +588,10 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def spreadsheet_safe(cell):
-    """`cell`, with a text that a spreadsheet would run as a formula prefixed by a quote, shown as text."""
+    """`cell`, with a text that a spreadsheet would run as a formula prefixed by a quote, shown as text;
+    an exact amount always in positional notation (str() writes a tiny Decimal as 1E-8)."""
     if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
         return "'" + cell
+    if isinstance(cell, Decimal):
+        return format(cell, "f")
     return cell

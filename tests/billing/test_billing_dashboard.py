@@ -191,8 +191,19 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted(client):
 def test_every_formula_start_is_neutralised_and_other_cells_are_kept():
     starts = ["=1+1", "+1", "-1", "@A1", "\t=1", "\r=1"]
     assert [spreadsheet_safe(cell) for cell in starts] == ["'" + cell for cell in starts]
-    kept = ["alice", "a=1", "", 42, Decimal("-1.5"), None]
+    kept = ["alice", "a=1", "", 42, None]
     assert [spreadsheet_safe(cell) for cell in kept] == kept
+    # Exact amounts are written positionally, never in exponent notation a spreadsheet misreads.
+    amounts = [Decimal("-1.5"), Decimal("1E-8"), Decimal("0.000000000001"), Decimal("1E+3")]
+    assert [spreadsheet_safe(cell) for cell in amounts] == ["-1.5", "0.00000001", "0.000000000001", "1000"]
+
+
+def test_a_tiny_cost_is_exported_positionally(client):
+    record = record_call(make_user("tiny"), model="claude-haiku-5-5", input_tokens=1)
+    assert record.cost == 10**5  # one token at $0.10 per million: a ten-millionth of a dollar
+    client.force_login(make_staff())
+    users = list(csv.DictReader(io.StringIO(client.get(DASHBOARD + "export.csv").content.decode())))
+    assert users[0]["Cost (USD)"] == "0.0000001"
 
 
 @pytest.mark.parametrize("user_id", ["99999999999999999999", "9223372036854775808", "2147483648", "987654"])
