@@ -413,10 +413,9 @@ def pages_part(args: argparse.Namespace) -> dict:
     django_setup()
     from django.core.management import call_command
     from django.db import connection
+    from teams_data import ROLLUP_TABLES
 
     from tests.servers import Worker
-
-    from teams_data import ROLLUP_TABLES
 
     call_command("collectstatic", interactive=False, verbosity=0)
     # Pages read the rollups from their indexes alone only where the visibility map says so: what a
