@@ -378,7 +378,7 @@
 
   document.addEventListener("paste", function uploadPasted(event) {
     if (!box() || !event.clipboardData) return;
-    var files = Array.prototype.filter.call(event.clipboardData.files || [], function (f) { return f.type in TYPES; });
+    var files = Array.prototype.filter.call(event.clipboardData.files || [], function (f) { return f.type in TYPES || accepted(f.name); });
     if (!files.length) return;  // ordinary text: pasted as usual
     event.preventDefault();
     upload(files);
