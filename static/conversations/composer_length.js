@@ -99,6 +99,8 @@
       }
       lastPaste = null;
       show();
+      var hint = $("composer-hint");
+      if (hint) hint.textContent = "";
       input.focus();
     } } }));
   });

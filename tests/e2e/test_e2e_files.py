@@ -155,6 +155,7 @@ def test_a_40000_character_paste_is_kept_whole_counted_and_attached_as_a_text_fi
     expect(chip).to_contain_text("40 KB · ≈ 10,000 tokens")
     expect(box).to_have_value("")
     expect(length).to_be_hidden()
+    expect(page.locator("#composer-hint")).to_have_text("")  # the refusal to send no longer applies
     box.fill(f"What is this about? {QUICK}")
     box.press("Enter")
     expect(page.locator("#messages article.message.user")).to_have_count(2)
