@@ -307,6 +307,10 @@ CHAT_MAX_PENDING_MB = int(os.environ.get("CHAT_MAX_PENDING_MB") or "100")
 CHAT_MAX_IMAGE_BYTES = int(os.environ.get("CHAT_MAX_IMAGE_MB", "5")) * 1024 * 1024
 CHAT_MAX_PDF_BYTES = int(os.environ.get("CHAT_MAX_PDF_MB", "20")) * 1024 * 1024
 CHAT_MAX_PDF_PAGES = int(os.environ.get("CHAT_MAX_PDF_PAGES", "100"))
+# Text files (plain text, Markdown, CSV, JSON, source code): largest upload, and most tokens one may hold
+# (estimated at four UTF-8 bytes a token; the budget hold counts every byte as a token, an upper bound).
+CHAT_MAX_TEXT_BYTES = int(os.environ.get("CHAT_MAX_TEXT_KB") or "256") * 1024
+CHAT_MAX_TEXT_TOKENS = int(os.environ.get("CHAT_MAX_TEXT_TOKENS") or "50000")
 CHAT_IMAGE_MAX_EDGE = int(os.environ.get("CHAT_IMAGE_MAX_EDGE", "1568"))
 # Largest image (in pixels) an upload may decode to: checked from its header before decoding, so a
 # small file that expands to a huge image cannot take a worker's memory.

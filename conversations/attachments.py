@@ -1,11 +1,14 @@
-"""Images and PDFs attached to messages: checking, scaling, storing and sending them.
+"""Images, PDFs and text files attached to messages: checking, scaling, storing and sending them.
 
 An upload is checked before anything is stored: its bytes must be what its name says (Pillow decodes
 an image whole, a PDF must start with %PDF- and its pages be countable), within the API's limits and the
 site's (settings CHAT_MAX_*). Images larger than the model uses are scaled down here, so the bytes sent
 and the tokens billed are no more than needed: ceil(width x height / 750) tokens each; a PDF is
 estimated at PDF_PAGE_TOKENS per page. The offline Claude applies the same rule (offline_claude/media.py;
-tests hold the two together).
+tests hold the two together). A text file (plain text, Markdown, CSV, JSON, source code: TEXT_EXTENSIONS)
+must be valid UTF-8 without NUL bytes; it is sent as a plain-text `document` block and estimated at
+TEXT_BYTES_PER_TOKEN bytes a token (shown on its chip), while the budget hold counts each of its bytes as a
+token, as it does for message text (a token is at least one byte).
 
 An upload first becomes a pending attachment of its conversation (no message); sending a message claims
 the pending ones it names, in the same transaction as the message.
@@ -27,7 +30,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Case, Count, F, Sum, When
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
@@ -46,6 +49,21 @@ EXTENSIONS = {
     ".webp": "WEBP",
     ".pdf": "PDF",
 }
+# Text files by extension (the content is checked too: UTF-8, no NUL). A file without an extension is
+# not guessed at.
+TEXT_EXTENSIONS = frozenset(
+    ".txt .text .md .markdown .rst .csv .tsv .json .jsonl .ndjson .xml .yaml .yml .toml .ini .cfg .conf "
+    ".log .tex .srt .vtt .html .htm .css .scss .js .mjs .cjs .ts .tsx .jsx .py .pyi .rb .go .rs .java .kt "
+    ".kts .scala .swift .c .h .cc .cpp .cxx .hpp .hh .cs .m .php .pl .pm .lua .r .jl .dart .ex .exs .erl "
+    ".hs .ml .clj .el .vim .sh .bash .zsh .fish .ps1 .bat .sql .graphql .proto .gradle .cmake .mk .diff "
+    ".patch .env .properties .svelte .vue .sol .tf .nix .zig .hcl .ipynb".split()
+)
+#: The file picker's `accept`: every extension taken, and the media types of images and PDFs.
+ACCEPT = ",".join(
+    [*EXTENSIONS, *sorted(TEXT_EXTENSIONS), *IMAGE_TYPES.values(), "application/pdf", "text/plain"]
+)
+TEXT_MEDIA_TYPE = "text/plain"
+TEXT_BYTES_PER_TOKEN = 4  # the estimate shown: English prose and code are about four bytes a token
 IMAGE_MAX_DIMENSION = 8000  # the API refuses larger images, either side
 IMAGE_MAX_PIXELS = 1_150_000  # about what the model uses; larger images are scaled down
 TOKENS_PER_PIXEL_DIVISOR = 750
@@ -54,7 +72,9 @@ PDF_PAGE_TOKENS = 3000
 # under this, so a message with its text always fits (a long history of large files may not: the API's
 # 413 then reads "This conversation is too long for the model").
 MESSAGE_MAX_BYTES = 24 * 1024 * 1024
-ACCEPTED = "PNG, JPEG, GIF and WebP images and PDFs"
+ACCEPTED = (
+    "PNG, JPEG, GIF and WebP images, PDFs and text files (plain text, Markdown, CSV, JSON, source code)"
+)
 
 
 class AttachmentError(ValueError):
@@ -96,7 +116,14 @@ class Checked:
     def tokens(self) -> int:
         if self.kind == Attachment.Kind.PDF:
             return self.pages * PDF_PAGE_TOKENS
+        if self.kind == Attachment.Kind.TEXT:
+            return text_tokens(len(self.content))
         return image_tokens(self.width, self.height)
+
+
+def text_tokens(size: int) -> int:
+    """The estimated tokens of a text file of `size` UTF-8 bytes (what its chip shows)."""
+    return math.ceil(size / TEXT_BYTES_PER_TOKEN)
 
 
 def _mb(size: int) -> str:
@@ -110,10 +137,13 @@ def check_upload(upload) -> Checked:
     extension = full[dot:].lower() if dot >= 0 else ""
     # A long name is shortened before its extension, which says what the file is.
     name = full if len(full) <= 200 else full[: 200 - len(extension[:20])] + extension[:20]
-    expected = EXTENSIONS.get(extension)
+    expected = "TEXT" if extension in TEXT_EXTENSIONS else EXTENSIONS.get(extension)
     if expected is None:
         raise AttachmentError(f"“{name}”: only {ACCEPTED} can be attached.")
-    limit = settings.CHAT_MAX_PDF_BYTES if expected == "PDF" else settings.CHAT_MAX_IMAGE_BYTES
+    limit = {
+        "PDF": settings.CHAT_MAX_PDF_BYTES,
+        "TEXT": settings.CHAT_MAX_TEXT_BYTES,
+    }.get(expected, settings.CHAT_MAX_IMAGE_BYTES)
     if upload.size == 0:
         raise AttachmentError(f"“{name}” is empty.")
     if upload.size > limit:
@@ -121,6 +151,8 @@ def check_upload(upload) -> Checked:
     content = upload.read()
     if expected == "PDF":
         return _check_pdf(name, content)
+    if expected == "TEXT":
+        return check_text(name, extension, content)
     return _check_image(name, expected, extension, content)
 
 
@@ -144,6 +176,29 @@ def _check_pdf(name: str, content: bytes) -> Checked:
     if pages > settings.CHAT_MAX_PDF_PAGES:
         raise AttachmentError(f"“{name}” has {pages} pages; the limit is {settings.CHAT_MAX_PDF_PAGES}.")
     return Checked(name, Attachment.Kind.PDF, "application/pdf", ".pdf", content, pages=pages)
+
+
+def check_text(name: str, extension: str, content: bytes) -> Checked:
+    """A text file's bytes: valid UTF-8 (a leading byte order mark is dropped), no NUL byte (binary data
+    under a text name), not blank, within CHAT_MAX_TEXT_TOKENS estimated tokens. Line ends become \n."""
+    if b"\x00" in content:
+        raise AttachmentError(f"“{name}” is not a text file (it holds binary data).")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AttachmentError(
+            f"“{name}” is not UTF-8 text: save it as UTF-8 (or it is not a text file) and attach it again."
+        ) from None
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    if not text.strip():
+        raise AttachmentError(f"“{name}” has no text in it.")
+    stored = text.encode("utf-8")
+    tokens = text_tokens(len(stored))
+    if tokens > settings.CHAT_MAX_TEXT_TOKENS:
+        raise AttachmentError(
+            f"“{name}” is about {tokens:,} tokens; a text file can hold at most {settings.CHAT_MAX_TEXT_TOKENS:,}."
+        )
+    return Checked(name, Attachment.Kind.TEXT, TEXT_MEDIA_TYPE, extension, stored)
 
 
 # Images decoded at once in this process (each may take hundreds of MB at the largest size allowed).
@@ -349,6 +404,16 @@ def attachments_claim(*, owner, conversation, ids: object, message) -> list[Atta
     return found
 
 
+def attachments_adopt(*, owner, ids: list[int], conversation) -> None:
+    """Give `conversation` (just made for its first message) the files `ids` that `owner` uploaded in the
+    home page's composer, inside the caller's transaction; `attachments_claim` then checks that every
+    one named is there."""
+    if ids:
+        Attachment.objects.filter(
+            pk__in=ids, owner=owner, conversation__isnull=True, message__isnull=True
+        ).update(conversation=conversation)
+
+
 def tokens_before(conversation, *, before) -> int:
     """Estimated tokens of the attachments still sent to Claude for a reply at message `before`."""
     total = Attachment.objects.filter(
@@ -360,20 +425,27 @@ def tokens_before(conversation, *, before) -> int:
 
 
 def tokens_by_message(message_ids: list[int]) -> dict[int, int]:
-    """Estimated tokens of the attachments of each of these messages (those that have any)."""
+    """Tokens the prompt bound counts for the attachments of each of these messages (those that have
+    any): images and PDFs at their estimate, text files at one token a byte (an upper bound)."""
+    bound = Case(When(kind=Attachment.Kind.TEXT, then=F("size")), default=F("tokens"))
     rows = (
         Attachment.objects.filter(message_id__in=message_ids)
         .values("message_id")
-        .annotate(total=Sum("tokens"))
+        .annotate(total=Sum(bound))
         .values_list("message_id", "total")
     )
     return dict(rows)
 
 
 def content_block(attachment: Attachment) -> dict:
-    """The API content block of an attachment: base64 image or PDF document."""
+    """The API content block of an attachment: a base64 image or PDF document, or a plain-text document
+    titled with the file's name."""
     with attachment.file.open("rb") as handle:
-        data = base64.b64encode(handle.read()).decode("ascii")
+        raw = handle.read()
+    if attachment.kind == Attachment.Kind.TEXT:
+        source = {"type": "text", "media_type": TEXT_MEDIA_TYPE, "data": raw.decode("utf-8")}
+        return {"type": "document", "source": source, "title": attachment.name}
+    data = base64.b64encode(raw).decode("ascii")
     kind = "image" if attachment.is_image else "document"
     return {"type": kind, "source": {"type": "base64", "media_type": attachment.media_type, "data": data}}
 
@@ -400,7 +472,10 @@ def _data_tokens(kind: str, data: str) -> int:
 
 
 def block_tokens(block: dict) -> int:
-    """Estimated tokens of an image or document block built by `content_block`."""
+    """Estimated tokens of an image or document block built by `content_block` (a text document: its
+    UTF-8 bytes, the bound message text gets too)."""
+    if block["source"]["type"] == "text":
+        return len(block["source"]["data"].encode())
     return _data_tokens(block["type"], block["source"]["data"])
 
 

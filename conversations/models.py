@@ -434,7 +434,9 @@ def attachment_path(attachment: Attachment, filename: str) -> str:
 
 
 class Attachment(models.Model):
-    """An image or PDF a person attached to a message. Pending (no message) between upload and send.
+    """An image, PDF or text file a person attached to a message. Pending (no message) between upload
+    and send; a pending one without a conversation was uploaded in the home page's composer, for the
+    first message of a conversation not made yet (sending it gives it that conversation).
 
     Its file lives in the private attachment storage and is served only to its owner; it is deleted
     with its message or conversation (the ledger keeps what the calls cost).
@@ -443,9 +445,12 @@ class Attachment(models.Model):
     class Kind(models.TextChoices):
         IMAGE = "image", "Image"
         PDF = "pdf", "PDF"
+        TEXT = "text", "Text file"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attachments")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments"
+    )
     message = models.ForeignKey(
         Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments"
     )
@@ -475,6 +480,19 @@ class Attachment(models.Model):
     @property
     def is_image(self) -> bool:
         return self.kind == self.Kind.IMAGE
+
+    @property
+    def is_text(self) -> bool:
+        return self.kind == self.Kind.TEXT
+
+    @property
+    def size_label(self) -> str:
+        """Its size as people read it: "820 bytes", "12 KB", "3.4 MB"."""
+        if self.size < 1024:
+            return f"{self.size} byte{'s' if self.size != 1 else ''}"
+        if self.size < 1024 * 1024:
+            return f"{-(-self.size // 1024):,} KB"  # rounded up: never "0 KB"
+        return f"{self.size / (1024 * 1024):.1f} MB"
 
 
 class ImportClaim(models.Model):

@@ -69,13 +69,14 @@ def _page_context(
             "files": settings.CHAT_MAX_ATTACHMENTS,
             "image_bytes": settings.CHAT_MAX_IMAGE_BYTES,
             "pdf_bytes": settings.CHAT_MAX_PDF_BYTES,
+            "text_bytes": settings.CHAT_MAX_TEXT_BYTES,
+            "accept": attachments.ACCEPT,
         },
-        # Uploaded but not sent yet (e.g. the page was reloaded): still in the composer.
+        # Uploaded but not sent yet (e.g. the page was reloaded): still in the composer. The home page's
+        # are those uploaded there (no conversation yet).
         "pending_attachments": Attachment.objects.filter(
             owner=request.user, conversation=conversation, message__isnull=True
-        )
-        if conversation
-        else (),
+        ),
         **extra,
     }
 
@@ -126,19 +127,30 @@ def _conversation_create(user, model: object, preset_id: object) -> Conversation
 @login_required
 @require_POST
 async def conversation_create(request: HttpRequest) -> HttpResponse:
-    """Create a conversation from the home page's composer, with its first message if one was typed."""
+    """Create a conversation from the home page's composer, with its first message if one was typed or
+    files go with it (uploaded from the home page's composer, or posted with the form without JS)."""
     user = await request.auser()
     text = request.POST.get("message", "")
-    if text and not text.strip():
+    has_files = bool(request.POST.getlist("attachments") or request.FILES.getlist("files"))
+    if text and not text.strip() and not has_files:
         # Only spaces: nothing to send, and no empty conversation made for it.
         return await sync_to_async(_render_page_with_error)(request, None, EMPTY_MESSAGE, text)
     model, preset = request.POST.get("model"), request.POST.get("preset")
+    stored: list[Attachment] = []
     try:
-        if text.strip():  # the conversation and its first message are stored together, or neither
-            reply = await intents.start_conversation(owner=user, text=text, model=model, preset_id=preset)
+        if (
+            text.strip() or has_files
+        ):  # the conversation and its first message are stored together, or neither
+            stored = await _store_posted_files(request, user, None)
+            ids = request.POST.getlist("attachments") + [a.pk for a in stored]
+            reply = await intents.start_conversation(
+                owner=user, text=text, model=model, preset_id=preset, attachment_ids=ids
+            )
             return redirect(reply.conversation)
         conversation = await sync_to_async(_conversation_create)(user, model, preset)
-    except (inputs.InvalidInput, SpendRefused) as exc:
+    except (inputs.InvalidInput, SpendRefused, attachments.AttachmentError) as exc:
+        for attachment in stored:
+            await sync_to_async(attachment.delete)()
         return await sync_to_async(_render_page_with_error)(request, None, str(exc), text)
     return redirect(conversation)
 
@@ -176,8 +188,11 @@ async def message_send(request: HttpRequest, pk: int) -> HttpResponse:
 _check_upload = sync_to_async(attachments.check_upload, thread_sensitive=False)
 
 
-async def _store_posted_files(request: HttpRequest, user, conversation: Conversation) -> list[Attachment]:
-    """The files posted with the composer (no JavaScript): all checked before any is stored."""
+async def _store_posted_files(
+    request: HttpRequest, user, conversation: Conversation | None
+) -> list[Attachment]:
+    """The files posted with the composer (no JavaScript): all checked before any is stored. None: the
+    home page's composer (the conversation is made with the message)."""
     uploads = request.FILES.getlist("files")
     if len(uploads) + len(request.POST.getlist("attachments")) > settings.CHAT_MAX_ATTACHMENTS:
         raise attachments.AttachmentError(
@@ -190,10 +205,11 @@ async def _store_posted_files(request: HttpRequest, user, conversation: Conversa
 
 @login_required
 @require_POST
-async def attachment_upload(request: HttpRequest, pk: int) -> HttpResponse:
-    """One file from the composer (picker, drop or paste): its chip, or the reason it was refused (400)."""
+async def attachment_upload(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """One file from the composer (picker, drop or paste): its chip, or the reason it was refused (400).
+    Without `pk`, from the home page's composer: pending until the first message makes a conversation."""
     user = await request.auser()
-    conversation = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk)
+    conversation = await aget_object_or_404(Conversation.objects.owned_by(user), pk=pk) if pk else None
     upload = request.FILES.get("file")
     if upload is None:
         return HttpResponse("Choose a file to attach.", status=400, content_type="text/plain; charset=utf-8")

@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .tokenizer import count_tokens
+
 IMAGE_MEDIA_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WEBP"}
 IMAGE_MAX_BYTES = 5 * 1024 * 1024  # per image, decoded
 IMAGE_MAX_DIMENSION = 8000  # pixels, either side
@@ -171,7 +173,9 @@ def describe(blocks: list[dict]) -> str:
             elif block.get("type") == "document":
                 info = document_info(block)
                 if isinstance(info, str):
-                    parts.append("a text document")
+                    title = block.get("title")
+                    named = f"“{title}”, " if isinstance(title, str) and title else ""
+                    parts.append(f"a text document ({named}{count_tokens(info):,} tokens)")
                 else:
                     pages = "1 page" if info.pages == 1 else f"{info.pages} pages"
                     parts.append(f"a PDF ({pages}, {info.tokens:,} tokens)")

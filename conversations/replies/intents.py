@@ -114,21 +114,33 @@ async def send(
 
 
 @database_sync_to_async
-def _start_in_database(owner, text: object, model: object, preset_id: object) -> _Sent:
-    """A new conversation of `owner` and its first turn, in one transaction: if the message is refused
-    (empty, too long, a model their team does not allow, over budget), neither exists."""
+def _start_in_database(
+    owner, text: object, model: object, preset_id: object, attachment_ids: object
+) -> _Sent:
+    """A new conversation of `owner` and its first turn (with the files `attachment_ids` uploaded in the
+    home page's composer), in one transaction: if the message is refused (empty, too long, a model
+    their team does not allow, over budget, a file gone), neither exists and the files stay pending."""
     sent = _Sent(ended=[])
     try:
-        text = inputs.clean_message_text(text)
+        ids = attachments.clean_ids(attachment_ids)
+        text = inputs.clean_message_text(text, allow_empty=bool(ids))
         models = inputs.model_choice(owner.pk)  # read once for the conversation and its first reply
         with transaction.atomic():
             preset = services.preset_offered(user=owner, preset_id=preset_id)
             conversation = services.conversation_create(
                 owner=owner, model=models.clean_optional(model) or models.default, preset=preset
             )
+            attachments.attachments_adopt(owner=owner, ids=ids, conversation=conversation)
             sent.user_message, sent.assistant, max_tokens = store.reply_start(
-                conversation=conversation, text=text, worker=leases.WORKER_ID, models=models
+                conversation=conversation,
+                text=text,
+                worker=leases.WORKER_ID,
+                attachment_ids=ids,
+                models=models,
             )
+    except attachments.AttachmentError as exc:
+        sent.refused = inputs.InvalidInput(str(exc))
+        return sent
     except Exception as exc:  # refused (InvalidInput, SpendRefused) or failed: nothing was written
         store.budget_refusal_note(exc, owner_id=owner.pk)  # outside the transaction that rolled back
         sent.refused = exc
@@ -138,13 +150,13 @@ def _start_in_database(owner, text: object, model: object, preset_id: object) ->
 
 
 async def start_conversation(
-    *, owner, text: object, model: object = None, preset_id: object = None
+    *, owner, text: object, model: object = None, preset_id: object = None, attachment_ids: object = ()
 ) -> Message:
     """A new conversation of `owner` (on `model`, or from the preset `preset_id`) with `text` as its first
-    message, and Claude's reply to it started. Returns the reply being written (its conversation
-    attached)."""
+    message (and the files `attachment_ids` uploaded in the home page's composer), and Claude's reply to
+    it started. Returns the reply being written (its conversation attached)."""
     with _accepting():
-        return await _started(await _start_in_database(owner, text, model, preset_id))
+        return await _started(await _start_in_database(owner, text, model, preset_id, attachment_ids))
 
 
 async def _started(sent: _Sent) -> Message:

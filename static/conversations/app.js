@@ -78,7 +78,8 @@
   // The home page's Send with nothing typed: say so instead of making an empty conversation.
   document.addEventListener("submit", function refuseEmptyFirstMessage(event) {
     var form = event.target;
-    if (form.id === "composer" && form.hasAttribute("data-needs-text") && input() && input().value.trim() === "") {
+    var files = document.querySelector("#attachment-chips .attachment-chip");  // files alone may start one
+    if (form.id === "composer" && form.hasAttribute("data-needs-text") && input() && input().value.trim() === "" && !files) {
       event.preventDefault();
       hint("Type a message first.");
       focusComposer();
@@ -280,9 +281,16 @@
   "use strict";
 
   var TYPES = { "image/png": "image", "image/jpeg": "image", "image/gif": "image", "image/webp": "image", "application/pdf": "pdf" };
-  var EXTENSIONS = /\.(png|jpe?g|gif|webp|pdf)$/i;
+  var IMAGES = /\.(png|jpe?g|gif|webp)$/i;
 
   function box() { return document.getElementById("composer-attachments"); }
+  // The extensions the server takes: the picker's `accept` lists them (text files are known by theirs).
+  function extensionOf(name) { var dot = name.lastIndexOf("."); return dot < 0 ? "" : name.slice(dot).toLowerCase(); }
+  function accepted(name) {
+    var picker = document.getElementById("attachment-input");
+    var list = picker ? (picker.getAttribute("accept") || "").split(",") : [];
+    return extensionOf(name) !== "" && list.indexOf(extensionOf(name)) >= 0;
+  }
   function csrf() {
     var headers = document.body.getAttribute("hx-headers");
     try { return JSON.parse(headers)["X-CSRFToken"]; } catch (e) { return ""; }
@@ -298,34 +306,43 @@
   }
   function megabytes(bytes) { return Math.round(bytes / (1024 * 1024)) + " MB"; }
 
+  function size(bytes) { return bytes >= 1024 * 1024 ? megabytes(bytes) : Math.round(bytes / 1024) + " KB"; }
   function tooBig(file, limits) {
     var isPdf = file.type === "application/pdf" || /\.pdf$/i.test(file.name);
-    var limit = isPdf ? limits.pdf : limits.image;
-    return file.size > limit ? "“" + file.name + "” is too large (" + megabytes(file.size) + "; the limit is " + megabytes(limit) + ")." : "";
+    var isImage = (file.type in TYPES && !isPdf) || IMAGES.test(file.name);
+    var limit = isPdf ? limits.pdf : isImage ? limits.image : limits.text;
+    return file.size > limit ? "“" + file.name + "” is too large (" + size(file.size) + "; the limit is " + size(limit) + ")." : "";
   }
+  // A successful upload clears an earlier refusal: it no longer describes the composer.
+  function clearErrors() { var errors = document.getElementById("chat-errors"); if (errors) errors.textContent = ""; }
 
-  function upload(files) {
+  // `done(ok)`, when given, is told for each file whether it became a chip (composer_length.js waits
+  // for it before taking pasted text out of the box).
+  function upload(files, done) {
+    done = done || function () {};
     var holder = box();
     if (!holder || !files.length) return;
     var limits = {
       files: parseInt(holder.dataset.maxFiles, 10),
       image: parseInt(holder.dataset.maxImageBytes, 10),
       pdf: parseInt(holder.dataset.maxPdfBytes, 10),
+      text: parseInt(holder.dataset.maxTextBytes, 10),
     };
     var chips = document.getElementById("attachment-chips");
     var count = chips.querySelectorAll(".attachment-chip").length;
     Array.prototype.forEach.call(files, function (file) {
       var name = file.name || "pasted image.png";
-      if (!(file.type in TYPES) && !EXTENSIONS.test(name)) {
-        showError("“" + name + "”: only PNG, JPEG, GIF and WebP images and PDFs can be attached."); return;
+      var refuse = function (text) { showError(text); done(false); };
+      if (!(file.type in TYPES) && !accepted(name)) {
+        refuse("“" + name + "”: only PNG, JPEG, GIF and WebP images, PDFs and text files (plain text, Markdown, CSV, JSON, source code) can be attached."); return;
       }
-      if (file.size === 0) { showError("“" + name + "” is empty."); return; }
+      if (file.size === 0) { refuse("“" + name + "” is empty."); return; }
       var big = tooBig(file, limits);
-      if (big) { showError(big); return; }
-      if (count >= limits.files) { showError("At most " + limits.files + " files can be attached to a message."); return; }
+      if (big) { refuse(big); return; }
+      if (count >= limits.files) { refuse("At most " + limits.files + " files can be attached to a message."); return; }
       count += 1;
       var form = new FormData();
-      form.append("file", file, EXTENSIONS.test(name) ? name : name + "." + (file.type.split("/")[1] || "png"));
+      form.append("file", file, accepted(name) ? name : name + "." + (file.type.split("/")[1] || "png"));
       var placeholder = document.createElement("div");
       placeholder.className = "attachment-chip uploading";
       placeholder.textContent = "Uploading " + name + "…";
@@ -340,13 +357,18 @@
             var chip = placeholder.nextElementSibling;
             placeholder.remove();
             htmx.process(chip);  // its remove button is htmx's
-          } else { placeholder.remove(); count -= 1; showError(body || "The file could not be attached."); }
+            clearErrors();
+            done(true);
+          } else { placeholder.remove(); count -= 1; refuse(body || "The file could not be attached."); }
         });
       }).catch(function () {
-        placeholder.remove(); count -= 1; showError("The file could not be uploaded: check the connection and try again.");
+        placeholder.remove(); count -= 1; refuse("The file could not be uploaded: check the connection and try again.");
       });
     });
   }
+
+  // Other scripts attach files through this event (composer_length.js: long text as a text file).
+  document.addEventListener("chat:attach", function uploadGiven(event) { upload(event.detail.files, event.detail.done); });
 
   document.addEventListener("change", function uploadPicked(event) {
     if (event.target.id !== "attachment-input") return;
@@ -356,7 +378,7 @@
 
   document.addEventListener("paste", function uploadPasted(event) {
     if (!box() || !event.clipboardData) return;
-    var files = Array.prototype.filter.call(event.clipboardData.files || [], function (f) { return f.type in TYPES; });
+    var files = Array.prototype.filter.call(event.clipboardData.files || [], function (f) { return f.type in TYPES || accepted(f.name); });
     if (!files.length) return;  // ordinary text: pasted as usual
     event.preventDefault();
     upload(files);

@@ -73,7 +73,7 @@ def test_an_uploaded_image_is_scaled_to_what_the_model_uses_and_stored_privately
         ("cat.png", image_bytes(20, 20)[:60], "damaged"),
         ("cat.gif", b"GIF89a nonsense", "not an image Claude can read"),
         ("empty.png", b"", "is empty"),
-        ("notes.txt", b"hello", "only PNG, JPEG, GIF and WebP images and PDFs"),
+        ("program.exe", b"MZ hello", "only PNG, JPEG, GIF and WebP images, PDFs and text files"),
         ("paper.pdf", b"not really a pdf", "is not a PDF"),
         ("paper.pdf", b"%PDF-1.7\nbroken", "damaged"),
         ("huge.png", image_bytes(8001, 10), "the limit is 8000"),

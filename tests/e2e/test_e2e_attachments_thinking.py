@@ -131,7 +131,7 @@ def test_drop_a_pdf_on_the_composer_then_remove_its_chip(signed_up_page: Page):
     page.evaluate(DROP, [pdf(3), "report.pdf"])
     chip = page.locator("#attachment-chips .attachment-chip")
     expect(chip).to_contain_text("report.pdf")
-    expect(chip).to_contain_text("3 pages · ~9000 tokens")
+    expect(chip).to_contain_text("3 pages · ≈ 9,000 tokens")
     chip.locator(".remove-attachment").click()
     expect(chip).to_have_count(0)
     page.reload()

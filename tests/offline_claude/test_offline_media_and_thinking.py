@@ -68,6 +68,23 @@ def test_a_pdf_costs_3000_tokens_a_page_and_the_reply_counts_its_pages(offline_c
     assert "a PDF (3 pages, 9,000 tokens)" in reply.content[-1].text
 
 
+def text_document(text: str, **extra) -> dict:
+    return {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}, **extra}
+
+
+def test_a_plain_text_document_costs_its_texts_tokens_and_the_reply_names_it(offline_claude):
+    client = sync_client(offline_claude)
+    notes = "Herons wait, then strike: patience, precision.\n" * 10  # 10 tokens a line
+    content = [text_document(notes, title="notes.md"), {"type": "text", "text": "Summarise"}]
+    counted = client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": content}])
+    assert counted.input_tokens == 100 + 1
+    reply = client.messages.create(
+        model=MODEL, max_tokens=4000, messages=[{"role": "user", "content": content}]
+    )
+    assert reply.usage.input_tokens == counted.input_tokens
+    assert "I received a text document (“notes.md”, 100 tokens)" in reply.content[-1].text
+
+
 @pytest.mark.parametrize(
     "block, words",
     [
@@ -78,6 +95,11 @@ def test_a_pdf_costs_3000_tokens_a_page_and_the_reply_counts_its_pages(offline_c
         ({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "%%%"}}, "base64"),
         (pdf_block(b"hello, not a pdf"), "PDF specified was not valid"),
         (pdf_block(b"%PDF-1.7 garbage"), "PDF specified was not valid"),
+        (
+            text_document("hello") | {"source": {"type": "text", "media_type": "text/csv", "data": "a"}},
+            "text/plain",
+        ),
+        ({"type": "document", "source": {"type": "text", "media_type": "text/plain"}}, "text/plain"),
     ],
 )
 def test_bad_media_blocks_are_a_400_with_the_apis_sentence(offline_claude, block, words):
