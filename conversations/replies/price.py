@@ -45,6 +45,8 @@ from .context import prompt_bytes_bound
 TYPICAL_REPLY_TOKENS = 400
 #: Replies whose length the assumption is the median of.
 RECENT_REPLIES = 20
+#: Earlier calls replayed against the cache (an entry renewed by reads may outlive many later calls).
+CALLS_REPLAYED = 50
 #: Another model is named when it would cost at most this share of the chosen one.
 CHEAPER_SHARE = 0.6
 TTL_SECONDS = {"5m": 300, "1h": 3600}
@@ -257,7 +259,7 @@ def draft_read(conversation: Conversation, text: str, attachment_ids: list[int])
         .only(
             "model", "created_at", "updated_at", "input_tokens", "output_tokens",
             "cache_creation_input_tokens", "cache_creation_1h_input_tokens", "cache_read_input_tokens",
-        )[:RECENT_REPLIES]
+        )[:CALLS_REPLAYED]
     )  # fmt: skip
     replies.reverse()
     if replies:
@@ -271,7 +273,7 @@ def draft_read(conversation: Conversation, text: str, attachment_ids: list[int])
                 else ("5m" if reply.cache_creation_input_tokens else "")
             )
             calls.setdefault(reply.model, []).append(Call(reply.created_at, reply.prompt_tokens, wrote))
-    lengths = [r.output_tokens for r in replies]
+    lengths = [r.output_tokens for r in replies[-RECENT_REPLIES:]]
     if not any(lengths):
         lengths = list(
             Message.objects.filter(
@@ -383,11 +385,15 @@ def line(estimate: Estimate) -> list[str]:
         return [hold.refusal]
     if estimate.cost is None:
         return [f"{label} has no price set: this message would be recorded at $0.00"]
-    parts = [f"≈ {format_money(estimate.cost)}"]
-    if estimate.expired:
-        parts.append(f"the cache expired: ≈ {format_money(estimate.cost)}, this once")
-    elif estimate.tokens.read:
-        parts.append(f"{estimate.cached_percent}% from cache")
+    shown = format_money(estimate.cost)
+    if not estimate.expired:
+        parts = [f"≈ {shown}"]
+        if estimate.tokens.read:
+            parts.append(f"{estimate.cached_percent}% from cache")
+    elif estimate.tokens.read:  # the start of the conversation, kept an hour, is still cached
+        parts = [f"the cache expired: ≈ {shown}, this once ({estimate.cached_percent}% still cached)"]
+    else:
+        parts = [f"the cache expired: ≈ {shown}, this once"]
     parts.append(label)
     if estimate.cheaper is not None:
         other, other_cost = estimate.cheaper

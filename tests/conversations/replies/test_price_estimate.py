@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.db.models import F
 
 from billing.models import Rates
+from billing.money import format_money
 from conversations.replies import price
 from conversations.replies.generation import generation_wait
 from tests.conversations.replies.test_chat_budget import PRICES
@@ -144,7 +145,11 @@ async def test_the_price_shown_before_each_send_is_within_ten_percent_of_the_led
         assert estimate.tokens.read == row.cache_read_tokens
         assert reply.price_estimate == estimate.cost  # kept for the receipt
     assert seen[1][1].tokens.read > 0 and not seen[1][1].expired
-    assert late.expired and "the cache expired" in " · ".join(price.line(late))
+    # The hour-long start is still read; the line says the rest expired and what this once costs.
+    assert late.expired and late.tokens.read == seen[0][1].prompt_tokens
+    assert price.line(late)[0] == (
+        f"the cache expired: ≈ {format_money(late.cost)}, this once ({late.cached_percent}% still cached)"
+    )
     assert late.cost > seen[-1][1].cost  # this once dearer
     assert f"{seen[2][1].cached_percent}% from cache" in price.line(seen[2][1])[1]
 
