@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.core.management import call_command
 from django.db.models import F
 
@@ -241,3 +241,56 @@ def test_a_receipt_shows_the_estimate_beside_the_real_cost_and_only_to_its_owner
     assert "Cost $0.008 (exact) · estimated ≈ $0.0085 before sending" in receipt
     client.force_login(other)
     assert client.get(f"/usage/receipt/{reply.pk}/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("offline_claude", "private_media")
+def test_a_draft_is_counted_once_never_billed_and_its_own_pending_files_add_their_estimate(
+    client, offline_claude
+):
+    from conversations import attachments
+    from tests.media_factories import image_bytes, upload
+
+    call_command("load_prices", str(PRICES), verbosity=0)
+    owner, other = make_user(), make_user()
+    conversation = make_conversation(owner=owner, model="claude-sonnet-5-5")
+    elsewhere = make_conversation(owner=other, model="claude-sonnet-5-5")
+    picture = image_bytes(800, 600)
+    mine = attachments.attachment_add(
+        owner=owner,
+        conversation=conversation,
+        checked=attachments.check_upload(upload("a.png", picture, "image/png")),
+    )
+    theirs = attachments.attachment_add(
+        owner=other,
+        conversation=elsewhere,
+        checked=attachments.check_upload(upload("b.png", picture, "image/png")),
+    )
+    client.force_login(owner)
+    url = f"/c/{conversation.pk}/price/"
+
+    def counted() -> int:
+        return sum(
+            n for key, n in offline_claude.server.stats.items() if key.startswith("/v1/messages/count_tokens")
+        )
+
+    def billed() -> int:
+        return sum(n for key, n in offline_claude.server.stats.items() if key.startswith("/v1/messages "))
+
+    before = counted()
+    text_only = client.post(url, {"message": "What is in this picture?"}).content.decode()
+    again = client.post(url, {"message": "What is in this picture?"}).content.decode()
+    assert "≈ $" in text_only and "≈ $" in again
+    assert counted() == before + 1 and billed() == 0  # the same draft is not counted twice; nothing billed
+
+    plain = async_to_sync(price.estimate)(conversation, "What is in this picture?", [])
+    with_file = async_to_sync(price.estimate)(conversation, "What is in this picture?", [mine.pk])
+    assert with_file.prompt_tokens == plain.prompt_tokens + mine.tokens
+    # Someone else's file (or one of another conversation) is not theirs to price: it adds nothing.
+    assert async_to_sync(price.estimate)(
+        conversation, "What is in this picture?", [theirs.pk]
+    ).prompt_tokens == (plain.prompt_tokens)
+    files_alone = client.post(url, {"message": "", "attachments": [str(mine.pk)]}).content.decode()
+    assert "≈ $" in files_alone
+    refused = client.post(url, {"message": "Hi", "attachments": ["x"]}).content.decode()
+    assert "≈ $" not in refused and "price_estimate" not in refused
