@@ -25,7 +25,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.utils import timezone
 
@@ -47,8 +49,8 @@ TYPICAL_REPLY_TOKENS = 400
 RECENT_REPLIES = 20
 #: Earlier calls replayed against the cache (an entry renewed by reads may outlive many later calls).
 CALLS_REPLAYED = 50
-#: Another model is named when it would cost at most this share of the chosen one.
-CHEAPER_SHARE = 0.6
+#: Another model is named when it would cost at most this share (percent) of the chosen one.
+CHEAPER_PERCENT = 60
 TTL_SECONDS = {"5m": 300, "1h": 3600}
 #: How long the estimate a page was shown stays good for the Send that follows it.
 ESTIMATE_MAX_AGE = 3600
@@ -196,7 +198,7 @@ class Draft:
     calls: dict[str, list[Call]]
     output: int
     models: list[str]
-    owner: object
+    owner: AbstractBaseUser
     text_hash: str
 
 
@@ -317,7 +319,7 @@ def draft_price(draft: Draft, tokens: int, conversation_id: int) -> Estimate:
             if other == model:
                 continue
             other_cost = priced(other)[0]
-            if other_cost is not None and other_cost <= cost * CHEAPER_SHARE:
+            if other_cost is not None and other_cost * 100 <= cost * CHEAPER_PERCENT:
                 if cheaper is None or other_cost < cheaper[1]:
                     cheaper = (other, other_cost)
     status = budget_status(draft.owner)
@@ -343,8 +345,6 @@ def draft_price(draft: Draft, tokens: int, conversation_id: int) -> Estimate:
 async def estimate(conversation: Conversation, text: str, attachment_ids: list[int]) -> Estimate:
     """The price of sending `text` (with the owner's pending attachments `attachment_ids`) in
     `conversation` now. Raises ClaudeError when the count fails."""
-    from channels.db import database_sync_to_async
-
     draft = await database_sync_to_async(draft_read)(conversation, text, attachment_ids)
     tokens = await prompt_tokens(draft.request)
     return await database_sync_to_async(draft_price)(draft, tokens, conversation.pk)
