@@ -14,6 +14,7 @@ from billing.models import Rates
 from billing.money import format_money
 from conversations.replies import price
 from conversations.replies.generation import generation_wait
+from offline_claude.tokenizer import count_tokens
 from tests.conversations.replies.test_chat_budget import PRICES
 from tests.conversations.replies.test_chat_streaming import (
     final_frame_for,
@@ -82,12 +83,19 @@ def test_the_estimate_sent_with_a_message_counts_only_for_that_text_in_that_conv
 
 # --- Against the offline Claude, through the real SDK and the ledger -------------------------------
 
-SCRIPT = [
-    "What is a prompt cache, in short?",
-    "How long does an entry live on the API?",
-    "And what does writing one cost compared with reading it?",
-    "Why would a one hour lifetime ever be cheaper?",
-]
+WORDS = ["cache", "prompt", "window", "token", "reply", "budget", "ledger", "stream", "model", "turn"]
+
+
+def text_of(tokens: int, seed: int) -> str:
+    """Deterministic prose of exactly `tokens` offline-Claude tokens (the shape of bench/prompt_caching.py)."""
+    text = " ".join(WORDS[(seed * 7 + i * 3) % len(WORDS)] + str(seed % 10) for i in range(tokens))
+    assert count_tokens(text) == tokens
+    return text
+
+
+# The benchmark's conversation: a 2,000-token system prompt, 300-token turns, 300-token answers.
+SYSTEM = text_of(2_000, 999)
+SCRIPT = [f"Question {n}: {text_of(295, n)}" for n in range(1, 7)]
 
 
 async def _send_priced(socket, conversation, text: str):
@@ -120,7 +128,7 @@ async def test_the_price_shown_before_each_send_is_within_ten_percent_of_the_led
     try:
         user = await sync_to_async(make_user)()
         conversation = await sync_to_async(make_conversation)(
-            owner=user, model="claude-sonnet-5-5", system_prompt="You are a patient tutor of caching. " * 300
+            owner=user, model="claude-sonnet-5-5", system_prompt=SYSTEM
         )
         socket, _, _ = await open_socket(user, conversation.pk)
         await socket.receive()
@@ -131,7 +139,7 @@ async def test_the_price_shown_before_each_send_is_within_ten_percent_of_the_led
         # The person comes back after ten minutes: the 5-minute entries expired (on both clocks).
         ahead[0] += 600
         await _pause(conversation, 600)
-        after, late = await _send_priced(socket, conversation, "Back again: what did we say about lifetimes?")
+        after, late = await _send_priced(socket, conversation, f"Back again: {text_of(295, 42)}")
         await socket.close()
     finally:
         offline_claude.server.cache._clock = time.monotonic
