@@ -586,3 +586,53 @@ def budget_status(user) -> BudgetStatus:
         levels=levels,
         warning_percent=mine.warning_percent,
     )
+
+
+@dataclass(frozen=True)
+class HoldPreview:
+    """What a call's budget hold would be now, without holding anything: `refusal` is the sentence a
+    Send would be refused with ("" if it would go through); `hold` the most the call may cost (pUSD);
+    `max_tokens` what it would be granted; `level` the level with the least left (None: no budget)."""
+
+    hold: int
+    max_tokens: int
+    level: Level | None
+    refusal: str = ""
+
+
+def hold_preview(
+    *, status: BudgetStatus, model: str, prompt_tokens: int, max_tokens: int, cache_ttl: str
+) -> HoldPreview:
+    """The hold `spend_reserve` would take for a call (the same arithmetic, nothing locked or written),
+    against the standing in `status` (budget_status: holds of replies in progress included)."""
+    now = timezone.now()
+    worst = worst_case_cost(
+        model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens, at=now, cache_ttl=cache_ttl
+    )
+    limited = status.levels.limited() if status.levels is not None else []
+    if not limited:
+        return HoldPreview(worst, max_tokens, None)
+    for level in limited:
+        if level.exhausted:
+            return HoldPreview(0, 0, level, used_up_message(level, status.period))
+    shortest = min(limited, key=lambda level: level.available)
+    if worst <= shortest.available:
+        return HoldPreview(worst, max_tokens, shortest)
+    granted = _affordable_max_tokens(
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        at=now,
+        available=shortest.available,
+        cache_ttl=cache_ttl,
+    )
+    least = min(max_tokens, MIN_REPLY_TOKENS)
+    if granted < least:
+        smallest = worst_case_cost(
+            model=model, prompt_tokens=prompt_tokens, max_tokens=least, at=now, cache_ttl=cache_ttl
+        )
+        return HoldPreview(0, 0, shortest, too_dear_message(shortest, smallest, status.period))
+    held = worst_case_cost(
+        model=model, prompt_tokens=prompt_tokens, max_tokens=granted, at=now, cache_ttl=cache_ttl
+    )
+    return HoldPreview(held, granted, shortest)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -114,6 +116,25 @@ def personal_cap(request: HttpRequest) -> HttpResponse:
     return redirect("billing:my_usage")
 
 
+#: Where a receipt finds the estimate shown before its message was sent (pUSD, or None): sources the
+#: chat app registers (billing imports nothing from it), each given the message id and its owner's id.
+_estimate_sources: list[Callable[[int, int], int | None]] = []
+
+
+def estimates_from(source: Callable[[int, int], int | None]) -> None:
+    """Let receipts show the estimate `source(message_pk, user_id)` gives beside the real cost."""
+    if source not in _estimate_sources:
+        _estimate_sources.append(source)
+
+
+def _estimate_for(message_pk: int, user_id: int) -> int | None:
+    for source in _estimate_sources:
+        found = source(message_pk, user_id)
+        if found is not None:
+            return found
+    return None
+
+
 @login_required
 def receipt(request: HttpRequest, message_pk: int) -> HttpResponse:
     """Tokens × rate = cost for each API call of one of the user's own assistant messages.
@@ -134,6 +155,7 @@ def receipt(request: HttpRequest, message_pk: int) -> HttpResponse:
         "total": sum(record.cost for record in records),  # a handful of rows for one message
         "savings": sum(record.cache_savings for record in records),
         "any_unpriced": any(not record.priced for record in records),
+        "estimate": _estimate_for(message_pk, request.user.pk),
     }
     template = "billing/receipt.html#receipt" if request.htmx else "billing/receipt.html"
     return render(request, template, context)

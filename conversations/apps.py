@@ -9,10 +9,14 @@ class ConversationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from billing.views import estimates_from
+
         from . import attachments, checks  # noqa: F401  (registers the system checks, the file cleanup)
+        from .replies.price import shown_estimate
         from .replies.shutdown import install_under_daphne
 
         install_under_daphne()
+        estimates_from(shown_estimate)
         post_migrate.connect(_search_index_repair, sender=self)
 
 

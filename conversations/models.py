@@ -227,6 +227,9 @@ class Message(models.Model):
     # Of those, written for an hour (billed at the 1-hour rate, also when a sweep ends the reply).
     cache_creation_1h_input_tokens = models.PositiveIntegerField(default=0)
     cache_read_input_tokens = models.PositiveIntegerField(default=0)
+    # The price (pUSD) the page showed under the box for the message this reply answers, when it
+    # showed one for exactly that text (replies/price.py); its receipt shows it beside the real cost.
+    price_estimate = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -34,6 +34,7 @@ urlpatterns = [
     path("presets/<int:pk>/delete/", organise_views.preset_delete, name="preset_delete"),
     path("c/<int:pk>/attachments/", views.attachment_upload, name="attachment_upload"),
     path("attachments/", views.attachment_upload, name="attachment_upload_new"),
+    path("c/<int:pk>/price/", views.price_line, name="price_line"),
     path("a/<int:pk>/", views.attachment_file, name="attachment"),
     path("a/<int:pk>/remove/", views.attachment_discard, name="attachment_discard"),
     path("m/<int:pk>/stop/", views.reply_stop_view, name="reply_stop"),

@@ -17,7 +17,8 @@ from . import attachments, fragments, inputs, services
 from .catalog import EFFORTS, model_info, takes_effort
 from .meters import meter_for
 from .models import Attachment, Conversation, Message, Preset
-from .replies import intents
+from .replies import intents, price
+from .replies.claude import ClaudeError
 from .sidebar import current_conversation, sidebar_page
 
 EMPTY_MESSAGE = "Type a message first."
@@ -221,6 +222,35 @@ async def attachment_upload(request: HttpRequest, pk: int | None = None) -> Http
     except attachments.AttachmentError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
     return HttpResponse(fragments.attachment_chip(attachment))
+
+
+@login_required
+@require_POST
+async def price_line(request: HttpRequest, pk: int) -> HttpResponse:
+    """The line under the box: the price of sending the draft (`message`, with the pending `attachments`)
+    now. POST with the CSRF token (the draft may be long); counting is free and bills nothing."""
+    user = await request.auser()
+    conversation = await aget_object_or_404(
+        Conversation.objects.owned_by(user).select_related("owner"), pk=pk
+    )
+    text = request.POST.get("message", "")
+    context: dict = {"parts": [], "token": ""}
+    try:
+        ids = attachments.clean_ids(request.POST.getlist("attachments"))
+    except attachments.AttachmentError as exc:
+        ids, context["parts"] = [], [str(exc)]
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        context["parts"] = [
+            f"The message is too long to send (the limit is {settings.CHAT_MAX_MESSAGE_CHARS:,} characters)."
+        ]
+    elif (text.strip() or ids) and not context["parts"]:
+        try:
+            estimate = await price.estimate(conversation, text, ids)
+        except ClaudeError as exc:
+            context["parts"] = [f"No price estimate now: {exc.user_message}"]
+        else:
+            context.update(parts=price.line(estimate), token=estimate.token, near=estimate.near_budget)
+    return render(request, "conversations/conversation.html#price_line", context)
 
 
 @login_required

@@ -170,6 +170,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 text=frame.get("message"),
                 attachment_ids=frame.get("attachments"),
                 signed_in=functools.partial(session_is_current, self.session_key, self.user.pk),
+                price_token=frame.get("price_estimate"),
             )
         )
         try:

@@ -181,8 +181,9 @@ def owner_pauses(rows: list[tuple[str, datetime, datetime]]) -> list[float]:
     ]
 
 
-def history_for(conversation: Conversation, *, before: Message) -> History:
-    """The history a reply placed at `before` sends (see reply_history), as turns."""
+def history_for(conversation: Conversation, *, before: Message, draft: Turn | None = None) -> History:
+    """The history a reply placed at `before` sends (see reply_history), as turns; with `draft`, a user
+    turn not stored yet, placed after them (what a Send of it would send: the price shown before it)."""
     rows = list(
         _history_rows(conversation, before=before).values_list(
             "pk",
@@ -204,6 +205,8 @@ def history_for(conversation: Conversation, *, before: Message) -> History:
             rows = rows[index + 1 :]
             break
     turns = _history_turns(conversation, rows)
+    if draft is not None:
+        turns_append(turns, draft)
     while turns and turns[0].role != Message.Role.USER:
         turns.pop(0)
     while turns and turns[-1].role != Message.Role.USER:

@@ -21,7 +21,7 @@ from billing.services import SpendRefused
 from .. import attachments, fragments, inputs, services
 from ..control import request_stop
 from ..models import Conversation, Message, conversation_group
-from . import branches, leases, store
+from . import branches, leases, price, store
 from .generation import accepted, draining, generation_start, stop_here
 from .relay import relay
 from .request import ReplyContext, reply_context
@@ -69,7 +69,11 @@ class SignedOut(Exception):
 
 @database_sync_to_async
 def _send_in_database(
-    conversation: Conversation, text: object, attachment_ids: object, signed_in: Callable[[], bool] | None
+    conversation: Conversation,
+    text: object,
+    attachment_ids: object,
+    signed_in: Callable[[], bool] | None,
+    price_token: object = None,
 ) -> _Sent:
     """Send's database work in one trip to the database thread, not one per step: the thread is one,
     and under a burst of messages every trip waits behind the other replies' work. `signed_in` (the
@@ -84,6 +88,7 @@ def _send_in_database(
             text=inputs.clean_message_text(text, allow_empty=bool(ids)),
             worker=leases.WORKER_ID,
             attachment_ids=ids,
+            price_estimate=price.estimate_sent(price_token, conversation_id=conversation.pk, text=text),
         )
     except attachments.AttachmentError as exc:
         sent.refused = inputs.InvalidInput(str(exc))
@@ -102,15 +107,19 @@ async def send(
     text: object,
     attachment_ids: object = (),
     signed_in: Callable[[], bool] | None = None,
+    price_token: object = None,
 ) -> Message:
     """Store the user's turn (with its pending attachments `attachment_ids`) and start Claude's reply in
     `conversation` (the caller checked ownership; `signed_in`, when given, is checked first in the
-    database thread, and SignedOut raised if it says no).
+    database thread, and SignedOut raised if it says no). `price_token`: the signed price the page
+    showed for this draft (price.py), kept on the reply for its receipt.
 
     Returns the assistant message being written.
     """
     with _accepting():
-        return await _started(await _send_in_database(conversation, text, attachment_ids, signed_in))
+        return await _started(
+            await _send_in_database(conversation, text, attachment_ids, signed_in, price_token)
+        )
 
 
 @database_sync_to_async

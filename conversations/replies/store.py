@@ -254,13 +254,24 @@ def budget_refusal_note(exc: BaseException, *, owner_id: int) -> None:
 
 
 def new_reply(
-    conversation: Conversation, *, parent: Message, worker: str, models: ModelChoice | None = None
+    conversation: Conversation,
+    *,
+    parent: Message,
+    worker: str,
+    models: ModelChoice | None = None,
+    price_estimate: int | None = None,
 ) -> tuple[Message, int]:
     """An assistant placeholder answering `parent`, leased to `worker`, on the model the owner may use
     (`reply_model`, with their `models` when read already), with its spend reserved; and the
-    `max_tokens` its hold granted."""
+    `max_tokens` its hold granted. `price_estimate`: the price the page showed before the Send (pUSD)."""
     model = reply_model(conversation, models)
-    assistant = Message(conversation=conversation, role=Message.Role.ASSISTANT, model=model, parent=parent)
+    assistant = Message(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        model=model,
+        parent=parent,
+        price_estimate=price_estimate,
+    )
     lease(assistant, worker)
     assistant.save()
     return assistant, reserve(conversation=conversation, assistant=assistant)
@@ -273,12 +284,13 @@ def reply_start(
     worker: str,
     attachment_ids: list[int] = (),
     models: ModelChoice | None = None,
+    price_estimate: int | None = None,
 ) -> tuple[Message, Message, int]:
     """Persist the user's turn (with the pending attachments `attachment_ids`, the owner's, uploaded to
     this conversation and not yet sent) and an assistant placeholder in one transaction, with the spend
     reserved (the attachments' estimated tokens included). Returns both and the `max_tokens` the hold
     granted the reply's call. `text` and `attachment_ids` are cleaned by the caller (`inputs`,
-    `attachments.clean_ids`).
+    `attachments.clean_ids`); `price_estimate` is the price the page showed for it (pUSD), if any.
 
     The placeholder is leased to `worker`, the process that will write it, and written on a model the
     owner may use (`reply_model`; `models` is their choice when the caller read it). Raises InvalidInput or
@@ -287,7 +299,12 @@ def reply_start(
     """
     try:
         return _reply_start(
-            conversation=conversation, text=text, worker=worker, attachment_ids=attachment_ids, models=models
+            conversation=conversation,
+            text=text,
+            worker=worker,
+            attachment_ids=attachment_ids,
+            models=models,
+            price_estimate=price_estimate,
         )
     except attachments.AttachmentError as exc:
         raise InvalidInput(str(exc)) from None
@@ -300,6 +317,7 @@ def _reply_start(
     worker: str,
     attachment_ids: list[int],
     models: ModelChoice | None,
+    price_estimate: int | None = None,
 ):
     with transaction.atomic():
         conversation = (
@@ -313,7 +331,9 @@ def _reply_start(
         claimed = attachments.attachments_claim(
             owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
         )
-        assistant, max_tokens = new_reply(conversation, parent=user_message, worker=worker, models=models)
+        assistant, max_tokens = new_reply(
+            conversation, parent=user_message, worker=worker, models=models, price_estimate=price_estimate
+        )
         if not conversation.title:
             conversation.title = clean_title(
                 text.splitlines()[0] if text else ", ".join(a.name for a in claimed)
