@@ -83,17 +83,24 @@
       if (!response.ok) throw new Error("status " + response.status);
       return response.text();
     });
+    var done = function () { copied(button, "Copied"); };
     var failed = function () { copied(button, "Could not copy"); };
     var clipboard = navigator.clipboard && window.isSecureContext ? navigator.clipboard : null;
-    if (clipboard && window.ClipboardItem && clipboard.write) {
-      // Handing the clipboard a promise keeps the click's permission while the text is fetched.
-      var blob = source.then(function (text) { return new Blob([text], { type: "text/plain" }); });
-      clipboard.write([new ClipboardItem({ "text/plain": blob })]).then(function () { copied(button, "Copied"); }, failed);
-    } else {
-      source.then(function (text) {
-        if (clipboard) return clipboard.writeText(text).then(function () { copied(button, "Copied"); });
-        if (copyByTextarea(text)) copied(button, "Copied"); else failed();
+    var writeText = function () {
+      return source.then(function (text) {
+        if (clipboard) return clipboard.writeText(text).then(done);
+        if (copyByTextarea(text)) done(); else failed();
       }).catch(failed);
+    };
+    if (clipboard && window.ClipboardItem && clipboard.write) {
+      // Handing the clipboard a promise keeps the click's permission while the text is fetched (Safari
+      // asks for that); a browser that takes no promise there gets the text once it is in.
+      var blob = source.then(function (text) { return new Blob([text], { type: "text/plain" }); });
+      try {
+        clipboard.write([new ClipboardItem({ "text/plain": blob })]).then(done, writeText);
+      } catch (e) { writeText(); }
+    } else {
+      writeText();
     }
   });
 
