@@ -142,8 +142,9 @@
     var message = foundId && $(foundId);
     if (!message) return false;
     message.classList.add("found");
+    // A reply still being written keeps its text untouched (app.js compares it with catch-ups).
     var body = $(foundId + "-body");
-    if (body) markWords(body);
+    if (body && !message.classList.contains("status-streaming")) markWords(body);
     var first = message.querySelector("mark.found-word") || message;
     first.scrollIntoView({ block: "center" });
     return true;
