@@ -20,6 +20,7 @@ from .models import Conversation, Preset, ShareLink, share_token_hash
 from .sidebar import current_conversation, sidebar_page
 
 SIDEBAR = "conversations/_sidebar_list.html"
+SIDEBAR_HITS = 20  # messages the sidebar lists while its box filters (the search page lists more)
 
 
 def _owned(request: HttpRequest, pk: int) -> Conversation:
@@ -93,12 +94,20 @@ def conversation_archive(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")
+    in_sidebar = bool(request.htmx) and request.htmx.target == "conversation-list"
+    if in_sidebar and not query.strip():  # the box emptied: the sidebar's own list again
+        context = {"sidebar": sidebar_page(request.user), "conversation": current_conversation(request)}
+        return render(request, f"{SIDEBAR}#sidebar_entries", context)
     context: dict = {"query": query, "results": None, "error": ""}
     if query.strip():
         try:
-            context["results"] = search_module.search(user=request.user, query=query)
+            limit = SIDEBAR_HITS if in_sidebar else search_module.RESULTS
+            context["results"] = search_module.search(user=request.user, query=query, limit=limit)
         except search_module.SearchError as exc:
             context["error"] = str(exc)
+    if in_sidebar:
+        context["conversation"] = current_conversation(request)
+        return render(request, "conversations/search.html#sidebar_results", context)
     if request.htmx:
         return render(request, "conversations/search.html#results", context)
     context["sidebar"] = sidebar_page(request.user)

@@ -19,12 +19,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from html import escape
+from urllib.parse import urlencode
 
 from django.db import connection
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
-from .models import Conversation, Message, message_dom_id
+from .models import Conversation, Message, annotate_branches, message_dom_id
 
 FTS_TABLE = "conversations_message_fts"
 # Longest text indexed per message on PostgreSQL (a tsvector holds at most 1 MB); replies are far shorter.
@@ -122,14 +123,40 @@ class MessageHit:
     role: str
     snippet: SafeString
     archived: bool
-    # False for a version not on the conversation's active branch (an earlier edit or regeneration).
+    # False for a version not on the conversation's active branch (an earlier edit or regeneration):
+    # it opens through `message_show`, which switches to its branch first.
     active: bool = True
+    query: str = ""
 
     @property
     def url(self) -> str:
-        # The conversation's page ending at this message (pages show the latest messages before `before`).
-        page = reverse("conversation", args=[self.conversation_id])
-        return f"{page}?before={self.message_id + 1}#{message_dom_id(self.message_id)}"
+        return hit_url(conversation_id=self.conversation_id, message_id=self.message_id, query=self.query)
+
+
+def hit_url(*, conversation_id: int, message_id: int, query: str = "", version_id: int | None = None) -> str:
+    """The conversation's page ending at a message (pages show the latest messages before `before`),
+    which the page highlights (`found`, the words of `query` marked in it); `version` names the version
+    a search hit's opening switched to, which the page mentions (`version_note`)."""
+    params: dict[str, object] = {"before": message_id + 1, "found": message_id}
+    if query:
+        params["q"] = query[:MAX_QUERY_CHARS]
+    if version_id:
+        params["version"] = version_id
+    page = reverse("conversation", args=[conversation_id])
+    return f"{page}?{urlencode(params)}#{message_dom_id(message_id)}"
+
+
+def version_note(*, conversation: Conversation, version_id: int, found_id: int | None) -> str:
+    """The sentence a page opened at a search hit shows once opening it switched to the version
+    `version_id` (on the branch shown now; else nothing): which version of which message is shown."""
+    version = conversation.messages.active().filter(pk=version_id).first()
+    if version is None:
+        return ""
+    annotate_branches([version])
+    position = f"version {version.branch_index} of {version.branch_count}"
+    if version.pk == found_id:
+        return f"Showing {position} of this message, where your search matched."
+    return f"Showing {position} of an earlier message: the branch where your search matched."
 
 
 @dataclass(frozen=True)
@@ -195,12 +222,37 @@ def highlight(text: str, words: list[str]) -> SafeString:
     return marked_html(_mark(text, words)) if words else marked_html(_strip_markers(text))
 
 
+# Markdown syntax a snippet shows as plain text (its words and the hit markers stay).
+_MARKDOWN = [
+    (re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),  # [text](url), ![alt](src): the text
+    (re.compile(r"<((?:https?|mailto):[^>\s]+)>"), r"\1"),  # <https://…>: the address
+    (re.compile(r"(?:`{3,}|~{3,})[\w+#.-]*"), " "),  # code fences, with their language
+    (re.compile(r"`+"), ""),  # inline code
+    (re.compile(r"\*\*|__|~~"), ""),  # bold, strikethrough
+    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),  # *italic*
+    (re.compile(r"(?<![\w_])_(?=\S)(.+?)(?<=\S)_(?![\w_])"), r"\1"),  # _italic_ (not snake_case)
+    (re.compile(r"^[ \t]*(?:#{1,6}|>+|[*+-]|\d+[.)])[ \t]+", re.MULTILINE), ""),  # headings, quotes, lists
+    (re.compile(r"\|?(?:\s*:?-{3,}:?\s*\|)+(?:\s*:?-{3,}:?\s*)?"), " "),  # a table's rule row
+    (re.compile(r"\s*\|\s*"), " · "),  # table cells
+]
+
+
+def plain_snippet(text: str) -> str:
+    """A snippet (hit markers included) with its markdown syntax removed and its whitespace collapsed:
+    what the reader saw, not how it was written."""
+    for pattern, replacement in _MARKDOWN:
+        text = pattern.sub(replacement, text)
+    text = re.sub(r"·(?:\s*·)+", "·", " ".join(text.split()))
+    return re.sub(r"^(?:· )+|(?: ·)+$", "", text).strip()
+
+
 def snippet_marked(text: str, words: list[str], *, around: int = 90) -> str:
-    """About 2 x `around` characters of `text` around its first hit, hits between markers (unescaped)."""
+    """About 2 x `around` characters of `text` around its first hit, hits between markers (unescaped,
+    markdown and line breaks left for `plain_snippet`)."""
     found = _words_pattern(words).search(text)
     start = max(0, found.start() - around) if found else 0
     end = min(len(text), (found.end() if found else 0) + around)
-    piece = " ".join(text[start:end].split())
+    piece = text[start:end]  # its lines kept: `plain_snippet` reads line starts, then joins them
     return ("…" if start else "") + _mark(piece, words) + ("…" if end < len(text) else "")
 
 
@@ -276,9 +328,10 @@ def search(*, user, query: object, limit: int = RESULTS) -> Results:
             conversation_id=conversation_id,
             conversation_title=title or "New conversation",
             role=role,
-            snippet=marked_html(snippet),
+            snippet=marked_html(plain_snippet(snippet)),
             archived=bool(archived),
             active=bool(active),
+            query=str(query),
         )
         for pk, conversation_id, title, role, snippet, archived, active in rows
     ]

@@ -9,11 +9,11 @@ from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from billing.services import SpendRefused, budget_status
 
-from . import attachments, fragments, inputs, services
+from . import attachments, fragments, inputs, search, services
 from .catalog import EFFORTS, model_info, takes_effort
 from .meters import meter_for
 from .models import Attachment, Conversation, Message, Preset
@@ -94,7 +94,49 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _owned_conversation(request, pk)
-    return render(request, "conversations/conversation.html", _page_context(request, conversation))
+    # Opened from a search hit in another version (`message_show`): say which version is shown.
+    version, found = inputs.parse_int(request.GET.get("version")), inputs.parse_int(request.GET.get("found"))
+    note = (
+        search.version_note(conversation=conversation, version_id=version, found_id=found) if version else ""
+    )
+    return render(
+        request, "conversations/conversation.html", _page_context(request, conversation, found_note=note)
+    )
+
+
+@login_required
+@require_POST
+async def message_show(request: HttpRequest, pk: int) -> HttpResponse:
+    """Open a search hit: the conversation at one of the user's messages, switched to the branch it is
+    on when it is another version (as "<" ">" would), the page saying so and the hit highlighted."""
+    user = await request.auser()
+    try:
+        message, switched = await intents.reveal(user=user, message_id=pk)
+    except inputs.NotFound:
+        raise Http404 from None
+    except inputs.InvalidInput as exc:
+        flash.error(request, str(exc))
+        message = await Message.objects.owned_by(user).aget(pk=pk)
+        return redirect(message.conversation)
+    return redirect(
+        search.hit_url(
+            conversation_id=message.conversation_id,
+            message_id=message.pk,
+            query=request.POST.get("q", ""),
+            version_id=switched.pk if switched else None,
+        )
+    )
+
+
+@login_required
+@require_GET
+def message_source(request: HttpRequest, pk: int) -> HttpResponse:
+    """The markdown a message was written in, as plain text: what a reply's Copy puts on the clipboard
+    (fences, tables and emphasis kept), for a reloaded page and a reply that streamed in alike."""
+    message = get_object_or_404(Message.objects.owned_by(request.user), pk=pk)
+    response = HttpResponse(message.content, content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "private, no-store"  # a reply still written, or retried in place, changes
+    return response
 
 
 @login_required

@@ -166,6 +166,41 @@ def branch_switch(*, message: Message, index: int) -> Message:
     return annotate_branches([target])[0]
 
 
+def branch_reveal(*, message: Message) -> Message | None:
+    """Show the branch `message` is on (a search hit in another version), as "<" ">" on the versions
+    above it would: at each turn from the first one where the branch shown leaves the way to `message`,
+    the version leading to it becomes the chosen one. Returns the version switched to at that turn
+    (`message` itself or one above it, with its place among its versions), or None when `message` was
+    shown already. Raises InvalidInput (a reply being written) with nothing changed."""
+    with transaction.atomic():
+        message = _locked_message(message)
+        if message.active:
+            return None
+        conversation = message.conversation
+        parents = dict(conversation.messages.filter(pk__lte=message.pk).values_list("pk", "parent_id"))
+        path = [message.pk]
+        while parents.get(path[-1]) is not None:
+            path.append(parents[path[-1]])
+        path.reverse()
+        shown = set(conversation.messages.active().filter(pk__in=path).values_list("pk", flat=True))
+        turn = next(index for index, pk in enumerate(path) if pk not in shown)
+        refuse_while_streaming(conversation, "switching versions")
+        entering = Message.objects.get(pk=path[turn])
+        versions = conversation.messages.filter(parent_id=entering.parent_id)
+        if entering.parent_id is None:
+            versions = conversation.messages.filter(parent__isnull=True)
+        leaving = versions.filter(active=True).first()
+        below = path[turn + 1 :]
+        if below:  # the branch below `entering` follows chosen versions: make them the way to `message`
+            conversation.messages.filter(parent_id__in=[parents[pk] for pk in below]).exclude(
+                pk__in=below
+            ).update(chosen=False)
+            Message.objects.filter(pk__in=below).update(chosen=True)
+        _show_branch(conversation, leaving=leaving, entering=entering)
+        conversation.save(update_fields=["updated_at"])
+    return annotate_branches([entering])[0]
+
+
 def branch_delete(*, message: Message) -> Message:
     """Delete one version of a turn and everything that followed it; when it is the version shown, the
     one before it (else the one after) is shown instead. Returns the version shown now. A turn's only

@@ -251,6 +251,16 @@ async def branch(*, user, message_id: int, index: int, conversation_id: int | No
     return shown
 
 
+async def reveal(*, user, message_id: int) -> tuple[Message, Message | None]:
+    """Show the branch one of `user`'s messages is on (a search hit in another version). Returns the
+    message and the version switched to above or at it (None when it was shown already)."""
+    message = await _owned_message(user, message_id, None)
+    switched = await database_sync_to_async(branches.branch_reveal)(message=message)
+    if switched is not None:
+        await _show_page(message.conversation_id)
+    return message, switched
+
+
 async def delete_version(*, user, message_id: int, conversation_id: int | None = None) -> Message:
     """Delete one version of one of `user`'s messages and what followed it (the ledger keeps its calls)."""
     message = await _owned_message(user, message_id, conversation_id)

@@ -101,7 +101,7 @@
     if (event.target.id === "composer-input") { event.preventDefault(); hint("Type a message first."); focusComposer(); }
   }, true);
 
-  // Copy a code block, or a whole reply as plain text; dismiss a notice or a receipt.
+  // Copy a code block; dismiss a notice or a receipt.
   document.addEventListener("click", function copyAndDismiss(event) {
     var dismiss = event.target.closest("[data-dismiss]");
     if (dismiss) {
@@ -113,16 +113,11 @@
     if (toggle) { event.preventDefault(); $("sidebar").classList.contains("open") ? closeDrawer() : openDrawer(); return; }
     if (event.target.closest("[data-drawer-close]")) { event.preventDefault(); closeDrawer(); return; }
     if (event.target.closest("#jump-latest")) { toBottom(); focusComposer(); return; }
-    var button = event.target.closest("[data-copy], [data-copy-message]");
+    // A whole reply's Copy (data-copy-source) copies its markdown: nav.js.
+    var button = event.target.closest("[data-copy]");
     if (!button) return;
-    var text;
-    if (button.hasAttribute("data-copy-message")) {
-      var body = $(button.getAttribute("data-copy-message"));
-      text = body ? body.innerText : "";
-    } else {
-      var code = button.parentElement.querySelector("code");
-      text = code ? code.innerText : "";
-    }
+    var code = button.parentElement.querySelector("code");
+    var text = code ? code.innerText : "";
     var done = function () {
       var label = button.textContent;
       button.textContent = "Copied";

@@ -50,7 +50,9 @@ def test_search_finds_my_words_with_highlights_as_i_type(signed_up_page: Page, n
     expect(page.locator(".message-hit").first).to_contain_text("habitat")
     expect(page.locator("#search-results")).not_to_contain_text("teapots")
     page.locator(".message-hit a").first.click()
-    expect(page).to_have_url(re.compile(re.escape(path.rstrip("/")) + r"/\?before=\d+#msg-\d+$"))
+    expect(page).to_have_url(
+        re.compile(re.escape(path.rstrip("/")) + r"/\?before=\d+&found=\d+&q=axolotl\+habitat#msg-\d+$")
+    )
     expect(page.locator("#messages")).to_contain_text("axolotl")
 
 
