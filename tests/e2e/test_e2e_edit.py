@@ -124,6 +124,10 @@ def test_esc_and_cancel_close_the_editor_and_show_the_message_again(signed_up_pa
 
     open_editor(page)
     question.get_by_role("button", name="Remove image.png").click()
+    question.locator(".edit-file-input").set_input_files(
+        files=[{"name": "extra.pdf", "mimeType": "application/pdf", "buffer": base64.b64decode(pdf(1))}]
+    )
+    expect(question.locator(".edit-form .attachment-chip:not(.uploading)")).to_contain_text("extra.pdf")
     question.get_by_role("link", name="Cancel").click()
     expect(question.locator(".edit-form")).to_have_count(0)
     expect(question.locator(".body")).to_be_visible()
@@ -132,10 +136,15 @@ def test_esc_and_cancel_close_the_editor_and_show_the_message_again(signed_up_pa
     expect(question.locator(".branches")).to_have_count(0)  # still one version
     assert page.url.endswith("/")  # stayed on the page: Cancel is not a navigation with JS
 
-    # Opened again, the editor shows the message as sent, its file included.
+    # Opened again, the editor shows the message as sent, its file included (and only that).
     editor = open_editor(page)
     expect(editor).to_have_value(f"Keep this as it is. {LONG_ENOUGH}")
     expect(question.locator(".edit-form .attachment-chip")).to_have_count(1)
+    expect(question.locator(".edit-form .attachment-chip")).to_contain_text("image.png")
+    # The file uploaded in the cancelled editor was discarded: a reload does not offer it to the composer.
+    page.reload()
+    expect(page.locator("#composer-input")).to_be_visible()
+    expect(page.locator("#attachment-chips .attachment-chip")).to_have_count(0)
 
 
 def _gap(a: dict, b: dict) -> float:
