@@ -438,14 +438,16 @@ def block_tokens(block: dict) -> int:
 @receiver(post_delete, sender=Attachment)
 def _delete_file(sender, instance: Attachment, **kwargs) -> None:
     # Also on cascades (a deleted conversation or message): the file goes once the rows are gone.
-    name, storage = instance.file.name, instance.file.storage
+    name, storage, conversation_id = instance.file.name, instance.file.storage, instance.conversation_id
     if name:
-        transaction.on_commit(lambda: _remove(storage, name))
+        transaction.on_commit(lambda: _remove(storage, name, conversation_id))
 
 
-def _remove(storage, name: str) -> None:
-    if Attachment.objects.filter(file=name).exists():
-        return  # another version of the message still shows it (`attachments_carry`)
+def _remove(storage, name: str, conversation_id: int) -> None:
+    # Another version of the message may still show it (`attachments_carry`: always in the same
+    # conversation, whose index keeps this check small).
+    if Attachment.objects.filter(conversation_id=conversation_id, file=name).exists():
+        return
     try:
         storage.delete(name)
     except Exception:
