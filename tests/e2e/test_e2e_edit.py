@@ -146,6 +146,16 @@ def test_esc_and_cancel_close_the_editor_and_show_the_message_again(signed_up_pa
     expect(page.locator("#composer-input")).to_be_visible()
     expect(page.locator("#attachment-chips .attachment-chip")).to_have_count(0)
 
+    # The editor as a page of its own (the Edit link opened in a new tab, or without JavaScript).
+    conversation = page.url
+    page.goto(last_question(page).get_by_role("link", name="Edit").get_attribute("href"))
+    expect(page.locator(".edit-form .attachment-chip")).to_contain_text("image.png")
+    expect(page.locator(".edit-form textarea")).to_be_focused()
+    assert serious_violations(page) == [], "the edit page"
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator("#composer-input")).to_be_visible()
+    assert page.url.startswith(conversation)
+
 
 def _gap(a: dict, b: dict) -> float:
     """The distance between two boxes (0 when they touch or overlap)."""
