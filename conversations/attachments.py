@@ -414,10 +414,41 @@ def attachments_adopt(*, owner, ids: list[int], conversation) -> None:
         ).update(conversation=conversation)
 
 
+def attachments_carry(*, source, ids: object, message, claimed: list[Attachment] = ()) -> list[Attachment]:
+    """Give `message` (a new version of `source`, inside the caller's transaction) the attachments `ids`
+    of `source` that the edit kept: new rows sharing their stored files (a file goes only with the
+    last row naming it). `claimed` are the new files going with them, counted in the message's limits.
+
+    An id that is not one of `source`'s attachments is AttachmentError (never saying whose it is),
+    and the caller's transaction rolls back."""
+    wanted = clean_ids(ids)
+    found = list(Attachment.objects.filter(pk__in=wanted, message=source)) if wanted else []
+    if len(found) != len(wanted):
+        raise AttachmentError(GONE)
+    every = found + list(claimed)
+    if len(every) > settings.CHAT_MAX_ATTACHMENTS:
+        raise AttachmentError(f"At most {settings.CHAT_MAX_ATTACHMENTS} files can be attached to a message.")
+    if sum(a.size for a in every) > MESSAGE_MAX_BYTES:
+        raise AttachmentError(
+            f"The files are too large together; a message can carry at most {_mb(MESSAGE_MAX_BYTES)}."
+        )
+    if sum(a.pages for a in every) > settings.CHAT_MAX_PDF_PAGES:
+        raise AttachmentError(
+            f"The PDFs have too many pages together; a message can carry at most {settings.CHAT_MAX_PDF_PAGES}."
+        )
+    for attachment in found:
+        attachment.pk = None  # a copy of the row; its file is shared, not copied
+        attachment.message = message
+        attachment.created_at = None
+    return Attachment.objects.bulk_create(found)
+
+
 def tokens_before(conversation, *, before) -> int:
-    """Estimated tokens of the attachments still sent to Claude for a reply at message `before`."""
+    """Estimated tokens of the attachments still sent to Claude for a reply at message `before`: on the
+    active branch only (other versions of a turn, with their files, are not sent)."""
     total = Attachment.objects.filter(
         message__conversation=conversation,
+        message__active=True,
         message_id__lt=before.pk,
         message_id__gte=conversation.context_from,
     ).aggregate(total=Sum("tokens"))["total"]
@@ -482,12 +513,16 @@ def block_tokens(block: dict) -> int:
 @receiver(post_delete, sender=Attachment)
 def _delete_file(sender, instance: Attachment, **kwargs) -> None:
     # Also on cascades (a deleted conversation or message): the file goes once the rows are gone.
-    name, storage = instance.file.name, instance.file.storage
+    name, storage, conversation_id = instance.file.name, instance.file.storage, instance.conversation_id
     if name:
-        transaction.on_commit(lambda: _remove(storage, name))
+        transaction.on_commit(lambda: _remove(storage, name, conversation_id))
 
 
-def _remove(storage, name: str) -> None:
+def _remove(storage, name: str, conversation_id: int) -> None:
+    # Another version of the message may still show it (`attachments_carry`: always in the same
+    # conversation, whose index keeps this check small).
+    if Attachment.objects.filter(conversation_id=conversation_id, file=name).exists():
+        return
     try:
         storage.delete(name)
     except Exception:

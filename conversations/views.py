@@ -350,33 +350,66 @@ message_delete_version_view = _intent_view("delete_version")
 @login_required
 async def message_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """Edit one of the user's messages: GET shows the form (in place with htmx, else as a page of its
-    own), POST sends the edited version (a new branch) without JavaScript. On an error the form comes
-    back with what was typed in it."""
+    own) with the message's files, POST sends the edited version (a new branch) without JavaScript,
+    carrying the files the form shows. On an error the form comes back as it was sent, files included."""
     user = await request.auser()
-    message = await aget_object_or_404(Message.objects.owned_by(user), pk=pk, role=Message.Role.USER)
+    message = await aget_object_or_404(
+        Message.objects.owned_by(user).select_related("conversation"), pk=pk, role=Message.Role.USER
+    )
     if request.method != "POST":
         return await sync_to_async(_render_edit)(request, message, message.content)
     text = request.POST.get("message", "")
+    keep, added = request.POST.getlist("keep"), request.POST.getlist("attachments")
+    if "drop" in request.POST:  # a file's remove button, without JavaScript: the form again without it
+        keep = [kept for kept in keep if kept != request.POST["drop"]]
+        return await sync_to_async(_render_edit)(request, message, text, keep=keep, added=added)
     try:
-        await intents.edit(user=user, message_id=pk, text=inputs.clean_message_text(text))
+        # Files chosen in the form (no JavaScript) are stored first: after a refusal they stay as chips.
+        added += [str(a.pk) for a in await _store_posted_files(request, user, message.conversation)]
+        await intents.edit(user=user, message_id=pk, text=text, keep_ids=keep, attachment_ids=added)
     except inputs.NotFound:
         raise Http404 from None
-    except (inputs.InvalidInput, SpendRefused) as exc:
-        return await sync_to_async(_render_edit)(request, message, text, error=str(exc), status=400)
+    except (inputs.InvalidInput, SpendRefused, attachments.AttachmentError) as exc:
+        context = {"keep": keep, "added": added, "error": str(exc), "status": 400}
+        return await sync_to_async(_render_edit)(request, message, text, **context)
     return redirect(message.conversation)
 
 
-def _render_edit(request: HttpRequest, message: Message, draft: str, *, error: str = "", status: int = 200):
+def _render_edit(
+    request: HttpRequest,
+    message: Message,
+    draft: str,
+    *,
+    keep: list[str] | None = None,
+    added: list[str] = (),
+    error: str = "",
+    status: int = 200,
+):
+    """The edit form with `draft` and the files it carries: the message's own that are kept (all of
+    them when `keep` is None) and the person's pending uploads `added` (ids nobody may use are left out)."""
+    kept = message.attachments.all()
+    if keep is not None:
+        kept = kept.filter(pk__in=_ids(keep))
+    pending = Attachment.objects.filter(
+        owner=request.user, conversation=message.conversation, message__isnull=True, pk__in=_ids(added)
+    )
     context = {
         "conversation": message.conversation,
         "message": message,
         "edit_draft": draft,
+        "edit_kept": kept,
+        "edit_added": pending,
         "error": error,
         "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "attachment_limits": {"files": settings.CHAT_MAX_ATTACHMENTS},
     }
     if request.htmx:
         return render(request, "conversations/conversation.html#edit_form", context, status=status)
     return render(request, "conversations/message_edit.html", context, status=status)
+
+
+def _ids(values: list[str]) -> list[int]:
+    return [n for n in (inputs.parse_int(v) for v in values) if n is not None]
 
 
 @login_required

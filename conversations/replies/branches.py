@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from billing.usage import Usage
 
+from .. import attachments
 from ..inputs import InvalidInput, model_choice, refuse_while_streaming
 from ..models import (
     Conversation,
@@ -115,11 +116,31 @@ def reply_regenerate(*, message: Message, worker: str, model: str | None = None)
     return annotate_branches([regenerated])[0]
 
 
-def message_edit(*, message: Message, text: str, worker: str) -> tuple[Message, Message]:
+def message_edit(
+    *,
+    message: Message,
+    text: str,
+    worker: str,
+    keep_ids: list[int] = (),
+    attachment_ids: list[int] = (),
+) -> tuple[Message, Message]:
     """Send an edited version of one of the active branch's user turns: a new version of that turn (a
     new branch from there, the earlier one kept) and a reply to it, with the spend reserved.
-    Returns (the new user turn, the reply being written). Raises InvalidInput or SpendRefused with
-    nothing written. `text` is cleaned by the caller (`inputs.clean_message_text`)."""
+
+    The new version carries the files of the earlier one named in `keep_ids` and the pending uploads
+    `attachment_ids` (the owner's, in this conversation): exactly those, and the reply's hold counts
+    them. Returns (the new user turn, the reply being written). Raises InvalidInput or SpendRefused with
+    nothing written. `text` and the ids are cleaned by the caller (`inputs.clean_message_text`,
+    `attachments.clean_ids`)."""
+    try:
+        return _message_edit(
+            message=message, text=text, worker=worker, keep_ids=keep_ids, attachment_ids=attachment_ids
+        )
+    except attachments.AttachmentError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _message_edit(*, message, text, worker, keep_ids, attachment_ids):
     with transaction.atomic():
         message = _locked_message(message)
         conversation = message.conversation
@@ -133,6 +154,10 @@ def message_edit(*, message: Message, text: str, worker: str) -> tuple[Message, 
         )
         edited.starts_conversation = message.parent_id is None
         edited.save()
+        claimed = attachments.attachments_claim(
+            owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=edited
+        )
+        attachments.attachments_carry(source=message, ids=keep_ids, message=edited, claimed=claimed)
         _show_branch(conversation, leaving=message, entering=edited)
         assistant, _max_tokens = new_reply(
             conversation, parent=edited, worker=worker

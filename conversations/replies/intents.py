@@ -230,13 +230,34 @@ async def regenerate(
         return reply
 
 
-async def edit(*, user, message_id: int, text: str, conversation_id: int | None = None) -> Message:
-    """Send an edited version of one of `user`'s messages and start Claude's reply to it (a new branch)."""
+def _attachment_ids(value: object) -> list[int]:
+    """Attachment ids from a frame or a form (one, or a list), or InvalidInput saying what is wrong."""
+    try:
+        return attachments.clean_ids(value)
+    except attachments.AttachmentError as exc:
+        raise inputs.InvalidInput(str(exc)) from None
+
+
+async def edit(
+    *,
+    user,
+    message_id: int,
+    text: object,
+    keep_ids: object = (),
+    attachment_ids: object = (),
+    conversation_id: int | None = None,
+) -> Message:
+    """Send an edited version of one of `user`'s messages and start Claude's reply to it (a new branch).
+
+    The new version carries the earlier one's files named in `keep_ids` and the pending uploads
+    `attachment_ids`, and nothing else (anything not the user's to attach is refused: InvalidInput)."""
+    keep, added = _attachment_ids(keep_ids), _attachment_ids(attachment_ids)
+    text = inputs.clean_message_text(text, allow_empty=bool(keep or added))
     with _accepting():
         message = await _owned_message(user, message_id, conversation_id)
         await leases.end_expired(message.conversation_id)
         _, reply = await _starting_reply(branches.message_edit, user.pk)(
-            message=message, text=text, worker=leases.WORKER_ID
+            message=message, text=text, worker=leases.WORKER_ID, keep_ids=keep, attachment_ids=added
         )
         page = await _conversation_page(message.conversation_id)
         await generation_start(reply.pk, conversation_id=message.conversation_id, announce=page)
@@ -291,6 +312,11 @@ async def stop(*, user, message_id: int, conversation_id: int | None = None) -> 
     return message
 
 
+def _as_sent(value: object) -> object:
+    """A field its intent cleans itself (an edit's text may be empty when files go with it)."""
+    return value
+
+
 @dataclass(frozen=True)
 class Intent:
     """What a person can do to one of their messages: the entry point, and which fields of a websocket
@@ -312,7 +338,14 @@ INTENTS: dict[str, Intent] = {
     "retry": Intent(regenerate, (("model", "model", inputs.clean_optional_model),)),
     "regenerate": Intent(regenerate, (("model", "model", inputs.clean_optional_model),)),
     "continue": Intent(continue_reply),
-    "edit": Intent(edit, (("text", "message", inputs.clean_message_text),)),
+    "edit": Intent(
+        edit,
+        (
+            ("text", "message", _as_sent),
+            ("keep_ids", "keep", _attachment_ids),
+            ("attachment_ids", "attachments", _attachment_ids),
+        ),
+    ),
     "branch": Intent(branch, (("index", "index", inputs.clean_version),)),
     "delete_version": Intent(delete_version),
 }
