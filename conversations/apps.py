@@ -9,10 +9,15 @@ class ConversationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import attachments, checks  # noqa: F401  (registers the system checks, the file cleanup)
+        from . import (  # noqa: F401  (registers the system checks, the file cleanup)
+            attachments,
+            budget_push,
+            checks,
+        )
         from .replies.shutdown import install_under_daphne
 
         install_under_daphne()
+        budget_push.connect_signals()
         post_migrate.connect(_search_index_repair, sender=self)
 
 
