@@ -148,3 +148,16 @@ def test_no_cheaper_model_is_named_that_the_team_does_not_allow(settings):
     words = refuse(me)
     assert "could cost up to" in words and "haiku" not in words and "It would fit on" not in words
     assert "Try a shorter conversation" in words
+
+
+def test_the_dashboards_breadcrumbs_use_the_admins_own_markup(client):
+    me = make_user("me")
+    record_call(me, output_tokens=100)
+    client.force_login(make_staff())
+    for path, current in (
+        ("/admin/billing/usagerecord/dashboard/", "Dashboard"),
+        (f"/admin/billing/usagerecord/dashboard/user/{me.pk}/", "me"),
+    ):
+        page = client.get(path).content.decode()
+        assert '<ol class="breadcrumbs">' in page and '<div class="breadcrumbs">' not in page, path
+        assert f'<li aria-current="page">{current}</li>' in page, path
