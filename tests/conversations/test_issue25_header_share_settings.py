@@ -148,3 +148,14 @@ def test_a_refused_setting_keeps_the_panel_open_with_what_was_typed(client):
     assert 'class="error" role="alert"' in refused and "Saved" not in refused
     chat.refresh_from_db()
     assert chat.system_prompt == ""
+
+
+def test_token_counts_of_images_and_pdfs_have_thousands_separators():
+    from types import SimpleNamespace
+
+    from django.template.loader import render_to_string
+
+    html = render_to_string(
+        "conversations/_attachments.html#media_receipt", {"message": SimpleNamespace(media_tokens=12345)}
+    )
+    assert "about 12,345 tokens of its input" in html
