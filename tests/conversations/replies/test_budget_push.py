@@ -69,3 +69,20 @@ async def test_the_row_the_budget_lock_creates_on_a_first_call_says_nothing():
     await sync_to_async(UserBudget.objects.get_or_create)(user=me)  # site default: nothing changed
     assert await page.nothing_more()
     await page.close()
+
+
+async def test_a_team_budget_reaches_its_members_pages_and_no_one_elses():
+    from teams.models import Membership, Team
+
+    member, outsider = await sync_to_async(make_user)(), await sync_to_async(make_user)()
+    team = await sync_to_async(Team.objects.create)(name="Compilers")
+    await sync_to_async(Membership.objects.create)(user=member, team=team)
+    mine, theirs = await open_page(member), await open_page(outsider)
+
+    team.monthly_limit = 0
+    await sync_to_async(team.save)()
+    frame = await mine.receive()
+    assert "budget-exhausted" in frame and "team" in frame and "disabled" in frame
+    assert await theirs.nothing_more()
+    await mine.close()
+    await theirs.close()
