@@ -17,32 +17,40 @@ URL_HOST := $(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(if $(findstring :,$(HOST)
 
 .PHONY: run test test-fast test-sqlite test-postgres lint chromium services bench install install-test clean
 
+# Installing says so in one line; pip speaks only of errors (-qq). The project is installed as a plain
+# package, not in editable mode: it has no packages of its own to import (manage.py and the tests run
+# from this directory), and an editable install makes setuptools print a warning box.
+PIP_INSTALL := $(BIN)/pip install -qq --disable-pip-version-check
+
 $(VENV)/bin/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is required (Django 6)."; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP_INSTALL) --upgrade pip
 
 # The app's dependencies only (what `make run` needs).
 $(BIN)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e .
-	touch $@
+	@echo "Installing the app's packages into $(VENV) (the first time takes a minute or two)..."
+	@$(PIP_INSTALL) .
+	@touch $@
 
 # Plus the test tools (pytest, Playwright, axe, ruff): only for the test targets.
 $(BIN)/.installed-test: $(BIN)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	@echo "Installing the test tools into $(VENV)..."
+	@$(PIP_INSTALL) '.[test]'
+	@touch $@
 
 install: $(BIN)/.installed
 
 install-test: $(BIN)/.installed-test
 
 # daphne starts in the background so the last line printed, once it accepts connections, is the URL to
-# open; Ctrl-C (or a TERM) is passed on as TERM, daphne's graceful shutdown.
+# open; Ctrl-C (or a TERM) is passed on as TERM, daphne's graceful shutdown, and a stop asked for that
+# way ends `make run` without an error.
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py recover_replies
+	@$(BIN)/python manage.py migrate --noinput
+	@$(BIN)/python manage.py recover_replies
 	@$(BIN)/python -m chatsite.serve -b $(HOST) -p $(PORT) chatsite.asgi:application & pid=$$!; \
-	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' INT TERM; \
+	trap 'kill -TERM $$pid 2>/dev/null; wait $$pid; exit 0' INT TERM; \
 	for i in $$(seq 300); do \
 		kill -0 $$pid 2>/dev/null || { wait $$pid; exit $$?; }; \
 		$(BIN)/python -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.5).close()' \

@@ -52,6 +52,12 @@ def _limit_text(limit: int | None) -> str:
     return "unlimited" if limit is None else format_money(limit)
 
 
+def _money_fields(model, money: dict[str, list[str]]) -> list[str]:
+    """A read-only page's fields in the model's order, each amount of pUSD replaced by the admin's
+    display methods for it (`money`: field → their names), so no page shows raw pico-dollars."""
+    return [name for field in model._meta.fields for name in money.get(field.name, [field.name])]
+
+
 def _usd_per_mtok_field(label: str, required: bool) -> forms.DecimalField:
     return forms.DecimalField(
         label=f"{label} (USD/MTok)", required=required, min_value=Decimal(0), max_digits=18, decimal_places=6
@@ -244,8 +250,12 @@ class UsageRecordAdmin(admin.ModelAdmin):
     list_per_page = 100
     change_list_template = "admin/billing/usagerecord/change_list.html"
 
+    def get_fields(self, request, obj=None):
+        money = {"cost": ["cost_usd", "cost_exact"], "cache_savings": ["cache_savings_usd"]}
+        return _money_fields(self.model, money)
+
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields] + ["cost_usd", "cache_savings_usd"]
+        return self.get_fields(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -256,13 +266,17 @@ class UsageRecordAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    @admin.display(description="Cost (exact)", ordering="cost")
+    @admin.display(description="Cost", ordering="cost")
     def cost_usd(self, obj: UsageRecord) -> str:
+        return format_money(obj.cost) if obj.priced else "unpriced"
+
+    @admin.display(description="Cost (exact)")
+    def cost_exact(self, obj: UsageRecord) -> str:
         return format_money_exact(obj.cost) if obj.priced else "unpriced"
 
-    @admin.display(description="Cache savings (exact)")
+    @admin.display(description="Cache savings")
     def cache_savings_usd(self, obj: UsageRecord) -> str:
-        return format_money_exact(obj.cache_savings)
+        return format_money(obj.cache_savings)
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -523,9 +537,16 @@ class BudgetAlertAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
+    def get_fields(self, request, obj=None):
+        return _money_fields(self.model, {"limit": ["limit_usd"], "spent": ["spent_usd"]})
+
     @admin.display(description="Spent")
     def spent_usd(self, obj: BudgetAlert) -> str:
         return format_money(obj.spent)
+
+    @admin.display(description="Budget")
+    def limit_usd(self, obj: BudgetAlert) -> str:
+        return format_money(obj.limit)
 
 
 @admin.register(SpendReservation)
@@ -541,6 +562,9 @@ class SpendReservationAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    @admin.display(description="Held (USD)")
+    def get_fields(self, request, obj=None):
+        return _money_fields(self.model, {"amount": ["amount_usd"]})
+
+    @admin.display(description="Held")
     def amount_usd(self, obj: SpendReservation) -> str:
         return format_money(obj.amount)

@@ -26,7 +26,7 @@ from billing.levels import user_limits
 from billing.models import BudgetPolicy, UsageMonthlyUser, UsageRecord, UserBudget
 from billing.money import format_money, pico_to_usd
 from billing.periods import PRESETS, Period, current_month, preset
-from billing.queries import ROLLUP_SUMS
+from billing.queries import ROLLUP_SUMS, current_titles
 from billing.services import site_default_limit
 
 TOKEN_FIELDS = (
@@ -492,17 +492,22 @@ def user_detail_context(request: HttpRequest, user_id: int) -> dict:
     days = day_rows(_per_day(by_day_model), period)
     latest = UsageRecord.objects.for_user(user_id).order_by("-created_at").values("username").first()
     budget = _budget_used([user_id])[user_id]
+    conversations = qs.by_conversation(limit=20)
+    titles = current_titles([row["conversation_id"] for row in conversations])
+    for row in conversations:
+        row["title"] = titles.get(row["conversation_id"], row["title"])
     return {
         "form": form,
         "period": period,
         "presets": PRESETS,
         "subject_id": user_id,
         "subject_name": latest["username"] if latest else f"user #{user_id}",
-        "totals": totals_of(pairs),
+        # One person's page: no "Active users" figure (the template shows it only when not None).
+        "totals": {**totals_of(pairs), "active_users": None},
         "models": models,
         "days": days,
         "chart": chart(by_day_model, period, models),
-        "conversations": qs.by_conversation(limit=20),
+        "conversations": conversations,
         "recent": qs.order_by("-created_at", "-id")[:50],
         "month_spent": budget[0],
         "limit": budget[1],

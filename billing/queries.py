@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.apps import apps
 from django.db import models
 from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
@@ -107,7 +108,8 @@ class UsageRecordQuerySet(models.QuerySet):
         return [_as_ints(row) for row in rows]
 
     def by_conversation(self, limit: int | None = None) -> list[dict]:
-        """Per conversation id (with its latest title): sums, calls, last activity; dearest first."""
+        """Per conversation id (with a title it was billed under: show current_titles' where the
+        conversation still exists): sums, calls, last activity; dearest first."""
         qs = (
             self.order_by()
             .values("conversation_id")
@@ -161,3 +163,19 @@ class RollupQuerySet(models.QuerySet):
             extra["username_label"] = Max("username")
         rows = self.order_by().values(*keys).annotate(**{n: Sum(n) for n in sums}, **extra)
         return [_as_ints(row) for row in rows]
+
+
+def current_titles(conversation_ids, owner_id: int | None = None) -> dict[int, str]:
+    """{id: title now} of those of `conversation_ids` that still exist (only `owner_id`'s when given).
+
+    The ledger keeps the title a call was made under (and a deleted conversation's); pages show a
+    conversation's current one. Billing imports nothing from the chat app, so the model is looked up
+    by its label: one query, at most the page's rows.
+    """
+    ids = {pk for pk in conversation_ids if pk is not None}
+    if not ids or not apps.is_installed("conversations"):
+        return {}
+    conversations = apps.get_model("conversations", "Conversation").objects.filter(pk__in=ids)
+    if owner_id is not None:
+        conversations = conversations.filter(owner_id=owner_id)
+    return dict(conversations.values_list("pk", "title"))

@@ -55,6 +55,7 @@ from billing.money import InexactAmount, format_money_together, usd_to_pico
 from billing.periods import Period, current_month
 from billing.rollups import rollup_add, rollup_replace
 from billing.usage import LedgerLabels, Usage
+from teams.access import allowed_models, team_of
 from teams.models import Membership
 
 logger = logging.getLogger(__name__)
@@ -265,20 +266,43 @@ def used_up_message(level: Level, period: Period) -> str:
     )
 
 
-def too_dear_message(level: Level, smallest: int, period: Period) -> str:
-    """Why this message cannot be afforded although the level is not used up."""
+def too_dear_message(level: Level, smallest: int, period: Period, cheaper: str = "") -> str:
+    """Why this message cannot be afforded although the level is not used up; `cheaper`: a model the
+    user may choose whose smallest reply would fit, named as the first thing to try."""
     shown = format_money_together(smallest, level.available, level.limit)
     held = " (other replies in progress hold part of it)" if level.held else ""
+    try_first = (
+        f"It would fit on {cheaper}: choose it in this conversation's settings, or try" if cheaper else "Try"
+    )
     if level.scope == USER and not level.personal:
         return (
             f"This message could cost up to {shown[0]}, but only {shown[1]} of your {shown[2]} monthly "
-            f"budget is left{held}. Try a shorter conversation, or ask an administrator for a higher budget."
+            f"budget is left{held}. {try_first} a shorter conversation, or ask an administrator for a "
+            "higher budget."
         )
     return (
         f"This message could cost up to {shown[0]}, but only {shown[1]} of {_whose(level)} {shown[2]} "
-        f"budget for {_month_name(period)} is left{held}. Try a shorter conversation, or "
+        f"budget for {_month_name(period)} is left{held}. {try_first} a shorter conversation, or "
         f"{_who_to_ask(level)}."
     )
+
+
+def cheaper_model_that_fits(
+    *, user_id: int, model: str, prompt_tokens: int, tokens: int, available: int, at: datetime, cache_ttl: str
+) -> str:
+    """Among the models the user may use (their team's choice), other than `model`: the one whose worst
+    case for `tokens` of reply is the largest that still fits in `available` pUSD ("" if none does).
+    Priced models only: an unpriced one is never suggested to get round a budget."""
+    best, best_cost = "", -1
+    for candidate in allowed_models(team_of(user_id)):
+        if candidate == model or ModelPrice.objects.in_effect(candidate, at) is None:
+            continue
+        cost = worst_case_cost(
+            model=candidate, prompt_tokens=prompt_tokens, max_tokens=tokens, at=at, cache_ttl=cache_ttl
+        )
+        if best_cost < cost <= available:
+            best, best_cost = candidate, cost
+    return best
 
 
 def spend_reserve(
@@ -341,7 +365,18 @@ def spend_reserve(
                         at=now,
                         cache_ttl=cache_ttl,
                     )
-                    raise BudgetExceeded(too_dear_message(shortest, smallest, period), level=shortest)
+                    cheaper = cheaper_model_that_fits(
+                        user_id=user.pk,
+                        model=model,
+                        prompt_tokens=prompt_tokens,
+                        tokens=least,
+                        available=shortest.available,
+                        at=now,
+                        cache_ttl=cache_ttl,
+                    )
+                    raise BudgetExceeded(
+                        too_dear_message(shortest, smallest, period, cheaper), level=shortest
+                    )
                 worst = worst_case_cost(
                     model=model, prompt_tokens=prompt_tokens, max_tokens=granted, at=now, cache_ttl=cache_ttl
                 )

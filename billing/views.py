@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -18,22 +17,15 @@ from billing.levels import TEAM, USER
 from billing.models import UsageRecord, UserBudget
 from billing.money import format_money, pico_to_usd
 from billing.periods import preset
+from billing.queries import current_titles
 from billing.services import budget_status
 
 PERIODS = {"month": "This month", "last_month": "Last month"}
 
 
 def open_conversation_ids(user, conversation_ids: list[int]) -> set[int]:
-    """Which of `conversation_ids` still exist and are `user`'s own (those rows link to the conversation).
-
-    The ledger keeps a deleted conversation's id and title; billing imports nothing from the chat app,
-    so the model is looked up by its label (one query, at most the page's rows).
-    """
-    ids = [pk for pk in conversation_ids if pk is not None]
-    if not ids or not apps.is_installed("conversations"):
-        return set()
-    conversation = apps.get_model("conversations", "Conversation")
-    return set(conversation.objects.filter(pk__in=ids, owner_id=user.pk).values_list("pk", flat=True))
+    """Which of `conversation_ids` still exist and are `user`'s own (those rows link to the conversation)."""
+    return set(current_titles(conversation_ids, owner_id=user.pk))
 
 
 def level_forecasts(status) -> list[dict]:
@@ -70,9 +62,10 @@ def my_usage_context(user, period_key: str, cap_form: PersonalCapForm | None = N
     period = preset(period_key)
     mine = UsageRecord.objects.for_user(user.pk).for_period(period.start, period.end)
     conversations = list(mine.by_conversation(limit=100))
-    linked = open_conversation_ids(user, [row["conversation_id"] for row in conversations])
+    titles = current_titles([row["conversation_id"] for row in conversations], owner_id=user.pk)
     for row in conversations:
-        row["open"] = row["conversation_id"] in linked
+        row["open"] = row["conversation_id"] in titles
+        row["title"] = titles.get(row["conversation_id"], row["title"])
     status = budget_status(user)
     own_cap = UserBudget.objects.filter(user_id=user.pk).values_list("personal_limit", flat=True).first()
     return {
@@ -145,12 +138,17 @@ def receipt(request: HttpRequest, message_pk: int) -> HttpResponse:
     records = list(UsageRecord.objects.for_message(message_pk).filter(user_id=request.user.pk))
     if not records:
         raise Http404("No such message.")
-    # The newest row carries the conversation's latest title.
+    # The conversation's title now, or, once it is deleted, the last one a call was made under.
     labelled = next((record for record in reversed(records) if record.conversation_id is not None), None)
+    title = labelled.conversation_title if labelled else ""
+    if labelled is not None:
+        title = current_titles([labelled.conversation_id], owner_id=request.user.pk).get(
+            labelled.conversation_id, title
+        )
     context = {
         "message_pk": message_pk,
         "conversation_id": labelled.conversation_id if labelled else None,
-        "conversation_title": labelled.conversation_title if labelled else "",
+        "conversation_title": title or "New conversation",
         "records": records,
         "total": sum(record.cost for record in records),  # a handful of rows for one message
         "savings": sum(record.cache_savings for record in records),

@@ -11,12 +11,17 @@ class ConversationsConfig(AppConfig):
     def ready(self) -> None:
         from billing.views import estimates_from
 
-        from . import attachments, checks  # noqa: F401  (registers the system checks, the file cleanup)
+        from . import (  # noqa: F401  (registers the system checks, the file cleanup)
+            attachments,
+            budget_push,
+            checks,
+        )
         from .replies.price import shown_estimate
         from .replies.shutdown import install_under_daphne
 
         install_under_daphne()
         estimates_from(shown_estimate)
+        budget_push.connect_signals()
         post_migrate.connect(_search_index_repair, sender=self)
 
 

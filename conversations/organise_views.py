@@ -39,6 +39,25 @@ def _sidebar_fragment(request: HttpRequest, current: Conversation | None) -> Htt
     return render(request, SIDEBAR, {"sidebar": sidebar_page(request.user), "conversation": current})
 
 
+def from_header(request: HttpRequest) -> bool:
+    """Whether an htmx action came from the open conversation's header (its tools answer) rather than
+    from the sidebar."""
+    return bool(request.htmx) and request.POST.get("place") == "header"
+
+
+def header_tools(request: HttpRequest, conversation: Conversation, **extra) -> HttpResponse:
+    """The header's tools after one of their actions, with the page's heading, tab title and sidebar
+    out of band (all from the page's own partials)."""
+    context = {
+        "conversation": conversation,
+        "sharing": settings.CHAT_SHARING,
+        "sidebar": sidebar_page(request.user),
+        "oob": True,
+        **extra,
+    }
+    return render(request, "conversations/conversation.html#header_tools", context)
+
+
 def _list_page(request: HttpRequest, *, archived: bool) -> HttpResponse:
     page = sidebar_page(request.user, after=request.GET.get("after"), archived=archived)
     if request.htmx and not archived:
@@ -68,6 +87,8 @@ def archived_list(request: HttpRequest) -> HttpResponse:
 def conversation_pin(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _owned(request, pk)
     services.conversation_pin(conversation=conversation, pinned=request.POST.get("pinned") == "1")
+    if from_header(request):
+        return header_tools(request, conversation)
     if request.htmx:
         return _sidebar_fragment(request, current_conversation(request))
     return _back(request, conversation.get_absolute_url())
@@ -85,6 +106,8 @@ def conversation_archive(request: HttpRequest, pk: int) -> HttpResponse:
         if archived
         else f"“{conversation.display_title}” is back in the sidebar.",
     )
+    if from_header(request):
+        return header_tools(request, conversation)
     if request.htmx:
         return _sidebar_fragment(request, current_conversation(request))
     return _back(request, conversation.get_absolute_url())

@@ -236,7 +236,7 @@ def _parse(data: bytes, models: ModelChoice) -> tuple[dict, list[_ImportedMessag
     # on with their default (its messages keep naming the models that wrote them).
     model = models.allowed_or_default(_text(conversation.get("model"), "the model", 100))
     fields = {
-        "title": _text(conversation.get("title"), "the title", 200).strip(),
+        "title": imported_title(_text(conversation.get("title"), "the title", 200)),
         "model": model,
         "system_prompt": _text(
             conversation.get("system_prompt"), "the system prompt", settings.CHAT_MAX_SYSTEM_PROMPT_CHARS
@@ -270,6 +270,17 @@ def _parse(data: bytes, models: ModelChoice) -> tuple[dict, list[_ImportedMessag
     if branched:
         parsed = _tree(messages, parsed)
     return fields, parsed, branched
+
+
+IMPORTED = " (imported)"
+
+
+def imported_title(title: str) -> str:
+    """The title an imported conversation gets: the file's, marked "(imported)" once (in 200 characters)."""
+    title = title.strip() or "New conversation"
+    if title.endswith(IMPORTED.strip()):
+        return title
+    return title[: 200 - len(IMPORTED)].rstrip() + IMPORTED
 
 
 def _reference(value: object) -> int | str | None:

@@ -17,6 +17,7 @@ from . import attachments, fragments, inputs, search, services
 from .catalog import EFFORTS, model_info, takes_effort
 from .meters import meter_for
 from .models import Attachment, Conversation, Message, Preset
+from .organise_views import from_header, header_tools
 from .replies import intents, price
 from .replies.claude import ClaudeError
 from .sidebar import current_conversation, sidebar_page
@@ -426,7 +427,9 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
     except inputs.InvalidInput as exc:
         extra["settings_error"] = str(exc)
     if request.htmx:
-        context = _page_context(request, conversation, models=models, settings_open=True, **extra)
+        # Saved: the panel closes (its summary says so); refused: it stays open with the error.
+        open_ = "settings_error" in extra
+        context = _page_context(request, conversation, models=models, settings_open=open_, **extra)
         return render(request, "conversations/conversation.html#settings", context)
     if "settings_error" in extra:
         flash.error(request, extra["settings_error"])
@@ -444,6 +447,10 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.conversation_rename(conversation=conversation, title=inputs.clean_title(title))
     except inputs.InvalidInput as exc:
+        if from_header(request):
+            return header_tools(
+                request, conversation, header_rename_error=str(exc), header_rename_value=title
+            )
         error = {"rename_error": str(exc), "rename_pk": conversation.pk, "rename_value": title}
         if request.htmx:
             context = {"item": conversation, "conversation": current_conversation(request), **error}
@@ -451,6 +458,8 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
         current = current_conversation(request)
         context = _page_context(request, current, **error)
         return render(request, "conversations/conversation.html", context, status=400)
+    if from_header(request):
+        return header_tools(request, conversation)
     if request.htmx:
         current = current_conversation(request)
         renamed = conversation if current is not None and current.pk == conversation.pk else None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django import template
+from django.urls import reverse
 
 from billing.levels import ORGANISATION, TEAM, USER
+from billing.models import UserBudget
 from billing.money import format_money, format_money_exact, format_money_pair
 from billing.services import budget_status, used_up_message
 
@@ -80,3 +82,11 @@ def budget_banner(user, status=None) -> dict:
 def money_pair(part: int, whole: int) -> tuple[str, str]:
     """The two figures of money_of, for sentences: {% money_pair spent limit as shown %}{{ shown.0 }}…"""
     return format_money_pair(part, whole)
+
+
+@register.simple_tag
+def user_budget_admin_url(user) -> str:
+    """The admin page of `user`'s budget row, or the form that adds it (preset to them) when there is none."""
+    if UserBudget.objects.filter(user_id=user.pk).exists():
+        return reverse("admin:billing_userbudget_change", args=[user.pk])
+    return f"{reverse('admin:billing_userbudget_add')}?user={user.pk}"

@@ -16,9 +16,9 @@ from django.conf import settings
 from accounts.revocation import session_digest, session_is_current, user_group
 from billing.services import SpendRefused, budget_status
 
-from .. import fragments, inputs
+from .. import budget_push, fragments, inputs
 from ..control import request_snapshot
-from ..models import Conversation
+from ..models import Conversation, Message
 from . import intents
 from .generation import snapshot_here, writing_here
 from .leases import WORKER_GROUP
@@ -103,6 +103,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         relay.join(self._relayed_group, self)
         await self._join(self.conversation.group_name)
         await self._join(WORKER_GROUP)
+        await self._join(budget_push.EVERYONE)
         await self.accept()
         # The page may be older than this socket (a reconnect after a network blip or a server
         # restart): bring the message list and the send button up to date first.
@@ -240,6 +241,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self._serving and not await self._signed_in():
             await self._sign_out()
 
+    async def budget_changed(self, event: dict) -> None:
+        """Staff or a manager changed a budget that applies to this user (budget_push): the banner and
+        the Send button say where the user stands now."""
+        if self._serving:
+            await self._send_html(await self._budget_state())
+
     async def _sign_out(self) -> None:
         self._serving = False
         await self._leave_groups()
@@ -311,6 +318,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _owned_conversation(self, conversation_id: int) -> Conversation | None:
         return Conversation.objects.owned_by(self.user).filter(pk=conversation_id).first()
+
+    @database_sync_to_async
+    def _budget_state(self) -> str:
+        status = budget_status(self.user)
+        busy = self.conversation.messages.filter(status=Message.Status.STREAMING).exists()
+        return fragments.budget(self.user, status) + fragments.send_button(
+            busy=busy, budget_exhausted=status.state == "exhausted"
+        )
 
     @database_sync_to_async
     def _current_state(self) -> tuple[str, int | None]:

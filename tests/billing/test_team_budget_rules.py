@@ -147,7 +147,8 @@ def test_a_team_budget_too_short_for_the_message_says_so_and_whom_to_ask():
     assert refused.level.scope == TEAM
     assert str(refused) == (
         f"This message could cost up to $0.037, but only $0.01 of your team's $0.10 budget for {month} "
-        "is left. Try a shorter conversation, or ask Grace Hopper."
+        "is left. It would fit on claude-haiku-5-5: choose it in this conversation's settings, or try a "
+        "shorter conversation, or ask Grace Hopper."
     )
 
 

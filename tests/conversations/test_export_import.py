@@ -116,7 +116,7 @@ def test_import_makes_a_new_conversation_of_the_importer_and_never_touches_the_l
     ledger_before = UsageRecord.objects.count()
     imported = transfer.conversation_import(owner=importer, data=data)
     assert imported.pk != original.pk and imported.owner == importer
-    assert imported.title == original.title and imported.system_prompt == "Be brief."
+    assert imported.title == "Rust & <lifetimes> (imported)" and imported.system_prompt == "Be brief."
     rows = list(imported.messages.in_order().values_list("role", "content", "status"))
     assert rows == list(original.messages.in_order().values_list("role", "content", "status"))
     reply = imported.messages.in_order()[1]
@@ -124,6 +124,27 @@ def test_import_makes_a_new_conversation_of_the_importer_and_never_touches_the_l
     assert UsageRecord.objects.count() == ledger_before
     # The original, someone else's, is as it was: the ids in the file are never looked up.
     assert original.messages.count() == 4 and Conversation.objects.get(pk=original.pk).owner == owner
+
+
+def test_an_imported_title_says_imported_once_and_fits_the_title_field():
+    original = a_conversation()
+    once = transfer.conversation_import(
+        owner=make_user(), data=transfer.conversation_json_text(original).encode()
+    )
+    twice = transfer.conversation_import(
+        owner=make_user(), data=transfer.conversation_json_text(once).encode()
+    )
+    assert twice.title == "Rust & <lifetimes> (imported)"
+    long = make_conversation(title="x" * 200)
+    imported = transfer.conversation_import(
+        owner=make_user(), data=transfer.conversation_json_text(long).encode()
+    )
+    assert len(imported.title) <= 200 and imported.title.endswith("x (imported)")
+    untitled = make_conversation(title="")
+    imported = transfer.conversation_import(
+        owner=make_user(), data=transfer.conversation_json_text(untitled).encode()
+    )
+    assert imported.title == "New conversation (imported)"
 
 
 def test_an_imported_streaming_reply_arrives_interrupted():

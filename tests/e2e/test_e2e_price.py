@@ -43,6 +43,6 @@ def test_the_line_appears_as_one_types_and_the_receipt_shows_the_estimate_beside
     last_reply(page).get_by_role("link", name="Receipt").click()
     receipt = last_reply(page).locator(".receipt-estimate")
     expect(receipt).to_contain_text(
-        re.compile(rf"Cost \$0\.\d+ \(exact\) · estimated ≈ {re.escape(shown)} before sending")
+        re.compile(rf"Cost \$0\.\d+( \(exactly \$0\.\d+\))? · estimated ≈ {re.escape(shown)} before sending")
     )
     assert serious_violations(page) == [], "chat page with a receipt and its estimate"

@@ -246,7 +246,7 @@ def test_a_receipt_shows_the_estimate_beside_the_real_cost_and_only_to_its_owner
     )
     client.force_login(owner)
     receipt = client.get(f"/usage/receipt/{reply.pk}/").content.decode()
-    assert "Cost $0.008 (exact) · estimated ≈ $0.0085 before sending" in receipt
+    assert "Cost $0.008 · estimated ≈ $0.0085 before sending" in receipt
     client.force_login(other)
     assert client.get(f"/usage/receipt/{reply.pk}/").status_code == 404
 
