@@ -1,0 +1,272 @@
+"""Reconcile the ledger with Anthropic's own report, per UTC day: tokens per model and kind, cost per day.
+
+`reconcile(days)` reads Anthropic's report (billing/usage_report.py: every page, or nothing), sums the
+ledger for the same UTC days, and stores one Reconciliation per (day, model, kind) and one per day for
+cost, in one transaction: running it again updates those rows, never adds to them. A difference is
+never hidden: `suspects()` lists the ledger rows most likely responsible, and staff settle it with an
+append-only Adjustment (`adjustment_book`); the ledger's rows are never edited.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+
+from billing.keys import current_key_fingerprint
+from billing.models import Adjustment, Reconciliation, ReconciliationKind, UsageRecord
+from billing.money import format_money
+from billing.usage_report import Report, TokenCounts, fetch_report
+
+# Ledger column per token kind, in the order of TokenCounts.
+KIND_COLUMNS = {
+    ReconciliationKind.INPUT: "input_tokens",
+    ReconciliationKind.CACHE_READ: "cache_read_tokens",
+    ReconciliationKind.CACHE_WRITE_5M: "cache_write_5m_tokens",
+    ReconciliationKind.CACHE_WRITE_1H: "cache_write_1h_tokens",
+    ReconciliationKind.OUTPUT: "output_tokens",
+}
+DEFAULT_DAYS = 3
+# The report's longest page of one-day buckets: one run reconciles at most this many days.
+MAX_DAYS = 31
+# A call this close to midnight UTC may be booked by Anthropic on the other side of it.
+MIDNIGHT_MARGIN = timedelta(minutes=2)
+
+
+class ReconcileInputError(ValueError):
+    """Days that cannot be reconciled; the message says why, for a person."""
+
+
+@dataclass(frozen=True)
+class DayOutcome:
+    """One day's result: its stored rows and those with a difference."""
+
+    day: date
+    rows: list[Reconciliation]
+
+    @property
+    def differences(self) -> list[Reconciliation]:
+        return [row for row in self.rows if row.difference]
+
+
+def utc_today(now: datetime | None = None) -> date:
+    return (now or timezone.now()).astimezone(UTC).date()
+
+
+def default_days(now: datetime | None = None) -> list[date]:
+    """The last three complete UTC days, oldest first."""
+    today = utc_today(now)
+    return [today - timedelta(days=n) for n in range(DEFAULT_DAYS, 0, -1)]
+
+
+def checked_days(days: list[date], now: datetime | None = None) -> list[date]:
+    """`days` sorted without repeats; raises ReconcileInputError for a day to come or a span too long."""
+    days = sorted(set(days)) or default_days(now)
+    today = utc_today(now)
+    if days[-1] > today:
+        raise ReconcileInputError(
+            f"{days[-1]:%Y-%m-%d} is in the future (today is {today:%Y-%m-%d} UTC): Anthropic has no usage for it yet."
+        )
+    if (days[-1] - days[0]).days >= MAX_DAYS:
+        raise ReconcileInputError(
+            f"Reconcile at most {MAX_DAYS} days at a time ({days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d} is "
+            f"{(days[-1] - days[0]).days + 1} days): run it again for the rest."
+        )
+    return days
+
+
+def _utc_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def ledger_sums(first: date, last: date) -> Report:
+    """The ledger's side for the UTC days first..last: tokens per (day, model), cost per day (pUSD);
+    one GROUP BY over the range (the created_at index)."""
+    grouped = (
+        UsageRecord.objects.filter(
+            created_at__gte=_utc_start(first), created_at__lt=_utc_start(last + timedelta(days=1))
+        )
+        .annotate(utc_day=TruncDate("created_at", tzinfo=UTC))
+        .order_by()
+        .values("utc_day", "model")
+        .annotate(
+            cost_sum=Coalesce(Sum("cost"), 0),
+            **{f"{kind}_sum": Coalesce(Sum(column), 0) for kind, column in KIND_COLUMNS.items()},
+        )
+    )
+    tokens: dict[tuple[date, str], TokenCounts] = {}
+    cost: dict[date, int] = {}
+    for row in grouped:
+        day = row["utc_day"]
+        tokens[(day, row["model"])] = TokenCounts(*(int(row[f"{kind}_sum"]) for kind in KIND_COLUMNS))
+        cost[day] = cost.get(day, 0) + int(row["cost_sum"])
+    return Report(tokens=tokens, cost=cost)
+
+
+def compare(days: list[date], ours: Report, theirs: Report) -> dict[tuple[date, str, str], tuple[int, int]]:
+    """(ours, theirs) per (day, model, kind) for `days`, with (day, "", "cost") per day."""
+    wanted = set(days)
+    out: dict[tuple[date, str, str], tuple[int, int]] = {}
+    for day, model in set(ours.tokens) | set(theirs.tokens):
+        if day not in wanted:
+            continue
+        mine = ours.tokens.get((day, model), TokenCounts()).as_tuple()
+        reported = theirs.tokens.get((day, model), TokenCounts()).as_tuple()
+        for kind, a, b in zip(KIND_COLUMNS, mine, reported, strict=True):
+            out[(day, model, kind.value)] = (a, b)
+    for day in days:
+        out[(day, "", ReconciliationKind.COST.value)] = (ours.cost.get(day, 0), theirs.cost.get(day, 0))
+    return out
+
+
+def reconcile(days: list[date], *, sleep=time.sleep, page_days: int | None = None) -> list[DayOutcome]:
+    """Reconcile `days` (UTC) and store the result. Raises ReconcileInputError for bad days and
+    usage_report.ReportError when Anthropic's report cannot be read (then nothing is stored)."""
+    days = checked_days(days)
+    theirs = fetch_report(days[0], days[-1], sleep=sleep, **({"page_days": page_days} if page_days else {}))
+    ours = ledger_sums(days[0], days[-1])
+    return store(days, compare(days, ours, theirs))
+
+
+def store(days: list[date], figures: dict[tuple[date, str, str], tuple[int, int]]) -> list[DayOutcome]:
+    """Write the figures as Reconciliation rows, in place of what an earlier run stored for `days` (a
+    row no longer seen on either side is set to 0 against 0; rows are kept for their adjustments)."""
+    now = timezone.now()
+    with transaction.atomic():
+        existing = {
+            (row.day, row.model, row.kind): row
+            for row in Reconciliation.objects.select_for_update().filter(day__in=days)
+        }
+        changed, new = [], []
+        for key in set(existing) | set(figures):
+            ours, theirs = figures.get(key, (0, 0))
+            row = existing.get(key)
+            if row is None:
+                new.append(
+                    Reconciliation(
+                        day=key[0],
+                        model=key[1],
+                        kind=key[2],
+                        ours=ours,
+                        theirs=theirs,
+                        difference=theirs - ours,
+                        checked_at=now,
+                    )
+                )
+                continue
+            row.ours, row.theirs, row.difference, row.checked_at = ours, theirs, theirs - ours, now
+            changed.append(row)
+        Reconciliation.objects.bulk_update(
+            changed, ["ours", "theirs", "difference", "checked_at"], batch_size=500
+        )
+        Reconciliation.objects.bulk_create(new, batch_size=500)
+    rows = sorted([*changed, *new], key=lambda r: (r.day, r.model, r.kind))
+    return [DayOutcome(day, [r for r in rows if r.day == day]) for day in days]
+
+
+def suspects(day: date, model: str = "", limit: int = 20) -> list[UsageRecord]:
+    """The day's ledger rows most likely behind a difference: estimates (the stream died before its
+    usage), rows without a request id, rows of another API key, and calls within two minutes of
+    midnight UTC (Anthropic may book them on the other day)."""
+    start, end = _utc_start(day), _utc_start(day + timedelta(days=1))
+    rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+    if model:
+        rows = rows.filter(model=model)
+    likely = (
+        Q(estimated=True)
+        | Q(request_id="")
+        | ~Q(key_fingerprint=current_key_fingerprint())
+        | Q(created_at__lt=start + MIDNIGHT_MARGIN)
+        | Q(created_at__gte=end - MIDNIGHT_MARGIN)
+    )
+    return list(rows.filter(likely).order_by("created_at")[:limit])
+
+
+def why(row: UsageRecord, day: date) -> str:
+    """Why `row` is a suspect, in words."""
+    reasons = []
+    if row.estimated:
+        reasons.append("estimated (the stream ended before its usage)")
+    if not row.request_id:
+        reasons.append("no request id")
+    if row.key_fingerprint != current_key_fingerprint():
+        reasons.append(f"another API key ({row.key_fingerprint or 'unknown'})")
+    start = _utc_start(day)
+    if (
+        row.created_at < start + MIDNIGHT_MARGIN
+        or row.created_at >= start + timedelta(days=1) - MIDNIGHT_MARGIN
+    ):
+        reasons.append("near midnight UTC")
+    return ", ".join(reasons)
+
+
+def explain(row: Reconciliation) -> str:
+    """One sentence on a difference: which side has more, and the likely cause."""
+    if not row.difference:
+        return "Exact."
+    amount = (
+        format_money(abs(row.difference))
+        if row.kind == ReconciliationKind.COST
+        else f"{abs(row.difference):,} {row.get_kind_display().lower()} tokens"
+    )
+    where = f" for {row.model}" if row.model else ""
+    if row.difference > 0:
+        sentence = f"Anthropic reports {amount} more than the ledger{where}"
+        cause = "a call the ledger missed, or an estimate below the call's real count"
+    else:
+        sentence = f"The ledger has {amount} more than Anthropic reports{where}"
+        cause = "an estimate above the call's real count, or a call Anthropic booked on another day"
+    found = suspects(row.day, row.model, limit=1000)
+    if found:
+        return f"{sentence}; {len(found)} ledger row(s) may explain it (see below)."
+    return f"{sentence}; no ledger row looks wrong: most likely {cause}."
+
+
+def adjustment_book(*, reconciliation: Reconciliation, amount: int, reason: str, staff) -> Adjustment:
+    """Book an organisation-level adjustment settling `reconciliation` (append-only; the ledger's rows
+    stay as they are). Raises ReconcileInputError without a reason or for an exact reconciliation."""
+    reason = reason.strip()
+    if not reason:
+        raise ReconcileInputError("Say why: an adjustment needs a reason.")
+    if not reconciliation.difference:
+        raise ReconcileInputError("This reconciliation is exact: there is nothing to settle.")
+    return Adjustment.objects.create(
+        day=reconciliation.day,
+        amount=amount,
+        reason=reason,
+        staff=staff,
+        staff_name=staff.get_username()[:150],
+        reconciliation=reconciliation,
+    )
+
+
+def _day_label(day: date) -> str:
+    return date_format(day, "j F")
+
+
+def status() -> dict:
+    """The staff dashboard's line: the latest open difference, else how far the ledger is reconciled."""
+    open_rows = (
+        Reconciliation.objects.exclude(difference=0).annotate(settled=Count("adjustments")).filter(settled=0)
+    )
+    latest_open = open_rows.order_by("-day").values_list("day", flat=True).first()
+    if latest_open is not None:
+        count = open_rows.filter(day=latest_open).count()
+        noun = "difference" if count == 1 else "differences"
+        return {"exact": False, "text": f"{count} {noun} on {_day_label(latest_open)}", "day": latest_open}
+    through = Reconciliation.objects.order_by("-day").values_list("day", flat=True).first()
+    if through is None:
+        return {"exact": None, "text": "Not reconciled with Anthropic yet.", "day": None}
+    settled = Reconciliation.objects.exclude(difference=0).exists()
+    state = "exact, differences settled by adjustments" if settled else "exact"
+    return {
+        "exact": True,
+        "text": f"Reconciled with Anthropic through {_day_label(through)}: {state}",
+        "day": through,
+    }
