@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Q, Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
@@ -86,26 +86,27 @@ def _utc_start(day: date) -> datetime:
 
 
 def ledger_sums(first: date, last: date) -> Report:
-    """The ledger's side for the UTC days first..last: tokens per (day, model), cost per day (pUSD);
-    one GROUP BY over the range (the created_at index)."""
-    grouped = (
-        UsageRecord.objects.filter(
-            created_at__gte=_utc_start(first), created_at__lt=_utc_start(last + timedelta(days=1))
-        )
-        .annotate(utc_day=TruncDate("created_at", tzinfo=UTC))
-        .order_by()
-        .values("utc_day", "model")
-        .annotate(
-            cost_sum=Coalesce(Sum("cost"), 0),
-            **{f"{kind}_sum": Coalesce(Sum(column), 0) for kind, column in KIND_COLUMNS.items()},
-        )
-    )
+    """The ledger's side for the UTC days first..last: tokens per (day, model), cost per day (pUSD).
+
+    One GROUP BY model per day over that day's created_at range (the index): no per-row date function,
+    which on SQLite is a Python call per row and cost 4 s over a million rows."""
     tokens: dict[tuple[date, str], TokenCounts] = {}
     cost: dict[date, int] = {}
-    for row in grouped:
-        day = row["utc_day"]
-        tokens[(day, row["model"])] = TokenCounts(*(int(row[f"{kind}_sum"]) for kind in KIND_COLUMNS))
-        cost[day] = cost.get(day, 0) + int(row["cost_sum"])
+    sums = {f"{kind}_sum": Coalesce(Sum(column), 0) for kind, column in KIND_COLUMNS.items()}
+    day = first
+    while day <= last:
+        grouped = (
+            UsageRecord.objects.filter(
+                created_at__gte=_utc_start(day), created_at__lt=_utc_start(day + timedelta(days=1))
+            )
+            .order_by()
+            .values("model")
+            .annotate(cost_sum=Coalesce(Sum("cost"), 0), **sums)
+        )
+        for row in grouped:
+            tokens[(day, row["model"])] = TokenCounts(*(int(row[f"{kind}_sum"]) for kind in KIND_COLUMNS))
+            cost[day] = cost.get(day, 0) + int(row["cost_sum"])
+        day += timedelta(days=1)
     return Report(tokens=tokens, cost=cost)
 
 
