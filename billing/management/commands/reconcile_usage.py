@@ -47,11 +47,13 @@ class Command(BaseCommand):
             found = outcome.differences
             differences += len(found)
             if not found:
-                calls = sum(r.ours for r in outcome.rows if r.kind == ReconciliationKind.OUTPUT)
+                models = {r.model for r in outcome.rows if r.model}
+                tokens = sum(r.ours for r in outcome.rows if r.kind != ReconciliationKind.COST)
                 cost = next(r.ours for r in outcome.rows if r.kind == ReconciliationKind.COST)
                 self.stdout.write(
                     self.style.SUCCESS(
-                        f"{outcome.day}: exact ({format_money(cost)}, {calls:,} output tokens)."
+                        f"{outcome.day}: exact ({len(models)} model{'s' if len(models) != 1 else ''}, "
+                        f"{tokens:,} tokens, {format_money(cost)})."
                     )
                 )
                 continue
