@@ -10,7 +10,7 @@ append-only Adjustment (`adjustment_book`); the ledger's rows are never edited.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
@@ -22,7 +22,7 @@ from django.utils.dateformat import format as date_format
 from billing.keys import current_key_fingerprint
 from billing.models import Adjustment, Reconciliation, ReconciliationKind, UsageRecord
 from billing.money import format_money
-from billing.usage_report import Report, TokenCounts, fetch_report
+from billing.usage_report import Report, TokenCounts, fetch_minutes, fetch_report
 
 # Ledger column per token kind, in the order of TokenCounts.
 KIND_COLUMNS = {
@@ -49,6 +49,10 @@ class DayOutcome:
 
     day: date
     rows: list[Reconciliation]
+    # Ledger rows written on this day's side of midnight UTC that Anthropic booked on the other side:
+    # counted on Anthropic's day (ledger_near_midnight).
+    moved_in: int = 0
+    moved_out: int = 0
 
     @property
     def differences(self) -> list[Reconciliation]:
@@ -132,7 +136,112 @@ def reconcile(days: list[date], *, sleep=time.sleep, page_days: int | None = Non
     days = checked_days(days)
     theirs = fetch_report(days[0], days[-1], sleep=sleep, **({"page_days": page_days} if page_days else {}))
     ours = ledger_sums(days[0], days[-1])
-    return store(days, compare(days, ours, theirs))
+    moves = _midnight_moves(days, ours, theirs, sleep)
+    for move in moves:
+        ours = move.applied_to(ours)
+    outcomes = store(days, compare(days, ours, theirs))
+    return [
+        replace(
+            outcome,
+            moved_in=sum(m.rows for m in moves if m.to_day == outcome.day),
+            moved_out=sum(m.rows for m in moves if m.from_day == outcome.day),
+        )
+        for outcome in outcomes
+    ]
+
+
+@dataclass(frozen=True)
+class MidnightMove:
+    """Ledger rows of one model written on one side of a midnight UTC that Anthropic booked on the other."""
+
+    model: str
+    from_day: date
+    to_day: date
+    rows: int
+    tokens: TokenCounts
+    cost: int
+
+    def applied_to(self, report: Report) -> Report:
+        tokens, cost = dict(report.tokens), dict(report.cost)
+        negative = TokenCounts(*(-n for n in self.tokens.as_tuple()))
+        tokens[(self.from_day, self.model)] = tokens.get((self.from_day, self.model), TokenCounts()).plus(
+            negative
+        )
+        tokens[(self.to_day, self.model)] = tokens.get((self.to_day, self.model), TokenCounts()).plus(
+            self.tokens
+        )
+        cost[self.from_day] = cost.get(self.from_day, 0) - self.cost
+        cost[self.to_day] = cost.get(self.to_day, 0) + self.cost
+        return Report(tokens=tokens, cost=cost)
+
+
+def _window_sums(start: datetime, end: datetime) -> dict[str, tuple[TokenCounts, int, int]]:
+    """Per model, the ledger's (tokens, cost, rows) written in [start, end)."""
+    grouped = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+        .order_by()
+        .values("model")
+        .annotate(
+            cost_sum=Coalesce(Sum("cost"), 0),
+            rows=Count("id"),
+            **{f"{kind}_sum": Coalesce(Sum(column), 0) for kind, column in KIND_COLUMNS.items()},
+        )
+    )
+    return {
+        row["model"]: (
+            TokenCounts(*(int(row[f"{kind}_sum"]) for kind in KIND_COLUMNS)),
+            int(row["cost_sum"]),
+            int(row["rows"]),
+        )
+        for row in grouped
+    }
+
+
+def _midnight_moves(days: list[date], ours: Report, theirs: Report, sleep) -> list[MidnightMove]:
+    """Calls near a midnight UTC that Anthropic booked on the other day than the ledger: for each
+    midnight next to a day with a difference and with ledger rows within MIDNIGHT_MARGIN of it, the
+    usage per minute around it is read; when Anthropic has, per model, exactly the ledger's rows of
+    the window but all on the other side of midnight, they are counted on Anthropic's day."""
+    figures = compare(days, ours, theirs)
+    uneven = {day for (day, _model, _kind), (a, b) in figures.items() if a != b}
+    midnights = sorted({_utc_start(d) for d in uneven} | {_utc_start(d + timedelta(days=1)) for d in uneven})
+    moves = []
+    for midnight in midnights:
+        before = _window_sums(midnight - MIDNIGHT_MARGIN, midnight)
+        after = _window_sums(midnight, midnight + MIDNIGHT_MARGIN)
+        if not before and not after:
+            continue
+        minutes = fetch_minutes(midnight - MIDNIGHT_MARGIN, midnight + MIDNIGHT_MARGIN, sleep=sleep)
+        for model in set(before) | set(after):
+            theirs_before = _sum_counts(n for (at, m), n in minutes.items() if m == model and at < midnight)
+            theirs_after = _sum_counts(n for (at, m), n in minutes.items() if m == model and at >= midnight)
+            ours_before = before.get(model, (TokenCounts(), 0, 0))
+            ours_after = after.get(model, (TokenCounts(), 0, 0))
+            day_before, day_after = (midnight - timedelta(days=1)).date(), midnight.date()
+            if (
+                ours_after[2]
+                and theirs_before == ours_before[0].plus(ours_after[0])
+                and theirs_after == TokenCounts()
+            ):
+                moves.append(
+                    MidnightMove(model, day_after, day_before, ours_after[2], ours_after[0], ours_after[1])
+                )
+            elif (
+                ours_before[2]
+                and theirs_after == ours_before[0].plus(ours_after[0])
+                and theirs_before == TokenCounts()
+            ):
+                moves.append(
+                    MidnightMove(model, day_before, day_after, ours_before[2], ours_before[0], ours_before[1])
+                )
+    return moves
+
+
+def _sum_counts(counts) -> TokenCounts:
+    total = TokenCounts()
+    for n in counts:
+        total = total.plus(n)
+    return total
 
 
 def store(days: list[date], figures: dict[tuple[date, str, str], tuple[int, int]]) -> list[DayOutcome]:

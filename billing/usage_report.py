@@ -140,6 +140,38 @@ def _day_of(bucket: dict) -> date:
     return datetime.fromisoformat(bucket["starting_at"].replace("Z", "+00:00")).astimezone(UTC).date()
 
 
+def fetch_minutes(
+    start: datetime, end: datetime, *, sleep=time.sleep
+) -> dict[tuple[datetime, str], TokenCounts]:
+    """Anthropic's usage of our key per minute and model in [start, end) (whole UTC minutes, at most a
+    day): where Anthropic booked calls near midnight."""
+    params = {
+        "starting_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ending_at": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "bucket_width": "1m",
+        "limit": max(1, min(1440, int((end - start).total_seconds() // 60))),
+        "group_by": ["model"],
+        "api_key_ids": [api_key_id()],
+    }
+    minutes: dict[tuple[datetime, str], TokenCounts] = defaultdict(TokenCounts)
+    for bucket in _pages(_client(), USAGE_PATH, params, sleep):
+        at = datetime.fromisoformat(bucket["starting_at"].replace("Z", "+00:00")).astimezone(UTC)
+        for row in bucket.get("results") or []:
+            minutes[(at, row.get("model") or "")] = minutes[(at, row.get("model") or "")].plus(_counts(row))
+    return dict(minutes)
+
+
+def _counts(row: dict) -> TokenCounts:
+    created = row.get("cache_creation") or {}
+    return TokenCounts(
+        input=int(row.get("uncached_input_tokens") or 0),
+        cache_read=int(row.get("cache_read_input_tokens") or 0),
+        cache_write_5m=int(created.get("ephemeral_5m_input_tokens") or 0),
+        cache_write_1h=int(created.get("ephemeral_1h_input_tokens") or 0),
+        output=int(row.get("output_tokens") or 0),
+    )
+
+
 def fetch_report(first: date, last: date, *, sleep=time.sleep, page_days: int = PAGE_DAYS) -> Report:
     """Anthropic's usage (our key, per model) and cost for the UTC days first..last, all pages read."""
     client = _client()
@@ -157,16 +189,8 @@ def fetch_report(first: date, last: date, *, sleep=time.sleep, page_days: int = 
     for bucket in usage:
         day = _day_of(bucket)
         for row in bucket.get("results") or []:
-            created = row.get("cache_creation") or {}
-            counts = TokenCounts(
-                input=int(row.get("uncached_input_tokens") or 0),
-                cache_read=int(row.get("cache_read_input_tokens") or 0),
-                cache_write_5m=int(created.get("ephemeral_5m_input_tokens") or 0),
-                cache_write_1h=int(created.get("ephemeral_1h_input_tokens") or 0),
-                output=int(row.get("output_tokens") or 0),
-            )
             key = (day, row.get("model") or "")
-            tokens[key] = tokens[key].plus(counts)
+            tokens[key] = tokens[key].plus(_counts(row))
     cost: dict[date, int] = defaultdict(int)
     for bucket in costs:
         day = _day_of(bucket)

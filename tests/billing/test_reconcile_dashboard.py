@@ -1,16 +1,22 @@
 """What staff see of the reconciliation: the dashboard's status line and "Reconcile now" (staff, POST,
-CSRF), the rows behind a difference, and adjustments booked once and never edited."""
+CSRF), the rows behind a difference, and adjustments booked once, never edited, counted in the
+organisation's statement apart from anyone's spending."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import timedelta
 
 import pytest
 from billing_factories import make_staff, make_user, record_call
 from django.test import Client
+from django.urls import reverse
 
 from billing.models import Adjustment, Reconciliation
-from billing.reconcile import default_days, utc_today
+from billing.reconcile import adjustment_book, default_days, utc_today
+from billing.services import budget_status
+from billing.statements import exact_usd
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("offline_claude")]
 
@@ -103,3 +109,32 @@ def test_an_adjustment_is_booked_from_the_admin_and_never_edited(staff_client):
     booked.refresh_from_db()
     assert booked.reason == "A call lost in a crash"
     assert "exact, differences settled by adjustments" in staff_client.get(DASHBOARD).content.decode()
+
+
+def test_adjustments_count_in_the_organisation_statement_and_its_csv_apart_from_anyones_spending(client):
+    staff, member = make_staff(), make_user()
+    row = record_call(member, input_tokens=1000)
+    day = row.created_at.date()
+    difference = Reconciliation.objects.create(
+        day=day, model="", kind="cost", ours=row.cost, theirs=row.cost + 5 * 10**10, difference=5 * 10**10
+    )
+    adjustment_book(
+        reconciliation=difference, amount=5 * 10**10, reason="A call the ledger missed", staff=staff
+    )
+    month = f"{day:%Y-%m}"
+    client.force_login(staff)
+    page = client.get(reverse("teams:org_statement", args=[month]))
+    statement = page.context["statement"]
+    assert statement.total.cost == row.cost  # the teams' and people's figures are the ledger's
+    assert statement.total_with_adjustments == row.cost + 5 * 10**10
+    html = page.content.decode()
+    assert "A call the ledger missed" in html and "Adjustments" in html
+    assert budget_status(member).spent == row.cost  # no one's spending moves
+
+    rows = list(
+        csv.reader(io.StringIO(client.get(reverse("teams:org_statement_csv", args=[month])).content.decode()))
+    )
+    adjustment = next(r for r in rows if r[2] == "ADJUSTMENT")
+    assert adjustment[-1] == "0.05" and f"{staff.username}: A call the ledger missed" in adjustment[3]
+    total = next(r for r in rows if r[2] == "TOTAL WITH ADJUSTMENTS")
+    assert total[-1] == exact_usd(row.cost + 5 * 10**10)

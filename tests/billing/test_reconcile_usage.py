@@ -8,13 +8,17 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
+from billing.keys import OFFLINE_KEY
 from billing.models import Adjustment, Reconciliation, UsageRecord
 from billing.reconcile import adjustment_book, reconcile, status, suspects, utc_today, why
+from billing.services import usage_record
+from billing.usage import LedgerLabels, Usage
 from billing.usage_report import ReportError
 from conversations.models import Message
 from conversations.replies import intents, titles
@@ -220,9 +224,6 @@ def test_a_wrong_key_a_day_to_come_and_a_span_too_long_are_refused_with_a_senten
 
 def test_suspects_name_estimates_rows_without_request_id_and_calls_near_midnight():
     call_command("load_prices", str(PRICES), verbosity=0)
-    from billing.services import usage_record
-    from billing.usage import LedgerLabels, Usage
-
     user = make_user()
     labels = LedgerLabels(
         user_id=user.pk,
@@ -251,3 +252,42 @@ def test_suspects_name_estimates_rows_without_request_id_and_calls_near_midnight
     found = suspects(utc_today(), "claude-haiku-5-5")
     assert estimate in found and unknown in found and near_midnight in found and plain not in found
     assert why(near_midnight, utc_today()) == "another API key (unknown), near midnight UTC"
+
+
+def test_a_call_written_just_after_midnight_counts_on_the_day_anthropic_booked_it(offline_claude):
+    """Clock skew around midnight UTC: the ledger wrote the row at 00:00:20, Anthropic booked the call at
+    23:59:40 the day before; both days are exact, the row counted on Anthropic's day."""
+    call_command("load_prices", str(PRICES), verbosity=0)
+    today, yesterday = utc_today(), utc_today() - timedelta(days=1)
+    written = datetime.combine(today, time(0, 0, 20), tzinfo=UTC)
+    user = make_user()
+    labels = LedgerLabels(
+        user_id=user.pk,
+        username=user.username,
+        conversation_id=None,
+        conversation_title="",
+        model="claude-haiku-5-5",
+    )
+    with mock.patch("django.utils.timezone.now", return_value=written):
+        row = usage_record(
+            labels=labels,
+            message_id=None,
+            request_id="req_late",
+            usage=Usage(input_tokens=300, output_tokens=40, cache_read_tokens=900),
+            estimated=False,
+        )
+    offline_claude.server.usage_book.record(
+        api_key=OFFLINE_KEY,
+        model="claude-haiku-5-5",
+        uncached=300,
+        cache_read=900,
+        write_5m=0,
+        write_1h=0,
+        output=40,
+        at=datetime.combine(yesterday, time(23, 59, 40), tzinfo=UTC),
+    )
+    before, after = reconcile([yesterday, today], sleep=lambda _s: None)
+    assert before.differences == [] and after.differences == []
+    assert (before.moved_in, after.moved_out) == (1, 1)
+    cost = next(r for r in before.rows if r.kind == "cost")
+    assert cost.ours == cost.theirs == row.cost > 0

@@ -44,6 +44,11 @@ class Command(BaseCommand):
             raise SystemExit(2) from exc
         differences = 0
         for outcome in outcomes:
+            if outcome.moved_out or outcome.moved_in:
+                self.stdout.write(
+                    f"{outcome.day}: {outcome.moved_in} ledger row(s) written after midnight UTC and "
+                    f"{outcome.moved_out} written before it counted on the day Anthropic booked them."
+                )
             found = outcome.differences
             differences += len(found)
             if not found:
