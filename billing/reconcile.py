@@ -361,7 +361,17 @@ def _day_label(day: date) -> str:
 
 
 def status() -> dict:
-    """The staff dashboard's line: the latest open difference, else how far the ledger is reconciled."""
+    """The staff dashboard's line: the latest open difference, else how far the ledger is reconciled;
+    and this month's adjustments (UTC days), which count in the organisation's total only."""
+    today = utc_today()
+    adjusted = Adjustment.objects.filter(day__gte=today.replace(day=1), day__lte=today).aggregate(
+        total=Sum("amount"), count=Count("id")
+    )
+    month = {
+        "adjustments": int(adjusted["total"] or 0),
+        "adjustment_count": adjusted["count"],
+        "month": today,
+    }
     open_rows = (
         Reconciliation.objects.exclude(difference=0).annotate(settled=Count("adjustments")).filter(settled=0)
     )
@@ -369,14 +379,16 @@ def status() -> dict:
     if latest_open is not None:
         count = open_rows.filter(day=latest_open).count()
         noun = "difference" if count == 1 else "differences"
-        return {"exact": False, "text": f"{count} {noun} on {_day_label(latest_open)}", "day": latest_open}
+        return {
+            "exact": False,
+            "text": f"{count} {noun} on {_day_label(latest_open)}",
+            "day": latest_open,
+            **month,
+        }
     through = Reconciliation.objects.order_by("-day").values_list("day", flat=True).first()
     if through is None:
-        return {"exact": None, "text": "Not reconciled with Anthropic yet.", "day": None}
+        return {"exact": None, "text": "Not reconciled with Anthropic yet.", "day": None, **month}
     settled = Reconciliation.objects.exclude(difference=0).exists()
     state = "exact, differences settled by adjustments" if settled else "exact"
-    return {
-        "exact": True,
-        "text": f"Reconciled with Anthropic through {_day_label(through)}: {state}",
-        "day": through,
-    }
+    text = f"Reconciled with Anthropic through {_day_label(through)}: {state}"
+    return {"exact": True, "text": text, "day": through, **month}

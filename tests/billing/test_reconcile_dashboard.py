@@ -82,7 +82,7 @@ def test_reconcile_now_needs_a_post_with_its_csrf_token_by_staff(settings):
 
 def test_an_adjustment_is_booked_from_the_admin_and_never_edited(staff_client):
     difference = Reconciliation.objects.create(
-        day=utc_today() - timedelta(days=1),
+        day=utc_today(),
         model="",
         kind="cost",
         ours=10**12,
@@ -108,7 +108,9 @@ def test_an_adjustment_is_booked_from_the_admin_and_never_edited(staff_client):
     )
     booked.refresh_from_db()
     assert booked.reason == "A call lost in a crash"
-    assert "exact, differences settled by adjustments" in staff_client.get(DASHBOARD).content.decode()
+    page = staff_client.get(DASHBOARD).content.decode()
+    assert "exact, differences settled by adjustments" in page
+    assert f"Adjustments booked for {utc_today():%B}:" in page and "$1.00</a> (1)" in page
 
 
 def test_adjustments_count_in_the_organisation_statement_and_its_csv_apart_from_anyones_spending(client):
