@@ -3,6 +3,8 @@ difference), "Reconcile now", and append-only adjustments that settle a differen
 
 from __future__ import annotations
 
+import time
+
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -18,6 +20,19 @@ from billing.usage_report import ReportError
 
 def _figure(row: Reconciliation, value: int) -> str:
     return format_money(value) if row.kind == ReconciliationKind.COST else f"{value:,}"
+
+
+# A page waits this long at most for a rate-limited report; the daily run (and the command) wait longer.
+BUTTON_MAX_WAIT_SECONDS = 5.0
+
+
+def _wait_briefly(seconds: float) -> None:
+    if seconds > BUTTON_MAX_WAIT_SECONDS:
+        raise ReportError(
+            f"Anthropic's Admin API asks to wait {seconds:g} s: nothing was stored. Try again then, or let "
+            "the daily run (or manage.py reconcile_usage) do it."
+        )
+    time.sleep(seconds)
 
 
 @admin.register(Reconciliation)
@@ -114,7 +129,7 @@ class ReconciliationAdmin(admin.ModelAdmin):
         if not request.user.has_perm("billing.view_reconciliation"):
             return HttpResponse(status=403)
         try:
-            outcomes = reconcile([])
+            outcomes = reconcile([], sleep=_wait_briefly)
         except (ReconcileInputError, ReportError) as exc:
             messages.error(request, str(exc))
         else:

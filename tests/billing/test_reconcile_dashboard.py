@@ -17,6 +17,7 @@ from billing.models import Adjustment, Reconciliation
 from billing.reconcile import adjustment_book, default_days, utc_today
 from billing.services import budget_status
 from billing.statements import exact_usd
+from offline_claude.admin_api import USAGE_PATH, AdminFault
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("offline_claude")]
 
@@ -140,3 +141,12 @@ def test_adjustments_count_in_the_organisation_statement_and_its_csv_apart_from_
     assert adjustment[-1] == "0.05" and f"{staff.username}: A call the ledger missed" in adjustment[3]
     total = next(r for r in rows if r[2] == "TOTAL WITH ADJUSTMENTS")
     assert total[-1] == exact_usd(row.cost + 5 * 10**10)
+
+
+def test_reconcile_now_does_not_hold_the_page_through_a_long_rate_limit(staff_client, offline_claude):
+    offline_claude.server.usage_book.faults.append(
+        AdminFault(path=USAGE_PATH, nth=1, status=429, retry_after=30)
+    )
+    page = staff_client.post(RECONCILE_NOW, follow=True).content.decode()
+    assert "Anthropic&#x27;s Admin API asks to wait 30 s: nothing was stored." in page
+    assert not Reconciliation.objects.exists()
