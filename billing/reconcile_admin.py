@@ -7,6 +7,7 @@ import time
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -77,11 +78,14 @@ class ReconciliationAdmin(admin.ModelAdmin):
     def difference_shown(self, obj: Reconciliation) -> str:
         return ("+" if obj.difference > 0 else "") + _figure(obj, obj.difference) if obj.difference else "0"
 
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).annotate(adjustment_count=Count("adjustments"))
+
     @admin.display(description="State")
     def state(self, obj: Reconciliation) -> str:
         if obj.exact:
             return "exact"
-        return "settled" if obj.adjustments.exists() else "difference"
+        return "settled" if obj.adjustment_count else "difference"
 
     @admin.display(description="Explanation")
     def explanation(self, obj: Reconciliation) -> str:
@@ -158,6 +162,15 @@ class AdjustmentForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["reconciliation"].queryset = Reconciliation.objects.exclude(difference=0)
 
+    def clean(self):
+        cleaned = super().clean()
+        reconciliation = cleaned.get("reconciliation")
+        if reconciliation is not None and not reconciliation.difference:
+            raise forms.ValidationError("This reconciliation is exact: there is nothing to settle.")
+        if not (cleaned.get("reason") or "").strip():
+            self.add_error("reason", "Say why: an adjustment needs a reason.")
+        return cleaned
+
     def clean_amount_usd(self) -> int:
         try:
             return usd_to_pico(self.cleaned_data["amount_usd"])
@@ -190,15 +203,12 @@ class AdjustmentAdmin(admin.ModelAdmin):
         return format_money(obj.amount)
 
     def save_model(self, request: HttpRequest, obj: Adjustment, form, change: bool) -> None:
-        try:
-            booked = adjustment_book(
-                reconciliation=form.cleaned_data["reconciliation"],
-                amount=form.cleaned_data["amount_usd"],
-                reason=form.cleaned_data["reason"],
-                staff=request.user,
-            )
-        except ReconcileInputError as exc:  # the form's choices make this rare: say it, store nothing
-            messages.error(request, str(exc))
-            return
+        # The form checked what adjustment_book refuses, so it books (the ledger itself is not touched).
+        booked = adjustment_book(
+            reconciliation=form.cleaned_data["reconciliation"],
+            amount=form.cleaned_data["amount_usd"],
+            reason=form.cleaned_data["reason"],
+            staff=request.user,
+        )
         obj.pk = booked.pk
         obj._state.adding = False

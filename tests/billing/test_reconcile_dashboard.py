@@ -90,6 +90,11 @@ def test_an_adjustment_is_booked_from_the_admin_and_never_edited(staff_client):
         theirs=2 * 10**12,
         difference=10**12,
     )
+    blank = staff_client.post(
+        "/admin/billing/adjustment/add/", {"reconciliation": difference.pk, "amount_usd": "1", "reason": "  "}
+    )
+    assert blank.status_code == 200 and "Say why: an adjustment needs a reason." in blank.content.decode()
+    assert not Adjustment.objects.exists()
     response = staff_client.post(
         "/admin/billing/adjustment/add/",
         {"reconciliation": difference.pk, "amount_usd": "1", "reason": "A call lost in a crash"},
