@@ -49,8 +49,8 @@ class DayOutcome:
 
     day: date
     rows: list[Reconciliation]
-    # Ledger rows written on this day's side of midnight UTC that Anthropic booked on the other side:
-    # counted on Anthropic's day (ledger_near_midnight).
+    # Ledger rows counted on this day though written on the next or previous one (moved_in), and rows
+    # written on it counted on the day Anthropic booked them (moved_out): see _midnight_moves.
     moved_in: int = 0
     moved_out: int = 0
 
@@ -131,8 +131,9 @@ def compare(days: list[date], ours: Report, theirs: Report) -> dict[tuple[date, 
 
 
 def reconcile(days: list[date], *, sleep=time.sleep, page_days: int | None = None) -> list[DayOutcome]:
-    """Reconcile `days` (UTC) and store the result. Raises ReconcileInputError for bad days and
-    usage_report.ReportError when Anthropic's report cannot be read (then nothing is stored)."""
+    """Reconcile `days` (UTC) and store the result (calls near a midnight counted on the day Anthropic
+    booked them). Raises ReconcileInputError for bad days and usage_report.ReportError when Anthropic's
+    report cannot be read (then nothing is stored). `sleep` waits out a 429's retry-after."""
     days = checked_days(days)
     theirs = fetch_report(days[0], days[-1], sleep=sleep, **({"page_days": page_days} if page_days else {}))
     ours = ledger_sums(days[0], days[-1])
