@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -13,7 +14,12 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.html import format_html
 
-from billing import dashboard, team_admin  # noqa: F401 - team_admin registers the teams' admin
+from billing import (  # noqa: F401 - they register their admin
+    dashboard,
+    reconcile,
+    reconcile_admin,
+    team_admin,
+)
 from billing.forms import below_spent_note, monthly_usd_field, to_pico
 from billing.models import (
     RATE_FIELDS,
@@ -38,6 +44,7 @@ from billing.money import (
 from billing.periods import current_month
 from billing.rollups import organisation_spent as month_spent
 from billing.services import configured_default_limit, site_default_limit
+from billing.usage_report import NO_ADMIN_KEY
 
 RATE_LABELS = {
     "input": "Input",
@@ -300,7 +307,13 @@ class UsageRecordAdmin(admin.ModelAdmin):
             # the admin's page context: its app list costs a permission check per model).
             template += "#dashboard"
         else:
-            context = {**self._staff_context(request, "Usage and cost"), **context}
+            context = {
+                **self._staff_context(request, "Usage and cost"),
+                **context,
+                "reconciliation": reconcile.status(),
+                "reconcile_configured": bool(settings.ANTHROPIC_ADMIN_KEY),
+                "no_admin_key": NO_ADMIN_KEY,
+            }
         response = TemplateResponse(request, template, context, status=_status(context))
         patch_vary_headers(response, ["HX-Request"])
         return response

@@ -136,6 +136,8 @@ class UsageRecord(models.Model):
     # Which prompt-cache lifetime the call wrote and why (the app chooses it per conversation), for the receipt.
     cache_note = models.CharField(max_length=200, blank=True, default="")
     request_id = models.CharField(max_length=128, blank=True)
+    # Which API key made the call, as a stable fingerprint (billing.keys), never the key itself.
+    key_fingerprint = models.CharField(max_length=16, blank=True, default="")
     attempt_id = models.UUIDField(
         null=True,
         blank=True,
@@ -578,3 +580,67 @@ class UsageMonthlyTeam(UsageTotals):
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m} {self.team_name or 'no team'}"
+
+
+class ReconciliationKind(models.TextChoices):
+    INPUT = "input", "Input (uncached)"
+    CACHE_READ = "cache_read", "Cache read"
+    CACHE_WRITE_5M = "cache_write_5m", "Cache write (5 min)"
+    CACHE_WRITE_1H = "cache_write_1h", "Cache write (1 hour)"
+    OUTPUT = "output", "Output"
+    COST = "cost", "Cost"
+
+
+class Reconciliation(models.Model):
+    """Our ledger against Anthropic's report for one UTC day, model and token kind (or the day's cost,
+    kind "cost" with model ""): tokens, or pUSD for cost. Re-running a day updates its rows in place."""
+
+    day = models.DateField(help_text="The UTC day compared.")
+    model = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=16, choices=ReconciliationKind.choices)
+    ours = models.BigIntegerField(default=0)
+    theirs = models.BigIntegerField(default=0)
+    difference = models.BigIntegerField(default=0, help_text="theirs − ours.")
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day", "model", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "model", "kind"], name="reconciliation_one_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model or 'all models'} {self.get_kind_display()}: {self.difference:+}"
+
+    @property
+    def exact(self) -> bool:
+        return self.difference == 0
+
+
+class Adjustment(models.Model):
+    """An append-only organisation-level ledger entry settling a reconciliation's difference (pUSD,
+    positive: Anthropic billed more than the ledger). Never edited or deleted; counted apart from
+    per-user spending."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    day = models.DateField(help_text="The UTC day the difference was found on.")
+    amount = models.BigIntegerField(help_text="pUSD; positive when Anthropic billed more than the ledger.")
+    reason = models.TextField()
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    staff_name = models.CharField(max_length=150)
+    reconciliation = models.ForeignKey(Reconciliation, on_delete=models.PROTECT, related_name="adjustments")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["day"], name="adjustment_day")]
+
+    def __str__(self) -> str:
+        return f"Adjustment {format_money(self.amount)} on {self.day} by {self.staff_name}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise LedgerImmutable("Adjustments are append-only: book a new one instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerImmutable("Adjustments cannot be deleted.")

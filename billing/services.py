@@ -39,6 +39,7 @@ from django.db.models.functions import Cast, Least
 from django.utils import timezone
 
 from billing.alerts import note_crossings
+from billing.keys import current_key_fingerprint
 from billing.levels import (
     ORGANISATION,
     TEAM,
@@ -521,6 +522,7 @@ def usage_record(
             model=labels.model,
             purpose=purpose[:32],
             request_id=(request_id or "")[:128],
+            key_fingerprint=current_key_fingerprint(),
             attempt_id=attempt_id,
             estimated=estimated,
             input_tokens=usage.input_tokens,

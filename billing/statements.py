@@ -30,7 +30,7 @@ from django.urls import reverse
 from django.utils.text import slugify
 
 from billing.dashboard import spreadsheet_safe
-from billing.models import UsageMonthly, UsageMonthlyTeam
+from billing.models import Adjustment, UsageMonthly, UsageMonthlyTeam
 from billing.money import pico_to_usd
 from billing.periods import Period, current_month, month_of
 from teams.access import may_manage
@@ -127,11 +127,31 @@ class TeamLine:
 
 
 @dataclass(frozen=True)
+class AdjustmentLine:
+    """An organisation-level adjustment booked when reconciling with Anthropic (in no one's spending)."""
+
+    day: date
+    reason: str
+    staff_name: str
+    amount: int
+
+
+@dataclass(frozen=True)
 class OrganisationStatement:
     month: Period
     teams: tuple[TeamLine, ...]  # every team with spend in the month or existing now, by name
     no_team: TeamLine
     total: Figures
+    adjustments: tuple[AdjustmentLine, ...] = ()
+
+    @property
+    def adjustments_total(self) -> int:
+        return sum(line.amount for line in self.adjustments)
+
+    @property
+    def total_with_adjustments(self) -> int:
+        """What the organisation owes Anthropic for the month: the ledger's total and the adjustments."""
+        return self.total.cost + self.adjustments_total
 
 
 def statement_month(key: str) -> Period | None:
@@ -228,7 +248,15 @@ def organisation_statement_of(month: Period) -> OrganisationStatement:
         lines.append(TeamLine(team_id, name, note, budget, Figures.of(row) if row else Figures()))
     lines.sort(key=lambda line: (line.name.casefold(), line.team_id))
     no_team_line = TeamLine(NO_TEAM, "No team", "", None, Figures.of(no_team) if no_team else Figures())
-    return OrganisationStatement(month, tuple(lines), no_team_line, total_of([*lines, no_team_line]))
+    adjustments = tuple(
+        AdjustmentLine(*row)
+        for row in Adjustment.objects.filter(day__gte=month.first_day, day__lte=month.last_day)
+        .order_by("day", "pk")
+        .values_list("day", "reason", "staff_name", "amount")
+    )
+    return OrganisationStatement(
+        month, tuple(lines), no_team_line, total_of([*lines, no_team_line]), adjustments
+    )
 
 
 # --- CSV: exact decimal USD, one row per member × model (team) or per team (organisation) ----------
@@ -313,6 +341,14 @@ def organisation_statement_csv_response(statement: OrganisationStatement) -> Htt
         for line in (*statement.teams, statement.no_team)
     ]
     rows.append([month, "", "TOTAL", "", *_figure_cells(statement.total)])
+    blank = [""] * len(FIGURE_COLUMNS)
+    for line in statement.adjustments:
+        note = spreadsheet_safe(f"{line.day:%Y-%m-%d}, {line.staff_name}: {line.reason}")
+        rows.append([month, "", "ADJUSTMENT", note, *blank, exact_usd(line.amount)])
+    if statement.adjustments:
+        rows.append(
+            [month, "", "TOTAL WITH ADJUSTMENTS", "", *blank, exact_usd(statement.total_with_adjustments)]
+        )
     return _csv(f"statement-organisation-{month}.csv", header, rows)
 
 

@@ -264,6 +264,11 @@ CHAT_LOGIN_CONCURRENCY = int(os.environ.get("CHAT_LOGIN_CONCURRENCY", "0")) or m
 # With no key, the app starts the offline Claude (offline_claude) in-process.
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
+# Reconciling the ledger with Anthropic's Usage & Cost API (billing/reconcile.py) needs an Admin key
+# (sk-ant-admin…) and the Console id of the key above (apikey_…), to read that key's usage only; with
+# the offline Claude the id may stay empty (it names keys after the fingerprint the ledger keeps).
+ANTHROPIC_ADMIN_KEY = os.environ.get("ANTHROPIC_ADMIN_KEY", "")
+ANTHROPIC_API_KEY_ID = os.environ.get("ANTHROPIC_API_KEY_ID", "")
 CHAT_MODELS = env_list("CHAT_MODELS", "claude-sonnet-5-5,claude-opus-5-5,claude-haiku-5-5")
 CHAT_DEFAULT_MODEL = os.environ.get(
     "CHAT_DEFAULT_MODEL", CHAT_MODELS[0] if CHAT_MODELS else "claude-sonnet-5-5"

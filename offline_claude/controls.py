@@ -54,15 +54,26 @@ class Controls:
     refuse: bool = False
     # A smaller context window than the model's, so tests reach the limit with little text.
     context_window: int | None = None
+    # The Admin API's usage report differs from this call's response (admin_api.py): this many output
+    # tokens more, and/or the call booked twice (one the client never saw).
+    report_extra_tokens: int = 0
+    report_unseen: bool = False
 
     def merged(self, overrides: dict[str, object]) -> Controls:
         """A copy with ``overrides`` applied (values already converted)."""
         return replace(self, **overrides) if overrides else self
 
 
-_INT_KEYS = {"tokens_per_delta", "reply_tokens", "fault_after", "fault_times", "context_window"}
+_INT_KEYS = {
+    "tokens_per_delta",
+    "reply_tokens",
+    "fault_after",
+    "fault_times",
+    "context_window",
+    "report_extra_tokens",
+}
 _FLOAT_KEYS = {"ttft_ms", "tps", "retry_after", "retry_after_ms", "stall_s"}
-_BOOL_KEYS = {"stamp", "refuse"}
+_BOOL_KEYS = {"stamp", "refuse", "report_unseen"}
 _BOOLS = dict.fromkeys(("1", "true", "on", "yes"), True) | dict.fromkeys(("0", "false", "off", "no"), False)
 _KNOWN = {f.name for f in fields(Controls)}
 

@@ -41,6 +41,8 @@ class ReplyPlan:
     # Compaction at a threshold: the block that leads the reply, and the compaction's own iteration.
     leading_compaction: dict[str, str] | None = None
     compaction_iteration: dict[str, int] | None = None
+    # Set once the whole answer was written (the Admin API's reports count only those calls).
+    answered: bool = False
 
     @property
     def output_tokens(self) -> int:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from . import admin_api
 from .binding import BINDING_BETA
 from .cache import PromptCache, build_segments, count_prompt_tokens
 from .catalog import MODELS, context_window, get_model
@@ -79,6 +80,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 0
     api_key: str | None = None  # None: accept any key (or none); else require exactly this key
+    admin_key: str | None = None  # None: accept any Admin key (sk-ant-admin…); else exactly this one
     defaults: Controls = field(default_factory=Controls)
     fault_rate: float = 0.0  # probability that a request gets a random fault (soak runs)
     fault_kinds: tuple[str, ...] = ("429", "529", "500", "error", "drop", "end")
@@ -109,6 +111,8 @@ class OfflineClaudeServer:
         self.options = options or ServerOptions()
         self.cache = PromptCache(min_tokens=self.options.min_cache_tokens)
         self.stats: Counter[str] = Counter()
+        # The calls answered, for the Admin API's usage and cost reports (admin_api.py).
+        self.usage_book = admin_api.UsageBook()
         # [method, path, status] per request, newest last (status None until answered).
         self.request_log: deque[list[Any]] = deque(maxlen=2000)
         self._fault_counts: dict[str, int] = {}
@@ -154,6 +158,7 @@ class OfflineClaudeServer:
     def reset(self) -> None:
         """Forget cache entries, fault-once counters and stats (thread-safe)."""
         self.cache.clear()
+        self.usage_book.clear()
         with self._lock:
             self._fault_counts.clear()
             self.stats.clear()
@@ -275,6 +280,11 @@ class OfflineClaudeServer:
                 return await self._send_json(
                     writer, 200, {"status": "ok", "offline_claude": True}, keep_alive
                 )
+            if path in (admin_api.USAGE_PATH, admin_api.COST_PATH):
+                status, payload, extra = admin_api.answer(
+                    self.usage_book, path, method, headers, parse_qs(url.query), self.options.admin_key
+                )
+                return await self._send_json(writer, status, payload, keep_alive, extra=extra)
             self._authenticate(headers)
             if path.startswith("/v1/models"):
                 if method != "GET":
@@ -464,8 +474,12 @@ class OfflineClaudeServer:
         msg_id = new_id("msg_01", 22)
         if body.get("stream"):
             self.stats["streams"] += 1
-            return await self._stream(plan, controls, request_id, msg_id, reader, writer, keep_alive)
-        return await self._non_stream(plan, controls, request_id, msg_id, reader, writer, keep_alive)
+            keep = await self._stream(plan, controls, request_id, msg_id, reader, writer, keep_alive)
+        else:
+            keep = await self._non_stream(plan, controls, request_id, msg_id, reader, writer, keep_alive)
+        if plan.answered:
+            admin_api.book_call(self.usage_book, api_key, plan, controls)
+        return keep
 
     async def _non_stream(
         self,
@@ -498,6 +512,7 @@ class OfflineClaudeServer:
             writer.write(self._head(200, request_id, hdrs, keep_alive) + body)
             await writer.drain()
             return keep_alive
+        plan.answered = True
         return await self._send_json(writer, 200, plan.message_json(msg_id), keep_alive, request_id)
 
     async def _stall(self, reader: asyncio.StreamReader, controls: Controls) -> None:
@@ -708,6 +723,7 @@ class OfflineClaudeServer:
             await writer.drain()
         if fired:
             return await self._stream_fault(fault or "", request_id, reader, writer, controls)
+        plan.answered = True
         transport.write(b"0\r\n\r\n")
         await writer.drain()
         return keep_alive

@@ -23,6 +23,7 @@ import anthropic
 import httpx2
 from django.conf import settings
 
+from billing.keys import OFFLINE_KEY
 from billing.usage import Usage
 
 logger = logging.getLogger(__name__)
@@ -532,7 +533,7 @@ def client() -> anthropic.AsyncAnthropic:
     if not api_key:
         from offline_claude import default_server  # only when it is used: it starts a server
 
-        api_key, base_url = "offline-claude", default_server().base_url
+        api_key, base_url = OFFLINE_KEY, default_server().base_url
     made = anthropic.AsyncAnthropic(
         api_key=api_key,
         base_url=base_url,

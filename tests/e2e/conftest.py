@@ -61,7 +61,8 @@ def live_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = workdir / "daphne.log"
     _server_log[:] = [log_path]
     database = ServerDatabase(workdir, "e2e")
-    env = server_env(database.url)
+    # An Admin key, so the dashboard offers "Reconcile now" (against the server's offline Claude).
+    env = server_env(database.url, ANTHROPIC_ADMIN_KEY="sk-ant-admin01-e2e")
     _server_environ.clear()
     _server_environ.update(env)
     worker = Worker(env, log_path)

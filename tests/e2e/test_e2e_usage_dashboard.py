@@ -163,3 +163,26 @@ def test_no_serious_accessibility_violation_on_the_usage_page_and_the_dashboard(
             if viewport == "desktop":
                 found[url] = serious_violations(page)
     assert found == {url: [] for url in found}, json.dumps(found, indent=1)
+
+
+def test_reconcile_now_shows_the_days_state_on_the_dashboard_and_explains_a_difference(people):
+    """The seeded ledger rows were never sent to (the server's offline) Claude: Anthropic's report has
+    none of them, so the day they fall on is red, and its reconciliation says what is missing."""
+    _user, staff, _receipt = people
+    staff.goto(DASHBOARD)
+    panel = staff.locator("#panel-reconciliation")
+    expect(panel.get_by_role("button", name="Reconcile now")).to_be_visible()
+    panel.get_by_role("button", name="Reconcile now").click()
+    expect(staff.locator(".messagelist")).to_contain_text("difference(s) to settle")
+    three_days_ago = staff.evaluate(
+        "(() => { const d = new Date(Date.now() - 3 * 86400000);"
+        " return d.getUTCDate() + ' ' + d.toLocaleString('en', {month: 'long', timeZone: 'UTC'}); })()"
+    )
+    status = panel.get_by_role("link", name=re.compile(f"differences? on {three_days_ago}$"))
+    expect(status).to_be_visible()
+    assert serious_violations(staff) == []
+    status.click()
+    staff.locator("tr", has_text="claude-haiku-5-5").filter(has_text="Output").get_by_role("link").click()
+    expect(staff.locator("body")).to_contain_text("The ledger has")
+    expect(staff.locator("body")).to_contain_text("more than Anthropic reports for claude-haiku-5-5")
+    assert serious_violations(staff) == []
