@@ -309,7 +309,7 @@ def unsent_delete(*, owner=None) -> int:
     if owner is not None:
         stale = stale.filter(owner=owner)
     deleted = 0
-    for attachment in stale.only("pk", "file"):
+    for attachment in stale.only("pk", "file", "conversation"):
         attachment.delete()
         deleted += 1
     return deleted
