@@ -76,6 +76,9 @@ TRACKED: dict[str, Tracked] = {
     "teams.membership": Tracked("membership", ("team",)),
     "accounts.invite": Tracked("invite", ("note", "email", "max_uses", "expires_at")),
     "conversations.sharelink": Tracked("share_link", ("conversation",)),
+    "privacy.retentionpolicy": Tracked("retention.policy", ("enabled", "days", "pinned_exempt"), False),
+    "privacy.teamretention": Tracked("retention.team", ("team", "days", "pinned_exempt")),
+    "privacy.legalhold": Tracked("legal_hold", ("user", "conversation", "reason")),
 }
 USER_FIELDS = ("username", "is_active", "is_staff", "is_superuser")
 USER_FLAGS = {
