@@ -52,25 +52,9 @@ class TeamRetentionAdmin(admin.ModelAdmin):
     list_select_related = ["team"]
 
 
-class LegalHoldForm(forms.ModelForm):
-    class Meta:
-        model = LegalHold
-        fields = ["user", "conversation", "reason"]
-
-    def clean(self):
-        data = super().clean()
-        user, conversation = data.get("user"), data.get("conversation")
-        if (user is None) == (conversation is None):
-            raise forms.ValidationError("Choose a person or a conversation to hold (one of the two).")
-        owner = user or conversation.owner
-        if Erasure.objects.filter(user=owner).exists():
-            raise forms.ValidationError(f"{owner} has been erased: nothing of theirs is left to hold.")
-        return data
-
-
 @admin.register(LegalHold)
 class LegalHoldAdmin(admin.ModelAdmin):
-    form = LegalHoldForm
+    fields = ["user", "conversation", "reason"]
     list_display = ["__str__", "reason", "created_at"]
     raw_id_fields = ["user", "conversation"]
 

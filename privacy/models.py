@@ -15,6 +15,9 @@ DAYS_REFUSAL = (
 )
 
 
+HOLD_ON_ERASED = "This person has been erased: nothing of theirs is left to hold."
+
+
 def _positive_days(value: int | None) -> None:
     if value is not None and value < 1:
         raise ValidationError(DAYS_REFUSAL, code="min_value")
@@ -92,6 +95,13 @@ class LegalHold(models.Model):
     def __str__(self) -> str:
         what = f"user {self.user}" if self.user_id else f"conversation #{self.conversation_id}"
         return f"Legal hold on {what}"
+
+    def clean(self) -> None:
+        if (self.user_id is None) == (self.conversation_id is None):
+            raise ValidationError("Choose a person or a conversation to hold (one of the two).")
+        owner_id = self.user_id or self.conversation.owner_id
+        if Erasure.objects.filter(user_id=owner_id).exists():
+            raise ValidationError(HOLD_ON_ERASED)
 
 
 class Erasure(models.Model):

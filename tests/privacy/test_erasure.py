@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.test import Client
 
 from audit.models import AuditEntry
@@ -111,6 +112,8 @@ def test_erasure_is_refused_under_a_legal_hold_and_a_hold_on_an_erased_person_is
     assert response.status_code == 200
     assert "has been erased: nothing of theirs is left to hold" in response.content.decode()
     assert not LegalHold.objects.filter(user=gone).exists()
+    with pytest.raises(ValidationError, match="has been erased"):
+        LegalHold(user=gone, reason="From the shell").full_clean()
 
 
 def test_staff_erase_a_person_in_the_admin_after_confirming(client):

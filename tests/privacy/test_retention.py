@@ -170,6 +170,9 @@ def test_changing_the_policy_and_placing_a_hold_are_audited(client):
     )
     entry = AuditEntry.objects.get(action="retention.policy.changed")
     assert entry.actor_label == "dpo" and (entry.before["days"], entry.after["days"]) == (365, 90)
+    response = client.post("/admin/privacy/legalhold/add/", {"reason": "Case 6"})
+    assert "Choose a person or a conversation to hold" in response.content.decode()
+    assert not LegalHold.objects.exists()
     person = make_user("carol")
     response = client.post("/admin/privacy/legalhold/add/", {"user": person.pk, "reason": "Case 7"})
     assert response.status_code == 302
