@@ -9,7 +9,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 
 from .erasure import ErasureRefused, erasure_refusal, user_erase
 from .models import Erasure, LegalHold, RetentionPolicy, TeamRetention
@@ -106,6 +106,16 @@ class ErasureAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def log_addition(self, request: HttpRequest, obj, message):
+        if obj.pk is not None:  # None: refused in save_model (a hold placed since the form was checked)
+            return super().log_addition(request, obj, message)
+        return None
+
+    def response_add(self, request: HttpRequest, obj: Erasure, post_url_continue=None):
+        if obj.pk is None:
+            return HttpResponseRedirect(request.path)
+        return super().response_add(request, obj, post_url_continue)
 
     def save_model(self, request: HttpRequest, obj: Erasure, form, change: bool) -> None:
         try:

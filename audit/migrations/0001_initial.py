@@ -4,6 +4,12 @@ import django.utils.timezone
 from django.db import migrations, models
 
 
+def create_head(apps, schema_editor):
+    apps.get_model("audit", "AuditChainHead").objects.get_or_create(
+        pk=1, defaults={"seq": 0, "last_hash": "0" * 64}
+    )
+
+
 class Migration(migrations.Migration):
 
     initial = True
@@ -43,4 +49,6 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['action', 'created_at'], name='audit_action_created'), models.Index(fields=['actor_label', 'created_at'], name='audit_actor_created'), models.Index(fields=['created_at'], name='audit_created')],
             },
         ),
+        # The chain's lock row exists from the start: the first writers never race to create it.
+        migrations.RunPython(create_head, migrations.RunPython.noop),
     ]

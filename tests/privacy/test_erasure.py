@@ -132,3 +132,13 @@ def test_staff_erase_a_person_in_the_admin_after_confirming(client):
     assert AuditEntry.objects.get(action="user.erased").actor_label == "dpo"
     response = client.post("/admin/privacy/erasure/add/", {"user": victim.pk, "confirm": "on"})
     assert response.status_code == 200 and Erasure.objects.count() == 1  # not offered twice
+
+
+def test_a_hold_placed_while_staff_confirm_the_erasure_stops_it_with_a_sentence(client, monkeypatch):
+    victim = make_user("grace")
+    client.force_login(make_staff())
+    monkeypatch.setattr("privacy.admin.erasure_refusal", lambda user, by=None: None)  # the form saw no hold
+    LegalHold.objects.create(user=victim, reason="Case 9")  # …placed just before the save
+    response = client.post("/admin/privacy/erasure/add/", {"user": victim.pk, "confirm": "on"}, follow=True)
+    assert response.status_code == 200 and "under a legal hold" in response.content.decode()
+    assert not Erasure.objects.exists() and get_user_model().objects.get(pk=victim.pk).username == "grace"
