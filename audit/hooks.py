@@ -75,10 +75,11 @@ TRACKED: dict[str, Tracked] = {
     ),
     "teams.membership": Tracked("membership", ("team",)),
     "accounts.invite": Tracked("invite", ("note", "email", "max_uses", "expires_at")),
-    "conversations.sharelink": Tracked("share_link", ("conversation",)),
+    # Conversations by id only: a title is what someone wrote, and the log keeps entries for good.
+    "conversations.sharelink": Tracked("share_link", ("conversation_id",)),
     "privacy.retentionpolicy": Tracked("retention.policy", ("enabled", "days", "pinned_exempt"), False),
     "privacy.teamretention": Tracked("retention.team", ("team", "days", "pinned_exempt")),
-    "privacy.legalhold": Tracked("legal_hold", ("user", "conversation", "reason")),
+    "privacy.legalhold": Tracked("legal_hold", ("user", "conversation_id", "reason")),
 }
 USER_FIELDS = ("username", "is_active", "is_staff", "is_superuser")
 USER_FLAGS = {
@@ -93,6 +94,9 @@ def snapshot(instance, fields: tuple[str, ...]) -> dict:
     """The fields' values; a foreign key as "<label> (#id)"."""
     values = {}
     for name in fields:
+        if name.endswith("_id"):  # a plain id, without its object's label
+            values[name] = getattr(instance, name)
+            continue
         field = instance._meta.get_field(name)
         if field.is_relation:
             related_id = getattr(instance, field.attname)

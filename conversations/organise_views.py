@@ -118,7 +118,12 @@ def conversation_export(request: HttpRequest, pk: int, extension: str) -> HttpRe
         body, content_type = transfer.conversation_json_text(conversation), "application/json; charset=utf-8"
     else:
         body, content_type = transfer.conversation_markdown(conversation), "text/markdown; charset=utf-8"
-    audit_record(action="export.conversation", obj=conversation, after={"format": extension})
+    audit_record(
+        action="export.conversation",
+        obj=conversation,
+        object_label=f"conversation #{conversation.pk}",  # not its title: the log keeps entries for good
+        after={"format": extension},
+    )
     response = HttpResponse(body, content_type=content_type)
     response["Content-Disposition"] = (
         f'attachment; filename="{transfer.conversation_filename(conversation, extension)}"'

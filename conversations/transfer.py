@@ -424,5 +424,10 @@ def _store(owner, fields: dict, parsed: list[_ImportedMessage], tree: bool, html
             for previous, message in zip(linked, linked[1:], strict=False):
                 message.parent = previous
             Message.objects.bulk_update(linked, ["parent"], batch_size=500)
-        audit_record(action="import.conversation", obj=conversation, after={"messages": len(linked)})
+        audit_record(
+            action="import.conversation",
+            obj=conversation,
+            object_label=f"conversation #{conversation.pk}",
+            after={"messages": len(linked)},
+        )
     return conversation
