@@ -189,6 +189,8 @@ def test_user_created_deactivated_activated_given_staff_and_deleted_write_one_en
         ({"is_active": True}, "user.activated"),
         ({"is_staff": True}, "user.staff_granted"),
         ({"is_staff": False}, "user.staff_revoked"),
+        ({"is_superuser": True}, "user.superuser_granted"),
+        ({"username": "robert"}, "user.renamed"),
     ]:
         since = last_seq()
         for name, value in change.items():
@@ -204,7 +206,7 @@ def test_user_created_deactivated_activated_given_staff_and_deleted_write_one_en
     user_id = user.pk
     user.delete()
     entry = one_entry("user.deleted", since=since)
-    assert entry.object_id == str(user_id) and entry.before["username"] == "bob"
+    assert entry.object_id == str(user_id) and entry.before["username"] == "robert"
 
 
 # Sign-up mode and invites
@@ -360,6 +362,16 @@ def test_an_entry_deleted_from_the_database_is_reported_by_verify():
         cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [target.pk])
     checked, broken = audit_verify()
     assert broken is not None and broken.seq == target.seq + 1 and "missing" in broken.reason
+
+
+def test_the_newest_entries_deleted_from_the_database_are_reported_by_verify():
+    for number in range(3):
+        audit_record(action="test.action", after={"n": number})
+    newest = AuditEntry.objects.in_chain_order().last()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [newest.pk])
+    with pytest.raises(CommandError, match=f"broken at entry #{newest.seq}: the chain should have"):
+        call_command("verify_audit_log")
 
 
 def test_entries_cannot_be_changed_or_deleted_through_the_app():
