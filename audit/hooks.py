@@ -131,9 +131,11 @@ def _remember_before(sender, instance, raw=False, update_fields=None, **kwargs) 
     if raw or (tracked is None and not is_user):
         return
     fields = USER_FIELDS if is_user else tracked.fields
-    if _skip(update_fields, fields) or instance._state.adding or instance.pk is None:
+    if _skip(update_fields, fields) or instance.pk is None:
         instance._audit_before = None
         return
+    # Also for an instance not loaded from the database but given an existing primary key: its save
+    # updates that row, whose values are the "before".
     old = sender._default_manager.filter(pk=instance.pk).first()
     instance._audit_before = snapshot(old, fields) if old is not None else None
 
@@ -156,8 +158,6 @@ def _record_save(sender, instance, created, raw=False, update_fields=None, **kwa
             audit_record(action=_action(f"{tracked.prefix}.created"), obj=instance, after=after)
         return
     before = getattr(instance, "_audit_before", None)
-    if before is None:
-        before = _default_snapshot(sender, fields)
     if before != after:
         audit_record(action=_action(f"{tracked.prefix}.changed"), obj=instance, before=before, after=after)
 

@@ -132,6 +132,14 @@ def test_site_and_organisation_budgets_changed_write_one_entry_each():
     assert (entry.before["monthly_limit"], entry.after["monthly_limit"]) == (None, 100)
 
 
+def test_a_budget_row_saved_without_loading_it_first_records_its_real_before_values():
+    OrganisationBudget.objects.create(pk=1, monthly_limit=50)
+    since = last_seq()
+    OrganisationBudget(pk=1, monthly_limit=60, warning_percent=80).save()
+    entry = one_entry("budget.organisation.changed", since=since)
+    assert (entry.before["monthly_limit"], entry.after["monthly_limit"]) == (50, 60)
+
+
 # Teams
 
 
