@@ -59,6 +59,21 @@ class UsageRecordQuerySet(models.QuerySet):
         rows = self.filter(pk=pk, estimated=True, replaced_at__isnull=True)
         return super(UsageRecordQuerySet, rows).update(**columns)
 
+    def detach_from_conversations(self, conversation_ids, message_ids) -> int:
+        """Retention and erasure delete conversations, never the ledger: their rows lose only the link to
+        the conversation and message and the conversation's title (tokens, costs, model, user and team
+        stay). `message_ids` may be a subquery. Returns the rows changed."""
+        rows = self.filter(Q(conversation_id__in=conversation_ids) | Q(message_id__in=message_ids))
+        return super(UsageRecordQuerySet, rows).update(
+            conversation_id=None, message_id=None, conversation_title=""
+        )
+
+    def relabel_user(self, user_id: int, username: str) -> int:
+        """Erasure: the user's rows carry `username` (a pseudonym) as their label; nothing else changes.
+        Returns the rows changed."""
+        rows = self.filter(user_id=user_id)
+        return super(UsageRecordQuerySet, rows).update(username=username)
+
     def for_period(self, start: datetime, end: datetime) -> UsageRecordQuerySet:
         """Calls made in [start, end) (aware datetimes)."""
         return self.filter(created_at__gte=start, created_at__lt=end)

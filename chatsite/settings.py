@@ -77,6 +77,8 @@ INSTALLED_APPS = [
     "billing",
     "accounts",
     "teams",
+    "audit",
+    "privacy",
 ]
 
 MIDDLEWARE = [
@@ -91,6 +93,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Names the request's user as the actor of the audit entries it writes.
+    "audit.middleware.AuditActorMiddleware",
     # Last, as django-axes asks: turns a refused login into the page saying when to try again.
     "axes.middleware.AxesMiddleware",
 ]

@@ -14,6 +14,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.services import audit_record
+
 from . import inputs, services, transfer
 from . import search as search_module
 from .models import Conversation, Preset, ShareLink, share_token_hash
@@ -148,6 +150,12 @@ def conversation_export(request: HttpRequest, pk: int, extension: str) -> HttpRe
         body, content_type = transfer.conversation_json_text(conversation), "application/json; charset=utf-8"
     else:
         body, content_type = transfer.conversation_markdown(conversation), "text/markdown; charset=utf-8"
+    audit_record(
+        action="export.conversation",
+        obj=conversation,
+        object_label=f"conversation #{conversation.pk}",  # not its title: the log keeps entries for good
+        after={"format": extension},
+    )
     response = HttpResponse(body, content_type=content_type)
     response["Content-Disposition"] = (
         f'attachment; filename="{transfer.conversation_filename(conversation, extension)}"'
@@ -159,6 +167,7 @@ def conversation_export(request: HttpRequest, pk: int, extension: str) -> HttpRe
 @require_GET
 def export_all(request: HttpRequest) -> FileResponse:
     archive = transfer.user_archive(request.user)
+    audit_record(action="export.all", obj=request.user, after={"format": "zip"})
     name = f"teamchat-{request.user.get_username()}.zip"
     return FileResponse(archive, as_attachment=True, filename=name, content_type="application/zip")
 

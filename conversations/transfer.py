@@ -30,6 +30,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from audit.services import audit_record
+
 from .catalog import EFFORTS, takes_effort
 from .inputs import InvalidInput, ModelChoice, model_choice, refuse_unstorable
 from .models import Conversation, ImportClaim, Message, Preset
@@ -433,4 +435,10 @@ def _store(owner, fields: dict, parsed: list[_ImportedMessage], tree: bool, html
             for previous, message in zip(linked, linked[1:], strict=False):
                 message.parent = previous
             Message.objects.bulk_update(linked, ["parent"], batch_size=500)
+        audit_record(
+            action="import.conversation",
+            obj=conversation,
+            object_label=f"conversation #{conversation.pk}",
+            after={"messages": len(linked)},
+        )
     return conversation
