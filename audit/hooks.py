@@ -22,6 +22,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_migrate, pos
 from django.dispatch import receiver
 
 from accounts.clients import client_address
+from billing.signals import usage_reconciled
 
 from .services import SYSTEM, Actor, audit_record
 
@@ -80,6 +81,8 @@ TRACKED: dict[str, Tracked] = {
     "privacy.retentionpolicy": Tracked("retention.policy", ("enabled", "days", "pinned_exempt"), False),
     "privacy.teamretention": Tracked("retention.team", ("team", "days", "pinned_exempt")),
     "privacy.legalhold": Tracked("legal_hold", ("user", "conversation_id", "reason")),
+    # Append-only: only ever created (booked by staff against a reconciliation).
+    "billing.adjustment": Tracked("adjustment", ("day", "amount", "reason", "staff_name", "reconciliation")),
 }
 USER_FIELDS = ("username", "is_active", "is_staff", "is_superuser")
 USER_FLAGS = {
@@ -253,6 +256,16 @@ def _record_lockout(sender, request=None, username=None, ip_address=None, **kwar
         object_label=str(username or "")[:150],
         after={"username": username or "", "client": ip_address or ""},
         actor=Actor(None, SYSTEM),
+    )
+
+
+@receiver(usage_reconciled)
+def _record_reconciliation(sender, days, differences: int, **kwargs) -> None:
+    audit_record(
+        action="reconciliation.run",
+        object_type="billing.reconciliation",
+        object_label=f"{days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d}",
+        after={"days": [f"{day:%Y-%m-%d}" for day in days], "differences": differences},
     )
 
 

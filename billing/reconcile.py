@@ -22,6 +22,7 @@ from django.utils.dateformat import format as date_format
 from billing.keys import current_key_fingerprint
 from billing.models import Adjustment, Reconciliation, ReconciliationKind, UsageRecord
 from billing.money import format_money
+from billing.signals import usage_reconciled
 from billing.usage_report import Report, TokenCounts, fetch_minutes, fetch_report
 
 # Ledger column per token kind, in the order of TokenCounts.
@@ -141,6 +142,9 @@ def reconcile(days: list[date], *, sleep=time.sleep, page_days: int | None = Non
     for move in moves:
         ours = move.applied_to(ours)
     outcomes = store(days, compare(days, ours, theirs))
+    usage_reconciled.send(
+        sender=Reconciliation, days=days, differences=sum(len(outcome.differences) for outcome in outcomes)
+    )
     return [
         replace(
             outcome,

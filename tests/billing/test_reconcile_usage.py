@@ -14,6 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
+from audit.models import AuditEntry
 from billing.keys import OFFLINE_KEY
 from billing.models import Adjustment, Reconciliation, UsageRecord
 from billing.reconcile import adjustment_book, reconcile, status, suspects, utc_today, why
@@ -148,6 +149,12 @@ async def test_an_injected_difference_is_red_explained_and_settled_by_an_adjustm
         assert list(UsageRecord.objects.values_list("pk", "cost", "output_tokens")) == before
         assert Adjustment.objects.filter(staff_name=staff.username).count() == len(found)
         assert status()["text"].endswith("exact, differences settled by adjustments")
+        # Each run (the function's and the command's) and each adjustment leaves an audit entry.
+        runs = AuditEntry.objects.filter(action="reconciliation.run").order_by("seq")
+        assert [entry.after["differences"] for entry in runs] == [len(found), len(found)]
+        booked = AuditEntry.objects.filter(action="adjustment.created")
+        assert booked.count() == len(found)
+        assert booked.first().after["staff_name"] == staff.username
 
     await sync_to_async(check)()
 
