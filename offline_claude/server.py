@@ -14,81 +14,28 @@ import contextvars
 import hashlib
 import json
 import logging
-import os
 import random
-import string
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import admin_api
 from .binding import BINDING_BETA
 from .cache import PromptCache, build_segments, count_prompt_tokens
-from .catalog import MODELS, context_window, get_model
+from .catalog import context_window
 from .controls import STATUS_FAULTS, STREAM_FAULTS, ControlError, Controls, parse_controls
 from .generation import ReplyPlan, last_user_controls, plan_reply, plan_threshold_compaction
 from .validation import KNOWN_VERSIONS, ApiError, bad, threshold_edit, validate_request
+from .wire import FAULT_ERRORS, ServerOptions, dumps, http_head, models_page, new_id
 
 log = logging.getLogger("offline_claude")
 
 CONTROL_HEADER = "x-offline-claude"
 # Stands for the send time of a stamped text delta until its chunk is written (control ``stamp``).
 STAMP_PLACEHOLDER = "\u27e6@\u27e7"
-_ID_ALPHABET = string.ascii_letters + string.digits
-_ids = random.Random(int.from_bytes(os.urandom(8), "big"))
-_JSON_SEP = (",", ":")
-_dumps = json.JSONEncoder(separators=_JSON_SEP, ensure_ascii=False).encode
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Payload Too Large",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-    529: "Overloaded",
-}
-_FAULT_ERRORS = {
-    429: (
-        "rate_limit_error",
-        "Number of request tokens has exceeded your per-minute rate limit (offline fault)",
-    ),
-    500: ("api_error", "Internal server error (offline fault)"),
-    503: ("api_error", "Service unavailable (offline fault)"),
-    504: ("timeout_error", "Request timeout (offline fault)"),
-    529: ("overloaded_error", "Overloaded (offline fault)"),
-    401: ("authentication_error", "invalid x-api-key (offline fault)"),
-}
-
-
-def new_id(prefix: str, n: int) -> str:
-    """A random id like the API's (``req_011C…``, ``msg_01…``)."""
-    return prefix + "".join(_ids.choices(_ID_ALPHABET, k=n))
-
-
-@dataclass
-class ServerOptions:
-    """Per-server configuration. ``defaults`` are the controls used when a request names none."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    api_key: str | None = None  # None: accept any key (or none); else require exactly this key
-    admin_key: str | None = None  # None: accept any Admin key (sk-ant-admin…); else exactly this one
-    defaults: Controls = field(default_factory=Controls)
-    fault_rate: float = 0.0  # probability that a request gets a random fault (soak runs)
-    fault_kinds: tuple[str, ...] = ("429", "529", "500", "error", "drop", "end")
-    seed: int = 0  # seeds the random-fault RNG, so soak runs are reproducible
-    min_cache_tokens: int = 0
-    max_body_bytes: int = 32 * 1024 * 1024
-
-
 # The request-log entry ([method, path, status]) of the request this task is answering. The status is
 # set just before the response is written, so a client that has its answer also sees it logged.
 _entry: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("offline_claude_entry")
@@ -226,14 +173,7 @@ class OfflineClaudeServer:
             return None
         return await reader.readexactly(length) if length else b""
 
-    @staticmethod
-    def _head(status: int, request_id: str, headers: list[tuple[str, str]], keep_alive: bool) -> bytes:
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", f"request-id: {request_id}"]
-        lines.append("anthropic-organization-id: 00000000-0000-4000-8000-0ff11e0c1a0d")
-        lines.append("server: offline-claude")
-        lines += [f"{k}: {v}" for k, v in headers]
-        lines.append("connection: keep-alive" if keep_alive else "connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    _head = staticmethod(http_head)
 
     async def _send_json(
         self,
@@ -247,7 +187,7 @@ class OfflineClaudeServer:
         request_id = request_id or new_id("req_011C", 21)
         if isinstance(payload, dict) and payload.get("type") == "error":
             payload["request_id"] = request_id
-        body = _dumps(payload).encode()
+        body = dumps(payload).encode()
         hdrs = [("content-type", "application/json"), ("content-length", str(len(body)))]
         hdrs += list((extra or {}).items())
         _log_status(status)
@@ -320,35 +260,7 @@ class OfflineClaudeServer:
         return key or ""
 
     async def _models(self, writer: asyncio.StreamWriter, path: str, query: str, keep_alive: bool) -> bool:
-        rest = path[len("/v1/models") :].strip("/")
-        if rest:
-            spec = get_model(rest)
-            if spec is None:
-                raise ApiError(404, "not_found_error", f"model: {rest}")
-            return await self._send_json(writer, 200, spec.to_api(), keep_alive)
-        params = {k: v[-1] for k, v in parse_qs(query).items()}
-        try:
-            limit = max(1, min(1000, int(params.get("limit", 20))))
-        except ValueError as exc:
-            raise bad("limit: Input should be a valid integer") from exc
-        ids = [m.id for m in MODELS]
-        items = list(MODELS)
-        if "after_id" in params and params["after_id"] in ids:
-            items = items[ids.index(params["after_id"]) + 1 :]
-            page = items[:limit]
-        elif "before_id" in params and params["before_id"] in ids:
-            items = items[: ids.index(params["before_id"])]
-            page = items[-limit:]
-        else:
-            page = items[:limit]
-        data = [m.to_api() for m in page]
-        payload = {
-            "data": data,
-            "has_more": len(page) < len(items),
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-        }
-        return await self._send_json(writer, 200, payload, keep_alive)
+        return await self._send_json(writer, 200, models_page(path, query), keep_alive)
 
     # ----------------------------------------------------------------- /v1/messages
     def _controls(self, headers: dict[str, str], body: Any, raw: bytes, api_key: str) -> Controls:
@@ -384,7 +296,7 @@ class OfflineClaudeServer:
     @staticmethod
     def _status_fault(controls: Controls) -> ApiError:
         status = STATUS_FAULTS[controls.fault or "500"]
-        etype, msg = _FAULT_ERRORS.get(status, ("api_error", "offline fault"))
+        etype, msg = FAULT_ERRORS.get(status, ("api_error", "offline fault"))
         hdrs: dict[str, str] = {}
         if controls.retry_after_ms is not None:
             hdrs["retry-after-ms"] = f"{controls.retry_after_ms:g}"
@@ -507,7 +419,7 @@ class OfflineClaudeServer:
             await self._stall(reader, controls)
             raise _Closed
         if fault in ("malformed", "malformed_start"):
-            body = _dumps(plan.message_json(msg_id)).encode()[:40]
+            body = dumps(plan.message_json(msg_id)).encode()[:40]
             hdrs = [("content-type", "application/json"), ("content-length", str(len(body)))]
             writer.write(self._head(200, request_id, hdrs, keep_alive) + body)
             await writer.drain()
@@ -553,7 +465,7 @@ class OfflineClaudeServer:
         def delta(index: int, kind: str, key: str, text: str) -> str:
             return ev(
                 "content_block_delta",
-                f'{{"type":"content_block_delta","index":{index},"delta":{{"type":"{kind}","{key}":{_dumps(text)}}}}}',
+                f'{{"type":"content_block_delta","index":{index},"delta":{{"type":"{kind}","{key}":{dumps(text)}}}}}',
             )
 
         start_msg = {
@@ -581,7 +493,7 @@ class OfflineClaudeServer:
             if plan.leading_compaction is not None:
                 # Compaction at a threshold: the block first, its summary in one compaction_delta.
                 block = plan.leading_compaction
-                start = _dumps({"type": "compaction", "content": "", "signature": block["signature"]})
+                start = dumps({"type": "compaction", "content": "", "signature": block["signature"]})
                 yield (
                     offset,
                     ev(
@@ -594,7 +506,7 @@ class OfflineClaudeServer:
                     offset,
                     ev(
                         "content_block_delta",
-                        f'{{"type":"content_block_delta","index":0,"delta":{{"type":"compaction_delta","content":{_dumps(block["content"])}}}}}',
+                        f'{{"type":"content_block_delta","index":0,"delta":{{"type":"compaction_delta","content":{dumps(block["content"])}}}}}',
                     ),
                     "other",
                 )
@@ -603,7 +515,7 @@ class OfflineClaudeServer:
             if plan.compaction is not None:
                 # The whole block in its content_block_start, no deltas (compaction on demand).
                 tokens_done = plan.output_tokens
-                block = _dumps(plan.compaction)
+                block = dumps(plan.compaction)
                 yield (
                     offset,
                     ev(
@@ -679,7 +591,7 @@ class OfflineClaudeServer:
                 "usage": plan.final_usage(),
             }
             last = offset + max(tokens_done - 1, 0) * per_token
-            yield last, ev("message_delta", _dumps(final)), "final"
+            yield last, ev("message_delta", dumps(final)), "final"
             yield last, ev("message_stop", '{"type":"message_stop"}'), "other"
 
         def frame(parts: list[str]) -> bytes:
@@ -694,10 +606,10 @@ class OfflineClaudeServer:
         if fault == "malformed_start":
             # A 200 stream whose very first event is not valid JSON; the body then ends properly.
             self.stats[f"fault {fault}"] += 1
-            transport.write(head + frame([ev("message_start", _dumps(start_msg)[:40])]) + b"0\r\n\r\n")
+            transport.write(head + frame([ev("message_start", dumps(start_msg)[:40])]) + b"0\r\n\r\n")
             await writer.drain()
             return keep_alive
-        transport.write(head + frame([ev("message_start", _dumps(start_msg))]))
+        transport.write(head + frame([ev("message_start", dumps(start_msg))]))
         buf: list[str] = []
         sent_deltas = 0
         fired = False
@@ -744,7 +656,7 @@ class OfflineClaudeServer:
                 "error": {"type": "overloaded_error", "message": "Overloaded"},
                 "request_id": request_id,
             }
-            data = f"event: error\ndata: {_dumps(payload)}\n\n".encode()
+            data = f"event: error\ndata: {dumps(payload)}\n\n".encode()
             transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
             await writer.drain()
             return True
