@@ -18,12 +18,13 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.paginator import Page, Paginator
 from django.db import connection
+from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from billing import rollups, team_panel
 from billing.levels import user_limits
-from billing.models import BudgetPolicy, UsageMonthlyUser, UsageRecord, UserBudget
+from billing.models import Adjustment, BudgetPolicy, UsageMonthlyUser, UsageRecord, UserBudget
 from billing.money import format_money, pico_to_usd
 from billing.periods import PRESETS, Period, current_month, preset
 from billing.queries import ROLLUP_SUMS, current_titles
@@ -419,6 +420,15 @@ def _teams_shown(rows: list[dict], every: bool) -> dict:
     return {"teams": rows if every else rows[:TEAMS_SHOWN], "teams_count": len(rows), "teams_all": every}
 
 
+def period_adjustments(period: Period) -> dict | None:
+    """The adjustments booked on the days of `period` (their UTC days) and the period's cost with them;
+    None when there are none."""
+    found = Adjustment.objects.filter(day__gte=period.first_day, day__lte=period.last_day).aggregate(
+        amount=Sum("amount"), count=Count("id")
+    )
+    return {"amount": int(found["amount"]), "count": found["count"]} if found["count"] else None
+
+
 def dashboard_context(request: HttpRequest) -> dict:
     form, period = period_from(request)
     sort = request.GET.get("sort", "cost")
@@ -431,6 +441,8 @@ def dashboard_context(request: HttpRequest) -> dict:
     page, active_users = user_page(period, team_id, sort, descending, search, request.GET.get("page"))
     totals = rollups.period_totals(period, team_id)
     totals.update(active_users=active_users, tokens=_tokens(totals))
+    # Organisation-level adjustments (reconciling with Anthropic) are in no team's or person's figures.
+    adjustments = period_adjustments(period) if team_id is None else None
     # One read of the period's days per model draws the chart and the per-day table, and site-wide the
     # per-model table (a team's counts its users, so it reads per user and model).
     by_day_model = rollups.period_by_day_model(period, team_id=team_id)
@@ -452,6 +464,7 @@ def dashboard_context(request: HttpRequest) -> dict:
         "user_sorts": USER_SORTS,
         "search": search,
         "totals": totals,
+        "adjustments": adjustments,
         "users": page.object_list,  # the page's rows (the CSV writes every row: all_user_rows)
         "user_page": page,
         "models": models,
@@ -571,6 +584,15 @@ def table_rows(context: dict, table: str) -> tuple[list[str], list[list]]:
     for index, (_label, cell) in enumerate(SUM_COLUMNS):
         total_row[offset + index] = cell(totals)
     rows.append(total_row)
+    adjustments = context.get("adjustments")
+    if adjustments:  # organisation-level: cost only, in no row above
+        for label, amount in (
+            ("ADJUSTMENTS", adjustments["amount"]),
+            ("TOTAL WITH ADJUSTMENTS", totals["cost"] + adjustments["amount"]),
+        ):
+            row = [label] + [""] * (len(columns) - 1)
+            row[offset] = pico_to_usd(amount)
+            rows.append(row)
     return header, rows
 
 

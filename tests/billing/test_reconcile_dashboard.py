@@ -148,6 +148,32 @@ def test_adjustments_count_in_the_organisation_statement_and_its_csv_apart_from_
     assert total[-1] == exact_usd(row.cost + 5 * 10**10)
 
 
+def test_the_dashboard_totals_and_its_csv_show_the_periods_adjustments(client):
+    staff, member = make_staff(), make_user()
+    row = record_call(member, input_tokens=1000)
+    difference = Reconciliation.objects.create(
+        day=row.created_at.date(), model="", kind="cost", ours=0, theirs=7 * 10**10, difference=7 * 10**10
+    )
+    adjustment_book(reconciliation=difference, amount=7 * 10**10, reason="Missed call", staff=staff)
+    client.force_login(staff)
+
+    page = client.get(DASHBOARD, {"preset": "month"})
+    assert page.context["totals"]["cost"] == row.cost  # the ledger's figures stay the ledger's
+    note = page.content.decode().split('id="totals-adjustments"')[1].split("</p>")[0]
+    assert "$0.07" in note and "in no team's or person's spending" in note
+    rows = list(
+        csv.reader(io.StringIO(client.get(DASHBOARD + "export.csv", {"preset": "month"}).content.decode()))
+    )
+    header = rows[0]
+    cost = header.index("Cost (USD)")
+    labels = [r[0] for r in rows[-3:]]
+    assert labels == ["TOTAL", "ADJUSTMENTS", "TOTAL WITH ADJUSTMENTS"]
+    assert rows[-2][cost] == "0.07" and rows[-1][cost] == exact_usd(row.cost + 7 * 10**10)
+    # A period without an adjustment has none.
+    last_month = client.get(DASHBOARD, {"preset": "last_month"}).content.decode()
+    assert 'id="totals-adjustments"' not in last_month
+
+
 def test_reconcile_now_does_not_hold_the_page_through_a_long_rate_limit(staff_client, offline_claude):
     offline_claude.server.usage_book.faults.append(
         AdminFault(path=USAGE_PATH, nth=1, status=429, retry_after=30)
