@@ -344,11 +344,18 @@ def _add_web(plan: ReplyPlan, body: dict[str, Any], user_text: str, controls: An
     if web is None:
         return
     plan.web = web
-    u = plan.usage_in
-    plan.usage_in = replace(u, input_tokens=u.input_tokens + web.input_tokens)
-    if web.paused:
+    # The web part comes first and shares max_tokens with the thinking and the text after it.
+    budget = body["max_tokens"] - plan.thinking_tokens
+    trimmed = web.trim_to(budget)
+    room = max(budget - web.output_tokens, 0)
+    if web.paused and not trimmed:
         plan.text_pieces = []
         plan.stop_reason, plan.stop_sequence, plan.stop_details = "pause_turn", None, None
+    elif trimmed or len(plan.text_pieces) > room:
+        plan.text_pieces = plan.text_pieces[:room]
+        plan.stop_reason, plan.stop_sequence, plan.stop_details = "max_tokens", None, None
+    u = plan.usage_in
+    plan.usage_in = replace(u, input_tokens=u.input_tokens + web.input_tokens)
 
 
 SUMMARY_QUOTES = 12

@@ -183,14 +183,51 @@ def check_tool(tool: dict[str, Any], where: str) -> None:
 
 @dataclass
 class WebTurn:
-    """The server-tool part of one reply: its blocks, counters and token effects."""
+    """The server-tool part of one reply: its blocks, and the counters and tokens read off them."""
 
     blocks: list[dict[str, Any]] = field(default_factory=list)
-    searches: int = 0
-    fetches: int = 0
-    input_tokens: int = 0  # result content Claude read
-    output_tokens: int = 0  # tool inputs and cited text Claude wrote
     paused: bool = False
+
+    @property
+    def searches(self) -> int:
+        """Searches that ran (a failed one is not billed)."""
+        return sum(
+            b["type"] == "web_search_tool_result" and isinstance(b["content"], list) for b in self.blocks
+        )
+
+    @property
+    def fetches(self) -> int:
+        """Fetches that ran."""
+        return sum(
+            b["type"] == "web_fetch_tool_result" and b["content"]["type"] == "web_fetch_result"
+            for b in self.blocks
+        )
+
+    @property
+    def input_tokens(self) -> int:
+        """The result content Claude read."""
+        return sum(
+            count_tokens(json.dumps(b["content"])) for b in self.blocks if b["type"].endswith("_tool_result")
+        )
+
+    @property
+    def output_tokens(self) -> int:
+        """The tool inputs and the text Claude wrote."""
+        inputs = sum(
+            count_tokens(json.dumps(b["input"])) for b in self.blocks if b["type"] == "server_tool_use"
+        )
+        return inputs + sum(count_tokens(b["text"]) for b in self.blocks if b["type"] == "text")
+
+    def trim_to(self, budget: int) -> bool:
+        """Drop blocks from the end (text first, then whole tool steps) until the output fits
+        ``budget`` tokens; whether anything was dropped."""
+        trimmed = False
+        while self.blocks and self.output_tokens > budget:
+            last = self.blocks.pop()
+            if last["type"].endswith("_tool_result") and self.blocks:
+                self.blocks.pop()  # its server_tool_use
+            trimmed = True
+        return trimmed
 
     @property
     def usage(self) -> dict[str, int]:
@@ -291,11 +328,6 @@ def plan_web(body: dict[str, Any], user_text: str, controls: Any) -> WebTurn | N
         use = {"type": "server_tool_use", "id": tool_id, "name": name, "input": {_INPUT_KEY[name]: arg}}
         kind = "web_search_tool_result" if name == "web_search" else "web_fetch_tool_result"
         turn.blocks += [use, {"type": kind, "tool_use_id": tool_id, "content": result}]
-        turn.output_tokens += count_tokens(json.dumps(use["input"]))
-        turn.input_tokens += count_tokens(json.dumps(result))
-        if code is None:
-            turn.searches += name == "web_search"
-            turn.fetches += name == "web_fetch"
         if controls.pause_turn and done == 0 and number == 0:
             turn.paused = True
             return turn
@@ -303,7 +335,6 @@ def plan_web(body: dict[str, Any], user_text: str, controls: Any) -> WebTurn | N
         turn.blocks.append({"type": "text", "text": sentence + "\n\n"})
     for source in cited:
         turn.blocks.append(_cited_block(source))
-    turn.output_tokens += sum(count_tokens(b["text"]) for b in turn.blocks if b["type"] == "text")
     return turn
 
 

@@ -407,3 +407,23 @@ def test_tool_ms_holds_each_result_back_so_a_page_can_show_the_search(offline_cl
     assert arrived["web_search_tool_result-1"] - arrived["server_tool_use-0"] >= 0.25
     assert arrived["web_search_tool_result-3"] - arrived["server_tool_use-2"] >= 0.25
     assert arrived["text-4"] >= arrived["web_search_tool_result-3"]
+
+
+@pytest.mark.parametrize("max_tokens", [1, 8, 40, 120])
+def test_the_web_part_shares_max_tokens_so_output_never_passes_it(offline_claude, max_tokens):
+    """A budget hold covers max_tokens of output: tool inputs and cited text count toward it."""
+    client = sync_client(offline_claude)
+    with client.messages.stream(
+        model=MODEL, max_tokens=max_tokens, messages=user(TWO_SEARCHES_AND_A_FETCH), tools=[SEARCH, FETCH]
+    ) as stream:
+        msg = stream.get_final_message()
+    assert msg.stop_reason == "max_tokens"
+    assert 0 < msg.usage.output_tokens <= max_tokens
+    assert msg.content and all(b.text for b in blocks_of(msg, "text"))  # nothing empty to send back
+    uses, results = (
+        blocks_of(msg, "server_tool_use"),
+        [b for b in msg.content if b.type.endswith("_tool_result")],
+    )
+    assert len(uses) == len(results)  # a tool use never goes without its result
+    counts = msg.usage.server_tool_use
+    assert counts.web_search_requests + counts.web_fetch_requests == len(results)
