@@ -427,3 +427,13 @@ def test_the_web_part_shares_max_tokens_so_output_never_passes_it(offline_claude
     assert len(uses) == len(results)  # a tool use never goes without its result
     counts = msg.usage.server_tool_use
     assert counts.web_search_requests + counts.web_fetch_requests == len(results)
+
+
+def test_fetch_max_uses_refuses_the_second_url(offline_claude):
+    second = "https://sky-watch.example/planets/saturn-rings"
+    msg = ask(sync_client(offline_claude), f"Read {FETCHED_URL} and {second}", [{**FETCH, "max_uses": 1}])
+    first_result, second_result = (b.content for b in blocks_of(msg, "web_fetch_tool_result"))
+    assert first_result.type == "web_fetch_result" and first_result.url == FETCHED_URL
+    assert second_result.type == "web_fetch_tool_result_error"
+    assert second_result.error_code == "max_uses_exceeded"
+    assert msg.usage.server_tool_use.web_fetch_requests == 1
