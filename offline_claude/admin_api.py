@@ -59,6 +59,8 @@ PRICES: dict[str, tuple[str, str, str, str, str]] = {
     "claude-sonnet-4-5": ("3", "15", "3.75", "6", "0.30"),
     "claude-haiku-4-5": ("1", "5", "1.25", "2", "0.10"),
 }
+# Web search: $10 per 1,000 searches, the same for every model (pico-dollars per search).
+WEB_SEARCH_PICO = 10**10
 # Prompts above this many tokens are billed wholly at the band rates (only Haiku 5.5 here).
 BANDS = {"claude-haiku-5-5": (100_000, ("0.50", "2.50", "0.625", "1.00", "0.05"))}
 _TOKEN_TYPES = {
@@ -86,11 +88,18 @@ class Counts:
 
     tokens: list[int] = field(default_factory=lambda: [0] * len(KINDS))
     costs: list[int] = field(default_factory=lambda: [0] * len(KINDS))
+    web_searches: int = 0  # priced per search, not per token (WEB_SEARCH_PICO)
 
-    def add(self, tokens: list[int], costs: list[int]) -> None:
+    def add(self, tokens: list[int], costs: list[int], web_searches: int = 0) -> None:
         for i in range(len(KINDS)):
             self.tokens[i] += tokens[i]
             self.costs[i] += costs[i]
+        self.web_searches += web_searches
+
+    @property
+    def total_cost(self) -> int:
+        """Tokens and searches, pico-dollars."""
+        return sum(self.costs) + self.web_searches * WEB_SEARCH_PICO
 
 
 @dataclass
@@ -129,6 +138,7 @@ class UsageBook:
         write_5m: int,
         write_1h: int,
         output: int,
+        web_searches: int = 0,
         at: datetime | None = None,
     ) -> None:
         """Book one answered call at `at` (now by default), priced at this server's rates."""
@@ -145,7 +155,7 @@ class UsageBook:
             per_kind = (rates[0], rates[4], rates[2], rates[3], rates[1])
             costs = [n * _pico_per_token(rate) for n, rate in zip(tokens, per_kind, strict=True)]
         with self._lock:
-            self._minutes[(api_key_id(api_key), model, at)].add(tokens, costs)
+            self._minutes[(api_key_id(api_key), model, at)].add(tokens, costs, web_searches)
 
     def take_fault(self, path: str) -> AdminFault | None:
         """Count a report request on `path`; the fault it should get, if one was injected."""
@@ -168,7 +178,7 @@ class UsageBook:
         for (key_id, model, minute), counts in items:
             if start <= minute < end:
                 bucket = start + ((minute - start) // width) * width
-                out[bucket][key(key_id, model)].add(counts.tokens, counts.costs)
+                out[bucket][key(key_id, model)].add(counts.tokens, counts.costs, counts.web_searches)
         return out
 
 
@@ -185,6 +195,7 @@ def book_call(book: UsageBook, api_key: str, plan: Any, controls: Any) -> None:
         "write_5m": u.created_5m + it.get("cache_creation_input_tokens", 0),
         "write_1h": u.created_1h,
         "output": plan.output_tokens + it.get("output_tokens", 0) + controls.report_extra_tokens,
+        "web_searches": plan.web.searches if plan.web is not None else 0,
     }
     for _ in range(2 if controls.report_unseen else 1):
         book.record(**counts)
@@ -314,7 +325,7 @@ def usage_report(book: UsageBook, query: dict[str, list[str]]) -> dict[str, Any]
                     "cache_creation": {"ephemeral_1h_input_tokens": w1, "ephemeral_5m_input_tokens": w5},
                     "cache_read_input_tokens": read,
                     "output_tokens": out,
-                    "server_tool_use": {"web_search_requests": 0},
+                    "server_tool_use": {"web_search_requests": counts.web_searches},
                     "api_key_id": group[0],
                     "workspace_id": WORKSPACE if "workspace_id" in groups else None,
                     "model": group[1],
@@ -347,13 +358,16 @@ def cost_report(book: UsageBook, query: dict[str, list[str]]) -> dict[str, Any]:
         results = []
         for (model,), counts in sorted(found.get(bucket, {}).items(), key=lambda kv: str(kv[0])):
             if model is None:
-                results.append(_cost_row(sum(counts.costs), None, None, None, groups))
+                results.append(_cost_row(counts.total_cost, None, None, None, groups))
                 continue
             for i, token_type in enumerate(_TOKEN_TYPES):
                 if counts.costs[_TOKEN_INDEX[token_type]] or counts.tokens[_TOKEN_INDEX[token_type]]:
                     results.append(
                         _cost_row(counts.costs[_TOKEN_INDEX[token_type]], model, token_type, i, groups)
                     )
+            if counts.web_searches:
+                row = _cost_row(counts.web_searches * WEB_SEARCH_PICO, model, None, None, groups)
+                results.append({**row, "description": "Web Search Usage", "cost_type": "web_search"})
         data.append(
             {"starting_at": _iso(bucket), "ending_at": _iso(bucket + WIDTHS["1d"]), "results": results}
         )
@@ -376,7 +390,9 @@ def _cost_row(pico: int, model: str | None, token_type: str | None, _i: Any, gro
         "currency": "USD",
         "amount": format(cents.normalize(), "f") if pico else "0",
         "workspace_id": WORKSPACE if "workspace_id" in groups else None,
-        "description": f"{_model_name(model)} Usage - {_TOKEN_TYPES[token_type]}" if described else None,
+        "description": f"{_model_name(model)} Usage - {_TOKEN_TYPES[token_type]}"
+        if token_type is not None
+        else None,
         "cost_type": "tokens" if described else None,
         "context_window": "0-200k" if described else None,
         "model": model,

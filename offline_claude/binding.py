@@ -58,6 +58,9 @@ class Binding:
     state: bytes
     previous: bytes
     transformations: list[dict[str, str]] = field(default_factory=list)
+    # When the messages end with an assistant turn being continued (a ``pause_turn`` sent back): the
+    # prefix of a block appended to that turn (the turn's own blocks before it count, as on a re-check).
+    continued: bytes | None = None
 
 
 def _readable(reader: str, tag: bytes) -> bool:
@@ -144,6 +147,7 @@ def check(body: dict[str, Any], spec: ModelSpec, betas: set[str]) -> Binding:
     dropped: list[tuple[int, int, str]] = []
     previous: bytes | None = None  # the last thinking block kept (None: none yet, any may lead)
     failed = False
+    continued: bytes | None = None
     for i, message in enumerate(messages):
         blocks = content_blocks(message.get("content"))
         role = message.get("role")
@@ -172,6 +176,8 @@ def check(body: dict[str, Any], spec: ModelSpec, betas: set[str]) -> Binding:
                     dropped.append((i, j, "prefix_binding_mismatch"))
                     continue
             previous = block_id(block["signature"])
+        if i == len(messages) - 1 and role == "assistant":
+            continued = chain_step(state, role, blocks[first:])
         if blocks[first:] or not first:  # a compaction block alone is not a message of the chain
             state = chain_step(state, role, blocks[first:])
 
@@ -182,9 +188,13 @@ def check(body: dict[str, Any], spec: ModelSpec, betas: set[str]) -> Binding:
         {"type": "thinking_dropped", "path": f"messages.{i}.content.{j}", "reason": reason}
         for i, j, reason in dropped
     ]
-    return Binding(state=state, previous=previous or b"\x00" * 8, transformations=transformations)
+    return Binding(
+        state=state, previous=previous or b"\x00" * 8, transformations=transformations, continued=continued
+    )
 
 
 def new_block_prefix(binding: Binding) -> bytes:
     """The prefix digest a thinking block written in reply to the request is bound to."""
+    if binding.continued is not None:
+        return binding.continued
     return chain_step(binding.state, "assistant", [])

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields, replace
 
+from .server_tools import FETCH_ERROR_CODES, SEARCH_ERROR_CODES
+
 # Faults before the stream starts (an HTTP error status) ...
 STATUS_FAULTS = {"429": 429, "500": 500, "529": 529, "overloaded": 529, "401": 401, "503": 503, "504": 504}
 # ... and faults during a 200 stream, after ``fault_after`` content deltas.
@@ -58,6 +60,14 @@ class Controls:
     # tokens more, and/or the call booked twice (one the client never saw).
     report_extra_tokens: int = 0
     report_unseen: bool = False
+    # Server tools (server_tools.py): how many web searches Claude runs, an error code for the first
+    # search / fetch, and a pause (stop_reason "pause_turn") after the first server tool.
+    web_searches: int = 1
+    search_error: str | None = None
+    fetch_error: str | None = None
+    pause_turn: bool = False
+    # How long each server tool takes before its result (so a page can show "Searching…"), in ms.
+    tool_ms: float = 0.0
 
     def merged(self, overrides: dict[str, object]) -> Controls:
         """A copy with ``overrides`` applied (values already converted)."""
@@ -71,9 +81,10 @@ _INT_KEYS = {
     "fault_times",
     "context_window",
     "report_extra_tokens",
+    "web_searches",
 }
-_FLOAT_KEYS = {"ttft_ms", "tps", "retry_after", "retry_after_ms", "stall_s"}
-_BOOL_KEYS = {"stamp", "refuse", "report_unseen"}
+_FLOAT_KEYS = {"ttft_ms", "tps", "retry_after", "retry_after_ms", "stall_s", "tool_ms"}
+_BOOL_KEYS = {"stamp", "refuse", "report_unseen", "pause_turn"}
 _BOOLS = dict.fromkeys(("1", "true", "on", "yes"), True) | dict.fromkeys(("0", "false", "off", "no"), False)
 _KNOWN = {f.name for f in fields(Controls)}
 
@@ -98,12 +109,15 @@ def parse_controls(text: str) -> dict[str, object]:
                 value = None if raw.lower() == "none" else float(raw)
             elif key in _BOOL_KEYS:
                 value = _BOOLS[raw.lower()]
-            else:  # fault
+            else:  # fault, search_error, fetch_error
                 value = None if raw.lower() in {"none", "off", ""} else raw.lower()
         except (ValueError, KeyError) as exc:
             raise ControlError(f"x-offline-claude: bad value for {key}: {raw!r}") from exc
         if key == "fault" and value is not None and value not in ALL_FAULTS:
             raise ControlError(f"x-offline-claude: unknown fault {raw!r}; known: {sorted(ALL_FAULTS)}")
+        codes = {"search_error": SEARCH_ERROR_CODES, "fetch_error": FETCH_ERROR_CODES}.get(key)
+        if codes and value is not None and value not in codes:
+            raise ControlError(f"x-offline-claude: unknown {key} {raw!r}; known: {sorted(codes)}")
         if isinstance(value, (int, float)) and value < 0:
             raise ControlError(f"x-offline-claude: {key} must not be negative")
         out[key] = value

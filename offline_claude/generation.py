@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import media, replies
+from . import media, replies, server_tools
 from .binding import Binding, new_block_prefix
 from .cache import CacheResult
 from .controls import extract_magic
@@ -41,13 +41,35 @@ class ReplyPlan:
     # Compaction at a threshold: the block that leads the reply, and the compaction's own iteration.
     leading_compaction: dict[str, str] | None = None
     compaction_iteration: dict[str, int] | None = None
+    # Web search / web fetch (server_tools.py): the blocks before the text, their counters.
+    web: server_tools.WebTurn | None = None
     # Set once the whole answer was written (the Admin API's reports count only those calls).
     answered: bool = False
 
     @property
+    def web_blocks(self) -> list[dict[str, Any]]:
+        """The server tool blocks and cited text blocks that come before the text."""
+        return self.web.blocks if self.web is not None else []
+
+    @property
+    def web_tool_uses(self) -> int:
+        """How many server tools ran in this reply."""
+        return sum(block["type"] == "server_tool_use" for block in self.web_blocks)
+
+    def web_events(self, first_index: int) -> list[tuple[str, str, int]]:
+        """The streamed events of :attr:`web_blocks` (see ``server_tools.stream_events``)."""
+        return server_tools.stream_events(self.web_blocks, first_index)
+
+    @property
+    def has_text_block(self) -> bool:
+        """Whether the reply ends with a plain text block (a reply always has some content)."""
+        return self.compaction is None and bool(self.text_pieces or not (self.thinking or self.web_blocks))
+
+    @property
     def output_tokens(self) -> int:
-        """Billed output tokens: thinking plus text."""
-        return self.thinking_tokens + len(self.text_pieces)
+        """Billed output tokens: thinking, server tool inputs and cited text, plus text."""
+        web = self.web.output_tokens if self.web is not None else 0
+        return self.thinking_tokens + web + len(self.text_pieces)
 
     @property
     def text(self) -> str:
@@ -127,6 +149,7 @@ class ReplyPlan:
                 if self.compaction_iteration is not None
                 else {}
             ),
+            **({"server_tool_use": self.web.usage} if self.web is not None else {}),
         }
 
     def message_json(self, msg_id: str) -> dict[str, Any]:
@@ -140,7 +163,8 @@ class ReplyPlan:
             content.append(
                 {"type": "thinking", "thinking": "".join(self.thinking_pieces), "signature": self.signature}
             )
-        if self.compaction is None and (self.text_pieces or not self.thinking):
+        content += [dict(block) for block in self.web_blocks]
+        if self.has_text_block:
             content.append({"type": "text", "text": self.text})
         if self.compaction is not None:
             usage = self.compaction_usage()
@@ -150,6 +174,8 @@ class ReplyPlan:
             usage["output_tokens_details"] = {"thinking_tokens": self.thinking_tokens}
             if self.compaction_iteration is not None:
                 usage["iterations"] = self.iterations()
+            if self.web is not None:
+                usage["server_tool_use"] = self.web.usage
         extra = {} if self.transformations is None else {"input_transformations": self.transformations}
         return {
             **extra,
@@ -222,9 +248,11 @@ def plan_reply(
     room: int | None = None,
     binding: Binding | None = None,
     show_transformations: bool = False,
+    web_controls: Any = None,
 ) -> ReplyPlan:
     """Build the reply plan for a validated body.
 
+    ``web_controls``: the request's controls, read when web search or web fetch is offered.
     ``thinks_by_default``: the model thinks (adaptive, display omitted) when the body names no
     ``thinking``; ``output_config.effort`` (else ``default_effort``) sets how long it thinks. ``refuse``: stop with ``refusal``. ``room``: tokens left in the context window after
     the prompt; output that would pass it stops with ``model_context_window_exceeded``.
@@ -305,7 +333,29 @@ def plan_reply(
             plan.stop_reason = "stop_sequence"
             plan.stop_sequence = seq
     plan.text_pieces = pieces
+    if web_controls is not None:
+        _add_web(plan, body, user_text, web_controls)
     return plan
+
+
+def _add_web(plan: ReplyPlan, body: dict[str, Any], user_text: str, controls: Any) -> None:
+    """Searches and fetches before the text (their results are read: input tokens), or a pause."""
+    web = server_tools.plan_web(body, user_text, controls)
+    if web is None:
+        return
+    plan.web = web
+    # The web part comes first and shares max_tokens with the thinking and the text after it.
+    budget = body["max_tokens"] - plan.thinking_tokens
+    trimmed = web.trim_to(budget)
+    room = max(budget - web.output_tokens, 0)
+    if web.paused and not trimmed:
+        plan.text_pieces = []
+        plan.stop_reason, plan.stop_sequence, plan.stop_details = "pause_turn", None, None
+    elif trimmed or len(plan.text_pieces) > room:
+        plan.text_pieces = plan.text_pieces[:room]
+        plan.stop_reason, plan.stop_sequence, plan.stop_details = "max_tokens", None, None
+    u = plan.usage_in
+    plan.usage_in = replace(u, input_tokens=u.input_tokens + web.input_tokens)
 
 
 SUMMARY_QUOTES = 12

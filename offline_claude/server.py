@@ -364,6 +364,7 @@ class OfflineClaudeServer:
             "refuse": controls.refuse,
             "room": room,
             "show_transformations": BINDING_BETA in betas,
+            "web_controls": controls,
         }
         edit = threshold_edit(body, spec, betas)
         if edit is not None and count_prompt_tokens(segments) > edit["trigger"]:
@@ -405,7 +406,7 @@ class OfflineClaudeServer:
     ) -> bool:
         fault = controls.fault
         # A non-streaming call waits for the whole generation, like the real API.
-        delay = controls.ttft_ms / 1000
+        delay = (controls.ttft_ms + plan.web_tool_uses * controls.tool_ms) / 1000
         if controls.tps > 0:
             delay += plan.output_tokens / controls.tps
         if delay > 0:
@@ -559,7 +560,12 @@ class OfflineClaudeServer:
                     "other",
                 )
                 index += 1
-            if plan.compaction is None and (plan.text_pieces or not plan.thinking):
+            tool_s = controls.tool_ms / 1000  # each server tool's run time, before its result
+            for text, kind, tools_done in plan.web_events(index):  # server tools, then cited text
+                yield offset + tools_done * tool_s + max(tokens_done - 1, 0) * per_token, text, kind
+            index += len(plan.web_blocks)
+            offset += plan.web_tool_uses * tool_s
+            if plan.has_text_block:
                 first = ev(
                     "content_block_start",
                     f'{{"type":"content_block_start","index":{index},"content_block":{{"type":"text","text":""}}}}',

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import binding, media
+from . import binding, media, server_tools
 from .catalog import ModelSpec, context_window, get_model
 
 
@@ -230,6 +230,10 @@ def validate_request(
     for i, tool in enumerate(body.get("tools") or []):
         if not isinstance(tool, dict) or not tool.get("name"):
             raise bad(f"tools.{i}.name: Field required")
+        try:
+            server_tools.check_tool(tool, f"tools.{i}")
+        except server_tools.ToolError as exc:
+            raise bad(str(exc)) from None
         ttl = _check_cache_control(tool.get("cache_control"), f"tools.{i}")
         if ttl:
             ttls.append(ttl)
@@ -289,7 +293,12 @@ def validate_request(
     compaction = body.get("compaction")
     if compaction is not None:
         _check_compaction_request(body, compaction, spec, betas)
-    elif not count_only and messages[-1].get("role") == "assistant" and not spec.supports_prefill:
+    elif (
+        not count_only
+        and messages[-1].get("role") == "assistant"
+        and not spec.supports_prefill
+        and not server_tools.is_paused_turn(messages[-1])  # pause_turn sent back to be continued
+    ):
         raise bad(
             "This model does not support assistant message prefill. The conversation must end with a user message."
         )

@@ -5,13 +5,13 @@ GET /v1/organizations/usage_report/messages?starting_at=…&ending_at=…&bucket
     &api_key_ids[]=…&models[]=…&page=…
   → {"data": [{"starting_at", "ending_at", "results": [{"uncached_input_tokens",
        "cache_creation": {"ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens"},
-       "cache_read_input_tokens", "output_tokens", "server_tool_use": {"web_search_requests"},
+       "cache_read_input_tokens", "output_tokens", "server_tool_use": {"web_search_requests"} (searches),
        "api_key_id", "workspace_id", "model", "service_tier", "context_window", "inference_geo"}]}],
      "has_more": bool, "next_page": "page_…" | null}
 GET /v1/organizations/cost_report?starting_at=…&ending_at=…&group_by[]=workspace_id|description&limit=…
   → {"data": [{"starting_at", "ending_at", "results": [{"currency": "USD", "amount": "<cents, decimal
        string>", "workspace_id", "description", "cost_type", "context_window", "model", "service_tier",
-       "token_type", "inference_geo"}]}], "has_more", "next_page"}
+       "token_type", "inference_geo"}]}], "has_more", "next_page"}; searches are a "cost_type": "web_search" row
 Errors: {"type": "error", "error": {"type", "message"}, "request_id"}: 401 authentication_error for no key
 or a key that is not an Admin key (sk-ant-admin…), 400 invalid_request_error for bad parameters, 429
 rate_limit_error with retry-after. Buckets are UTC; 1d pages hold at most 31 buckets (default 7).
@@ -176,3 +176,33 @@ def test_a_call_that_failed_before_its_answer_is_not_in_the_report(fresh_offline
         USAGE_PATH, cast_to=object, options={"params": {"starting_at": _today()}}
     )
     assert body["data"][0]["results"] == []
+
+
+def test_web_searches_are_counted_in_the_usage_report_and_priced_per_search(fresh_offline_claude):
+    search = {"type": "web_search_20250305", "name": "web_search"}
+    usage = (
+        sync_client(fresh_offline_claude)
+        .messages.create(
+            model=MODEL,
+            max_tokens=2000,
+            messages=[{"role": "user", "content": "Saturn rings [[offline web_searches=2]]"}],
+            tools=[search],
+        )
+        .usage
+    )
+    assert usage.server_tool_use.web_search_requests == 2
+    params = {"starting_at": _today(), "group_by": ["model"]}
+    body = _admin(fresh_offline_claude).get(USAGE_PATH, cast_to=object, options={"params": params})
+    [row] = body["data"][0]["results"]
+    assert row["server_tool_use"] == {"web_search_requests": 2}
+    assert row["uncached_input_tokens"] == usage.input_tokens and row["output_tokens"] == usage.output_tokens
+
+    by_description = {"starting_at": _today(), "group_by": ["description"]}
+    body = _admin(fresh_offline_claude).get(COST_PATH, cast_to=object, options={"params": by_description})
+    rows = body["data"][0]["results"]
+    [searches] = [r for r in rows if r["cost_type"] == "web_search"]
+    assert searches["amount"] == "2" and searches["token_type"] is None  # $10 per 1,000: 1 cent each
+    total = _admin(fresh_offline_claude).get(
+        COST_PATH, cast_to=object, options={"params": {"starting_at": _today()}}
+    )
+    assert Decimal(total["data"][0]["results"][0]["amount"]) == sum(Decimal(r["amount"]) for r in rows)
