@@ -211,7 +211,7 @@ class OidcProvider:
                 )
                 return (
                     '<!doctype html><html lang="en"><head><title>Test provider</title></head><body><main>'
-                    '<h1>Test identity provider</h1><form method="post">'
+                    '<h1>Test identity provider</h1><form method="post" action="/authorize">'
                     f"{hidden}"
                     '<label for="login">E-mail</label> <input id="login" name="login"> '
                     '<label for="password">Password</label> <input id="password" name="password" type="password"> '

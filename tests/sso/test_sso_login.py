@@ -222,6 +222,7 @@ def test_password_login_off_leaves_only_sso(client, provider, settings):
     make_user("grace")
     page = client.get(reverse("login")).content.decode()
     assert "Sign in with Example ID" in page and 'name="password"' not in page
+    assert reverse("signup") not in page  # sign-up would make a password account
     response = client.post(reverse("login"), {"username": "grace", "password": "a-Long-passw0rd!"})
     assert response.status_code == 302 and logged_in_user(client) is None
     assert "Logging in with a password is turned off" in client.get(reverse("login")).content.decode()
