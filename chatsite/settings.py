@@ -442,6 +442,6 @@ LOGGING = {
     # root logger a handler, and propagating to it would print every line twice.
     "loggers": {
         name: {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO"), "propagate": False}
-        for name in ("conversations", "billing", "accounts", "offline_claude")
+        for name in ("conversations", "billing", "accounts", "offline_claude", "sso")
     },
 }

@@ -66,7 +66,7 @@ def _sso_user(*, issuer: str, claims: dict, email: str):
         if identity is not None:
             user = identity.user
         else:
-            user = _account_for_new_identity(email=email, claims=claims, issuer=issuer)
+            user, created = _account_for_new_identity(email=email, claims=claims)
             identity = SsoIdentity.objects.create(user=user, issuer=issuer, subject=sub)
             audit_record(
                 action="sso.identity_linked",
@@ -75,19 +75,19 @@ def _sso_user(*, issuer: str, claims: dict, email: str):
                 after={
                     "user": f"{user.get_username()} (#{user.pk})",
                     "issuer": issuer,
-                    "account_created": user._sso_new,
+                    "account_created": created,
                 },
                 actor=Actor(None, SYSTEM),
             )
     # Outside the block above: a pending account stays created although this login is refused.
     if not user.is_active:
         if hasattr(user, "erasure"):
-            raise _refused(ERASED, "erased", issuer, email)
+            raise SsoRefused(ERASED, "erased")
         if _never_used(user):
-            raise _refused(PENDING, "pending", issuer, email)
-        raise _refused(DEACTIVATED, "deactivated", issuer, email)
+            raise SsoRefused(PENDING, "pending")
+        raise SsoRefused(DEACTIVATED, "deactivated")
     if email and not _domain_allowed(email):
-        raise _refused(_foreign(email), "domain", issuer, email)
+        raise SsoRefused(_foreign(email), "domain")
     SsoIdentity.objects.filter(pk=identity.pk).update(last_login=timezone.now())
     _place_in_team(user, claims.get(settings.CHAT_SSO_GROUPS_CLAIM))
     return user
@@ -97,22 +97,21 @@ def _never_used(user) -> bool:
     return user.last_login is None and not user.has_usable_password()
 
 
-def _account_for_new_identity(*, email: str, claims: dict, issuer: str):
+def _account_for_new_identity(*, email: str, claims: dict) -> tuple:
+    """The account a person new to single sign-on gets (linked or made), and whether it was made."""
     if not email or claims.get("email_verified") is False:
-        raise _refused(NO_EMAIL.format(name=settings.CHAT_SSO_NAME), "no_email", issuer, email)
+        raise SsoRefused(NO_EMAIL.format(name=settings.CHAT_SSO_NAME), "no_email")
     if not _domain_allowed(email):
-        raise _refused(_foreign(email), "domain", issuer, email)
+        raise SsoRefused(_foreign(email), "domain")
     users = get_user_model().objects
     same_address = list(users.filter(email__iexact=email)[:2])
     if len(same_address) > 1:
-        raise _refused(AMBIGUOUS, "ambiguous", issuer, email)
+        raise SsoRefused(AMBIGUOUS, "ambiguous")
     if same_address:  # an account made before single sign-on (or by staff for this person)
-        user = same_address[0]
-        user._sso_new = False
-        return user
+        return same_address[0], False
     mode = signup_mode()
     if mode is SignupMode.DOMAINS and not email_domain_allowed(email):
-        raise _refused(_foreign(email, settings.CHAT_SIGNUP_DOMAINS), "domain", issuer, email)
+        raise SsoRefused(_foreign(email, settings.CHAT_SIGNUP_DOMAINS), "domain")
     active = mode in (SignupMode.OPEN, SignupMode.DOMAINS)
     user = users.create_user(
         username=_free_username(email),
@@ -121,8 +120,7 @@ def _account_for_new_identity(*, email: str, claims: dict, issuer: str):
         last_name=str(claims.get("family_name") or "")[:150],
         is_active=active,
     )  # no usable password: this person logs in through the provider
-    user._sso_new = True
-    return user
+    return user, True
 
 
 def _domain_allowed(email: str) -> bool:
@@ -133,10 +131,6 @@ def _domain_allowed(email: str) -> bool:
 def _foreign(email: str, allowed: list[str] | None = None) -> str:
     allowed = allowed or settings.CHAT_SSO_ALLOWED_DOMAINS
     return FOREIGN_DOMAIN.format(domain=email.rpartition("@")[2], allowed=" or ".join(allowed))
-
-
-def _refused(message: str, reason: str, issuer: str, email: str) -> SsoRefused:
-    return SsoRefused(message, reason)  # recorded by sso_user, outside the transaction it undoes
 
 
 def _free_username(email: str) -> str:

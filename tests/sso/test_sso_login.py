@@ -7,17 +7,21 @@ the code with the provider, checks the ID token and decides the account.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
+from accounts.services import expired_signups_delete
 from audit.models import AuditEntry
 from privacy.erasure import user_erase
 from sso import discovery
 from sso.models import GroupTeam, SsoIdentity
 from teams.models import Membership, Team
+from tests.chatsite.test_settings import run_manage
 from tests.helpers import make_user
 from tests.oidc_provider import OidcProvider
 
@@ -223,6 +227,30 @@ def test_password_login_off_leaves_only_sso(client, provider, settings):
     page = client.get(reverse("login")).content.decode()
     assert "Sign in with Example ID" in page and 'name="password"' not in page
     assert reverse("signup") not in page  # sign-up would make a password account
+    assert "Passwords are not used on this server" in client.get(reverse("signup")).content.decode()
     response = client.post(reverse("login"), {"username": "grace", "password": "a-Long-passw0rd!"})
     assert response.status_code == 302 and logged_in_user(client) is None
     assert "Logging in with a password is turned off" in client.get(reverse("login")).content.decode()
+
+
+def test_staff_changes_to_group_mappings_are_audited(db):
+    mapping = GroupTeam.objects.create(group="staff-maths", team=Team.objects.create(name="Maths"))
+    mapping.team = Team.objects.create(name="Physics")
+    mapping.save()
+    entries = AuditEntry.objects.filter(action__startswith="sso.group_team.").order_by("seq")
+    assert [e.action for e in entries] == ["sso.group_team.created", "sso.group_team.changed"]
+    assert entries[1].before["team"].startswith("Maths") and entries[1].after["team"].startswith("Physics")
+
+
+def test_a_pending_sso_account_is_not_swept_as_an_unconfirmed_sign_up(client, provider, settings):
+    settings.CHAT_SIGNUP = "closed"
+    provider.add_person("ada@example.org")
+    sso_login(client, provider, "ada@example.org")
+    expired_signups_delete(timezone.now() + timedelta(days=30))
+    assert User.objects.filter(email="ada@example.org", is_active=False).exists()
+
+
+def test_password_login_off_without_sso_refuses_to_start():
+    result = run_manage("check", CHAT_PASSWORD_LOGIN="off")
+    assert result.returncode != 0
+    assert "CHAT_PASSWORD_LOGIN=off needs single sign-on" in result.stderr
