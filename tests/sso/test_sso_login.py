@@ -213,6 +213,23 @@ def test_provider_down_says_so_on_the_login_page_and_passwords_still_work(client
     assert logged_in_user(client).get_username() == "grace"
 
 
+def test_a_provider_failing_during_the_code_exchange_is_reported_and_logs_nobody_in(client, provider):
+    provider.add_person("ada@example.org")
+    location = provider.authorize_url_login(start(client), "ada@example.org")
+    provider.stop()  # between its login page and the app's exchange of the code
+    response = client.get(back_to_app(location))
+    assert page_says(client, response, "Example ID cannot be reached just now")
+    assert logged_in_user(client) is None
+    assert refusals("provider_error") == 1
+
+
+def test_a_login_the_provider_refused_says_so(client, provider):
+    state = dict(parse_qsl(urlsplit(start(client)).query))["state"]
+    response = client.get(reverse("sso_callback"), {"error": "access_denied", "state": state})
+    assert page_says(client, response, "Example ID did not sign you in (access_denied)")
+    assert logged_in_user(client) is None
+
+
 def test_without_sso_settings_the_login_page_is_the_password_one(client):
     page = client.get(reverse("login")).content.decode()
     assert "Sign in with" not in page and 'name="password"' in page
