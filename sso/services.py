@@ -11,7 +11,7 @@ import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.modes import SignupMode, email_domain_allowed, signup_mode
@@ -53,7 +53,10 @@ def sso_user(*, issuer: str, claims: dict):
     (after its audit entry) when they may not log in. Places them in the team their groups map to."""
     email = str(claims.get("email") or "").strip().lower()
     try:
-        return _sso_user(issuer=issuer, claims=claims, email=email)
+        try:
+            return _sso_user(issuer=issuer, claims=claims, email=email)
+        except IntegrityError:  # the same person's first login in another tab won the race: theirs now
+            return _sso_user(issuer=issuer, claims=claims, email=email)
     except SsoRefused as exc:
         sso_refusal_record(reason=exc.reason, issuer=issuer, email=email)
         raise
