@@ -152,7 +152,7 @@ def expired_signups_delete(now=None) -> None:
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT)
     get_user_model().objects.filter(
         is_active=False, last_login__isnull=True, password__startswith="!", date_joined__lt=cutoff
-    ).delete()
+    ).filter(sso_identities__isnull=True).delete()  # accounts made by single sign-on wait for staff
 
 
 def pending_account(uidb64: str, token: str) -> AbstractBaseUser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.forms import SetPasswordForm
 from django.http import HttpRequest, HttpResponse
@@ -16,12 +17,15 @@ from .modes import SignupMode, signup_mode
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 CLOSED = "Sign-up is closed on this server: staff create accounts. Ask one of them for yours."
 INVITE_ONLY = "Sign-up on this server needs an invite link. Ask a staff member for one."
+PASSWORDS_OFF = "Passwords are not used on this server: log in with single sign-on, which makes your account."
 
 
 def signup(request: HttpRequest) -> HttpResponse:
     """/accounts/signup/: the form the current mode allows, or a page saying why there is none."""
     if request.user.is_authenticated:
         return redirect("home")
+    if not settings.CHAT_PASSWORD_LOGIN:
+        return _refused(request, PASSWORDS_OFF)
     mode = signup_mode()
     if mode is SignupMode.OPEN:
         return _signup_with_password(request, token=None)
@@ -38,6 +42,8 @@ def invite(request: HttpRequest, token: str) -> HttpResponse:
     """/accounts/invite/<token>/: the link staff hand out (the same as /accounts/signup/?invite=<token>)."""
     if request.user.is_authenticated:
         return redirect("home")
+    if not settings.CHAT_PASSWORD_LOGIN:
+        return _refused(request, PASSWORDS_OFF)
     if signup_mode() is not SignupMode.INVITE:
         return _refused(request, "Invite links are not in use on this server.")
     return _signup_with_password(request, token=token)
@@ -85,6 +91,8 @@ def _signup_with_email(request: HttpRequest) -> HttpResponse:
 def signup_confirm(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
     """/accounts/confirm/<uid>/<token>/: the link mailed in domains mode; choosing a password activates
     the account and logs in."""
+    if not settings.CHAT_PASSWORD_LOGIN:
+        return _refused(request, PASSWORDS_OFF)
     if signup_mode() is not SignupMode.DOMAINS:
         return _refused(request, "This confirmation link does not work any more: sign-up by e-mail is off.")
     try:

@@ -81,6 +81,8 @@ TRACKED: dict[str, Tracked] = {
     "privacy.retentionpolicy": Tracked("retention.policy", ("enabled", "days", "pinned_exempt"), False),
     "privacy.teamretention": Tracked("retention.team", ("team", "days", "pinned_exempt")),
     "privacy.legalhold": Tracked("legal_hold", ("user", "conversation_id", "reason")),
+    # Which provider group places people in which team (single sign-on, sso/).
+    "sso.groupteam": Tracked("sso.group_team", ("group", "team")),
     # Append-only: only ever created (booked by staff against a reconciliation).
     "billing.adjustment": Tracked("adjustment", ("day", "amount", "reason", "staff_name", "reconciliation")),
 }

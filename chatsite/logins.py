@@ -23,9 +23,10 @@ from django.contrib import messages as flash
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.db import close_old_connections
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import SimpleTemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -87,6 +88,12 @@ def _posts_in_login_pool(view):
     show = sync_to_async(view)
 
     async def login_view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not settings.CHAT_PASSWORD_LOGIN:  # single sign-on only: the admin's page sends people to ours
+            if request.method == "POST":
+                flash.error(request, PASSWORDS_OFF)
+                return HttpResponseRedirect(reverse("login"))
+            if request.path != reverse("login") and not (await request.auser()).is_authenticated:
+                return redirect_to_login(reverse("admin:index"))
         if request.method != "POST":
             return await show(request, *args, **kwargs)
         client = client_address(request) or ""
@@ -110,6 +117,7 @@ def _posts_in_login_pool(view):
     return login_view
 
 
+PASSWORDS_OFF = "Logging in with a password is turned off here: sign in with the button below."
 BUSY = "The server is busy checking other logins right now: try again in a few seconds."
 
 

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "teams",
     "audit",
     "privacy",
+    "sso",
 ]
 
 MIDDLEWARE = [
@@ -114,6 +115,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "conversations.context_processors.claude_backend",
                 "accounts.context_processors.signup",
+                "sso.context_processors.sso",
             ],
         },
     },
@@ -264,6 +266,37 @@ CHAT_LOGIN_CONCURRENCY = int(os.environ.get("CHAT_LOGIN_CONCURRENCY", "0")) or m
     1, (os.cpu_count() or 2) // 2
 )
 
+# --- Single sign-on (OpenID Connect) -------------------------------------------------------------
+# On when an issuer and a client id are set (sso/: mozilla-django-oidc does the code flow; the endpoints
+# come from the issuer's discovery document). The login page then offers "Sign in with CHAT_SSO_NAME";
+# CHAT_PASSWORD_LOGIN=off leaves only that. CHAT_SSO_ALLOWED_DOMAINS: e-mail domains that may log in
+# this way (empty: any the provider vouches for). The groups claim places people in teams (admin:
+# "Group → team mappings").
+CHAT_SSO_ISSUER = os.environ.get("CHAT_SSO_ISSUER", "").strip().rstrip("/")
+CHAT_SSO_CLIENT_ID = os.environ.get("CHAT_SSO_CLIENT_ID", "").strip()
+CHAT_SSO_CLIENT_SECRET = os.environ.get("CHAT_SSO_CLIENT_SECRET", "")
+CHAT_SSO_NAME = os.environ.get("CHAT_SSO_NAME", "").strip() or "single sign-on"
+CHAT_SSO_ALLOWED_DOMAINS = [domain.lower().lstrip("@") for domain in env_list("CHAT_SSO_ALLOWED_DOMAINS")]
+CHAT_SSO_GROUPS_CLAIM = os.environ.get("CHAT_SSO_GROUPS_CLAIM", "").strip() or "groups"
+CHAT_SSO_ENABLED = bool(CHAT_SSO_ISSUER and CHAT_SSO_CLIENT_ID)
+CHAT_PASSWORD_LOGIN = env_bool("CHAT_PASSWORD_LOGIN", True)
+if not CHAT_PASSWORD_LOGIN and not CHAT_SSO_ENABLED:
+    raise ImproperlyConfigured(
+        "CHAT_PASSWORD_LOGIN=off needs single sign-on: set CHAT_SSO_ISSUER and CHAT_SSO_CLIENT_ID too."
+    )
+if CHAT_SSO_ENABLED:
+    AUTHENTICATION_BACKENDS.append("sso.backends.SsoBackend")
+# mozilla-django-oidc's settings, from the above. The provider's endpoints are read from its discovery
+# document when a login starts (sso/discovery.py), so they stay empty here.
+OIDC_RP_CLIENT_ID = CHAT_SSO_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = CHAT_SSO_CLIENT_SECRET
+OIDC_RP_SIGN_ALGO = os.environ.get("CHAT_SSO_SIGN_ALGO", "").strip() or "RS256"
+OIDC_RP_SCOPES = os.environ.get("CHAT_SSO_SCOPES", "").strip() or "openid email profile"
+OIDC_OP_AUTHORIZATION_ENDPOINT = OIDC_OP_TOKEN_ENDPOINT = OIDC_OP_USER_ENDPOINT = OIDC_OP_JWKS_ENDPOINT = ""
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso_callback"
+
 # --- Claude ---------------------------------------------------------------------------------------
 # With no key, the app starts the offline Claude (offline_claude) in-process.
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
@@ -409,6 +442,6 @@ LOGGING = {
     # root logger a handler, and propagating to it would print every line twice.
     "loggers": {
         name: {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO"), "propagate": False}
-        for name in ("conversations", "billing", "accounts", "offline_claude")
+        for name in ("conversations", "billing", "accounts", "offline_claude", "sso")
     },
 }

@@ -23,6 +23,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", logins.login, name="login"),
     path("accounts/", include("accounts.urls")),
+    path("accounts/sso/", include("sso.urls")),
     path("usage/", include("billing.urls")),
     path("teams/", include("billing.team_urls")),
     path("", include("conversations.urls")),
