@@ -336,51 +336,23 @@ def spend_reserve(
                     f"Please wait {wait} s and try again."
                 )
 
-        granted = max_tokens
-        worst = worst_case_cost(
-            model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens, at=now, cache_ttl=cache_ttl
-        )
         limited = levels.limited()
+        period = current_month(now)
         if limited:
-            period = current_month(now)
             read_standing(levels, period, now)
-            for level in limited:
-                if level.exhausted:
-                    raise BudgetExceeded(used_up_message(level, period), level=level)
-            shortest = min(limited, key=lambda level: level.available)
-            if worst > shortest.available:
-                granted = _affordable_max_tokens(
-                    model=model,
-                    prompt_tokens=prompt_tokens,
-                    max_tokens=max_tokens,
-                    at=now,
-                    available=shortest.available,
-                    cache_ttl=cache_ttl,
-                )
-                least = min(max_tokens, MIN_REPLY_TOKENS)
-                if granted < least:
-                    smallest = worst_case_cost(
-                        model=model,
-                        prompt_tokens=prompt_tokens,
-                        max_tokens=least,
-                        at=now,
-                        cache_ttl=cache_ttl,
-                    )
-                    cheaper = cheaper_model_that_fits(
-                        user_id=user.pk,
-                        model=model,
-                        prompt_tokens=prompt_tokens,
-                        tokens=least,
-                        available=shortest.available,
-                        at=now,
-                        cache_ttl=cache_ttl,
-                    )
-                    raise BudgetExceeded(
-                        too_dear_message(shortest, smallest, period, cheaper), level=shortest
-                    )
-                worst = worst_case_cost(
-                    model=model, prompt_tokens=prompt_tokens, max_tokens=granted, at=now, cache_ttl=cache_ttl
-                )
+        decision = hold_decide(
+            limited,
+            period,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+            at=now,
+            cache_ttl=cache_ttl,
+            user_id=user.pk,
+        )
+        if decision.refusal:
+            raise BudgetExceeded(decision.refusal, level=decision.level)
+        worst, granted = decision.hold, decision.max_tokens
 
         SpendReservation.objects.create(
             user_id=user.pk,
@@ -640,18 +612,43 @@ class HoldPreview:
 def hold_preview(
     *, status: BudgetStatus, model: str, prompt_tokens: int, max_tokens: int, cache_ttl: str
 ) -> HoldPreview:
-    """The hold `spend_reserve` would take for a call (the same arithmetic, nothing locked or written),
+    """The hold `spend_reserve` would take for a call (the same decision, nothing locked or written),
     against the standing in `status` (budget_status: holds of replies in progress included)."""
-    now = timezone.now()
-    worst = worst_case_cost(
-        model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens, at=now, cache_ttl=cache_ttl
-    )
     limited = status.levels.limited() if status.levels is not None else []
+    return hold_decide(
+        limited,
+        status.period,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        at=timezone.now(),
+        cache_ttl=cache_ttl,
+    )
+
+
+def hold_decide(
+    limited: list[Level],
+    period: Period,
+    *,
+    model: str,
+    prompt_tokens: int,
+    max_tokens: int,
+    at,
+    cache_ttl: str,
+    user_id: int | None = None,
+) -> HoldPreview:
+    """The one decision behind a hold and its preview, given the levels with a budget (their standing
+    read): refused (a level used up, or not even the smallest reply fits at the shortest level: the
+    refusal names a cheaper model that would, for `user_id`), or the hold and the `max_tokens` granted
+    (the request's, or less when the shortest level cannot cover its worst case)."""
+    worst = worst_case_cost(
+        model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens, at=at, cache_ttl=cache_ttl
+    )
     if not limited:
         return HoldPreview(worst, max_tokens, None)
     for level in limited:
         if level.exhausted:
-            return HoldPreview(0, 0, level, used_up_message(level, status.period))
+            return HoldPreview(0, 0, level, used_up_message(level, period))
     shortest = min(limited, key=lambda level: level.available)
     if worst <= shortest.available:
         return HoldPreview(worst, max_tokens, shortest)
@@ -659,17 +656,28 @@ def hold_preview(
         model=model,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
-        at=now,
+        at=at,
         available=shortest.available,
         cache_ttl=cache_ttl,
     )
     least = min(max_tokens, MIN_REPLY_TOKENS)
     if granted < least:
         smallest = worst_case_cost(
-            model=model, prompt_tokens=prompt_tokens, max_tokens=least, at=now, cache_ttl=cache_ttl
+            model=model, prompt_tokens=prompt_tokens, max_tokens=least, at=at, cache_ttl=cache_ttl
         )
-        return HoldPreview(0, 0, shortest, too_dear_message(shortest, smallest, status.period))
+        cheaper = ""
+        if user_id is not None:
+            cheaper = cheaper_model_that_fits(
+                user_id=user_id,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                tokens=least,
+                available=shortest.available,
+                at=at,
+                cache_ttl=cache_ttl,
+            )
+        return HoldPreview(0, 0, shortest, too_dear_message(shortest, smallest, period, cheaper))
     held = worst_case_cost(
-        model=model, prompt_tokens=prompt_tokens, max_tokens=granted, at=now, cache_ttl=cache_ttl
+        model=model, prompt_tokens=prompt_tokens, max_tokens=granted, at=at, cache_ttl=cache_ttl
     )
     return HoldPreview(held, granted, shortest)
