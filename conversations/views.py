@@ -235,16 +235,25 @@ _check_upload = sync_to_async(attachments.check_upload, thread_sensitive=False)
 async def _store_posted_files(
     request: HttpRequest, user, conversation: Conversation | None
 ) -> list[Attachment]:
-    """The files posted with the composer (no JavaScript): all checked before any is stored. None: the
-    home page's composer (the conversation is made with the message)."""
+    """The files posted with the composer (no JavaScript): all checked before any is stored, then stored
+    as uploads are (within the person's quota of files not sent yet); none stays when one is refused.
+    None: the home page's composer (the conversation is made with the message)."""
     uploads = request.FILES.getlist("files")
     if len(uploads) + len(request.POST.getlist("attachments")) > settings.CHAT_MAX_ATTACHMENTS:
         raise attachments.AttachmentError(
             f"At most {settings.CHAT_MAX_ATTACHMENTS} files can be attached to a message."
         )
     checked = [await _check_upload(upload) for upload in uploads]
-    store = sync_to_async(attachments.attachment_store)
-    return [await store(owner=user, conversation=conversation, checked=c) for c in checked]
+    add = sync_to_async(attachments.attachment_add)
+    stored: list[Attachment] = []
+    try:
+        for upload in checked:
+            stored.append(await add(owner=user, conversation=conversation, checked=upload))
+    except attachments.AttachmentError:
+        for attachment in stored:
+            await sync_to_async(attachment.delete)()
+        raise
+    return stored
 
 
 @login_required

@@ -26,6 +26,10 @@ DEACTIVATED = "This account has been deactivated. Ask a member of staff if you n
 ERASED = "This account was erased at your request or your organisation's. Ask a member of staff."
 PENDING = "Your account has been created and waits for a member of staff to activate it."
 AMBIGUOUS = "Several accounts here use your e-mail address: ask a member of staff to sort them out."
+STAFF_LINK = (
+    "A staff account here already uses your e-mail address: it is never linked to single sign-on "
+    "automatically. Log in with its password, or ask another member of staff to link it."
+)
 
 
 class SsoRefused(Exception):
@@ -102,7 +106,8 @@ def _never_used(user) -> bool:
 
 def _account_for_new_identity(*, email: str, claims: dict) -> tuple:
     """The account a person new to single sign-on gets (linked or made), and whether it was made."""
-    if not email or claims.get("email_verified") is False:
+    # Only an address the provider says it verified (a missing claim, or "false" as some send it, is not).
+    if not email or claims.get("email_verified") not in (True, "true"):
         raise SsoRefused(NO_EMAIL.format(name=settings.CHAT_SSO_NAME), "no_email")
     if not _domain_allowed(email):
         raise SsoRefused(_foreign(email), "domain")
@@ -110,7 +115,13 @@ def _account_for_new_identity(*, email: str, claims: dict) -> tuple:
     same_address = list(users.filter(email__iexact=email)[:2])
     if len(same_address) > 1:
         raise SsoRefused(AMBIGUOUS, "ambiguous")
+    if same_address and _never_used(same_address[0]) and not same_address[0].is_active:
+        # An e-mail sign-up nobody confirmed (anyone can type an address): not this person's account.
+        same_address[0].delete()
+        same_address = []
     if same_address:  # an account made before single sign-on (or by staff for this person)
+        if same_address[0].is_staff or same_address[0].is_superuser:
+            raise SsoRefused(STAFF_LINK, "staff_account")
         return same_address[0], False
     mode = signup_mode()
     if mode is SignupMode.DOMAINS and not email_domain_allowed(email):

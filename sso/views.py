@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+import jwt
 import requests
 from django.conf import settings
 from django.contrib import auth
@@ -46,6 +47,15 @@ class SsoStart(OIDCAuthenticationRequestView):
         return super().get(request)
 
 
+# The error codes of OAuth 2.0 (RFC 6749, 4.1.2.1) and OpenID Connect Core (3.1.2.6).
+OAUTH_ERRORS = frozenset(
+    "invalid_request unauthorized_client access_denied unsupported_response_type invalid_scope "
+    "server_error temporarily_unavailable interaction_required login_required account_selection_required "
+    "consent_required invalid_request_uri invalid_request_object request_not_supported "
+    "request_uri_not_supported registration_not_supported".split()
+)
+
+
 def callback(request: HttpRequest) -> HttpResponse:
     if not settings.CHAT_SSO_ENABLED:
         raise Http404
@@ -53,11 +63,17 @@ def callback(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "")
     entry = states.pop(state, None) if state else None  # used once: a replay finds it gone
     request.session["oidc_states"] = states
+    if entry is None:
+        # No login of this browser is waiting for an answer: a replay, a forged or stale link. Said on
+        # the page and logged, but not written to the audit log (anyone can call this address).
+        logger.warning("Single sign-on: a callback without a state this session started")
+        flash.error(request, INVALID_RESPONSE)
+        return redirect("login")
     if error := request.GET.get("error"):
-        return _refuse(
-            request, PROVIDER_REFUSED.format(name=settings.CHAT_SSO_NAME, error=error[:100]), "provider"
-        )
-    if entry is None or not request.GET.get("code"):
+        # Only the protocol's own error codes are shown: the rest of the address is the caller's text.
+        shown = error if error in OAUTH_ERRORS else "an error"
+        return _refuse(request, PROVIDER_REFUSED.format(name=settings.CHAT_SSO_NAME, error=shown), "provider")
+    if not request.GET.get("code"):
         return _refuse(request, INVALID_RESPONSE, "state")
     request.session.save()  # before the slow exchange with the provider
     backend = auth.load_backend(BACKEND)
@@ -78,7 +94,9 @@ def callback(request: HttpRequest) -> HttpResponse:
         logger.warning("Single sign-on: the provider failed during a login: %s", exc)
         discovery.forget()
         return _refuse(request, discovery.down_message(), "provider_error")
-    except SuspiciousOperation as exc:  # a bad signature, nonce, issuer or audience
+    except (SuspiciousOperation, jwt.PyJWTError, KeyError) as exc:
+        # A bad signature, nonce, issuer or audience; an ID token not yet valid or expired (the
+        # provider's clock ahead of ours); a signing key without an id.
         logger.warning("Single sign-on: refused an ID token: %s", exc)
         return _refuse(request, INVALID_RESPONSE, "token")
     if user is None:  # the library refused the claims (e.g. the userinfo was about someone else)

@@ -32,6 +32,8 @@ class Person:
     email: str
     name: str = ""
     groups: list[str] = field(default_factory=list)
+    # What the provider says of the address: True, the string some providers send, or absent (None).
+    email_verified: object = True
 
     def get_user_id(self) -> str:
         return self.sub
@@ -119,8 +121,16 @@ class OidcProvider:
         self._server.shutdown()
         self._server.server_close()
 
-    def add_person(self, email: str, *, name: str = "", groups: list[str] | None = None) -> Person:
-        person = Person(sub=f"sub-{secrets.token_hex(6)}", email=email, name=name, groups=groups or [])
+    def add_person(
+        self, email: str, *, name: str = "", groups: list[str] | None = None, email_verified: object = True
+    ) -> Person:
+        person = Person(
+            sub=f"sub-{secrets.token_hex(6)}",
+            email=email,
+            name=name,
+            groups=groups or [],
+            email_verified=email_verified,
+        )
         self.people[email] = person
         return person
 
@@ -172,7 +182,10 @@ class OidcProvider:
                 return {"iss": provider.issuer, "aud": [client.client_id]}
 
             def generate_user_info(self, user, scope):
-                return UserInfo(sub=user.sub, email=user.email, email_verified=True, name=user.name)
+                claims = {"sub": user.sub, "email": user.email, "name": user.name}
+                if user.email_verified is not None:
+                    claims["email_verified"] = user.email_verified
+                return UserInfo(**claims)
 
         def save_token(token, req):
             provider.tokens[token["access_token"]] = req.user.sub
@@ -234,13 +247,10 @@ class OidcProvider:
             if sub is None:
                 return jsonify(error="invalid_token"), 401
             person = provider._by_sub(sub)
-            return jsonify(
-                sub=person.sub,
-                email=person.email,
-                email_verified=True,
-                name=person.name,
-                groups=person.groups,
-            )
+            claims = {"sub": person.sub, "email": person.email, "name": person.name, "groups": person.groups}
+            if person.email_verified is not None:
+                claims["email_verified"] = person.email_verified
+            return jsonify(claims)
 
         return app
 

@@ -37,6 +37,7 @@ from billing.services import HoldPreview, budget_status, hold_preview
 from teams.access import allowed_models, team_of
 
 from ..catalog import effort_for, model_info, reply_max_tokens
+from ..inputs import model_choice
 from ..models import Attachment, Conversation, Message
 from . import history
 from .caching import choose_cache_ttl
@@ -228,7 +229,8 @@ def text_hash(text: str) -> str:
 
 def draft_read(conversation: Conversation, text: str, attachment_ids: list[int]) -> Draft:
     """The request the draft would send and what its price depends on. Sync: the database thread."""
-    model = conversation.model
+    # The model the reply would go out on: the conversation's while the owner's team allows it.
+    model = model_choice(conversation.owner_id).allowed_or_default(conversation.model)
     after_all = 2**62  # a reply placed after every message stored: the history a Send would send
     # The draft as the new user turn; files count at their estimate, so a draft of files alone is
     # counted with a one-character text in their place (the API refuses an empty text block).

@@ -222,3 +222,26 @@ def test_files_never_sent_have_a_quota_per_person_and_go_after_a_day(
     ):  # files are removed once the rows' deletion commits
         assert post_file(client, chats[0], "fresh.png", image_bytes(40, 30)).status_code == 200
     assert Attachment.objects.count() == 1 and len(stored_files(private_media)) == 1
+
+
+def test_files_posted_without_javascript_count_in_the_quota_and_none_stays_when_one_is_refused(
+    private_media, settings, django_capture_on_commit_callbacks
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.CHAT_MAX_PENDING_FILES = 2
+    user = make_user()
+    client = logged_in(user)
+    chat = make_conversation(owner=user)
+    assert post_file(client, chat, "waiting.png", image_bytes(40, 30)).status_code == 200  # 1 of 2
+    files = [
+        SimpleUploadedFile(f"cat{n}.png", image_bytes(40, 30), content_type="image/png") for n in range(2)
+    ]
+    # A refused edit or message keeps nothing it stored: the second file passes the quota.
+    with django_capture_on_commit_callbacks(
+        execute=True
+    ):  # files are removed once the rows' deletion commits
+        refused = client.post(reverse("message_send", args=[chat.pk]), {"message": "Look", "files": files})
+    assert refused.status_code == 400 and "not sent yet" in refused.content.decode()
+    assert Attachment.objects.filter(owner=user).count() == 1
+    assert len(stored_files(private_media)) == 1

@@ -106,6 +106,40 @@ def test_an_existing_account_with_the_same_address_is_linked_not_duplicated(clie
     assert SsoIdentity.objects.filter(user=existing).count() == 1
 
 
+@pytest.mark.parametrize("verified", [None, "false", False])
+def test_an_address_the_provider_did_not_verify_links_no_account_and_makes_none(client, provider, verified):
+    existing = make_user("grace", email="grace@example.org")
+    provider.add_person("grace@example.org", email_verified=verified)
+    response, _ = sso_login(client, provider, "grace@example.org")
+    assert page_says(client, response, "did not give a verified e-mail address")
+    assert logged_in_user(client) is None
+    assert not SsoIdentity.objects.exists()
+    assert User.objects.filter(email="grace@example.org").get() == existing
+
+
+def test_a_staff_account_is_never_linked_automatically(client, provider):
+    staff = make_user("root", email="root@example.org", is_staff=True)
+    provider.add_person("root@example.org")
+    response, _ = sso_login(client, provider, "root@example.org")
+    assert page_says(client, response, "A staff account here already uses your e-mail address")
+    assert logged_in_user(client) is None
+    assert not SsoIdentity.objects.filter(user=staff).exists()
+    assert refusals("staff_account") == 1
+
+
+def test_an_unconfirmed_sign_up_with_the_address_does_not_lock_its_owner_out(client, provider, settings):
+    settings.CHAT_SIGNUP = "domains"
+    settings.CHAT_SIGNUP_DOMAINS = ["example.org"]
+    squatted = User.objects.create_user("squatter", email="ada@example.org", is_active=False)
+    squatted.set_unusable_password()
+    squatted.save()
+    provider.add_person("ada@example.org")
+    sso_login(client, provider, "ada@example.org")
+    user = logged_in_user(client)
+    assert user is not None and user.is_active and user.username != "squatter"
+    assert not User.objects.filter(pk=squatted.pk).exists()
+
+
 def test_groups_claim_places_the_person_in_the_mapped_team(client, provider):
     maths = Team.objects.create(name="Maths")
     GroupTeam.objects.create(group="staff-maths", team=maths)
@@ -131,7 +165,20 @@ def test_a_replayed_response_is_refused(client, provider):
     replay = client.get(callback)  # the same code and state again, e.g. from the browser's history
     assert page_says(client, replay, "That sign-in response was not valid here")
     assert logged_in_user(client) is None
-    assert refusals("state") == 1
+    # Anyone can call the callback: a response no login of this browser waits for is not audited.
+    assert refusals("state") == 0
+
+
+def test_an_error_from_the_provider_is_shown_by_its_code_only(client, provider):
+    stray = client.get(reverse("sso_callback"), {"error": "Your account is locked, call 555-0100"})
+    assert not page_says(client, stray, "555-0100")  # no login waits: nothing of it is shown
+    state = dict(parse_qsl(urlsplit(start(client)).query))["state"]
+    text = client.get(reverse("sso_callback"), {"state": state, "error": "Call 555-0100 now"})
+    assert page_says(client, text, "did not sign you in (an error)")  # the caller's words are not shown
+    state = dict(parse_qsl(urlsplit(start(client)).query))["state"]
+    denied = client.get(reverse("sso_callback"), {"state": state, "error": "access_denied"})
+    assert page_says(client, denied, "access_denied")
+    assert refusals("provider") == 2
 
 
 def test_a_forged_state_is_refused_before_the_provider_is_asked(client, provider):
