@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -318,3 +319,22 @@ def test_password_login_off_without_sso_refuses_to_start():
     result = run_manage("check", CHAT_PASSWORD_LOGIN="off")
     assert result.returncode != 0
     assert "CHAT_PASSWORD_LOGIN=off needs single sign-on" in result.stderr
+
+
+def test_a_superuser_links_a_staff_account_and_its_owner_then_signs_in(client, provider, settings):
+    staff = make_user("root", email="root@example.org", is_staff=True)
+    person = provider.add_person("root@example.org")
+    admin = Client()
+    admin.force_login(make_user("boss", is_staff=True, is_superuser=True))
+    added = admin.post(
+        "/admin/sso/ssoidentity/add/",
+        {"user": staff.pk, "issuer": settings.CHAT_SSO_ISSUER, "subject": person.sub},
+    )
+    assert added.status_code == 302, added.content.decode()[:2000]
+    assert AuditEntry.objects.filter(action="sso.identity_linked", actor_label="boss").count() == 1
+    sso_login(client, provider, "root@example.org")
+    assert logged_in_user(client) == staff
+    # A member of staff who is not a superuser cannot link accounts.
+    plain = Client()
+    plain.force_login(make_user("clerk", is_staff=True))
+    assert plain.get("/admin/sso/ssoidentity/add/").status_code == 403
