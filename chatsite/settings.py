@@ -332,6 +332,8 @@ if CHAT_PROMPT_CACHE_TTL not in ("auto", "5m", "1h", "off"):
 # Largest prompt + reply sent per call, in tokens; unset (0): the model's whole context window.
 CHAT_CONTEXT_WINDOW = int(os.environ.get("CHAT_CONTEXT_WINDOW") or "0")
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("CHAT_MAX_MESSAGE_CHARS", "32000"))
+# Drafts a person may have priced per minute by the line under the message box (0: no limit).
+CHAT_PRICE_LINE_PER_MINUTE = int(os.environ.get("CHAT_PRICE_LINE_PER_MINUTE", "30"))
 CHAT_MAX_SYSTEM_PROMPT_CHARS = int(os.environ.get("CHAT_MAX_SYSTEM_PROMPT_CHARS", "16000"))
 # Read-only share links to a conversation: off unless the site turns them on.
 CHAT_SHARING = env_bool("CHAT_SHARING", False)

@@ -295,6 +295,8 @@ async def price_line(request: HttpRequest, pk: int) -> HttpResponse:
         context["parts"] = [
             f"The message is too long to send (the limit is {settings.CHAT_MAX_MESSAGE_CHARS:,} characters)."
         ]
+    elif (text.strip() or ids) and not context["parts"] and not price.ask_allowed(user.pk):
+        context["parts"] = ["The price line pauses for a moment: many drafts were priced this minute."]
     elif (text.strip() or ids) and not context["parts"]:
         try:
             estimate = await price.estimate(conversation, text, ids)

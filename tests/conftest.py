@@ -38,6 +38,15 @@ def _chat_settings(settings):
 
 
 @pytest.fixture(autouse=True)
+def _price_line_asks_forgotten():
+    """The price line's per-person count of drafts priced this minute starts empty in every test (ids
+    are reused from one test's database to the next)."""
+    from conversations.replies import price
+
+    price._asks.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_channel_layer():
     """A new channel layer per test: each test has its own event loop, and channels-redis keeps
     loop-bound locks inside the layer object (one daphne process has a single loop)."""

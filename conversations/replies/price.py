@@ -21,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -220,6 +221,30 @@ class Estimate:
     @property
     def cached_percent(self) -> int:
         return self.tokens.read * 100 // self.prompt_tokens if self.prompt_tokens else 0
+
+
+# Drafts priced per person in the last minute, in this process: each may need a count_tokens call, and
+# those share the organisation's rate limit with everyone's Sends.
+_asks: dict[int, deque[float]] = {}
+
+
+def ask_allowed(user_id: int) -> bool:
+    """Whether `user_id` may have another draft priced now (at most CHAT_PRICE_LINE_PER_MINUTE a minute,
+    0: no limit); counts this one when it may."""
+    limit = settings.CHAT_PRICE_LINE_PER_MINUTE
+    if limit <= 0:
+        return True
+    now = time.monotonic()
+    recent = _asks.setdefault(user_id, deque())
+    while recent and recent[0] <= now - 60:
+        recent.popleft()
+    if len(recent) >= limit:
+        return False
+    recent.append(now)
+    if len(_asks) > 10_000:  # people who stopped typing long ago
+        for key in [key for key, times in _asks.items() if not times or times[-1] <= now - 60]:
+            del _asks[key]
+    return True
 
 
 def text_hash(text: str) -> str:

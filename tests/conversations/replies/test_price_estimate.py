@@ -302,3 +302,30 @@ def test_a_draft_is_counted_once_never_billed_and_its_own_pending_files_add_thei
     assert "≈ $" in files_alone
     refused = client.post(url, {"message": "Hi", "attachments": ["x"]}).content.decode()
     assert "≈ $" not in refused and "price_estimate" not in refused
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_person_pricing_many_drafts_a_minute_is_paused_without_a_count(client, offline_claude, settings):
+    call_command("load_prices", str(PRICES), verbosity=0)
+    settings.CHAT_PRICE_LINE_PER_MINUTE = 3
+    owner, neighbour = make_user(), make_user()
+    conversation = make_conversation(owner=owner, model="claude-sonnet-5-5")
+    theirs = make_conversation(owner=neighbour, model="claude-sonnet-5-5")
+
+    def counted() -> int:
+        return sum(
+            n for key, n in offline_claude.server.stats.items() if key.startswith("/v1/messages/count_tokens")
+        )
+
+    client.force_login(owner)
+    lines = [
+        client.post(f"/c/{conversation.pk}/price/", {"message": f"Draft number {n}"}).content.decode()
+        for n in range(3)
+    ]
+    assert all("≈ $" in line for line in lines)
+    before = counted()
+    paused = client.post(f"/c/{conversation.pk}/price/", {"message": "Draft number 4"}).content.decode()
+    assert "pauses for a moment" in paused and "≈ $" not in paused
+    assert counted() == before  # no count_tokens call for it
+    client.force_login(neighbour)  # another person is not paused by it
+    assert "≈ $" in client.post(f"/c/{theirs.pk}/price/", {"message": "Mine"}).content.decode()
