@@ -75,11 +75,28 @@
     if (event.target.id === "composer-input" && event.target.value.trim()) hint("");
   });
 
-  // The home page's Send with nothing typed: say so instead of making an empty conversation.
+  // The home page's Send with nothing typed: say so instead of making an empty conversation. With a
+  // file still uploading, the first message waits for it, then goes (it would leave without the file).
+  var sendAfterUploads = null;
   document.addEventListener("submit", function refuseEmptyFirstMessage(event) {
     var form = event.target;
+    if (form.id !== "composer" || !form.hasAttribute("data-needs-text")) return;
+    if (document.querySelector("#attachment-chips .uploading")) {
+      event.preventDefault();
+      hint("Sending once the files have uploaded…");
+      if (!sendAfterUploads) {
+        sendAfterUploads = setInterval(function () {
+          if (document.querySelector("#attachment-chips .uploading")) return;
+          clearInterval(sendAfterUploads);
+          sendAfterUploads = null;
+          hint("");
+          form.requestSubmit($("send-button"));
+        }, 150);
+      }
+      return;
+    }
     var files = document.querySelector("#attachment-chips .attachment-chip");  // files alone may start one
-    if (form.id === "composer" && form.hasAttribute("data-needs-text") && input() && input().value.trim() === "" && !files) {
+    if (input() && input().value.trim() === "" && !files) {
       event.preventDefault();
       hint("Type a message first.");
       focusComposer();
