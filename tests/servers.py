@@ -8,6 +8,7 @@ database directly, read-only, to check what was stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import http.cookiejar
 import json
@@ -226,6 +227,21 @@ class Worker:
 
     def log(self) -> str:
         return self.log_path.read_text()[-20000:] if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def own_worker(workdir: Path, label: str, **settings: str):
+    """A daphne worker on a database of its own (`settings` as server_env takes them), migrated and
+    started; stopped and its database dropped afterwards."""
+    database = ServerDatabase(workdir, label)
+    env = server_env(database.url, **settings)
+    migrate(env)
+    worker = Worker(env, workdir / "daphne.log").start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        database.drop()
 
 
 class Account:

@@ -14,22 +14,16 @@ from playwright.sync_api import Page, expect
 from tests.e2e.conftest import PASSWORD
 from tests.e2e.test_e2e_chat import COMPLETE, REPLY_TIMEOUT, last_reply
 from tests.e2e.test_e2e_chat_page import DESKTOP, QUICK, serious_violations, signed_up_on
-from tests.servers import PROJECT_DIR, VENV_BIN, ServerDatabase, Worker, migrate, server_env
+from tests.servers import PROJECT_DIR, VENV_BIN, Worker, own_worker
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A worker of this module's own, with share links on (they are off by default)."""
-    workdir = tmp_path_factory.mktemp("minor-server")
-    database = ServerDatabase(workdir, "minor")
-    env = server_env(database.url, CHAT_SHARING="1", CHAT_RATE_LIMIT_PER_MINUTE="0")
-    migrate(env)
-    worker = Worker(env, workdir / "daphne.log").start()
-    try:
+    with own_worker(
+        tmp_path_factory.mktemp("minor-server"), "minor", CHAT_SHARING="1", CHAT_RATE_LIMIT_PER_MINUTE="0"
+    ) as worker:
         yield worker
-    finally:
-        worker.stop()
-        database.drop()
 
 
 def conversation_on(page: Page, text: str) -> str:

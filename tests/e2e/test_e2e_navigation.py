@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.test_e2e_chat import COMPLETE, REPLY_TIMEOUT, last_reply, start_conversation
 from tests.e2e.test_e2e_chat_page import PHONE, serious_violations, signed_up_on
-from tests.servers import ServerDatabase, Worker, migrate, server_env
+from tests.servers import own_worker
 
 QUICK = "[[offline ttft_ms=0 tps=0 reply_tokens={}]]"
 
@@ -132,16 +132,13 @@ def test_copy_puts_the_streamed_replys_markdown_on_the_clipboard(new_context, si
 @pytest.fixture(scope="module")
 def restartable_worker(tmp_path_factory):
     """A daphne worker of this module's own, stopped and started again on the same port."""
-    workdir = tmp_path_factory.mktemp("navigation-server")
-    database = ServerDatabase(workdir, "navigation")
-    env = server_env(database.url, CHAT_SHUTDOWN_GRACE_SECONDS="1", CHAT_RATE_LIMIT_PER_MINUTE="0")
-    migrate(env)
-    worker = Worker(env, workdir / "daphne.log").start()
-    try:
+    with own_worker(
+        tmp_path_factory.mktemp("navigation-server"),
+        "navigation",
+        CHAT_SHUTDOWN_GRACE_SECONDS="1",
+        CHAT_RATE_LIMIT_PER_MINUTE="0",
+    ) as worker:
         yield worker
-    finally:
-        worker.stop()
-        database.drop()
 
 
 def test_after_a_restart_the_page_is_back_within_seconds_and_offers_reconnect_now(
