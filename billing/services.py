@@ -55,7 +55,7 @@ from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord
 from billing.money import InexactAmount, format_money_together, usd_to_pico
 from billing.periods import Period, current_month
 from billing.rollups import rollup_add, rollup_replace
-from billing.usage import LedgerLabels, Usage
+from billing.usage import NO_SERVER_TOOLS, LedgerLabels, ServerToolCaps, Usage
 from teams.access import allowed_models, team_of
 from teams.models import Membership
 
@@ -307,7 +307,14 @@ def cheaper_model_that_fits(
 
 
 def spend_reserve(
-    *, user, model: str, prompt_tokens: int, max_tokens: int, message_id: int, cache_ttl: str = "1h"
+    *,
+    user,
+    model: str,
+    prompt_tokens: int,
+    max_tokens: int,
+    message_id: int,
+    cache_ttl: str = "1h",
+    tool_caps: ServerToolCaps = NO_SERVER_TOOLS,
 ) -> int:
     """Check rate limit and every budget level, then hold this call's worst-case cost for `message_id`.
 
@@ -349,6 +356,7 @@ def spend_reserve(
             at=now,
             cache_ttl=cache_ttl,
             user_id=user.pk,
+            tool_caps=tool_caps,
         )
         if decision.refusal:
             raise BudgetExceeded(decision.refusal, level=decision.level)
@@ -610,7 +618,13 @@ class HoldPreview:
 
 
 def hold_preview(
-    *, status: BudgetStatus, model: str, prompt_tokens: int, max_tokens: int, cache_ttl: str
+    *,
+    status: BudgetStatus,
+    model: str,
+    prompt_tokens: int,
+    max_tokens: int,
+    cache_ttl: str,
+    tool_caps: ServerToolCaps = NO_SERVER_TOOLS,
 ) -> HoldPreview:
     """The hold `spend_reserve` would take for a call (the same decision, nothing locked or written),
     against the standing in `status` (budget_status: holds of replies in progress included)."""
@@ -623,6 +637,7 @@ def hold_preview(
         max_tokens=max_tokens,
         at=timezone.now(),
         cache_ttl=cache_ttl,
+        tool_caps=tool_caps,
     )
 
 
@@ -636,6 +651,7 @@ def hold_decide(
     at,
     cache_ttl: str,
     user_id: int | None = None,
+    tool_caps: ServerToolCaps = NO_SERVER_TOOLS,
 ) -> HoldPreview:
     """The one decision behind a hold and its preview, given the levels with a budget (their standing
     read): refused (a level used up, or not even the smallest reply fits at the shortest level: the

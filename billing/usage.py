@@ -18,6 +18,9 @@ class Usage:
     service_tier: str = ""
     inference_geo: str = ""
     speed: str = ""
+    # Server tools that ran on Anthropic's side in this call (`usage.server_tool_use`): priced per use.
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
 
     @property
     def cache_write_tokens(self) -> int:
@@ -28,6 +31,18 @@ class Usage:
     def prompt_tokens(self) -> int:
         """Every prompt token, however billed: input, cache writes and cache reads (decides the price band)."""
         return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+
+@dataclass(frozen=True)
+class ServerToolCaps:
+    """The most server-tool uses one call may make (the `max_uses` of the tools it offers): a budget
+    hold covers them at their price on top of the tokens, so a call cannot overshoot by searching."""
+
+    web_searches: int = 0
+    web_fetches: int = 0
+
+
+NO_SERVER_TOOLS = ServerToolCaps()
 
 
 @dataclass(frozen=True)
