@@ -168,6 +168,8 @@ class ReplyRequest:
     stop_sequences: tuple[str, ...] = ()
     # `output_config.effort` ("low" ... "max"); "" leaves the model's default.
     effort: str = ""
+    # Server tools offered (web search / web fetch definitions, conversations/web.py); () offers none.
+    tools: tuple[dict, ...] = ()
 
 
 # What `ReplyStream.deltas()` yields: (TEXT, piece of the answer) or (THINKING, piece of the thinking).
@@ -468,6 +470,8 @@ def build_params(request: ReplyRequest) -> dict:
         params["output_config"] = {"effort": request.effort}
     if request.cache_ttl:
         params["cache_control"] = {"type": "ephemeral", "ttl": request.cache_ttl}
+    if request.tools:
+        params["tools"] = [dict(tool) for tool in request.tools]
     return params
 
 
