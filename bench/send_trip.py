@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from conversations.replies import intents
-
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "claude-sonnet-5-5"
 TEXT = "How do I read a stream of server-sent events without losing the last one?"
@@ -78,6 +76,8 @@ def conversations(n: int, prefix: str) -> list:
 
 def one_round(sends: int, label: str) -> dict:
     from django.db import connection
+
+    from conversations.replies import intents
 
     trip = intents._send_in_database.func  # the function channels runs in its database thread
     for conversation in conversations(10, f"{label}-warm"):

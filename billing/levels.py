@@ -133,23 +133,32 @@ def levels_for(
     lock: bool,
     team_id=CURRENT_TEAM,
     organisation=UNREAD,
+    team_read=UNREAD,
 ) -> Levels:
     """The user's three levels with their limits (not yet their standing): the team is the one they are
     in now, or `team_id` (a call's own team; None: no team). With `lock`, the rows of the limited
     organisation and team levels are locked, in that order, until the transaction ends (the caller has
     locked, or locks next, the user's row); each is read and locked in one statement. `organisation` is
-    the capped organisation row when the caller read it already (`organisation_lock`)."""
+    the capped organisation row when the caller read it already (`organisation_lock`); `team_read` the
+    user's current team (a Team or None) when the caller read it already in this transaction."""
     org = _capped_organisation(lock=lock) if organisation is UNREAD else organisation
     if team_id is CURRENT_TEAM:
         teams = Team.objects.filter(memberships__user_id=user_id)
     else:
         teams = Team.objects.filter(pk=team_id) if team_id else Team.objects.none()
-    team = None
-    if lock:
-        # The team's row locked only when it has a budget (only the team's own row: not the membership).
-        team = teams.filter(monthly_limit__isnull=False).select_for_update(of=("self",)).first()
-    if team is None:
-        team = teams.first()  # no team, a team without a budget, or not locking
+    if team_read is not UNREAD:
+        # The caller read the user's team in this transaction already (their model choice): only a team
+        # with a budget is read again, locked (its figures as they stand under the lock).
+        team = team_read
+        if lock and team is not None and team.monthly_limit is not None:
+            team = Team.objects.select_for_update(of=("self",)).filter(pk=team.pk).first()
+    else:
+        team = None
+        if lock:
+            # The team's row locked only when it has a budget (only the team's own row: not the membership).
+            team = teams.filter(monthly_limit__isnull=False).select_for_update(of=("self",)).first()
+        if team is None:
+            team = teams.first()  # no team, a team without a budget, or not locking
     limit, personal = user_limits(user_id, budget, site_default)
     warning = (budget.warning_percent if budget else None) or settings.CHAT_BUDGET_WARNING_PERCENT
     return Levels(

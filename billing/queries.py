@@ -157,7 +157,12 @@ class ReservationQuerySet(models.QuerySet):
 
     def expired(self, now: datetime) -> ReservationQuerySet:
         """Rows to delete: older than an hour (stale if open; past the rate-limit window if settled)."""
-        return self.filter(created_at__lte=now - STALE_AFTER)
+        return self.filter(expired_reservations(now))
+
+
+def expired_reservations(now: datetime) -> Q:
+    """The condition of ReservationQuerySet.expired, for a filtered aggregate."""
+    return Q(created_at__lte=now - STALE_AFTER)
 
 
 ROLLUP_SUMS = (*SUM_FIELDS, "calls", "unpriced_calls", "estimated_calls")

@@ -34,7 +34,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BigIntegerField, ExpressionWrapper, F, Subquery, Value
+from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Q, Subquery, Value
 from django.db.models.functions import Cast, Least
 from django.utils import timezone
 
@@ -43,6 +43,7 @@ from billing.keys import current_key_fingerprint
 from billing.levels import (
     ORGANISATION,
     TEAM,
+    UNREAD,
     USER,
     Level,
     Levels,
@@ -54,6 +55,7 @@ from billing.levels import (
 from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
 from billing.money import InexactAmount, format_money_together, usd_to_pico
 from billing.periods import Period, current_month
+from billing.queries import expired_reservations
 from billing.rollups import rollup_add, rollup_replace
 from billing.usage import NO_SERVER_TOOLS, LedgerLabels, ServerToolCaps, Usage
 from teams.access import allowed_models, team_of
@@ -210,12 +212,25 @@ def _affordable_max_tokens(
     return max_tokens if rates.output == 0 else min(max_tokens, left // rates.output)
 
 
+def _once(read):
+    """`read`, called at most once however often the result is asked for (within one decision)."""
+    cache = []
+
+    def once():
+        if not cache:
+            cache.append(read())
+        return cache[0]
+
+    return once
+
+
 def _lock_budget_row(user_id: int) -> UserBudget:
     """Create if needed, then lock, the user's budget row (held until the caller's transaction ends)."""
     budget = UserBudget.objects.select_for_update().filter(user_id=user_id).first()
     if budget is not None:
         return budget
-    UserBudget.objects.get_or_create(user_id=user_id)
+    # A person's first call: make the row (another worker may make it at the same moment) and lock it.
+    UserBudget.objects.bulk_create([UserBudget(user_id=user_id)], ignore_conflicts=True)
     return UserBudget.objects.select_for_update().get(user_id=user_id)
 
 
@@ -315,6 +330,8 @@ def spend_reserve(
     message_id: int,
     cache_ttl: str = "1h",
     tool_caps: ServerToolCaps = NO_SERVER_TOOLS,
+    team=UNREAD,
+    savepoint: bool = True,
 ) -> int:
     """Check rate limit and every budget level, then hold this call's worst-case cost for `message_id`.
 
@@ -322,20 +339,31 @@ def spend_reserve(
     requested one, or less (at least MIN_REPLY_TOKENS, or the request if smaller) when what is left at
     the shortest level (organisation, team or user) cannot cover it; the call must be made with it.
     Call inside the caller's transaction.atomic(). Raises RateLimited / BudgetExceeded (naming the level
-    that refused), writing nothing the caller's rollback would keep.
+    that refused), writing nothing the caller's rollback would keep. `team`: the user's current team
+    when the caller read it in this transaction (their model choice). `savepoint=False` when the caller
+    rolls back its whole transaction on a refusal (a Send): two statements fewer.
     """
     now = timezone.now()
-    with transaction.atomic():
+    site_default = _once(site_default_limit)  # the user's limit and their level may both need it
+    with transaction.atomic(savepoint=savepoint):
         # Lock order: organisation, team, user (levels_for takes the first two).
-        levels = levels_for(user.pk, None, site_default_limit, lock=True)
+        levels = levels_for(user.pk, None, site_default, lock=True, team_read=team)
         budget = _lock_budget_row(user.pk)
-        levels.user.limit, levels.user.personal = user_limits(user.pk, budget, site_default_limit)
-        SpendReservation.objects.filter(user_id=user.pk).expired(now).delete()
-
+        levels.user.limit, levels.user.personal = user_limits(user.pk, budget, site_default)
         per_minute = max(0, settings.CHAT_RATE_LIMIT_PER_MINUTE)  # 0 disables the limit
+        # One look at the person's holds: how many they took within the rate window, and whether any
+        # expired (abandoned by a worker that died before settling them): those are deleted then.
+        mine = SpendReservation.objects.filter(user_id=user.pk)
+        seen = mine.aggregate(
+            recent=Count("pk", filter=Q(created_at__gt=now - RATE_WINDOW)),
+            expired=Count("pk", filter=expired_reservations(now)),
+        )
+        if seen["expired"]:
+            mine.expired(now).delete()
+
         if per_minute:
-            recent = SpendReservation.objects.filter(user_id=user.pk, created_at__gt=now - RATE_WINDOW)
-            if recent.count() >= per_minute:
+            recent = mine.filter(created_at__gt=now - RATE_WINDOW)
+            if seen["recent"] >= per_minute:
                 oldest = recent.order_by("created_at").values_list("created_at", flat=True).first()
                 wait = max(1, int((oldest + RATE_WINDOW - now).total_seconds() + 0.999))
                 raise RateLimited(

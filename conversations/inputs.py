@@ -25,6 +25,10 @@ class InvalidInput(ValueError):
     """Bad input from a person; str(exc) says what to fix. Nothing was written."""
 
 
+class StillStreaming(InvalidInput):
+    """A reply of the conversation is being written: nothing else may change it until that ends."""
+
+
 class NotFound(InvalidInput):
     """The thing named does not exist or is not the person's; which of the two is never said."""
 
@@ -102,6 +106,8 @@ class ModelChoice:
     default: str
     #: Whether their team chose its own list (else every model the site offers, and its side calls').
     restricted: bool = False
+    #: Their team's row as read (None: no team), so the budget hold of the same Send need not read it again.
+    team: object = None
 
     def clean(self, model: object) -> str:
         """`model`, when the person may choose it; else InvalidInput naming what they may choose."""
@@ -134,6 +140,7 @@ def model_choice(user_id: int | None) -> ModelChoice:
         offered=tuple(access.allowed_models(team)),
         default=access.default_model(team),
         restricted=bool(team and team.allowed_models),
+        team=team,
     )
 
 
@@ -235,6 +242,10 @@ def stop_sequences_text(sequences: list[str]) -> str:
     return "\n".join(s.replace("\n", "\\n") for s in sequences)
 
 
-def refuse_while_streaming(conversation: Conversation, what: str) -> None:
-    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-        raise InvalidInput(f"Wait for the current reply to finish, or stop it, before {what}.")
+def refuse_while_streaming(conversation: Conversation, what: str, *, streaming: bool | None = None) -> None:
+    """Raise StillStreaming when a reply of `conversation` is being written (`streaming`: what the caller
+    read already, else one query)."""
+    if streaming is None:
+        streaming = conversation.messages.filter(status=Message.Status.STREAMING).exists()
+    if streaming:
+        raise StillStreaming(f"Wait for the current reply to finish, or stop it, before {what}.")

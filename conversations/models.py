@@ -121,6 +121,24 @@ _MESSAGE_MARKUP_BYTES = (
 )
 
 
+def known_none(instance: models.Model, related: str) -> None:
+    """Mark `instance.<related>` (a reverse relation) as read and empty, as prefetch_related would, when
+    the caller knows it has none: rendering it then runs no query."""
+    empty = getattr(instance, related).all()
+    empty._result_cache, empty._prefetch_done = [], True
+    instance.__dict__.setdefault("_prefetched_objects_cache", {})[related] = empty
+
+
+#: The stop reason of a call whose prompt and output filled the model's context window.
+WINDOW_EXCEEDED = "model_context_window_exceeded"
+
+
+def may_have(conversation, flag: str) -> bool:
+    """False only when the query that read `conversation` said it has none of `flag` (an annotation such
+    as `has_files` or `window_cut`, see replies.store.send_state): a look-up for them can be skipped."""
+    return getattr(conversation, flag, True) is not False
+
+
 class MessageQuerySet(models.QuerySet):
     def owned_by(self, user) -> MessageQuerySet:
         """Messages in `user`'s conversations (with their conversation, which callers show or check)."""
@@ -327,7 +345,7 @@ class Message(models.Model):
     @property
     def cut_by_window(self) -> bool:
         """A reply cut off because the conversation filled the model's context window."""
-        return self.status == self.Status.CUT_OFF and self.stop_reason == "model_context_window_exceeded"
+        return self.status == self.Status.CUT_OFF and self.stop_reason == WINDOW_EXCEEDED
 
 
 def usage_fields(usage: Usage) -> dict[str, int]:

@@ -13,6 +13,7 @@ from ..catalog import model_info
 from ..models import (
     Conversation,
     Message,
+    may_have,
 )
 
 CONTINUE_PROMPT = "Continue exactly where your last reply was cut off."
@@ -114,7 +115,11 @@ def turns_append(turns: list[Turn], turn: Turn) -> None:
 def _history_turns(conversation: Conversation, rows) -> list[Turn]:
     """The turns `rows` (the active branch's messages, oldest first) send: see reply_history."""
     turns: list[Turn] = []
-    media_of = attachments.blocks_by_message([row[0] for row in rows if row[1] == Message.Role.USER])
+    media_of = (
+        attachments.blocks_by_message([row[0] for row in rows if row[1] == Message.Role.USER])
+        if may_have(conversation, "has_files")
+        else {}
+    )
     for pk, role, content, status, thinking_blocks, call_ends, _compaction, *_times in rows:
         if status == Message.Status.REFUSED:
             while turns and turns[-1].role == Message.Role.USER:
@@ -181,22 +186,38 @@ def owner_pauses(rows: list[tuple[str, datetime, datetime]]) -> list[float]:
     ]
 
 
-def history_for(conversation: Conversation, *, before: Message, draft: Turn | None = None) -> History:
+#: What the history (history_for) and the prompt bound (_prompt_bound) read of each message: a Send
+#: reads its branch once for both (`branch_rows`).
+ROW_FIELDS = (
+    "pk", "role", "content", "status", "model", "thinking", "thinking_blocks", "call_ends", "compaction",
+    "created_at", "updated_at", "input_tokens", "output_tokens", "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)  # fmt: skip
+_HISTORY_FIELDS = (
+    "pk", "role", "content", "status", "thinking_blocks", "call_ends", "compaction", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def branch_rows(conversation: Conversation, *, before: Message) -> list[Message]:
+    """The active branch's messages a reply at `before` may send, oldest first, with what both the history
+    and the prompt bound read of them: one query, for a caller that needs both (a Send)."""
+    return list(_history_rows(conversation, before=before).only(*ROW_FIELDS))
+
+
+def history_for(
+    conversation: Conversation,
+    *,
+    before: Message,
+    draft: Turn | None = None,
+    rows: list[Message] | None = None,
+) -> History:
     """The history a reply placed at `before` sends (see reply_history), as turns; with `draft`, a user
-    turn not stored yet, placed after them (what a Send of it would send: the price shown before it)."""
-    rows = list(
-        _history_rows(conversation, before=before).values_list(
-            "pk",
-            "role",
-            "content",
-            "status",
-            "thinking_blocks",
-            "call_ends",
-            "compaction",
-            "created_at",
-            "updated_at",
-        )
-    )
+    turn not stored yet, placed after them (what a Send of it would send: the price shown before it).
+    `rows`: the branch as `branch_rows` read it for `before` in this transaction (else read here)."""
+    if rows is None:
+        rows = list(_history_rows(conversation, before=before).values_list(*_HISTORY_FIELDS))
+    else:
+        rows = [tuple(getattr(row, name) for name in _HISTORY_FIELDS) for row in rows]
     pauses = owner_pauses([(row[1], row[7], row[8]) for row in rows])
     compaction, through = None, 0
     for index in range(len(rows) - 1, -1, -1):
@@ -221,11 +242,12 @@ def history_for(conversation: Conversation, *, before: Message, draft: Turn | No
     )
 
 
-def reply_request_history(message: Message) -> History:
+def reply_request_history(message: Message, *, rows: list[Message] | None = None) -> History:
     """What the call of the streaming reply `message` sends: the history before it, and when it is being
-    continued, its earlier calls as they were sent with the continue instruction after them."""
+    continued, its earlier calls as they were sent with the continue instruction after them. `rows`:
+    the branch before it as `branch_rows` read it in the transaction that started it."""
     conversation = message.conversation
-    history = history_for(conversation, before=message)
+    history = history_for(conversation, before=message, rows=rows)
     if message.content.strip() and history.turns:
         for turn in reply_turns(
             message.pk,
@@ -298,7 +320,9 @@ def prompt_tokens_bound(conversation: Conversation, *, before: Message) -> int:
     return _prompt_bound(conversation, before=before)[0]
 
 
-def _prompt_bound(conversation: Conversation, *, before: Message) -> tuple[int, list[float]]:
+def _prompt_bound(
+    conversation: Conversation, *, before: Message, rows: list[Message] | None = None
+) -> tuple[int, list[float]]:
     """An upper bound of the prompt tokens of the call a reply at `before` makes (for the budget hold).
 
     A token is at least one UTF-8 byte, so bytes bound any text. Tighter, where the conversation has a
@@ -308,14 +332,14 @@ def _prompt_bound(conversation: Conversation, *, before: Message) -> tuple[int, 
     to bytes. `before` being continued adds its own text and the continuation prompt. The smallest
     of the bounds that apply is returned. Images and PDFs count at their estimated tokens. Also the
     owner's pauses (seconds from each reply's end to their next message), which choose the cache lifetime.
+    `rows`: the branch as `branch_rows` read it for `before` (else read here).
     """
-    fields = (
-        "pk", "role", "content", "status", "model", "created_at", "updated_at", "thinking",
-        "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-    )  # fmt: skip
-    rows = list(_history_rows(conversation, before=before).only(*fields))
+    if rows is None:
+        rows = branch_rows(conversation, before=before)
     # Images and PDFs at their estimated tokens; thinking is sent back with its reply.
-    media = attachments.tokens_by_message([row.pk for row in rows])
+    media = (
+        attachments.tokens_by_message([row.pk for row in rows]) if may_have(conversation, "has_files") else {}
+    )
     sizes = [
         len(row.content.encode()) + len(row.thinking.encode()) + media.get(row.pk, 0) + TURN_OVERHEAD_TOKENS
         for row in rows

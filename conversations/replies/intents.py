@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from channels.db import database_sync_to_async
 from django.db import transaction
@@ -80,22 +81,35 @@ def _send_in_database(
     sender's session check) comes first: nothing is done for a sign-in that has ended."""
     if signed_in is not None and not signed_in():
         raise SignedOut
-    sent = _Sent(ended=store.replies_end_expired(conversation_id=conversation.pk))  # a dead worker's
-    try:  # reply must not block this one
+    sent = _Sent(ended=[])
+    swept = False
+    try:
         ids = attachments.clean_ids(attachment_ids)
-        sent.user_message, sent.assistant, max_tokens = store.reply_start(
+        start = partial(
+            store.reply_start,
             conversation=conversation,
             text=inputs.clean_message_text(text, allow_empty=bool(ids)),
             worker=leases.WORKER_ID,
             attachment_ids=ids,
             price_estimate=price.estimate_sent(price_token, conversation_id=conversation.pk, text=text),
         )
-    except attachments.AttachmentError as exc:
-        sent.refused = inputs.InvalidInput(str(exc))
-        return sent
+        try:
+            sent.user_message, sent.assistant, max_tokens = start()
+        except inputs.StillStreaming:
+            # A reply is being written. If its worker died (its lease ran out) it must not block this
+            # Send: end it, then send after all. Only then is that looked for, so a Send costs nothing.
+            sent.ended, swept = store.replies_end_expired(conversation_id=conversation.pk), True
+            if not sent.ended:
+                raise
+            sent.user_message, sent.assistant, max_tokens = start()
     except Exception as exc:  # refused (InvalidInput, SpendRefused) or failed: shown after the ended
-        store.budget_refusal_note(exc, owner_id=conversation.owner_id)  # its transaction rolled back
+        if isinstance(exc, attachments.AttachmentError):
+            exc = inputs.InvalidInput(str(exc))
+        else:
+            store.budget_refusal_note(exc, owner_id=conversation.owner_id)  # its transaction rolled back
         sent.refused = exc
+        if not swept:  # a page whose reply's worker died learns it here too, whatever was refused
+            sent.ended = store.replies_end_expired(conversation_id=conversation.pk)
         return sent
     sent.context = reply_context(sent.assistant, max_tokens=max_tokens)
     return sent

@@ -15,7 +15,7 @@ from billing.models import UsageRecord
 from billing.usage import LedgerLabels
 
 from ..catalog import context_window, effort_for, model_info
-from ..models import Conversation, Message
+from ..models import WINDOW_EXCEEDED, Conversation, Message, may_have
 from . import history, store
 from .caching import choose_cache_ttl
 from .claude import (
@@ -54,7 +54,8 @@ def reply_context(reply: int | Message, *, max_tokens: int | None = None) -> Rep
         else Message.objects.select_related("conversation__owner").get(pk=reply)
     )
     conversation = message.conversation
-    sent = history.reply_request_history(message)
+    # The branch as the Send's transaction read it for this reply, when it did (else read now).
+    sent = history.reply_request_history(message, rows=getattr(message, "history_rows", None))
     continued = message.content if message.content.strip() else ""
     cache = choose_cache_ttl(settings.CHAT_PROMPT_CACHE_TTL, sent.pauses)
     request = ReplyRequest(
@@ -79,8 +80,11 @@ def reply_context(reply: int | Message, *, max_tokens: int | None = None) -> Rep
         Q(active=True, pk__lt=message.pk) | Q(parent_id=message.parent_id),
         role=Message.Role.ASSISTANT,
         model=message.model,
-        stop_reason="model_context_window_exceeded",
-    ).only(
+        stop_reason=WINDOW_EXCEEDED,
+    )
+    if not may_have(conversation, "window_cut"):  # the Send's read saw none in the conversation
+        cut = cut.none()
+    cut = cut.only(
         "stop_reason",
         "input_tokens",
         "cache_creation_input_tokens",

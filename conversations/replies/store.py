@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Q, prefetch_related_objects
+from django.db.models import Exists, OuterRef, Q, Subquery, prefetch_related_objects
 from django.utils import timezone
 
 from billing.alerts import note_refusal
@@ -31,9 +31,13 @@ from .. import attachments
 from ..catalog import reply_max_tokens
 from ..inputs import InvalidInput, ModelChoice, model_choice, refuse_while_streaming
 from ..models import (
+    WINDOW_EXCEEDED,
+    Attachment,
     Conversation,
     Message,
     annotate_branches,
+    known_none,
+    may_have,
     usage_fields,
 )
 from ..rendering import clean_title, render_markdown
@@ -43,6 +47,7 @@ from .history import (
     TURN_OVERHEAD_TOKENS,
     History,
     _prompt_bound,
+    branch_rows,
     content_size,
     prompt_tokens_bound,
     reply_request_history,
@@ -169,15 +174,29 @@ def compaction_finish(
         )
 
 
-def reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: int | None = None) -> int:
+def reserve(
+    *,
+    conversation: Conversation,
+    assistant: Message,
+    prompt_tokens: int | None = None,
+    models: ModelChoice | None = None,
+    savepoint: bool = True,
+    rows: list[Message] | None = None,
+) -> int:
     """Hold the worst case of the call a reply at `assistant` makes, and return the `max_tokens` the
     hold granted (less than the model's when the budget left covers only that): the call's own. The
     prompt bound counts images and PDFs at their estimated tokens; the reply keeps that estimate for
-    its receipt."""
-    bound, pauses = _prompt_bound(conversation, before=assistant)
+    its receipt. `models`: the owner's model choice when the caller read it (its team is the one the
+    hold is under); `savepoint=False` when a refusal rolls the caller's whole transaction back; `rows`
+    the branch before `assistant` as `branch_rows` read it in this transaction."""
+    bound, pauses = _prompt_bound(conversation, before=assistant, rows=rows)
     if prompt_tokens is None:
         prompt_tokens = bound
-    media_tokens = attachments.tokens_before(conversation, before=assistant)
+    media_tokens = (
+        attachments.tokens_before(conversation, before=assistant)
+        if may_have(conversation, "has_files")
+        else 0
+    )
     if media_tokens != assistant.media_tokens:  # most turns have no files: nothing to write then
         assistant.media_tokens = media_tokens
         Message.objects.filter(pk=assistant.pk).update(media_tokens=media_tokens)
@@ -190,6 +209,8 @@ def reserve(*, conversation: Conversation, assistant: Message, prompt_tokens: in
         # Prompt tokens at the dearest rate this call can bill them: a cache write of the lifetime it
         # will write (the same choice the generation makes, from the same pauses).
         cache_ttl=choose_cache_ttl(settings.CHAT_PROMPT_CACHE_TTL, pauses).ttl,
+        **({"team": models.team} if models is not None else {}),
+        savepoint=savepoint,
     )
 
 
@@ -264,6 +285,7 @@ def new_reply(
     """An assistant placeholder answering `parent`, leased to `worker`, on the model the owner may use
     (`reply_model`, with their `models` when read already), with its spend reserved; and the
     `max_tokens` its hold granted. `price_estimate`: the price the page showed before the Send (pUSD)."""
+    models = models or model_choice(conversation.owner_id)
     model = reply_model(conversation, models)
     assistant = Message(
         conversation=conversation,
@@ -274,7 +296,18 @@ def new_reply(
     )
     lease(assistant, worker)
     assistant.save()
-    return assistant, reserve(conversation=conversation, assistant=assistant)
+    # The branch it answers, read once for its hold and, after the commit, its request (reply_context):
+    # nothing can change the branch while its reply streams.
+    assistant.history_rows = branch_rows(conversation, before=assistant)
+    # No savepoint: a refused hold rolls back the whole transaction (the new turns with it).
+    granted = reserve(
+        conversation=conversation,
+        assistant=assistant,
+        models=models,
+        savepoint=False,
+        rows=assistant.history_rows,
+    )
+    return assistant, granted
 
 
 def reply_start(
@@ -320,13 +353,21 @@ def _reply_start(
     price_estimate: int | None = None,
 ):
     with transaction.atomic():
+        # One statement locks the conversation and reads what the Send decides on: whether a reply is
+        # streaming, the active branch's tip (the new turn's parent), and whether the conversation has
+        # files or a reply cut by the window at all (most have neither: their look-ups are skipped).
         conversation = (
-            Conversation.objects.select_for_update().select_related("owner").get(pk=conversation.pk)
+            Conversation.objects.select_for_update()
+            .select_related("owner")
+            .annotate(**send_state())
+            .get(pk=conversation.pk)
         )
-        refuse_while_streaming(conversation, "sending another message")
-        tip = conversation.messages.active().order_by("-pk").only("pk").first()  # the new turn's parent
-        user_message = Message(conversation=conversation, role=Message.Role.USER, content=text, parent=tip)
-        user_message.starts_conversation = tip is None
+        conversation.has_files = conversation.has_files or bool(attachment_ids)
+        refuse_while_streaming(conversation, "sending another message", streaming=conversation.streaming_now)
+        user_message = Message(
+            conversation=conversation, role=Message.Role.USER, content=text, parent_id=conversation.tip_id
+        )
+        user_message.starts_conversation = conversation.tip_id is None
         user_message.save()
         claimed = attachments.attachments_claim(
             owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
@@ -340,8 +381,23 @@ def _reply_start(
             )
             conversation.title_source = Conversation.TitleSource.FIRST_LINE
         conversation.save(update_fields=["title", "title_source", "updated_at"])
-    prefetch_related_objects([user_message], "attachments")  # rendered next, outside any thread
+    if conversation.has_files:
+        prefetch_related_objects([user_message], "attachments")  # rendered next, outside any thread
+    else:  # it has none: the page's render needs no query to know
+        known_none(user_message, "attachments")
     return user_message, assistant, max_tokens
+
+
+def send_state() -> dict:
+    """Annotations of a Conversation query for a Send (see _reply_start): `streaming_now`, `tip_id`,
+    `has_files` and `window_cut` (a reply of it ran into the context window)."""
+    messages = Message.objects.filter(conversation=OuterRef("pk"))
+    return {
+        "streaming_now": Exists(messages.filter(status=Message.Status.STREAMING)),
+        "tip_id": Subquery(messages.filter(active=True).order_by("-pk").values("pk")[:1]),
+        "has_files": Exists(Attachment.objects.filter(conversation=OuterRef("pk"))),
+        "window_cut": Exists(messages.filter(stop_reason=WINDOW_EXCEEDED)),
+    }
 
 
 def reply_continue(*, message: Message, worker: str) -> Message:
