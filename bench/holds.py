@@ -70,8 +70,8 @@ def usd(pico: int) -> str:
 
 @database_sync_to_async
 def turn_figures(message_id: int) -> dict:
+    from billing.holds import MIN_REPLY_TOKENS, worst_case_cost
     from billing.models import SpendReservation, UsageRecord
-    from billing.services import MIN_REPLY_TOKENS, worst_case_cost
     from conversations.models import Message
     from conversations.replies import history
 

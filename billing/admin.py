@@ -1,4 +1,5 @@
-"""Admin: prices (entered in USD per million tokens), the read-only ledger with its dashboard, budgets."""
+"""Admin: prices (entered in USD per million tokens; server tools' per 1,000 uses: tool_price_admin), the
+read-only ledger with its dashboard, budgets."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from billing import (  # noqa: F401 - they register their admin
     reconcile,
     reconcile_admin,
     team_admin,
+    tool_price_admin,
 )
 from billing.forms import below_spent_note, monthly_usd_field, to_pico
 from billing.models import (
@@ -233,6 +235,13 @@ class ModelPriceAdmin(admin.ModelAdmin):
         return f"> {obj.band_threshold_tokens:,} tokens" if obj.band_threshold_tokens is not None else "—"
 
 
+def _cost_text(shown: str, row: UsageRecord) -> str:
+    """A row's cost as shown: 'unpriced' for a model without a price (its searches, if any, still cost)."""
+    if row.priced:
+        return shown
+    return f"{shown} (tokens unpriced)" if row.cost else "unpriced"
+
+
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
     """The ledger: view only. Its changelist links to the dashboard."""
@@ -247,6 +256,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "cache_write_5m_tokens",
         "cache_write_1h_tokens",
         "cache_read_tokens",
+        "web_search_requests",
         "cost_usd",
         "priced",
         "estimated",
@@ -258,7 +268,11 @@ class UsageRecordAdmin(admin.ModelAdmin):
     change_list_template = "admin/billing/usagerecord/change_list.html"
 
     def get_fields(self, request, obj=None):
-        money = {"cost": ["cost_usd", "cost_exact"], "cache_savings": ["cache_savings_usd"]}
+        money = {
+            "cost": ["cost_usd", "cost_exact"],
+            "cache_savings": ["cache_savings_usd"],
+            "server_tool_cost": ["server_tool_cost_usd"],
+        }
         return _money_fields(self.model, money)
 
     def get_readonly_fields(self, request, obj=None):
@@ -275,15 +289,19 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
     @admin.display(description="Cost", ordering="cost")
     def cost_usd(self, obj: UsageRecord) -> str:
-        return format_money(obj.cost) if obj.priced else "unpriced"
+        return _cost_text(format_money(obj.cost), obj)
 
     @admin.display(description="Cost (exact)")
     def cost_exact(self, obj: UsageRecord) -> str:
-        return format_money_exact(obj.cost) if obj.priced else "unpriced"
+        return _cost_text(format_money_exact(obj.cost), obj)
 
     @admin.display(description="Cache savings")
     def cache_savings_usd(self, obj: UsageRecord) -> str:
         return format_money(obj.cache_savings)
+
+    @admin.display(description="Of the cost: web searches and fetches")
+    def server_tool_cost_usd(self, obj: UsageRecord) -> str:
+        return format_money_exact(obj.server_tool_cost)
 
     def get_urls(self):
         view = self.admin_site.admin_view

@@ -543,6 +543,9 @@ SUM_COLUMNS = [
     ("Cache read", lambda r: r["cache_read_tokens"]),
     ("Thinking (in output)", lambda r: r["thinking_tokens"]),
     ("Cache savings (USD)", lambda r: pico_to_usd(r["cache_savings"])),
+    ("Web searches", lambda r: r["web_search_requests"]),
+    ("Web fetches", lambda r: r["web_fetch_requests"]),
+    ("Web searches and fetches (USD)", lambda r: pico_to_usd(r["server_tool_cost"])),
     ("Unpriced calls", lambda r: r["unpriced_calls"]),
     ("Estimated calls", lambda r: r["estimated_calls"]),
 ]

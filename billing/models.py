@@ -1,58 +1,24 @@
 """Prices, the immutable usage ledger, budgets and spend reservations.
 
 All money is integer pico-dollars (see billing/money.py): rates are pUSD per token (= USD/MTok × 10^6),
-costs are pUSD. Convert to Decimal only for display.
+or pUSD per use for server tools (= USD per 1,000 uses × 10^9), costs are pUSD. Convert to Decimal only
+for display.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from billing.errors import LedgerImmutable
-from billing.money import format_money, rate_to_usd_per_mtok
+from billing.money import format_money, rate_to_usd_per_mtok, rate_to_usd_per_thousand
 from billing.queries import ModelPriceQuerySet, ReservationQuerySet, RollupQuerySet, UsageRecordQuerySet
+from billing.rates import RATE_FIELDS, Rates, ToolRates
+from billing.tool_prices import ServerToolPrice
 from billing.usage import Usage
-
-
-@dataclass(frozen=True)
-class Rates:
-    """One set of per-token rates in pUSD; cost() is exact integer arithmetic."""
-
-    input: int
-    output: int
-    cache_write_5m: int
-    cache_write_1h: int
-    cache_read: int
-
-    def cost(
-        self, *, input: int, output: int, cache_write_5m: int, cache_write_1h: int, cache_read: int
-    ) -> int:
-        return (
-            input * self.input
-            + output * self.output
-            + cache_write_5m * self.cache_write_5m
-            + cache_write_1h * self.cache_write_1h
-            + cache_read * self.cache_read
-        )
-
-    @property
-    def max_prompt_rate(self) -> int:
-        """The dearest rate a prompt token can be billed at (it may be a cache write)."""
-        return max(self.input, self.cache_write_5m, self.cache_write_1h, self.cache_read)
-
-    def prompt_rate(self, cache_ttl: str) -> int:
-        """The dearest rate a prompt token of a call writing the cache for `cache_ttl` ("5m", "1h", or ""
-        for no writes) can be billed at: it is read, written for that lifetime, or plain input."""
-        writes = {"5m": self.cache_write_5m, "1h": self.cache_write_1h}.get(cache_ttl, 0)
-        return max(self.input, writes, self.cache_read)
-
-
-RATE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 
 
 class ModelPrice(models.Model):
@@ -181,6 +147,21 @@ class UsageRecord(models.Model):
     cache_savings = models.BigIntegerField(
         default=0, help_text="cache_read_tokens × (input rate − cache read rate), pUSD."
     )
+    # Server tools that ran on Anthropic's side (usage.server_tool_use), priced per use at the versions in
+    # force at call time (rate 0 and no version for a tool the call did not use); their cost is in `cost`.
+    web_search_requests = models.BigIntegerField(default=0, db_default=0)
+    web_fetch_requests = models.BigIntegerField(default=0, db_default=0)
+    web_search_price = models.ForeignKey(
+        ServerToolPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    web_fetch_price = models.ForeignKey(
+        ServerToolPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rate_web_search = models.BigIntegerField(default=0, db_default=0, help_text="pUSD per web search.")
+    rate_web_fetch = models.BigIntegerField(default=0, db_default=0, help_text="pUSD per web fetch.")
+    server_tool_cost = models.BigIntegerField(
+        default=0, db_default=0, help_text="Of the cost: web searches and fetches × their rates, pUSD."
+    )
 
     objects = UsageRecordQuerySet.as_manager()
 
@@ -210,8 +191,12 @@ class UsageRecord(models.Model):
     def rates(self) -> Rates:
         return Rates(*(getattr(self, f"rate_{name}") for name in RATE_FIELDS))
 
+    @property
+    def tool_rates(self) -> ToolRates:
+        return ToolRates(web_search=self.rate_web_search, web_fetch=self.rate_web_fetch)
+
     def usage(self) -> Usage:
-        """The token counts this row bills."""
+        """The token counts and server-tool uses this row bills."""
         return Usage(
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
@@ -222,6 +207,8 @@ class UsageRecord(models.Model):
             service_tier=self.service_tier,
             inference_geo=self.inference_geo,
             speed=self.speed,
+            web_search_requests=self.web_search_requests,
+            web_fetch_requests=self.web_fetch_requests,
         )
 
     @property
@@ -255,6 +242,23 @@ class UsageRecord(models.Model):
                 }
             )
         return lines
+
+    def tool_lines(self) -> list[dict]:
+        """Uses × rate per use = cost for each server tool the call used, for the receipt."""
+        used = (
+            ("Web searches", self.web_search_requests, self.rate_web_search),
+            ("Web fetches", self.web_fetch_requests, self.rate_web_fetch),
+        )
+        return [
+            {
+                "label": label,
+                "uses": uses,
+                "per_thousand": rate_to_usd_per_thousand(rate),
+                "cost": uses * rate,
+            }
+            for label, uses, rate in used
+            if uses
+        ]
 
 
 class BudgetPolicy(models.TextChoices):
@@ -395,6 +399,11 @@ class SpendReservation(models.Model):
         default=0,
         help_text="max_tokens granted to the call (less than the model's when the budget was short).",
     )
+    tools_held = models.BigIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Of the amount: what the call's web searches and fetches may add, pUSD.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     settled_at = models.DateTimeField(null=True, blank=True)
 
@@ -423,6 +432,9 @@ class UsageTotals(models.Model):
     cache_read_tokens = models.BigIntegerField(default=0)
     thinking_tokens = models.BigIntegerField(default=0)
     cache_savings = models.BigIntegerField(default=0)
+    web_search_requests = models.BigIntegerField(default=0, db_default=0)
+    web_fetch_requests = models.BigIntegerField(default=0, db_default=0)
+    server_tool_cost = models.BigIntegerField(default=0, db_default=0)
     calls = models.BigIntegerField(default=0)
     unpriced_calls = models.BigIntegerField(default=0)
     estimated_calls = models.BigIntegerField(default=0)
@@ -588,12 +600,14 @@ class ReconciliationKind(models.TextChoices):
     CACHE_WRITE_5M = "cache_write_5m", "Cache write (5 min)"
     CACHE_WRITE_1H = "cache_write_1h", "Cache write (1 hour)"
     OUTPUT = "output", "Output"
+    WEB_SEARCH = "web_search", "Web searches"
     COST = "cost", "Cost"
 
 
 class Reconciliation(models.Model):
-    """Our ledger against Anthropic's report for one UTC day, model and token kind (or the day's cost,
-    kind "cost" with model ""): tokens, or pUSD for cost. Re-running a day updates its rows in place."""
+    """Our ledger against Anthropic's report for one UTC day, model and token kind (or its web searches,
+    or the day's cost, kind "cost" with model ""): tokens, searches, or pUSD for cost. Re-running a day
+    updates its rows in place."""
 
     day = models.DateField(help_text="The UTC day compared.")
     model = models.CharField(max_length=100, blank=True)

@@ -48,6 +48,27 @@ def rate_from_usd_per_mtok(value: str | int | Decimal) -> int:
     return int(rate)
 
 
+#: A per-use rate stored as pUSD per use equals USD per 1,000 uses × this (server tools are quoted so).
+PER_USE_SCALE = PICO_PER_USD // 1000
+
+
+def rate_from_usd_per_thousand(value: str | int | Decimal) -> int:
+    """USD per 1,000 uses (web search: "10") → integer pico-dollars per use; refuses more than 9 decimal
+    places or a negative figure."""
+    rate = to_decimal(value) * PER_USE_SCALE
+    if rate != rate.to_integral_value():
+        raise InexactAmount(f"{value} USD per 1,000 uses has more than 9 decimal places")
+    if rate < 0:
+        raise InexactAmount(f"{value} USD per 1,000 uses is negative")
+    return int(rate)
+
+
+def rate_to_usd_per_thousand(rate: int | None) -> Decimal | None:
+    if rate is None:
+        return None
+    return _at_least_cents(Decimal(rate).scaleb(-9))
+
+
 def rate_to_usd_per_mtok(rate: int | None) -> Decimal | None:
     if rate is None:
         return None

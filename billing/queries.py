@@ -27,6 +27,9 @@ SUM_FIELDS = {
     "cache_read_tokens": "Cache read",
     "thinking_tokens": "Thinking (in output)",
     "cache_savings": "Cache savings",
+    "web_search_requests": "Web searches",
+    "web_fetch_requests": "Web fetches",
+    "server_tool_cost": "Web searches and fetches cost",
 }
 
 
@@ -140,6 +143,13 @@ class ModelPriceQuerySet(models.QuerySet):
     def in_effect(self, model: str, at: datetime):
         """The price version of `model` in force at `at` (latest effective_from <= at), or None."""
         return self.filter(model=model, effective_from__lte=at).order_by("-effective_from").first()
+
+
+class ServerToolPriceQuerySet(models.QuerySet):
+    def in_effect(self, tool: str, at: datetime):
+        """The price version of server tool `tool` ("web_search", "web_fetch") in force at `at` (latest
+        effective_from <= at), or None."""
+        return self.filter(tool=tool, effective_from__lte=at).order_by("-effective_from").first()
 
 
 #: Reservations older than this are stale: their process died before settling them.

@@ -1,4 +1,5 @@
-"""Reconcile the ledger with Anthropic's own report, per UTC day: tokens per model and kind, cost per day.
+"""Reconcile the ledger with Anthropic's own report, per UTC day: tokens and web searches per model and
+kind, cost per day.
 
 `reconcile(days)` reads Anthropic's report (billing/usage_report.py: every page, or nothing), sums the
 ledger for the same UTC days, and stores one Reconciliation per (day, model, kind) and one per day for
@@ -25,13 +26,15 @@ from billing.money import format_money
 from billing.signals import usage_reconciled
 from billing.usage_report import Report, TokenCounts, fetch_minutes, fetch_report
 
-# Ledger column per token kind, in the order of TokenCounts.
+# Ledger column per token kind (and web searches, counted in the report's server_tool_use), in the order
+# of TokenCounts.
 KIND_COLUMNS = {
     ReconciliationKind.INPUT: "input_tokens",
     ReconciliationKind.CACHE_READ: "cache_read_tokens",
     ReconciliationKind.CACHE_WRITE_5M: "cache_write_5m_tokens",
     ReconciliationKind.CACHE_WRITE_1H: "cache_write_1h_tokens",
     ReconciliationKind.OUTPUT: "output_tokens",
+    ReconciliationKind.WEB_SEARCH: "web_search_requests",
 }
 DEFAULT_DAYS = 3
 # The report's longest page of one-day buckets: one run reconciles at most this many days.
@@ -325,11 +328,12 @@ def explain(row: Reconciliation) -> str:
     """One sentence on a difference: which side has more, and the likely cause."""
     if not row.difference:
         return "Exact."
-    amount = (
-        format_money(abs(row.difference))
-        if row.kind == ReconciliationKind.COST
-        else f"{abs(row.difference):,} {row.get_kind_display().lower()} tokens"
-    )
+    if row.kind == ReconciliationKind.COST:
+        amount = format_money(abs(row.difference))
+    elif row.kind == ReconciliationKind.WEB_SEARCH:
+        amount = f"{abs(row.difference):,} web search{'es' if abs(row.difference) != 1 else ''}"
+    else:
+        amount = f"{abs(row.difference):,} {row.get_kind_display().lower()} tokens"
     where = f" for {row.model}" if row.model else ""
     if row.difference > 0:
         sentence = f"Anthropic reports {amount} more than the ledger{where}"

@@ -9,16 +9,18 @@ How a reply is billed:
    The worst case is an upper bound: the caller's bound of the prompt's tokens (the previous call's
    reported prompt plus what was added since, see conversations.services.prompt_tokens_bound) billed at
    the dearest prompt rate (cache write 1h) of the band it could fall in, plus `max_tokens` at that
-   band's output rate. When what is left at the shortest level cannot cover the reply's full
-   `max_tokens` but can cover at least MIN_REPLY_TOKENS, the call is granted a smaller `max_tokens` (the
-   API enforces it, so the bound still holds) instead of being refused.
+   band's output rate, plus the server tools it may use (`max_uses` web searches and fetches) at their
+   per-use prices. When what is left at the shortest level cannot cover the reply's full `max_tokens`
+   but can cover at least MIN_REPLY_TOKENS, the call is granted a smaller `max_tokens` (the API enforces
+   it, so the bound still holds) instead of being refused (the decision: billing/holds.py).
 2. `hold_prompt_known()` — when the API's message_start reports the prompt's real counts (before any
    output is generated), the hold shrinks to the prompt's exact cost plus `max_tokens` at the output
-   rate, so a cached prompt no longer holds budget at the cache-write rate while the reply streams.
-3. `usage_record()` — one immutable ledger row with the tokens the API reported, priced with the version
-   in force now, and settles the reservation in the same transaction. It locks in spend_reserve's order
-   (the organisation's row when it has a cap, then the person's), so the write that passes a budget's
-   alert threshold sees every other write's cost (billing/alerts.py).
+   rate, so a cached prompt no longer holds budget at the cache-write rate while the reply streams (a
+   hold with server tools stays whole: their results add input tokens later).
+3. `usage_record()` — one immutable ledger row with the tokens and server-tool uses the API reported,
+   priced with the versions in force now, and settles the reservation in the same transaction. It locks
+   in spend_reserve's order (the organisation's row when it has a cap, then the person's), so the write
+   that passes a budget's alert threshold sees every other write's cost (billing/alerts.py).
 Because the real cost of a call never exceeds what was held for it at any moment, the monthly spend of a
 user, a team or the organisation whose calls all go through spend_reserve never exceeds its limit: the
 overshoot bound is zero at every level.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -39,26 +41,16 @@ from django.db.models.functions import Cast, Least
 from django.utils import timezone
 
 from billing.alerts import note_crossings
+from billing.holds import HoldPreview, hold_decide, tool_prices, tool_rates
 from billing.keys import current_key_fingerprint
-from billing.levels import (
-    ORGANISATION,
-    TEAM,
-    UNREAD,
-    USER,
-    Level,
-    Levels,
-    levels_for,
-    organisation_lock,
-    read_standing,
-    user_limits,
-)
+from billing.levels import UNREAD, Level, Levels, levels_for, organisation_lock, read_standing, user_limits
 from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
-from billing.money import InexactAmount, format_money_together, usd_to_pico
+from billing.money import InexactAmount, usd_to_pico
 from billing.periods import Period, current_month
 from billing.queries import expired_reservations
 from billing.rollups import rollup_add, rollup_replace
+from billing.tool_prices import ServerTool, ServerToolPrice
 from billing.usage import NO_SERVER_TOOLS, LedgerLabels, ServerToolCaps, Usage
-from teams.access import allowed_models, team_of
 from teams.models import Membership
 
 logger = logging.getLogger(__name__)
@@ -182,36 +174,6 @@ def monthly_limit_for(user_id: int, budget: UserBudget | None = None) -> int | N
     return user_limits(user_id, budget, site_default_limit)[0]
 
 
-#: The smallest `max_tokens` a reply is granted when the budget left cannot cover the model's full one.
-MIN_REPLY_TOKENS = 2_048
-
-
-def worst_case_cost(
-    *, model: str, prompt_tokens: int, max_tokens: int, at: datetime, cache_ttl: str = "1h"
-) -> int:
-    """Upper bound in pUSD of what one call can cost (0 for an unpriced model), given an upper bound
-    of its prompt tokens and the cache lifetime it writes (its prompt tokens cost at most that write)."""
-    price = ModelPrice.objects.in_effect(model, at)
-    if price is None:
-        return 0
-    rates, _banded = price.rates_for(prompt_tokens)  # the highest band the prompt can reach
-    return max(0, prompt_tokens) * rates.prompt_rate(cache_ttl) + max(0, max_tokens) * rates.output
-
-
-def _affordable_max_tokens(
-    *, model: str, prompt_tokens: int, max_tokens: int, at: datetime, available: int, cache_ttl: str = "1h"
-) -> int:
-    """The largest `max_tokens` <= `max_tokens` whose worst case fits in `available` pUSD (0 if none)."""
-    price = ModelPrice.objects.in_effect(model, at)
-    if price is None:
-        return max_tokens
-    rates, _banded = price.rates_for(prompt_tokens)
-    left = available - max(0, prompt_tokens) * rates.prompt_rate(cache_ttl)
-    if left < 0:
-        return 0
-    return max_tokens if rates.output == 0 else min(max_tokens, left // rates.output)
-
-
 def _once(read):
     """`read`, called at most once however often the result is asked for (within one decision)."""
     cache = []
@@ -232,93 +194,6 @@ def _lock_budget_row(user_id: int) -> UserBudget:
     # A person's first call: make the row (another worker may make it at the same moment) and lock it.
     UserBudget.objects.bulk_create([UserBudget(user_id=user_id)], ignore_conflicts=True)
     return UserBudget.objects.select_for_update().get(user_id=user_id)
-
-
-def _month_name(period: Period) -> str:
-    return f"{period.first_day:%B}"
-
-
-def _who_to_ask(level: Level) -> str:
-    if level.scope == ORGANISATION:
-        return "ask an administrator"
-    if level.scope == TEAM:
-        names = level.team.manager_names() if level.team is not None else []
-        return f"ask {_joined(names)}" if names else "ask an administrator"
-    if level.personal:
-        return "you can raise your own limit on your usage page"
-    return "ask an administrator if you need more"
-
-
-def _joined(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-
-
-def _whose(level: Level) -> str:
-    if level.scope == ORGANISATION:
-        return "the organisation's"
-    if level.scope == TEAM:
-        return "your team's"
-    return "your own" if level.personal else "your"
-
-
-def used_up_message(level: Level, period: Period) -> str:
-    """Why nothing more can be sent this month, naming the level and whom to ask."""
-    shown_limit, shown_spent = format_money_together(level.limit, level.spent)
-    resets = f"{period.last_day + timedelta(days=1):%B %-d}"
-    if level.scope == USER and not level.personal:
-        return (
-            f"You've reached your monthly budget of {shown_limit} ({shown_spent} spent). "
-            f"It resets on {resets}; ask an administrator if you need more."
-        )
-    if level.scope == USER:
-        return (
-            f"You've reached the monthly limit you set yourself ({shown_limit}, {shown_spent} spent). "
-            f"It resets on {resets}; you can raise it on your usage page."
-        )
-    owner = "Your team's" if level.scope == TEAM else "The organisation's"
-    return (
-        f"{owner} budget for {_month_name(period)} is used up ({shown_spent} of {shown_limit}): "
-        f"{_who_to_ask(level)}. It resets on {resets}."
-    )
-
-
-def too_dear_message(level: Level, smallest: int, period: Period, cheaper: str = "") -> str:
-    """Why this message cannot be afforded although the level is not used up; `cheaper`: a model the
-    user may choose whose smallest reply would fit, named as the first thing to try."""
-    shown = format_money_together(smallest, level.available, level.limit)
-    held = " (other replies in progress hold part of it)" if level.held else ""
-    try_first = (
-        f"It would fit on {cheaper}: choose it in this conversation's settings, or try" if cheaper else "Try"
-    )
-    if level.scope == USER and not level.personal:
-        return (
-            f"This message could cost up to {shown[0]}, but only {shown[1]} of your {shown[2]} monthly "
-            f"budget is left{held}. {try_first} a shorter conversation, or ask an administrator for a "
-            "higher budget."
-        )
-    return (
-        f"This message could cost up to {shown[0]}, but only {shown[1]} of {_whose(level)} {shown[2]} "
-        f"budget for {_month_name(period)} is left{held}. {try_first} a shorter conversation, or "
-        f"{_who_to_ask(level)}."
-    )
-
-
-def cheaper_model_that_fits(
-    *, user_id: int, model: str, prompt_tokens: int, tokens: int, available: int, at: datetime, cache_ttl: str
-) -> str:
-    """Among the models the user may use (their team's choice), other than `model`: the one whose worst
-    case for `tokens` of reply is the largest that still fits in `available` pUSD ("" if none does).
-    Priced models only: an unpriced one is never suggested to get round a budget."""
-    best, best_cost = "", -1
-    for candidate in allowed_models(team_of(user_id)):
-        if candidate == model or ModelPrice.objects.in_effect(candidate, at) is None:
-            continue
-        cost = worst_case_cost(
-            model=candidate, prompt_tokens=prompt_tokens, max_tokens=tokens, at=at, cache_ttl=cache_ttl
-        )
-        if best_cost < cost <= available:
-            best, best_cost = candidate, cost
-    return best
 
 
 def spend_reserve(
@@ -398,6 +273,7 @@ def spend_reserve(
             model=model,
             amount=worst,
             max_tokens=granted,
+            tools_held=decision.tools_held,
             created_at=now,
         )
     return granted
@@ -416,7 +292,9 @@ def granted_max_tokens(message_id: int) -> int | None:
 def hold_prompt_known(*, message_id: int, model: str, usage: Usage) -> None:
     """Shrink the open hold of `message_id` once the API reported the prompt's counts (message_start):
     to the prompt's exact cost plus the granted `max_tokens` at the output rate. Only ever lowers it,
-    so it needs no lock: a smaller hold can only let other calls of the user through sooner."""
+    so it needs no lock: a smaller hold can only let other calls of the user through sooner. A hold
+    with server tools is left whole: their results add input tokens to the call after message_start,
+    at rates (the band) that the prompt's counts alone do not decide."""
     price = ModelPrice.objects.in_effect(model, timezone.now())
     if price is None:
         return
@@ -441,17 +319,34 @@ def hold_prompt_known(*, message_id: int, model: str, usage: Usage) -> None:
         Value(prompt, output_field=wide) + Cast("max_tokens", wide) * Value(rates.output, output_field=wide),
         output_field=wide,
     )
-    SpendReservation.objects.filter(pk=Subquery(latest), settled_at__isnull=True).update(
+    SpendReservation.objects.filter(pk=Subquery(latest), settled_at__isnull=True, tools_held=0).update(
         amount=Least(F("amount"), known)
     )
 
 
-def _pricing(price: ModelPrice | None, usage: Usage) -> dict:
-    """The ledger columns pricing `usage` at `price` (an unpriced model: cost 0, priced=False)."""
+def _pricing(price: ModelPrice | None, usage: Usage, tools: tuple[ServerToolPrice | None, ...]) -> dict:
+    """The ledger columns pricing `usage` at `price` and its server-tool uses at `tools` (the web search
+    and web fetch versions, see billing.holds.tool_prices). An unpriced model: priced=False, its tokens
+    cost 0 (its searches are still priced: their price is the same on every model)."""
+    search, fetch = tools
+    rates_of_tools = tool_rates(search, fetch)
+    tool_cost = rates_of_tools.cost(
+        web_searches=usage.web_search_requests, web_fetches=usage.web_fetch_requests
+    )
+    uses = {
+        "web_search_requests": usage.web_search_requests,
+        "web_fetch_requests": usage.web_fetch_requests,
+        "web_search_price": search,
+        "web_fetch_price": fetch,
+        "rate_web_search": rates_of_tools.web_search,
+        "rate_web_fetch": rates_of_tools.web_fetch,
+        "server_tool_cost": tool_cost,
+    }
     if price is None:
-        return {"priced": False}
+        return {**uses, "priced": False, "cost": tool_cost}
     rates, banded = price.rates_for(usage.prompt_tokens)
     return {
+        **uses,
         "priced": True,
         "price": price,
         "banded": banded,
@@ -466,7 +361,8 @@ def _pricing(price: ModelPrice | None, usage: Usage) -> dict:
             cache_write_5m=usage.cache_write_5m_tokens,
             cache_write_1h=usage.cache_write_1h_tokens,
             cache_read=usage.cache_read_tokens,
-        ),
+        )
+        + tool_cost,
         "cache_savings": usage.cache_read_tokens * max(0, rates.input - rates.cache_read),
     }
 
@@ -509,11 +405,19 @@ def usage_record(
                 return existing
 
         price = ModelPrice.objects.in_effect(labels.model, now)
-        pricing = _pricing(price, usage)
+        tools = tool_prices(usage.web_search_requests, usage.web_fetch_requests, now)
+        pricing = _pricing(price, usage, tools)
         if price is None:
             logger.warning(
                 "No price for model %s: call recorded unpriced (request %s)", labels.model, request_id
             )
+        for tool, uses, tool_price in zip(
+            ServerTool, (usage.web_search_requests, usage.web_fetch_requests), tools, strict=False
+        ):
+            if uses and tool_price is None:
+                logger.warning(
+                    "No price for %s: %d uses recorded at 0 (request %s)", tool.label, uses, request_id
+                )
 
         settles = hold_id if hold_id is not None else message_id
         team_id, team_name = _call_team(settles, labels.user_id)
@@ -593,7 +497,12 @@ def usage_replace_estimate(
         if row is None or row.replaced_at is not None:
             return None
         if estimated:
-            usage = replace(usage, output_tokens=max(usage.output_tokens, row.output_tokens))
+            usage = replace(
+                usage,
+                output_tokens=max(usage.output_tokens, row.output_tokens),
+                web_search_requests=max(usage.web_search_requests, row.web_search_requests),
+                web_fetch_requests=max(usage.web_fetch_requests, row.web_fetch_requests),
+            )
         columns = {
             "request_id": (request_id or row.request_id)[:128],
             "estimated": estimated,
@@ -606,8 +515,14 @@ def usage_replace_estimate(
             "replaced_at": timezone.now(),
             "replaced_cost": row.cost,
         }
-        if row.priced:
-            columns.update(_pricing(row.price, usage))
+        # Priced at the row's versions: its model price, and the tool prices it recorded or, for a tool the
+        # estimate did not count, the version in force when the call was made.
+        tools = (
+            row.web_search_price or tool_prices(usage.web_search_requests, 0, row.created_at)[0],
+            row.web_fetch_price or tool_prices(0, usage.web_fetch_requests, row.created_at)[1],
+        )
+        if row.priced or usage.web_search_requests or usage.web_fetch_requests:
+            columns.update(_pricing(row.price if row.priced else None, usage, tools))
         UsageRecord.objects.replace_estimate(row.pk, **columns)
         new = UsageRecord.objects.get(pk=row.pk)
         rollup_replace(row, new)
@@ -633,18 +548,6 @@ def budget_status(user) -> BudgetStatus:
     )
 
 
-@dataclass(frozen=True)
-class HoldPreview:
-    """What a call's budget hold would be now, without holding anything: `refusal` is the sentence a
-    Send would be refused with ("" if it would go through); `hold` the most the call may cost (pUSD);
-    `max_tokens` what it would be granted; `level` the level with the least left (None: no budget)."""
-
-    hold: int
-    max_tokens: int
-    level: Level | None
-    refusal: str = ""
-
-
 def hold_preview(
     *,
     status: BudgetStatus,
@@ -667,61 +570,3 @@ def hold_preview(
         cache_ttl=cache_ttl,
         tool_caps=tool_caps,
     )
-
-
-def hold_decide(
-    limited: list[Level],
-    period: Period,
-    *,
-    model: str,
-    prompt_tokens: int,
-    max_tokens: int,
-    at,
-    cache_ttl: str,
-    user_id: int | None = None,
-    tool_caps: ServerToolCaps = NO_SERVER_TOOLS,
-) -> HoldPreview:
-    """The one decision behind a hold and its preview, given the levels with a budget (their standing
-    read): refused (a level used up, or not even the smallest reply fits at the shortest level: the
-    refusal names a cheaper model that would, for `user_id`), or the hold and the `max_tokens` granted
-    (the request's, or less when the shortest level cannot cover its worst case)."""
-    worst = worst_case_cost(
-        model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens, at=at, cache_ttl=cache_ttl
-    )
-    if not limited:
-        return HoldPreview(worst, max_tokens, None)
-    for level in limited:
-        if level.exhausted:
-            return HoldPreview(0, 0, level, used_up_message(level, period))
-    shortest = min(limited, key=lambda level: level.available)
-    if worst <= shortest.available:
-        return HoldPreview(worst, max_tokens, shortest)
-    granted = _affordable_max_tokens(
-        model=model,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        at=at,
-        available=shortest.available,
-        cache_ttl=cache_ttl,
-    )
-    least = min(max_tokens, MIN_REPLY_TOKENS)
-    if granted < least:
-        smallest = worst_case_cost(
-            model=model, prompt_tokens=prompt_tokens, max_tokens=least, at=at, cache_ttl=cache_ttl
-        )
-        cheaper = ""
-        if user_id is not None:
-            cheaper = cheaper_model_that_fits(
-                user_id=user_id,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                tokens=least,
-                available=shortest.available,
-                at=at,
-                cache_ttl=cache_ttl,
-            )
-        return HoldPreview(0, 0, shortest, too_dear_message(shortest, smallest, period, cheaper))
-    held = worst_case_cost(
-        model=model, prompt_tokens=prompt_tokens, max_tokens=granted, at=at, cache_ttl=cache_ttl
-    )
-    return HoldPreview(held, granted, shortest)

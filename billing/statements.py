@@ -53,6 +53,9 @@ class Figures:
     thinking_tokens: int = 0
     unpriced_calls: int = 0
     estimated_calls: int = 0
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    server_tool_cost: int = 0  # of `cost`: the web searches and fetches
     cost: int = 0
 
     @classmethod
@@ -271,7 +274,11 @@ FIGURE_COLUMNS = [
     ("Thinking tokens (in output)", "thinking_tokens"),
     ("Unpriced calls", "unpriced_calls"),
     ("Estimated calls", "estimated_calls"),
+    ("Web searches", "web_search_requests"),
+    ("Web fetches", "web_fetch_requests"),
 ]
+# Exact USD columns after the counts: what the web searches and fetches cost, then the whole cost.
+MONEY_COLUMNS = ["Web searches and fetches (USD)", "Cost (USD)"]
 
 
 def exact_usd(pico: int) -> str:
@@ -280,7 +287,8 @@ def exact_usd(pico: int) -> str:
 
 
 def _figure_cells(figures: Figures) -> list:
-    return [*(getattr(figures, name) for _, name in FIGURE_COLUMNS), exact_usd(figures.cost)]
+    counts = (getattr(figures, name) for _, name in FIGURE_COLUMNS)
+    return [*counts, exact_usd(figures.server_tool_cost), exact_usd(figures.cost)]
 
 
 def _csv(filename: str, header: list[str], rows: list[list]) -> HttpResponse:
@@ -296,7 +304,7 @@ def team_statement_csv_response(statement: TeamStatement) -> HttpResponse:
     month = month_key(statement.month.first_day)
     subject = statement.subject
     header = ["Month", "Team id", "Team", "User id", "User", "Name", "Note", "Model"]
-    header += [label for label, _ in FIGURE_COLUMNS] + ["Cost (USD)"]
+    header += [label for label, _ in FIGURE_COLUMNS] + MONEY_COLUMNS
     rows = []
     for member in statement.members:
         person = [
@@ -329,7 +337,7 @@ def team_statement_csv_response(statement: TeamStatement) -> HttpResponse:
 
 def organisation_statement_csv_response(statement: OrganisationStatement) -> HttpResponse:
     month = month_key(statement.month.first_day)
-    header = ["Month", "Team id", "Team", "Note", *(c for c, _ in FIGURE_COLUMNS), "Cost (USD)"]
+    header = ["Month", "Team id", "Team", "Note", *(c for c, _ in FIGURE_COLUMNS), *MONEY_COLUMNS]
     rows = [
         [
             month,
@@ -341,7 +349,7 @@ def organisation_statement_csv_response(statement: OrganisationStatement) -> Htt
         for line in (*statement.teams, statement.no_team)
     ]
     rows.append([month, "", "TOTAL", "", *_figure_cells(statement.total)])
-    blank = [""] * len(FIGURE_COLUMNS)
+    blank = [""] * (len(FIGURE_COLUMNS) + len(MONEY_COLUMNS) - 1)  # an adjustment fills the cost only
     for line in statement.adjustments:
         note = spreadsheet_safe(f"{line.day:%Y-%m-%d}, {line.staff_name}: {line.reason}")
         rows.append([month, "", "ADJUSTMENT", note, *blank, exact_usd(line.amount)])

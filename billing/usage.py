@@ -36,10 +36,16 @@ class Usage:
 @dataclass(frozen=True)
 class ServerToolCaps:
     """The most server-tool uses one call may make (the `max_uses` of the tools it offers): a budget
-    hold covers them at their price on top of the tokens, so a call cannot overshoot by searching."""
+    hold covers them at their price on top of the tokens, so a call cannot overshoot by searching.
+
+    `result_tokens`: the caller's upper bound of the input tokens the tools' results may add to the
+    call (Anthropic bills what a search returns and a fetch reads as input tokens of the same call; a
+    fetch's is bounded by its `max_content_tokens`, a search's by nothing documented). The hold counts
+    them as prompt tokens, at the dearest prompt rate of the band they could take the call to."""
 
     web_searches: int = 0
     web_fetches: int = 0
+    result_tokens: int = 0
 
 
 NO_SERVER_TOOLS = ServerToolCaps()

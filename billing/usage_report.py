@@ -39,19 +39,27 @@ class ReportError(Exception):
 
 @dataclass(frozen=True)
 class TokenCounts:
-    """One day and model's tokens as Anthropic reports them."""
+    """One day and model's tokens as Anthropic reports them, and its web searches (`server_tool_use`)."""
 
     input: int = 0
     cache_read: int = 0
     cache_write_5m: int = 0
     cache_write_1h: int = 0
     output: int = 0
+    web_search: int = 0
 
     def plus(self, other: TokenCounts) -> TokenCounts:
         return TokenCounts(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
 
-    def as_tuple(self) -> tuple[int, int, int, int, int]:
-        return (self.input, self.cache_read, self.cache_write_5m, self.cache_write_1h, self.output)
+    def as_tuple(self) -> tuple[int, int, int, int, int, int]:
+        return (
+            self.input,
+            self.cache_read,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.output,
+            self.web_search,
+        )
 
 
 @dataclass(frozen=True)
@@ -163,12 +171,14 @@ def fetch_minutes(
 
 def _counts(row: dict) -> TokenCounts:
     created = row.get("cache_creation") or {}
+    tools = row.get("server_tool_use") or {}
     return TokenCounts(
         input=int(row.get("uncached_input_tokens") or 0),
         cache_read=int(row.get("cache_read_input_tokens") or 0),
         cache_write_5m=int(created.get("ephemeral_5m_input_tokens") or 0),
         cache_write_1h=int(created.get("ephemeral_1h_input_tokens") or 0),
         output=int(row.get("output_tokens") or 0),
+        web_search=int(tools.get("web_search_requests") or 0),
     )
 
 

@@ -152,6 +152,11 @@ def receipt(request: HttpRequest, message_pk: int) -> HttpResponse:
         "records": records,
         "total": sum(record.cost for record in records),  # a handful of rows for one message
         "savings": sum(record.cache_savings for record in records),
+        "web": {
+            "searches": sum(record.web_search_requests for record in records),
+            "fetches": sum(record.web_fetch_requests for record in records),
+            "cost": sum(record.server_tool_cost for record in records),
+        },
         "any_unpriced": any(not record.priced for record in records),
         "estimate": _estimate_for(message_pk, request.user.pk),
     }

@@ -8,7 +8,8 @@ from django.urls import reverse
 from billing.levels import ORGANISATION, TEAM, USER
 from billing.models import UserBudget
 from billing.money import format_money, format_money_exact, format_money_pair
-from billing.services import budget_status, used_up_message
+from billing.refusals import used_up_message
+from billing.services import budget_status
 
 register = template.Library()
 
@@ -38,6 +39,28 @@ def money_of(part: int, whole: int | None) -> str:
         return format_money(part)
     shown_part, shown_whole = format_money_pair(part, whole)
     return f"{shown_part} of {shown_whole}"
+
+
+@register.simple_tag
+def web_use(searches: int, fetches: int, cost: int) -> str:
+    """'3 searches · $0.03', '2 searches · 1 fetch · $0.02': the server tools a call (or a sum of calls)
+    used and what they cost; '' when none was used."""
+    parts = [
+        f"{count:,} {noun if count == 1 else plural}"
+        for count, noun, plural in ((searches, "search", "searches"), (fetches, "fetch", "fetches"))
+        if count
+    ]
+    return " · ".join([*parts, format_money(cost)]) if parts else ""
+
+
+@register.filter
+def percent_of(part: int, whole: int) -> str:
+    """'12%': `part` as a whole-number share of `whole`, rounded down ('<1%' for a share above 0 that
+    rounds to it; '—' when `whole` is 0)."""
+    if not whole:
+        return "—"
+    share = int(part) * 100 // int(whole)
+    return "<1%" if share == 0 and part else f"{share}%"
 
 
 @register.filter

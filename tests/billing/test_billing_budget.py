@@ -11,6 +11,7 @@ from django.template import Context, Template
 from django.utils import timezone
 
 from billing import dashboard, rollups
+from billing.holds import worst_case_cost
 from billing.models import BudgetPolicy, SiteBudget, SpendReservation, UserBudget
 from billing.money import usd_to_pico
 from billing.periods import preset
@@ -19,7 +20,6 @@ from billing.services import (
     RateLimited,
     budget_status,
     spend_reserve,
-    worst_case_cost,
 )
 
 pytestmark = pytest.mark.django_db

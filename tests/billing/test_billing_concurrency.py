@@ -14,9 +14,10 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
+from billing.holds import worst_case_cost
 from billing.models import SpendReservation, UsageRecord
 from billing.money import usd_to_pico
-from billing.services import BudgetExceeded, budget_status, spend_reserve, worst_case_cost
+from billing.services import BudgetExceeded, budget_status, spend_reserve
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PRICES = Path(__file__).resolve().parents[2] / "billing" / "prices" / "anthropic-2026-11.json"

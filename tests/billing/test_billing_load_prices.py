@@ -94,4 +94,4 @@ def test_a_version_that_priced_calls_cannot_be_rewritten_by_a_file(tmp_path):
 def test_shipped_price_list_matches_the_seed(tmp_path):
     from django.conf import settings
 
-    assert "14 unchanged" in load(settings.BASE_DIR / "billing" / "prices" / "anthropic-2026-11.json")
+    assert "16 unchanged" in load(settings.BASE_DIR / "billing" / "prices" / "anthropic-2026-11.json")

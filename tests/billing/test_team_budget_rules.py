@@ -24,6 +24,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.holds import MIN_REPLY_TOKENS, worst_case_cost
 from billing.levels import ORGANISATION, TEAM, USER
 from billing.models import (
     AlertScope,
@@ -38,7 +39,7 @@ from billing.models import (
 )
 from billing.money import usd_to_pico
 from billing.periods import current_month
-from billing.services import MIN_REPLY_TOKENS, BudgetExceeded, budget_status, spend_reserve, worst_case_cost
+from billing.services import BudgetExceeded, budget_status, spend_reserve
 
 pytestmark = pytest.mark.django_db
 PRICES = Path(__file__).resolve().parents[2] / "billing" / "prices" / "anthropic-2026-11.json"

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from billing import alerts
 from billing.alerts import deliver_pending
+from billing.holds import worst_case_cost
 from billing.levels import ORGANISATION, TEAM
 from billing.models import (
     AlertScope,
@@ -42,7 +43,7 @@ from billing.models import (
 )
 from billing.money import usd_to_pico
 from billing.periods import current_month
-from billing.services import BudgetExceeded, spend_reserve, worst_case_cost
+from billing.services import BudgetExceeded, spend_reserve
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PRICES = Path(__file__).resolve().parents[2] / "billing" / "prices" / "anthropic-2026-11.json"

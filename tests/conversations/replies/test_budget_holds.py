@@ -15,9 +15,10 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
+from billing.holds import MIN_REPLY_TOKENS, worst_case_cost
 from billing.models import BudgetPolicy, ModelPrice, SpendReservation, UsageRecord, UserBudget
 from billing.money import usd_to_pico
-from billing.services import MIN_REPLY_TOKENS, hold_prompt_known, spend_reserve, worst_case_cost
+from billing.services import hold_prompt_known, spend_reserve
 from billing.usage import Usage
 from conversations import services
 from conversations.models import Message

@@ -10,8 +10,8 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.utils import timezone
 
+from billing.holds import MIN_REPLY_TOKENS
 from billing.models import SpendReservation, UsageRecord
-from billing.services import MIN_REPLY_TOKENS
 from conversations.catalog import reply_max_tokens
 from conversations.models import Message
 from conversations.replies.generation import generation_wait
@@ -24,8 +24,8 @@ PRICES = Path(__file__).resolve().parents[3] / "billing" / "prices" / "anthropic
 
 @sync_to_async
 def user_with_budget_for(replies: float, text: str, conversations: int):
+    from billing.holds import worst_case_cost
     from billing.models import BudgetPolicy, UserBudget
-    from billing.services import worst_case_cost
 
     call_command("load_prices", str(PRICES), verbosity=0)
     user = make_user()
