@@ -37,7 +37,7 @@ class TeamForm(forms.ModelForm):
 
     class Meta:
         model = Team
-        fields = ["name", "managers", "warning_percent", "allowed_models", "default_model"]
+        fields = ["name", "managers", "warning_percent", "allowed_models", "default_model", "web"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -112,6 +112,7 @@ class TeamAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "managers"]}),
         ("Budget", {"fields": ["monthly_limit_usd", "warning_percent"]}),
         ("Models", {"fields": ["allowed_models", "default_model"]}),
+        ("Web search", {"fields": ["web"]}),
     ]
 
     def get_queryset(self, request: HttpRequest):

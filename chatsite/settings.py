@@ -337,6 +337,21 @@ CHAT_PRICE_LINE_PER_MINUTE = int(os.environ.get("CHAT_PRICE_LINE_PER_MINUTE", "3
 CHAT_MAX_SYSTEM_PROMPT_CHARS = int(os.environ.get("CHAT_MAX_SYSTEM_PROMPT_CHARS", "16000"))
 # Read-only share links to a conversation: off unless the site turns them on.
 CHAT_SHARING = env_bool("CHAT_SHARING", False)
+# Web search and web fetch (Anthropic's server tools; each search is billed): what the site's web
+# settings start from when the row is first made (conversations.WebSettings, then edited in the admin):
+# whether people may turn the Web on in their conversations, the most searches and fetches of one
+# reply, and the host names results may only come from, or may never come from (one list or neither).
+CHAT_WEB = env_bool("CHAT_WEB", True)
+CHAT_WEB_MAX_SEARCHES = int(os.environ.get("CHAT_WEB_MAX_SEARCHES") or "5")
+CHAT_WEB_MAX_FETCHES = int(os.environ.get("CHAT_WEB_MAX_FETCHES") or "5")
+CHAT_WEB_ALLOWED_DOMAINS = [d.lower() for d in env_list("CHAT_WEB_ALLOWED_DOMAINS")]
+CHAT_WEB_BLOCKED_DOMAINS = [d.lower() for d in env_list("CHAT_WEB_BLOCKED_DOMAINS")]
+if CHAT_WEB_MAX_SEARCHES < 1 or CHAT_WEB_MAX_FETCHES < 1:
+    raise ImproperlyConfigured("CHAT_WEB_MAX_SEARCHES and CHAT_WEB_MAX_FETCHES must be at least 1.")
+if CHAT_WEB_ALLOWED_DOMAINS and CHAT_WEB_BLOCKED_DOMAINS:
+    raise ImproperlyConfigured(
+        "Set CHAT_WEB_ALLOWED_DOMAINS or CHAT_WEB_BLOCKED_DOMAINS, not both (the API refuses both)."
+    )
 # Conversations the sidebar loads at a time (more load as it scrolls, or with its "More" link).
 CHAT_SIDEBAR_PAGE = max(1, int(os.environ.get("CHAT_SIDEBAR_PAGE", "50")))
 # Largest conversation file a person may import.

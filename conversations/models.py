@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
@@ -70,6 +73,17 @@ class Conversation(models.Model):
     stop_sequences = models.JSONField(default=list, blank=True)
     # How hard the model thinks (`output_config.effort`), for models that take it; "" is the model's default.
     effort = models.CharField(max_length=8, blank=True)
+    # The Web switch: Claude may search the web and read pages in this conversation's next replies
+    # (where the site and the owner's team offer it: conversations/web.py).
+    web = models.BooleanField(default=False)
+    # Each time the switch changed: [{"after": <newest message id then>, "on": bool}], oldest first. Sent
+    # as a tool_addition / tool_removal system message after the first message the owner sent later, every
+    # time from then on (the tools themselves never change: see replies/history.py).
+    web_changes = models.JSONField(default=list, blank=True)
+    # The web tools' definitions (max_uses, domains) this conversation declares, fixed once a reply was
+    # asked with them: Claude's later thinking is bound to them, so changed site settings apply to
+    # conversations that turn the Web on afterwards.
+    web_tools = models.JSONField(default=list, blank=True)
     # Messages with a lower id are no longer sent to Claude: the conversation outgrew the model's
     # context window and its oldest turns were left out (the page shows a marker there). It only moves
     # forward, in large steps, so the cached prompt prefix stays the same for many turns.
@@ -422,6 +436,76 @@ class Preset(models.Model):
     @property
     def is_site_wide(self) -> bool:
         return self.owner_id is None
+
+
+#: The most searches (or fetches) one reply may be allowed: each is billed, and held before the call.
+WEB_MAX_USES = 50
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def web_domain_errors(domains: list[str]) -> list[str]:
+    """Why each of `domains` is no bare host name the web tools take ("example.com", "docs.example.org":
+    no scheme, path, port or wildcard; a domain covers its subdomains), as sentences; [] when all are."""
+    errors = []
+    for domain in domains:
+        labels = domain.split(".")
+        if "://" in domain or "/" in domain:
+            errors.append(f"“{domain}”: write the host name alone, without http:// or a path.")
+        elif len(domain) > 253 or len(labels) < 2 or not all(_HOST_LABEL.match(label) for label in labels):
+            errors.append(f"“{domain}” is not a host name such as example.com.")
+    return errors
+
+
+class WebSettings(models.Model):
+    """Web search and web fetch for the whole site (a single row, pk=1): made from the CHAT_WEB… settings
+    the first time it is read, then edited in the admin. Teams may turn the web off for their members."""
+
+    offered = models.BooleanField(
+        help_text="People may turn the Web on in their conversations (each search is billed to them)."
+    )
+    max_searches = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(WEB_MAX_USES)],
+        help_text="The most web searches one reply may make (its budget hold covers them all).",
+    )
+    max_fetches = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(WEB_MAX_USES)],
+        help_text="The most pages one reply may read.",
+    )
+    allowed_domains = models.JSONField(
+        default=list, blank=True, help_text="Results only from these host names (and their subdomains)."
+    )
+    blocked_domains = models.JSONField(
+        default=list, blank=True, help_text="Results never from these host names (and their subdomains)."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "web search and fetch"
+        verbose_name_plural = "web search and fetch"
+
+    def __str__(self) -> str:
+        return "Web search and fetch"
+
+    def clean(self) -> None:
+        errors = web_domain_errors([*self.allowed_domains, *self.blocked_domains])
+        if self.allowed_domains and self.blocked_domains:
+            errors.append("Give allowed domains or blocked domains, not both: the API takes one list.")
+        if errors:
+            raise ValidationError(errors)
+
+    @classmethod
+    def load(cls) -> WebSettings:
+        """The row, made from the settings when there is none yet."""
+        return cls.objects.get_or_create(
+            pk=1,
+            defaults={
+                "offered": settings.CHAT_WEB,
+                "max_searches": settings.CHAT_WEB_MAX_SEARCHES,
+                "max_fetches": settings.CHAT_WEB_MAX_FETCHES,
+                "allowed_domains": list(settings.CHAT_WEB_ALLOWED_DOMAINS),
+                "blocked_domains": list(settings.CHAT_WEB_BLOCKED_DOMAINS),
+            },
+        )[0]
 
 
 def share_token_hash(token: str) -> str:

@@ -28,6 +28,7 @@ from .models import (
     ShareLink,
     share_token_hash,
 )
+from .web import conversation_web_set
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +48,21 @@ def preset_offered(*, user, preset_id: object) -> Preset | None:
     return preset
 
 
-def conversation_create(*, owner, model: str | None = None, preset: Preset | None = None) -> Conversation:
+def conversation_create(
+    *, owner, model: str | None = None, preset: Preset | None = None, web: bool = False
+) -> Conversation:
     """A new, empty conversation on `model` (cleaned by the caller among the owner's `ModelChoice`; the
     owner's default when None). With a preset (`preset_offered`), the conversation gets a copy of its
-    system prompt: later changes to the preset do not reach it."""
-    return Conversation.objects.create(
+    system prompt: later changes to the preset do not reach it. With `web`, it starts with the Web
+    switch on (InvalidInput where the site or the owner's team does not offer the web)."""
+    conversation = Conversation.objects.create(
         owner=owner,
         model=model or model_choice(owner.pk).default,
         system_prompt=preset.system_prompt if preset is not None else "",
     )
+    if web:
+        return conversation_web_set(conversation=conversation, on=True)
+    return conversation
 
 
 def conversation_update_settings(

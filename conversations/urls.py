@@ -10,6 +10,7 @@ urlpatterns = [
     path("c/<int:pk>/", views.conversation_detail, name="conversation"),
     path("c/<int:pk>/earlier/", views.conversation_earlier, name="conversation_earlier"),
     path("c/<int:pk>/settings/", views.conversation_settings, name="conversation_settings"),
+    path("c/<int:pk>/web/", views.conversation_web, name="conversation_web"),
     path("c/<int:pk>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
     path("c/<int:pk>/send/", views.message_send, name="message_send"),

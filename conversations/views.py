@@ -7,13 +7,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.services import SpendRefused, budget_status
 
-from . import attachments, fragments, inputs, search, services
+from . import attachments, fragments, inputs, search, services, web
 from .catalog import EFFORTS, model_info, takes_effort
 from .meters import meter_for
 from .models import Attachment, Conversation, Message, Preset
@@ -65,6 +66,8 @@ def _page_context(
         if conversation
         else "",
         "max_stop_sequences": inputs.MAX_STOP_SEQUENCES,
+        # The Web switch is shown (and a new conversation may start with it on) where it is offered.
+        "web_offered": web.web_offered(request.user.pk),
         "effort_choices": EFFORTS if conversation and takes_effort(model) else (),
         "effort_default": model_info(model).default_effort if conversation else "",
         "attachment_limits": {
@@ -158,14 +161,15 @@ def conversation_earlier(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "conversations/conversation.html#message_list", context)
 
 
-def _conversation_create(user, model: object, preset_id: object) -> Conversation:
+def _conversation_create(user, model: object, preset_id: object, web_on: bool) -> Conversation:
     """An empty conversation from the home page's choices (checked here, at the edge: the model among
     the ones the user's team allows)."""
     preset = services.preset_offered(user=user, preset_id=preset_id)
     models = inputs.model_choice(user.pk)
-    return services.conversation_create(
-        owner=user, model=models.clean_optional(model) or models.default, preset=preset
-    )
+    with transaction.atomic():  # refused (the web not offered): no conversation either
+        return services.conversation_create(
+            owner=user, model=models.clean_optional(model) or models.default, preset=preset, web=web_on
+        )
 
 
 @login_required
@@ -180,6 +184,7 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
         # Only spaces: nothing to send, and no empty conversation made for it.
         return await sync_to_async(_render_page_with_error)(request, None, EMPTY_MESSAGE, text)
     model, preset = request.POST.get("model"), request.POST.get("preset")
+    web_on = request.POST.get("web") == "1"
     stored: list[Attachment] = []
     try:
         if (
@@ -188,10 +193,10 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
             stored = await _store_posted_files(request, user, None)
             ids = request.POST.getlist("attachments") + [a.pk for a in stored]
             reply = await intents.start_conversation(
-                owner=user, text=text, model=model, preset_id=preset, attachment_ids=ids
+                owner=user, text=text, model=model, preset_id=preset, attachment_ids=ids, web=web_on
             )
             return redirect(reply.conversation)
-        conversation = await sync_to_async(_conversation_create)(user, model, preset)
+        conversation = await sync_to_async(_conversation_create)(user, model, preset, web_on)
     except (inputs.InvalidInput, SpendRefused, attachments.AttachmentError) as exc:
         for attachment in stored:
             await sync_to_async(attachment.delete)()
@@ -444,6 +449,31 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "conversations/conversation.html#settings", context)
     if "settings_error" in extra:
         flash.error(request, extra["settings_error"])
+    return redirect(conversation)
+
+
+@login_required
+@require_POST
+def conversation_web(request: HttpRequest, pk: int) -> HttpResponse:
+    """The Web switch (`web` = "1" or "0"), for the conversation's next messages. With htmx the answer is
+    the switch itself (with the reason when turning it on was refused); without, back to the page."""
+    conversation = _owned_conversation(request, pk)
+    error = ""
+    try:
+        conversation = web.conversation_web_set(conversation=conversation, on=request.POST.get("web") == "1")
+    except inputs.InvalidInput as exc:
+        error = str(exc)
+    if request.htmx:
+        context = {
+            "conversation": conversation,
+            "web_offered": web.web_offered(request.user.pk),
+            "web_error": error,
+        }
+        return render(
+            request, "conversations/conversation.html#web_switch", context, status=400 if error else 200
+        )
+    if error:
+        flash.error(request, error)
     return redirect(conversation)
 
 

@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import tool_changes
 from .catalog import ModelSpec
 from .signatures import (
     block_id,
@@ -132,12 +133,21 @@ def check(body: dict[str, Any], spec: ModelSpec, betas: set[str]) -> Binding:
                         f"messages.{i}.content.{j}: compaction_block_misplaced: a compaction block must be the "
                         "first block of the first message, in place of the messages it summarises"
                     )
-                recorded = read_compaction(str(block.get("content") or ""), str(block.get("signature") or ""))
+                recorded = read_compaction(
+                    str(block.get("content") or ""),
+                    str(block.get("signature") or ""),
+                    block.get("tool_changes"),
+                )
                 if recorded is None:
                     raise BindingError(
                         f"messages.{i}.content.{j}: compaction_signature_invalid: the compaction block was altered"
                     )
-                recorded_state, recorded_start = recorded
+                if not recorded.tool_changes_ok:
+                    raise BindingError(
+                        f"messages.{i}.content.{j}.tool_changes: compaction_tool_changes_mismatch: the "
+                        "compaction block's `tool_changes` differs from what was returned with the block"
+                    )
+                recorded_state, recorded_start = recorded.state, recorded.start
                 # The summarised turns were bound to the system prompt and tools of their time.
                 state = (
                     recorded_state if recorded_start == start else hashlib.sha256(b"changed" + start).digest()
@@ -176,10 +186,11 @@ def check(body: dict[str, Any], spec: ModelSpec, betas: set[str]) -> Binding:
                     dropped.append((i, j, "prefix_binding_mismatch"))
                     continue
             previous = block_id(block["signature"])
+        chained = tool_changes.bound_blocks(blocks[first:], body) if role == "system" else blocks[first:]
         if i == len(messages) - 1 and role == "assistant":
-            continued = chain_step(state, role, blocks[first:])
-        if blocks[first:] or not first:  # a compaction block alone is not a message of the chain
-            state = chain_step(state, role, blocks[first:])
+            continued = chain_step(state, role, chained)
+        if chained or not first:  # a compaction block alone is not a message of the chain
+            state = chain_step(state, role, chained)
 
     for i, j, _reason in sorted(dropped, reverse=True):
         content = messages[i]["content"]

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import media
+from . import media, tool_changes
 from .tokenizer import count_tokens
 
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
@@ -92,6 +92,10 @@ def block_tokens(block: Any) -> int:
     return count_tokens(json.dumps(_strip_cc(block), sort_keys=True))
 
 
+def _json_tokens(obj: Any) -> int:
+    return count_tokens(json.dumps(obj, sort_keys=True))
+
+
 def _ttl_of(block: Any) -> str | None:
     if isinstance(block, dict) and isinstance(block.get("cache_control"), dict):
         return str(block["cache_control"].get("ttl") or "5m")
@@ -102,6 +106,8 @@ def build_segments(body: dict[str, Any]) -> list[Segment]:
     """Segment a (validated) request body: tools, system, then message blocks, with breakpoints."""
     segs: list[Segment] = []
     for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("defer_loading"):
+            continue  # not in the prompt until a tool_addition surfaces it (its tokens count there)
         plain = _strip_cc(tool) if isinstance(tool, dict) else tool
         segs.append(
             Segment(_canon(["tool", plain]), count_tokens(json.dumps(plain, sort_keys=True)), _ttl_of(tool))
@@ -118,8 +124,12 @@ def build_segments(body: dict[str, Any]) -> list[Segment]:
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
         for i, block in enumerate(blocks):
             # The role is part of the first block's identity so "hi" from user != "hi" from assistant.
-            tag = [role if i == 0 else "", _strip_cc(block) if isinstance(block, dict) else block]
-            segs.append(Segment(_canon(tag), block_tokens(block), _ttl_of(block)))
+            # A surfaced deferred tool's definition is part of the block's identity (and of its tokens).
+            bound = tool_changes.bound_blocks([block], body)[0] if role == "system" else block
+            tag = [role if i == 0 else "", _strip_cc(bound) if isinstance(bound, dict) else bound]
+            added = tool_changes.definition_tokens_of(block, body, _json_tokens)
+            tokens = block_tokens(block) if added is None else added
+            segs.append(Segment(_canon(tag), tokens, _ttl_of(block)))
     auto = body.get("cache_control")
     if isinstance(auto, dict) and segs and segs[-1].ttl is None:
         last = segs[-1]

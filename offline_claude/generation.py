@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import media, replies, server_tools
+from . import media, replies, server_tools, tool_changes
 from .binding import Binding, new_block_prefix
 from .cache import CacheResult
 from .controls import extract_magic
@@ -383,12 +383,16 @@ def plan_compaction(body: dict[str, Any], usage_in: CacheResult, binding: Bindin
         lines.append(f"The user asked {len(quotes) - len(shown)} earlier question(s) on related points.")
     lines += [f"- The user asked: “{quote}”, and Claude answered it." for quote in shown]
     summary = "\n".join(lines)
+    changes = tool_changes.compaction_changes(body)  # the tool set at the end of what it summarises
     plan = ReplyPlan(model=body["model"], usage_in=usage_in, stop_reason="compaction")
     plan.text_pieces = split_pieces(summary)  # counted as the call's output
     plan.compaction = {
         "type": "compaction",
         "content": summary,
-        "signature": sign_compaction(summary, state=binding.state, start=chain_start(body)),
+        "signature": sign_compaction(
+            summary, state=binding.state, start=chain_start(body), tool_changes=changes
+        ),
+        "tool_changes": changes,
     }
     return plan
 

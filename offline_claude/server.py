@@ -494,7 +494,14 @@ class OfflineClaudeServer:
             if plan.leading_compaction is not None:
                 # Compaction at a threshold: the block first, its summary in one compaction_delta.
                 block = plan.leading_compaction
-                start = dumps({"type": "compaction", "content": "", "signature": block["signature"]})
+                start = dumps(
+                    {
+                        "type": "compaction",
+                        "content": "",
+                        "signature": block["signature"],
+                        "tool_changes": block["tool_changes"],
+                    }
+                )
                 yield (
                     offset,
                     ev(

@@ -65,7 +65,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import corpus
+from . import corpus, tool_changes
 from .tokenizer import count_tokens, split_pieces
 
 SEARCH_TYPES = frozenset({"web_search_20250305", "web_search_20260209", "web_search_20260318"})
@@ -283,7 +283,7 @@ def plan_web(body: dict[str, Any], user_text: str, controls: Any) -> WebTurn | N
     ``controls`` is the request's :class:`~offline_claude.controls.Controls` (web_searches,
     search_error, fetch_error, pause_turn).
     """
-    tools = body.get("tools") or []
+    tools = tool_changes.offered(body)  # a deferred tool only once surfaced, a withdrawn one not
     search, fetch = _find_tool(tools, SEARCH_TYPES), _find_tool(tools, FETCH_TYPES)
     if search is None and fetch is None:
         return None

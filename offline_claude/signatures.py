@@ -64,7 +64,9 @@ def chain_start(body: dict[str, Any]) -> bytes:
     """The prefix digest before any message: the top-level ``system`` and ``tools``."""
     system = body.get("system")
     system_blocks = content_blocks(system) if system else []
-    tools = body.get("tools") or []
+    # A deferred tool (`defer_loading`) is not part of the prefix until a tool_addition surfaces it
+    # (tool_changes.bound_blocks puts its definition in the chain there).
+    tools = [t for t in body.get("tools") or [] if not (isinstance(t, dict) and t.get("defer_loading"))]
     return hashlib.sha256(
         _canon(["start", [_plain(b) for b in system_blocks], [_plain(t) for t in tools]])
     ).digest()
@@ -117,22 +119,43 @@ def prefix_matches(parts: ThinkingSignature, thinking: str, *, prefix: bytes, pr
     return hmac.compare_digest(parts.prefix_mac, expected)
 
 
-def sign_compaction(summary: str, *, state: bytes, start: bytes) -> str:
+def _tool_changes_mac(summary: str, tool_changes: list[Any]) -> bytes:
+    return _mac(b"compaction tool changes", summary.encode(), _canon([_plain(c) for c in tool_changes]))
+
+
+def sign_compaction(
+    summary: str, *, state: bytes, start: bytes, tool_changes: list[Any] | None = None
+) -> str:
     """The signature of a compaction block summarising messages whose running digest ended at ``state``,
-    under the ``system`` and ``tools`` whose digest is ``start``."""
+    under the ``system`` and ``tools`` whose digest is ``start``; with ``tool_changes`` (the block's, a
+    list), a second MAC over them, so a block sent back with other changes is refused."""
     mac = _mac(b"compaction", summary.encode(), state, start)
-    return base64.b64encode(_COMPACTION_MAGIC + state + start + mac).decode()
+    extra = b"" if tool_changes is None else _tool_changes_mac(summary, tool_changes)
+    return base64.b64encode(_COMPACTION_MAGIC + state + start + mac + extra).decode()
 
 
-def read_compaction(summary: str, signature: str) -> tuple[bytes, bytes] | None:
-    """(state, start) of a valid compaction signature for this summary, or None if it was altered."""
+@dataclass(frozen=True)
+class CompactionSignature:
+    state: bytes
+    start: bytes
+    # False when the block's `tool_changes` are not the ones it was returned with.
+    tool_changes_ok: bool = True
+
+
+def read_compaction(summary: str, signature: str, tool_changes: Any = None) -> CompactionSignature | None:
+    """What a valid compaction signature for this summary records, or None if the summary or signature
+    was altered. A signature made with tool changes checks the block's ``tool_changes`` too."""
     try:
         raw = base64.b64decode(signature, validate=True)
     except (binascii.Error, ValueError):
         return None
-    if len(raw) != 3 + 32 + 32 + 32 or not raw.startswith(_COMPACTION_MAGIC):
+    if len(raw) not in (3 + 32 * 3, 3 + 32 * 4) or not raw.startswith(_COMPACTION_MAGIC):
         return None
-    state, start, mac = raw[3:35], raw[35:67], raw[67:]
+    state, start, mac, extra = raw[3:35], raw[35:67], raw[67:99], raw[99:]
     if not hmac.compare_digest(mac, _mac(b"compaction", summary.encode(), state, start)):
         return None
-    return state, start
+    changes_ok = not extra or (
+        isinstance(tool_changes, list)
+        and hmac.compare_digest(extra, _tool_changes_mac(summary, tool_changes))
+    )
+    return CompactionSignature(state, start, changes_ok)

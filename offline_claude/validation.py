@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import binding, media, server_tools
+from . import binding, media, server_tools, tool_changes
 from .catalog import ModelSpec, context_window, get_model
 
 
@@ -71,6 +71,8 @@ _BLOCK_TYPES = {
     "web_fetch_tool_result",
     "container_upload",
     "compaction",
+    "tool_addition",
+    "tool_removal",
 }
 MAX_BREAKPOINTS = 4
 
@@ -288,6 +290,10 @@ def validate_request(
             raise bad(f"messages.{i}.content: Field required")
     _check_media_counts(messages)
     _check_system_messages(messages, spec)
+    try:
+        tool_changes.check(body, betas)
+    except tool_changes.ToolChangeError as exc:
+        raise bad(str(exc)) from None
     if messages[0].get("role") != "user" and not _leads_with_compaction(messages[0]):
         raise bad('messages: first message must use the "user" role')
     compaction = body.get("compaction")

@@ -1,4 +1,5 @@
-"""Teams: a cost centre with members, managers, a monthly budget and the models it may use.
+"""Teams: a cost centre with members, managers, a monthly budget, the models it may use and whether
+its members may let Claude search the web.
 
 A user belongs to at most one team at a time (their Membership); a user without one is under the
 organisation only. Billing reads a user's team at call time and writes it on the hold and the ledger
@@ -39,6 +40,11 @@ class Team(models.Model):
     )
     default_model = models.CharField(
         max_length=100, blank=True, help_text="New conversations start on it; empty: the site's default."
+    )
+    web = models.BooleanField(
+        "web search",
+        default=True,
+        help_text="Members may turn the Web on in their conversations (where the site offers web search).",
     )
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -432,6 +432,19 @@ def estimate_tokens_from_chars(chars: int) -> int:
 # Beta headers (claude-api.md, "Preserved thinking" and "Compaction on demand").
 BINDING_BETA = "thinking-binding-controls-2026-08-01"
 COMPACTION_BETA = "compact-2026-09-04"
+# Mid-conversation tool changes (tool_addition / tool_removal in system messages: conversations/web.py).
+TOOL_CHANGES_BETA = "mid-conversation-tool-changes-2026-07-01"
+
+
+def _changes_tools(messages: list[dict]) -> bool:
+    """Whether `messages` switch tools on or off: a system message's tool_addition / tool_removal, or a
+    compaction block's `tool_changes`."""
+    for message in messages:
+        content = message["content"]
+        for block in content if isinstance(content, list) else ():
+            if block.get("type") in ("tool_addition", "tool_removal") or block.get("tool_changes"):
+                return True
+    return False
 
 
 def _leads_with_compaction(messages: list[dict]) -> bool:
@@ -441,7 +454,7 @@ def _leads_with_compaction(messages: list[dict]) -> bool:
 
 def build_params(request: ReplyRequest) -> dict:
     """Request body per API 2026-10-21: ends with a user turn, no sampling knobs, opaque user id; the
-    beta headers its history needs (a compaction block, drop_block) as `extra_headers`."""
+    beta headers its history needs (a compaction block, drop_block, tool changes) as `extra_headers`."""
     params: dict = {"model": request.model, "max_tokens": request.max_tokens, "messages": request.messages}
     betas = []
     if request.system:
@@ -462,6 +475,8 @@ def build_params(request: ReplyRequest) -> dict:
         betas.append(BINDING_BETA)
     if _leads_with_compaction(request.messages):
         betas.append(COMPACTION_BETA)
+    if _changes_tools(request.messages):
+        betas.append(TOOL_CHANGES_BETA)
     if betas:
         params["extra_headers"] = {"anthropic-beta": ",".join(betas)}
     if request.stop_sequences:

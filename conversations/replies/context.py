@@ -18,6 +18,7 @@ turn is always sent.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, replace
 
@@ -36,9 +37,12 @@ logger = logging.getLogger(__name__)
 
 
 def prompt_bytes_bound(request: ReplyRequest) -> int:
-    """An upper bound of the request's prompt tokens, from its bytes (images and PDFs at their estimate)."""
-    return len(request.system.encode()) + sum(
-        history.content_size(turn["content"]) + TURN_OVERHEAD_TOKENS for turn in request.messages
+    """An upper bound of the request's prompt tokens, from its bytes (images and PDFs at their estimate;
+    the tools it declares as their JSON)."""
+    return (
+        len(request.system.encode())
+        + sum(history.content_size(turn["content"]) + TURN_OVERHEAD_TOKENS for turn in request.messages)
+        + sum(len(json.dumps(tool).encode()) for tool in request.tools)
     )
 
 

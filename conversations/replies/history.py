@@ -5,6 +5,7 @@ that budget holds and context fitting use. Reads only."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,6 +16,7 @@ from ..models import (
     Message,
     may_have,
 )
+from ..web import compaction_web_on, web_system_message
 
 CONTINUE_PROMPT = "Continue exactly where your last reply was cut off."
 
@@ -43,6 +45,8 @@ def content_size(content: str | list[dict]) -> int:
             size += len(block["thinking"].encode())
         elif block["type"] == "compaction":
             size += len(str(block.get("content") or "").encode())
+        elif block["type"] in ("tool_addition", "tool_removal"):
+            size += len(json.dumps(block).encode())
         else:
             size += attachments.block_tokens(block)
     return size
@@ -57,6 +61,9 @@ class Turn:
     content: str | list[dict]
     first_pk: int
     last_pk: int
+    # False for the continue instruction between the calls of a continued reply (and a user turn that
+    # starts with it): not a message the owner sent, so no Web change goes after it.
+    typed: bool = True
 
 
 @dataclass
@@ -72,13 +79,16 @@ class History:
     through: int = 0
     # The owner's pauses in this conversation: seconds from each reply's end to their next message.
     pauses: list[float] = field(default_factory=list)
+    # The Web switch's changes (`Conversation.web_changes`) the compaction block does not stand for.
+    web_changes: list[dict] = field(default_factory=list)
 
     @property
     def messages(self) -> list[dict]:
         """The API's `messages`: the compaction block first (its own assistant turn), then the turns,
         each system-prompt edit as a `role: "system"` message right after the user turn it first
-        reached."""
-        return _with_system_messages(self.turns, self.changes, self.compaction)
+        reached, and each change of the Web switch as one after the first message the owner sent
+        after it (see _web_positions)."""
+        return _with_system_messages(self.turns, self.changes, self.compaction, self.web_changes)
 
 
 def reply_turns(
@@ -98,7 +108,7 @@ def reply_turns(
             content_sent = [*thinking, {"type": "text", "text": text}] if thinking else text
             turns.append(Turn(Message.Role.ASSISTANT, content_sent, pk, pk))
         if n < len(ends) - 1:
-            turns.append(Turn(Message.Role.USER, CONTINUE_PROMPT, pk, pk))
+            turns.append(Turn(Message.Role.USER, CONTINUE_PROMPT, pk, pk, typed=False))
         text_start, block_start = text_end, block_end
     return turns
 
@@ -107,7 +117,8 @@ def turns_append(turns: list[Turn], turn: Turn) -> None:
     """Add `turn`, merged into the last one when both are the same role (the API wants them alternating)."""
     if turns and turns[-1].role == turn.role:
         last = turns[-1]
-        turns[-1] = Turn(turn.role, _merged(last.content, turn.content), last.first_pk, turn.last_pk)
+        merged = _merged(last.content, turn.content)
+        turns[-1] = Turn(turn.role, merged, last.first_pk, turn.last_pk, typed=last.typed)
     else:
         turns.append(turn)
 
@@ -164,13 +175,45 @@ def _system_message_text(prompt: str) -> str:
     return f"The system prompt was changed. From now on, follow these instructions instead of the earlier ones:\n\n{prompt}"
 
 
-def _with_system_messages(turns: list[Turn], changes: list[dict], compaction: dict | None) -> list[dict]:
+def _web_positions(turns: list[Turn], web_changes: list[dict], on: bool) -> dict[int, bool]:
+    """Where the Web switch's changes go, as {position: on}, net of the state before (`on` at the start).
+
+    A change goes after the first turn the owner sent later (a user turn that does not start with the
+    continue instruction, newer than the message that was newest when the switch flipped), and only
+    once that turn exists: a retry, a regenerated reply or a continuation keeps the switch its message
+    was sent with, so what a call sent stays in place for every later one. Changes that land in the
+    same place count as their last."""
+    placed: dict[int, bool] = {}
+    for change in web_changes:
+        index = next(
+            (
+                i
+                for i, turn in enumerate(turns)
+                if turn.role == Message.Role.USER and turn.typed and turn.last_pk > change["after"]
+            ),
+            None,
+        )
+        if index is not None:
+            placed[index + 1] = change["on"]
+    net: dict[int, bool] = {}
+    for position in sorted(placed):
+        if placed[position] != on:
+            on = net[position] = placed[position]
+    return net
+
+
+def _with_system_messages(
+    turns: list[Turn], changes: list[dict], compaction: dict | None, web_changes: list[dict] = ()
+) -> list[dict]:
     messages: list[dict] = [{"role": Message.Role.ASSISTANT, "content": [compaction]}] if compaction else []
     placed = _system_message_positions(turns, changes)
+    web = _web_positions(turns, list(web_changes), compaction_web_on(compaction))
     for index, turn in enumerate(turns + [None]):
         for position, text in placed:
             if position == index and index > 0:
                 messages.append({"role": "system", "content": _system_message_text(text)})
+        if index in web:
+            messages.append(web_system_message(web[index]))
         if turn is not None:
             messages.append({"role": turn.role, "content": turn.content})
     return messages
@@ -232,13 +275,22 @@ def history_for(
         turns.pop(0)
     while turns and turns[-1].role != Message.Role.USER:
         turns.pop()
+    web_changes: list[dict] = []
     if model_info(conversation.model).system_messages:
         system = conversation.base_system_prompt
         changes = [c for c in conversation.system_messages if c["after"] >= through]
+        # Those before the compaction are in its block's `tool_changes`.
+        web_changes = [c for c in conversation.web_changes if c["after"] >= through]
     else:  # no system messages on this model: the prompt in force goes on top (old models check no prefix)
         system, changes = conversation.system_prompt, []
     return History(
-        system=system, turns=turns, changes=changes, compaction=compaction, through=through, pauses=pauses
+        system=system,
+        turns=turns,
+        changes=changes,
+        compaction=compaction,
+        through=through,
+        pauses=pauses,
+        web_changes=web_changes,
     )
 
 
@@ -351,6 +403,10 @@ def _prompt_bound(
         )
     else:
         system = len(conversation.system_prompt.encode())
+    if conversation.web_tools:  # the tools' definitions once surfaced, and the messages that switch them
+        system += len(json.dumps(conversation.web_tools).encode()) + len(conversation.web_changes) * (
+            len(json.dumps(web_system_message(True)).encode()) + TURN_OVERHEAD_TOKENS
+        )
     continued = before.content if before.content.strip() else ""
     tail = (
         len(continued.encode()) + len(CONTINUE_PROMPT.encode()) + 2 * TURN_OVERHEAD_TOKENS if continued else 0

@@ -138,7 +138,7 @@ async def send(
 
 @database_sync_to_async
 def _start_in_database(
-    owner, text: object, model: object, preset_id: object, attachment_ids: object
+    owner, text: object, model: object, preset_id: object, attachment_ids: object, web: bool = False
 ) -> _Sent:
     """A new conversation of `owner` and its first turn (with the files `attachment_ids` uploaded in the
     home page's composer), in one transaction: if the message is refused (empty, too long, a model
@@ -151,7 +151,7 @@ def _start_in_database(
         with transaction.atomic():
             preset = services.preset_offered(user=owner, preset_id=preset_id)
             conversation = services.conversation_create(
-                owner=owner, model=models.clean_optional(model) or models.default, preset=preset
+                owner=owner, model=models.clean_optional(model) or models.default, preset=preset, web=web
             )
             attachments.attachments_adopt(owner=owner, ids=ids, conversation=conversation)
             sent.user_message, sent.assistant, max_tokens = store.reply_start(
@@ -173,13 +173,20 @@ def _start_in_database(
 
 
 async def start_conversation(
-    *, owner, text: object, model: object = None, preset_id: object = None, attachment_ids: object = ()
+    *,
+    owner,
+    text: object,
+    model: object = None,
+    preset_id: object = None,
+    attachment_ids: object = (),
+    web: bool = False,
 ) -> Message:
-    """A new conversation of `owner` (on `model`, or from the preset `preset_id`) with `text` as its first
-    message (and the files `attachment_ids` uploaded in the home page's composer), and Claude's reply to
-    it started. Returns the reply being written (its conversation attached)."""
+    """A new conversation of `owner` (on `model`, or from the preset `preset_id`, with the Web switch on
+    when `web`) with `text` as its first message (and the files `attachment_ids` uploaded in the home
+    page's composer), and Claude's reply to it started. Returns the reply being written (its
+    conversation attached)."""
     with _accepting():
-        return await _started(await _start_in_database(owner, text, model, preset_id, attachment_ids))
+        return await _started(await _start_in_database(owner, text, model, preset_id, attachment_ids, web))
 
 
 async def _started(sent: _Sent) -> Message:

@@ -35,11 +35,13 @@ from django.utils import timezone
 from billing.models import ModelPrice, Rates
 from billing.money import format_money, format_money_together
 from billing.services import HoldPreview, budget_status, hold_preview
+from billing.usage import NO_SERVER_TOOLS, ServerToolCaps
 from teams.access import allowed_models, team_of
 
 from ..catalog import effort_for, model_info, reply_max_tokens
 from ..inputs import model_choice
 from ..models import Attachment, Conversation, Message
+from ..web import web_tools_for
 from . import history
 from .caching import choose_cache_ttl
 from .claude import ReplyRequest, count_prompt_tokens
@@ -166,7 +168,14 @@ _COUNTS_KEPT = 512
 
 def _prompt_key(request: ReplyRequest) -> str:
     body = json.dumps(
-        [request.model, request.system, request.messages, request.summarize_thinking, request.effort],
+        [
+            request.model,
+            request.system,
+            request.messages,
+            request.summarize_thinking,
+            request.effort,
+            request.tools,
+        ],
         sort_keys=True,
         default=str,
     )
@@ -202,6 +211,8 @@ class Draft:
     models: list[str]
     owner: AbstractBaseUser
     text_hash: str
+    # The web searches and fetches the reply may make (its hold covers them at their price).
+    tool_caps: ServerToolCaps = NO_SERVER_TOOLS
 
 
 @dataclass(frozen=True)
@@ -269,7 +280,8 @@ def draft_read(conversation: Conversation, text: str, attachment_ids: list[int])
             pk__in=attachment_ids,
         ).values_list("tokens", flat=True)
     )
-    # As reply_context builds a reply's request (thinking and effort change what is counted).
+    # As reply_context builds a reply's request (thinking, effort and tools change what is counted).
+    web = web_tools_for(conversation)
     request = ReplyRequest(
         model=model,
         messages=sent.messages,
@@ -278,6 +290,7 @@ def draft_read(conversation: Conversation, text: str, attachment_ids: list[int])
         summarize_thinking=model_info(model).thinks_by_default,
         effort=effort_for(model, conversation.effort),
         drop_mismatched_thinking=conversation.thinking_drop_mismatched,
+        tools=web.tools,
     )
     media = sum(pending)
     pauses = list(sent.pauses)
@@ -323,6 +336,7 @@ def draft_read(conversation: Conversation, text: str, attachment_ids: list[int])
         models=allowed_models(team_of(conversation.owner_id)),
         owner=conversation.owner,
         text_hash=text_hash(text),
+        tool_caps=web.caps,
     )
 
 
@@ -356,6 +370,7 @@ def draft_price(draft: Draft, tokens: int, conversation_id: int) -> Estimate:
         prompt_tokens=draft.bound,
         max_tokens=reply_max_tokens(model),
         cache_ttl=ttl,
+        tool_caps=draft.tool_caps,
     )
     near = bool(
         hold.level is not None

@@ -41,6 +41,7 @@ from ..models import (
     usage_fields,
 )
 from ..rendering import clean_title, render_markdown
+from ..web import reply_web_sync, web_tools_for
 from .caching import choose_cache_ttl
 from .claude import ReplyRequest, estimate_tokens_from_chars
 from .history import (
@@ -124,6 +125,7 @@ def compaction_start(
             turns=turns[:cut],
             changes=[c for c in history.changes if c["after"] < through],
             compaction=history.compaction,
+            web_changes=history.web_changes,  # only those reaching a summarised turn are placed
         )
         compaction_request = replace(
             request,
@@ -144,6 +146,7 @@ def compaction_start(
             max_tokens=max_tokens,
             message_id=hold_id,
             cache_ttl="",  # a compaction call writes no cache
+            tool_caps=web_tools_for(conversation, message).caps,
         )
         compaction_request = replace(compaction_request, max_tokens=granted)
         labels = ledger_labels_for(conversation, model=message.model)
@@ -209,6 +212,8 @@ def reserve(
         # Prompt tokens at the dearest rate this call can bill them: a cache write of the lifetime it
         # will write (the same choice the generation makes, from the same pauses).
         cache_ttl=choose_cache_ttl(settings.CHAT_PROMPT_CACHE_TTL, pauses).ttl,
+        # And every web search and fetch it may make, at their price.
+        tool_caps=web_tools_for(conversation, assistant).caps,
         **({"team": models.team} if models is not None else {}),
         savepoint=savepoint,
     )
@@ -296,6 +301,7 @@ def new_reply(
     )
     lease(assistant, worker)
     assistant.save()
+    reply_web_sync(conversation=conversation, message=parent)
     # The branch it answers, read once for its hold and, after the commit, its request (reply_context):
     # nothing can change the branch while its reply streams.
     assistant.history_rows = branch_rows(conversation, before=assistant)
