@@ -1,7 +1,7 @@
 """Server-owned generations: one asyncio task per streaming reply, independent of any socket.
 
 A generation streams from Claude, appends deltas to its text, and a flusher publishes what
-accumulated at most every CHAT_COALESCE_MS (wider under load, see FramePace) as one htmx fragment to
+accumulated at most every CHAT_COALESCE_MS (wider under load, see relay.FramePace) as one htmx fragment to
 the conversation's group.
 One checkpointer per process saves the partial text of all streaming replies at most every
 CHAT_CHECKPOINT_SECONDS; the final state and the ledger row are written once, at the end.
@@ -41,7 +41,7 @@ from .claude import (
     count_prompt_tokens,
 )
 from .context import fit_request, prompt_bytes_bound
-from .relay import MEMBERS_MAX_AGE, layer_outage, relay
+from .relay import MEMBERS_MAX_AGE, frame_pace, layer_outage, relay
 from .request import ReplyContext, load_context
 
 logger = logging.getLogger(__name__)
@@ -56,32 +56,6 @@ _draining = False
 # A stream whose events are already buffered is read without a pause in between: it hands the event loop
 # back at least this often (seconds).
 YIELD_EVERY = 0.005
-
-
-class FramePace:
-    """The coalescing window of this process's frames: CHAT_COALESCE_MS while the event loop keeps up,
-    wider (up to CHAT_COALESCE_MAX_MS) while it falls behind.
-
-    Every frame costs the same whatever it carries (markdown of the open block, the fragment, the
-    channel layer, a websocket send), so when there is more to relay than the process can send at the
-    base window, fewer and fuller frames are what keeps it up to date. Lateness is how much later than
-    due the flushers wake (their sleeps queue behind everything else on the loop), smoothed over
-    recent wakes; the window is the base plus twice that, so it narrows again as the load goes."""
-
-    SMOOTHING = 0.05  # weight of each wake in the running lateness (about the last 20 wakes)
-
-    def __init__(self) -> None:
-        self.lateness = 0.0  # seconds
-
-    def window(self) -> float:
-        base, widest = settings.CHAT_COALESCE_MS / 1000, settings.CHAT_COALESCE_MAX_MS / 1000
-        return min(max(base, widest), base + 2 * self.lateness)
-
-    def woke(self, late: float) -> None:
-        self.lateness += self.SMOOTHING * (max(late, 0.0) - self.lateness)
-
-
-frame_pace = FramePace()
 
 
 @dataclass(frozen=True)
