@@ -68,6 +68,29 @@ def thinking_done(message_id: int, ms: int) -> str:
     return render_to_string(f"{THINKING}#thinking_summary", {"message": message, "oob": True})
 
 
+# The web: a reply's steps above the answer and its sources under it (template conversations/_web.html).
+WEB = "conversations/_web.html"
+
+
+def web_step(message_id: int, number: int, step: dict, *, new: bool) -> str:
+    """A streaming reply's step `number` ("Searching: …"): appended to its steps when `new`, else in
+    place of the one shown (its result came)."""
+    message = Message(pk=message_id, status=Message.Status.STREAMING)
+    html = render_to_string(
+        f"{WEB}#web_step",
+        {"message": message, "number": number, "step": step, "oob": "" if new else "outerHTML"},
+    )
+    if new:
+        return f'<div hx-swap-oob="beforeend:#{message_dom_id(message_id, "web")}">{html}</div>'
+    return html
+
+
+def web_steps(message_id: int, steps: list[dict]) -> str:
+    """A streaming reply's steps so far, in place of those shown: the catch-up for a socket that (re)joins."""
+    message = Message(pk=message_id, status=Message.Status.STREAMING, web_steps=steps)
+    return render_to_string(f"{WEB}#web_steps", {"message": message, "steps_oob": True})
+
+
 def attachment_chip(attachment) -> str:
     """A pending attachment's chip in the composer (returned by the upload view)."""
     return render_to_string("conversations/_attachments.html#chip", {"attachment": attachment})

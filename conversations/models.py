@@ -171,7 +171,8 @@ class MessageQuerySet(models.QuerySet):
         oldest first, with their place among their versions (`annotate_branches`): at most
         PAGE_MESSAGES and about PAGE_BYTES of HTML, at least one. Also the id to pass as `before` for
         the messages earlier still, or None when there are none."""
-        query = self.active().order_by("-id").prefetch_related("attachments")
+        # A page shows what a reply stores for display, never the blocks it sends back (they can be large).
+        query = self.active().order_by("-id").defer("content_blocks").prefetch_related("attachments")
         if before is not None:
             query = query.filter(pk__lt=before)
         newest_first: list[Message] = []
@@ -238,6 +239,17 @@ class Message(models.Model):
     # A reply continued after a cut-off was written by several calls: where each earlier call ended, as
     # [characters of text, thinking blocks] so far, so the history replays the calls as they were sent.
     call_ends = models.JSONField(default=list, blank=True)
+    # A reply that used server tools (web search, web fetch), per call as in `call_ends` (a list per
+    # call, [] for a call that used none): its content blocks as the API returned them (thinking,
+    # server_tool_use, result blocks with their encrypted content, text with citations), sent back
+    # verbatim in place of that call's text and thinking. Empty for a reply of text alone.
+    content_blocks = models.JSONField(default=list, blank=True)
+    # What such a reply shows (replies/sources.py): its steps ([{"tool", "target", "domain", "state",
+    # "error", "reason", "results"}]), the sources it cites ([{"title", "url", "domain"}], numbered
+    # from 1) and where each citation ends in `content` ([{"at", "source", "cited_text"}]).
+    web_steps = models.JSONField(default=list, blank=True)
+    sources = models.JSONField(default=list, blank=True)
+    citations = models.JSONField(default=list, blank=True)
     # On the last message an on-demand compaction summarised: {"block": <the compaction block as the
     # API returned it>, "summary": <its text>}. Later calls send the block in place of everything up
     # to and including this message (on this branch); the messages themselves stay.

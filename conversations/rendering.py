@@ -7,6 +7,7 @@ import re
 from functools import lru_cache
 
 import nh3
+from django.utils.html import format_html
 from markdown_it import MarkdownIt
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -70,6 +71,72 @@ def _table_alignment_as_class(state) -> None:
 def render_markdown(text: str) -> str:
     """Rendered, sanitised HTML for `text` (raw HTML in the source is shown as text, never run)."""
     return _clean(_markdown().render(text))
+
+
+URL_CHARS = 2000
+_URL_UNSAFE = re.compile(r"[\x00-\x20\x7f<>\"'`\\]")
+
+
+def link_url(url: str) -> str:
+    """`url` when it may be a link on the page (an absolute http(s) address of sensible length, with no
+    character that could leave an attribute), else ""."""
+    url = str(url or "")
+    if len(url) > URL_CHARS or _URL_UNSAFE.search(url):
+        return ""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
+        return ""
+    return url
+
+
+# Where a citation goes in the source text before rendering: private-use characters no markdown rule
+# touches (any in the reply's own text are removed first, so only these can be found afterwards).
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+_MARKS = re.compile(f"{_MARK_OPEN}([0-9,]+){_MARK_CLOSE}")
+_STRAY_MARKS = re.compile(f"[{_MARK_OPEN}{_MARK_CLOSE}]")
+
+
+def render_cited(text: str, citations: list[dict], sources: list[dict]) -> str:
+    """`text` rendered like `render_markdown`, with each citation as a numbered link to its source
+    ("[1]", opening in a new tab) where the cited passage ends. The links are made here from the
+    sources' checked addresses, after the sanitiser: nothing in a source can add markup."""
+    if not citations:
+        return render_markdown(text)
+    by_end: dict[int, list[int]] = {}
+    for citation in citations:
+        at, number = citation.get("at"), citation.get("source")
+        if isinstance(at, int) and isinstance(number, int) and 1 <= number <= len(sources):
+            # The marker goes before the passage's trailing white space, against its last word.
+            at = max(0, min(at, len(text)))
+            while at > 0 and text[at - 1].isspace():
+                at -= 1
+            numbers = by_end.setdefault(at, [])
+            if number not in numbers:
+                numbers.append(number)
+    marked, start = [], 0
+    for at in sorted(by_end):
+        marked.append(_STRAY_MARKS.sub("", text[start:at]))
+        marked.append(f"{_MARK_OPEN}{','.join(map(str, by_end[at]))}{_MARK_CLOSE}")
+        start = at
+    marked.append(_STRAY_MARKS.sub("", text[start:]))
+
+    def link(match: re.Match) -> str:
+        return "".join(_citation_link(int(n), sources[int(n) - 1]) for n in match.group(1).split(","))
+
+    return _STRAY_MARKS.sub("", _MARKS.sub(link, render_markdown("".join(marked))))
+
+
+def _citation_link(number: int, source: dict) -> str:
+    url = link_url(source.get("url", ""))
+    title = str(source.get("title") or "")
+    if not url:
+        return format_html('<sup class="citation" title="{}">[{}]</sup>', title, number)
+    return format_html(
+        '<sup class="citation"><a href="{}" title="{}" target="_blank" rel="noopener noreferrer">[{}]</a></sup>',
+        url,
+        title,
+        number,
+    )
 
 
 # Built once: configuring a sanitiser costs more than cleaning a streamed sentence with it.

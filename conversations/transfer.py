@@ -7,6 +7,11 @@ earlier and ignores fields it does not know, so a field can be added without a n
 Each message carries its `id` inside the file, for such references. Money is not exported or
 imported: the ledger belongs to the server, and an imported conversation has no calls of its own.
 
+Sources (added within format 1): a reply that looked things up on the web carries `sources` (the pages
+its answer cites, numbered from 1: `title`, `url`, `domain`) and `citations` (where in its `content`
+each cited passage ends, `at` in characters, and which `source` it cites). Import keeps them, cleaned
+as the app cleans its own (only http(s) addresses stay links).
+
 Branches (added within format 1): each message also carries `parent` (the `id` of the message it
 follows, earlier in the same file, or null for a first message), `chosen` (it is the version of its
 turn that is shown; one per turn) and `active` (it is on the branch shown). Import rebuilds that tree
@@ -19,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -35,7 +41,8 @@ from audit.services import audit_record
 from .catalog import EFFORTS, takes_effort
 from .inputs import InvalidInput, ModelChoice, model_choice, refuse_unstorable
 from .models import Conversation, ImportClaim, Message, Preset
-from .rendering import render_markdown
+from .rendering import link_url, render_cited
+from .sources import citations_from, sources_from
 
 FORMAT = 1
 KIND = "teamchat.conversation"
@@ -90,6 +97,7 @@ def conversation_json(conversation: Conversation) -> dict:
                 "error": message.error,
                 "model": message.model,
                 "created_at": _iso(message.created_at),
+                **({"sources": message.sources, "citations": message.citations} if message.sources else {}),
             }
             for message in _messages(conversation)
         ],
@@ -123,10 +131,27 @@ def conversation_markdown(conversation: Conversation) -> str:
         else:
             lines.append(f"## Claude ({message.model})" if message.model else "## Claude")
         lines += ["", message.content, ""]
+        lines += _sources_markdown(message.sources)
         note = _STATUS_NOTES.get(message.status)
         if note:
             lines += [f"*({note}{': ' + message.error if message.error else ''})*", ""]
     return "\n".join(lines)
+
+
+# Markdown's punctuation, escaped in text from a web page so it stays text in any Markdown viewer.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+
+
+def _sources_markdown(sources: list[dict]) -> list[str]:
+    """A reply's sources as a numbered Markdown list: titles escaped, links only to http(s) addresses."""
+    if not sources:
+        return []
+    lines = ["Sources:", ""]
+    for number, source in enumerate(sources, start=1):
+        title = _MARKDOWN_PUNCTUATION.sub(r"\\\1", source.get("title", ""))
+        url = link_url(source.get("url", ""))
+        lines.append(f"{number}. [{title}](<{url}>)" if url else f"{number}. {title}")
+    return [*lines, ""]
 
 
 def user_archive(user) -> tempfile.SpooledTemporaryFile:
@@ -171,6 +196,8 @@ class _ImportedMessage:
     stop_reason: str
     error: str
     model: str
+    sources: tuple = ()
+    citations: tuple = ()
     # The message's place in the tree, as indexes into the file's messages (None: a first message).
     parent: int | None = None
     chosen: bool | None = None
@@ -257,15 +284,21 @@ def _parse(data: bytes, models: ModelChoice) -> tuple[dict, list[_ImportedMessag
             raise InvalidInput(f"The file is not a valid conversation export: {what} has an unknown status.")
         if status == Message.Status.STREAMING:
             status = Message.Status.INTERRUPTED  # nothing is writing it here
+        content = _text(item.get("content"), f"the text of {what}", IMPORT_MESSAGE_CHARS)
+        sources = sources_from(item.get("sources")) if item["role"] == Message.Role.ASSISTANT else []
         parsed.append(
             _ImportedMessage(
                 role=item["role"],
-                content=_text(item.get("content"), f"the text of {what}", IMPORT_MESSAGE_CHARS),
+                content=content,
                 thinking=_text(item.get("thinking"), f"the thinking of {what}", IMPORT_MESSAGE_CHARS),
                 status=status if item["role"] == Message.Role.ASSISTANT else Message.Status.COMPLETE,
                 stop_reason=_text(item.get("stop_reason"), f"the stop reason of {what}", 64),
                 error=_text(item.get("error"), f"the error of {what}", 2000),
                 model=_text(item.get("model"), f"the model of {what}", 100),
+                sources=tuple(sources),
+                citations=tuple(
+                    citations_from(item.get("citations"), sources=len(sources), text_length=len(content))
+                ),
             )
         )
     branched = any("parent" in item for item in messages)
@@ -397,7 +430,12 @@ def conversation_import(*, owner, data: bytes) -> Conversation:
         fields, parsed, tree = _parse(data, model_choice(owner.pk))
         # Rendered before the write transaction: on SQLite that transaction holds the whole database,
         # so it must only write.
-        htmls = [render_markdown(m.content) if m.role == Message.Role.ASSISTANT else "" for m in parsed]
+        htmls = [
+            render_cited(m.content, list(m.citations), list(m.sources))
+            if m.role == Message.Role.ASSISTANT
+            else ""
+            for m in parsed
+        ]
         return _store(owner, fields, parsed, tree, htmls)
 
 
@@ -418,6 +456,8 @@ def _store(owner, fields: dict, parsed: list[_ImportedMessage], tree: bool, html
                     stop_reason=m.stop_reason,
                     error=m.error,
                     model=m.model,
+                    sources=list(m.sources),
+                    citations=list(m.citations),
                 )
                 for m, html in zip(parsed, htmls, strict=True)
             ],

@@ -23,7 +23,7 @@ def _chat_settings(settings):
     settings.CHAT_BUDGET_ALERTS_INLINE = True
     settings.ANTHROPIC_BASE_URL = ""
     settings.CHAT_COALESCE_MS = 20
-    from conversations.replies.generation import frame_pace
+    from conversations.replies.relay import frame_pace
 
     frame_pace.lateness = 0.0  # each test starts at the base window, whatever an earlier one left
     settings.CHAT_CHECKPOINT_SECONDS = 0.2

@@ -93,6 +93,7 @@ def reply_regenerate(*, message: Message, worker: str, model: str | None = None)
             message.stop_sequence = ""
             message.thinking, message.thinking_blocks, message.thinking_ms = "", [], 0
             message.call_ends = []
+            message.content_blocks, message.web_steps, message.sources, message.citations = [], [], [], []
             lease(message, worker)
             message.model = conversation.model  # an allowed one (`reply_model` above)
             message.set_usage(Usage())

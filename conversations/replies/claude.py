@@ -26,6 +26,8 @@ from django.conf import settings
 from billing.keys import OFFLINE_KEY
 from billing.usage import Usage
 
+from .blocks import CallBlocks, WebStep
+
 logger = logging.getLogger(__name__)
 
 # Message shown to people when the server's own configuration is at fault (bad or missing key).
@@ -55,6 +57,7 @@ def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
             "service_tier": _field(api_usage, "service_tier"),
             "inference_geo": _field(api_usage, "inference_geo"),
             "speed": _field(api_usage, "speed"),
+            "server_tool_use": _field(api_usage, "server_tool_use"),
         }
 
     def count(value, default: int) -> int:
@@ -74,6 +77,8 @@ def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
     if write_5m + write_1h < writes:
         write_5m += writes - (write_5m + write_1h)
     details = _field(api_usage, "output_tokens_details")
+    # `server_tool_use`: the searches and fetches that ran (a failed one is not counted: not billed).
+    tools = _field(api_usage, "server_tool_use")
     return Usage(
         input_tokens=count(_field(api_usage, "input_tokens"), previous.input_tokens),
         output_tokens=count(_field(api_usage, "output_tokens"), previous.output_tokens),
@@ -84,6 +89,8 @@ def usage_from_api(api_usage, previous: Usage | None = None) -> Usage:
         service_tier=label("service_tier", previous.service_tier),
         inference_geo=label("inference_geo", previous.inference_geo),
         speed=label("speed", previous.speed),
+        web_search_requests=count(_field(tools, "web_search_requests"), previous.web_search_requests),
+        web_fetch_requests=count(_field(tools, "web_fetch_requests"), previous.web_fetch_requests),
     )
 
 
@@ -172,9 +179,11 @@ class ReplyRequest:
     tools: tuple[dict, ...] = ()
 
 
-# What `ReplyStream.deltas()` yields: (TEXT, piece of the answer) or (THINKING, piece of the thinking).
+# What `ReplyStream.deltas()` yields: (TEXT, piece of the answer), (THINKING, piece of the thinking),
+# or (WEB, a WebStep): a server tool began (its input is whole) or its result came (done or failed).
 TEXT = "text"
 THINKING = "thinking"
+WEB = "web"
 
 
 @dataclass
@@ -201,12 +210,14 @@ class ReplyStream:
     thinking_blocks: list[dict] = field(default_factory=list)
     # Milliseconds from the start of the first thinking block to the end of the last one.
     thinking_ms: int = 0
+    # The call's content blocks in order (server tool uses, results, citations: blocks.py).
+    blocks: CallBlocks = field(default_factory=CallBlocks)
     _thinking_since: float | None = None
     # Called with the prompt's counts when message_start arrives (before any output is generated).
     on_start: Callable[[Usage], None] | None = None
     _stream: object = None
 
-    async def deltas(self) -> AsyncIterator[tuple[str, str]]:
+    async def deltas(self) -> AsyncIterator[tuple[str, str | WebStep]]:
         loop = asyncio.get_running_loop()
         in_thinking = False
         try:
@@ -250,14 +261,29 @@ class ReplyStream:
                         yield THINKING, thinking
                     elif delta_type == "signature_delta" and self.thinking_blocks:
                         self.thinking_blocks[-1]["signature"] += delta["signature"]
-                elif kind == "content_block_start" and event["content_block"]["type"] == "thinking":
-                    self.thinking_blocks.append({"thinking": "", "signature": ""})
-                    if self._thinking_since is None:
-                        self._thinking_since = loop.time()
-                    in_thinking = True
-                elif kind == "content_block_stop" and in_thinking:
-                    in_thinking = False
-                    self.thinking_ms = round((loop.time() - self._thinking_since) * 1000)
+                    elif delta_type == "citations_delta":
+                        self.blocks.citation(delta["citation"])
+                    elif delta_type == "input_json_delta":
+                        self.blocks.input_json(delta["partial_json"])
+                elif kind == "content_block_start":
+                    block = event["content_block"]
+                    if block["type"] == "thinking":
+                        self.thinking_blocks.append({"thinking": "", "signature": ""})
+                        if self._thinking_since is None:
+                            self._thinking_since = loop.time()
+                        in_thinking = True
+                    step = self.blocks.started(
+                        block, text_at=self.text_chars, thinking_at=len(self.thinking_blocks) - 1
+                    )
+                    if step is not None:
+                        yield WEB, step
+                elif kind == "content_block_stop":
+                    if in_thinking:
+                        in_thinking = False
+                        self.thinking_ms = round((loop.time() - self._thinking_since) * 1000)
+                    step = self.blocks.stopped(text_at=self.text_chars)
+                    if step is not None:
+                        yield WEB, step
                 elif kind == "message_start":
                     self.started = True
                     self.usage = usage_from_api(event["message"].get("usage"), self.usage)
@@ -308,6 +334,11 @@ class ReplyStream:
         if stream is not None:
             await stream.close()
 
+    def content(self, text: str, *, paused: bool = False) -> list[dict]:
+        """The call's content blocks as the API returned them, given the call's own `text` (see
+        `CallBlocks.content`)."""
+        return self.blocks.content(text, self.thinking_blocks, paused=paused)
+
     def thinking_elapsed_ms(self) -> int:
         """How long the thinking took: until its last block ended, or until now while (or if it
         stopped) thinking; 0 if it never thought."""
@@ -326,10 +357,13 @@ class ReplyStream:
         """Usage to bill: the API's figures, plus an estimate of output received when the final count is missing."""
         if not self.usage_is_estimated:
             return self.usage
+        searches, fetches = self.blocks.ran()
         return replace(
             self.usage,
             output_tokens=max(self.usage.output_tokens, self.output_estimate()),
             thinking_tokens=max(self.usage.thinking_tokens, estimate_tokens_from_chars(self.thinking_chars)),
+            web_search_requests=max(self.usage.web_search_requests, searches),
+            web_fetch_requests=max(self.usage.web_fetch_requests, fetches),
         )
 
     def output_estimate(self) -> int:

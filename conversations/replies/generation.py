@@ -1,7 +1,7 @@
 """Server-owned generations: one asyncio task per streaming reply, independent of any socket.
 
 A generation streams from Claude, appends deltas to its text, and a flusher publishes what
-accumulated at most every CHAT_COALESCE_MS (wider under load, see FramePace) as one htmx fragment to
+accumulated at most every CHAT_COALESCE_MS (wider under load, see relay.FramePace) as one htmx fragment to
 the conversation's group.
 One checkpointer per process saves the partial text of all streaming replies at most every
 CHAT_CHECKPOINT_SECONDS; the final state and the ledger row are written once, at the end.
@@ -30,18 +30,23 @@ from ..control import SNAPSHOT, STOP, control_group
 from ..meters import meter_for
 from ..models import Conversation, Message, conversation_group
 from ..rendering import MarkdownStream
+from ..sources import WebDisplay
 from . import leases, store, tasks, titles
+from .blocks import sendable
 from .claude import (
     NOT_CONFIGURED,
     RETRY_REASONS,
+    TEXT,
     THINKING,
     ClaudeError,
     ReplyRequest,
     ReplyStream,
+    WebStep,
     count_prompt_tokens,
 )
 from .context import fit_request, prompt_bytes_bound
-from .relay import MEMBERS_MAX_AGE, layer_outage, relay
+from .pause import MAX_CONTINUATIONS, PausedTurn, continuation_max_tokens, usage_total
+from .relay import MEMBERS_MAX_AGE, frame_pace, layer_outage, relay
 from .request import ReplyContext, load_context
 
 logger = logging.getLogger(__name__)
@@ -56,32 +61,6 @@ _draining = False
 # A stream whose events are already buffered is read without a pause in between: it hands the event loop
 # back at least this often (seconds).
 YIELD_EVERY = 0.005
-
-
-class FramePace:
-    """The coalescing window of this process's frames: CHAT_COALESCE_MS while the event loop keeps up,
-    wider (up to CHAT_COALESCE_MAX_MS) while it falls behind.
-
-    Every frame costs the same whatever it carries (markdown of the open block, the fragment, the
-    channel layer, a websocket send), so when there is more to relay than the process can send at the
-    base window, fewer and fuller frames are what keeps it up to date. Lateness is how much later than
-    due the flushers wake (their sleeps queue behind everything else on the loop), smoothed over
-    recent wakes; the window is the base plus twice that, so it narrows again as the load goes."""
-
-    SMOOTHING = 0.05  # weight of each wake in the running lateness (about the last 20 wakes)
-
-    def __init__(self) -> None:
-        self.lateness = 0.0  # seconds
-
-    def window(self) -> float:
-        base, widest = settings.CHAT_COALESCE_MS / 1000, settings.CHAT_COALESCE_MAX_MS / 1000
-        return min(max(base, widest), base + 2 * self.lateness)
-
-    def woke(self, late: float) -> None:
-        self.lateness += self.SMOOTHING * (max(late, 0.0) - self.lateness)
-
-
-frame_pace = FramePace()
 
 
 @dataclass(frozen=True)
@@ -120,6 +99,12 @@ class Generation:
         self.untitled = context.untitled
         self.model = context.request.model
         self._hold_tasks: list[asyncio.Task] = []
+        # The web: the reply's steps, sources and citations so far, and the turn Claude paused, if it did.
+        self.web = context.continued_web or WebDisplay()
+        self._paused: PausedTurn | None = None
+        self._first_prompt: Usage | None = None  # the first call's prompt counts (message_start)
+        # Where the current call's text begins in the reply's text.
+        self._call_start = len(context.continued)
         self.stream = self._new_stream(context.request)
         self.layer = get_channel_layer()
         self.control_channel = control_channel
@@ -141,10 +126,12 @@ class Generation:
 
     def _new_stream(self, request: ReplyRequest) -> ReplyStream:
         """A stream for one API call of this reply: once its prompt's counts are known, the budget hold
-        shrinks to them (see billing.services.hold_prompt_known)."""
-        return ReplyStream(request, on_start=self._prompt_known)
+        shrinks to them (see billing.services.hold_prompt_known). A call continuing a paused turn leaves
+        the hold as it is: it covers every call of the turn (pause.py)."""
+        return ReplyStream(request, on_start=self._prompt_known if self._paused is None else None)
 
     def _prompt_known(self, usage: Usage) -> None:
+        self._first_prompt = self._first_prompt or usage
         self._hold_tasks.append(
             asyncio.create_task(
                 database_sync_to_async(store.reply_prompt_known)(
@@ -215,7 +202,8 @@ class Generation:
 
     def _outcome_complete(self) -> Outcome:
         stop_reason = self.stream.stop_reason
-        if stop_reason in ("max_tokens", "model_context_window_exceeded"):
+        if stop_reason in ("max_tokens", "model_context_window_exceeded", "pause_turn"):
+            # pause_turn here: Claude paused again and this reply could not go on (pause.py).
             return Outcome(Message.Status.CUT_OFF, stop_reason=stop_reason)
         if stop_reason == "refusal":
             # Claude's own explanation (stop_details), shown with the refusal, when it gave one.
@@ -239,26 +227,30 @@ class Generation:
             try:
                 next_yield = loop.time() + YIELD_EVERY
                 async for kind, delta in self.stream.deltas():
-                    if kind == THINKING:
-                        self._pending_thinking.append(delta)
-                    else:
+                    if kind == TEXT:  # first: by far the most frequent, it pays for no other check
                         first_words = not self._sent and not self._pending
                         self._pending.append(delta)
                         if first_words:
                             # The answer's first words go out at once, like the first delta of all (the
                             # flusher may be waiting out a window begun by the thinking before them).
                             await self._flush()
+                    elif kind == THINKING:
+                        self._pending_thinking.append(delta)
+                    else:
+                        await self._web_step(delta)
                     self._has_pending.set()
                     if loop.time() >= next_yield:
                         # Events already read arrive without a pause: let the flusher and the other
                         # replies run, so a fast stream is relayed as it goes and starves nobody.
                         await asyncio.sleep(0)
                         next_yield = loop.time() + YIELD_EVERY
-                return
+                if not await self._continue_paused_turn():
+                    return
+                attempt, waited = 1, 0.0  # the call continuing the turn retries on its own
             except ClaudeError as exc:
                 if self.stream.opened:
                     raise  # it failed mid-stream: the text so far stands, Retry asks again
-                if exc.kind == "prompt_too_long" and not refitted:
+                if exc.kind == "prompt_too_long" and not refitted and self._paused is None:
                     # The model's window is smaller than we thought (the API named it, or halve ours):
                     # leave more out and ask again, rather than fail this and every later message.
                     refitted = True
@@ -282,6 +274,41 @@ class Generation:
                 await relay.publish(self.group, fragments.retrying(self.message_id, notice))
                 await asyncio.sleep(wait)  # Stop cancels this wait like the stream
                 self.stream = self._new_stream(self.stream.request)
+
+    async def _continue_paused_turn(self) -> bool:
+        """After a call Claude paused (stop_reason "pause_turn"), make the call that continues the turn:
+        the same request with the turn so far sent back, within this reply and its hold (pause.py).
+        False when the reply ends with the call that just ended."""
+        stream = self.stream
+        if stream.stop_reason != "pause_turn":
+            return False
+        paused = self._paused or PausedTurn(stream.request.messages, stream.request.max_tokens)
+        if len(paused.calls) >= MAX_CONTINUATIONS:
+            return False
+        max_tokens = await database_sync_to_async(continuation_max_tokens)(
+            model=self.model,
+            max_tokens=paused.max_tokens,
+            first_prompt=self._first_prompt,
+            calls=[*(call.usage for call in paused.calls), stream.billable_usage()],
+        )
+        if max_tokens <= 0:
+            return False  # the hold cannot cover another call: the reply ends paused, as it is
+        text = self.text()
+        paused.add(stream, text[self._call_start :])
+        self.web.add_call(
+            stream.blocks, text_start=self._call_start, text_length=len(text) - self._call_start
+        )
+        self._call_start = len(text)
+        self._paused = paused
+        self.stream = self._new_stream(paused.request(stream.request, max_tokens))
+        return True
+
+    async def _web_step(self, step: WebStep) -> None:
+        """Show a server tool's step at once ("Searching: …", then its result): it may take seconds."""
+        async with self._send_lock:
+            number, new = self.web.step(step)
+            html = fragments.web_step(self.message_id, number, self.web.steps[number], new=new)
+            await relay.publish(self.group, html)
 
     async def _fit(self) -> None:
         """Shorten the request if it would not fit (summarise or leave out older turns); show where on
@@ -350,11 +377,13 @@ class Generation:
         """The partial text to save (and the thinking so far), with the prompt counts (message_start's, billed already) and the
         output so far estimated from everything streamed, thinking included: if this worker dies, the
         reply is billed from these."""
+        paused = [] if self._paused is None else [self._paused.usage()]
         if not self.stream.started:
-            return self.text(), None, self.thinking()
+            return self.text(), usage_total(paused) if paused else None, self.thinking()
         usage = self.stream.usage
         estimated = replace(usage, output_tokens=max(usage.output_tokens, self.stream.output_estimate()))
-        return self.text(), estimated, self.thinking()
+        # A sweep bills the reply from this: with the calls of a paused turn in it, if there were any.
+        return self.text(), usage_total([*paused, estimated]) if paused else estimated, self.thinking()
 
     async def _listen(self) -> None:
         while True:
@@ -386,6 +415,8 @@ class Generation:
                 self.markdown.open_html(),
             )
             html += fragments.thinking_text(self.message_id, "".join(self._sent_thinking))
+            if self.web.steps:
+                html += fragments.web_steps(self.message_id, self.web.steps)
             await relay.send(reply_channel, html, group=self.group)
 
     def stop(self) -> None:
@@ -450,8 +481,13 @@ class Generation:
             # The API took the request but its message_start could not be read: the prompt is billed
             # all the same, so the row estimates it at its known size.
             usage = replace(usage, input_tokens=await _prompt_size(stream.request))
+        text, paused = self.text(), self._paused or PausedTurn([], 0)
+        call_text = text[self._call_start :]
+        self.web.add_call(stream.blocks, text_start=self._call_start, text_length=len(call_text))
+        self.web.ended()
+        used_tools = stream.blocks.used or bool(paused.calls)
         end = store.ReplyEnd(
-            content=self.text(),
+            content=text,
             status=outcome.status,
             stop_reason=outcome.stop_reason,
             stop_sequence=outcome.stop_sequence,
@@ -463,9 +499,13 @@ class Generation:
             thinking=store.ReplyThinking(
                 text=self.thinking(),
                 blocks=self._earlier_thinking.blocks
+                + paused.thinking
                 + [block for block in stream.thinking_blocks if block["signature"]],
-                ms=self._earlier_thinking.ms + stream.thinking_elapsed_ms(),
+                ms=self._earlier_thinking.ms + paused.thinking_ms + stream.thinking_elapsed_ms(),
             ),
+            paused_calls=tuple(paused.calls),
+            blocks=sendable(paused.blocks + stream.content(call_text)) if used_tools else [],
+            web=self.web,
         )
         message = await self._save_end(end)
         if message is None:

@@ -41,15 +41,31 @@ def content_size(content: str | list[dict]) -> int:
     for block in content:
         if block["type"] == "text":
             size += len(block["text"].encode())
+            if block.get("citations"):
+                size += _json_size(block["citations"])
         elif block["type"] == "thinking":
             size += len(block["thinking"].encode())
         elif block["type"] == "compaction":
             size += len(str(block.get("content") or "").encode())
-        elif block["type"] in ("tool_addition", "tool_removal"):
-            size += len(json.dumps(block).encode())
-        else:
+        elif block["type"] in ("image", "document"):
             size += attachments.block_tokens(block)
+        else:  # server tool uses and their results (a page read, search results), as sent
+            size += _json_size(block)
     return size
+
+
+def _json_size(value) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def web_blocks_size(content_blocks: list[list[dict]]) -> int:
+    """UTF-8 bytes of what a reply's stored content blocks send besides its text and thinking (server
+    tool uses, their results, citations): with those, a bound of the tokens the reply adds to a prompt."""
+    return sum(
+        content_size([b for b in call if b["type"] not in ("text", "thinking")])
+        + sum(_json_size(b["citations"]) for b in call if b["type"] == "text" and b.get("citations"))
+        for call in content_blocks
+    )
 
 
 @dataclass
@@ -92,18 +108,29 @@ class History:
 
 
 def reply_turns(
-    pk: int, content: str, blocks: list[dict], call_ends: list, with_thinking: bool
+    pk: int,
+    content: str,
+    blocks: list[dict],
+    call_ends: list,
+    with_thinking: bool,
+    content_blocks: list[list[dict]] = (),
 ) -> list[Turn]:
     """A reply as the API returned it, call by call: [thinking..., text] per call, and between two calls
     the continue instruction the later one answered (a continued reply). A call with no real text
-    goes back as nothing (the API rejects empty text); its thinking with it."""
+    goes back as nothing (the API rejects empty text); its thinking with it. A call that used server
+    tools goes back as its stored content blocks (`content_blocks`, per call), exactly as returned."""
     signed = [{"type": "thinking", "thinking": b["thinking"], "signature": b["signature"]} for b in blocks]
     ends = [*call_ends, (len(content), len(blocks))]
     turns: list[Turn] = []
     text_start = block_start = 0
     for n, (text_end, block_end) in enumerate(ends):
         text = content[text_start:text_end]
-        if text.strip():
+        returned = content_blocks[n] if n < len(content_blocks) else []
+        if returned:
+            sent = returned if with_thinking else [b for b in returned if b["type"] != "thinking"]
+            if sent:
+                turns.append(Turn(Message.Role.ASSISTANT, sent, pk, pk))
+        elif text.strip():
             thinking = signed[block_start:block_end] if with_thinking else []
             content_sent = [*thinking, {"type": "text", "text": text}] if thinking else text
             turns.append(Turn(Message.Role.ASSISTANT, content_sent, pk, pk))
@@ -131,14 +158,19 @@ def _history_turns(conversation: Conversation, rows) -> list[Turn]:
         if may_have(conversation, "has_files")
         else {}
     )
-    for pk, role, content, status, thinking_blocks, call_ends, _compaction, *_times in rows:
+    for pk, role, content, status, thinking_blocks, call_ends, content_blocks, _compaction, *_times in rows:
         if status == Message.Status.REFUSED:
             while turns and turns[-1].role == Message.Role.USER:
                 turns.pop()
             continue
         if role == Message.Role.ASSISTANT:
             pieces = reply_turns(
-                pk, content, thinking_blocks or [], call_ends or [], pk >= conversation.thinking_from
+                pk,
+                content,
+                thinking_blocks or [],
+                call_ends or [],
+                pk >= conversation.thinking_from,
+                content_blocks or [],
             )
         elif not content.strip() and pk not in media_of:
             continue
@@ -232,12 +264,13 @@ def owner_pauses(rows: list[tuple[str, datetime, datetime]]) -> list[float]:
 #: What the history (history_for) and the prompt bound (_prompt_bound) read of each message: a Send
 #: reads its branch once for both (`branch_rows`).
 ROW_FIELDS = (
-    "pk", "role", "content", "status", "model", "thinking", "thinking_blocks", "call_ends", "compaction",
-    "created_at", "updated_at", "input_tokens", "output_tokens", "cache_creation_input_tokens",
+    "pk", "role", "content", "status", "model", "thinking", "thinking_blocks", "call_ends", "content_blocks",
+    "compaction", "created_at", "updated_at", "input_tokens", "output_tokens", "cache_creation_input_tokens",
     "cache_read_input_tokens",
 )  # fmt: skip
 _HISTORY_FIELDS = (
-    "pk", "role", "content", "status", "thinking_blocks", "call_ends", "compaction", "created_at", "updated_at",
+    "pk", "role", "content", "status", "thinking_blocks", "call_ends", "content_blocks", "compaction",
+    "created_at", "updated_at",
 )  # fmt: skip
 
 
@@ -261,11 +294,11 @@ def history_for(
         rows = list(_history_rows(conversation, before=before).values_list(*_HISTORY_FIELDS))
     else:
         rows = [tuple(getattr(row, name) for name in _HISTORY_FIELDS) for row in rows]
-    pauses = owner_pauses([(row[1], row[7], row[8]) for row in rows])
+    pauses = owner_pauses([(row[1], row[8], row[9]) for row in rows])
     compaction, through = None, 0
     for index in range(len(rows) - 1, -1, -1):
-        if rows[index][6]:
-            compaction, through = rows[index][6]["block"], rows[index][0]
+        if rows[index][7]:
+            compaction, through = rows[index][7]["block"], rows[index][0]
             rows = rows[index + 1 :]
             break
     turns = _history_turns(conversation, rows)
@@ -307,6 +340,7 @@ def reply_request_history(message: Message, *, rows: list[Message] | None = None
             message.thinking_blocks,
             message.call_ends,
             message.pk >= conversation.thinking_from,
+            message.content_blocks,
         ):
             turns_append(history.turns, turn)
     return history
@@ -388,12 +422,17 @@ def _prompt_bound(
     """
     if rows is None:
         rows = branch_rows(conversation, before=before)
-    # Images and PDFs at their estimated tokens; thinking is sent back with its reply.
+    # Images and PDFs at their estimated tokens; thinking, and what server tools returned, are sent
+    # back with their reply.
     media = (
         attachments.tokens_by_message([row.pk for row in rows]) if may_have(conversation, "has_files") else {}
     )
     sizes = [
-        len(row.content.encode()) + len(row.thinking.encode()) + media.get(row.pk, 0) + TURN_OVERHEAD_TOKENS
+        len(row.content.encode())
+        + len(row.thinking.encode())
+        + web_blocks_size(row.content_blocks)
+        + media.get(row.pk, 0)
+        + TURN_OVERHEAD_TOKENS
         for row in rows
     ]
     if model_info(conversation.model).system_messages:  # the first prompt on top, each edit a message
@@ -409,7 +448,12 @@ def _prompt_bound(
         )
     continued = before.content if before.content.strip() else ""
     tail = (
-        len(continued.encode()) + len(CONTINUE_PROMPT.encode()) + 2 * TURN_OVERHEAD_TOKENS if continued else 0
+        len(continued.encode())
+        + web_blocks_size(before.content_blocks)
+        + len(CONTINUE_PROMPT.encode())
+        + 2 * TURN_OVERHEAD_TOKENS
+        if continued
+        else 0
     )
     bounds = [system + sum(sizes) + tail]
     for index in range(len(rows) - 1, -1, -1):
@@ -441,6 +485,6 @@ def context_sizes(*, conversation_id: int, before_id: int) -> list[tuple[int, st
         conversation.messages.active()
         .filter(pk__lt=before_id, pk__gte=conversation.context_from)
         .in_order()
-        .values_list("pk", "role", "content")
+        .values_list("pk", "role", "content", "content_blocks")
     )
-    return [(pk, role, len(content.encode())) for pk, role, content in rows]
+    return [(pk, role, len(content.encode()) + web_blocks_size(blocks)) for pk, role, content, blocks in rows]

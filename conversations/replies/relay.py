@@ -23,6 +23,7 @@ from typing import Protocol
 
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +163,29 @@ async def _relay_frame(socket: Socket, html: str) -> None:
 
 
 relay = Relay()
+
+
+class FramePace:
+    """The coalescing window of this process's frames: CHAT_COALESCE_MS while the event loop keeps up,
+    wider (up to CHAT_COALESCE_MAX_MS) while it falls behind.
+
+    Every frame costs the same whatever it carries (markdown of the open block, the fragment, the
+    channel layer, a websocket send), so when there is more to relay than the process can send at the
+    base window, fewer and fuller frames are what keeps it up to date. Lateness is how much later than
+    due the flushers wake (their sleeps queue behind everything else on the loop), smoothed over
+    recent wakes; the window is the base plus twice that, so it narrows again as the load goes."""
+
+    SMOOTHING = 0.05  # weight of each wake in the running lateness (about the last 20 wakes)
+
+    def __init__(self) -> None:
+        self.lateness = 0.0  # seconds
+
+    def window(self) -> float:
+        base, widest = settings.CHAT_COALESCE_MS / 1000, settings.CHAT_COALESCE_MAX_MS / 1000
+        return min(max(base, widest), base + 2 * self.lateness)
+
+    def woke(self, late: float) -> None:
+        self.lateness += self.SMOOTHING * (max(late, 0.0) - self.lateness)
+
+
+frame_pace = FramePace()

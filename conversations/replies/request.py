@@ -14,8 +14,10 @@ from django.db.models import Q
 from billing.models import UsageRecord
 from billing.usage import LedgerLabels
 
+from .. import web
 from ..catalog import context_window, effort_for, model_info
 from ..models import WINDOW_EXCEEDED, Conversation, Message, may_have
+from ..sources import WebDisplay
 from . import history, store
 from .caching import choose_cache_ttl
 from .claude import (
@@ -41,6 +43,8 @@ class ReplyContext:
     continued_thinking: store.ReplyThinking | None = None
     # Whether the conversation still has its first-line title (Claude titles it once a reply completes).
     untitled: bool = False
+    # What it shows of the web so far (its steps, sources and citations), to which the new call adds.
+    continued_web: WebDisplay | None = None
 
 
 def reply_context(reply: int | Message, *, max_tokens: int | None = None) -> ReplyContext:
@@ -70,6 +74,7 @@ def reply_context(reply: int | Message, *, max_tokens: int | None = None) -> Rep
         stop_sequences=tuple(conversation.stop_sequences),
         effort=effort_for(message.model, conversation.effort),
         drop_mismatched_thinking=conversation.thinking_drop_mismatched,
+        tools=web.web_tools_for(conversation, message).tools,
     )
     labels = store.ledger_labels_for(conversation, model=message.model)
     window = context_window(message.model)
@@ -109,6 +114,7 @@ def reply_context(reply: int | Message, *, max_tokens: int | None = None) -> Rep
         continued,
         earlier_thinking,
         untitled,
+        WebDisplay.of(message) if continued else None,
     )
 
 

@@ -40,7 +40,8 @@ from ..models import (
     may_have,
     usage_fields,
 )
-from ..rendering import clean_title, render_markdown
+from ..rendering import clean_title, render_cited
+from ..sources import WebDisplay
 from ..web import reply_web_sync, web_tools_for
 from .caching import choose_cache_ttl
 from .claude import ReplyRequest, estimate_tokens_from_chars
@@ -53,6 +54,7 @@ from .history import (
     prompt_tokens_bound,
     reply_request_history,
 )
+from .pause import PausedCall, usage_total
 
 logger = logging.getLogger(__name__)
 
@@ -495,6 +497,19 @@ class ReplyEnd:
     request_id: str = ""
     thinking: ReplyThinking | None = None  # None: keep what the checkpoint saved (a sweep)
     cache_note: str = ""  # which prompt-cache lifetime the call wrote, and why (the receipt shows it)
+    # The calls before it that Claude paused (pause_turn), each billed on its own row.
+    paused_calls: tuple[PausedCall, ...] = ()
+    # The call's content blocks when it used server tools ([] when it used none), its paused calls'
+    # first; and what the reply shows of the web. None: keep what is stored (a sweep).
+    blocks: list[dict] | None = None
+    web: WebDisplay | None = None
+
+
+def _per_call(stored: list, call: int, blocks: list[dict]) -> list:
+    """A reply's `content_blocks` with call number `call`'s set to `blocks` (later ones dropped: they
+    were never sent); [] while no call used a server tool."""
+    calls = [*stored[:call], *[[]] * (call - len(stored)), blocks]
+    return calls if any(calls) else []
 
 
 def reply_finish(
@@ -515,9 +530,12 @@ def reply_finish(
     row (see `_reply_keep_late_end`). If the conversation was deleted while the reply streamed, only
     the ledger row is written (with `labels`, captured when the reply started) and None is returned.
     """
-    html = render_markdown(end.content)
+    web = end.web
+    html = render_cited(end.content, web.citations, web.sources) if web is not None else None
     with transaction.atomic():
         message = Message.objects.select_for_update().filter(pk=message_id).first()
+        if message is not None and html is None:  # a sweep: the citations stored so far stand
+            html = render_cited(end.content, message.citations, message.sources)
         if message is not None:
             if message.attempt_id != attempt_id:
                 return None
@@ -542,10 +560,21 @@ def reply_finish(
                 message.thinking = end.thinking.text
                 message.thinking_blocks = end.thinking.blocks
                 message.thinking_ms = end.thinking.ms
+            _set_web(message, end)
             message.lease_until = None
             message.set_usage(end.usage)
             message.save(update_fields=REPLY_END_FIELDS)
             annotate_branches([message])
+        for call in end.paused_calls:
+            usage_record(
+                labels=labels,
+                message_id=message_id,
+                request_id=call.request_id,
+                usage=call.usage,
+                estimated=False,
+                attempt_id=call.attempt_id,
+                cache_note=end.cache_note,
+            )
         usage_record(
             labels=labels,
             message_id=message_id,
@@ -565,14 +594,17 @@ def _reply_keep_late_end(
     conversation has moved on), keeps the longer text (what the page saw, not the last checkpoint), and
     its ledger row takes the call's own count in place of the sweep's estimate. None when the sweep's row
     was already exact or replaced (nothing changes)."""
+    # The sweep's estimate counted every call of the reply (paused ones too): so does its replacement.
+    usage = usage_total([*(call.usage for call in end.paused_calls), end.usage])
     row = usage_replace_estimate(
-        attempt_id=attempt_id, request_id=end.request_id, usage=end.usage, estimated=end.usage_estimated
+        attempt_id=attempt_id, request_id=end.request_id, usage=usage, estimated=end.usage_estimated
     )
     if row is None:
         return None
     if len(end.content) > len(message.content):
         message.content = end.content
         message.html = html
+        _set_web(message, end)
     if end.thinking is not None and len(end.thinking.text) >= len(message.thinking):
         message.thinking = end.thinking.text
         message.thinking_blocks = end.thinking.blocks
@@ -585,6 +617,18 @@ def _reply_keep_late_end(
     return message
 
 
+def _set_web(message: Message, end: ReplyEnd) -> None:
+    """The reply's content blocks and what it shows of the web, from `end` (when it brings them)."""
+    if end.blocks is not None:
+        message.content_blocks = _per_call(message.content_blocks, len(message.call_ends), end.blocks)
+    if end.web is not None:
+        message.web_steps, message.sources, message.citations = (
+            end.web.steps,
+            end.web.sources,
+            end.web.citations,
+        )
+
+
 #: Why a reply whose worker stopped renewing its lease ended (dead, or stalled past the lease).
 REPLY_SWEPT = "The server stopped while writing this reply."
 
@@ -595,7 +639,8 @@ REPLY_STALLED = "The server writing this reply stalled, so it was stopped here."
 #: The columns reply_finish writes (the rest of a streaming reply is not its to change).
 REPLY_END_FIELDS = (
     "content", "html", "status", "stop_reason", "stop_sequence", "error", "request_id",
-    "thinking", "thinking_blocks", "thinking_ms", "lease_until", *usage_fields(Usage()), "updated_at",
+    "thinking", "thinking_blocks", "thinking_ms", "content_blocks", "web_steps", "sources", "citations",
+    "lease_until", *usage_fields(Usage()), "updated_at",
 )  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """The coalescing window widens while the process's timers fire late, within its cap, and narrows again."""
 
-from conversations.replies.generation import FramePace
+from conversations.replies.relay import FramePace
 
 
 def test_the_window_is_the_base_while_timers_fire_on_time(settings):

@@ -5,19 +5,16 @@ fetches the reply may make."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import anthropic
 import pytest
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 
 from billing.usage import NO_SERVER_TOOLS, ServerToolCaps
 from conversations.models import Conversation, Message, WebSettings
-from conversations.replies import claude, generation, intents, price, request, store
+from conversations.replies import claude, price, store
 from conversations.replies.generation import generation_wait
 from conversations.replies.leases import WORKER_ID
-from conversations.web import conversation_web_set, web_tools_for
+from conversations.web import conversation_web_set
 from offline_claude import corpus
 from offline_claude.testing import sync_client
 from tests.conversations.replies.test_append_only_history import next_history
@@ -34,16 +31,9 @@ SONNET = "claude-sonnet-5-5"
 QUESTION = "How do I brew green tea?"
 
 
-def _with_web_tools(context: request.ReplyContext) -> request.ReplyContext:
-    conversation = Conversation.objects.get(pk=context.conversation_id)
-    return replace(context, request=replace(context.request, tools=web_tools_for(conversation).tools))
-
-
 @pytest.fixture
 def sent(monkeypatch):
-    """Every reply request, as built for the SDK (`build_params`). Until `reply_context` declares the
-    conversation's web tools itself (the response side of issue 29 wires `web_tools_for(...).tools`
-    into it), they are declared here the same way: a request that already has them is left alone."""
+    """Every reply request, as built for the SDK (`build_params`)."""
     params: list[dict] = []
     build = claude.build_params
 
@@ -53,18 +43,6 @@ def sent(monkeypatch):
         return built
 
     monkeypatch.setattr(claude, "build_params", recording)
-    reply_context, load_context = request.reply_context, generation.load_context
-
-    def declared(*args, **kwargs):
-        context = reply_context(*args, **kwargs)
-        return context if context.request.tools else _with_web_tools(context)
-
-    async def load(message_id):
-        context = await load_context(message_id)
-        return context if context.request.tools else await database_sync_to_async(_with_web_tools)(context)
-
-    monkeypatch.setattr(intents, "reply_context", declared)
-    monkeypatch.setattr(generation, "load_context", load)
     return params
 
 
