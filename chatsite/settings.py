@@ -344,8 +344,17 @@ CHAT_SHARING = env_bool("CHAT_SHARING", False)
 CHAT_WEB = env_bool("CHAT_WEB", True)
 CHAT_WEB_MAX_SEARCHES = int(os.environ.get("CHAT_WEB_MAX_SEARCHES") or "5")
 CHAT_WEB_MAX_FETCHES = int(os.environ.get("CHAT_WEB_MAX_FETCHES") or "5")
+# What a reply's budget hold allows for the tokens results add to the call (Anthropic bills them as
+# input): a fetch reads at most CHAT_WEB_FETCH_MAX_TOKENS (sent as its `max_content_tokens`); a search's
+# results have no documented bound, so each is held at CHAT_WEB_SEARCH_RESULT_TOKENS.
+CHAT_WEB_FETCH_MAX_TOKENS = int(os.environ.get("CHAT_WEB_FETCH_MAX_TOKENS") or "20000")
+CHAT_WEB_SEARCH_RESULT_TOKENS = int(os.environ.get("CHAT_WEB_SEARCH_RESULT_TOKENS") or "10000")
 CHAT_WEB_ALLOWED_DOMAINS = [d.lower() for d in env_list("CHAT_WEB_ALLOWED_DOMAINS")]
 CHAT_WEB_BLOCKED_DOMAINS = [d.lower() for d in env_list("CHAT_WEB_BLOCKED_DOMAINS")]
+if CHAT_WEB_FETCH_MAX_TOKENS < 1 or CHAT_WEB_SEARCH_RESULT_TOKENS < 0:
+    raise ImproperlyConfigured(
+        "CHAT_WEB_FETCH_MAX_TOKENS must be at least 1, CHAT_WEB_SEARCH_RESULT_TOKENS at least 0."
+    )
 if CHAT_WEB_MAX_SEARCHES < 1 or CHAT_WEB_MAX_FETCHES < 1:
     raise ImproperlyConfigured("CHAT_WEB_MAX_SEARCHES and CHAT_WEB_MAX_FETCHES must be at least 1.")
 if CHAT_WEB_ALLOWED_DOMAINS and CHAT_WEB_BLOCKED_DOMAINS:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 
 from billing.usage import NO_SERVER_TOOLS, ServerToolCaps
@@ -82,14 +83,27 @@ def tool_definitions(site: WebSettings) -> list[dict]:
         "max_uses": site.max_fetches,
         "allowed_callers": DIRECT,
         "citations": {"enabled": True},
+        # What one fetch may read (billed as input tokens): the bound the reply's hold counts on.
+        "max_content_tokens": settings.CHAT_WEB_FETCH_MAX_TOKENS,
         **domains,
     }
     return [search, fetch]
 
 
 def _caps(definitions: list[dict]) -> ServerToolCaps:
-    uses = {tool["name"]: tool.get("max_uses", 0) for tool in definitions}
-    return ServerToolCaps(web_searches=uses.get("web_search", 0), web_fetches=uses.get("web_fetch", 0))
+    """The most uses of each tool, and the most input tokens their results may add to the call: each
+    fetch its `max_content_tokens` (sent with it), each search the site's allowance (the API documents
+    no bound for a search's results)."""
+    tools = {tool["name"]: tool for tool in definitions}
+    searches = tools.get("web_search", {}).get("max_uses", 0)
+    fetch = tools.get("web_fetch", {})
+    fetches = fetch.get("max_uses", 0)
+    per_fetch = fetch.get("max_content_tokens") or settings.CHAT_WEB_FETCH_MAX_TOKENS
+    return ServerToolCaps(
+        web_searches=searches,
+        web_fetches=fetches,
+        result_tokens=searches * settings.CHAT_WEB_SEARCH_RESULT_TOKENS + fetches * per_fetch,
+    )
 
 
 def web_state(changes: list[dict], *, before: int) -> bool:

@@ -5,6 +5,7 @@ and accepted only where the web is offered), and the tools a reply declares (`we
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
@@ -222,7 +223,9 @@ def test_web_tools_follow_the_site_settings_and_the_switch():
         fetch["type"] == WEB_FETCH_TYPE and fetch["max_uses"] == 2 and fetch["citations"] == {"enabled": True}
     )
     assert fetch["allowed_domains"] == ["docs.example"] and "blocked_domains" not in fetch
-    assert tools.caps == ServerToolCaps(web_searches=3, web_fetches=2)
+    assert fetch["max_content_tokens"] == settings.CHAT_WEB_FETCH_MAX_TOKENS  # what a fetch may read
+    per_search, per_fetch = settings.CHAT_WEB_SEARCH_RESULT_TOKENS, settings.CHAT_WEB_FETCH_MAX_TOKENS
+    assert tools.caps == ServerToolCaps(3, 2, result_tokens=3 * per_search + 2 * per_fetch)
 
     # Off again: the same tools stay declared (the history still names them), nothing is held.
     conversation = conversation_web_set(conversation=conversation, on=False)
@@ -236,7 +239,9 @@ def test_web_tools_follow_the_site_settings_and_the_switch():
     conversation = conversation_web_set(conversation=conversation, on=True)
     search, fetch = web_tools_for(conversation).tools
     assert search["blocked_domains"] == ["spam.example"] and "allowed_domains" not in search
-    assert web_tools_for(conversation).caps == ServerToolCaps(web_searches=4, web_fetches=2)
+    assert web_tools_for(conversation).caps == ServerToolCaps(
+        4, 2, result_tokens=4 * per_search + 2 * per_fetch
+    )
 
     # Once a message went out with them, they are the conversation's for good.
     exchange(conversation, "Tea?")

@@ -104,7 +104,9 @@ def step_lines(frames: list[str], message_id: int) -> list[str]:
     ]
 
 
-async def test_two_searches_and_a_fetch_stream_their_steps_cite_sources_and_make_one_ledger_row(prices, calls):
+async def test_two_searches_and_a_fetch_stream_their_steps_cite_sources_and_make_one_ledger_row(
+    prices, calls
+):
     reply, frames, user, conversation = await ask(TWO_SEARCHES_AND_A_FETCH)
 
     assert reply.status == Message.Status.COMPLETE and reply.stop_reason == "end_turn", reply.error

@@ -8,6 +8,7 @@ from __future__ import annotations
 import anthropic
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from billing.usage import NO_SERVER_TOOLS, ServerToolCaps
 from conversations.models import Conversation, Message, WebSettings
@@ -149,7 +150,10 @@ def test_a_reply_hold_covers_the_web_caps_while_the_web_is_on(holds):
     _finish_latest(conversation)
     conversation_web_set(conversation=conversation, on=False)
     store.reply_start(conversation=conversation, text="And owls?", worker=WORKER_ID)
-    assert holds == [NO_SERVER_TOOLS, ServerToolCaps(web_searches=4, web_fetches=2), NO_SERVER_TOOLS]
+    # With the uses, what their results may add: 4 searches at the per-search allowance, 2 fetches at
+    # the `max_content_tokens` each is sent with.
+    results = 4 * settings.CHAT_WEB_SEARCH_RESULT_TOKENS + 2 * settings.CHAT_WEB_FETCH_MAX_TOKENS
+    assert holds == [NO_SERVER_TOOLS, ServerToolCaps(4, 2, result_tokens=results), NO_SERVER_TOOLS]
 
 
 @pytest.mark.django_db
@@ -171,7 +175,8 @@ def test_the_price_line_holds_the_web_caps_too(monkeypatch):
     assert [t["name"] for t in draft.request.tools] == ["web_search", "web_fetch"]
     assert draft.request.messages[-1]["role"] == "system"  # the draft is counted as the Send would send it
     price.draft_price(draft, 100, conversation.pk)
-    assert previews == [NO_SERVER_TOOLS, ServerToolCaps(web_searches=5, web_fetches=5)]
+    results = 5 * settings.CHAT_WEB_SEARCH_RESULT_TOKENS + 5 * settings.CHAT_WEB_FETCH_MAX_TOKENS
+    assert previews == [NO_SERVER_TOOLS, ServerToolCaps(5, 5, result_tokens=results)]
 
 
 def _finish_latest(conversation: Conversation) -> None:
