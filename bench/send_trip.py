@@ -44,7 +44,7 @@ def configure(args: argparse.Namespace) -> None:
         DJANGO_SECURE_SSL_REDIRECT="0",
         DJANGO_HSTS_SECONDS="0",
         ANTHROPIC_API_KEY="bench",
-        CHAT_DEFAULT_MONTHLY_BUDGET_USD="unlimited",
+        CHAT_DEFAULT_MONTHLY_BUDGET_USD=os.environ.get("CHAT_DEFAULT_MONTHLY_BUDGET_USD", "unlimited"),
         CHAT_RATE_LIMIT_PER_MINUTE="100000",
         CHAT_LOG_LEVEL="WARNING",
     )

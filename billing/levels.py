@@ -191,8 +191,11 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def read_standing(levels: Levels, period: Period, now: datetime, *, with_holds: bool = True) -> None:
-    """Fill in each level's spend this month (from the monthly rollups) and open holds, in one statement."""
+def read_standing(
+    levels: Levels, period: Period, now: datetime, *, with_holds: bool = True, user_known: bool = False
+) -> None:
+    """Fill in each level's spend this month (from the monthly rollups) and open holds, in one statement
+    (none when only the user's level is limited and the caller filled it in already: `user_known`)."""
     month = connection.ops.adapt_datefield_value(period.first_day)
     fresh = connection.ops.adapt_datetimefield_value(now - STALE_AFTER)
     holds, monthly_user, monthly_team = (
@@ -210,6 +213,8 @@ def read_standing(levels: Levels, period: Period, now: datetime, *, with_holds: 
             [fresh, levels.user.subject_id],
         )
     ]
+    if user_known:
+        parts.clear()
     if levels.team is not None and levels.team.limited:
         parts.append(
             (
@@ -230,6 +235,8 @@ def read_standing(levels: Levels, period: Period, now: datetime, *, with_holds: 
                 [fresh],
             )
         )
+    if not parts:
+        return
     columns, params = [], []
     for _level, spent_sql, held_sql, spent_params, held_params in parts:
         columns.append(f"({spent_sql})")

@@ -154,6 +154,8 @@ class ServerToolPriceQuerySet(models.QuerySet):
 
 #: Reservations older than this are stale: their process died before settling them.
 STALE_AFTER = timedelta(hours=1)
+#: The window of the rate limit on calls per person (spend_reserve).
+RATE_WINDOW = timedelta(minutes=1)
 
 
 class ReservationQuerySet(models.QuerySet):

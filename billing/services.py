@@ -33,6 +33,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -41,13 +42,14 @@ from django.db.models.functions import Cast, Least
 from django.utils import timezone
 
 from billing.alerts import note_crossings
+from billing.hold_state import HoldState
 from billing.holds import HoldPreview, hold_decide, tool_prices, tool_rates
 from billing.keys import current_key_fingerprint
 from billing.levels import UNREAD, Level, Levels, levels_for, organisation_lock, read_standing, user_limits
 from billing.models import ModelPrice, SiteBudget, SpendReservation, UsageRecord, UserBudget, policy_limit
 from billing.money import InexactAmount, usd_to_pico
 from billing.periods import Period, current_month
-from billing.queries import expired_reservations
+from billing.queries import RATE_WINDOW, expired_reservations
 from billing.rollups import rollup_add, rollup_replace
 from billing.tool_prices import ServerTool, ServerToolPrice
 from billing.usage import NO_SERVER_TOOLS, LedgerLabels, ServerToolCaps, Usage
@@ -55,7 +57,6 @@ from teams.models import Membership
 
 logger = logging.getLogger(__name__)
 
-RATE_WINDOW = timedelta(minutes=1)
 UNLIMITED_WORDS = {"", "unlimited", "none", "off"}
 
 
@@ -158,9 +159,10 @@ def configured_default_limit() -> int | None:
     return parse_budget_usd(settings.CHAT_DEFAULT_MONTHLY_BUDGET_USD)
 
 
-def site_default_limit() -> int | None:
-    """The site default monthly limit in pUSD (None = unlimited): the SiteBudget row, else the setting."""
-    site = SiteBudget.objects.filter(pk=1).first()
+def site_default_limit(site=UNREAD) -> int | None:
+    """The site default monthly limit in pUSD (None = unlimited): the SiteBudget row (`site`: as the
+    caller read it, None if there is none), else the setting."""
+    site = SiteBudget.objects.filter(pk=1).first() if site is UNREAD else site
     if site is None:
         return configured_default_limit()
     return policy_limit(site.policy, site.monthly_limit, configured_default_limit)
@@ -207,6 +209,7 @@ def spend_reserve(
     tool_caps: ServerToolCaps = NO_SERVER_TOOLS,
     team=UNREAD,
     savepoint: bool = True,
+    state: HoldState | None = None,
 ) -> int:
     """Check rate limit and every budget level, then hold this call's worst-case cost for `message_id`.
 
@@ -216,23 +219,32 @@ def spend_reserve(
     Call inside the caller's transaction.atomic(). Raises RateLimited / BudgetExceeded (naming the level
     that refused), writing nothing the caller's rollback would keep. `team`: the user's current team
     when the caller read it in this transaction (their model choice). `savepoint=False` when the caller
-    rolls back its whole transaction on a refusal (a Send): two statements fewer.
+    rolls back its whole transaction on a refusal (a Send): two statements fewer. `state`: the rows the
+    hold decides on as the caller read them under SQLite's write lock (billing/hold_state.py).
     """
     now = timezone.now()
-    site_default = _once(site_default_limit)  # the user's limit and their level may both need it
+    mine = SpendReservation.objects.filter(user_id=user.pk)
     with transaction.atomic(savepoint=savepoint):
-        # Lock order: organisation, team, user (levels_for takes the first two).
-        levels = levels_for(user.pk, None, site_default, lock=True, team_read=team)
-        budget = _lock_budget_row(user.pk)
+        if state is not None:  # read ahead, under the write lock the whole transaction holds
+            site_default = partial(site_default_limit, state.site)
+            levels = levels_for(
+                user.pk, None, site_default, lock=False, team_read=team, organisation=state.organisation
+            )
+            budget = state.budget
+            seen = {"recent": state.recent_holds, "expired": state.expired_holds}
+        else:
+            site_default = _once(site_default_limit)  # the user's limit and their level may both need it
+            # Lock order: organisation, team, user (levels_for takes the first two).
+            levels = levels_for(user.pk, None, site_default, lock=True, team_read=team)
+            budget = _lock_budget_row(user.pk)
+            # One look at the person's holds: how many they took within the rate window, and whether
+            # any expired (abandoned by a worker that died before settling them): deleted then.
+            seen = mine.aggregate(
+                recent=Count("pk", filter=Q(created_at__gt=now - RATE_WINDOW)),
+                expired=Count("pk", filter=expired_reservations(now)),
+            )
         levels.user.limit, levels.user.personal = user_limits(user.pk, budget, site_default)
         per_minute = max(0, settings.CHAT_RATE_LIMIT_PER_MINUTE)  # 0 disables the limit
-        # One look at the person's holds: how many they took within the rate window, and whether any
-        # expired (abandoned by a worker that died before settling them): those are deleted then.
-        mine = SpendReservation.objects.filter(user_id=user.pk)
-        seen = mine.aggregate(
-            recent=Count("pk", filter=Q(created_at__gt=now - RATE_WINDOW)),
-            expired=Count("pk", filter=expired_reservations(now)),
-        )
         if seen["expired"]:
             mine.expired(now).delete()
 
@@ -249,7 +261,11 @@ def spend_reserve(
         limited = levels.limited()
         period = current_month(now)
         if limited:
-            read_standing(levels, period, now)
+            # The user's standing as the Send read it ahead, when of this same month.
+            user_known = state is not None and state.month == period.first_day
+            if user_known:
+                levels.user.spent, levels.user.held = state.spent, state.held
+            read_standing(levels, period, now, user_known=user_known)
         decision = hold_decide(
             limited,
             period,

@@ -132,10 +132,14 @@ class ModelChoice:
         return not self.restricted or model in self.offered
 
 
-def model_choice(user_id: int | None) -> ModelChoice:
+_UNREAD = object()
+
+
+def model_choice(user_id: int | None, *, team=_UNREAD) -> ModelChoice:
     """What `user_id` (a conversation's owner; None: nobody signed in) may choose: one query for their
-    membership and team."""
-    team = access.team_of(user_id) if user_id is not None else None
+    membership and team, unless the caller read their `team` (a Team, or None: no team) already."""
+    if team is _UNREAD:
+        team = access.team_of(user_id) if user_id is not None else None
     return ModelChoice(
         offered=tuple(access.allowed_models(team)),
         default=access.default_model(team),

@@ -29,7 +29,7 @@ from billing.usage import Usage
 
 from ..catalog import model_info
 from ..models import Message
-from . import history, store
+from . import compacting, history, store
 from .claude import ClaudeError, ReplyRequest, compact, count_prompt_tokens
 from .history import TURN_OVERHEAD_TOKENS
 
@@ -89,11 +89,11 @@ def _cut(conversation_id: int, message_id: int, keep_tokens: int, tokens_per_byt
 
 
 @database_sync_to_async
-def _compaction_start(*, reply_id: int, **kwargs) -> store.CompactionJob | None:
-    """`store.compaction_start`; when the budget refuses it, the alert is noted too (in the database
+def _compaction_start(*, reply_id: int, **kwargs) -> compacting.CompactionJob | None:
+    """`compacting.compaction_start`; when the budget refuses it, the alert is noted too (in the database
     thread, once the hold's transaction rolled back)."""
     try:
-        return store.compaction_start(reply_id=reply_id, **kwargs)
+        return compacting.compaction_start(reply_id=reply_id, **kwargs)
     except SpendRefused as exc:
         owner_id = (
             Message.objects.filter(pk=reply_id).values_list("conversation__owner_id", flat=True).first()
@@ -126,7 +126,7 @@ async def _compact(
     try:
         result = await compact(job.request)
     except ClaudeError as exc:
-        await database_sync_to_async(store.compaction_finish)(
+        await database_sync_to_async(compacting.compaction_finish)(
             job=job, block=None, summary="", usage=exc.usage or Usage(), request_id=exc.request_id
         )
         raise ClaudeError(
@@ -136,7 +136,7 @@ async def _compact(
             str(exc),
             exc.request_id,
         ) from exc
-    kept = await database_sync_to_async(store.compaction_finish)(
+    kept = await database_sync_to_async(compacting.compaction_finish)(
         job=job, block=result.block, summary=result.summary, usage=result.usage, request_id=result.request_id
     )
     if not kept:

@@ -17,6 +17,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery, prefetch_related_obj
 from django.utils import timezone
 
 from billing.alerts import note_refusal
+from billing.hold_state import HoldState, hold_state_annotations, hold_state_of, read_ahead
 from billing.services import (
     BudgetExceeded,
     granted_max_tokens,
@@ -44,15 +45,11 @@ from ..rendering import clean_title, render_cited
 from ..sources import WebDisplay
 from ..web import reply_web_sync, web_tools_for
 from .caching import choose_cache_ttl
-from .claude import ReplyRequest, estimate_tokens_from_chars
+from .claude import estimate_tokens_from_chars
 from .history import (
-    TURN_OVERHEAD_TOKENS,
-    History,
     _prompt_bound,
     branch_rows,
-    content_size,
     prompt_tokens_bound,
-    reply_request_history,
 )
 from .pause import PausedCall, usage_total
 
@@ -70,115 +67,6 @@ def conversation_leave_out_before(*, conversation_id: int, message_id: int, repl
     return bool(moved)
 
 
-#: The longest summary an on-demand compaction may write.
-COMPACTION_MAX_TOKENS = 8_000
-
-
-@dataclass(frozen=True)
-class CompactionJob:
-    """A compaction call about to be made for the reply `reply_id`: its request, the last message it
-    summarises, and the spend held for it under `hold_id`."""
-
-    reply_id: int
-    through: int
-    hold_id: int
-    attempt_id: uuid.UUID
-    request: ReplyRequest
-    labels: LedgerLabels
-
-
-def compaction_start(
-    *, reply_id: int, keep_tokens: int, tokens_per_byte: float, request: ReplyRequest, window: int
-) -> CompactionJob | None:
-    """Plan the compaction a reply's call needs: the newest turns that fit in about `keep_tokens` are kept
-    (at least the latest), everything before them is to be summarised, ending with one of Claude's
-    turns (so the kept turns, starting with the user's, keep their thinking); the compaction call
-    itself fits a window of `window` tokens. Holds the call's spend (raises SpendRefused). None when
-    there is nothing before the latest turn to summarise."""
-    with transaction.atomic():
-        message = Message.objects.select_related("conversation__owner").get(pk=reply_id)
-        conversation = message.conversation
-        history = reply_request_history(message)
-        turns = history.turns
-        sizes = [int(content_size(t.content) * tokens_per_byte) + TURN_OVERHEAD_TOKENS for t in turns]
-        cuts = [
-            c
-            for c in range(1, len(turns))
-            if turns[c - 1].role == Message.Role.ASSISTANT
-            and turns[c].role == Message.Role.USER
-            and turns[c].first_pk != turns[c - 1].last_pk
-            and turns[c].first_pk < message.pk
-        ]
-        if not cuts:
-            return None
-        # The compaction call must fit the window itself: summarise what fits of the older turns now, and
-        # the rest in a next round (fit_request asks again), each from the summary before it.
-        max_tokens = min(COMPACTION_MAX_TOKENS, window // 4)
-        lead = content_size([history.compaction]) + TURN_OVERHEAD_TOKENS if history.compaction else 0
-        room = window - max_tokens - int((len(history.system.encode()) + lead) * tokens_per_byte)
-        summarisable = [c for c in cuts if sum(sizes[:c]) <= room]
-        if not summarisable:
-            return None
-        fitting = [c for c in summarisable if sum(sizes[c:]) <= keep_tokens]
-        cut = fitting[0] if fitting else summarisable[-1]
-        through = turns[cut - 1].last_pk
-        summarised = History(
-            system=history.system,
-            turns=turns[:cut],
-            changes=[c for c in history.changes if c["after"] < through],
-            compaction=history.compaction,
-            web_changes=history.web_changes,  # only those reaching a summarised turn are placed
-        )
-        compaction_request = replace(
-            request,
-            messages=summarised.messages,
-            system=history.system,
-            max_tokens=max_tokens,
-            stop_sequences=(),
-            cache_ttl="",
-        )
-        prompt_bound = len(history.system.encode()) + sum(
-            content_size(m["content"]) + TURN_OVERHEAD_TOKENS for m in summarised.messages
-        )
-        hold_id = message.parent_id or message.pk
-        granted = spend_reserve(
-            user=conversation.owner,
-            model=message.model,
-            prompt_tokens=prompt_bound,
-            max_tokens=max_tokens,
-            message_id=hold_id,
-            cache_ttl="",  # a compaction call writes no cache
-            tool_caps=web_tools_for(conversation, message).caps,
-        )
-        compaction_request = replace(compaction_request, max_tokens=granted)
-        labels = ledger_labels_for(conversation, model=message.model)
-    return CompactionJob(message.pk, through, hold_id, uuid.uuid4(), compaction_request, labels)
-
-
-def compaction_finish(
-    *, job: CompactionJob, block: dict | None, summary: str, usage: Usage, request_id: str
-) -> bool:
-    """Record the compaction call's ledger row (purpose "compaction", on the reply's receipt) and, when it
-    wrote a summary (`block`), keep it on the last message it summarises: later calls send it in place
-    of everything up to there. Returns whether the summary was kept (the message may be gone)."""
-    with transaction.atomic():
-        usage_record(
-            labels=job.labels,
-            message_id=job.reply_id,
-            hold_id=job.hold_id,
-            request_id=request_id,
-            usage=usage,
-            estimated=False,
-            attempt_id=job.attempt_id,
-            purpose="compaction",
-        )
-        if block is None:
-            return False
-        return bool(
-            Message.objects.filter(pk=job.through).update(compaction={"block": block, "summary": summary})
-        )
-
-
 def reserve(
     *,
     conversation: Conversation,
@@ -187,13 +75,15 @@ def reserve(
     models: ModelChoice | None = None,
     savepoint: bool = True,
     rows: list[Message] | None = None,
+    state: HoldState | None = None,
 ) -> int:
     """Hold the worst case of the call a reply at `assistant` makes, and return the `max_tokens` the
     hold granted (less than the model's when the budget left covers only that): the call's own. The
     prompt bound counts images and PDFs at their estimated tokens; the reply keeps that estimate for
     its receipt. `models`: the owner's model choice when the caller read it (its team is the one the
     hold is under); `savepoint=False` when a refusal rolls the caller's whole transaction back; `rows`
-    the branch before `assistant` as `branch_rows` read it in this transaction."""
+    the branch before `assistant` as `branch_rows` read it in this transaction; `state` the hold's rows
+    read ahead with the conversation (SQLite, billing/hold_state.py)."""
     bound, pauses = _prompt_bound(conversation, before=assistant, rows=rows)
     if prompt_tokens is None:
         prompt_tokens = bound
@@ -218,6 +108,7 @@ def reserve(
         tool_caps=web_tools_for(conversation, assistant).caps,
         **({"team": models.team} if models is not None else {}),
         savepoint=savepoint,
+        state=state,
     )
 
 
@@ -288,6 +179,7 @@ def new_reply(
     worker: str,
     models: ModelChoice | None = None,
     price_estimate: int | None = None,
+    state: HoldState | None = None,
 ) -> tuple[Message, int]:
     """An assistant placeholder answering `parent`, leased to `worker`, on the model the owner may use
     (`reply_model`, with their `models` when read already), with its spend reserved; and the
@@ -314,6 +206,7 @@ def new_reply(
         models=models,
         savepoint=False,
         rows=assistant.history_rows,
+        state=state,
     )
     return assistant, granted
 
@@ -364,12 +257,19 @@ def _reply_start(
         # One statement locks the conversation and reads what the Send decides on: whether a reply is
         # streaming, the active branch's tip (the new turn's parent), and whether the conversation has
         # files or a reply cut by the window at all (most have neither: their look-ups are skipped).
+        # With it, the owner's team (their model choice) and, on SQLite, the rows the budget hold
+        # decides on (billing/hold_state.py): the hold then reads nothing again.
+        ahead = read_ahead()
         conversation = (
-            Conversation.objects.select_for_update()
-            .select_related("owner")
-            .annotate(**send_state())
+            Conversation.objects.select_for_update(of=("self", "owner"))
+            .select_related("owner", "owner__membership__team", *(["owner__budget"] if ahead else []))
+            .annotate(**send_state(), **hold_state_annotations(timezone.now()))
             .get(pk=conversation.pk)
         )
+        owner = conversation.owner
+        membership = getattr(owner, "membership", None)
+        models = models or model_choice(owner.pk, team=membership.team if membership else None)
+        state = hold_state_of(conversation, getattr(owner, "budget", None) if ahead else None)
         conversation.has_files = conversation.has_files or bool(attachment_ids)
         refuse_while_streaming(conversation, "sending another message", streaming=conversation.streaming_now)
         user_message = Message(
@@ -381,7 +281,12 @@ def _reply_start(
             owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
         )
         assistant, max_tokens = new_reply(
-            conversation, parent=user_message, worker=worker, models=models, price_estimate=price_estimate
+            conversation,
+            parent=user_message,
+            worker=worker,
+            models=models,
+            price_estimate=price_estimate,
+            state=state,
         )
         if not conversation.title:
             conversation.title = clean_title(
