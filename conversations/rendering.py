@@ -79,9 +79,10 @@ _URL_UNSAFE = re.compile(r"[\x00-\x20\x7f<>\"'`\\]")
 
 def link_url(url: str) -> str:
     """`url` when it may be a link on the page (an absolute http(s) address of sensible length, with no
-    character that could leave an attribute), else ""."""
+    character that could leave an attribute, and none that is invisible or turns the text's direction:
+    an address shown or hovered must read as what it is), else ""."""
     url = str(url or "")
-    if len(url) > URL_CHARS or _URL_UNSAFE.search(url):
+    if len(url) > URL_CHARS or _URL_UNSAFE.search(url) or not url.isprintable():
         return ""
     scheme, _, rest = url.partition("://")
     if scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):

@@ -2,7 +2,8 @@
 ones that failed), the sources its answer cites, numbered in the order first cited, and where in the
 text each citation ends. Plain values, stored on the message (`web_steps`, `sources`, `citations`), so
 a reload, another tab and another worker render the same thing; nothing from a result is trusted:
-titles are cut to size and only http(s) addresses become links (rendering escapes the rest).
+titles are cut to size and cleared of invisible and direction-changing characters, and only http(s)
+addresses become links (rendering escapes the rest).
 """
 
 from __future__ import annotations
@@ -21,16 +22,24 @@ CITED_TEXT_CHARS = 500
 
 
 def host_of(url: str) -> str:
-    """The host name of `url` ("" when it has none)."""
+    """The host name of `url` ("" when it has none, or one with an invisible or direction-changing
+    character: shown beside a link, a host must read as what it is)."""
     try:
-        return (urlsplit(url).hostname or "")[:253]
+        host = (urlsplit(url).hostname or "")[:253]
     except ValueError:
         return ""
+    return host if host.isprintable() else ""
+
+
+def shown_text(value: object, limit: int) -> str:
+    """`value` as one line of text to show: control, invisible and direction-changing characters
+    (Unicode's non-printable ones) become spaces, white space is collapsed, at most `limit` characters."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(value or ""))
+    return " ".join(text.split())[:limit]
 
 
 def _title(value: object) -> str:
-    text = "".join(ch if ch.isprintable() else " " for ch in str(value or ""))
-    return " ".join(text.split())[:TITLE_CHARS]
+    return shown_text(value, TITLE_CHARS)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from ..sources import host_of
+from ..sources import host_of, shown_text
 
 SERVER_TOOL_USE = "server_tool_use"
 RESULT_TYPES = frozenset({"web_search_tool_result", "web_fetch_tool_result"})
@@ -59,13 +59,14 @@ class WebStep:
         if not self.error:
             return ""
         known = SEARCH_ERRORS if self.tool == "web_search" else FETCH_ERRORS
-        return known.get(self.error, self.error.replace("_", " "))
+        return known.get(self.error, shown_text(self.error.replace("_", " "), 64))
 
     def shown(self) -> dict:
-        """The step as the page shows it and the message stores it (plain values)."""
+        """The step as the page shows it and the message stores it (plain values; what came from Claude
+        or a result as one line of visible text, cut to size)."""
         return {
-            "tool": self.tool,
-            "target": self.target[:500],
+            "tool": shown_text(self.tool, 64),
+            "target": shown_text(self.target, 500),
             "domain": host_of(self.target) if self.tool == "web_fetch" else "",
             "state": self.state,
             "error": self.error[:64],
