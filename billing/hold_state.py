@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import connection
-from django.db.models import Count, DateField, OuterRef, Subquery, Sum, Value
 
 from billing.models import OrganisationBudget, SiteBudget, SpendReservation, UsageMonthlyUser, UserBudget
 from billing.periods import current_month
@@ -39,56 +38,56 @@ def read_ahead() -> bool:
     return not connection.features.has_select_for_update
 
 
-def hold_state_annotations(now: datetime, *, user: str = "owner_id") -> dict:
-    """Annotations for a query whose rows name a person in the field `user` (a Conversation's owner):
-    the hold's rows as `hold_state_of` reads them back; none where they are not read ahead."""
-    if not read_ahead():
-        return {}
-    capped = OrganisationBudget.objects.filter(pk=1, monthly_limit__isnull=False)
-    site = SiteBudget.objects.filter(pk=1)
-    holds = SpendReservation.objects.filter(user_id=OuterRef(user)).order_by().values("user_id")
-    month = UsageMonthlyUser.objects.filter(month=current_month(now).first_day, user_id=OuterRef(user))
-
-    def count(**conditions) -> Subquery:
-        return Subquery(holds.filter(**conditions).annotate(n=Count("pk")).values("n")[:1])
-
-    return {
-        "hold_month": Value(current_month(now).first_day, output_field=DateField()),
-        "hold_spent": Subquery(month.order_by().values("user_id").annotate(s=Sum("cost")).values("s")[:1]),
-        "hold_held": Subquery(
-            holds.filter(settled_at__isnull=True, created_at__gt=now - STALE_AFTER)
-            .annotate(s=Sum("amount"))
-            .values("s")[:1]
-        ),
-        "hold_org_limit": Subquery(capped.values("monthly_limit")[:1]),
-        "hold_org_warning": Subquery(capped.values("warning_percent")[:1]),
-        "hold_site_policy": Subquery(site.values("policy")[:1]),
-        "hold_site_limit": Subquery(site.values("monthly_limit")[:1]),
-        "hold_recent": count(created_at__gt=now - RATE_WINDOW),
-        "hold_expired": count(created_at__lte=now - STALE_AFTER),
-    }
+def hold_state_columns(user: str) -> list[str]:
+    """The hold's rows as columns of a SELECT whose rows name a person in the column `user` (such as a
+    conversation's owner_id), in the order hold_state_from reads them; parameters: hold_state_params."""
+    quote = connection.ops.quote_name
+    holds = quote(SpendReservation._meta.db_table)
+    org = quote(OrganisationBudget._meta.db_table)
+    site = quote(SiteBudget._meta.db_table)
+    monthly = quote(UsageMonthlyUser._meta.db_table)
+    capped = f"FROM {org} WHERE id = 1 AND monthly_limit IS NOT NULL"
+    return [
+        f"(SELECT monthly_limit {capped})",
+        f"(SELECT warning_percent {capped})",
+        f"(SELECT policy FROM {site} WHERE id = 1)",
+        f"(SELECT monthly_limit FROM {site} WHERE id = 1)",
+        f"(SELECT COUNT(*) FROM {holds} WHERE user_id = {user} AND created_at > %s)",
+        f"(SELECT COUNT(*) FROM {holds} WHERE user_id = {user} AND created_at <= %s)",
+        f"(SELECT COALESCE(SUM(cost), 0) FROM {monthly} WHERE month = %s AND user_id = {user})",
+        f"(SELECT COALESCE(SUM(amount), 0) FROM {holds} WHERE user_id = {user}"
+        " AND settled_at IS NULL AND created_at > %s)",
+    ]
 
 
-def hold_state_of(row, budget: UserBudget | None) -> HoldState | None:
-    """The HoldState a row annotated with `hold_state_annotations` carries (None: not read ahead);
-    `budget` the person's budget row read with it (select_related), or None if they have none."""
-    if not hasattr(row, "hold_recent"):
-        return None
+def hold_state_params(now: datetime) -> list:
+    """The parameters of hold_state_columns, in order, for a Send at `now`."""
+    ops = connection.ops
+    return [
+        ops.adapt_datetimefield_value(now - RATE_WINDOW),
+        ops.adapt_datetimefield_value(now - STALE_AFTER),
+        ops.adapt_datefield_value(current_month(now).first_day),
+        ops.adapt_datetimefield_value(now - STALE_AFTER),
+    ]
+
+
+def hold_state_from(values: list, budget: UserBudget | None, now: datetime) -> HoldState:
+    """The HoldState from hold_state_columns' values; `budget` the person's budget row read with them
+    (None if they have none)."""
+    org_limit, org_warning, site_policy, site_limit, recent, expired, spent, held = values
     organisation = None
-    if row.hold_org_limit is not None:
-        organisation = OrganisationBudget(
-            pk=1, monthly_limit=row.hold_org_limit, warning_percent=row.hold_org_warning
-        )
+    if org_limit is not None:
+        organisation = OrganisationBudget(pk=1, monthly_limit=org_limit, warning_percent=org_warning)
     site = None
-    if row.hold_site_policy is not None:
-        site = SiteBudget(pk=1, policy=row.hold_site_policy, monthly_limit=row.hold_site_limit)
+    if site_policy is not None:
+        site = SiteBudget(pk=1, policy=site_policy, monthly_limit=site_limit)
     return HoldState(
         organisation,
         site,
         budget,
-        row.hold_recent or 0,
-        row.hold_expired or 0,
-        row.hold_month,
-        int(row.hold_spent or 0),
-        int(row.hold_held or 0),
+        int(recent or 0),
+        int(expired or 0),
+        current_month(now).first_day,
+        int(spent or 0),
+        int(held or 0),
     )

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, Subquery, prefetch_related_objects
+from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 
 from billing.alerts import note_refusal
-from billing.hold_state import HoldState, hold_state_annotations, hold_state_of, read_ahead
+from billing.hold_state import HoldState
 from billing.services import (
     BudgetExceeded,
     granted_max_tokens,
@@ -32,8 +32,6 @@ from .. import attachments
 from ..catalog import reply_max_tokens
 from ..inputs import InvalidInput, ModelChoice, model_choice, refuse_while_streaming
 from ..models import (
-    WINDOW_EXCEEDED,
-    Attachment,
     Conversation,
     Message,
     annotate_branches,
@@ -52,6 +50,7 @@ from .history import (
     prompt_tokens_bound,
 )
 from .pause import PausedCall, usage_total
+from .send_sql import send_state
 
 logger = logging.getLogger(__name__)
 
@@ -254,22 +253,15 @@ def _reply_start(
     price_estimate: int | None = None,
 ):
     with transaction.atomic():
-        # One statement locks the conversation and reads what the Send decides on: whether a reply is
-        # streaming, the active branch's tip (the new turn's parent), and whether the conversation has
-        # files or a reply cut by the window at all (most have neither: their look-ups are skipped).
-        # With it, the owner's team (their model choice) and, on SQLite, the rows the budget hold
-        # decides on (billing/hold_state.py): the hold then reads nothing again.
-        ahead = read_ahead()
-        conversation = (
-            Conversation.objects.select_for_update(of=("self", "owner"))
-            .select_related("owner", "owner__membership__team", *(["owner__budget"] if ahead else []))
-            .annotate(**send_state(), **hold_state_annotations(timezone.now()))
-            .get(pk=conversation.pk)
-        )
-        owner = conversation.owner
-        membership = getattr(owner, "membership", None)
-        models = models or model_choice(owner.pk, team=membership.team if membership else None)
-        state = hold_state_of(conversation, getattr(owner, "budget", None) if ahead else None)
+        # One statement locks the conversation and reads what the Send decides on (send_sql.py):
+        # whether a reply streams, the tip, files, the owner's team and, on SQLite, the hold's rows.
+        read = send_state(conversation.pk, timezone.now())
+        conversation = read.conversation
+        models = models or model_choice(conversation.owner_id, team=read.team)
+        state = read.hold
+        # Most conversations have no files and no reply cut by the window: their look-ups are skipped.
+        conversation.has_files, conversation.window_cut = read.has_files, read.window_cut
+        conversation.streaming_now, conversation.tip_id = read.streaming, read.tip_id
         conversation.has_files = conversation.has_files or bool(attachment_ids)
         refuse_while_streaming(conversation, "sending another message", streaming=conversation.streaming_now)
         user_message = Message(
@@ -299,18 +291,6 @@ def _reply_start(
     else:  # it has none: the page's render needs no query to know
         known_none(user_message, "attachments")
     return user_message, assistant, max_tokens
-
-
-def send_state() -> dict:
-    """Annotations of a Conversation query for a Send (see _reply_start): `streaming_now`, `tip_id`,
-    `has_files` and `window_cut` (a reply of it ran into the context window)."""
-    messages = Message.objects.filter(conversation=OuterRef("pk"))
-    return {
-        "streaming_now": Exists(messages.filter(status=Message.Status.STREAMING)),
-        "tip_id": Subquery(messages.filter(active=True).order_by("-pk").values("pk")[:1]),
-        "has_files": Exists(Attachment.objects.filter(conversation=OuterRef("pk"))),
-        "window_cut": Exists(messages.filter(stop_reason=WINDOW_EXCEEDED)),
-    }
 
 
 def reply_continue(*, message: Message, worker: str) -> Message:

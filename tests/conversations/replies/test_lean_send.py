@@ -14,13 +14,13 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing.hold_state import hold_state_annotations, hold_state_of, read_ahead
+from billing.hold_state import read_ahead
 from billing.models import SiteBudget, SpendReservation, UserBudget
 from billing.money import usd_to_pico
 from billing.services import SpendRefused, spend_reserve
 from conversations.inputs import model_choice
-from conversations.models import Conversation
 from conversations.replies import intents
+from conversations.replies.send_sql import send_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "billing"))
 from billing_factories import (  # noqa: E402
@@ -78,12 +78,7 @@ def _both_ways(user, conversation, **call) -> tuple:
             with transaction.atomic():
                 state = None
                 if ahead:
-                    row = (
-                        Conversation.objects.select_related("owner__budget")
-                        .annotate(**hold_state_annotations(timezone.now()))
-                        .get(pk=conversation.pk)
-                    )
-                    state = hold_state_of(row, getattr(row.owner, "budget", None))
+                    state = send_state(conversation.pk, timezone.now()).hold
                     assert state is not None
                 message = make_message(conversation)
                 granted = spend_reserve(
