@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 import nh3
 from django.utils.html import format_html
@@ -346,3 +347,20 @@ def clean_title(text: str) -> str:
         return line
     cut = line[:TITLE_CHARS].rsplit(" ", 1)[0] if " " in line[:TITLE_CHARS] else line[:TITLE_CHARS]
     return cut.rstrip(",;:- ") + "…"
+
+
+def host_of(url: str) -> str:
+    """The host name of `url` ("" when it has none, or one with an invisible or direction-changing
+    character: shown beside a link, a host must read as what it is)."""
+    try:
+        host = (urlsplit(url).hostname or "")[:253]
+    except ValueError:
+        return ""
+    return host if host.isprintable() else ""
+
+
+def shown_text(value: object, limit: int) -> str:
+    """`value` as one line of text to show: control, invisible and direction-changing characters
+    (Unicode's non-printable ones) become spaces, white space is collapsed, at most `limit` characters."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(value or ""))
+    return " ".join(text.split())[:limit]

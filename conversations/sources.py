@@ -10,32 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-from .rendering import link_url
+from .rendering import host_of, link_url, shown_text
 
 if TYPE_CHECKING:  # the reply engine's, which builds these from the stream
     from .replies.blocks import CallBlocks, WebStep
 
 TITLE_CHARS = 300
 CITED_TEXT_CHARS = 500
-
-
-def host_of(url: str) -> str:
-    """The host name of `url` ("" when it has none, or one with an invisible or direction-changing
-    character: shown beside a link, a host must read as what it is)."""
-    try:
-        host = (urlsplit(url).hostname or "")[:253]
-    except ValueError:
-        return ""
-    return host if host.isprintable() else ""
-
-
-def shown_text(value: object, limit: int) -> str:
-    """`value` as one line of text to show: control, invisible and direction-changing characters
-    (Unicode's non-printable ones) become spaces, white space is collapsed, at most `limit` characters."""
-    text = "".join(ch if ch.isprintable() else " " for ch in str(value or ""))
-    return " ".join(text.split())[:limit]
 
 
 def _title(value: object) -> str:

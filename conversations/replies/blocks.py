@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from ..sources import host_of, shown_text
+from ..rendering import host_of, shown_text
 
 SERVER_TOOL_USE = "server_tool_use"
 RESULT_TYPES = frozenset({"web_search_tool_result", "web_fetch_tool_result"})

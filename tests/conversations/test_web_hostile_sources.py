@@ -14,9 +14,9 @@ from django.test import Client
 
 from conversations import services, transfer
 from conversations.models import Message
-from conversations.rendering import link_url, render_cited
+from conversations.rendering import host_of, link_url, render_cited
 from conversations.replies.blocks import CallBlocks, WebStep
-from conversations.sources import WebDisplay, host_of
+from conversations.sources import WebDisplay
 from tests.conversations.replies.test_web_replies import _ActiveMarkup
 from tests.helpers import make_conversation, make_message, make_user
 
