@@ -258,16 +258,14 @@ def _reply_start(
         read = send_state(conversation.pk, timezone.now())
         conversation = read.conversation
         models = models or model_choice(conversation.owner_id, team=read.team)
-        state = read.hold
         # Most conversations have no files and no reply cut by the window: their look-ups are skipped.
-        conversation.has_files, conversation.window_cut = read.has_files, read.window_cut
-        conversation.streaming_now, conversation.tip_id = read.streaming, read.tip_id
-        conversation.has_files = conversation.has_files or bool(attachment_ids)
-        refuse_while_streaming(conversation, "sending another message", streaming=conversation.streaming_now)
+        conversation.has_files = read.has_files or bool(attachment_ids)
+        conversation.window_cut = read.window_cut
+        refuse_while_streaming(conversation, "sending another message", streaming=read.streaming)
         user_message = Message(
-            conversation=conversation, role=Message.Role.USER, content=text, parent_id=conversation.tip_id
+            conversation=conversation, role=Message.Role.USER, content=text, parent_id=read.tip_id
         )
-        user_message.starts_conversation = conversation.tip_id is None
+        user_message.starts_conversation = read.tip_id is None
         user_message.save()
         claimed = attachments.attachments_claim(
             owner=conversation.owner, conversation=conversation, ids=attachment_ids, message=user_message
@@ -278,7 +276,7 @@ def _reply_start(
             worker=worker,
             models=models,
             price_estimate=price_estimate,
-            state=state,
+            state=read.hold,
         )
         if not conversation.title:
             conversation.title = clean_title(
