@@ -239,15 +239,18 @@ def test_suspects_name_estimates_rows_without_request_id_and_calls_near_midnight
         conversation_title="",
         model="claude-haiku-5-5",
     )
-    plain = usage_record(
-        labels=labels, message_id=None, request_id="req_1", usage=Usage(input_tokens=5), estimated=False
-    )
-    estimate = usage_record(
-        labels=labels, message_id=None, request_id="req_2", usage=Usage(input_tokens=5), estimated=True
-    )
-    unknown = usage_record(
-        labels=labels, message_id=None, request_id="", usage=Usage(input_tokens=5), estimated=False
-    )
+    # The other rows are written at noon, so a run near midnight does not make them suspects too.
+    noon = datetime.combine(utc_today(), time(12, 0), tzinfo=UTC)
+    with mock.patch("django.utils.timezone.now", return_value=noon):
+        plain = usage_record(
+            labels=labels, message_id=None, request_id="req_1", usage=Usage(input_tokens=5), estimated=False
+        )
+        estimate = usage_record(
+            labels=labels, message_id=None, request_id="req_2", usage=Usage(input_tokens=5), estimated=True
+        )
+        unknown = usage_record(
+            labels=labels, message_id=None, request_id="", usage=Usage(input_tokens=5), estimated=False
+        )
     midnight = datetime.combine(utc_today(), time(0, 0, 30), tzinfo=UTC)
     near_midnight = UsageRecord.objects.create(
         created_at=midnight,
