@@ -106,7 +106,7 @@ test: lint test-sqlite test-postgres
 test-fast: install-test
 	$(BIN)/pytest --ignore=tests/e2e
 
-bench: install
+bench: install-test
 	$(BIN)/python bench/relay_latency.py
 
 clean:

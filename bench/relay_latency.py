@@ -50,6 +50,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -682,6 +683,31 @@ def start_daphne(
     return proc, port
 
 
+def profiler(directory: str | None, pid: int, name: str) -> subprocess.Popen | None:
+    """py-spy recording `pid` (raw collapsed stacks, idle frames left out) into directory/name.txt while
+    a level runs, with `--profile DIR`: the profile issue 28 asks performance work to start from."""
+    if not directory:
+        return None
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy (make install-test installs it into .venv)")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    out = Path(directory) / (re.sub(r"[^\w.-]+", "_", name) + ".txt")
+    cmd = [spy, "record", "-p", str(pid), "-r", "200", "--nonblocking", "-f", "raw", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # py-spy attaches before the level starts
+    return proc
+
+
+def stop_profiler(proc: subprocess.Popen | None) -> None:
+    if proc is not None:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def stop_all(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -903,7 +929,11 @@ def run(args: argparse.Namespace) -> None:
                             time.perf_counter(),
                         )
                         own_client0 = time.process_time()
-                        r = asyncio.run(relay_level(port, proc.pid, targets, texts, delays, timeout))
+                        spy = profiler(args.profile, proc.pid, f"{path}-{level.key}-{rep + 1}")
+                        try:
+                            r = asyncio.run(relay_level(port, proc.pid, targets, texts, delays, timeout))
+                        finally:
+                            stop_profiler(spy)
                         wall = time.perf_counter() - t0
                         used = (
                             cpu_seconds(proc.pid)
@@ -1183,6 +1213,11 @@ def main() -> None:
         metavar="LABEL:NAME=VALUE,...",
         help="one more app row with these settings, e.g. 'before:CHAT_HTTP_CLIENT=httpx,CHAT_COALESCE_MAX_MS=40'; "
         "APP_ROOT=DIR runs that row's daphne from another checkout (e.g. a git worktree of an earlier commit)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="record each app row of the streams section with py-spy into DIR (collapsed stacks)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the tmp dir (daphne/offline logs)")
     parser.add_argument("--sdk-worker", action="store_true", help=argparse.SUPPRESS)

@@ -1,4 +1,5 @@
-"""What one Send costs the database thread: the trip `intents._send_in_database` makes for a first turn.
+"""What one reply costs the database thread: the trips of its Send (`intents._send_in_database`, a
+first turn), its end (`store.reply_finish`) and the header read after it (`generation._after_reply`).
 
 In a daphne process all database work runs in one thread, so under a burst of messages each reply
 starts only after the Send trips queued before it (the "start" column of bench/relay_latency.py).
@@ -6,7 +7,7 @@ This script times that trip alone, in this process, on a throwaway SQLite databa
 ``--database-url``): ``--sends`` first turns, each in a new conversation of a new user (as the relay
 bench sends them), after a warm-up, ``--repeat`` times. It prints, per Send, the medians of:
 
-- statements run (BEGIN/COMMIT and savepoints included) and wall and CPU milliseconds;
+- statements run (BEGIN/COMMIT and savepoints included) and wall and CPU milliseconds, per trip;
 - the milliseconds spent inside the database driver's ``execute`` (the rest is Python: the ORM
   building statements and models, and the app's own work) and its share of the wall time.
 
@@ -74,14 +75,39 @@ def conversations(n: int, prefix: str) -> list:
     return list(Conversation.objects.filter(pk__in=[c.pk for c in made]).order_by("pk"))
 
 
-def one_round(sends: int, label: str) -> dict:
+def one_round(sends: int, label: str) -> dict[str, dict]:
+    """The Sends of `sends` first turns, then each reply's end (its final row and ledger row, as
+    `Generation._finish` writes them) and the header and budget banner read after it."""
     from django.db import connection
 
-    from conversations.replies import intents
+    from billing.usage import Usage
+    from conversations.replies import generation, intents, store
+    from conversations.sources import WebDisplay
 
-    trip = intents._send_in_database.func  # the function channels runs in its database thread
+    trip = intents._send_in_database.func  # the functions channels runs in its database thread
+    after = generation._after_reply.func
+
+    def end(sent) -> None:
+        context = sent.context
+        store.reply_finish(
+            message_id=context.message_id,
+            attempt_id=context.attempt_id,
+            end=store.ReplyEnd(
+                content=REPLY,
+                status="complete",
+                stop_reason="end_turn",
+                request_id=f"req_{context.message_id}",
+                usage=Usage(input_tokens=40, output_tokens=250),
+                usage_estimated=False,
+                thinking=store.ReplyThinking(),
+                web=WebDisplay(),
+            ),
+            labels=context.labels,
+        )
+
     for conversation in conversations(10, f"{label}-warm"):
-        trip(conversation, TEXT, (), None)
+        end(trip(conversation, TEXT, (), None))
+        after(conversation.pk)
     targets = conversations(sends, label)
     in_execute = [0.0, 0]
 
@@ -93,18 +119,28 @@ def one_round(sends: int, label: str) -> dict:
             in_execute[0] += time.perf_counter() - started
             in_execute[1] += 1
 
-    with connection.execute_wrapper(timed):
-        wall, cpu = time.perf_counter(), time.process_time()
-        for conversation in targets:
-            trip(conversation, TEXT, (), None)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {
-        "statements": in_execute[1] / sends,
-        "wall": wall / sends * 1000,
-        "cpu": cpu / sends * 1000,
-        "execute": in_execute[0] / sends * 1000,
-        "share": in_execute[0] / wall,
-    }
+    def phase(work, items) -> tuple[dict, list]:
+        in_execute[:] = [0.0, 0]
+        with connection.execute_wrapper(timed):
+            wall, cpu = time.perf_counter(), time.process_time()
+            done = [work(item) for item in items]
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        figures = {
+            "statements": in_execute[1] / len(items),
+            "wall": wall / len(items) * 1000,
+            "cpu": cpu / len(items) * 1000,
+            "execute": in_execute[0] / len(items) * 1000,
+            "share": in_execute[0] / wall,
+        }
+        return figures, done
+
+    send, sent = phase(lambda c: trip(c, TEXT, (), None), targets)
+    ended, _ = phase(end, sent)
+    header, _ = phase(lambda c: after(c.pk), targets)
+    return {"Send": send, "reply's end": ended, "header after it": header}
+
+
+REPLY = "Read each event up to its blank line, and flush the last one when the stream closes. " * 12
 
 
 def main() -> None:
@@ -116,20 +152,24 @@ def main() -> None:
     args = parser.parse_args()
     configure(args)
     rounds = [one_round(args.sends, f"send-{i}") for i in range(args.repeat)]
-    median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
-    spread = {key: (min(r[key] for r in rounds), max(r[key] for r in rounds)) for key in ("wall", "cpu")}
     backend = "PostgreSQL" if args.database_url.startswith("postgres") else "SQLite"
     print(
-        f"One Send's database trip, a first turn ({backend}, DEBUG={args.debug}, medians of {args.repeat} x {args.sends})"
+        f"One reply's database trips, a first turn ({backend}, DEBUG={args.debug}, medians of "
+        f"{args.repeat} x {args.sends})"
     )
     print()
-    print("| statements | wall ms | CPU ms | ms in execute | share in execute |")
-    print("|---|---|---|---|---|")
-    print(
-        f"| {median['statements']:.0f} | {median['wall']:.1f} ({spread['wall'][0]:.1f}-{spread['wall'][1]:.1f}) "
-        f"| {median['cpu']:.1f} ({spread['cpu'][0]:.1f}-{spread['cpu'][1]:.1f}) "
-        f"| {median['execute']:.2f} | {median['share']:.0%} |"
-    )
+    print("| trip | statements | wall ms | CPU ms | ms in execute | share in execute |")
+    print("|---|---|---|---|---|---|")
+    for trip in rounds[0]:
+        runs = [r[trip] for r in rounds]
+        median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        spread = {key: (min(r[key] for r in runs), max(r[key] for r in runs)) for key in ("wall", "cpu")}
+        print(
+            f"| {trip} | {median['statements']:.0f} "
+            f"| {median['wall']:.1f} ({spread['wall'][0]:.1f}-{spread['wall'][1]:.1f}) "
+            f"| {median['cpu']:.1f} ({spread['cpu'][0]:.1f}-{spread['cpu'][1]:.1f}) "
+            f"| {median['execute']:.2f} | {median['share']:.0%} |"
+        )
 
 
 if __name__ == "__main__":

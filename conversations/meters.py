@@ -29,15 +29,19 @@ def meter_for(conversation: Conversation) -> Meter:
     """Cost and cache savings of every call in the conversation (every branch, titles included), and
     the tokens the active branch's latest reply used
     (prompt plus output) of the model's window."""
-    totals = UsageRecord.objects.for_conversation(conversation.pk).totals()
+    totals = UsageRecord.objects.for_conversation(conversation.pk).cost_and_savings()
+    # Only the counts of the latest reply: its text and HTML may be long and are not shown here.
     latest = (
         conversation.messages.active()
         .filter(role=Message.Role.ASSISTANT)
         .exclude(status=Message.Status.STREAMING)
         .order_by("-pk")
+        .values_list(
+            "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"
+        )
         .first()
     )
-    used = latest.prompt_tokens + latest.output_tokens if latest else 0
+    used = sum(latest) if latest else 0
     return Meter(
         conversation_id=conversation.pk,
         cost=totals["cost"],

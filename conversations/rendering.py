@@ -217,9 +217,9 @@ class MarkdownStream:
     def __init__(self, text: str = "") -> None:
         self.completed: list[str] = []  # sanitised HTML of every block that can no longer change
         self.open_text = ""  # the source after those blocks
-        # The open paragraph's finished sentences, rendered (see `open_html`).
-        self._sentences_src = ""
-        self._sentences_html = ""
+        # The open paragraph's settled head, rendered (see `open_html`).
+        self._settled_src = ""
+        self._settled_html = ""
         if text:
             self.feed(text)
 
@@ -252,9 +252,11 @@ class MarkdownStream:
         """The open end, rendered for display while streaming (open markers closed or held back).
 
         The open end is most often one long paragraph, and inline markdown is the slow part: its
-        finished sentences (no marker open at their end) are rendered once and kept, so an update
-        renders only the sentence being written."""
-        text = _display_tail(self.open_text)
+        settled head (its words up to the last point no marker is open) is rendered once and kept, so
+        an update renders only the words written since."""
+        text = self.open_text
+        if not _PLAIN_LINE.fullmatch(text):  # (a plain line is shown as it is: no need to look)
+            text = _display_tail(text)
         if _ONE_LINE_PARAGRAPH.fullmatch(text):
             content = text.strip()  # what the block parser would find, without running it on every frame
         else:
@@ -262,15 +264,15 @@ class MarkdownStream:
             if [t.type for t in blocks] != ["paragraph_open", "inline", "paragraph_close"]:
                 return _clean(_markdown().render(text))
             content = blocks[1].content
-        if not content.startswith(self._sentences_src):
-            self._sentences_src, self._sentences_html = "", ""
-        rest = content[len(self._sentences_src) :]
-        end = _last_settled_sentence(rest)
+        if not content.startswith(self._settled_src):
+            self._settled_src, self._settled_html = "", ""
+        rest = content[len(self._settled_src) :]
+        end = _last_settled(rest)
         if end:
-            self._sentences_html += _clean(_markdown().renderInline(rest[:end]))
-            self._sentences_src += rest[:end]
+            self._settled_html += _inline_html(rest[:end])
+            self._settled_src += rest[:end]
             rest = rest[end:]
-        return f"<p>{self._sentences_html}{_clean(_markdown().renderInline(rest))}</p>\n"
+        return f"<p>{self._settled_html}{_inline_html(rest)}</p>\n"
 
     def final_open_html(self) -> str:
         """The open end rendered exactly (the reply ended)."""
@@ -284,6 +286,28 @@ class MarkdownStream:
 # definition can), and nothing follows it.
 _ONE_LINE_PARAGRAPH = re.compile(r"[^\W\d_][^\n]*\n?")
 
+# One line of a paragraph that `_display_tail` would leave as it is: it starts with a letter and has none
+# of the characters whose markers that function closes or holds back (nor a line break).
+_PLAIN_LINE = re.compile(r"[^\W\d_][^\n*_~`\[|]*")
+
+# Inline text that renders as itself: ASCII letters, digits, spaces and the punctuation that no inline
+# rule of markdown-it acts on (its rules all start at ASCII characters), and any printable character
+# beyond ASCII (`isprintable` leaves out the no-break space, which the sanitiser writes as an entity).
+# Most of a reply's sentences are such text, and rendering one costs more than the rest of a frame.
+_PLAIN_INLINE = re.compile(r"(?:[^\x00-\x7f]|[A-Za-z0-9 !\"#$%'()+,\-./:;=?@^{|}])*")
+
+
+def _renders_as_itself(text: str) -> bool:
+    return _PLAIN_INLINE.fullmatch(text) is not None and text.isprintable()
+
+
+def _inline_html(text: str) -> str:
+    """`text` rendered as inline markdown and sanitised."""
+    if _renders_as_itself(text):
+        return text
+    return _clean(_markdown().renderInline(text))
+
+
 # Top-level blocks that nothing after a blank line can continue (lists and indented code can be).
 _ENDED_BY_A_BLANK_LINE = {"paragraph_open", "heading_open", "fence", "hr", "table_open", "blockquote_open"}
 
@@ -296,19 +320,37 @@ def _blocks(text: str) -> list:
     return tokens
 
 
-_SENTENCE_END = re.compile(r"[.!?:;] +(?=\S)")
+_WORD_END = re.compile(r" +(?=\S)")
+_LEFT_TO_THE_WHOLE = re.compile(r"[\[\]<>\\]")
 
 
-def _last_settled_sentence(text: str) -> int:
-    """Where the last finished sentence of `text` ends (0: none), if no inline marker is open there
-    (emphasis, code, links, raw < and escapes are left to the whole render)."""
-    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
-    for end in reversed(ends):
-        head = text[:end]
-        if any(c in head for c in "[]<>\\") or any(head.count(c) % 2 for c in "*_`~"):
-            continue
-        return end
-    return 0
+def _last_settled(text: str) -> int:
+    """Where the longest head of `text` that ends between two words with no inline marker open ends
+    (0: none). Its runs of emphasis, strikethrough and code markers must close in order what they
+    opened (a run that can close, after a non-space, closing the last open run of the same character and
+    length; one that can only open, before a non-space, opening), and it holds no link, raw `<` or escape
+    (those are left to the whole render). What follows such a head cannot change how it renders."""
+    stop = _LEFT_TO_THE_WHOLE.search(text)
+    limit = stop.start() if stop else len(text)
+    settled = start = 0
+    open_runs: list[str] = []
+    for match in _WORD_END.finditer(text, 0, limit):
+        end = match.end()
+        for run in _MARKER_RUN.finditer(text, start, end):
+            marker, at = run.group(), run.start()
+            if open_runs and open_runs[-1] == marker and at and not text[at - 1].isspace():
+                open_runs.pop()
+            elif run.end() < len(text) and not text[run.end()].isspace():
+                open_runs.append(marker)
+            else:
+                return settled  # a run that neither closes nor opens: left to the whole render
+        if not open_runs:
+            settled = end
+        start = end
+    return settled
+
+
+_MARKER_RUN = re.compile(r"\*+|_+|`+|~+")
 
 
 def _line_offset(text: str, line: int) -> int:

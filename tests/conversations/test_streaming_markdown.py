@@ -101,3 +101,95 @@ def test_streamed_html_is_sanitised_like_the_final_render():
     stream = MarkdownStream("<script>alert(1)</script>\n\n[x](javascript:alert(1)) **open")
     html = stream.completed_html() + stream.open_html()
     assert "<script" not in html and 'href="javascript' not in html and "&lt;script" in html
+
+
+# Letters (some not ASCII), digits, spaces and every character markdown or HTML gives a meaning to.
+ALPHABET = "aaaabcdeéßж日 1234567890    ,.;:?!'\"()/-+*_~`[]<>&#=|\\@^{}$%\n\t"
+MARKUP = ["**b**", "~~s~~", "`c`", "[l](https://x.org)", "<b>", "&amp;", "_e_", "\\*", "<https://x.org>", "&"]
+# Markers opened in one word and closed in a later one.
+SPANNING = [
+    "**open",
+    "close**",
+    "`open",
+    "close`",
+    "*it",
+    "it*",
+    "_it",
+    "it_",
+    "~~del",
+    "del~~",
+    "[link",
+    "text](https://x.org)",
+    "<span",
+    "x>",
+    "\\",
+    "a\\",
+]
+PLAIN = "abcdefghijklmnopqrstuvwxyzéßж日0123456789⟦⟧—…“”😀\u0301\xa0\u2028\u200b\u00ad\ufeff"
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_plain_text_shortcuts_show_every_prefix_exactly_as_the_full_render_would(seed, monkeypatch):
+    """A plain line skips `_display_tail` and plain inline text skips markdown-it and the sanitiser; with
+    both shortcuts turned off the same stream must show the same HTML after every character."""
+    from conversations import rendering
+
+    rng = random.Random(seed)
+    words = [
+        "".join(rng.choice(PLAIN if rng.random() < 0.8 else ALPHABET) for _ in range(rng.randint(1, 9)))
+        + rng.choice(["", "", "", ".", ",", "?", ";"])
+        if rng.random() < 0.9
+        else rng.choice(MARKUP)
+        for _ in range(60)
+    ]
+    text = rng.choice(["The ", "Yes. ", "", "Über "]) + " ".join(words)
+    fast, full = MarkdownStream(), MarkdownStream()
+    never = rendering.re.compile("(?!)")
+    for n, char in enumerate(text):
+        fast.feed(char)
+        full.feed(char)
+        expected = fast.open_html()
+        with monkeypatch.context() as patched:
+            patched.setattr(rendering, "_PLAIN_LINE", never)
+            patched.setattr(rendering, "_PLAIN_INLINE", never)
+            assert full.open_html() == expected, f"after {text[: n + 1]!r}"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_text_the_plain_inline_shortcut_takes_renders_as_itself(seed):
+    from conversations.rendering import _clean, _markdown, _renders_as_itself
+
+    rng = random.Random(seed)
+    taken = 0
+    for _ in range(300):
+        text = "".join(rng.choice([*ALPHABET, *PLAIN * 3, *MARKUP]) for _ in range(rng.randint(0, 30)))
+        if _renders_as_itself(text):
+            taken += len(text) > 5
+            assert _clean(_markdown().renderInline(text)) == text, repr(text)
+    assert taken  # the alphabet makes some plain text in every seed
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_settled_words_are_shown_as_rendering_the_whole_open_paragraph_would_show_them(seed, monkeypatch):
+    """The open paragraph's settled head is rendered once and kept; the HTML shown after every character
+    must be what rendering the whole paragraph each time would show."""
+    from conversations import rendering
+
+    rng = random.Random(seed)
+    words = [
+        rng.choice(MARKUP + SPANNING)
+        if rng.random() < 0.3
+        else "".join(rng.choice(PLAIN[:30]) for _ in range(rng.randint(1, 7)))
+        for _ in range(50)
+    ]
+    text = rng.choice(["The ", "Yes. ", "Über "]) + " ".join(
+        w + rng.choice(["", "", ".", ",", ":"]) for w in words
+    )
+    kept, whole = MarkdownStream(), MarkdownStream()
+    for n, char in enumerate(text):
+        kept.feed(char)
+        whole.feed(char)
+        expected = kept.open_html()
+        with monkeypatch.context() as patched:  # nothing settles: the open paragraph is rendered whole
+            patched.setattr(rendering, "_last_settled", lambda _text: 0)
+            assert whole.open_html() == expected, f"after {text[: n + 1]!r}"
