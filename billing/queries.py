@@ -95,19 +95,16 @@ class UsageRecordQuerySet(models.QuerySet):
 
     def total_cost(self) -> int:
         """Sum of cost in pico-dollars (0 when empty)."""
-        return int(self.aggregate(total=Coalesce(Sum("cost"), 0))["total"])
+        return self.sums("cost")["cost"]
+
+    def sums(self, *names: str) -> dict:
+        """Only the sums of the columns `names` (ints, 0 when empty), such as `cost` and `cache_savings`
+        for a conversation's header: `totals` builds every sum, which costs more to compile than to run."""
+        return _as_ints(self.order_by().aggregate(**{name: Coalesce(Sum(name), 0) for name in names}))
 
     def totals(self) -> dict:
         """One dict: every summed figure (ints), calls, unpriced/estimated calls, active users."""
         return _as_ints(self.order_by().aggregate(**_sums(), active_users=Count("user_id", distinct=True)))
-
-    def cost_and_savings(self) -> dict:
-        """Only the sums of `cost` and `cache_savings` (what a conversation's header shows): `totals`
-        builds every sum, which costs several times more to compile than to run."""
-        sums = self.order_by().aggregate(
-            **{name: Coalesce(Sum(name), 0) for name in ("cost", "cache_savings")}
-        )
-        return _as_ints(sums)
 
     def _grouped(self, *keys: str, **extra) -> list[dict]:
         rows = self.order_by().values(*keys).annotate(**_sums(), **extra)

@@ -29,7 +29,7 @@ def meter_for(conversation: Conversation) -> Meter:
     """Cost and cache savings of every call in the conversation (every branch, titles included), and
     the tokens the active branch's latest reply used
     (prompt plus output) of the model's window."""
-    totals = UsageRecord.objects.for_conversation(conversation.pk).cost_and_savings()
+    totals = UsageRecord.objects.for_conversation(conversation.pk).sums("cost", "cache_savings")
     # Only the counts of the latest reply: its text and HTML may be long and are not shown here.
     latest = (
         conversation.messages.active()

@@ -322,6 +322,7 @@ def _blocks(text: str) -> list:
 
 _WORD_END = re.compile(r" +(?=\S)")
 _LEFT_TO_THE_WHOLE = re.compile(r"[\[\]<>\\]")
+_MARKER_RUN = re.compile(r"\*+|_+|`+|~+")
 
 
 def _last_settled(text: str) -> int:
@@ -348,9 +349,6 @@ def _last_settled(text: str) -> int:
             settled = end
         start = end
     return settled
-
-
-_MARKER_RUN = re.compile(r"\*+|_+|`+|~+")
 
 
 def _line_offset(text: str, line: int) -> int:
